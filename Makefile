@@ -1,0 +1,36 @@
+# Quick start:  make demo   (install, then the whole offline pipeline)
+#               make test   (install, then the test suite)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# The stamp makes a second `make install` a no-op until pyproject.toml changes.
+STAMP := $(VENV)/.lamm-installed
+TORCH_VERSION := 2.13.0
+CORES ?= all
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: a bare `torch` requirement would pull the CUDA build (gigabytes).
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: install
+	PATH="$(BIN):$$PATH" snakemake --cores $(CORES) --workflow-profile config/profiles/local
+
+# pytest exits 5 when it collected no tests: a suite that ran nothing must not pass.
+test: install
+	PATH="$(BIN):$$PATH" python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+lint: install
+	PATH="$(BIN):$$PATH" snakemake --lint
+
+clean:
+	rm -rf results .snakemake

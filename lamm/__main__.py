@@ -1,0 +1,3 @@
+from lamm.cli import main
+
+raise SystemExit(main())

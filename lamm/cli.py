@@ -1,0 +1,68 @@
+"""The `lamm` command: argument parsing only; every subcommand calls into the library.
+
+Global options come before the subcommand:
+    lamm [-v|-q] [--tag KEY=VALUE ...] SUBCOMMAND ...
+`--tag` adds tags to every MLflow run the command opens (the Snakemake rules pass the rule
+name and wildcards this way, so the library never needs to know about Snakemake).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from lamm import __version__
+from lamm.log import setup_logging
+from lamm.tracking import TAGS_ENV, tracking_uri
+
+# Each module adds one subcommand group with `add_parser(subparsers)`; its parsers set
+# `func`, called with the parsed arguments and returning the exit status.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lamm",
+        description="LaMM: semi-supervised pre-training and fine-tuning of neural network potentials.",
+        epilog="Every subcommand has --help. Runs are tracked in MLflow "
+        "(MLFLOW_TRACKING_URI, default sqlite:///results/mlflow.db).",
+    )
+    parser.add_argument("--version", action="version", version=f"lamm {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: also libraries)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument(
+        "--tag", action="append", type=_tag, default=[], metavar="KEY=VALUE",
+        help="add a tag to every MLflow run this command opens (repeatable)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from importlib import import_module
+
+    for name in COMMAND_MODULES:
+        import_module(name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(-1 if args.quiet else args.verbose)
+    if args.tag:
+        inherited = json.loads(os.environ.get(TAGS_ENV) or "{}")
+        os.environ[TAGS_ENV] = json.dumps({**inherited, **dict(args.tag)})
+    # Child processes (DDP ranks, submitit workers) may start elsewhere: pin the store's path.
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri()
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args.func(args) or 0)

@@ -1,0 +1,54 @@
+"""One logging setup and one progress-bar helper for the whole package.
+
+Progress bars are shown on a terminal, throttled to one line every 30 s when stderr is a file
+(Snakemake logs), and switched off under CI (`CI` set) or with `LAMM_PROGRESS=0`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+_NOISY_LIBRARIES = ("mlflow", "alembic", "urllib3", "matplotlib", "numba", "PIL", "h5py", "git")
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """Configure the root logger once: -1 quiet (warnings), 0 info, 1+ debug.
+
+    Third-party libraries that log chattily at INFO (MLflow's schema migrations, numba's
+    compiler) are held at WARNING unless verbosity is 2 or more.
+    """
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    logging.basicConfig(level=level, format=_FORMAT, datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    for name in _NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+
+
+def progress_enabled() -> bool:
+    """Whether progress bars should be drawn in this process."""
+    if os.environ.get("LAMM_PROGRESS", "").lower() in ("0", "false", "no", "off"):
+        return False
+    return os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+
+
+def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
+    """Wrap an iterable in a progress bar (see the module docstring for when it shows)."""
+    interactive = sys.stderr.isatty()
+    yield from tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        unit=unit,
+        disable=not progress_enabled(),
+        mininterval=0.5 if interactive else 30.0,
+        dynamic_ncols=interactive,
+        file=sys.stderr,
+    )
