@@ -1,0 +1,20 @@
+# LaMM workflow: data -> labels/noise -> load-balanced pre-training -> checkpoint-wise
+# fine-tuning -> benchmarks -> UMAP -> report. Every rule calls the `lamm` CLI.
+#
+#   snakemake --cores all                                    # the offline demo (config/config.yaml)
+#   snakemake --configfile config/paper.yaml --workflow-profile config/profiles/slurm
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,27 @@
+# Shared by every rule file: config validation, paths, and the tags each job hands to MLflow.
+from pathlib import Path
+
+from lamm.config import ConfigError, validate_config
+
+
+try:
+    # Replaces the config with the validated one, schema defaults filled in.
+    config.update(
+        validate_config(
+            config, workflow.source_path("../schemas/config.schema.yaml"), name="workflow config"
+        )
+    )
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+RESULTS = Path(config["results"])
+LOGS = RESULTS / "logs"
+
+# Every rule calls `lamm {LAMM_TAGS} <subcommand>`: the MLflow run of the job then carries the
+# rule name and wildcards without the library knowing about Snakemake.
+LAMM_TAGS = "--tag snakemake_rule={rule} --tag 'snakemake_wildcards={wildcards}'"
+
+
+def final_outputs():
+    """Everything `rule all` asks for; each stage's rule file adds its outputs as it lands."""
+    return []
