@@ -14,7 +14,10 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 
 
+# Stage rule files are included here, in DAG order; each appends to ALL_OUTPUTS.
+
+
 rule all:
     input:
-        final_outputs(),
+        ALL_OUTPUTS,
     default_target: True
