@@ -1,0 +1,42 @@
+"""Temperature sampling sizes against LaMM Table 2."""
+
+import numpy as np
+import pytest
+
+from lamm.data.sampling import temperature_sizes
+
+# LaMM Table 2: samples and samples with temperature sampling (T = 2), in millions.
+TABLE2 = {
+    "oc20_s2ef": (134, 134),
+    "oc22_s2ef": (8.2, 33),
+    "odac23_s2ef": (29, 63),
+    "transition1x": (9.5, 36),
+    "qm7x": (4.2, 24),
+    "qmugs": (2.0, 16),
+    "pubchem3d": (94, 112),
+    "oc20_is2re": (0.460, 7.9),
+    "oc22_is2re": (0.046, 2.5),
+    "odac23_is2re": (0.132, 4.2),
+}
+
+
+def test_table2_with_temperature_sampling_within_5_percent():
+    samples = np.array([round(n * 1e6) for n, _ in TABLE2.values()])
+    virtual = temperature_sizes(samples, temperature=2.0)
+    expected = np.array([ts * 1e6 for _, ts in TABLE2.values()])
+    relative = np.abs(virtual - expected) / expected
+    assert relative.max() < 0.05, dict(zip(TABLE2, relative.round(3)))
+    # the total of the table: 432M
+    assert abs(virtual.sum() / 432e6 - 1) < 0.05
+
+
+def test_hand_computed_and_limits():
+    assert temperature_sizes([100, 25, 4], temperature=2.0).tolist() == [100, 50, 20]
+    assert temperature_sizes([100, 25, 4], temperature=1.0).tolist() == [100, 25, 4]
+    assert temperature_sizes([100, 25, 0], temperature=1e9).tolist() == [100, 100, 0]
+
+
+@pytest.mark.parametrize("sizes, temperature", [([], 2.0), ([-1, 3], 2.0), ([1, 2], 0.0)])
+def test_bad_input(sizes, temperature):
+    with pytest.raises(ValueError):
+        temperature_sizes(sizes, temperature)
