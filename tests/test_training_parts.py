@@ -1,0 +1,99 @@
+"""Checkpoint files, EMA, learning-rate schedule and the submitit launcher."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lamm.launch import DistributedJob, LaunchSettings, launch
+from lamm.training.checkpoint import epoch_label, load_checkpoint, save_checkpoint
+from lamm.training.ema import ExponentialMovingAverage
+from lamm.training.schedule import warmup_cosine
+from tests.helpers.distributed_targets import sum_of_ranks
+
+
+def test_schedule_hand_computed():
+    kwargs = dict(total_steps=110, warmup_steps=10, min_lr_ratio=0.1)
+    assert warmup_cosine(0, **kwargs) == pytest.approx(0.1)
+    assert warmup_cosine(9, **kwargs) == pytest.approx(1.0)
+    assert warmup_cosine(10, **kwargs) == pytest.approx(1.0)
+    assert warmup_cosine(60, **kwargs) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: cos(pi/2) = 0
+    assert warmup_cosine(110, **kwargs) == pytest.approx(0.1)
+    assert warmup_cosine(500, **kwargs) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        warmup_cosine(0, total_steps=0, warmup_steps=0, min_lr_ratio=0.1)
+
+
+def test_ema_follows_the_formula_and_restores_weights():
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = ExponentialMovingAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # ramp: min(0.5, 2/11) = 2/11
+    expected = 0.0 * (2 / 11) + 1.0 * (9 / 11)
+    assert ema.shadow["weight"][0, 0].item() == pytest.approx(expected)
+    ema.update(model)  # min(0.5, 3/12) = 0.25
+    expected = expected * 0.25 + 1.0 * 0.75
+    assert ema.shadow["weight"][0, 0].item() == pytest.approx(expected)
+    with ema.applied_to(model):
+        assert model.weight[0, 0].item() == pytest.approx(expected)
+    assert model.weight[0, 0].item() == 1.0
+    clone = ExponentialMovingAverage(model, decay=0.9)
+    clone.load_state_dict(ema.state_dict())
+    assert clone.updates == 2 and clone.decay == 0.5
+    assert torch.equal(clone.shadow["weight"], ema.shadow["weight"])
+    with pytest.raises(ValueError):
+        ExponentialMovingAverage(model, decay=1.0)
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    state = {"model_config": {"encoder": "painn"}, "heads": ["a", "b"], "model": {"w": torch.arange(3.0)}, "training": {"step": 7}}
+    path = save_checkpoint(tmp_path / "ckpt" / "last.pt", state)
+    loaded = load_checkpoint(path)
+    assert loaded["heads"] == ["a", "b"] and loaded["training"]["step"] == 7
+    assert torch.equal(loaded["model"]["w"], torch.arange(3.0))
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a lamm checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.pt is not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_refuses_pickled_objects(tmp_path):
+    path = save_checkpoint(tmp_path / "bad.pt", {"model_config": {}, "heads": [], "model": nn.Linear(1, 1)})
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_epoch_labels():
+    assert [epoch_label(e) for e in (0, 0.1, 2.0, 0.25, 1e-7)] == ["0", "0.1", "2", "0.25", "0"]
+
+
+def test_launch_settings_validation():
+    with pytest.raises(ValueError, match="executor"):
+        LaunchSettings(executor="kubernetes")
+    with pytest.raises(ValueError, match="one node"):
+        LaunchSettings(executor="local", nodes=2)
+    assert LaunchSettings(executor="slurm", nodes=16, ranks_per_node=4).world_size == 64
+
+
+def test_requeued_job_resumes():
+    job = DistributedJob(sum_of_ranks, {"offset": 1.0}, master_port=12345)
+    delayed = job.checkpoint()
+    assert delayed.function.kwargs == {"offset": 1.0, "resume": True}
+    assert delayed.function.master_port == 12345
+
+
+def test_local_launch_runs_two_gloo_ranks(tmp_path):
+    result = launch(sum_of_ranks, {"offset": 10.0}, LaunchSettings(executor="local", ranks_per_node=2), folder=tmp_path, poll_s=0.2)
+    assert result["rank"] == 0 and result["world_size"] == 2
+    assert result["total"] == 21.0  # (10 + 0) + (10 + 1)
+    assert result["rows"] == [[0.0, 0.0], [1.0, 2.0]]
+    assert not result["resume"]
