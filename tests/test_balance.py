@@ -128,3 +128,28 @@ def test_memory_cap_reports_what_never_fits_and_places_the_rest():
 def test_bad_input(natoms, world_size, message):
     with pytest.raises(ValueError, match=message):
         plan_lamm(natoms, world_size, 1, 1, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    world_size=st.integers(1, 8),
+    batch_per_rank=st.integers(1, 4),
+    cap=st.integers(50, 600),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_capped_epoch_places_every_fitting_sample_once_within_the_cap(data, world_size, batch_per_rank, cap, seed):
+    n = data.draw(st.integers(world_size + 2, 200), label="samples")
+    natoms = np.array(data.draw(st.lists(st.integers(1, 300), min_size=n, max_size=n), label="natoms"))
+    if (natoms <= cap).sum() < world_size:
+        return
+    plan = plan_lamm(natoms, world_size, batch_per_rank, 3, seed, max_atoms_per_rank=cap)
+    skipped = np.concatenate([np.zeros(0, dtype=np.int64), *plan.skipped.values()])
+    assert np.array_equal(np.sort(np.concatenate([plan.sample, skipped])), np.arange(n))
+    assert np.array_equal(plan.skipped.get("exceeds_max_atoms_per_rank", np.zeros(0)), np.flatnonzero(natoms > cap))
+    assert plan.loads(natoms).max() <= cap
+    assert (plan.loads(np.ones(n)) >= 1).all()
+    # a sample that fits alone is lost only when fewer than W are left and no rank anywhere
+    # holds two samples that could make room (then only repeats could fill a step)
+    assert set(plan.skipped) <= {"exceeds_max_atoms_per_rank", "no_room_under_max_atoms_per_rank"}
+    assert len(plan.skipped.get("no_room_under_max_atoms_per_rank", [])) < world_size

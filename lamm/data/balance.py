@@ -2,8 +2,9 @@
 
 All planners are pure functions of (work per sample, world size W, per-rank batch B', seed):
 every rank computes the same plan without communicating, and a restarted run recomputes it.
-An epoch plan uses every sample exactly once (no padding, nothing dropped except samples that
-can never fit under a memory cap, which are reported in `EpochPlan.skipped`), every step gives
+An epoch plan uses every sample exactly once (no padding, nothing dropped; under a memory cap,
+samples larger than the cap, and in rare cases fewer than W samples at the end of the epoch
+when no rank anywhere has room, are reported in `EpochPlan.skipped`), every step gives
 every rank at least one sample, and all but the last step hold exactly W * B' samples; when
 fewer than W samples are left over at the end, they join the last step (some ranks then get
 B' + 1 samples) instead of being dropped or padded with repeats as `DistributedSampler` does.
@@ -303,8 +304,37 @@ class _PlanBuilder:
             step = np.concatenate([step[~last], np.full(len(extra_sample), self.num_steps - 1)])
             rank = np.concatenate([rank[~last], extra_rank])
             if len(unplaced):
+                # Under a cap the last step may be full: move the smallest samples of ranks that
+                # hold more than one into a final step beside the unplaced ones (one per rank).
+                sample, step, rank, unplaced = self._final_step(sample, step, rank, unplaced, natoms, work, cap)
+            if len(unplaced):
                 skipped = {**skipped, "no_room_under_max_atoms_per_rank": np.sort(unplaced)}
         return _build(sample, step, rank, self.num_steps, w, np.asarray(self.blocks, dtype=np.int64), skipped)
+
+
+    def _final_step(self, sample, step, rank, unplaced, natoms, work, cap):
+        w = self.world_size
+        need = w - len(unplaced)
+        slot = step * w + rank
+        remaining = np.bincount(slot, minlength=self.num_steps * w)  # samples per (step, rank)
+        borrowed = []
+        for entry in np.argsort(natoms[sample], kind="stable"):  # smallest first
+            if len(borrowed) == need:
+                break
+            if remaining[slot[entry]] > 1:
+                remaining[slot[entry]] -= 1
+                borrowed.append(entry)
+        if len(borrowed) < need:  # every rank holds one sample per step (B' = 1): nothing to move
+            return sample, step, rank, unplaced
+        keep = np.ones(len(sample), dtype=bool)
+        keep[borrowed] = False
+        final = np.concatenate([unplaced, sample[borrowed]])  # W samples, each within the cap alone
+        final_sample, _, final_rank, left = _assign_batches([final], work, natoms, w, cap)
+        self.blocks.append(self.blocks[-1])
+        self.num_steps += 1
+        step_of_final = np.full(len(final_sample), self.num_steps - 1)
+        return (np.concatenate([sample[keep], final_sample]), np.concatenate([step[keep], step_of_final]),
+                np.concatenate([rank[keep], final_rank]), left)
 
 
 def _build(sample, step, rank, num_steps, world_size, block, skipped) -> EpochPlan:
