@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lamm.data.lpt import assign_lpt
+
 Seed = int | Sequence[int]
 
 
@@ -136,7 +138,7 @@ def plan_lamm(
             blocks.append(group_id)
         pool.extend(interleaved[usable:])
     builder = _PlanBuilder(w)
-    builder.add(*_assign_batches(batches, work, natoms, w, max_atoms_per_rank), blocks=blocks)
+    builder.add(*assign_lpt(batches, work, natoms, w, max_atoms_per_rank), blocks=blocks)
     leftovers = np.concatenate([*pool, builder.deferred])
     pool_block = -(-num_splits // b)  # after the last group
     return builder.finish(leftovers, work, natoms, b, max_atoms_per_rank, skipped, pool_block, sort_pool=True)
@@ -231,40 +233,6 @@ def _step_cuts(count: int, per_step: int, world_size: int) -> np.ndarray:
     return np.asarray(cuts, dtype=np.int64)
 
 
-def _assign_batches(batches, work, natoms, world_size, cap):
-    """LPT inside every batch at once: largest sample first, to the least loaded rank with room.
-
-    Returns (sample, batch, rank) of the placed samples and the samples deferred by the cap.
-    Vectorized over batches: one pass per position in the sorted batches, not per sample.
-    """
-    empty = np.zeros(0, dtype=np.int64)
-    if not batches:
-        return empty, empty, empty, empty
-    lengths = np.array([len(b) for b in batches])
-    index = np.full((len(batches), lengths.max()), -1, dtype=np.int64)  # [K, P]
-    index[np.arange(lengths.max()) < lengths[:, None]] = np.concatenate(batches)
-    valid = index >= 0
-    keys = np.where(valid, work[index], -np.inf)  # [K, P]
-    order = np.argsort(-keys, axis=1, kind="stable")
-    index, valid = np.take_along_axis(index, order, 1), np.take_along_axis(valid, order, 1)
-    costs = np.where(valid, work[index], 0.0)  # [K, P]
-    atoms = np.where(valid, natoms[index], 0)  # [K, P]
-    rows = np.arange(len(batches))
-    loads = np.zeros((len(batches), world_size), dtype=np.float64)  # [K, W]
-    filled = np.zeros((len(batches), world_size), dtype=np.int64)  # [K, W] atoms per rank
-    rank = np.full(index.shape, -1, dtype=np.int64)
-    for p in range(index.shape[1]):
-        candidates = loads if cap is None else np.where(filled + atoms[:, p : p + 1] <= cap, loads, np.inf)
-        best = candidates.argmin(axis=1)  # [K]
-        ok = valid[:, p] & np.isfinite(candidates[rows, best])
-        rank[ok, p] = best[ok]
-        loads[rows[ok], best[ok]] += costs[ok, p]
-        filled[rows[ok], best[ok]] += atoms[ok, p]
-    placed = rank >= 0
-    batch_of = np.broadcast_to(rows[:, None], index.shape)
-    return index[placed], batch_of[placed], rank[placed], index[valid & ~placed]
-
-
 class _PlanBuilder:
     """Collects assigned batches as steps, then balances the leftover pool and the tail."""
 
@@ -291,7 +259,7 @@ class _PlanBuilder:
                 leftovers = leftovers[np.argsort(-work[leftovers], kind="stable")]
             cuts = _step_cuts(len(leftovers), w * batch_per_rank, w)
             batches = [leftovers[cuts[i] : cuts[i + 1]] for i in range(len(cuts) - 1)]
-            self.add(*_assign_batches(batches, work, natoms, w, cap), blocks=[pool_block] * len(batches))
+            self.add(*assign_lpt(batches, work, natoms, w, cap), blocks=[pool_block] * len(batches))
             leftovers = self.deferred
         sample, step, rank = (np.concatenate(x) for x in zip(*self.parts))
         if len(leftovers):
@@ -299,7 +267,7 @@ class _PlanBuilder:
             # a step of their own, so the last step is rebalanced with them.
             last = step == self.num_steps - 1
             merged = np.concatenate([sample[last], leftovers])
-            extra_sample, _, extra_rank, unplaced = _assign_batches([merged], work, natoms, w, cap)
+            extra_sample, _, extra_rank, unplaced = assign_lpt([merged], work, natoms, w, cap)
             sample = np.concatenate([sample[~last], extra_sample])
             step = np.concatenate([step[~last], np.full(len(extra_sample), self.num_steps - 1)])
             rank = np.concatenate([rank[~last], extra_rank])
@@ -329,7 +297,7 @@ class _PlanBuilder:
         keep = np.ones(len(sample), dtype=bool)
         keep[borrowed] = False
         final = np.concatenate([unplaced, sample[borrowed]])  # W samples, each within the cap alone
-        final_sample, _, final_rank, left = _assign_batches([final], work, natoms, w, cap)
+        final_sample, _, final_rank, left = assign_lpt([final], work, natoms, w, cap)
         self.blocks.append(self.blocks[-1])
         self.num_steps += 1
         step_of_final = np.full(len(final_sample), self.num_steps - 1)
