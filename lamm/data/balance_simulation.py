@@ -27,6 +27,7 @@ import numpy as np
 from lamm.data.cost import CostModel, edge_counts
 from lamm.data.sampler import STRATEGIES, DistributedBatchSampler
 from lamm.data.store import StructureStore
+from lamm.log import progress
 
 # subset: (samples in Table 2, mean atoms in Table 2, log-normal sigma, min atoms, max atoms)
 # Ranges: OC20/OC22 slabs with adsorbates (~10-225 atoms), ODAC23 MOFs capped at 300 atoms,
@@ -145,41 +146,45 @@ def simulate(
     work = None if workload.work is None else np.concatenate(workload.work)
     sizes = [len(n) for n in workload.natoms]
     rows = []
-    for world_size in world_sizes:
-        for batch_per_rank in batches_per_rank:
-            group = []
-            for strategy in ("random", *[s for s in strategies if s != "random"]):
-                cap = max_atoms_per_rank if strategy == "lamm" else None
-                sampler = DistributedBatchSampler(
-                    natoms, sizes, world_size=world_size, batch_per_rank=batch_per_rank, strategy=strategy,
-                    temperature=temperature, num_splits=num_splits, seed=seed, work=work, max_atoms_per_rank=cap,
-                )
-                mean_load = max_load = steps = samples = skipped = 0.0
-                peak_atoms, max_atoms_sum = 0, 0.0
-                for epoch in range(epochs):
-                    plan, epoch_samples = sampler.plan(epoch)
-                    loads = plan.loads(natoms[epoch_samples] if work is None else work[epoch_samples])  # [steps, W]
-                    atoms = plan.loads(natoms[epoch_samples])  # [steps, W]
-                    mean_load += loads.mean(axis=1).sum()
-                    max_load += (loads.max(axis=1) + step_overhead).sum()
-                    steps += len(plan)
-                    samples += len(plan.sample)
-                    skipped += sum(len(v) for v in plan.skipped.values())
-                    peak_atoms = max(peak_atoms, int(atoms.max()))
-                    max_atoms_sum += atoms.max(axis=1).sum()
-                group.append({
-                    "strategy": strategy, "world_size": world_size, "batch_per_rank": batch_per_rank,
-                    "num_splits": num_splits, "temperature": temperature, "epochs": epochs, "samples": int(samples),
-                    "steps": int(steps), "efficiency": float(mean_load / (max_load - step_overhead * steps)),
-                    "predicted_time": float(max_load), "peak_atoms_per_rank": peak_atoms,
-                    "mean_max_atoms_per_rank": float(max_atoms_sum / steps), "max_atoms_per_rank": cap,
-                    "skipped": int(skipped),
-                })
-            baseline = group[0]["predicted_time"]
-            for row in group:
-                row["speedup_vs_random"] = baseline / row["predicted_time"]
-            rows.extend(r for r in group if r["strategy"] in strategies)
+    configurations = [(w, b) for w in world_sizes for b in batches_per_rank]
+    for world_size, batch_per_rank in progress(configurations, desc="balance simulation", unit="config"):
+        group = []
+        for strategy in ("random", *[s for s in strategies if s != "random"]):
+            cap = max_atoms_per_rank if strategy == "lamm" else None
+            sampler = DistributedBatchSampler(
+                natoms, sizes, world_size=world_size, batch_per_rank=batch_per_rank, strategy=strategy,
+                temperature=temperature, num_splits=num_splits, seed=seed, work=work, max_atoms_per_rank=cap,
+            )
+            row = {"strategy": strategy, "world_size": world_size, "batch_per_rank": batch_per_rank,
+                   "num_splits": num_splits, "temperature": temperature, "epochs": epochs, "max_atoms_per_rank": cap}
+            group.append({**row, **_measure(sampler, natoms, work, epochs, step_overhead)})
+        baseline = group[0]["predicted_time"]
+        for row in group:
+            row["speedup_vs_random"] = baseline / row["predicted_time"]
+        rows.extend(r for r in group if r["strategy"] in strategies)
     return rows
+
+
+def _measure(sampler: DistributedBatchSampler, natoms: np.ndarray, work: np.ndarray | None, epochs: int, step_overhead: float) -> dict:
+    mean_load = max_load = steps = samples = skipped = 0.0
+    peak_atoms, max_atoms_sum = 0, 0.0
+    for epoch in range(epochs):
+        plan, epoch_samples = sampler.plan(epoch)
+        loads = plan.loads(natoms[epoch_samples] if work is None else work[epoch_samples])  # [steps, W]
+        atoms = plan.loads(natoms[epoch_samples])  # [steps, W]
+        mean_load += loads.mean(axis=1).sum()
+        max_load += loads.max(axis=1).sum()
+        steps += len(plan)
+        samples += len(plan.sample)
+        skipped += sum(len(v) for v in plan.skipped.values())
+        peak_atoms = max(peak_atoms, int(atoms.max()))
+        max_atoms_sum += atoms.max(axis=1).sum()
+    return {
+        "samples": int(samples), "steps": int(steps), "skipped": int(skipped),
+        "efficiency": float(mean_load / max_load),
+        "predicted_time": float(max_load + step_overhead * steps),
+        "peak_atoms_per_rank": peak_atoms, "mean_max_atoms_per_rank": float(max_atoms_sum / steps),
+    }
 
 
 def summarize(rows: list[dict]) -> dict:
