@@ -40,3 +40,32 @@ def test_hand_computed_and_limits():
 def test_bad_input(sizes, temperature):
     with pytest.raises(ValueError):
         temperature_sizes(sizes, temperature)
+
+
+def test_epoch_draw_sizes_repeats_and_largest_once():
+    from lamm.data.sampling import temperature_epoch
+
+    sizes = [1000, 90, 7, 0]
+    draws = temperature_epoch(sizes, 2.0, seed=0, epoch=0)
+    virtual = temperature_sizes(sizes, 2.0)
+    assert [len(d) for d in draws] == virtual.tolist()  # [1000, 300, 84, 0]
+    assert np.array_equal(np.sort(draws[0]), np.arange(1000))  # the largest subset exactly once
+    for draw, n, v in zip(draws[1:3], sizes[1:3], virtual[1:3]):
+        counts = np.bincount(draw, minlength=n)
+        assert set(np.unique(counts)) <= {v // n, v // n + 1}  # whole repeats plus a remainder
+        assert counts.sum() == v
+    assert temperature_epoch(sizes, None, 0, 0)[1].tolist() != list(range(90))  # shuffled
+    assert sorted(temperature_epoch(sizes, None, 0, 0)[1].tolist()) == list(range(90))
+
+
+def test_epoch_draw_is_unbiased_and_reshuffled_per_epoch():
+    from lamm.data.sampling import temperature_epoch
+
+    sizes = [400, 30]  # v = 400 * sqrt(30 / 400) = 110: 3 copies + 20 of 30 drawn each epoch
+    epochs = [temperature_epoch(sizes, 2.0, seed=1, epoch=e)[1] for e in range(600)]
+    mean_count = np.mean([np.bincount(d, minlength=30) for d in epochs], axis=0)
+    # expected count v/n = 3.667 for every sample; standard error of the mean ~0.02
+    assert np.abs(mean_count - 110 / 30).max() < 0.1
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert np.array_equal(temperature_epoch(sizes, 2.0, 1, 5)[1], epochs[5])  # pure function
+    assert not np.array_equal(temperature_epoch(sizes, 2.0, 2, 5)[1], epochs[5])

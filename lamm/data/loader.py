@@ -1,0 +1,94 @@
+"""The training DataLoader: workers build graphs ahead of the model; steps are counted for resume.
+
+Workers (processes) decode records, add noise, build vesin neighbor lists and collate
+`Batch`es while the model trains; `prefetch_factor` batches per worker wait in a queue. The
+batch sampler runs in the main process and only hands out small `SampleKey`s. Each worker uses
+one torch thread (the graph building is numpy and small tensors; more threads only contend with
+the training process for cores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from torch_geometric.data import Batch
+
+from lamm.data.dataset import MultiStoreDataset
+from lamm.data.graph import collate
+from lamm.data.sampler import DistributedBatchSampler
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+class EpochLoader:
+    """Iterates `Batch`es of one epoch; `state_dict()` counts the steps delivered to the caller.
+
+    A DataLoader asks its batch sampler for keys ahead of time, so the sampler cannot know how
+    many steps were trained; this wrapper does, and its state resumes at the next untrained
+    step (`set_epoch`, `len`, `state_dict`, `load_state_dict` as on the sampler).
+    """
+
+    def __init__(
+        self,
+        dataset: MultiStoreDataset,
+        sampler: DistributedBatchSampler,
+        *,
+        num_workers: int = 2,
+        prefetch_factor: int = 4,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+    ) -> None:
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be non-negative, got {num_workers}")
+        if len(sampler.natoms) != len(dataset):
+            raise ValueError(f"the sampler covers {len(sampler.natoms)} samples, the dataset has {len(dataset)}")
+        self.dataset, self.sampler = dataset, sampler
+        self.loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=num_workers,
+            prefetch_factor=prefetch_factor if num_workers else None,
+            persistent_workers=persistent_workers and num_workers > 0,
+            pin_memory=pin_memory,
+            worker_init_fn=_one_thread if num_workers else None,
+        )
+        self._steps_done = 0
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.sampler.epoch:
+            self._steps_done = 0
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        self._steps_done = self.sampler.start_step
+        for batch in self.loader:
+            self._steps_done += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.sampler.state_dict(steps_done=self._steps_done)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
+        self._steps_done = self.sampler.start_step
+
+
+def build_loader(
+    dataset: MultiStoreDataset,
+    sampler: DistributedBatchSampler,
+    *,
+    num_workers: int = 2,
+    prefetch_factor: int = 4,
+    pin_memory: bool = False,
+) -> EpochLoader:
+    """The training loader of one rank (see `EpochLoader`)."""
+    return EpochLoader(dataset, sampler, num_workers=num_workers, prefetch_factor=prefetch_factor, pin_memory=pin_memory)
