@@ -59,12 +59,13 @@ def reading(path: Path, what: str = "") -> Iterator[None]:
 
 
 def input_files(path: str | Path, suffixes: Sequence[str]) -> list[Path]:
-    """`path` itself if it is a file, else the files in it (not recursive) ending with a suffix, sorted."""
+    """`path` itself if it is not a directory, else the files in it (not recursive) ending with a
+    suffix, sorted. (A named pipe counts as a file: a conversion can read from a stream.)"""
     path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
+    if not path.exists():
         raise FileNotFoundError(f"input {path} does not exist")
+    if not path.is_dir():
+        return [path]
     files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(tuple(suffixes)))
     if not files:
         raise FileNotFoundError(f"no {' or '.join(suffixes)} files in {path}")
