@@ -106,7 +106,11 @@ def _run_convert(args: argparse.Namespace) -> int:
     from lamm.tracking import RunTracker
 
     _terminate_as_exit()
-    source = load_source(args.source)
+    try:
+        source = load_source(args.source)
+    except ValueError as err:
+        print(f"lamm data convert: error: {err}", file=sys.stderr)
+        return 1
     max_atoms = args.max_atoms if hasattr(args, "max_atoms") else source.max_atoms
     min_distance = DEFAULT_MIN_DISTANCE if args.min_distance is None else args.min_distance
     inputs = [*args.inputs, *args.val_input, *args.test_input]

@@ -32,7 +32,9 @@ def read_transition1x(
 ) -> Iterator[SourceItem]:
     """Every frame of every reaction path under `/<split_group>/` (default `data`: all reactions)."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise FileNotFoundError(f"input {path} is a directory; expected the Transition1x .h5 file")
+    if not path.exists():
         raise FileNotFoundError(f"input {path} does not exist")
     with reading(path), h5py.File(path, "r") as handle:
         if split_group not in handle:
