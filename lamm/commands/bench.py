@@ -10,6 +10,7 @@ import argparse
 from importlib import import_module
 
 BENCHMARK_MODULES: tuple[str, ...] = (
+    "lamm.commands.bench_data",
     "lamm.commands.bench_balance",
     "lamm.commands.bench_batching",
 )
