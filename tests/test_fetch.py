@@ -206,6 +206,14 @@ def test_fetch_command_through_a_mirror(server, tmp_path, monkeypatch, capsys):
     assert [(f["name"], f["status"]) for f in manifest["files"]] == [("1000.xz", "unpacked"), ("DupMols.dat", "downloaded")]
     assert (dest / "1000.hdf5").read_bytes() == hdf5
     assert json.loads((dest / "fetch-manifest.json").read_text()) == manifest
+    from mlflow.tracking import MlflowClient
+
+    from lamm.tracking import tracking_uri
+
+    client = MlflowClient(tracking_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("lamm").experiment_id])
+    assert run.info.run_name == "fetch-qm7x" and run.info.status == "FINISHED"
+    assert run.data.metrics == {"files_unpacked": 1.0, "files_downloaded": 1.0}
     requests = len(server.requests)
     assert main(argv) == 0  # everything present: nothing is downloaded again
     assert len(server.requests) == requests

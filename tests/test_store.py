@@ -201,3 +201,11 @@ def test_two_views_of_one_file_and_a_rewritten_file(tmp_path):
     third = StructureStore(path)
     assert len(third) == 2
     assert third.get_record(0).energy == slab_record(1).energy
+
+
+def test_unlabeled_store_refuses_energies(tmp_path):
+    store = write_store(tmp_path / "p.lmdb", [unlabeled_molecule()], energy_kind="none")
+    assert store.energy_kind == "none"
+    with StructureStoreWriter(tmp_path / "q.lmdb", subset="u", source="t", energy_kind="none") as writer:
+        with pytest.raises(ValueError, match="energy_kind is 'none'"):
+            writer.add(energy_only_record())

@@ -92,14 +92,27 @@ def test_fingerprint_follows_content_and_names(tmp_path):
     assert fingerprint([folder]) != first
 
 
-def test_fingerprint_of_a_large_file_reads_its_ends(tmp_path):
+def test_fingerprint_of_a_large_file_reads_its_size_and_ends(tmp_path):
     big = tmp_path / "big.bin"
     big.write_bytes(b"\0" * 3 * 2**20)
-    first = fingerprint([big], full_hash_limit=2**20)
+    first = fingerprint([big], full_hash_limit=2**20, edge_bytes=1024)
     with open(big, "r+b") as handle:
         handle.seek(3 * 2**20 - 1)
         handle.write(b"\1")
-    assert fingerprint([big], full_hash_limit=2**20) != first
+    changed_tail = fingerprint([big], full_hash_limit=2**20, edge_bytes=1024)
+    assert changed_tail != first
+    with open(big, "ab") as handle:
+        handle.write(b"\0")
+    assert fingerprint([big], full_hash_limit=2**20, edge_bytes=1024) != changed_tail
+    # the middle of a large file is not read (that is the point of the limit)
+    with open(big, "r+b") as handle:
+        handle.seek(2**20)
+        handle.write(b"\7")
+    before = fingerprint([big], full_hash_limit=2**20, edge_bytes=1024)
+    with open(big, "r+b") as handle:
+        handle.seek(2**20)
+        handle.write(b"\8")
+    assert fingerprint([big], full_hash_limit=2**20, edge_bytes=1024) == before
 
 
 WRITER = textwrap.dedent(

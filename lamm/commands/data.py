@@ -56,12 +56,21 @@ def _run_fetch(args: argparse.Namespace) -> int:
     from lamm.data.fetch import FetchError, fetch_source
     from lamm.data.sources import load_source
 
+    from lamm.tracking import RunTracker
+
     _terminate_as_exit()
+    params = {"source": args.source, "dest": str(args.dest), "files": args.files, "mirror": args.mirror,
+              "unpack": not args.no_unpack, "remove_archives": args.remove_archives}
     try:
-        manifest = fetch_source(
-            load_source(args.source), args.dest, names=args.files, mirror=args.mirror, unpack_files=not args.no_unpack,
-            remove_archives=args.remove_archives, retries=args.retries,
-        )
+        source = load_source(args.source)
+        with RunTracker("data", f"fetch-{args.source}", params=params) as tracker:
+            manifest = fetch_source(
+                source, args.dest, names=args.files, mirror=args.mirror, unpack_files=not args.no_unpack,
+                remove_archives=args.remove_archives, retries=args.retries,
+            )
+            statuses = [entry["status"] for entry in manifest["files"]]
+            tracker.log_metrics({f"files_{status}": statuses.count(status) for status in sorted(set(statuses))})
+            tracker.log_artifact(Path(args.dest) / "fetch-manifest.json")
     except (FetchError, ValueError) as err:
         print(f"lamm data fetch: error: {err}", file=sys.stderr)
         return 1

@@ -36,7 +36,7 @@ _MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 Task = Literal["s2ef", "is2re", "denoising"]
 Label = Literal["energy", "forces"]
-EnergyKind = Literal["total", "adsorption"]
+EnergyKind = Literal["total", "adsorption", "none"]
 SplitName = Literal["train", "val", "test"]
 Unpack = Literal["none", "tar", "tar.gz", "xz", "zip"]
 SplitPolicyName = Literal["official", "random"]

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 FORMAT_NAME = "lamm-structure-store"
 FORMAT_VERSION = 1
 SPLITS = {"train": 0, "val": 1, "test": 2}
-ENERGY_KINDS = ("total", "adsorption")
+ENERGY_KINDS = ("total", "adsorption", "none")  # "none": the source has no energies (PubChem3D)
 _MAP_SIZE = 2**40  # address space only; the file grows with its content
 _RECORDS, _META = b"records", b"meta"
 
@@ -204,6 +204,8 @@ class StructureStoreWriter:
     def add(self, record: StructureRecord, split: str = "train") -> int:
         """Append one record; returns its index."""
         record.validate()
+        if record.energy is not None and self._info["energy_kind"] == "none":
+            raise ValueError(f"record {record.source_id!r} has an energy but the store's energy_kind is 'none'")
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
         index = len(self._natoms)
