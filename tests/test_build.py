@@ -78,7 +78,7 @@ def test_defaults_are_lamm_s_and_resolution_is_explicit():
     config = resolve_model_config({"encoder": "painn"})
     assert config == {
         "encoder": "painn", "cutoff": 6.0, "max_neighbors": None, "force_mode": "direct",
-        "painn": {"hidden_channels": 512, "num_layers": 6, "num_rbf": 128, "envelope_exponent": 5, "max_atomic_number": 118},
+        "painn": {"hidden_channels": 512, "num_layers": 6, "num_rbf": 128, "envelope_exponent": 5, "max_atomic_number": 118, "recompute_messages": True},
         "equiformer_v2": {}, "heads": {"hidden_channels": None},
     }
 
@@ -95,6 +95,7 @@ def test_defaults_are_lamm_s_and_resolution_is_explicit():
         ({"encoder": "painn", "max_neighbors": 0}, "max_neighbors"),
         ({"encoder": "painn", "painn": {"num_layers": 2.5}}, "num_layers"),
         ({"encoder": "painn", "painn": {"hidden_channels": True}}, "hidden_channels"),
+        ({"encoder": "painn", "painn": {"recompute_messages": "yes"}}, "recompute_messages"),
         ({"encoder": "equiformer_v2"}, "equiformer_v2.*not available"),
     ],
 )

@@ -12,6 +12,7 @@ The mapping (the `model:` section of a training config; every key optional excep
       num_rbf: 128                # Gaussians on [0, cutoff]
       envelope_exponent: 5        # polynomial envelope
       max_atomic_number: 118
+      recompute_messages: true    # 2x less training memory for ~10-20% more time (CPU)
     equiformer_v2: {...}          # used when encoder: equiformer_v2
     heads:
       hidden_channels: null       # hidden width of energy and force heads; null = scalar_dim // 2
@@ -39,7 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "cutoff": 6.0,
     "max_neighbors": None,
     "force_mode": "direct",
-    "painn": {"hidden_channels": 512, "num_layers": 6, "num_rbf": 128, "envelope_exponent": 5, "max_atomic_number": MAX_ATOMIC_NUMBER},
+    "painn": {"hidden_channels": 512, "num_layers": 6, "num_rbf": 128, "envelope_exponent": 5, "max_atomic_number": MAX_ATOMIC_NUMBER,
+              "recompute_messages": True},
     "equiformer_v2": {},
     "heads": {"hidden_channels": None},
 }
@@ -85,6 +87,8 @@ def resolve_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"model config: force_mode must be one of {FORCE_MODES}, got {config['force_mode']!r}")
     for key in ("hidden_channels", "num_layers", "num_rbf", "envelope_exponent", "max_atomic_number"):
         _positive_int(config["painn"][key], f"model config: painn.{key}")
+    if not isinstance(config["painn"]["recompute_messages"], bool):
+        raise ValueError(f"model config: painn.recompute_messages must be true or false, got {config['painn']['recompute_messages']!r}")
     _positive_int(config["heads"]["hidden_channels"], "model config: heads.hidden_channels", allow_none=True)
     return config
 
@@ -99,6 +103,7 @@ def build_encoder(config: Mapping[str, Any]) -> nn.Module:
             hidden_channels=painn["hidden_channels"],
             num_layers=painn["num_layers"],
             max_atomic_number=painn["max_atomic_number"],
+            recompute_messages=painn["recompute_messages"],
         )
     if config["encoder"] == "equiformer_v2":
         raise ValueError(

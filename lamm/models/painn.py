@@ -28,6 +28,7 @@ from torch import nn
 
 from lamm import keys as K
 from lamm.models.blocks import ScaledSiLU, vector_norm
+from lamm.models.painn_message import painn_message
 from lamm.models.radial import GaussianBasis, PolynomialEnvelope
 
 MAX_ATOMIC_NUMBER = 118
@@ -42,9 +43,9 @@ def _init_linear(layer: nn.Linear) -> None:
 class PaiNNMessage(nn.Module):
     """Continuous-filter message from neighbors j to center i (PaiNN eqs. 7-8)."""
 
-    def __init__(self, hidden_channels: int, num_rbf: int) -> None:
+    def __init__(self, hidden_channels: int, num_rbf: int, recompute: bool = True) -> None:
         super().__init__()
-        self.hidden_channels = hidden_channels
+        self.recompute = recompute
         self.layer_norm = nn.LayerNorm(hidden_channels)
         self.scalar_net = nn.Sequential(
             nn.Linear(hidden_channels, hidden_channels), ScaledSiLU(), nn.Linear(hidden_channels, 3 * hidden_channels)
@@ -67,18 +68,9 @@ class PaiNNMessage(nn.Module):
         edge_index: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (ds [N, F], dv [N, 3, F]); `vectors` None means all zero (first layer)."""
-        source, target = edge_index[0], edge_index[1]
-        n, f = scalars.shape[0], self.hidden_channels
-        per_atom = self.scalar_net(self.layer_norm(scalars)) * self.channel_scale  # [N, 3F]
-        # index_select, not per_atom[source]: its backward is index_add_, while advanced indexing
-        # backpropagates through index_put_(accumulate=True), several times slower on CPU.
-        per_edge = per_atom.index_select(0, source) * self.filter_net(rbf)  # [M, 3F]
-        ds_edge, gate_v, gate_r = torch.split(per_edge, f, dim=-1)  # 3 x [M, F]
-        dv_edge = gate_r.unsqueeze(1) * unit_vectors.to(gate_r.dtype).unsqueeze(2)  # [M, 3, F]
-        if vectors is not None:
-            dv_edge = dv_edge + vectors.index_select(0, source) * gate_v.unsqueeze(1)  # [M, 3, F]
-        ds = torch.zeros(n, f, dtype=ds_edge.dtype, device=scalars.device).index_add_(0, target, ds_edge)
-        dv = torch.zeros(n, 3, f, dtype=dv_edge.dtype, device=scalars.device).index_add_(0, target, dv_edge)
+        per_atom = self.scalar_net(self.layer_norm(scalars))  # [N, 3F]
+        per_atom = per_atom * self.channel_scale.to(per_atom.dtype)
+        ds, dv = painn_message(per_atom, self.filter_net(rbf), vectors, unit_vectors, edge_index, self.recompute)
         return ds, dv * self.inv_sqrt_f  # 1/sqrt(F) after the sum: N x 3F products instead of M x 3F
 
 
@@ -112,6 +104,8 @@ class PaiNN(nn.Module):
     """Encoder: (atomic_numbers [N], edge_index [2, M], edge_vectors [M, 3]) -> features.
 
     Returns {NODE_FEATURES: s [N, F] invariant, NODE_VECTORS: v [N, 3, F] equivariant}.
+    `recompute_messages` trades time for memory (see `lamm.models.painn_message`); the
+    results are the same either way.
     """
 
     def __init__(
@@ -121,6 +115,7 @@ class PaiNN(nn.Module):
         hidden_channels: int = 512,
         num_layers: int = 6,
         max_atomic_number: int = MAX_ATOMIC_NUMBER,
+        recompute_messages: bool = True,
     ) -> None:
         super().__init__()
         if hidden_channels < 1 or num_layers < 1:
@@ -136,7 +131,7 @@ class PaiNN(nn.Module):
         self.vector_dim = hidden_channels
         self.embedding = nn.Embedding(max_atomic_number + 1, hidden_channels)  # row = Z; row 0 unused
         nn.init.uniform_(self.embedding.weight, -math.sqrt(3.0), math.sqrt(3.0))  # unit variance
-        self.messages = nn.ModuleList(PaiNNMessage(hidden_channels, radial_basis.num_rbf) for _ in range(num_layers))
+        self.messages = nn.ModuleList(PaiNNMessage(hidden_channels, radial_basis.num_rbf, recompute_messages) for _ in range(num_layers))
         self.updates = nn.ModuleList(PaiNNUpdate(hidden_channels) for _ in range(num_layers))
         self.register_buffer("layer_scales", torch.ones(num_layers, dtype=torch.float32))
         self.inv_sqrt_2 = 1.0 / math.sqrt(2.0)
