@@ -38,3 +38,16 @@ def test_bench_model_on_a_store(tmp_path, capsys):
     assert peer["status"].startswith("failed") and "schnetpack" in peer["status"]
     assert summary["table"] == str(out) and summary["atoms"] == 17 and summary["cases"][0]["status"] == "ok"
     assert summary["lamm_over_schnetpack_throughput"] == {}
+
+
+def test_rounds_keep_the_fastest_and_the_largest_memory():
+    from lamm.models.benchmark import combine_rounds
+
+    rounds = [
+        {"status": "ok", "step_s_median": 2.0, "atoms_per_s": 50.0, "peak_memory_gb": 1.5},
+        {"status": "ok", "step_s_median": 1.0, "atoms_per_s": 100.0, "peak_memory_gb": 1.2},
+    ]
+    best = combine_rounds(rounds)
+    assert best["atoms_per_s"] == 100.0 and best["peak_memory_gb"] == 1.5 and json.loads(best["round_step_s"]) == [2.0, 1.0]
+    failed = combine_rounds(rounds + [{"status": "failed: killed by signal 9 (out of memory?)"}])
+    assert failed["status"].startswith("failed: killed")

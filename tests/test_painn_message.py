@@ -43,3 +43,23 @@ def test_gradcheck_and_gradgradcheck(first_layer):
     args = (per_atom, filters, unit) + (() if vectors is None else (vectors,))
     assert torch.autograd.gradcheck(function, args)
     assert torch.autograd.gradgradcheck(function, args)  # gradient forces train through this
+
+
+def test_potential_trains_identically_with_and_without_recompute():
+    # gradient forces + a force loss: the weights' gradients go through the double backward
+    from lamm import keys as K
+    from lamm.models.build import build_potential
+    from model_support import TINY_CONFIG, batch_of, rocksalt
+
+    grads = []
+    for recompute in (True, False):
+        config = {**TINY_CONFIG, "force_mode": "gradient", "painn": {**TINY_CONFIG["painn"], "recompute_messages": recompute}}
+        potential = build_potential(config, ["a"], seed=4).double().train()
+        out = potential(batch_of(rocksalt()))
+        weights = torch.linspace(-1, 1, out[K.PRED_FORCES].numel(), dtype=torch.float64).view_as(out[K.PRED_FORCES])
+        ((out[K.PRED_FORCES] * weights).sum() + out[K.PRED_ENERGY].sum()).backward()
+        grads.append({name: p.grad for name, p in potential.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
+    assert grads[0]["encoder.messages.0.filter_net.weight"].abs().sum() > 0

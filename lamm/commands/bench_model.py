@@ -44,7 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, help="torch threads in every worker (default: torch's default)")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per case and round (median reported)")
+    parser.add_argument("--rounds", type=int, default=1, help="run all cases this many times in turn, keep each case's fastest round")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--schnetpack-python", help="python of a venv with schnetpack: adds its PaiNN at the same size")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
@@ -56,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from lamm.models import benchmark
     from lamm.tracking import RunTracker
 
-    if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
-        raise SystemExit("--batch-size and --repeats must be positive, --warmup not negative")
+    if min(args.batch_size, args.repeats, args.rounds) < 1 or args.warmup < 0:
+        raise SystemExit("--batch-size, --repeats and --rounds must be positive, --warmup not negative")
     if args.model_config is not None:
         loaded = load_yaml(args.model_config)
         config = loaded.get("model", loaded) if isinstance(loaded, dict) else loaded
@@ -72,11 +73,12 @@ def run(args: argparse.Namespace) -> int:
         records, source = benchmark.cu111_co_records(args.batch_size, seed=args.seed), "cu111_co"
     cases = benchmark.plan_cases(args.modes, args.phases, dtypes, with_schnetpack=bool(args.schnetpack_python))
     params = {"model": name, "device": device, "source": source, "batch_size": args.batch_size, "threads": args.threads,
-              "warmup": args.warmup, "repeats": args.repeats, "schnetpack": bool(args.schnetpack_python)}
+              "warmup": args.warmup, "repeats": args.repeats, "rounds": args.rounds, "schnetpack": bool(args.schnetpack_python)}
     with RunTracker("bench", "model_throughput", params=params) as tracker:
         rows = benchmark.run_model_benchmark(
             config, records, cases, device=device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
             seed=args.seed, schnetpack_python=args.schnetpack_python, timeout=args.timeout, source=source,
+            rounds=args.rounds,
         )
         for row in rows:
             key = f"{row['impl']}.{row['force_mode']}.{row['phase']}.{row['dtype']}"
