@@ -13,6 +13,7 @@ BENCHMARK_MODULES: tuple[str, ...] = (
     "lamm.commands.bench_data",
     "lamm.commands.bench_balance",
     "lamm.commands.bench_batching",
+    "lamm.commands.bench_model",
 )
 
 

@@ -1,0 +1,103 @@
+"""The checkpoint format every stream reads and writes (CONTRACT.md, "Models stream").
+
+A torch file holding only tensors and plain Python values (loadable with weights_only=True):
+
+    {"format": "lamm-checkpoint", "version": 1,
+     "model_config": {...},          # the mapping `build_potential` takes (resolved)
+     "heads": [names],               # one per output channel, in channel order
+     "model": state_dict,            # of the Potential, normalizer statistics included
+     "ema": state_dict,              # optional: the EMA weights, used for evaluation
+     ...}                            # writers may add keys (optimizer, step, ...); readers ignore them
+
+Modules are rebuilt from `model_config` and `heads`, never unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lamm.models.build import build_potential, resolve_model_config
+from lamm.models.potential import Potential
+
+CHECKPOINT_FORMAT = "lamm-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def checkpoint_dict(
+    potential: Potential,
+    model_config: Mapping[str, Any],
+    ema_state: Mapping[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """The required keys of a checkpoint for `potential`, built from `model_config`."""
+    checkpoint: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_config": resolve_model_config(model_config),
+        "heads": list(potential.heads),
+        "model": potential.state_dict(),
+    }
+    if ema_state is not None:
+        checkpoint["ema"] = dict(ema_state)
+    return checkpoint
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> None:
+    """Write atomically: a temporary name in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        torch.save(dict(checkpoint), partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _plain_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    # torch.optim.swa_utils.AveragedModel keeps the model under "module." plus a counter.
+    if "n_averaged" in state and all(key == "n_averaged" or key.startswith("module.") for key in state):
+        return {key[len("module."):]: value for key, value in state.items() if key != "n_averaged"}
+    return dict(state)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check a checkpoint (weights_only=True); errors name the file and the problem."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # unpickling refused or a corrupt file
+        raise ValueError(f"{path}: not a readable lamm checkpoint ({err})") from err
+    if not isinstance(checkpoint, Mapping) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a lamm checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {checkpoint.get('version')!r}, this lamm reads {CHECKPOINT_VERSION}")
+    missing = [key for key in ("model_config", "heads", "model") if key not in checkpoint]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return dict(checkpoint)
+
+
+def potential_from_checkpoint(
+    checkpoint: Mapping[str, Any], use_ema: bool = True, source: str = "checkpoint"
+) -> Potential:
+    """Rebuild the potential and load its weights (the EMA weights when present and `use_ema`)."""
+    heads: Sequence[str] = checkpoint["heads"]
+    potential = build_potential(checkpoint["model_config"], heads)
+    state = checkpoint["ema"] if use_ema and checkpoint.get("ema") is not None else checkpoint["model"]
+    try:
+        potential.load_state_dict(_plain_state(state), strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{source}: weights do not match its model_config: {err}") from err
+    return potential
+
+
+def load_potential(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> Potential:
+    """`load_checkpoint` + `potential_from_checkpoint`, on `device`, in eval mode."""
+    potential = potential_from_checkpoint(load_checkpoint(path, device), use_ema=use_ema, source=str(path))
+    return potential.to(device).eval()
