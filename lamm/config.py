@@ -54,11 +54,14 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> None:
+    """Fill `default`s; a missing section (an object with properties) is created and filled."""
     if not isinstance(instance, dict):
         return
     for key, sub in schema.get("properties", {}).items():
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
+        elif key not in instance and sub.get("type") == "object" and "properties" in sub:
+            instance[key] = {}
         if key in instance:
             _fill_defaults(instance[key], sub)
 

@@ -36,6 +36,8 @@ def test_defaults_are_filled_without_touching_the_input():
     assert validated["data"]["scale"] == "small"
     assert validated["data"]["downstream"] == "hme21"
     assert "scale" not in config["data"]
+    # a section left out entirely is created with its defaults
+    assert validated["pretrain"]["launcher"]["executor"] == "local"
 
 
 def test_unknown_key_is_named_with_a_suggestion():

@@ -155,3 +155,30 @@ def test_seeded_subsample_and_bad_input(tmp_path):
         fit_element_references(counts, np.array([1.0, np.nan, 2.0]))
     with pytest.raises(ValueError, match="no energies"):
         fit_element_references(np.zeros((0, 119)), np.zeros(0))
+
+
+def test_non_finite_labels_are_left_out_and_counted(tmp_path):
+    import dataclasses
+
+    from lamm.data.referencing import compute_statistics
+    from lamm.data.store import StructureStoreWriter
+    from tests.store_factory import emt_record, rattled_molecule
+
+    records = [emt_record(rattled_molecule(name, i)) for i, name in enumerate(["H2O", "CH4", "NH3", "C2H6", "CH3OH"])]
+    clean = tmp_path / "clean.lmdb"
+    poisoned = tmp_path / "poisoned.lmdb"
+    for path, bad in ((clean, None), (poisoned, 2)):
+        with StructureStoreWriter(path, subset="m", source="t", extra_info={"task": "s2ef"}) as writer:
+            for i, record in enumerate(records):
+                writer.add(record)
+            if bad is not None:
+                nan_forces = records[bad].forces.copy()
+                nan_forces[0, 0] = np.nan
+                writer.add(dataclasses.replace(records[bad], energy=float("inf"), forces=nan_forces))
+    from lamm.data.store import StructureStore
+
+    reference = compute_statistics(StructureStore(clean), fit_references=True)
+    stats = compute_statistics(StructureStore(poisoned), fit_references=True)
+    assert stats["provenance"]["non_finite_labels_skipped"] == {"energy": 1, "forces": 1}
+    for key in ("energy_mean", "energy_std", "force_rms"):
+        assert stats[key] == pytest.approx(reference[key])

@@ -130,15 +130,23 @@ def compute_statistics(
         train = np.sort(np.random.default_rng(seed).choice(train, size=max_samples, replace=False))
     provenance["samples_used"] = len(train)
     counts, energies, squares, components = [], [], 0.0, 0
+    non_finite = {"energy": 0, "forces": 0}  # labels left out of the fit, counted (converted stores have none)
     for index in progress(train.tolist(), desc=f"statistics {store.subset}", unit="sample"):
         record = store.get_record(index)
-        if record.energy is not None:
+        if record.energy is not None and not np.isfinite(record.energy):
+            non_finite["energy"] += 1
+        elif record.energy is not None:
             counts.append(np.bincount(np.asarray(record.atomic_numbers, dtype=np.int64), minlength=NUM_ELEMENTS))
             energies.append(record.energy)
-        if record.forces is not None:
+        if record.forces is not None and not np.isfinite(record.forces).all():
+            non_finite["forces"] += 1
+        elif record.forces is not None:
             squares += float(np.square(record.forces).sum())
             components += record.forces.size
     provenance["samples_with_energy"] = len(energies)
+    if any(non_finite.values()):
+        provenance["non_finite_labels_skipped"] = non_finite
+        log.warning("%s: non-finite labels left out of the statistics: %s", store.path, non_finite)
     provenance["force_components"] = components
     force_rms = float(np.sqrt(squares / components)) if components else 1.0
     if components and not force_rms > 0:

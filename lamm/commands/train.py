@@ -1,0 +1,81 @@
+"""`lamm pretrain`: parse, then launch `lamm.training.pretrain.run_pretraining` on every rank."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lamm.launch import LaunchSettings, launch
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the ranks run; the defaults start --world-size CPU processes here."""
+    group = parser.add_argument_group("launch (submitit)")
+    group.add_argument("--launcher", choices=["local", "slurm", "none"], default="local",
+                       help="local: processes on this machine; slurm: a submitit SLURM job; none: this process (one rank)")
+    group.add_argument("--world-size", type=int, default=None, help="ranks on this machine (local), default 2")
+    group.add_argument("--nodes", type=int, default=1, help="SLURM nodes")
+    group.add_argument("--ranks-per-node", type=int, default=None, help="SLURM tasks per node (one per GPU)")
+    group.add_argument("--gpus-per-node", type=int, default=0)
+    group.add_argument("--cpus-per-rank", type=int, default=1)
+    group.add_argument("--partition", default=None)
+    group.add_argument("--account", default=None)
+    group.add_argument("--qos", default=None)
+    group.add_argument("--time-min", type=int, default=1440, help="SLURM time limit; the job requeues itself at the limit")
+    group.add_argument("--mem-gb", type=int, default=64)
+
+
+def launch_settings(args: argparse.Namespace) -> LaunchSettings:
+    if args.launcher == "slurm":
+        ranks = args.ranks_per_node or max(1, args.gpus_per_node)
+    elif args.launcher == "none":
+        ranks = 1
+    else:
+        ranks = args.world_size or 2
+    return LaunchSettings(
+        executor=args.launcher, nodes=args.nodes if args.launcher == "slurm" else 1, ranks_per_node=ranks,
+        gpus_per_node=args.gpus_per_node, cpus_per_rank=args.cpus_per_rank, partition=args.partition,
+        account=args.account, qos=args.qos, time_min=args.time_min, mem_gb=args.mem_gb,
+    )
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from lamm.training.pretrain import load_trainer_config, run_pretraining
+
+    config = load_trainer_config(args.config)
+    if args.seed is not None:
+        config["seed"] = args.seed
+    data_dir = Path(args.data or config["data"]["dir"])
+    out_dir = Path(args.out or Path("results") / "pretrain" / config["name"])
+    last = out_dir / "checkpoints" / "last.pt"
+    if last.exists() and not args.resume:
+        raise SystemExit(f"{last} exists: pass --resume to continue that run, or choose another --out")
+    settings = launch_settings(args)
+    summary = launch(
+        run_pretraining,
+        {"config": config, "data_dir": data_dir, "out_dir": out_dir, "resume": args.resume, "max_steps": args.max_steps},
+        settings,
+        folder=out_dir / "submitit",
+        name=f"lamm-{config['name']}",
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="pre-train one model on all subsets (DDP, load-balanced, resumable)",
+        description="Pre-train a model on the stores <data>/<subset>.lmdb with the universal loss, "
+        "temperature sampling, denoising and the LaMM load balancer. Checkpoints land in "
+        "<out>/checkpoints/epoch_<e>.pt (the config's fractional epochs) and last.pt.",
+    )
+    parser.add_argument("--config", required=True, help="trainer config (e.g. config/pretrain/demo.yaml)")
+    parser.add_argument("--data", default=None, help="directory of <subset>.lmdb stores (default: the config's data.dir)")
+    parser.add_argument("--out", default=None, help="output directory (default results/pretrain/<name>)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if it exists")
+    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    add_launch_arguments(parser)
+    parser.set_defaults(func=_pretrain)

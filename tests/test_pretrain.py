@@ -1,0 +1,142 @@
+"""Pre-training: a 2-rank run learns and writes loadable checkpoints; exact resume; NaN steps."""
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.build import fcc111
+
+from lamm.calculator import LaMMCalculator
+from lamm.config import ConfigError, validate_config
+from lamm.data.store import StructureStore, StructureStoreWriter
+from lamm.launch import LaunchSettings, launch
+from lamm.training.checkpoint import load_checkpoint
+from lamm.training.pretrain import SCHEMA, run_pretraining
+from lamm.training.trainer import NonFiniteLossError
+from tests.helpers.training_data import SUBSETS, tiny_trainer_config, write_training_stores
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    return write_training_stores(tmp_path_factory.mktemp("stores"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(**overrides):
+    return validate_config(tiny_trainer_config(**overrides), SCHEMA)
+
+
+def read_validation(path):
+    with open(path, newline="") as handle:
+        return [row for row in csv.DictReader(handle)]
+
+
+def test_two_ranks_learn_and_write_loadable_checkpoints(stores, tmp_path):
+    out = tmp_path / "run"
+    settings = config(train={"epochs": 8.0, "checkpoint_epochs": [0, 0.5, 8.0], "val_every_steps": 20})
+    summary = launch(
+        run_pretraining, {"config": settings, "data_dir": stores, "out_dir": out},
+        LaunchSettings(executor="local", ranks_per_node=2), folder=tmp_path / "submitit", poll_s=0.5,
+    )
+    assert summary["world_size"] == 2 and summary["nonfinite_steps"] == 0
+    assert summary["steps"] == summary["total_steps"] > 10
+    # validation loss falls (first validation is the initialized model, step 0)
+    losses = [(int(r["step"]), float(r["value"])) for r in read_validation(out / "validation.csv") if r["metric"] == "val/loss"]
+    assert losses[0][0] == 0 and losses[-1][0] == summary["steps"]
+    assert losses[-1][1] < 0.8 * losses[0][1], losses
+    # per-rank timings of every step, for both ranks
+    with open(out / "timings.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {int(r["rank"]) for r in rows} == {0, 1}
+    assert len(rows) == 2 * summary["steps"]
+    assert all(float(r["compute_s"]) > 0 and float(r["atoms"]) > 0 for r in rows)
+    # checkpoints at the requested fractional epochs, each enough to rebuild a calculator
+    names = sorted(p.name for p in (out / "checkpoints").glob("*.pt"))
+    assert names == ["epoch_0.5.pt", "epoch_0.pt", "epoch_8.pt", "last.pt"]
+    initial, final = load_checkpoint(out / "checkpoints" / "epoch_0.pt"), load_checkpoint(out / "checkpoints" / "epoch_8.pt")
+    assert initial["heads"] == SUBSETS and initial["training"]["step"] == 0
+    assert final["training"]["step"] == summary["steps"]
+    changed = [k for k in final["model"] if k.startswith("encoder") and not torch.equal(initial["model"][k], final["model"][k])]
+    assert len(changed) > 5  # the encoder's weights were trained
+    atoms = fcc111("Cu", size=(2, 2, 2), vacuum=5.0)
+    atoms.calc = LaMMCalculator(out / "checkpoints" / "epoch_8.pt", head="oc20_s2ef")
+    assert np.isfinite(atoms.get_potential_energy())
+    assert atoms.get_forces().shape == (8, 3)
+
+
+def final_state(out):
+    payload = load_checkpoint(out / "checkpoints" / "last.pt")
+    return payload["model"], payload["ema"], payload["training"]
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(stores, tmp_path):
+    settings = config()
+    uninterrupted = run_pretraining(settings, stores, tmp_path / "a")
+    stopped = run_pretraining(settings, stores, tmp_path / "b", max_steps=13)  # stops mid-epoch
+    assert stopped["steps"] == 13
+    resumed = run_pretraining(settings, stores, tmp_path / "b", resume=True)
+    assert resumed["steps"] == uninterrupted["steps"]
+    model_a, ema_a, training_a = final_state(tmp_path / "a")
+    model_b, ema_b, training_b = final_state(tmp_path / "b")
+    for name in model_a:
+        assert torch.equal(model_a[name], model_b[name]), name
+        assert torch.equal(ema_a[name], ema_b[name]), name
+    assert training_a["samples_seen"] == training_b["samples_seen"]
+    # the CSV logs of the resumed run continue without duplicated steps
+    steps = [int(r["step"]) for r in read_validation(tmp_path / "b" / "validation.csv") if r["metric"] == "val/loss"]
+    assert steps == sorted(set(steps)) and steps[-1] == resumed["steps"]
+
+
+def add_nan_energy(stores, tmp_path):
+    """A copy of the stores in which one training structure of qmugs has a NaN energy."""
+    directory = tmp_path / "nan-stores"
+    directory.mkdir()
+    for subset in SUBSETS:
+        (directory / f"{subset}.lmdb").write_bytes((stores / f"{subset}.lmdb").read_bytes())
+    source = StructureStore(stores / "qmugs.lmdb")
+    with StructureStoreWriter(directory / "qmugs.lmdb", subset="qmugs", source="qmugs", extra_info={"task": "s2ef"}) as writer:
+        for index, record in enumerate(source):
+            if index == 0:
+                record = dataclasses.replace(record, energy=float("nan"))
+            writer.add(record, "val" if source.split[index] == 1 else "train")
+    return directory
+
+
+def test_nan_batch_is_skipped_and_counted(stores, tmp_path):
+    nan_stores = add_nan_energy(stores, tmp_path)
+    # statistics must come from finite labels only; the poisoned structure is still trained on
+    settings = config(data={"statistics_samples": 100}, train={"epochs": 1.0, "checkpoint_epochs": [1.0]})
+    summary = run_pretraining(settings, nan_stores, tmp_path / "run")
+    assert summary["nonfinite_steps"] >= 1  # the structure is drawn at least once per epoch
+    assert summary["steps"] == summary["total_steps"]
+    weights = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.dtype.is_floating_point)
+    strict = config(train={"epochs": 1.0, "checkpoint_epochs": [1.0], "max_nonfinite_steps": 0})
+    with pytest.raises(NonFiniteLossError, match="non-finite"):
+        run_pretraining(strict, nan_stores, tmp_path / "strict")
+
+
+def test_trainer_config_errors_name_the_key():
+    bad = tiny_trainer_config(sampler={"stratgy": "lamm"})
+    with pytest.raises(ConfigError, match=r"unknown key sampler.stratgy \(did you mean sampler.strategy\?\)"):
+        validate_config(bad, SCHEMA)
+
+
+def test_cli_refuses_to_overwrite_a_run_without_resume(stores, tmp_path, capsys):
+    from lamm.cli import main
+
+    path = tmp_path / "demo.yaml"
+    path.write_text(json.dumps(tiny_trainer_config()))
+    (tmp_path / "out" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "out" / "checkpoints" / "last.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="pass --resume"):
+        main(["pretrain", "--config", str(path), "--data", str(stores), "--out", str(tmp_path / "out"), "--launcher", "none"])
