@@ -22,8 +22,8 @@ _PERIOD_STARTS = (1, 3, 11, 19, 37, 55, 87, 119)
 
 
 def periodic_table_position(z: int) -> tuple[int, int]:
-    """(row, column) of element `z` in the 18-column table; lanthanides and actinides in rows
-    8 and 9 (0-based rows 0-6 are the periods), as usually drawn."""
+    """0-based (row, column) of element `z` in the 18-column table: rows 0-6 are the periods,
+    lanthanides and actinides go to rows 7 and 8 under groups 3-17, as usually drawn."""
     if not 1 <= z <= 118:
         raise ValueError(f"atomic number {z} outside 1..118")
     period = next(p for p in range(7) if _PERIOD_STARTS[p] <= z < _PERIOD_STARTS[p + 1])
@@ -38,7 +38,7 @@ def periodic_table_position(z: int) -> tuple[int, int]:
     if offset < 2:
         return period, offset
     if offset < 17:
-        return period + 2, offset + 1  # La..Lu / Ac..Lr under the table, columns 3..17
+        return period + 2, offset  # La..Lu / Ac..Lr in their own rows, under groups 3..17
     return period, offset - 14
 
 
