@@ -199,7 +199,7 @@ def test_sizes_keep_table2_order_compressed():
         assert counts == sorted(counts, reverse=True), scale  # Table 2's order, ties allowed
         assert sizes["oc20_s2ef"] == max(counts)
     small = target_sizes("small")
-    assert small["oc20_s2ef"] / small["oc22_is2re"] == pytest.approx(10.0)  # paper: ~2900x
+    assert 5 <= small["oc20_s2ef"] / small["oc22_is2re"] <= 20  # compressed: the paper's ratio is ~2900
     assert min(small.values()) >= 50
     oc20 = next(f for f in FAMILIES if f.name == "oc20")
     assert frames_per_system(oc20, "small") * small["oc20_is2re"] >= small["oc20_s2ef"]

@@ -92,7 +92,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
     params = {"stores": [str(p) for p in args.stores], "out": str(args.out),
               "temperature": args.temperature, "seed": args.seed}
-    with RunTracker("data", "data-stats", params=params, inputs=[]) as tracker:
+    with RunTracker("data", "data-stats", params=params, inputs=args.stores) as tracker:
         outputs, table = write_dataset_stats(args.stores, args.out, temperature=args.temperature, seed=args.seed)
         metrics = {}
         for row in table.to_dict("records"):

@@ -110,7 +110,7 @@ class Scale:
 
 SCALES = {
     "tiny": Scale(largest=10, smallest=3, downstream=4),  # seconds: tests
-    "small": Scale(largest=500, smallest=50, downstream=100),  # make demo: minutes on 2 cores
+    "small": Scale(largest=450, smallest=50, downstream=80),  # make demo: 1-2 minutes on 2 cores
     "medium": Scale(largest=6000, smallest=2000, downstream=2000),  # the mini reproduction: about an hour
 }
 

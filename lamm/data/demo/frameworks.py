@@ -57,7 +57,7 @@ METAL_METAL = 2.6  # Angstrom, paddlewheel M-M
 CARBOXYLATE_C = 2.575  # node centre to carboxylate carbon (M-O 1.95 A, O-C-O 120 deg)
 METAL_N = 2.05  # axial M-N
 MIN_GAP = 1.8  # Angstrom between a non-binding adsorbate atom and the framework
-FMAX, MAX_STEPS = 0.05, 300
+FMAX, MAX_STEPS = 0.05, 200  # an adsorbate drifting in a flat EMT landscape rarely settles later
 _GEOMETRY_SEED = 20230517  # one geometry per framework type
 
 
