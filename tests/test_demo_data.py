@@ -4,6 +4,9 @@ claim (recomputed with EMT and tblite, finite differences, adsorption-energy for
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -20,6 +23,7 @@ from lamm.data.demo.slabs import FMAX, MAX_STEPS
 from lamm.data.demo.systems import SystemResult
 from lamm.data.record import StructureRecord
 from lamm.data.store import StructureStore
+from tests.conftest import ROOT
 
 # Atom-count ranges each generator promises (Table 2 / Fig. 4 shapes).
 NATOMS_RANGE = {
@@ -83,10 +87,17 @@ def test_same_seed_same_bytes_for_any_worker_count_and_subset_selection(tiny, tm
     assert sorted(p.name for p in tmp_path.glob("*.lmdb")) == sorted(f"{s}.lmdb" for s in chosen)
 
 
-def test_another_seed_gives_other_structures(tiny, tmp_path):
+def test_rerun_keeps_finished_stores_and_rebuilds_other_settings(tiny, tmp_path):
     out, _ = tiny
-    generate_demo(tmp_path, scale="tiny", seed=1, workers=1, subsets=["qm7x"])
+    (tmp_path / "qm7x.lmdb").write_bytes((out / "qm7x.lmdb").read_bytes())  # as if a run stopped after qm7x
+    before = (tmp_path / "qm7x.lmdb").stat()
+    again = generate_demo(tmp_path, scale="tiny", seed=0, workers=1, subsets=["qm7x"])
+    assert again.subsets["qm7x"]["reused"] and (tmp_path / "qm7x.lmdb").stat().st_mtime_ns == before.st_mtime_ns
+    assert again.subsets["qm7x"]["samples"] == target_sizes("tiny")["qm7x"]
+    other = generate_demo(tmp_path, scale="tiny", seed=1, workers=1, subsets=["qm7x"])
+    assert not other.subsets["qm7x"]["reused"]
     first, second = StructureStore(out / "qm7x.lmdb"), StructureStore(tmp_path / "qm7x.lmdb")
+    assert second.info["demo"]["seed"] == 1
     assert first.get_record(0).source_id != second.get_record(0).source_id
 
 
@@ -110,31 +121,47 @@ def test_emt_labels_are_energy_and_minus_gradient(tiny):
     assert -(energies[0] - energies[1]) / (2 * step) == pytest.approx(record.forces[atom, axis], abs=1e-4)
 
 
+# Recomputes with tblite in a child process with one OpenMP thread: in this process tblite
+# would start one spinning thread per core, which is slow on a shared machine.
+_RECOMPUTE_XTB = """
+import json, sys
+import numpy as np
+from tblite.ase import TBLite  # an independent path into tblite (its ASE calculator)
+from lamm.data.demo.labelers import xtb_energy_forces
+from lamm.data.store import StructureStore
+out, result = sys.argv[1], {}
+for subset, method in (("transition1x", "GFN2-xTB"), ("qm7x", "GFN2-xTB"), ("hme21", "GFN1-xTB")):
+    atoms = StructureStore(f"{out}/{subset}.lmdb").get_atoms(0)
+    atoms.calc = TBLite(method=method, verbosity=0)
+    result[subset] = [atoms.get_potential_energy(), atoms.get_forces().tolist()]
+record = StructureStore(f"{out}/qm7x.lmdb").get_record(0)
+for sign in (1, -1):  # central difference of the energy along x of atom 0
+    moved = record.positions.copy()
+    moved[0, 0] += sign * 1e-4
+    result[f"qm7x{sign:+d}"] = xtb_energy_forces(record.atomic_numbers, moved, method="GFN2-xTB", forces=False)[0]
+record = StructureStore(f"{out}/qmugs.lmdb").get_record(0)
+result["qmugs"] = xtb_energy_forces(record.atomic_numbers, record.positions, method="GFN2-xTB", forces=False)[0]
+print(json.dumps(result))
+"""
+
+
 def test_xtb_labels_are_energy_and_minus_gradient(tiny):
-    from tblite.ase import TBLite  # an independent path into tblite (its ASE calculator)
-
     out, _ = tiny
-    for subset, method in (("transition1x", "GFN2-xTB"), ("qm7x", "GFN2-xTB"), ("hme21", "GFN1-xTB")):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-c", _RECOMPUTE_XTB, str(out)], capture_output=True, text=True,
+                           env=env, cwd=ROOT, timeout=300)
+    assert child.returncode == 0, child.stderr
+    recomputed = json.loads(child.stdout.strip().splitlines()[-1])
+    for subset in ("transition1x", "qm7x", "hme21"):
         record = StructureStore(out / f"{subset}.lmdb").get_record(0)
-        atoms = record.to_atoms()
-        atoms.calc = TBLite(method=method, verbosity=0)
-        assert atoms.get_potential_energy() == pytest.approx(record.energy, abs=1e-6), subset
-        np.testing.assert_allclose(atoms.get_forces(), record.forces, atol=1e-6, err_msg=subset)
-    record = StructureStore(out / "qm7x.lmdb").get_record(0)
-    atom, axis, step = 0, 0, 1e-4
-    plus, minus = record.positions.copy(), record.positions.copy()
-    plus[atom, axis] += step
-    minus[atom, axis] -= step
-    e_plus, _ = xtb_energy_forces(record.atomic_numbers, plus, method="GFN2-xTB", forces=False)
-    e_minus, _ = xtb_energy_forces(record.atomic_numbers, minus, method="GFN2-xTB", forces=False)
-    assert -(e_plus - e_minus) / (2 * step) == pytest.approx(record.forces[atom, axis], abs=2e-3)
-
-
-def test_qmugs_energy_is_the_gfn2_total_energy(tiny):
-    out, _ = tiny
-    record = StructureStore(out / "qmugs.lmdb").get_record(0)
-    energy, _ = xtb_energy_forces(record.atomic_numbers, record.positions, method="GFN2-xTB", forces=False)
-    assert energy == pytest.approx(record.energy, abs=1e-6)
+        energy, forces = recomputed[subset]
+        assert energy == pytest.approx(record.energy, abs=1e-6), subset
+        np.testing.assert_allclose(forces, record.forces, atol=1e-6, err_msg=subset)
+    qm7x = StructureStore(out / "qm7x.lmdb").get_record(0)
+    gradient = (recomputed["qm7x+1"] - recomputed["qm7x-1"]) / 2e-4
+    assert -gradient == pytest.approx(qm7x.forces[0, 0], abs=2e-3)
+    qmugs = StructureStore(out / "qmugs.lmdb").get_record(0)
+    assert recomputed["qmugs"] == pytest.approx(qmugs.energy, abs=1e-6) and qmugs.forces is None
 
 
 def frames_of(store: StructureStore, system: str) -> list[StructureRecord]:

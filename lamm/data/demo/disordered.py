@@ -4,9 +4,9 @@ HME21 (Takamoto et al. 2022) holds high-temperature snapshots of disordered mult
 systems. Two kinds here, 8-20 atoms each:
 - substitutional: a crystal prototype (fcc, bcc, CsCl, rock salt, zinc blende, fluorite) with
   every site given a random element of its sublattice, strained by up to 4% and rattled by
-  0.05-0.15 A (a thermal snapshot);
+  0.03-0.1 A (a thermal snapshot);
 - amorphous: atoms dropped at random into a cell at liquid-like packing (no two closer than
-  0.8x their covalent radii sum).
+  0.9x their covalent radii sum).
 Elements are the demo's pre-training metals (Al Ni Cu Pd Ag Pt Au, the EMT set) and non-metals
 (H C N O S Cl, from the molecules), so fine-tuning can build on pre-training, yet the structures
 and the labeling method (periodic GFN1-xTB, used by no pre-training subset) are new.
@@ -67,7 +67,7 @@ def substitutional(rng: np.random.Generator) -> tuple[Atoms, str]:
     atoms.set_cell(atoms.cell.array * mean_bond / shortest, scale_atoms=True)
     strain = np.eye(3) + np.triu(rng.uniform(-0.04, 0.04, size=(3, 3)))
     atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
-    atoms.positions += rng.normal(0.0, rng.uniform(0.05, 0.15), size=atoms.positions.shape)
+    atoms.positions += rng.normal(0.0, rng.uniform(0.03, 0.1), size=atoms.positions.shape)
     return atoms, prototype
 
 
@@ -87,7 +87,7 @@ def amorphous(rng: np.random.Generator) -> tuple[Atoms, str]:
     for i in range(n):
         for _ in range(500):
             trial = rng.random(3) * length
-            if all(np.linalg.norm((trial - p) - length * np.round((trial - p) / length)) >= 0.8 * (radii[i] + radii[j])
+            if all(np.linalg.norm((trial - p) - length * np.round((trial - p) / length)) >= 0.9 * (radii[i] + radii[j])
                    for j, p in enumerate(positions)):
                 positions.append(trial)
                 break

@@ -12,6 +12,9 @@ never straddle splits); the downstream set also every 10th into `test` (ordinal 
 
 Labeling failures are counted per subset and reason, logged, stored in each store's info
 (`failures`) and returned; none is dropped silently.
+
+Stores are written family by family as soon as complete, and a rerun keeps those already
+written with the same scale, seed and GENERATOR_VERSION, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -38,13 +41,14 @@ from lamm.data.demo.catalog import (
 from lamm.data.demo.labelers import DemoFailure
 from lamm.data.demo.systems import SystemRequest, SystemResult, system_rng
 from lamm.data.record import StructureRecord
-from lamm.data.store import StructureStoreWriter
+from lamm.data.store import SPLITS, StructureStore, StructureStoreWriter
 from lamm.log import progress
 
 log = logging.getLogger(__name__)
 
 VAL_EVERY = 10
 MAX_ROUNDS = 20
+GENERATOR_VERSION = 1  # bump when generators change: stores of other versions are rebuilt
 _SINGLE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -140,18 +144,40 @@ class DemoReport:
 
 def generate_demo(out_dir: str | os.PathLike, *, scale: str = "small", seed: int = 0,
                   subsets: list[str] | None = None, workers: int = 1) -> DemoReport:
-    """Write `out_dir/<subset>.lmdb` for the requested subsets (default: all eleven)."""
+    """Write `out_dir/<subset>.lmdb` for the requested subsets (default: all eleven).
+
+    Each family's stores are written as soon as the family is complete; a rerun keeps stores
+    already written with the same scale, seed and generator version (an interrupted run
+    resumes family by family). Workers are spawned, so a script calling this must do so under
+    `if __name__ == "__main__":` (the `lamm` command does)."""
     start = time.perf_counter()
+    out = Path(out_dir)
     targets = target_sizes(scale)
     requested = list(SUBSET_NAMES if subsets is None else subsets)
     for name in requested:
         subset_spec(name)  # raises ValueError naming an unknown subset
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    states = [
-        _FamilyState(family, {s: targets[s] for s in family.subsets if s in requested}, frames_per_system(family, scale))
-        for family in FAMILIES if any(s in requested for s in family.subsets)
-    ]
+    report: dict[str, dict[str, Any]] = {}
+    states = []
+    for family in FAMILIES:
+        wanted = {s: targets[s] for s in family.subsets if s in requested}
+        if not wanted:
+            continue
+        existing = {s: _reusable(out / f"{s}.lmdb", scale, seed, n) for s, n in wanted.items()}
+        if all(store is not None for store in existing.values()):
+            log.info("%s: keeping %s (same scale, seed and generator)", family.name, ", ".join(wanted))
+            report.update({s: {**_summary(store), "reused": True} for s, store in existing.items()})
+            continue
+        states.append(_FamilyState(family, wanted, frames_per_system(family, scale)))
+    if states:
+        report.update(_run(states, out, scale, seed, workers))
+    ordered = {s: report[s] for s in SUBSET_NAMES if s in report}
+    return DemoReport(scale, seed, workers, time.perf_counter() - start, ordered)
+
+
+def _run(states: list[_FamilyState], out: Path, scale: str, seed: int, workers: int) -> dict[str, dict[str, Any]]:
+    report: dict[str, dict[str, Any]] = {}
     # Labelers run single-threaded in each worker: threads would fight over the same cores
     # (and change floating-point summation order between machines).
     saved = {k: os.environ.get(k) for k in _SINGLE_THREAD}
@@ -174,22 +200,36 @@ def generate_demo(out_dir: str | os.PathLike, *, scale: str = "small", seed: int
                                                         total=len(tasks), unit="system")):
                     if isinstance(result, SystemFailure):
                         log.info("%s system %d failed: %s %s", task[0].name, task[1], result.reason, result.detail)
-                    by_family[task[0].name].consume(result)
+                    state = by_family[task[0].name]
+                    state.consume(result)
+                    if state.complete and not any(s in report for s in state.wanted):
+                        for subset in state.wanted:  # written now: an interruption later keeps them
+                            report[subset] = _write_store(out, subset, state, scale, seed)
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    unfinished = [f"{s}: {-st.deficit(s) + st.wanted[s]}/{st.wanted[s]} (failures {dict(st.failures.get(s, {}))})"
+    unfinished = [f"{s}: {st.wanted[s] - st.deficit(s)}/{st.wanted[s]} (failures {dict(st.failures.get(s, {}))})"
                   for st in states for s in st.wanted if st.deficit(s) > 0]
     if unfinished:
         raise RuntimeError(f"demo data incomplete after {MAX_ROUNDS} rounds: {'; '.join(unfinished)}")
-    report: dict[str, dict[str, Any]] = {}
-    for state in states:
-        for subset in state.wanted:
-            report[subset] = _write_store(Path(out_dir), subset, state, scale, seed)
-    return DemoReport(scale, seed, workers, time.perf_counter() - start, report)
+    return report
+
+
+def _reusable(path: Path, scale: str, seed: int, count: int) -> StructureStore | None:
+    """The store at `path` if a previous run wrote it with these settings, else None."""
+    if not path.is_file():
+        return None
+    try:
+        store = StructureStore(path)
+    except (OSError, ValueError):
+        return None
+    demo = store.info.get("demo", {})
+    same = (store.info.get("source") == "demo" and demo.get("version") == GENERATOR_VERSION
+            and demo.get("scale") == scale and demo.get("seed") == seed and len(store) == count)
+    return store if same else None
 
 
 def _write_store(out_dir: Path, subset: str, state: _FamilyState, scale: str, seed: int) -> dict[str, Any]:
@@ -202,8 +242,8 @@ def _write_store(out_dir: Path, subset: str, state: _FamilyState, scale: str, se
         "labels": list(spec.labels),
         "role": spec.role,
         "description": spec.description,
-        "demo": {"scale": scale, "seed": seed, "family": state.spec.name, "systems": state.consumed,
-                 "frames_per_system": state.frames if subset == state.spec.s2ef else 1},
+        "demo": {"version": GENERATOR_VERSION, "scale": scale, "seed": seed, "family": state.spec.name,
+                 "systems": state.consumed, "frames_per_system": state.frames if subset == state.spec.s2ef else 1},
         "failures": failures,
     }
     if subset in ADSORPTION_REFERENCE:
@@ -213,12 +253,18 @@ def _write_store(out_dir: Path, subset: str, state: _FamilyState, scale: str, se
                               extra_info=info) as writer:
         for record, split in state.records[subset]:
             writer.add(record, split)
-        store = writer.close()
-    splits = Counter(split for _, split in state.records[subset])
+        summary = _summary(writer.close())
+    log.info("%s: %d samples (%s), %d-%d atoms, failures %s", subset, summary["samples"], summary["splits"],
+             summary["natoms_min"], summary["natoms_max"], failures or "none")
+    return summary
+
+
+def _summary(store: StructureStore) -> dict[str, Any]:
+    """Samples, splits, atom counts and failures of a demo store, from its metadata."""
     natoms = store.natoms
-    log.info("%s: %d samples (%s), %d-%d atoms, failures %s", subset, len(store), dict(splits),
-             natoms.min(), natoms.max(), failures or "none")
-    return {"path": str(path), "samples": len(store), "splits": dict(sorted(splits.items())),
+    splits = {name: int((store.split == code).sum()) for name, code in SPLITS.items()}
+    failures = dict(store.info.get("failures", {}))
+    return {"path": str(store.path), "samples": len(store), "splits": {k: v for k, v in splits.items() if v},
             "natoms_min": int(natoms.min()), "natoms_max": int(natoms.max()),
             "natoms_mean": round(float(natoms.mean()), 2), "failures": failures,
-            "failed": sum(failures.values())}
+            "failed": sum(failures.values()), "reused": False}

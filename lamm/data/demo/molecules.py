@@ -2,7 +2,7 @@
 
 - QM7-X-like: molecules of at most 7 heavy atoms (H C N O S Cl), an MMFF94 minimum of a random
   ETKDG conformer, displaced off equilibrium (QM7-X displaces along normal modes; here every
-  atom moves by Gaussian noise of a random amplitude, 0.02-0.08 A); GFN2-xTB energy and forces.
+  atom moves by Gaussian noise of a random amplitude, 0.01-0.05 A); GFN2-xTB energy and forces.
 - QMugs-like: drug molecules (ChEMBL-like, ~50 atoms), an MMFF94 conformer (QMugs: GFN2-xTB
   conformers from CREST); GFN2-xTB energy only, as QMugs has no forces.
 - PubChem3D-like: real drugs and molecules built from real scaffolds and substituents, an ETKDG
@@ -71,7 +71,7 @@ def molecule_record(numbers: np.ndarray, positions: np.ndarray, source_id: str,
 def qm7x_system(request: SystemRequest, rng: np.random.Generator) -> SystemResult:
     smiles = pick(SMALL_CHNOSCL, rng, power=3.0)
     _, numbers, positions = conformer(smiles, rng, force_field="MMFF94")
-    amplitude = rng.uniform(0.02, 0.08)
+    amplitude = rng.uniform(0.01, 0.05)
     displacement = rng.normal(0.0, amplitude, size=positions.shape)
     positions = positions + displacement - displacement.mean(axis=0)
     energy, forces = xtb_energy_forces(numbers, positions, method="GFN2-xTB")

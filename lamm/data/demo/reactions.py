@@ -10,7 +10,7 @@ with at most 7 heavy atoms:
 - bond stretch: the two sides of a non-ring bond (X-H included) pulled apart by up to 1.5 A
   (dissociation);
 - torsion: one side of a non-ring single bond rotated about it (conformer interconversion).
-Every atom then gets 0.02 A of Gaussian noise. Geometries with atoms closer than 0.6 A, and
+Every atom then gets 0.02 A of Gaussian noise. Geometries with atoms closer than 0.75 A, and
 SCF failures, are counted as failures.
 """
 
@@ -24,7 +24,7 @@ from lamm.data.demo.smiles import SMALL_CHNO
 from lamm.data.demo.systems import SystemRequest, SystemResult
 
 BOND_TO_H = {6: 1.09, 7: 1.01, 8: 0.97}  # Angstrom, the product's new X-H bond
-MIN_DISTANCE = 0.6
+MIN_DISTANCE = 0.75  # Angstrom; closer pairs give forces far beyond Transition1x's
 
 
 def _side(neighbours: list[list[int]], start: int, blocked: int) -> np.ndarray:

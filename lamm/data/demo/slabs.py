@@ -130,7 +130,7 @@ def add_adsorbate(slab: Atoms, adsorbate: Atoms, rng: np.random.Generator, *, si
     from the atoms `avoid` (the O overlayer placed so far).
 
     The binding atom sits at the sum of covalent radii from the nearest site atom; the molecule
-    is then lifted in 0.1 A steps until no atom is closer than 0.9x the covalent radii sum.
+    is then lifted in 0.1 A steps until no atom is closer than the covalent radii sum.
     """
     avoid = np.zeros(0, dtype=int) if avoid is None else avoid
     for _ in range(20):
@@ -159,7 +159,7 @@ def add_adsorbate(slab: Atoms, adsorbate: Atoms, rng: np.random.Generator, *, si
         placed.rotate(float(rng.uniform(0, 360)), "z", center=(0, 0, 0))
         placed.rotate(float(rng.normal(0, 10)), "x", center=(0, 0, 0))
         placed.translate([site[0], site[1], site_positions[:, 2].max() + height])
-        while _clearance(slab, placed.numbers, placed.positions) < 0.9:
+        while _clearance(slab, placed.numbers, placed.positions) < 1.0:
             placed.translate([0.0, 0.0, 0.1])
         placed.set_tags(np.full(len(placed), tag))
         slab.extend(placed)
