@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 DEMO_SCALES = ("tiny", "small", "medium")
@@ -34,7 +35,7 @@ def add_demo_parser(commands: argparse._SubParsersAction) -> None:
         "conformers, one store per subset: DIR/<subset>.lmdb. The last stdout line is a JSON summary "
         "(samples, atom counts and labeling failures per subset).",
     )
-    parser.add_argument("--out", required=True, type=Path, help="directory for the <subset>.lmdb stores")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory for the <subset>.lmdb stores")
     parser.add_argument("--scale", choices=DEMO_SCALES, default="small",
                         help="tiny: seconds (tests); small: the default demo (minutes); medium: thousands per subset")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed, same bytes)")
@@ -80,7 +81,7 @@ def add_stats_parser(commands: argparse._SubParsersAction) -> None:
         "IS2RE subsets are left out of the figures, as in the paper.",
     )
     parser.add_argument("stores", nargs="+", type=Path, metavar="STORE", help="structure store files (.lmdb)")
-    parser.add_argument("--out", required=True, type=Path, help="results directory (tables/ and figures/ inside)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="results directory (tables/ and figures/ inside)")
     parser.add_argument("--temperature", type=float, default=2.0, help="temperature of the sampling column (LaMM: 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the KDE subsample (at most 100,000 per subset)")
     parser.set_defaults(func=run_stats)
@@ -93,8 +94,9 @@ def run_stats(args: argparse.Namespace) -> int:
     params = {"stores": [str(p) for p in args.stores], "out": str(args.out),
               "temperature": args.temperature, "seed": args.seed}
     with RunTracker("data", "data-stats", params=params, inputs=args.stores) as tracker:
+        start = time.perf_counter()
         outputs, table = write_dataset_stats(args.stores, args.out, temperature=args.temperature, seed=args.seed)
-        metrics = {}
+        metrics = {"wall_s": time.perf_counter() - start}
         for row in table.to_dict("records"):
             metrics[f"samples.{row['subset']}"] = row["samples"]
             metrics[f"avg_atoms.{row['subset']}"] = row["avg_atoms"]

@@ -80,7 +80,7 @@ def amorphous(rng: np.random.Generator) -> tuple[Atoms, str]:
     other_elements = [e for e in elements if e not in METALS]
     symbols = list(rng.choice(metal_elements, size=n_metal)) + list(rng.choice(other_elements, size=n - n_metal))
     radii = np.array([_radius(s) for s in symbols])
-    volume = (4 / 3 * np.pi * radii**3).sum() / rng.uniform(0.35, 0.5)  # liquid-like packing
+    volume = (4 / 3 * np.pi * radii**3).sum() / rng.uniform(0.3, 0.45)  # liquid-like packing
     length = volume ** (1 / 3)
     cell = np.diag([length, length, length])
     positions: list[np.ndarray] = []
