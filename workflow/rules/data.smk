@@ -49,4 +49,8 @@ rule data_stats:
         " {input.stores} --out {params.out} --seed {params.seed} > {log} 2>&1"
 
 
-ALL_OUTPUTS.extend([rules.data_stats.output.table, rules.data_stats.output.fig2, rules.data_stats.output.fig4])
+# data_stats serves any source, but with data.source: real its stores come from the convert
+# rules of the real releases, which this branch does not have yet: until they land, only the
+# demo DAG asks for the statistics. (Merging them: drop this condition.)
+if config["data"]["source"] == "demo":
+    ALL_OUTPUTS.extend([rules.data_stats.output.table, rules.data_stats.output.fig2, rules.data_stats.output.fig4])
