@@ -26,14 +26,15 @@ from lamm.data.demo.systems import SystemRequest, SystemResult, to_record
 METALS = ("Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au")
 NONMETALS = ("H", "C", "N", "O", "S", "Cl")
 ANIONS = ("C", "N", "O", "S", "Cl")
-# prototype -> (ASE builder arguments with placeholder elements, sublattice of each basis site)
+# prototype -> ASE bulk() arguments; the first element of `name` marks the metal sublattice,
+# any other the anion sublattice
 PROTOTYPES = {
-    "fcc": (dict(name="Cu", crystalstructure="fcc", cubic=True), "M"),
-    "bcc": (dict(name="Fe", crystalstructure="bcc", cubic=True), "M"),
-    "cscl": (dict(name="CsCl", crystalstructure="cesiumchloride", a=1.0), "MX"),
-    "rocksalt": (dict(name="NaCl", crystalstructure="rocksalt", cubic=True), "MX"),
-    "zincblende": (dict(name="ZnS", crystalstructure="zincblende", cubic=True), "MX"),
-    "fluorite": (dict(name="CaF2", crystalstructure="fluorite", cubic=True), "MXX"),
+    "fcc": dict(name="Cu", crystalstructure="fcc", cubic=True),
+    "bcc": dict(name="Fe", crystalstructure="bcc", cubic=True),
+    "cscl": dict(name="CsCl", crystalstructure="cesiumchloride"),
+    "rocksalt": dict(name="NaCl", crystalstructure="rocksalt", cubic=True),
+    "zincblende": dict(name="ZnS", crystalstructure="zincblende", cubic=True),
+    "fluorite": dict(name="CaF2", crystalstructure="fluorite", cubic=True),
 }
 MIN_ATOMS, MAX_ATOMS = 8, 20
 XTB_ITERATIONS = 100  # fail fast: a metallic cell that has not converged by then rarely does
@@ -45,13 +46,10 @@ def _radius(symbol: str) -> float:
 
 def substitutional(rng: np.random.Generator) -> tuple[Atoms, str]:
     prototype = str(rng.choice(list(PROTOTYPES)))
-    arguments, sublattices = PROTOTYPES[prototype]
     metals = list(rng.choice(METALS, size=int(rng.integers(1, 4)), replace=False))
     anions = list(rng.choice(ANIONS, size=int(rng.integers(1, 3)), replace=False))
-    cell = bulk(**{k: v for k, v in arguments.items() if k != "a"}, a=1.0)
-    basis_is_metal = np.array([sublattices[i % len(sublattices)] == "M" for i in range(len(cell))])
-    if prototype in ("cscl",):
-        basis_is_metal = np.array([True, False])
+    cell = bulk(**PROTOTYPES[prototype], a=1.0)  # unit lattice constant, scaled below
+    basis_is_metal = cell.numbers == cell.numbers[0]
     options = [(i, j, k) for i in (1, 2, 3) for j in (1, 2) for k in (1, 2)
                if MIN_ATOMS <= i * j * k * len(cell) <= MAX_ATOMS and i >= j >= k]
     repeat = options[int(rng.integers(len(options)))]
