@@ -15,9 +15,8 @@ from ase.calculators.emt import EMT
 
 from lamm.cli import main
 from lamm.data.demo.adsorbates import gas_energy, oc20_gas_references
-from lamm.data.demo.catalog import SUBSET_NAMES, SUBSETS, frames_per_system, subset_spec, target_sizes
+from lamm.data.demo.catalog import FAMILIES, SUBSET_NAMES, SUBSETS, frames_per_system, target_sizes
 from lamm.data.demo.generate import SystemFailure, _FamilyState, generate_demo
-from lamm.data.demo.catalog import FAMILIES
 from lamm.data.demo.labelers import DemoFailure, emt_relax, xtb_energy_forces
 from lamm.data.demo.slabs import FMAX, MAX_STEPS
 from lamm.data.demo.systems import SystemResult

@@ -28,7 +28,7 @@ from lamm.data.demo.adsorbates import (
     reference_energy,
     relaxed_adsorbate,
 )
-from lamm.data.demo.labelers import DemoFailure, emt_relax
+from lamm.data.demo.labelers import DemoFailure, Frame, emt_relax
 from lamm.data.demo.systems import SystemRequest, SystemResult, pick_by_size, relaxation_records, to_record
 
 EMT_METALS = ("Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au")
@@ -174,7 +174,9 @@ def _wrapped_xy(slab: Atoms, vectors: np.ndarray) -> np.ndarray:
     return fractional @ slab.cell.array
 
 
-def _relax_system(system: Atoms, request: SystemRequest, rng: np.random.Generator) -> tuple[Atoms, list, bool]:
+def _relax(system: Atoms, rng: np.random.Generator) -> tuple[Atoms, list[Frame], bool]:
+    """(initial structure: `system` with its free atoms rattled by 0.03 A, relaxation frames,
+    converged)."""
     initial = system.copy()
     free = ~np.isin(np.arange(len(initial)), initial.constraints[0].get_indices())
     initial.positions[free] += rng.normal(0.0, 0.03, size=(int(free.sum()), 3))  # break symmetry
@@ -193,7 +195,7 @@ def oc20_system(request: SystemRequest, rng: np.random.Generator) -> SystemResul
     if not add_adsorbate(system, relaxed_adsorbate(name), rng, sites=top_layer(slab)):
         raise DemoFailure("no free adsorption site")
     source = f"oc20/{request.index:06d}/{slab.get_chemical_formula()}+{name}"
-    initial, frames, converged = _relax_system(system, request, rng)
+    initial, frames, converged = _relax(system, rng)
     result = SystemResult(records={"oc20_s2ef": relaxation_records(initial, frames, request.frames, source)})
     if not converged:
         result.failures["oc20_is2re"] = f"EMT relaxation not converged in {MAX_STEPS} steps"
@@ -219,7 +221,7 @@ def oc22_system(request: SystemRequest, rng: np.random.Generator) -> SystemResul
     if not add_adsorbate(system, relaxed_adsorbate(name), rng, sites=metal_indices):
         raise DemoFailure("no free adsorption site")
     source = f"oc22/{request.index:06d}/{slab.get_chemical_formula()}+{name}"
-    initial, frames, converged = _relax_system(system, request, rng)
+    initial, frames, converged = _relax(system, rng)
     result = SystemResult(records={"oc22_s2ef": relaxation_records(initial, frames, request.frames, source)})
     if converged:
         result.records["oc22_is2re"] = [to_record(initial, energy=frames[-1].energy, source_id=f"{source}/initial")]
