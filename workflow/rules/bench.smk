@@ -2,9 +2,6 @@
 # stores (temperature-sampled as in training) and the throughput of stores -> Batch objects.
 # Settings: config sections bench_balance and bench_batching (workflow/schemas/config.schema.yaml).
 
-PRETRAIN_STORES = [str(RESULTS / "data" / f"{subset}.lmdb") for subset in config["data"]["subsets"]]
-
-
 def balance_options(wildcards):
     settings = config["bench_balance"]
     temperature = "--no-temperature" if settings["temperature"] is None else f"--temperature {settings['temperature']}"

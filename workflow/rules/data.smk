@@ -1,0 +1,52 @@
+# Data stage. Stores live at {RESULTS}/data/<subset>.lmdb whatever made them: the offline demo
+# below (data.source: demo) or the fetch/convert rules of the real releases (data.source: real).
+# Later stages take their inputs from PRETRAIN_STORES (in head order) and DOWNSTREAM_STORE.
+# Shell commands start with an f-string only to splice in LAMM_TAGS (whose {rule} and
+# {wildcards} Snakemake fills in); the rest are plain Snakemake templates.
+
+DATA_DIR = RESULTS / "data"
+PRETRAIN_STORES = [DATA_DIR / f"{subset}.lmdb" for subset in config["data"]["subsets"]]
+DOWNSTREAM_STORE = DATA_DIR / f"{config['data']['downstream']}.lmdb"
+DATA_STORES = [*PRETRAIN_STORES, DOWNSTREAM_STORE]
+
+
+if config["data"]["source"] == "demo":
+
+    # One job for all subsets: it labels in a pool over all its threads and balances the
+    # expensive families (MOFs, slabs, periodic xTB) against the cheap molecules itself.
+    rule data_demo:
+        output:
+            stores=DATA_STORES,
+            summary=DATA_DIR / "demo_summary.json",
+        log:
+            LOGS / "data_demo.log",
+        params:
+            out=DATA_DIR,
+            scale=config["data"]["scale"],
+            seed=config["seed"],
+            subsets=" ".join([*config["data"]["subsets"], config["data"]["downstream"]]),
+        threads: workflow.cores
+        shell:
+            f"lamm {LAMM_TAGS} data demo"
+            " --out {params.out} --scale {params.scale} --seed {params.seed} --workers {threads}"
+            " --subsets {params.subsets} > {log} 2>&1"
+
+
+rule data_stats:
+    input:
+        stores=DATA_STORES,
+    output:
+        table=RESULTS / "tables" / "table2_datasets.csv",
+        fig2=RESULTS / "figures" / "fig2_elements.png",
+        fig4=RESULTS / "figures" / "fig4_natoms.png",
+    log:
+        LOGS / "data_stats.log",
+    params:
+        out=RESULTS,
+        seed=config["seed"],
+    shell:
+        f"lamm {LAMM_TAGS} data stats"
+        " {input.stores} --out {params.out} --seed {params.seed} > {log} 2>&1"
+
+
+ALL_OUTPUTS.extend([rules.data_stats.output.table, rules.data_stats.output.fig2, rules.data_stats.output.fig4])
