@@ -42,7 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--phases", type=_csv(PHASES), default=["train"], help="train (forward+loss+backward) and/or infer (default train)")
     parser.add_argument("--dtypes", type=_csv(DTYPES), help="float32,bf16 (bf16 = autocast; default float32 on CPU, both on CUDA)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, help="torch threads in every worker (default: torch's default)")
+    parser.add_argument(
+        "--threads", type=int,
+        help="torch threads in every worker (default: torch's default); on a machine shared with other "
+        "jobs, --threads 1 --rounds 2 gives steadier comparisons",
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per case and round (median reported)")
     parser.add_argument("--rounds", type=int, default=1, help="run all cases this many times in turn, keep each case's fastest round")

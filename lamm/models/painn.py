@@ -145,8 +145,7 @@ class PaiNN(nn.Module):
     def _encode(
         self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor, num_layers: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # sqrt of the squared sum rather than torch.norm: same value, and no special case at 0
-        # in the double backward of gradient forces (edges never have zero length here).
+        # edges have nonzero length: the radius graph never pairs an atom with itself at distance 0
         distances = torch.sqrt(torch.sum(edge_vectors**2, dim=-1))  # [M]
         unit_vectors = edge_vectors / distances.unsqueeze(-1)  # [M, 3]
         rbf = self.radial_basis(distances) * self.envelope(distances).unsqueeze(-1)  # [M, num_rbf]
