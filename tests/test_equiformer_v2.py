@@ -24,7 +24,7 @@ from lamm.models.equiformer_v2 import EquiformerV2Encoder
 from lamm.models.equiformer_v2.grid import SphereGrid
 from lamm.models.equiformer_v2.layer_norm import EquivariantLayerNorm
 from lamm.models.equiformer_v2.linear import SO3Linear
-from lamm.models.equiformer_v2.activation import SeparableS2Activation
+from lamm.models.equiformer_v2.activation import GridSiLU, SeparableS2Activation
 from lamm.models.equiformer_v2.segment import segment_softmax
 from lamm.models.equiformer_v2.so2_conv import SO2Convolution
 from lamm.models.equiformer_v2.so3 import (
@@ -377,3 +377,32 @@ def test_lamm_l_parameter_count():
           f"total {n_elements_90 + n_energy + n_force:,} (EquiformerV2 31M); LaMM-L 33.8M")  # fmt: skip
     assert n_encoder == 27_851_520
     assert 30.5e6 < n_elements_90 + n_energy + n_force < 31.5e6
+
+
+def test_chunked_grid_silu_has_exact_first_and_second_derivatives(monkeypatch):
+    monkeypatch.setattr(GridSiLU, "CHUNK_VALUES", 40)  # several chunks even for this tiny input
+    grid = SphereGrid(2, list(range(9)), 5)
+    to_grid, from_grid = grid.to_grid_matrix, grid.from_grid_matrix[1:]
+    x = torch.randn(6, 9, 2, dtype=F64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    reference = torch.einsum("kp,bpc->bkc", from_grid, torch.nn.functional.silu(torch.einsum("pk,bkc->bpc", to_grid, x)))
+    assert torch.allclose(GridSiLU.apply(x, to_grid, from_grid), reference, atol=1e-15)
+    assert torch.autograd.gradcheck(lambda t: GridSiLU.apply(t, to_grid, from_grid), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: GridSiLU.apply(t, to_grid, from_grid), (x,))
+
+
+def test_activation_checkpointing_changes_memory_not_results():
+    plain = EquiformerV2Encoder(**SMALL).to(F64)
+    saving = EquiformerV2Encoder(**SMALL, activation_checkpointing=True).to(F64)
+    atomic_numbers, edge_index, vectors = inputs([slab()])
+    grads = []
+    for model in (plain, saving):
+        v = vectors.clone().requires_grad_(True)
+        out = model(atomic_numbers, edge_index, v)
+        energy = out[K.NODE_FEATURES][:, :2].square().sum() + out[K.NODE_VECTORS].sum()
+        (grad,) = torch.autograd.grad(energy, v, create_graph=True)  # as gradient forces in training
+        (grad_of_grad,) = torch.autograd.grad(grad.square().sum(), model.blocks[0].attention.alpha_dot)
+        grads.append((out[K.NODE_VECTORS], grad, grad_of_grad))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-12)
+    with pytest.raises(ValueError, match="activation_checkpointing cannot be combined with alpha_drop"):
+        EquiformerV2Encoder(**SMALL, activation_checkpointing=True, alpha_drop=0.1)
