@@ -39,8 +39,26 @@ STATS = [
 ]
 
 
-def tiny_potential(force_mode: str = "direct", heads: tuple[str, ...] = ("a", "b"), seed: int = 0, stats: bool = False) -> Potential:
-    potential = build_potential({**TINY_CONFIG, "force_mode": force_mode}, list(heads), seed=seed).double()
+# The same heads on a small EquiformerV2; a fine sphere grid makes it equivariant to float64
+# noise (the paper's 18x18 grid is not: see lamm/models/equiformer_v2/grid.py).
+TINY_EQUIFORMER_CONFIG = {
+    "encoder": "equiformer_v2",
+    "cutoff": 4.0,
+    "max_neighbors": None,
+    "equiformer_v2": {
+        "lmax": 3, "mmax": 2, "num_layers": 2, "sphere_channels": 8, "attn_hidden_channels": 8, "num_heads": 2,
+        "attn_alpha_channels": 8, "attn_value_channels": 4, "ffn_hidden_channels": 8, "num_distance_basis": 16,
+        "edge_channels": 8, "grid_resolution": 96, "edge_grid_resolution": 48,
+    },
+    "heads": {"hidden_channels": 8},
+}
+
+
+def tiny_potential(
+    force_mode: str = "direct", heads: tuple[str, ...] = ("a", "b"), seed: int = 0, stats: bool = False, encoder: str = "painn"
+) -> Potential:
+    config = TINY_EQUIFORMER_CONFIG if encoder == "equiformer_v2" else TINY_CONFIG
+    potential = build_potential({**config, "force_mode": force_mode}, list(heads), seed=seed).double()
     if stats:
         for head, entry in enumerate(STATS[: len(heads)]):
             potential.normalizer.set_head(head, entry)

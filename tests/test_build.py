@@ -96,7 +96,9 @@ def test_defaults_are_lamm_s_and_resolution_is_explicit():
         ({"encoder": "painn", "painn": {"num_layers": 2.5}}, "num_layers"),
         ({"encoder": "painn", "painn": {"hidden_channels": True}}, "hidden_channels"),
         ({"encoder": "painn", "painn": {"recompute_messages": "yes"}}, "recompute_messages"),
-        ({"encoder": "equiformer_v2"}, "equiformer_v2.*not available"),
+        ({"encoder": "equiformer_v2", "equiformer_v2": {"lmax_list": [4]}}, "equiformer_v2: lmax_list"),
+        ({"encoder": "equiformer_v2", "equiformer_v2": {"cutoff": 5.0}}, "equiformer_v2: cutoff"),
+        ({"encoder": "equiformer_v2", "equiformer_v2": {"lmax": 2, "mmax": 3}}, "mmax"),
     ],
 )
 def test_bad_configs_raise_with_the_key(config, message):

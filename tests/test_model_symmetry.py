@@ -1,4 +1,4 @@
-"""Invariance and equivariance of the potential (PaiNN encoder + heads), float64.
+"""Invariance and equivariance of the potential (PaiNN or EquiformerV2 encoder + heads), float64.
 
 Energies must be invariant and forces equivariant under rotation, translation and permutation,
 for a molecule and for a periodic cell, with direct and with gradient forces; a periodic cell
@@ -14,6 +14,13 @@ from model_support import batch_of, ethanol, predict, random_rotation, rocksalt,
 
 STRUCTURES = {"molecule": ethanol, "periodic": rocksalt}
 TOL = dict(rtol=1e-9, atol=1e-9)
+# EquiformerV2's S2 activation is exact only up to its sphere-grid quadrature: at the fine test
+# grid (96/48) the error is ~1e-8 relative, far below float32 resolution (see the encoder's tests).
+GRID_TOL = dict(rtol=1e-7, atol=1e-7)
+
+
+def tolerance(potential):
+    return GRID_TOL if type(potential.encoder).__name__ == "EquiformerV2Encoder" else TOL
 
 
 def channels(force_mode):
@@ -21,9 +28,10 @@ def channels(force_mode):
     return slice(None) if force_mode == "direct" else slice(0, 1)
 
 
-@pytest.fixture(scope="module", params=["direct", "gradient"])
+@pytest.fixture(scope="module", params=[("painn", "direct"), ("painn", "gradient"), ("equiformer_v2", "direct")], ids="-".join)
 def potential(request):
-    return tiny_potential(request.param, stats=True)
+    encoder, force_mode = request.param
+    return tiny_potential(force_mode, stats=True, encoder=encoder)
 
 
 @pytest.mark.parametrize("kind", STRUCTURES)
@@ -48,8 +56,8 @@ def test_rotation(potential, kind):
     rotated.set_cell(atoms.cell.array @ rotation.T, scale_atoms=False)
     energy_r, forces_r = predict(potential, rotated)
     c = channels(potential.force_mode)
-    np.testing.assert_allclose(energy_r[c], energy[c], **TOL)
-    np.testing.assert_allclose(forces_r[:, :, c], np.einsum("ij,njd->nid", rotation, forces[:, :, c]), **TOL)
+    np.testing.assert_allclose(energy_r[c], energy[c], **tolerance(potential))
+    np.testing.assert_allclose(forces_r[:, :, c], np.einsum("ij,njd->nid", rotation, forces[:, :, c]), **tolerance(potential))
 
 
 @pytest.mark.parametrize("kind", STRUCTURES)
@@ -63,8 +71,8 @@ def test_translation(potential, kind):
         assert not np.allclose(shifted.get_scaled_positions(), atoms.get_scaled_positions() + 0.0)
     energy_t, forces_t = predict(potential, shifted)
     c = channels(potential.force_mode)
-    np.testing.assert_allclose(energy_t[c], energy[c], **TOL)
-    np.testing.assert_allclose(forces_t[:, :, c], forces[:, :, c], **TOL)
+    np.testing.assert_allclose(energy_t[c], energy[c], **tolerance(potential))
+    np.testing.assert_allclose(forces_t[:, :, c], forces[:, :, c], **tolerance(potential))
 
 
 @pytest.mark.parametrize("kind", STRUCTURES)
@@ -74,8 +82,8 @@ def test_permutation(potential, kind):
     order = np.random.default_rng(3).permutation(len(atoms))
     energy_p, forces_p = predict(potential, atoms[order])
     c = channels(potential.force_mode)
-    np.testing.assert_allclose(energy_p[c], energy[c], **TOL)
-    np.testing.assert_allclose(forces_p[:, :, c], forces[order][:, :, c], **TOL)
+    np.testing.assert_allclose(energy_p[c], energy[c], **tolerance(potential))
+    np.testing.assert_allclose(forces_p[:, :, c], forces[order][:, :, c], **tolerance(potential))
 
 
 def test_supercell_is_extensive_with_the_same_forces(potential):
@@ -89,7 +97,7 @@ def test_supercell_is_extensive_with_the_same_forces(potential):
     np.testing.assert_allclose(energy_s[:, c], 4 * energy[:, c], rtol=1e-10)
     _, forces = predict(potential, atoms)
     _, forces_s = predict(potential, supercell)
-    np.testing.assert_allclose(forces_s[:, :, c], np.concatenate([forces] * 4)[:, :, c], **TOL)
+    np.testing.assert_allclose(forces_s[:, :, c], np.concatenate([forces] * 4)[:, :, c], **tolerance(potential))
 
 
 def test_batch_equals_single(potential):
@@ -99,9 +107,9 @@ def test_batch_equals_single(potential):
     for i, atoms in enumerate(structures):
         energy, forces = predict(potential, atoms)
         c = channels(potential.force_mode)
-        np.testing.assert_allclose(together[K.PRED_ENERGY][i].detach().numpy()[c], energy[c], **TOL)
+        np.testing.assert_allclose(together[K.PRED_ENERGY][i].detach().numpy()[c], energy[c], **tolerance(potential))
         block = together[K.PRED_FORCES][start : start + len(atoms)].detach().numpy()
-        np.testing.assert_allclose(block[:, :, c], forces[:, :, c], **TOL)
+        np.testing.assert_allclose(block[:, :, c], forces[:, :, c], **tolerance(potential))
         start += len(atoms)
 
 

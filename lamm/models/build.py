@@ -13,7 +13,7 @@ The mapping (the `model:` section of a training config; every key optional excep
       envelope_exponent: 5        # polynomial envelope
       max_atomic_number: 118
       recompute_messages: true    # 2x less training memory for ~10-20% more time (CPU)
-    equiformer_v2: {...}          # used when encoder: equiformer_v2
+    equiformer_v2: {...}          # used when encoder: equiformer_v2 (EquiformerV2Encoder's keyword arguments)
     heads:
       hidden_channels: null       # hidden width of energy and force heads; null = scalar_dim // 2
 
@@ -23,6 +23,7 @@ The defaults are LaMM-S (FAIR-Chem's PaiNN h512, 6 layers). Unknown keys raise V
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -93,7 +94,17 @@ def resolve_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def build_encoder(config: Mapping[str, Any]) -> nn.Module:
+def _equiformer_v2(config: Mapping[str, Any], seed: int) -> nn.Module:
+    from lamm.models.equiformer_v2 import EquiformerV2Encoder
+
+    section = dict(config["equiformer_v2"])
+    allowed = set(inspect.signature(EquiformerV2Encoder.__init__).parameters) - {"self", "cutoff", "seed"}
+    _check_keys(section, dict.fromkeys(allowed), "model config section equiformer_v2")
+    # The cutoff is the model's (graphs are built with it); the seed is the potential's.
+    return EquiformerV2Encoder(cutoff=config["cutoff"], seed=seed, **section)
+
+
+def build_encoder(config: Mapping[str, Any], seed: int = 0) -> nn.Module:
     """The encoder of a resolved config (see `resolve_model_config`)."""
     if config["encoder"] == "painn":
         painn = config["painn"]
@@ -106,10 +117,7 @@ def build_encoder(config: Mapping[str, Any]) -> nn.Module:
             recompute_messages=painn["recompute_messages"],
         )
     if config["encoder"] == "equiformer_v2":
-        raise ValueError(
-            "encoder 'equiformer_v2' is not available in this build yet: it comes with "
-            "lamm/models/equiformer_v2 from the EquiformerV2 work stream; use encoder: painn"
-        )
+        return _equiformer_v2(config, seed)
     raise ValueError(f"unknown encoder {config['encoder']!r}")
 
 
@@ -133,7 +141,7 @@ def build_potential(model_config: Mapping[str, Any], heads: Sequence[str], seed:
     heads = list(heads)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = build_encoder(config)
+        encoder = build_encoder(config, seed)
         energy_head, force_head = build_heads(config, encoder, len(heads))
     return Potential(
         encoder=encoder,
