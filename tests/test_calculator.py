@@ -7,7 +7,7 @@ import torch
 from lamm import keys as K
 from lamm.calculator import LaMMCalculator
 from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint
-from model_support import STATS, TINY_CONFIG, batch_of, ethanol, rocksalt, single_thread, tiny_potential  # noqa: F401
+from model_support import STATS, TINY_CONFIG, TINY_EQUIFORMER_CONFIG, batch_of, ethanol, rocksalt, single_thread, tiny_potential  # noqa: F401
 
 
 def saved(tmp_path, force_mode="direct", ema_seed=None):
@@ -90,8 +90,12 @@ def test_untrained_calculator():
         "painn", heads=["x", "y"], seed=0, force_mode="gradient", model_config={"painn": {"hidden_channels": 8, "num_layers": 1, "num_rbf": 4}}
     )
     assert again.get_potential_energy(ethanol()) == energy
-    with pytest.raises(ValueError, match="equiformer_v2"):
-        LaMMCalculator.untrained("equiformer_v2", heads=["x"])
+    small = {key: value for key, value in TINY_EQUIFORMER_CONFIG.items() if key != "encoder"}
+    equiformer = LaMMCalculator.untrained("equiformer_v2", heads=["x"], seed=0, model_config=small)
+    atoms.calc = equiformer
+    assert np.isfinite(atoms.get_potential_energy()) and np.isfinite(atoms.get_forces()).all()
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        LaMMCalculator.untrained("schnet", heads=["x"])
 
 
 def test_bad_checkpoints_name_the_file(tmp_path):
