@@ -1,0 +1,181 @@
+"""One self-contained HTML page with every table and figure of a workflow run.
+
+Figures are embedded (base64 PNG) so the file can be mailed or archived alone; tables are
+rendered from the CSVs; the configs are shown verbatim; the MLflow runs are listed with links
+into `mlflow ui`. A missing result is shown as missing with its path, never skipped silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lamm import __version__
+
+
+@dataclass(frozen=True)
+class Item:
+    """A table (CSV) or a figure (PNG) of the report, relative to the results directory."""
+
+    path: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    text: str
+    items: tuple[Item, ...]
+
+
+# The paper's tables and figures, in the paper's order, plus what the platform adds.
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        "Datasets (Table 2, Figs. 2 and 4)",
+        "The pre-training subsets and the downstream set: samples before and after temperature "
+        "sampling (T = 2), atoms per structure, elements.",
+        (
+            Item("tables/table2_datasets.csv", "Table 2: the joint pre-training dataset."),
+            Item("figures/fig2_elements.png", "Fig. 2: number of subsets containing each element."),
+            Item("figures/fig4_natoms.png", "Fig. 4: atoms per structure, kernel density per subset."),
+        ),
+    ),
+    Section(
+        "Load balancing (Fig. 6)",
+        "Measured DDP training steps with the random, greedy and LaMM samplers, and the "
+        "simulation of larger clusters calibrated on them.",
+        (
+            Item("tables/throughput.csv", "Measured throughput per sampler, dataset and per-rank batch."),
+            Item("figures/fig6_step_time.png", "Fig. 6: step-time distributions and forward+backward per rank."),
+            Item("tables/balance_simulation.csv", "Simulated efficiency at 4, 16 and 64 ranks."),
+        ),
+    ),
+    Section(
+        "Denoising (Fig. 7)",
+        "Training on the unlabeled conformers alone with baseline and relative (LaMM) noise labels.",
+        (
+            Item("tables/denoising.csv", "Validation error (Angstrom) per step."),
+            Item("figures/fig7_denoising.png", "Fig. 7: learning curves of baseline and relative denoising."),
+        ),
+    ),
+    Section(
+        "Atom representations (Fig. 8)",
+        "UMAP of the pre-trained encoder's invariant atom features.",
+        (Item("figures/fig8_umap.png", "Fig. 8: UMAP by subset, element, group, and chosen elements."),),
+    ),
+    Section(
+        "Fine-tuning (Table 3, Fig. 9)",
+        "Fine-tuning on the downstream set from scratch and from every pre-training checkpoint, same budget and seed.",
+        (
+            Item("tables/table3_finetune.csv", "Table 3: best validation errors and speedups to the thresholds."),
+            Item("figures/fig9_finetune.png", "Fig. 9: learning curves (31-point moving average on training curves)."),
+            Item("tables/zero_shot.csv", "Zero-shot: every pre-training head on the downstream test set."),
+            Item("tables/sample_efficiency.csv", "Test error against downstream training-set size."),
+            Item("figures/sample_efficiency.png", "Sample efficiency, pre-trained against scratch."),
+        ),
+    ),
+    Section(
+        "Component benchmarks",
+        "Store reads, model throughput.",
+        (
+            Item("tables/data_throughput.csv", "Structure store against pickled torch_geometric Data."),
+            Item("tables/model_throughput.csv", "Forward+backward throughput and peak memory of the encoders."),
+        ),
+    ),
+)
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; } th { background: #f2f2f2; }
+td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption, .caption { font-size: 0.9em; color: #555; margin-bottom: 0.3em; }
+.missing { color: #a00; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
+"""
+
+
+def _table(path: Path, caption: str, max_rows: int) -> str:
+    frame = pd.read_csv(path)
+    note = f" (first {max_rows} of {len(frame)} rows; full table in {path.name})" if len(frame) > max_rows else ""
+    body = frame.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+    return f'<p class="caption">{html.escape(caption)}{note}</p>{body}'
+
+
+def _figure(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _runs_table(tracking_uri: str | None, ui_url: str) -> str:
+    """Every MLflow run of every experiment, with a link into `mlflow ui`."""
+    if tracking_uri is None:
+        return '<p class="missing">no MLflow store given</p>'
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    rows = []
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=5000, order_by=["attributes.start_time ASC"]):
+            info, tags = run.info, run.data.tags
+            link = f"{ui_url}/#/experiments/{experiment.experiment_id}/runs/{info.run_id}"
+            start = datetime.datetime.fromtimestamp(info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
+            rows.append(
+                f"<tr><td><a href=\"{html.escape(link)}\">{html.escape(info.run_name or info.run_id)}</a></td>"
+                f"<td>{html.escape(tags.get('stage', ''))}</td><td>{html.escape(tags.get('snakemake_rule', ''))}</td>"
+                f"<td>{html.escape(info.status)}</td><td>{start}</td><td>{html.escape(experiment.name)}</td></tr>"
+            )
+    if not rows:
+        return '<p class="missing">the MLflow store holds no runs</p>'
+    header = "<tr><th>run</th><th>stage</th><th>rule</th><th>status</th><th>started</th><th>experiment</th></tr>"
+    return f"<p class=\"caption\">Open the links with <code>mlflow ui --backend-store-uri {html.escape(tracking_uri)}</code> running.</p><table>{header}{''.join(rows)}</table>"
+
+
+def write_report(
+    results: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    configs: Sequence[str | os.PathLike] = (),
+    tracking_uri: str | None = None,
+    ui_url: str = "http://127.0.0.1:5000",
+    max_rows: int = 60,
+) -> dict[str, list[str]]:
+    """Write the HTML report; returns which items were found and which were missing."""
+    results, out = Path(results), Path(out)
+    found: list[str] = []
+    missing: list[str] = []
+    parts = [
+        f"<!doctype html><html><head><meta charset=\"utf-8\"><title>LaMM report</title><style>{_STYLE}</style></head><body>",
+        "<h1>LaMM: pre-training and fine-tuning report</h1>",
+        f"<p>Results in <code>{html.escape(str(results))}</code>, written {datetime.datetime.now():%Y-%m-%d %H:%M} by lamm {__version__}.</p>",
+    ]
+    for section in SECTIONS:
+        parts.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
+        for item in section.items:
+            path = results / item.path
+            if not path.is_file():
+                missing.append(item.path)
+                parts.append(f'<p class="missing">missing: {html.escape(item.path)} ({html.escape(item.caption)})</p>')
+                continue
+            found.append(item.path)
+            parts.append(_table(path, item.caption, max_rows) if path.suffix == ".csv" else _figure(path, item.caption))
+    parts.append("<h2>MLflow runs</h2>")
+    parts.append(_runs_table(tracking_uri, ui_url))
+    parts.append("<h2>Configs</h2>")
+    for config in configs:
+        config = Path(config)
+        parts.append(f"<p class=\"caption\">{html.escape(str(config))}</p><pre>{html.escape(config.read_text())}</pre>")
+    parts.append("</body></html>")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("\n".join(parts))
+    os.replace(tmp, out)
+    return {"found": found, "missing": missing}
