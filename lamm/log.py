@@ -27,6 +27,9 @@ def setup_logging(verbosity: int = 0) -> None:
     compiler) are held at WARNING unless verbosity is 2 or more.
     """
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    # MLflow installs its own handler and level when imported (later, lazily), overriding ours;
+    # it reads this variable, which child processes (ranks, workers) inherit too.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbosity >= 2 else "WARNING")
     logging.basicConfig(level=level, format=_FORMAT, datefmt="%H:%M:%S", stream=sys.stderr, force=True)
     for name in _NOISY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)

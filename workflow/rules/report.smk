@@ -1,0 +1,23 @@
+# The report: one HTML page with every table and figure, the configs, and links to the MLflow
+# runs. Included last: it waits for everything the other stages add to ALL_OUTPUTS.
+
+REPORT_CONFIGS = sorted({str(path) for path in workflow.configfiles} | set(PRETRAIN_CONFIGS.values()))
+
+
+rule report:
+    input:
+        results=list(ALL_OUTPUTS),
+        configs=REPORT_CONFIGS,
+    output:
+        html=RESULTS / "report.html",
+    log:
+        LOGS / "report.log",
+    params:
+        results=RESULTS,
+        configs=lambda wildcards, input: " ".join(f"--config {path}" for path in input.configs),
+    shell:
+        f"lamm {LAMM_TAGS} report"
+        " --results {params.results} --out {output.html} {params.configs} > {log} 2>&1"
+
+
+ALL_OUTPUTS.append(rules.report.output.html)
