@@ -13,7 +13,7 @@ from lamm.calculator import LaMMCalculator
 from lamm.config import ConfigError, validate_config
 from lamm.data.store import StructureStore, StructureStoreWriter
 from lamm.launch import LaunchSettings, launch
-from lamm.training.checkpoint import load_checkpoint
+from lamm.models.checkpoint import load_checkpoint
 from lamm.training.pretrain import SCHEMA, run_pretraining
 from lamm.training.trainer import NonFiniteLossError
 from tests.helpers.training_data import SUBSETS, tiny_trainer_config, write_training_stores

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lamm.launch import DistributedJob, LaunchSettings, launch
-from lamm.training.checkpoint import epoch_label, load_checkpoint, save_checkpoint
+from lamm.models.checkpoint import epoch_label, load_checkpoint, save_checkpoint
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.schedule import warmup_cosine
 from tests.helpers.distributed_targets import sum_of_ranks
@@ -60,7 +60,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     with pytest.raises(ValueError, match="not a lamm checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="junk.pt is not a readable checkpoint"):
+    with pytest.raises(ValueError, match="junk.pt: not a readable lamm checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
@@ -68,7 +68,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 
 def test_checkpoint_refuses_pickled_objects(tmp_path):
     path = save_checkpoint(tmp_path / "bad.pt", {"model_config": {}, "heads": [], "model": nn.Linear(1, 1)})
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ValueError, match="not a readable lamm checkpoint"):
         load_checkpoint(path)
 
 

@@ -59,6 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lamm.models import benchmark
+    from lamm.tables import write_csv
     from lamm.tracking import RunTracker
 
     if min(args.batch_size, args.repeats, args.rounds) < 1 or args.warmup < 0:
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             key = f"{row['impl']}.{row['force_mode']}.{row['phase']}.{row['dtype']}"
             if row["status"] == "ok":
                 tracker.log_metrics({f"{key}.atoms_per_s": row["atoms_per_s"], f"{key}.peak_memory_gb": row["peak_memory_gb"]}, step=0)
-        table = benchmark.write_table(rows, args.out)
+        table = write_csv(rows, args.out)
         tracker.log_artifact(table)
     summary = {"table": str(table), "model": name, **benchmark.summarize(rows)}
     print(json.dumps(summary))

@@ -202,19 +202,6 @@ def combine_rounds(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return best
 
 
-def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
-    """CSV, written to a temporary name and renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        pd.DataFrame(list(rows)).to_csv(partial, index=False)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
-
-
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Compact per-case numbers and ours / schnetpack throughput ratios."""
     cases = [

@@ -1,4 +1,4 @@
-"""The checkpoint format every stream reads and writes (CONTRACT.md, "Models stream").
+"""The checkpoint format: written by training, read by the calculator, fine-tuning and analysis.
 
 A torch file holding only tensors and plain Python values (loadable with weights_only=True):
 
@@ -7,7 +7,9 @@ A torch file holding only tensors and plain Python values (loadable with weights
      "heads": [names],               # one per output channel, in channel order
      "model": state_dict,            # of the Potential, normalizer statistics included
      "ema": state_dict,              # optional: the EMA weights, used for evaluation
-     ...}                            # writers may add keys (optimizer, step, ...); readers ignore them
+     "statistics": [...],            # training: the referencing/normalization statistics per head
+     "training": {...}}              # training: optimizer, scheduler, sampler position, RNG, step...
+                                     # (what an exact resume needs; readers of the model ignore it)
 
 Modules are rebuilt from `model_config` and `heads`, never unpickled.
 """
@@ -46,16 +48,24 @@ def checkpoint_dict(
     return checkpoint
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> None:
-    """Write atomically: a temporary name in the same folder, then rename."""
+def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> Path:
+    """Write atomically (a temporary name in the same folder, then rename), stamped with the
+    format and version."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
-        torch.save(dict(checkpoint), partial)
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **checkpoint}, partial)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+    return path
+
+
+def epoch_label(epoch: float) -> str:
+    """File-name form of a fractional epoch: 0 -> '0', 0.1 -> '0.1', 2.0 -> '2' (epoch_<label>.pt)."""
+    text = f"{epoch:.6f}".rstrip("0").rstrip(".")
+    return text or "0"
 
 
 def _plain_state(state: Mapping[str, Any]) -> dict[str, Any]:

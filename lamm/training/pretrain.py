@@ -30,7 +30,7 @@ from lamm.data.sampler import DistributedBatchSampler
 from lamm.data.store import StructureStore
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.tracking import RunTracker
-from lamm.training.checkpoint import load_checkpoint
+from lamm.models.checkpoint import load_checkpoint
 from lamm.training.distributed import DistributedContext, init_distributed, shutdown
 from lamm.training.trainer import Trainer
 from lamm.training.validation import evaluate

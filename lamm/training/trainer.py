@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lamm import keys as K
 from lamm.log import progress
 from lamm.tracking import RunTracker
-from lamm.training.checkpoint import epoch_label, save_checkpoint
+from lamm.models.checkpoint import epoch_label, save_checkpoint
 from lamm.training.distributed import DistributedContext, all_gather_rows, all_reduce_sum
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.loss import universal_loss_terms

@@ -2,7 +2,7 @@
 # ranks through submitit itself (here: CPU processes; on a cluster: one multi-node SLURM job
 # that requeues itself at its time limit) and waits, so a SLURM profile never submits it twice.
 # It always passes --resume: a restarted workflow continues the run from its last checkpoint.
-from lamm.training.checkpoint import epoch_label
+from lamm.models.checkpoint import epoch_label
 from lamm.training.pretrain import load_trainer_config
 
 PRETRAIN_CONFIGS = {run["name"]: run["config"] for run in config["pretrain"]["runs"]}
