@@ -10,6 +10,7 @@ from lamm.launch import DistributedJob, LaunchSettings, launch
 from lamm.models.checkpoint import epoch_label, load_checkpoint, save_checkpoint
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.schedule import warmup_cosine
+from lamm.training.timing import BucketClock, StepClock
 from tests.helpers.distributed_targets import sum_of_ranks
 
 
@@ -97,3 +98,14 @@ def test_local_launch_runs_two_gloo_ranks(tmp_path):
     assert result["total"] == 21.0  # (10 + 0) + (10 + 1)
     assert result["rows"] == [[0.0, 0.0], [1.0, 2.0]]
     assert not result["resume"]
+
+
+def test_step_clock_excludes_waits_for_other_ranks_from_compute():
+    clock = StepClock(torch.device("cpu"))
+    # data 1 s, forward 2 s, then 5 s waiting in the loss all-reduce, backward: last gradient
+    # bucket ready 3 s after the all-reduce, 4 s more waiting in DDP's all-reduce, optimizer 0.5 s
+    clock.marks = {"start": 0.0, "batch": 1.0, "forward": 3.0, "reduced": 8.0, "backward": 15.0, "optimizer": 15.5}
+    row = clock.row(BucketClock(last_ready=11.0), atoms=40, structures=3)
+    assert row == [1.0, 2.0, 12.0, 0.5, 5.0, 40, 3]
+    # without a DDP hook (one rank) compute runs to the end of the backward
+    assert clock.row(None, atoms=40, structures=3)[4] == 2.0 + 7.0

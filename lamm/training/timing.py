@@ -2,14 +2,14 @@
 
 A step on one rank is split into
     data       waiting for the next batch from the DataLoader
-    forward    forward pass and loss
-    backward   backward pass including DDP's gradient all-reduce (so it contains the wait
-               for the slowest rank)
+    forward    forward pass and this rank's loss terms
+    backward   the loss all-reduce (global label counts) and the backward pass including DDP's
+               gradient all-reduce (so it contains the waits for the slowest rank)
     optimizer  clipping, optimizer, scheduler and EMA update
-and `compute` = forward + the backward up to the moment this rank's last gradient bucket was
-ready (recorded by a DDP communication hook), i.e. the work of this rank alone. The idle time
-of a rank in a step is max over ranks of compute minus its own compute: what load balancing
-removes.
+and `compute` = forward + the backward from the end of the loss all-reduce up to the moment
+this rank's last gradient bucket was ready (recorded by a DDP communication hook), i.e. the
+work of this rank alone. The idle time of a rank in a step is max over ranks of compute minus
+its own compute: what load balancing removes.
 
 On a GPU the clock is synchronized at each mark (`synchronize=True`), which costs a little
 overlap but measures the kernels rather than their launch.
@@ -61,5 +61,6 @@ class StepClock:
         forward = m["forward"] - m["batch"]
         backward = m["backward"] - m["forward"]
         compute_end = bucket_clock.last_ready if bucket_clock and bucket_clock.last_ready else m["backward"]
-        compute = forward + max(0.0, min(compute_end, m["backward"]) - m["forward"])
+        backward_start = m.get("reduced", m["forward"])
+        compute = forward + max(0.0, min(compute_end, m["backward"]) - backward_start)
         return [m["batch"] - m["start"], forward, backward, m["optimizer"] - m["backward"], compute, atoms, structures]

@@ -187,8 +187,12 @@ class Trainer:
         self.nonfinite, self.samples_seen = int(training["nonfinite"]), int(training["samples_seen"])
 
     # --- one step ------------------------------------------------------------------------------
-    def _loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float], bool]:
-        """(loss of this rank, global means of the two terms, whether every rank's loss is finite)."""
+    def _loss(self, batch: Any, clock: StepClock) -> tuple[torch.Tensor, dict[str, float], bool]:
+        """(loss of this rank, global means of the two terms, whether every rank's loss is finite).
+
+        Marks "forward" when this rank's own work is done and "reduced" after the all-reduce, so
+        the wait for slower ranks is not counted as this rank's compute.
+        """
         normalizer = self.model.normalizer
         atom_subset = batch[K.DATASET_INDEX][batch[K.BATCH]]
         target_energy = normalizer.normalize_energy(batch[K.ENERGY], batch[K.ATOMIC_NUMBERS], batch[K.BATCH], batch[K.DATASET_INDEX])
@@ -205,8 +209,10 @@ class Trainer:
         local_counts = torch.stack([batch[K.ENERGY_MASK].sum(), batch[K.FORCE_MASK].sum()]).double().cpu()
         local_sums = torch.stack([terms.energy.detach(), terms.forces.detach()]).double().cpu() * local_counts
         finite_local = bool(torch.isfinite(local_sums).all())
+        clock.mark("forward")
         shared = torch.cat([local_counts, torch.nan_to_num(local_sums), torch.tensor([0.0 if finite_local else 1.0], dtype=torch.float64)])
         shared = all_reduce_sum(shared, self.context)
+        clock.mark("reduced")
         global_counts = shared[:2].clamp(min=1)
         finite = bool(shared[4] == 0)
         scale = (self.context.world_size * local_counts / global_counts).to(terms.energy.device)  # [2]
@@ -253,8 +259,7 @@ class Trainer:
                 batch = batch.to(self.context.device)
                 clock.mark("batch")
                 self.bucket_clock.last_ready = None
-                loss, parts, loss_finite = self._loss(batch)
-                clock.mark("forward")
+                loss, parts, loss_finite = self._loss(batch, clock)
                 if loss_finite:
                     self.scaler.scale(loss).backward()
                 else:
