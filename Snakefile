@@ -26,3 +26,11 @@ rule all:
     input:
         ALL_OUTPUTS,
     default_target: True
+
+
+# Rule names are fixed once the workflow is parsed: write them into the shell commands (the
+# `snakemake_rule` tag of LAMM_TAGS) as constants, so each job's command line says which rule
+# ran it without referring to a variable from outside the rule.
+for _rule in workflow.rules:
+    if _rule.shellcmd:
+        _rule.shellcmd = _rule.shellcmd.replace("{rule}", _rule.name)

@@ -38,6 +38,8 @@ rule bench_balance:
         stores=PRETRAIN_STORES,
     output:
         table=RESULTS / "tables" / "balance_simulation.csv",
+    conda:
+        CONDA_ENV
     log:
         LOGS / "bench_balance.log",
     params:
@@ -52,6 +54,8 @@ rule bench_batching:
         stores=PRETRAIN_STORES,
     output:
         table=RESULTS / "tables" / "batching_throughput.csv",
+    conda:
+        CONDA_ENV
     log:
         LOGS / "bench_batching.log",
     params:

@@ -21,5 +21,10 @@ LOGS = RESULTS / "logs"
 # rule name and wildcards without the library knowing about Snakemake.
 LAMM_TAGS = "--tag snakemake_rule={rule} --tag 'snakemake_wildcards={wildcards}'"
 
+# The software of every job: the conda environment of environment.yml (`conda env create -f
+# environment.yml`), used with `--use-conda`; without it, jobs run in the current environment
+# (the .venv of `make install`).
+CONDA_ENV = "lamm"
+
 # What `rule all` asks for: each stage's rule file appends its final outputs here.
 ALL_OUTPUTS = []
