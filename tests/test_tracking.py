@@ -111,7 +111,7 @@ def test_fingerprint_of_a_large_file_reads_its_size_and_ends(tmp_path):
     before = fingerprint([big], full_hash_limit=2**20, edge_bytes=1024)
     with open(big, "r+b") as handle:
         handle.seek(2**20)
-        handle.write(b"\8")
+        handle.write(b"\x08")
     assert fingerprint([big], full_hash_limit=2**20, edge_bytes=1024) == before
 
 
