@@ -70,6 +70,7 @@ def _dynamics(args: argparse.Namespace) -> int:
     from lamm.analysis.evaluation import split_indices, write_json
     from lamm.calculator import LaMMCalculator
     from lamm.data.store import StructureStore
+    from lamm.tables import write_csv
     from lamm.tracking import RunTracker
 
     settings = DynamicsSettings(
@@ -91,6 +92,10 @@ def _dynamics(args: argparse.Namespace) -> int:
         )
         summary.update({"checkpoint": args.checkpoint, "head": calculator.head, "store": args.data, "sample_index": sample})
         write_json(summary, out / "summary.json")
+        if args.table:
+            row = {"checkpoint": _label(args.checkpoint), "checkpoint_path": args.checkpoint}
+            row.update({k: v for k, v in summary.items() if k not in ("note", "checkpoint")})
+            write_csv([row], args.table)
         tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         for name in ("summary.json", "energies.csv", "energies.png"):
             tracker.log_artifact(out / name)
@@ -141,6 +146,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     dynamics.add_argument("--index", type=int, default=0, help="position of the structure within the split")
     dynamics.add_argument("--head", default=None, help="head name (default: the checkpoint's first head)")
     dynamics.add_argument("--out", required=True, help="output directory")
+    dynamics.add_argument("--table", default=None, help="also write the summary as a one-row CSV (e.g. results/tables/nve_drift.csv)")
     dynamics.add_argument("--steps", type=int, default=200, help="NVE steps")
     dynamics.add_argument("--timestep-fs", type=float, default=0.5)
     dynamics.add_argument("--temperature-k", type=float, default=300.0, help="initial Maxwell-Boltzmann temperature")
