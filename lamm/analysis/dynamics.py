@@ -67,10 +67,10 @@ def relax(atoms: Atoms, fmax: float, max_steps: int, trajectory: str | os.PathLi
 def run_nve(atoms: Atoms, settings: DynamicsSettings, trajectory: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """Velocity Verlet in place; returns time_ps, epot, ekin, etot (eV) per recorded frame."""
     from ase.io.trajectory import Trajectory
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
     from ase.md.verlet import VelocityVerlet
 
-    MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature_k, rng=np.random.default_rng(settings.seed))
+    thermalize_momenta(atoms, settings.temperature_k, rng=np.random.default_rng(settings.seed))  # Maxwell-Boltzmann
     Stationary(atoms)  # no drift of the centre of mass
     dynamics = VelocityVerlet(atoms, timestep=settings.timestep_fs * units.fs, logfile=None)
     frames: dict[str, list[float]] = {"time_ps": [], "epot": [], "ekin": [], "etot": []}
