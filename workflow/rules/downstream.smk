@@ -36,7 +36,8 @@ rule zero_shot:
     log:
         LOGS / "zero_shot.log",
     shell:
-        "lamm " + LAMM_TAGS + " zero-shot {input.checkpoints} --data {input.store} --out {output.table} > {log} 2>&1"
+        f"lamm {LAMM_TAGS} zero-shot"
+        " {input.checkpoints} --data {input.store} --out {output.table} > {log} 2>&1"
 
 
 rule evaluate_finetuned:
@@ -52,7 +53,8 @@ rule evaluate_finetuned:
     params:
         out=lambda wildcards, output: Path(output.metrics).parent,
     shell:
-        "lamm " + LAMM_TAGS + " evaluate {input.checkpoint} --data {input.store} --split test"
+        f"lamm {LAMM_TAGS} evaluate"
+        " {input.checkpoint} --data {input.store} --split test"
         " --out {params.out} > {log} 2>&1"
 
 
@@ -84,7 +86,8 @@ rule dynamics:
         out=lambda wildcards, output: Path(output.summary).parent,
         options=dynamics_options,
     shell:
-        "lamm " + LAMM_TAGS + " dynamics {input.checkpoint} --data {input.store} {params.options}"
+        f"lamm {LAMM_TAGS} dynamics"
+        " {input.checkpoint} --data {input.store} {params.options}"
         " --out {params.out} --table {output.table} > {log} 2>&1"
 
 
