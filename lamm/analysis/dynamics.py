@@ -127,7 +127,7 @@ def plot_energies(frames: dict[str, np.ndarray], natoms: int, path: str | os.Pat
     axis.set_xlabel("time (fs)", fontsize=9)
     axis.set_ylabel("energy - value at t=0 (meV/atom)", fontsize=9)
     axis.tick_params(labelsize=9)
-    axis.legend(fontsize=9, frameon=False)
+    axis.legend(fontsize=9, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         axis.set_title(title, fontsize=9)
     figure.tight_layout()
