@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 
 from lamm.analysis.evaluation import compute_metrics, evaluate_checkpoint, predict_split
-from lamm.analysis.zero_shot import apply_energy_shift, fit_energy_shift, zero_shot_rows
+from lamm.analysis.zero_shot import apply_energy_shift, baseline_row, fit_energy_shift, zero_shot_rows
 from lamm.calculator import LaMMCalculator
 from lamm.cli import main
 from lamm.data.record import StructureRecord
@@ -149,6 +149,23 @@ def test_zero_shot_refit_removes_a_per_element_offset_exactly(tmp_path, checkpoi
     assert moved.forces_pred is predictions.forces_pred
 
 
+def test_baseline_row_is_the_composition_fit_and_zero_forces(tmp_path):
+    atoms_list = structures()
+    splits = ["train", "test", "train", "train", "test", "train", "train"]
+    store = labeled_store(tmp_path / "down.lmdb", atoms_list, splits)
+    records = [store.get_record(i) for i in range(len(store))]
+    composition = np.stack([np.bincount(r.atomic_numbers.astype(int), minlength=119) for r in records])
+    energy = np.array([r.energy for r in records])
+    train = np.array([s == "train" for s in splits])
+    references, *_ = np.linalg.lstsq(composition[train][:, [1, 6, 8, 11, 17]], energy[train], rcond=None)
+    predicted = composition[~train][:, [1, 6, 8, 11, 17]] @ references
+    row = baseline_row(store)
+    expected = 1000 * np.mean(np.abs(predicted - energy[~train]) / composition[~train].sum(axis=1))
+    assert row["checkpoint"] == "baseline" and row["energy_mae_mev_per_atom"] == pytest.approx(expected, rel=1e-9)
+    test_forces = np.concatenate([records[i].forces for i in np.flatnonzero(~train)])
+    assert row["forces_mae_mev_per_a"] == pytest.approx(1000 * np.abs(test_forces).mean())
+
+
 def test_unknown_head_and_missing_split_are_clear_errors(tmp_path, checkpoint):
     store = labeled_store(tmp_path / "down.lmdb", structures()[:2], ["train", "train"])
     potential = load_potential(checkpoint)
@@ -173,5 +190,5 @@ def test_cli_evaluate_and_zero_shot(tmp_path, checkpoint, capsys):
     import pandas as pd
 
     frame = pd.read_csv(table)
-    assert list(frame["head"]) == ["a", "b"] and set(frame["checkpoint"]) == {"model"}
+    assert list(frame["head"]) == ["composition", "a", "b"] and list(frame["checkpoint"]) == ["baseline", "model", "model"]
     assert {"energy_mae_mev_per_atom", "energy_mae_mev_per_atom_raw", "forces_mae_mev_per_a", "force_cosine"} <= set(frame.columns)

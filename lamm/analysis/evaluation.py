@@ -87,7 +87,6 @@ def predict_split(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     indices = split_indices(store, split)
     records = [store.get_record(int(i)) for i in indices]
-    compare_forces = store.info.get("task") != "denoising"  # denoising labels are minus the noise
     dtype = next(potential.parameters()).dtype
     device = next(potential.parameters()).device
     graphs = [
@@ -109,6 +108,22 @@ def predict_split(
                 channel = potential.heads.index(head)
                 energy_pred[head].append(out[K.PRED_ENERGY][:, channel].detach().cpu().double().numpy())
                 forces_pred[head].append(out[K.PRED_FORCES][:, :, channel].detach().cpu().double().numpy())
+    labels = zero_predictions(store, split, head="")
+    return {
+        head: Predictions(
+            **{**labels.__dict__, "head": head, "energy_pred": np.concatenate(energy_pred[head]),
+               "forces_pred": np.concatenate(forces_pred[head])}
+        )
+        for head in heads
+    }
+
+
+def zero_predictions(store: StructureStore, split: str, head: str = "zero") -> Predictions:
+    """The labels of `split` with predictions of zero energy and zero forces: the baseline that a
+    per-element energy refit alone (`lamm.analysis.zero_shot`) turns into a composition model."""
+    indices = split_indices(store, split)
+    records = [store.get_record(int(i)) for i in indices]
+    compare_forces = store.info.get("task") != "denoising"  # denoising labels are minus the noise
     natoms = np.array([r.natoms for r in records], dtype=np.int64)
     composition = np.stack(
         [np.bincount(np.asarray(r.atomic_numbers, dtype=np.int64), minlength=MAX_ATOMIC_NUMBER + 1) for r in records]
@@ -117,15 +132,11 @@ def predict_split(
     forces = np.concatenate(
         [r.forces if (r.forces is not None and compare_forces) else np.full((r.natoms, 3), np.nan) for r in records]
     ).astype(np.float64)
-    atom_structure = np.repeat(np.arange(len(records), dtype=np.int64), natoms)
-    return {
-        head: Predictions(
-            head=head, sample_index=np.asarray(indices, dtype=np.int64), natoms=natoms, composition=composition,
-            energy=energy, energy_pred=np.concatenate(energy_pred[head]), forces=forces,
-            forces_pred=np.concatenate(forces_pred[head]), atom_structure=atom_structure,
-        )
-        for head in heads
-    }
+    return Predictions(
+        head=head, sample_index=np.asarray(indices, dtype=np.int64), natoms=natoms, composition=composition,
+        energy=energy, energy_pred=np.zeros(len(records)), forces=forces, forces_pred=np.zeros_like(forces),
+        atom_structure=np.repeat(np.arange(len(records), dtype=np.int64), natoms),
+    )
 
 
 def compute_metrics(predictions: Predictions) -> dict[str, float | int]:

@@ -37,7 +37,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _zero_shot(args: argparse.Namespace) -> int:
-    from lamm.analysis.zero_shot import zero_shot_rows
+    from lamm.analysis.zero_shot import baseline_row, zero_shot_rows
     from lamm.data.store import StructureStore
     from lamm.models.checkpoint import load_potential
     from lamm.tables import write_csv
@@ -46,7 +46,7 @@ def _zero_shot(args: argparse.Namespace) -> int:
     params = {"checkpoints": args.checkpoints, "data": args.data, "heads": args.head, "fit_split": args.fit_split, "split": args.split}
     with RunTracker("zero_shot", "zero-shot", params=params, inputs=[*args.checkpoints, args.data]) as tracker:
         store = StructureStore(args.data)
-        rows = []
+        rows = [baseline_row(store, fit_split=args.fit_split, eval_split=args.split)]
         for path in args.checkpoints:
             rows += zero_shot_rows(
                 load_potential(path), store, checkpoint=_label(path), heads=args.head or None,
@@ -59,9 +59,9 @@ def _zero_shot(args: argparse.Namespace) -> int:
                 if key not in ("checkpoint", "head") and isinstance(value, (int, float))
             })
         tracker.log_artifact(args.out)
-    numeric = [r for r in rows if r.get("energy_mae_mev_per_atom") == r.get("energy_mae_mev_per_atom")]
+    numeric = [r for r in rows[1:] if r.get("energy_mae_mev_per_atom") == r.get("energy_mae_mev_per_atom")]
     best = min(numeric, key=lambda r: r["energy_mae_mev_per_atom"]) if numeric else None
-    print(json.dumps({"out": str(args.out), "rows": len(rows), "best_energy": best}))
+    print(json.dumps({"out": str(args.out), "rows": len(rows), "baseline": rows[0], "best_energy": best}))
     return 0
 
 
