@@ -20,11 +20,14 @@ def zero_shot_checkpoints():
     return [available[label] for label in wanted]
 
 
+# The sweep of the fine-tuning rules (the name in their config) when they are included, else
+# downstream.finetune_sweep: evaluate runs fine-tuned elsewhere.
+DOWNSTREAM_SWEEP = globals().get("FINETUNE_SWEEP", DOWNSTREAM["finetune_sweep"])
+
+
 def finetuned_checkpoint(label):
-    """last.pt of one fine-tuning run (the finetune rules' `finetune_dir` when they are included)."""
-    if "finetune_dir" in globals():
-        return Path(finetune_dir(DOWNSTREAM["finetune_sweep"], label)) / "checkpoints" / "last.pt"
-    return RESULTS / "finetune" / DOWNSTREAM["finetune_sweep"] / label / "checkpoints" / "last.pt"
+    """last.pt of one fine-tuning run: results/finetune/<sweep>/<label>/checkpoints/last.pt."""
+    return RESULTS / "finetune" / DOWNSTREAM_SWEEP / label / "checkpoints" / "last.pt"
 
 
 rule zero_shot:
