@@ -36,10 +36,14 @@ def structures() -> list[Atoms]:
     return out
 
 
+def save_tiny(path, force_mode: str = "direct"):
+    potential = tiny_potential(force_mode, heads=HEADS, stats=True)
+    return save_checkpoint(path, checkpoint_dict(potential, {**TINY_CONFIG, "force_mode": force_mode}))
+
+
 @pytest.fixture
 def checkpoint(tmp_path):
-    potential = tiny_potential("direct", heads=HEADS, stats=True)
-    return save_checkpoint(tmp_path / "model.pt", checkpoint_dict(potential, {**TINY_CONFIG, "force_mode": "direct"}))
+    return save_tiny(tmp_path / "model.pt")
 
 
 def labeled_store(path, atoms_list, splits, *, energy=True, forces=True, seed=0, energy_kind="total", task="s2ef"):
@@ -70,7 +74,10 @@ def by_calculator(checkpoint, head, atoms_list):
     return np.array(energies), np.concatenate(forces)
 
 
-def test_metrics_equal_values_computed_through_the_calculator(tmp_path, checkpoint):
+@pytest.mark.parametrize("force_mode", ["direct", "gradient"])
+def test_metrics_equal_values_computed_through_the_calculator(tmp_path, force_mode):
+    # gradient mode: forces are -dE/dx of head b, also under the evaluation's no_grad
+    checkpoint = save_tiny(tmp_path / "model.pt", force_mode)
     atoms_list = structures()
     splits = ["test"] * len(atoms_list)
     # structure 1 has no energy label, so it must not enter the energy MAE
