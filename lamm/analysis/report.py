@@ -79,6 +79,7 @@ SECTIONS: tuple[Section, ...] = (
             Item("tables/zero_shot.csv", "Zero-shot: every pre-training head on the downstream test set."),
             Item("tables/sample_efficiency.csv", "Test error against downstream training-set size."),
             Item("figures/sample_efficiency.png", "Sample efficiency, pre-trained against scratch."),
+            Item("tables/nve_drift.csv", "BFGS relaxation and NVE with the gradient-force fine-tuned model: total-energy drift."),
         ),
     ),
     Section(

@@ -1,0 +1,253 @@
+"""Test-set evaluation of one checkpoint head on a store split: predictions, metrics, parity plot.
+
+Predictions go through the same graph construction and collate as training (and as
+`lamm.calculator`), each structure on the chosen head (its `dataset_index` set to that head, so
+gradient-force models differentiate that head's energy), in eV and eV/Angstrom.
+
+Metrics (only those the store has labels for; a store with energy_kind "none" gets no energy
+metrics, a denoising store's "forces" are noise labels and are not compared):
+- energy_mae_mev_per_atom = 1000 * mean_i |E_pred_i - E_i| / N_i  over structures with energy
+- forces_mae_mev_per_a    = 1000 * mean over atoms and Cartesian components of |F_pred - F|
+- force_cosine            = mean over atoms of F_pred . F / (|F_pred| |F|); atoms where either
+                            force is below COSINE_MIN_NORM (eV/A) are left out (no direction)
+- counts: n_structures, n_energy_labels, n_force_atoms, n_cosine_atoms
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lamm import keys as K
+from lamm.data.graph import collate, structure_to_graph
+from lamm.data.record import MAX_ATOMIC_NUMBER
+from lamm.data.store import StructureStore
+from lamm.models.potential import Potential
+
+COSINE_MIN_NORM = 1e-6  # eV/Angstrom
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One head's predictions on one split, with the labels (NaN where the store has none)."""
+
+    head: str
+    sample_index: np.ndarray  # [B] int64, index in the store
+    natoms: np.ndarray  # [B] int64
+    composition: np.ndarray  # [B, 119] int64, atoms of each element per structure
+    energy: np.ndarray  # [B] float64 eV, NaN without a label
+    energy_pred: np.ndarray  # [B] float64 eV
+    forces: np.ndarray  # [N, 3] float64 eV/A, NaN without labels
+    forces_pred: np.ndarray  # [N, 3] float64 eV/A
+    atom_structure: np.ndarray  # [N] int64, row of each atom in the structure arrays
+
+    def with_energy_pred(self, energy_pred: np.ndarray) -> Predictions:
+        return Predictions(**{**self.__dict__, "energy_pred": np.asarray(energy_pred, dtype=np.float64)})
+
+
+def check_head(potential: Potential, head: str | None, source: str = "checkpoint") -> str:
+    """The head to evaluate: `head`, or the potential's only/first head; unknown names raise."""
+    if head is None:
+        return potential.heads[0]
+    if head not in potential.heads:
+        raise ValueError(f"{source}: unknown head {head!r}; this checkpoint has heads {potential.heads}")
+    return head
+
+
+def split_indices(store: StructureStore, split: str) -> np.ndarray:
+    """Sample indices of a non-empty split; an empty or unknown split is an error naming the store."""
+    try:
+        indices = store.indices(split)
+    except ValueError as err:
+        raise ValueError(f"{store.path}: {err}") from None
+    if len(indices) == 0:
+        counts = {name: int(len(store.indices(name))) for name in ("train", "val", "test")}
+        raise ValueError(f"{store.path}: split {split!r} is empty (samples per split: {counts})")
+    return indices
+
+
+def predict_split(
+    potential: Potential, store: StructureStore, split: str, heads: Sequence[str], batch_size: int = 16
+) -> dict[str, Predictions]:
+    """Predictions of every head in `heads` on `split` of `store` (eV, eV/A).
+
+    Direct-force models give every head in one forward pass; gradient-force models need one
+    pass per head (forces are -dE/dx of the head named by `dataset_index`).
+    """
+    for head in heads:
+        check_head(potential, head)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    indices = split_indices(store, split)
+    records = [store.get_record(int(i)) for i in indices]
+    dtype = next(potential.parameters()).dtype
+    device = next(potential.parameters()).device
+    graphs = [
+        structure_to_graph(r, cutoff=potential.cutoff, max_neighbors=potential.max_neighbors, sample_index=int(i), dtype=dtype)
+        for r, i in zip(records, indices)
+    ]
+    passes = [list(heads)] if potential.force_mode == "direct" else [[head] for head in heads]
+    energy_pred = {head: [] for head in heads}
+    forces_pred = {head: [] for head in heads}
+    potential.eval()
+    for start in range(0, len(graphs), batch_size):
+        batch = collate(graphs[start : start + batch_size]).to(device)
+        for group in passes:
+            # gradient mode differentiates the head in dataset_index; direct mode ignores it
+            batch[K.DATASET_INDEX] = torch.full_like(batch[K.DATASET_INDEX], potential.heads.index(group[0]))
+            with torch.no_grad():  # the potential enables autograd itself for gradient forces
+                out = potential.predict(batch)
+            for head in group:
+                channel = potential.heads.index(head)
+                energy_pred[head].append(out[K.PRED_ENERGY][:, channel].detach().cpu().double().numpy())
+                forces_pred[head].append(out[K.PRED_FORCES][:, :, channel].detach().cpu().double().numpy())
+    labels = zero_predictions(store, split, head="")
+    return {
+        head: Predictions(
+            **{**labels.__dict__, "head": head, "energy_pred": np.concatenate(energy_pred[head]),
+               "forces_pred": np.concatenate(forces_pred[head])}
+        )
+        for head in heads
+    }
+
+
+def zero_predictions(store: StructureStore, split: str, head: str = "zero") -> Predictions:
+    """The labels of `split` with predictions of zero energy and zero forces: the baseline that a
+    per-element energy refit alone (`lamm.analysis.zero_shot`) turns into a composition model."""
+    indices = split_indices(store, split)
+    records = [store.get_record(int(i)) for i in indices]
+    compare_forces = store.info.get("task") != "denoising"  # denoising labels are minus the noise
+    natoms = np.array([r.natoms for r in records], dtype=np.int64)
+    composition = np.stack(
+        [np.bincount(np.asarray(r.atomic_numbers, dtype=np.int64), minlength=MAX_ATOMIC_NUMBER + 1) for r in records]
+    )
+    energy = np.array([np.nan if r.energy is None else r.energy for r in records], dtype=np.float64)
+    forces = np.concatenate(
+        [r.forces if (r.forces is not None and compare_forces) else np.full((r.natoms, 3), np.nan) for r in records]
+    ).astype(np.float64)
+    return Predictions(
+        head=head, sample_index=np.asarray(indices, dtype=np.int64), natoms=natoms, composition=composition,
+        energy=energy, energy_pred=np.zeros(len(records)), forces=forces, forces_pred=np.zeros_like(forces),
+        atom_structure=np.repeat(np.arange(len(records), dtype=np.int64), natoms),
+    )
+
+
+def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
+    """The metrics of the module docstring (energy and force entries only where labels exist)."""
+    metrics: dict[str, float | int] = {"n_structures": int(len(predictions.natoms)), "n_atoms": int(predictions.natoms.sum())}
+    has_energy = np.isfinite(predictions.energy)
+    metrics["n_energy_labels"] = int(has_energy.sum())
+    if has_energy.any():
+        per_atom_error = (predictions.energy_pred - predictions.energy)[has_energy] / predictions.natoms[has_energy]  # eV/atom
+        metrics["energy_mae_mev_per_atom"] = 1000.0 * float(np.abs(per_atom_error).mean())
+        metrics["energy_rmse_mev_per_atom"] = 1000.0 * float(np.sqrt((per_atom_error**2).mean()))
+    has_forces = np.isfinite(predictions.forces).all(axis=1)  # [N]
+    metrics["n_force_atoms"] = int(has_forces.sum())
+    if has_forces.any():
+        true, pred = predictions.forces[has_forces], predictions.forces_pred[has_forces]  # [n, 3]
+        metrics["forces_mae_mev_per_a"] = 1000.0 * float(np.abs(pred - true).mean())
+        metrics["forces_rmse_mev_per_a"] = 1000.0 * float(np.sqrt(((pred - true) ** 2).mean()))
+        true_norm, pred_norm = np.linalg.norm(true, axis=1), np.linalg.norm(pred, axis=1)  # [n]
+        directed = (true_norm > COSINE_MIN_NORM) & (pred_norm > COSINE_MIN_NORM)
+        metrics["n_cosine_atoms"] = int(directed.sum())
+        if directed.any():
+            cosine = (true * pred).sum(axis=1)[directed] / (true_norm[directed] * pred_norm[directed])
+            metrics["force_cosine"] = float(cosine.mean())
+    return metrics
+
+
+def parity_plot(predictions: Predictions, path: str | os.PathLike, title: str = "") -> Path:
+    """Energy per atom and force components, predicted against reference (one PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lamm.analysis.figures import _save
+
+    metrics = compute_metrics(predictions)
+    figure, axes = plt.subplots(1, 2, figsize=(8.0, 3.8))
+    has_energy = np.isfinite(predictions.energy)
+    has_forces = np.isfinite(predictions.forces).all(axis=1)
+    panels = [
+        (axes[0], predictions.energy[has_energy] / predictions.natoms[has_energy],
+         predictions.energy_pred[has_energy] / predictions.natoms[has_energy], "energy (eV/atom)",
+         f"MAE {metrics.get('energy_mae_mev_per_atom', float('nan')):.1f} meV/atom"),
+        (axes[1], predictions.forces[has_forces].ravel(), predictions.forces_pred[has_forces].ravel(), "force component (eV/Å)",
+         f"MAE {metrics.get('forces_mae_mev_per_a', float('nan')):.1f} meV/Å, cos {metrics.get('force_cosine', float('nan')):.3f}"),
+    ]
+    for axis, true, pred, label, note in panels:
+        if len(true) == 0:
+            axis.text(0.5, 0.5, "no labels", ha="center", va="center", transform=axis.transAxes, fontsize=10)
+        else:
+            low, high = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+            pad = 0.05 * (high - low or 1.0)
+            axis.plot([low - pad, high + pad], [low - pad, high + pad], color="0.5", lw=1, ls="--")
+            axis.scatter(true, pred, s=8, alpha=0.6, color="#0173b2", edgecolors="none")
+            axis.set_xlim(low - pad, high + pad)
+            axis.set_ylim(low - pad, high + pad)
+            axis.set_aspect("equal")
+        axis.set_xlabel(f"reference {label}", fontsize=9)
+        axis.set_ylabel(f"predicted {label}", fontsize=9)
+        axis.set_title(note, fontsize=9)
+        axis.tick_params(labelsize=9)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save(figure, path)
+    plt.close(figure)
+    return path
+
+
+def write_json(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """JSON written atomically (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(dict(data), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_predictions(predictions: Predictions, path: str | os.PathLike) -> Path:
+    """All arrays of `predictions` as one .npz (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
+    try:
+        arrays = {k: v for k, v in predictions.__dict__.items() if isinstance(v, np.ndarray) and k != "composition"}
+        np.savez(tmp, head=np.array(predictions.head), **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def evaluate_checkpoint(
+    potential: Potential, store: StructureStore, out_dir: str | os.PathLike, *, split: str = "test",
+    head: str | None = None, batch_size: int = 16, title: str = "",
+) -> dict[str, Any]:
+    """Predict, then write <out_dir>/metrics.json, parity.png and predictions.npz; returns the metrics."""
+    head = check_head(potential, head)
+    predictions = predict_split(potential, store, split, [head], batch_size=batch_size)[head]
+    out_dir = Path(out_dir)
+    metrics = {
+        **compute_metrics(predictions), "head": head, "split": split, "store": str(store.path),
+        "energy_kind": store.energy_kind, "force_mode": potential.force_mode,
+    }
+    write_predictions(predictions, out_dir / "predictions.npz")
+    parity_plot(predictions, out_dir / "parity.png", title=title or f"{store.subset} {split}, head {head}")
+    write_json(metrics, out_dir / "metrics.json")
+    return metrics

@@ -1,0 +1,105 @@
+# The downstream set beyond fine-tuning: zero-shot of every pre-training head (energy reference
+# refit only, as deepmd's change-bias), test-set evaluation of fine-tuned models with parity
+# plots, and the ASE calculator in use (BFGS relaxation + NVE drift). Settings: config section
+# `downstream` (workflow/schemas/config.schema.yaml). Fine-tuned checkpoints are read from the
+# fine-tuning layout results/finetune/<sweep>/<label>/checkpoints/last.pt.
+
+DOWNSTREAM = config["downstream"]
+
+if DOWNSTREAM["pretrain_run"] not in PRETRAIN_RUNS:
+    raise WorkflowError(f"downstream.pretrain_run {DOWNSTREAM['pretrain_run']!r} is not a pretrain run: {sorted(PRETRAIN_RUNS)}")
+
+
+def zero_shot_checkpoints():
+    """The pre-training checkpoints to zero-shot: those listed in the config (all when empty)."""
+    available = pretrain_checkpoints(DOWNSTREAM["pretrain_run"])
+    wanted = [epoch_label(e) for e in DOWNSTREAM["zero_shot_epochs"]] or list(available)
+    unknown = sorted(set(wanted) - set(available))
+    if unknown:
+        raise WorkflowError(f"downstream.zero_shot_epochs {unknown} are not checkpoints of run {DOWNSTREAM['pretrain_run']!r}: {list(available)}")
+    return [available[label] for label in wanted]
+
+
+# The sweep of the fine-tuning rules (the name in their config) when they are included, else
+# downstream.finetune_sweep: evaluate runs fine-tuned elsewhere.
+DOWNSTREAM_SWEEP = globals().get("FINETUNE_SWEEP", DOWNSTREAM["finetune_sweep"])
+
+
+def finetuned_checkpoint(label):
+    """last.pt of one fine-tuning run: results/finetune/<sweep>/<label>/checkpoints/last.pt."""
+    return RESULTS / "finetune" / DOWNSTREAM_SWEEP / label / "checkpoints" / "last.pt"
+
+
+rule zero_shot:
+    input:
+        checkpoints=zero_shot_checkpoints(),
+        store=DOWNSTREAM_STORE,
+    output:
+        table=RESULTS / "tables" / "zero_shot.csv",
+    log:
+        LOGS / "zero_shot.log",
+    shell:
+        f"lamm {LAMM_TAGS} zero-shot"
+        " {input.checkpoints} --data {input.store} --out {output.table} > {log} 2>&1"
+
+
+rule evaluate_finetuned:
+    input:
+        checkpoint=lambda wildcards: finetuned_checkpoint(wildcards.label),
+        store=DOWNSTREAM_STORE,
+    output:
+        metrics=RESULTS / "evaluate" / "{label}" / "metrics.json",
+        parity=RESULTS / "evaluate" / "{label}" / "parity.png",
+        predictions=RESULTS / "evaluate" / "{label}" / "predictions.npz",
+    log:
+        LOGS / "evaluate_{label}.log",
+    params:
+        out=lambda wildcards, output: Path(output.metrics).parent,
+    shell:
+        f"lamm {LAMM_TAGS} evaluate"
+        " {input.checkpoint} --data {input.store} --split test"
+        " --out {params.out} > {log} 2>&1"
+
+
+def dynamics_options(wildcards):
+    settings = DOWNSTREAM["dynamics"]
+    return " ".join(
+        [
+            f"--split {settings['split']} --index {settings['index']}",
+            f"--steps {settings['steps']} --timestep-fs {settings['timestep_fs']}",
+            f"--temperature-k {settings['temperature_k']} --seed {config['seed']}",
+            f"--fmax {settings['fmax']} --max-relax-steps {settings['max_relax_steps']}",
+        ]
+    )
+
+
+rule dynamics:
+    input:
+        checkpoint=finetuned_checkpoint(DOWNSTREAM["dynamics"]["label"]),
+        store=DOWNSTREAM_STORE,
+    output:
+        summary=RESULTS / "dynamics" / DOWNSTREAM["dynamics"]["label"] / "summary.json",
+        energies=RESULTS / "dynamics" / DOWNSTREAM["dynamics"]["label"] / "energies.csv",
+        figure=RESULTS / "dynamics" / DOWNSTREAM["dynamics"]["label"] / "energies.png",
+        trajectory=RESULTS / "dynamics" / DOWNSTREAM["dynamics"]["label"] / "nve.traj",
+        table=RESULTS / "tables" / "nve_drift.csv",
+    log:
+        LOGS / "dynamics.log",
+    params:
+        out=lambda wildcards, output: Path(output.summary).parent,
+        options=dynamics_options,
+    shell:
+        f"lamm {LAMM_TAGS} dynamics"
+        " {input.checkpoint} --data {input.store} {params.options}"
+        " --out {params.out} --table {output.table} > {log} 2>&1"
+
+
+ALL_OUTPUTS.extend(
+    [
+        rules.zero_shot.output.table,
+        *[RESULTS / "evaluate" / label / name for label in DOWNSTREAM["evaluate"] for name in ("metrics.json", "parity.png")],
+        rules.dynamics.output.summary,
+        rules.dynamics.output.figure,
+        rules.dynamics.output.table,
+    ]
+)
