@@ -19,6 +19,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -202,6 +203,17 @@ def parameter_groups(
     return groups
 
 
+def same_steps_config(config: Mapping[str, Any], full_train: int, batches_per_epoch: int, world_size: int) -> dict[str, Any]:
+    """`config` with `train.epochs` rescaled so a run on a fraction of the training split takes as
+    many optimizer steps as on the whole split (`train.epochs` counts epochs of the whole split):
+    a sample-efficiency curve then compares training-set sizes, not training lengths."""
+    full_batches = math.ceil(full_train / (config["sampler"]["batch_per_rank"] * world_size))
+    if batches_per_epoch == full_batches:
+        return dict(config)
+    epochs = config["train"]["epochs"] * full_batches / batches_per_epoch
+    return {**config, "train": {**config["train"], "epochs": epochs}}
+
+
 def downstream_statistics(store: StructureStore, records: np.ndarray, config: Mapping[str, Any]) -> dict[str, Any]:
     """Referencing and normalization of the records trained on (the whole split: cached beside the store)."""
     samples, seed = config["data"]["statistics_samples"], config["seed"]
@@ -277,6 +289,7 @@ def run_finetuning(
             num_splits=sampler_config["num_splits"], seed=config["seed"], max_atoms_per_rank=sampler_config["max_atoms_per_rank"],
         )
         loader = build_loader(train_set, sampler, num_workers=data["num_workers"])
+        config = same_steps_config(config, len(store.indices("train")), len(loader), context.world_size)
         groups = parameter_groups(model, config["optimizer"]["lr"], layer_decay=options["layer_decay"], freeze_encoder=options["freeze_encoder"])
         last = out_dir / "checkpoints" / "last.pt"
         state = load_checkpoint(last) if resume and last.is_file() else None
