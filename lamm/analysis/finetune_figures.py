@@ -28,13 +28,15 @@ def finetune_curves(runs: Sequence[FinetuneRun], path: str | os.PathLike, *, thr
     colors = plt.get_cmap("viridis")
     ordered = sorted(runs, key=lambda r: r.epoch)
     for i, run in enumerate(ordered):
-        color = "black" if run.checkpoint == SCRATCH else colors(0.15 + 0.7 * i / max(1, len(ordered) - 1))
+        scratch = run.checkpoint == SCRATCH
+        color = "black" if scratch else colors(0.15 + 0.7 * i / max(1, len(ordered) - 1))
+        style = {"color": color, "linestyle": "--" if scratch else "-", "zorder": 3 if scratch else 2}
         for column, (metric, loss) in enumerate([(ENERGY, "loss/energy"), (FORCES, "loss/forces")]):
             curve = run.validation[metric]
-            axes[0, column].plot([s for s, _ in curve], [v for _, v in curve], marker="o", markersize=3, color=color,
+            axes[0, column].plot([s for s, _ in curve], [v for _, v in curve], marker="o", markersize=3, **style,
                                  label=_label(run.checkpoint))
             smooth = moving_average(run.training[loss], window)
-            axes[1, column].plot([s for s, _ in smooth], [v for _, v in smooth], color=color, label=_label(run.checkpoint))
+            axes[1, column].plot([s for s, _ in smooth], [v for _, v in smooth], **style, label=_label(run.checkpoint))
     for column, (metric, title, unit) in enumerate([(ENERGY, "energy", "meV/atom"), (FORCES, "forces", "meV/Å")]):
         if thresholds and metric in thresholds:
             axes[0, column].axhline(thresholds[metric], color="grey", linestyle="--", linewidth=1, label="threshold")
