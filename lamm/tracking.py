@@ -130,6 +130,64 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+def _experiment_id(client: Any, name: str, db: Path | None) -> str:
+    """Get or create the experiment `name` (call under the store lock)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    # Artifacts beside the SQLite file (results/mlartifacts), not in ./mlruns of whatever
+    # directory the job happened to start in.
+    location = None if db is None else (db.parent / "mlartifacts" / name).as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception as err:  # a server store: another client created it first
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise err
+        return experiment.experiment_id
+
+
+PARENT_TAG = "lamm.parent_run"  # value: the name of the sweep the parent run groups
+
+
+def find_or_create_parent_run(
+    name: str, stage: str, *, experiment: str = DEFAULT_EXPERIMENT, attempts: int = 8
+) -> str:
+    """The id of the parent run `name` of `stage` (e.g. one fine-tuning sweep), created once.
+
+    Several jobs of a sweep start at once and each asks for the parent: on a SQLite store the
+    search and the creation happen under one exclusive lock, so exactly one parent is created.
+    (On an MLflow server there is no such lock; two simultaneous first jobs may then create two
+    parents, and later jobs join the older one.) The parent holds no metrics: it groups the
+    nested runs (`RunTracker(parent_run_id=...)`).
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    lock = _StoreLock(uri)
+    query = f"tags.`{PARENT_TAG}` = '{name}' and tags.stage = '{stage}'"
+    for attempt in range(attempts):
+        try:
+            with lock.held():
+                client = MlflowClient(tracking_uri=uri)
+                experiment_id = _experiment_id(client, experiment, db)
+                found = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time ASC"], max_results=1)
+                if found:
+                    return found[0].info.run_id
+                tags = {PARENT_TAG: name, "stage": stage, "git_commit": git_commit()}
+                run = client.create_run(experiment_id, tags=tags, run_name=name)
+                client.set_terminated(run.info.run_id, status="FINISHED")
+                return run.info.run_id
+        except Exception as err:  # MLflow wraps sqlite errors in several exception types
+            if not _is_transient(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 class _StoreLock:
     """Serializes calls on a SQLite tracking store across processes; a no-op for servers."""
 
@@ -235,19 +293,7 @@ class RunTracker:
         raise AssertionError("unreachable")
 
     def _experiment_id(self, name: str, db: Path | None) -> str:
-        experiment = self._client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        # Artifacts beside the SQLite file (results/mlartifacts), not in ./mlruns of whatever
-        # directory the job happened to start in.
-        location = None if db is None else (db.parent / "mlartifacts" / name).as_uri()
-        try:
-            return self._client.create_experiment(name, artifact_location=location)
-        except Exception as err:  # a server store: another client created it first
-            experiment = self._client.get_experiment_by_name(name)
-            if experiment is None:
-                raise err
-            return experiment.experiment_id
+        return _experiment_id(self._client, name, db)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.enabled:

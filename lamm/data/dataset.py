@@ -56,7 +56,10 @@ class MultiStoreDataset(Dataset):
         noise_mode: str = "relative",
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
+        records: Sequence[np.ndarray] | None = None,
     ) -> None:
+        """`records`: per store, the record indices to use instead of its whole split (a
+        subsample, e.g. a fraction of a downstream training set); each must belong to the split."""
         if not stores:
             raise ValueError("a dataset needs at least one store")
         if split not in SPLITS:
@@ -72,6 +75,14 @@ class MultiStoreDataset(Dataset):
         self.cutoff, self.max_neighbors = float(cutoff), max_neighbors
         self.noise_sigma, self.noise_mode, self.seed, self.dtype = float(noise_sigma), noise_mode, int(seed), dtype
         self.store_indices = [store.indices(split) for store in self.stores]  # split sample -> record
+        if records is not None:
+            if len(records) != len(self.stores):
+                raise ValueError(f"records: one index array per store expected ({len(self.stores)}), got {len(records)}")
+            for store, split_records, chosen in zip(self.stores, self.store_indices, records):
+                outside = np.setdiff1d(np.asarray(chosen, dtype=np.int64), split_records)
+                if len(outside):
+                    raise ValueError(f"{store.path}: records {outside[:5].tolist()} are not in the {split!r} split")
+            self.store_indices = [np.asarray(chosen, dtype=np.int64) for chosen in records]
         self.sizes = np.array([len(i) for i in self.store_indices], dtype=np.int64)  # [D]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])  # [D + 1]
         self.denoising = [store.info.get("task") == "denoising" for store in self.stores]

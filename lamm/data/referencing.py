@@ -107,8 +107,13 @@ def compute_statistics(
     max_samples: int = DEFAULT_MAX_SAMPLES,
     seed: int = 0,
     fit_references: bool | str = "auto",
+    indices: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The normalization statistics of one store's training split (module docstring)."""
+    """The normalization statistics of one store's training split (module docstring).
+
+    `indices`: the training records to use instead of the whole split (a fine-tuning run on a
+    fraction of the downstream training set refits on exactly its records); not cached.
+    """
     settings = _settings(store, noise_sigma, max_samples, seed, fit_references)
     task = store.info.get("task")
     provenance: dict[str, Any] = {
@@ -122,6 +127,9 @@ def compute_statistics(
         "settings": settings,
     }
     train = store.indices("train")
+    if indices is not None:
+        train = np.asarray(indices, dtype=np.int64)
+        provenance["train_subsample"] = True
     provenance["train_samples"] = len(train)
     if task == "denoising":
         provenance.update(samples_used=0, references="none (denoising: no energies)", force_rms_source="noise sigma")

@@ -83,6 +83,9 @@ class Trainer:
         out_dir: where checkpoints and CSV logs go.
         checkpoint_extra: what every checkpoint carries besides training state (model_config,
             heads, statistics, ...).
+        param_groups: AdamW parameter groups (`{"params": [...], "lr": ...}`), e.g. layer-wise
+            learning rates or a frozen encoder left out (fine-tuning, JMP); the schedule scales
+            every group's lr. Default: every parameter at the config's lr.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Trainer:
         tracker: RunTracker,
         checkpoint_extra: Mapping[str, Any],
         max_steps: int | None = None,
+        param_groups: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.context, self.config, self.out_dir, self.tracker = context, config, Path(out_dir), tracker
         self.model = model.to(context.device)
@@ -114,8 +118,9 @@ class Trainer:
             self.wrapped = self.model
         if train["compile"]:
             self.wrapped = torch.compile(self.wrapped, dynamic=True)
+        groups = [dict(group) for group in param_groups] if param_groups is not None else self.model.parameters()
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=optim["lr"], betas=tuple(optim["betas"]), weight_decay=optim["weight_decay"]
+            groups, lr=optim["lr"], betas=tuple(optim["betas"]), weight_decay=optim["weight_decay"]
         )
         self.batches_per_epoch = len(loader)
         self.accumulate = int(optim["accumulate"])

@@ -1,0 +1,75 @@
+"""`lamm summarize finetune|sample-efficiency`: tables and figures from fine-tuning run folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+
+def _clean(rows):
+    # JSON summary: inf/NaN are not JSON
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()} for row in rows]
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from lamm.analysis.finetune import ENERGY, FORCES, TABLE3_COLUMNS, finetune_table, load_run
+    from lamm.analysis.finetune_figures import finetune_curves
+    from lamm.tables import write_csv
+    from lamm.tracking import RunTracker
+
+    runs = [load_run(d) for d in args.runs]
+    thresholds = {ENERGY: args.energy_threshold, FORCES: args.forces_threshold}
+    with RunTracker("analysis", "table3-finetune", params={"runs": args.runs, **thresholds}, inputs=args.runs) as tracker:
+        rows = finetune_table(runs, args.energy_threshold, args.forces_threshold)
+        write_csv([{c: row[c] for c in TABLE3_COLUMNS} for row in rows], args.table)
+        finetune_curves(runs, args.figure, thresholds=thresholds, window=args.window)
+        for row in rows:
+            tracker.log_metrics({f"{row['checkpoint']}/{ENERGY}": row[ENERGY], f"{row['checkpoint']}/{FORCES}": row[FORCES]})
+        tracker.log_artifact(args.table)
+        tracker.log_artifact(args.figure)
+    print(json.dumps({"table": args.table, "figure": args.figure, "rows": _clean(rows)}))
+    return 0
+
+
+def _sample_efficiency(args: argparse.Namespace) -> int:
+    from lamm.analysis.finetune import SAMPLE_EFFICIENCY_COLUMNS, load_run, sample_efficiency_table
+    from lamm.analysis.finetune_figures import sample_efficiency
+    from lamm.tables import write_csv
+    from lamm.tracking import RunTracker
+
+    with RunTracker("analysis", "sample-efficiency", params={"runs": args.runs}, inputs=args.runs) as tracker:
+        rows = sample_efficiency_table([load_run(d) for d in args.runs])
+        write_csv([{c: row[c] for c in SAMPLE_EFFICIENCY_COLUMNS} for row in rows], args.table)
+        sample_efficiency(rows, args.figure)
+        tracker.log_artifact(args.table)
+        tracker.log_artifact(args.figure)
+    print(json.dumps({"table": args.table, "figure": args.figure, "rows": _clean(rows)}))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("summarize", help="tables and figures from fine-tuning runs (Table 3, Fig. 9, sample efficiency)")
+    commands = parser.add_subparsers(dest="summary", metavar="SUMMARY", required=True)
+    table3 = commands.add_parser(
+        "finetune", help="Table 3 and Fig. 9: best validation MAE, steps to thresholds, speedup vs scratch",
+        description="Reads `lamm finetune` run folders (exactly one from scratch) and writes Table 3 (best "
+        "validation energy/force MAE, first validation step at or below each threshold, speedup = scratch's "
+        "steps / the run's) and Fig. 9 (validation curves; training loss terms as moving averages).",
+    )
+    table3.add_argument("runs", nargs="+", help="fine-tuning run folders")
+    table3.add_argument("--energy-threshold", type=float, required=True, help="validation energy MAE threshold, meV/atom")
+    table3.add_argument("--forces-threshold", type=float, required=True, help="validation force MAE threshold, meV/A")
+    table3.add_argument("--window", type=int, default=31, help="moving-average window of the training curves (paper: 31)")
+    table3.add_argument("--table", required=True, help="output CSV (results/tables/table3_finetune.csv)")
+    table3.add_argument("--figure", required=True, help="output figure (results/figures/fig9_finetune.png)")
+    table3.set_defaults(func=_finetune)
+    efficiency = commands.add_parser(
+        "sample-efficiency", help="final test error against downstream training-set size, pre-trained vs scratch",
+        description="Reads `lamm finetune` run folders trained on fractions of the downstream training split "
+        "and writes their test energy/force MAE against the number of training structures.",
+    )
+    efficiency.add_argument("runs", nargs="+", help="fine-tuning run folders")
+    efficiency.add_argument("--table", required=True, help="output CSV (results/tables/sample_efficiency.csv)")
+    efficiency.add_argument("--figure", required=True, help="output figure (results/figures/sample_efficiency.png)")
+    efficiency.set_defaults(func=_sample_efficiency)

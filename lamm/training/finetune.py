@@ -1,0 +1,346 @@
+"""Fine-tuning: one new head on a downstream subset, from a pre-training checkpoint or from scratch.
+
+`run_finetuning` is what each rank executes (directly, or through `lamm.launch`):
+1. the starting model (`starting_potential`): the checkpoint's encoder with its EMA weights
+   when present, and a single new head named after the downstream subset, re-initialized
+   with the seed or (`init_head`, DPA-2) copied from one channel of a pre-training head;
+   `force_mode: gradient` drops the direct force head (conservative forces for MD);
+2. reference energies and normalization refitted on the downstream training records actually
+   used (a subsample with `train_fraction`), never the pre-training head's statistics: a head
+   referenced for another subset starts off by the whole reference energy (the fairchem bug);
+3. the same `Trainer`, loader, sampler and validation as pre-training, optionally with
+   layer-wise learning-rate decay or a frozen encoder (JMP);
+4. the final EMA model evaluated on the downstream `test` split -> `test_metrics.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.distributed as dist
+import yaml
+from torch import nn
+
+from lamm.config import load_yaml, validate_config
+from lamm.data.dataset import MultiStoreDataset
+from lamm.data.loader import build_loader
+from lamm.data.referencing import compute_statistics, load_or_compute_statistics
+from lamm.data.sampler import DistributedBatchSampler
+from lamm.data.store import StructureStore
+from lamm.models.build import build_potential, resolve_model_config
+from lamm.models.checkpoint import epoch_label, load_checkpoint, potential_from_checkpoint
+from lamm.models.potential import Potential
+from lamm.tracking import RunTracker, find_or_create_parent_run
+from lamm.training.distributed import DistributedContext, init_distributed, shutdown
+from lamm.training.pretrain import SCHEMA as TRAINER_SCHEMA
+from lamm.training.trainer import Trainer
+from lamm.training.validation import evaluate
+
+log = logging.getLogger(__name__)
+
+SCHEMA = Path(__file__).with_name("finetune.schema.yaml")
+SCRATCH = "scratch"
+_SUBSET_STREAM = 0x5A3F  # separates the train-fraction draw from other streams seeded with `seed`
+
+
+def finetune_schema() -> dict[str, Any]:
+    """The trainer schema with the fine-tuning sections (finetune.schema.yaml) merged in."""
+    trainer, own = load_yaml(TRAINER_SCHEMA), load_yaml(SCHEMA)
+    return {
+        **trainer,
+        "description": own["description"],
+        "required": own["required"],
+        "properties": {**trainer["properties"], **own["properties"]},
+    }
+
+
+def load_finetune_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a fine-tuning config (defaults filled, errors name the key and file)."""
+    return validate_config(load_yaml(path), finetune_schema(), name=f"fine-tuning config {path}")
+
+
+def checkpoint_label(path: str | os.PathLike | None, payload: Mapping[str, Any] | None = None) -> str:
+    """`scratch`, or the pre-training epoch of a checkpoint (`epoch_0.1.pt` -> `0.1`)."""
+    if path is None:
+        return SCRATCH
+    match = re.fullmatch(r"epoch_(.+)\.pt", Path(path).name)
+    if match:
+        return match.group(1)
+    if payload is not None and "training" in payload:
+        return epoch_label(float(payload["training"]["epochs_done"]))
+    return Path(path).stem
+
+
+def train_records(store: StructureStore, fraction: float, seed: int) -> np.ndarray:
+    """The training records of a `fraction` run: round(fraction * n) of them (at least 1), sorted.
+
+    One seeded permutation of the split, cut at the requested size, so smaller fractions are
+    subsets of larger ones (a sample-efficiency curve adds data, it does not swap it).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"train_fraction must be in (0, 1], got {fraction}")
+    train = store.indices("train")
+    if len(train) == 0:
+        raise ValueError(f"{store.path}: the train split is empty")
+    if fraction == 1:
+        return train
+    size = max(1, round(fraction * len(train)))
+    order = np.random.default_rng([seed, _SUBSET_STREAM]).permutation(train)
+    return np.sort(order[:size])
+
+
+def _same_architecture(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return {**a, "force_mode": None} == {**b, "force_mode": None}
+
+
+def copy_head_channel(target: Potential, source: Potential, channel: int) -> None:
+    """Make `target`'s single-channel heads equal to channel `channel` of `source`'s heads.
+
+    The hidden layers are shared by all channels and copied whole; the output layers hold one
+    row per channel: the energy head's last Linear, and in the force head's last gated block
+    `vector_out` (one row per channel) and `gate_net[2]` (rows d and D + d: the scalar output
+    and the gate of channel d). A direct force head is copied only when both models have one.
+    """
+    rows = [channel]
+    pairs = [(target.energy_head, source.energy_head, {"mlp.2.weight": rows, "mlp.2.bias": rows})]
+    if target.force_head is not None and source.force_head is not None:
+        last = len(source.force_head.blocks) - 1
+        gate_rows = [channel, source.force_head.num_heads + channel]
+        pairs.append((target.force_head, source.force_head, {
+            f"blocks.{last}.vector_out.weight": rows,
+            f"blocks.{last}.gate_net.2.weight": gate_rows,
+            f"blocks.{last}.gate_net.2.bias": gate_rows,
+        }))
+    for head, pretrained, channel_rows in pairs:
+        state = pretrained.state_dict()
+        own = head.state_dict()
+        selected = {name: state[name][channel_rows[name]] if name in channel_rows else state[name] for name in own}
+        head.load_state_dict(selected, strict=True)
+
+
+def starting_potential(
+    model_config: Mapping[str, Any] | None,
+    checkpoint: Mapping[str, Any] | None,
+    subset: str,
+    *,
+    init_head: str | None = None,
+    force_mode: str | None = None,
+    seed: int = 0,
+    source: str = "checkpoint",
+) -> tuple[Potential, dict[str, Any]]:
+    """(the model fine-tuning starts from, its resolved model config); see the module docstring.
+
+    From scratch (`checkpoint` None) the model is `model_config` freshly initialized. With a
+    checkpoint, its own model_config (which `model_config`, if given, must match) and its
+    encoder weights (EMA when present); the new head is initialized with `seed` (so every run
+    of a sweep starts its head alike) unless `init_head` names a pre-training head to copy.
+    """
+    if checkpoint is None:
+        if init_head is not None:
+            raise ValueError(f"init_head {init_head!r} needs a pre-training checkpoint, not scratch")
+        if not model_config:
+            raise ValueError("fine-tuning from scratch needs the model section in the fine-tuning config")
+        config = resolve_model_config(model_config)
+    else:
+        config = resolve_model_config(checkpoint["model_config"])
+        if model_config and not _same_architecture(resolve_model_config(model_config), config):
+            raise ValueError(
+                f"{source}: its model_config {config} differs from the fine-tuning config's model "
+                f"{resolve_model_config(model_config)}; scratch and pre-trained runs must share one architecture"
+            )
+    if force_mode is not None:
+        config["force_mode"] = force_mode
+    potential = build_potential(config, [subset], seed=seed)
+    if checkpoint is None:
+        return potential, config
+    heads = list(checkpoint["heads"])
+    if init_head is not None and init_head not in heads:
+        raise ValueError(f"init_head {init_head!r} is not a head of {source}; its heads are {', '.join(heads)}")
+    pretrained = potential_from_checkpoint(checkpoint, use_ema=True, source=source)
+    potential.encoder.load_state_dict(pretrained.encoder.state_dict(), strict=True)
+    if init_head is not None:
+        copy_head_channel(potential, pretrained, heads.index(init_head))
+    return potential, config
+
+
+def parameter_groups(
+    potential: Potential, lr: float, *, layer_decay: float | None = None, freeze_encoder: bool = False
+) -> list[dict[str, Any]]:
+    """AdamW groups: the heads at `lr`; the encoder frozen, or at lr * decay^(L + 1 - k) (JMP).
+
+    k is the encoder layer of a parameter: the first integer in its dotted name plus one
+    (`messages.2.x` -> 3), 0 for parameters outside the numbered layers (the embedding), so the
+    layers nearest the input change least.
+    """
+    head_params = [p for name, p in potential.named_parameters() if not name.startswith("encoder.")]
+    groups: list[dict[str, Any]] = [{"params": head_params, "lr": lr, "name": "heads"}]
+    encoder = list(potential.encoder.named_parameters())
+    if freeze_encoder:
+        for _, param in encoder:
+            param.requires_grad_(False)
+        return groups
+    if layer_decay is None:
+        groups.append({"params": [p for _, p in encoder], "lr": lr, "name": "encoder"})
+        return groups
+    depth = {}
+    for name, _ in encoder:
+        numbers = re.findall(r"\.(\d+)(?:\.|$)", "." + name)
+        depth[name] = int(numbers[0]) + 1 if numbers else 0
+    num_layers = max(depth.values(), default=0)
+    for k in sorted(set(depth.values())):
+        params = [p for name, p in encoder if depth[name] == k]
+        groups.append({"params": params, "lr": lr * layer_decay ** (num_layers + 1 - k), "name": f"encoder_layer_{k}"})
+    return groups
+
+
+def same_steps_config(config: Mapping[str, Any], full_train: int, batches_per_epoch: int, world_size: int) -> dict[str, Any]:
+    """`config` with `train.epochs` rescaled so a run on a fraction of the training split takes as
+    many optimizer steps as on the whole split (`train.epochs` counts epochs of the whole split):
+    a sample-efficiency curve then compares training-set sizes, not training lengths."""
+    full_batches = math.ceil(full_train / (config["sampler"]["batch_per_rank"] * world_size))
+    if batches_per_epoch == full_batches:
+        return dict(config)
+    epochs = config["train"]["epochs"] * full_batches / batches_per_epoch
+    return {**config, "train": {**config["train"], "epochs": epochs}}
+
+
+def downstream_statistics(store: StructureStore, records: np.ndarray, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Referencing and normalization of the records trained on (the whole split: cached beside the store)."""
+    samples, seed = config["data"]["statistics_samples"], config["seed"]
+    if len(records) == len(store.indices("train")):
+        return load_or_compute_statistics(store, max_samples=samples, seed=seed)
+    return compute_statistics(store, max_samples=samples, seed=seed, indices=records)
+
+
+def _barrier(context: DistributedContext) -> None:
+    if context.distributed:
+        dist.barrier()
+
+
+def evaluate_test(model: nn.Module, store: StructureStore, model_config: Mapping[str, Any], context: DistributedContext,
+                  *, max_samples: int, batch_size: int) -> dict[str, float]:
+    """Energy MAE (meV/atom) and force MAE (meV/A) of `model` on the store's `test` split."""
+    test_set = MultiStoreDataset([store], "test", cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"])
+    if len(test_set) == 0:
+        raise ValueError(f"{store.path}: the test split is empty")
+    metrics = evaluate(model, test_set, [store.subset], [False], context, max_per_subset=max_samples, batch_size=batch_size,
+                       gradient_forces=model_config["force_mode"] == "gradient")
+    prefix = f"val/{store.subset}/"
+    return {
+        "energy_mae_mev_per_atom": metrics.get(prefix + "energy_mae_mev_per_atom", float("nan")),
+        "forces_mae_mev_per_a": metrics.get(prefix + "forces_mae_mev_per_a", float("nan")),
+        "structures": min(len(test_set), max_samples),
+    }
+
+
+def run_finetuning(
+    config: Mapping[str, Any],
+    checkpoint: str | os.PathLike | None,
+    store_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    parent_run: str | None = None,
+) -> dict[str, Any]:
+    """Fine-tune on this rank; returns the summary (identical on every rank).
+
+    `checkpoint` None means from scratch. `config` is a validated fine-tuning config (its
+    `finetune` section carries init_head, train_fraction, force_mode, layer_decay, freeze_encoder).
+    """
+    options, data, sampler_config = config["finetune"], config["data"], config["sampler"]
+    context = init_distributed(config["device"], config["threads_per_rank"])
+    out_dir = Path(out_dir)
+    try:
+        store = StructureStore(store_path)
+        subset = data["subset"]
+        if store.subset != subset:
+            raise ValueError(f"{store.path} holds subset {store.subset!r}, the config fine-tunes on {subset!r}")
+        payload = load_checkpoint(checkpoint) if checkpoint is not None else None
+        label = checkpoint_label(checkpoint, payload)
+        model, model_config = starting_potential(
+            config.get("model"), payload, subset, init_head=options["init_head"], force_mode=options["force_mode"],
+            seed=config["seed"], source=str(checkpoint),
+        )
+        del payload
+        records = train_records(store, options["train_fraction"], config["seed"])
+        if context.is_main:
+            statistics = downstream_statistics(store, records, config)
+        _barrier(context)
+        if not context.is_main:
+            statistics = downstream_statistics(store, records, config)  # the cache rank 0 wrote
+        model.normalizer.set_head(0, statistics)
+        dataset_args = dict(cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"], seed=config["seed"])
+        train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)
+        val_set = MultiStoreDataset([store], "val", **dataset_args)
+        sampler = DistributedBatchSampler(
+            train_set.natoms, train_set.sizes, world_size=context.world_size, rank=context.rank,
+            batch_per_rank=sampler_config["batch_per_rank"], strategy=sampler_config["strategy"], temperature=None,
+            num_splits=sampler_config["num_splits"], seed=config["seed"], max_atoms_per_rank=sampler_config["max_atoms_per_rank"],
+        )
+        loader = build_loader(train_set, sampler, num_workers=data["num_workers"])
+        config = same_steps_config(config, len(store.indices("train")), len(loader), context.world_size)
+        groups = parameter_groups(model, config["optimizer"]["lr"], layer_decay=options["layer_decay"], freeze_encoder=options["freeze_encoder"])
+        last = out_dir / "checkpoints" / "last.pt"
+        state = load_checkpoint(last) if resume and last.is_file() else None
+        run_info = {
+            "checkpoint": label, "checkpoint_path": str(checkpoint) if checkpoint is not None else None,
+            "train_fraction": options["train_fraction"], "train_structures": len(records),
+            "force_mode": model_config["force_mode"], "init_head": options["init_head"],
+        }
+        if context.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
+            (out_dir / "statistics.json").write_text(json.dumps([statistics], indent=1))
+        validate = functools.partial(
+            evaluate, dataset=val_set, subsets=[subset], denoising=[False], context=context,
+            max_per_subset=config["train"]["val_max_samples"], batch_size=sampler_config["batch_per_rank"],
+            gradient_forces=model_config["force_mode"] == "gradient",
+            lambda_energy=config["loss"]["lambda_energy"], lambda_forces=config["loss"]["lambda_forces"],
+        )
+        parent_id = find_or_create_parent_run(parent_run, "finetune") if parent_run and context.is_main and state is None else None
+        tracker = RunTracker(
+            "finetune", f"{config['name']}-{out_dir.name}", params={**config, **run_info, "world_size": context.world_size},
+            inputs=[store.path] + ([checkpoint] if checkpoint is not None else []), enabled=context.is_main,
+            parent_run_id=parent_id, resume_run_id=state["training"]["mlflow_run_id"] if state else None,
+        )
+        with tracker:
+            trainer = Trainer(
+                model, loader, validate, context=context, config=config, out_dir=out_dir, tracker=tracker,
+                checkpoint_extra={"model_config": model_config, "heads": [subset], "statistics": [statistics], "finetune": run_info},
+                max_steps=max_steps, param_groups=groups,
+            )
+            if state is not None:
+                trainer.restore(state)
+                log.info("resumed from %s at step %d", last, trainer.step)
+            summary = trainer.fit(resume_step=trainer.step if state is not None else None)
+            with trainer.ema.applied_to(trainer.model) if trainer.ema else contextlib.nullcontext():
+                test = evaluate_test(trainer.model, store, model_config, context, max_samples=options["test_max_samples"],
+                                     batch_size=sampler_config["batch_per_rank"])
+            summary.update(run_info, world_size=context.world_size, test=test)
+            tracker.log_metrics({f"test/{k}": v for k, v in test.items() if k != "structures"}, step=trainer.step)
+            if context.is_main:
+                _write_json(out_dir / "test_metrics.json", {**test, **run_info, "split": "test", "model": "ema" if trainer.ema else "final"})
+                _write_json(out_dir / "summary.json", summary)
+                for name in ("validation.csv", "test_metrics.json"):
+                    tracker.log_artifact(out_dir / name)
+        return summary
+    finally:
+        shutdown()
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=1))
+    os.replace(tmp, path)
+
