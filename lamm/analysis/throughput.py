@@ -6,7 +6,10 @@ optimizer_s, compute_s, atoms, structures; see `lamm.training.timing`). Per step
   gradient all-reduce, so every rank's wall time through the step is the step's);
 - idle time = max over ranks of compute minus the mean over ranks (the wait before the
   all-reduce that load balancing removes);
-- samples/s of a run = structures of all ranks over the summed step times.
+- samples/s of a run = structures of all ranks over the summed step times;
+- efficiency = sum of mean rank compute / sum of max rank compute (the balance simulation's
+  efficiency, measured). On a machine shared with other work, wall-clock samples/s carries the
+  others' load; the efficiency, a ratio within each step, mostly does not.
 
 Calibration: `compute_s` of a rank-step is fitted as per_structure * structures + per_atom *
 atoms (`lamm.data.cost.CostModel.fit`); what a step costs besides the slowest rank's compute
@@ -95,6 +98,11 @@ def summarize_steps(steps: pd.DataFrame) -> dict[str, float]:
         "step_time_std_s": float(step_s.std(ddof=1)) if len(step_s) > 1 else 0.0,
         "idle_mean_s": float(steps["idle_s"].mean()),
         "idle_fraction": float(steps["idle_s"].sum() / steps["compute_max_s"].sum()),
+        # as in the balance simulation: mean rank work / slowest rank's work, summed over steps;
+        # a ratio inside each step, so a slowdown shared by the ranks cancels out
+        "efficiency": float(steps["compute_mean_s"].sum() / steps["compute_max_s"].sum()),
+        # robust to a few steps slowed down by other processes on a shared machine
+        "samples_per_s_median_step": float(steps["structures"].mean() / np.median(step_s)),
         "compute_max_mean_s": float(steps["compute_max_s"].mean()),
         "structures_per_step": float(steps["structures"].mean()),
         "peak_atoms_per_rank": int(steps["max_atoms"].max()),
@@ -151,8 +159,10 @@ def summarize_repeats(tables: Sequence[pd.DataFrame]) -> dict[str, float]:
     per_repeat = [summarize_steps(t) for t in tables]
     rates = [r["samples_per_s"] for r in per_repeat]
     idles = [r["idle_mean_s"] for r in per_repeat]
+    efficiencies = [r["efficiency"] for r in per_repeat]
     row.update(
         repeats=len(tables), samples_per_s_min=min(rates), samples_per_s_max=max(rates),
         idle_mean_min_s=min(idles), idle_mean_max_s=max(idles),
+        efficiency_min=min(efficiencies), efficiency_max=max(efficiencies),
     )
     return row

@@ -46,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads-per-rank", type=int, default=1)
     parser.add_argument("--work-dir", type=Path, default=Path("results/bench/throughput"), help="trainer outputs of every run")
+    parser.add_argument("--reuse", action="store_true", help="analyze the timings already in --work-dir (same cases) instead of measuring")
     parser.add_argument("--out", type=Path, default=Path("results/tables/throughput.csv"))
     parser.add_argument("--scaling-out", type=Path, default=Path("results/tables/throughput_scaling.csv"))
     parser.add_argument("--figure", type=Path, default=Path("results/figures/fig6_step_time.png"))
@@ -113,16 +114,22 @@ def run(args: argparse.Namespace) -> int:
             }
             cases.append(ThroughputCase("lamm", dataset, args.capped_batch, cap, num_splits=num_splits))
 
-    shutil.rmtree(args.work_dir, ignore_errors=True)  # stale timings of an earlier run must not mix in
+    if not args.reuse:
+        shutil.rmtree(args.work_dir, ignore_errors=True)  # stale timings of an earlier run must not mix in
     stores = [str(data_dir / f"{s}.lmdb") for s in subsets]
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     with RunTracker("bench", "bench-throughput", params={**params, "world_size": world_size}, inputs=stores) as tracker:
-        launch(
-            run_cases,
-            {"cases": cases, "base_config": config, "data_dir": data_dir, "out_root": args.work_dir,
-             "steps": args.steps, "seed": args.seed, "repeats": args.repeats},
-            settings, folder=args.work_dir / "submitit", name="lamm-bench-throughput",
-        )
+        if args.reuse:
+            missing = [str(case_dir(args.work_dir, c, r)) for c in cases for r in range(args.repeats) if not (case_dir(args.work_dir, c, r) / "timings.csv").is_file()]
+            if missing:
+                raise SystemExit(f"lamm bench throughput --reuse: no timings.csv in {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+        else:
+            launch(
+                run_cases,
+                {"cases": cases, "base_config": config, "data_dir": data_dir, "out_root": args.work_dir,
+                 "steps": args.steps, "seed": args.seed, "repeats": args.repeats},
+                settings, folder=args.work_dir / "submitit", name="lamm-bench-throughput",
+            )
         measured_s = time.monotonic() - started
 
         timings = {c: [stats.read_timings(case_dir(args.work_dir, c, r) / "timings.csv") for r in range(args.repeats)] for c in cases}
@@ -140,11 +147,18 @@ def run(args: argparse.Namespace) -> int:
             step_times[(case.dataset, f"{case.sampler} {label}", case.sampler)] = np.concatenate([t["step_s"].to_numpy() for t in tables])
         # speedup over random at the same batch; the capped run against random at the reference
         # batch (the same memory per rank)
-        rate = {(r["dataset"], r["batch_per_rank"]): r["samples_per_s"] for r in rows if r["sampler"] == "random"}
+        random_rows = {(r["dataset"], r["batch_per_rank"]): r for r in rows if r["sampler"] == "random"}
         for row in rows:
             reference = args.cap_reference_batch if row["max_atoms_per_rank"] else row["batch_per_rank"]
-            baseline = rate.get((row["dataset"], reference))
-            row["speedup_vs_random"] = row["samples_per_s"] / baseline if baseline else None
+            baseline = random_rows.get((row["dataset"], reference))
+            row["speedup_vs_random"] = row["samples_per_s"] / baseline["samples_per_s"] if baseline else None
+            row["speedup_vs_random_median_step"] = (
+                row["samples_per_s_median_step"] / baseline["samples_per_s_median_step"] if baseline else None
+            )
+            # the step-time gain of the balance alone at equal work (not for the capped run)
+            row["efficiency_speedup_vs_random"] = (
+                row["efficiency"] / baseline["efficiency"] if baseline and not row["max_atoms_per_rank"] else None
+            )
 
         model, overhead, r2 = stats.fit_cost_model([t for c in cases for t in timings[c]], args.warmup)
         scaling = []
@@ -158,13 +172,16 @@ def run(args: argparse.Namespace) -> int:
             )
             for row in simulated:
                 row.update(dataset=dataset, cost_per_structure_s=model.per_structure, cost_per_atom_s=model.per_atom,
-                           step_overhead_s=overhead, calibration_r2=r2, measured_speedup=None, model_on_measured_steps_speedup=None)
+                           step_overhead_s=overhead, calibration_r2=r2, measured_speedup=None, model_on_measured_steps_speedup=None,
+                           measured_efficiency=None)
                 if row["world_size"] != world_size:
                     continue
                 measured = {c.sampler: c for c in cases if c.dataset == dataset and c.batch_per_rank == row["batch_per_rank"] and not c.max_atoms_per_rank}
                 if row["strategy"] in measured and "random" in measured:
                     mine, base = measured[row["strategy"]], measured["random"]
-                    row["measured_speedup"] = next(r["samples_per_s"] for r in rows if r["dataset"] == dataset and r["sampler"] == mine.sampler and r["batch_per_rank"] == mine.batch_per_rank and not r["max_atoms_per_rank"]) / rate[(dataset, row["batch_per_rank"])]
+                    measured_row = next(r for r in rows if (r["dataset"], r["sampler"], r["batch_per_rank"], r["max_atoms_per_rank"]) == (dataset, mine.sampler, mine.batch_per_rank, None))
+                    row["measured_speedup"] = measured_row["speedup_vs_random"]
+                    row["measured_efficiency"] = measured_row["efficiency"]
                     predict = lambda c: np.mean([stats.predicted_step_time(t, model, overhead, args.warmup) for t in timings[c]])  # noqa: E731
                     row["model_on_measured_steps_speedup"] = predict(base) / predict(mine)
             scaling.extend(simulated)
@@ -183,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
             "table": str(table), "scaling_table": str(scaling_table), "figure": str(args.figure), "wall_s": round(wall, 1),
             "measure_s": round(measured_s, 1), "world_size": world_size,
             "samples_per_s": {f"{r['dataset']}/{r['sampler']}/B{r['batch_per_rank']}" + ("cap" if r["max_atoms_per_rank"] else ""): round(r["samples_per_s"], 2) for r in rows},
+            "efficiency": {f"{r['dataset']}/{r['sampler']}/B{r['batch_per_rank']}" + ("cap" if r["max_atoms_per_rank"] else ""): round(r["efficiency"], 3) for r in rows},
             "idle_mean_s": {f"{r['dataset']}/{r['sampler']}/B{r['batch_per_rank']}" + ("cap" if r["max_atoms_per_rank"] else ""): round(r["idle_mean_s"], 4) for r in rows},
             "calibration": {**model.to_dict(), "step_overhead_s": overhead, "r2": r2},
             "caps": caps, "num_splits": splits,
