@@ -12,7 +12,7 @@ optimizer_s, compute_s, atoms, structures; see `lamm.training.timing`). Per step
   others' load; the efficiency, a ratio within each step, mostly does not.
 
 Calibration: `compute_s` of a rank-step is fitted as per_structure * structures + per_atom *
-atoms (`lamm.data.cost.CostModel.fit`); what a step costs besides the slowest rank's compute
+atoms (+ per_edge * edges when the timings carry an `edges` column) (`lamm.data.cost.CostModel.fit`); what a step costs besides the slowest rank's compute
 (data, optimizer, communication) is a fixed overhead = mean(step time - max compute). The
 predicted step time is then max over ranks of the cost plus the overhead.
 """
@@ -121,14 +121,19 @@ def rank_series(timings: pd.DataFrame, rank: int, warmup: int = 0, window: int =
     return own["step"].to_numpy()[window - 1:window - 1 + len(values)], values
 
 
-def fit_cost_model(timings: Sequence[pd.DataFrame], warmup: int = 0) -> tuple[CostModel, float, float]:
-    """(cost model of compute_s per rank-step, fixed overhead per step in s, R^2 of the fit)."""
+def fit_cost_model(timings: Sequence[pd.DataFrame], warmup: int = 0, *, use_edges: bool = False) -> tuple[CostModel, float, float]:
+    """(cost model of compute_s per rank-step, fixed overhead per step in s, R^2 of the fit).
+
+    `use_edges` fits an edge term too (every table needs an `edges` column)."""
     rows = [t[t["step"] > t["step"].min() + warmup - 1] for t in timings]
     data = pd.concat(rows, ignore_index=True)
     if len(data) < 3:
         raise ValueError(f"calibration needs at least 3 rank-steps, got {len(data)}")
-    model = CostModel.fit(data["structures"].to_numpy(), data["atoms"].to_numpy(), data["compute_s"].to_numpy())
-    predicted = rank_cost(model, data["structures"].to_numpy(), data["atoms"].to_numpy())
+    if use_edges and "edges" not in data:
+        raise ValueError("use_edges needs an 'edges' column in the timings")
+    edges = data["edges"].to_numpy() if use_edges else None
+    model = CostModel.fit(data["structures"].to_numpy(), data["atoms"].to_numpy(), data["compute_s"].to_numpy(), edges=edges)
+    predicted = rank_cost(model, data["structures"].to_numpy(), data["atoms"].to_numpy(), edges)
     residual = data["compute_s"].to_numpy() - predicted
     total = data["compute_s"].to_numpy() - data["compute_s"].mean()
     r2 = 1.0 - float((residual**2).sum() / max((total**2).sum(), 1e-30))
@@ -137,15 +142,21 @@ def fit_cost_model(timings: Sequence[pd.DataFrame], warmup: int = 0) -> tuple[Co
     return model, max(overhead, 0.0), r2
 
 
-def rank_cost(model: CostModel, structures: np.ndarray, atoms: np.ndarray) -> np.ndarray:
-    """Cost of a rank-step holding `structures` structures with `atoms` atoms in total."""
-    return model.per_structure * np.asarray(structures, dtype=np.float64) + model.per_atom * np.asarray(atoms, dtype=np.float64)
+def rank_cost(model: CostModel, structures: np.ndarray, atoms: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
+    """Cost of a rank-step holding `structures` structures with `atoms` atoms (and `edges` edges) in total."""
+    cost = model.per_structure * np.asarray(structures, dtype=np.float64) + model.per_atom * np.asarray(atoms, dtype=np.float64)
+    if model.per_edge:
+        if edges is None:
+            raise ValueError("this cost model needs edge counts")
+        cost = cost + model.per_edge * np.asarray(edges, dtype=np.float64)
+    return cost
 
 
 def predicted_step_time(timings: pd.DataFrame, model: CostModel, overhead: float, warmup: int = 0) -> float:
     """Mean predicted step time of the measured steps (their own per-rank structures and atoms)."""
     timings = timings[timings["step"] > timings["step"].min() + warmup - 1]
-    cost = rank_cost(model, timings["structures"].to_numpy(), timings["atoms"].to_numpy())
+    edges = timings["edges"].to_numpy() if "edges" in timings else None
+    cost = rank_cost(model, timings["structures"].to_numpy(), timings["atoms"].to_numpy(), edges)
     per_step = timings.assign(cost=cost).groupby("step")["cost"].max()
     return float(per_step.mean() + overhead)
 

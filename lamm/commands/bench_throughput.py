@@ -80,11 +80,14 @@ def run(args: argparse.Namespace) -> int:
     from lamm.analysis import throughput as stats
     from lamm.analysis.throughput_figures import fig6_step_time
     from lamm.data import balance_simulation as sim
+    from lamm.data.cost import edge_counts
+    from lamm.data.store import StructureStore
+    from lamm.models.build import resolve_model_config
     from lamm.launch import launch
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker
     from lamm.training.pretrain import load_trainer_config
-    from lamm.training.throughput import JOINT, ThroughputCase, case_dir, dataset_subsets, peak_atoms_per_rank, run_cases, splits_for_group_steps, train_natoms
+    from lamm.training.throughput import JOINT, ThroughputCase, case_dir, dataset_subsets, peak_atoms_per_rank, rank_step_totals, run_cases, splits_for_group_steps, train_natoms
 
     started = time.monotonic()
     config = load_trainer_config(args.config)
@@ -99,8 +102,10 @@ def run(args: argparse.Namespace) -> int:
     cases: list[ThroughputCase] = []
     caps: dict[str, dict[str, int]] = {}
     splits: dict[str, int] = {}
+    samples: dict[str, tuple] = {}
     for dataset in args.datasets:
         natoms, sizes = train_natoms(data_dir, dataset_subsets(dataset, subsets))
+        samples[dataset] = (natoms, sizes)
         splits[dataset] = num_splits = splits_for_group_steps(
             natoms, sizes, world_size=world_size, temperature=temperature, seed=args.seed, group_steps=args.group_steps
         )
@@ -133,6 +138,23 @@ def run(args: argparse.Namespace) -> int:
         measured_s = time.monotonic() - started
 
         timings = {c: [stats.read_timings(case_dir(args.work_dir, c, r) / "timings.csv") for r in range(args.repeats)] for c in cases}
+        model_config = resolve_model_config(config["model"])
+        graph = dict(cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"])
+        edges_of = {}
+        for dataset in args.datasets:
+            stores_of = [StructureStore(data_dir / f"{s}.lmdb") for s in dataset_subsets(dataset, subsets)]
+            edges_of[dataset] = np.concatenate([edge_counts(s, **graph)[s.indices("train")] for s in stores_of])
+        for case in cases:
+            natoms, sizes = samples[case.dataset]
+            plan_args = dict(world_size=world_size, temperature=temperature, num_splits=splits[case.dataset], seed=args.seed, steps=args.steps)
+            atoms = rank_step_totals(natoms, natoms, sizes, case, **plan_args)  # [steps, W]
+            edges = rank_step_totals(edges_of[case.dataset], natoms, sizes, case, **plan_args)
+            for r, table in enumerate(timings[case]):
+                table.sort_values(["step", "rank"], inplace=True)
+                # the rebuilt plan must be the one the trainer followed
+                if not np.array_equal(table["atoms"].to_numpy(), atoms.reshape(-1)):
+                    raise SystemExit(f"lamm bench throughput: {case_dir(args.work_dir, case, r)}/timings.csv does not match the planned atoms per rank")
+                table["edges"] = edges.reshape(-1)
         rows, step_times = [], {}
         for case in cases:
             tables = [stats.step_table(t, args.warmup) for t in timings[case]]
@@ -160,11 +182,13 @@ def run(args: argparse.Namespace) -> int:
                 row["efficiency"] / baseline["efficiency"] if baseline and not row["max_atoms_per_rank"] else None
             )
 
-        model, overhead, r2 = stats.fit_cost_model([t for c in cases for t in timings[c]], args.warmup)
+        all_timings = [t for c in cases for t in timings[c]]
+        _, _, r2_atoms = stats.fit_cost_model(all_timings, args.warmup)
+        model, overhead, r2 = stats.fit_cost_model(all_timings, args.warmup, use_edges=True)
         scaling = []
         for dataset in args.datasets:
             names = dataset_subsets(dataset, subsets)
-            workload = sim.workload_from_stores([data_dir / f"{s}.lmdb" for s in names], work="cost", cost_model=model)
+            workload = sim.workload_from_stores([data_dir / f"{s}.lmdb" for s in names], work="cost", cost_model=model, **graph)
             simulated = sim.simulate(
                 workload, world_sizes=args.scaling_world_sizes, batches_per_rank=args.batch_per_rank, strategies=args.samplers,
                 temperature=temperature, num_splits=splits[dataset], seed=args.seed,
@@ -172,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
             )
             for row in simulated:
                 row.update(dataset=dataset, cost_per_structure_s=model.per_structure, cost_per_atom_s=model.per_atom,
-                           step_overhead_s=overhead, calibration_r2=r2, measured_speedup=None, model_on_measured_steps_speedup=None,
+                           cost_per_edge_s=model.per_edge, step_overhead_s=overhead, calibration_r2=r2, calibration_r2_atoms_only=r2_atoms, measured_speedup=None, model_on_measured_steps_speedup=None,
                            measured_efficiency=None)
                 if row["world_size"] != world_size:
                     continue
@@ -202,12 +226,12 @@ def run(args: argparse.Namespace) -> int:
             "samples_per_s": {f"{r['dataset']}/{r['sampler']}/B{r['batch_per_rank']}" + ("cap" if r["max_atoms_per_rank"] else ""): round(r["samples_per_s"], 2) for r in rows},
             "efficiency": {f"{r['dataset']}/{r['sampler']}/B{r['batch_per_rank']}" + ("cap" if r["max_atoms_per_rank"] else ""): round(r["efficiency"], 3) for r in rows},
             "idle_mean_s": {f"{r['dataset']}/{r['sampler']}/B{r['batch_per_rank']}" + ("cap" if r["max_atoms_per_rank"] else ""): round(r["idle_mean_s"], 4) for r in rows},
-            "calibration": {**model.to_dict(), "step_overhead_s": overhead, "r2": r2},
+            "calibration": {**model.to_dict(), "step_overhead_s": overhead, "r2": r2, "r2_atoms_only": r2_atoms},
             "caps": caps, "num_splits": splits,
         }
         tracker.log_metrics({f"samples_per_s.{k}": v for k, v in summary["samples_per_s"].items()})
         tracker.log_metrics({f"idle_mean_s.{k}": v for k, v in summary["idle_mean_s"].items()})
-        tracker.log_metrics({"calibration_r2": r2, "wall_s": wall})
+        tracker.log_metrics({"calibration_r2": r2, "calibration_r2_atoms_only": r2_atoms, "wall_s": wall})
         for path in (table, scaling_table, args.figure):
             tracker.log_artifact(path)
     print(json.dumps(summary))

@@ -159,3 +159,28 @@ def run_cases(
         return results
     finally:
         shutdown()
+
+
+def rank_step_totals(
+    values: np.ndarray, natoms: np.ndarray, sizes: Sequence[int], case: ThroughputCase, *,
+    world_size: int, temperature: float | None, num_splits: int, seed: int, steps: int,
+) -> np.ndarray:
+    """[steps, W]: a per-sample quantity (atoms, edges) summed over the samples each rank
+    trained on in each of a case's first `steps` trainer steps.
+
+    The sampler is a pure function of (sizes, world size, seed, epoch), so the plan the trainer
+    followed is rebuilt here rather than logged; epochs follow each other as in the trainer.
+    """
+    sampler = DistributedBatchSampler(
+        natoms, sizes, world_size=world_size, batch_per_rank=case.batch_per_rank, strategy=case.sampler,
+        temperature=temperature, num_splits=case.num_splits or num_splits, seed=seed, max_atoms_per_rank=case.max_atoms_per_rank,
+    )
+    totals: list[list[float]] = []
+    epoch = 0
+    while len(totals) < steps:
+        plan, samples = sampler.plan(epoch)
+        per_rank = [plan.rank_steps(rank) for rank in range(world_size)]
+        for k in range(min(len(plan), steps - len(totals))):
+            totals.append([float(values[samples[per_rank[rank][k]]].sum()) for rank in range(world_size)])
+        epoch += 1
+    return np.asarray(totals)
