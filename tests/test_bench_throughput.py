@@ -91,6 +91,15 @@ def test_calibration_recovers_known_coefficients():
     assert overhead == pytest.approx(0.05, abs=1e-9)
     expected = stats.step_table(table)["step_s"].mean()
     assert stats.predicted_step_time(table, model, overhead) == pytest.approx(expected)
+    # with an edge term: recovered when fitted with edges, missed (R^2 < 1) without
+    edges = rng.integers(100, 5000, size=len(table))
+    with_edges = table.assign(edges=edges, compute_s=table["compute_s"] + 2e-5 * edges)
+    model, _, r2 = stats.fit_cost_model([with_edges], use_edges=True)
+    assert (model.per_structure, model.per_atom, model.per_edge) == pytest.approx((0.004, 0.0015, 2e-5), rel=1e-6)
+    assert r2 == pytest.approx(1.0)
+    assert stats.fit_cost_model([with_edges])[2] < 0.99
+    with pytest.raises(ValueError, match="edges"):
+        stats.fit_cost_model([table], use_edges=True)
 
 
 def test_group_splits_make_lamm_groups_last_the_requested_steps():
