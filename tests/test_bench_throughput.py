@@ -126,6 +126,8 @@ def test_unknown_sampler_or_dataset_is_an_error(tmp_path):
     config.write_text(yaml.safe_dump(tiny_trainer_config()))
     with pytest.raises(SystemExit, match="unknown dataset 'oc99'"):
         main(["bench", "throughput", "--config", str(config), "--datasets", "oc99", "--data", str(tmp_path)])
+    with pytest.raises(SystemExit, match="unknown sampler"):
+        main(["bench", "throughput", "--config", str(config), "--samplers", "random", "sorted", "--data", str(tmp_path)])
     with pytest.raises(SystemExit, match="multiples of --group-steps"):
         main(["bench", "throughput", "--config", str(config), "--steps", "7", "--warmup", "2", "--group-steps", "2", "--data", str(tmp_path)])
     with pytest.raises(ValueError, match="not a trainer timings.csv"):
