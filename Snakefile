@@ -21,6 +21,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/bench.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/downstream.smk"
+include: "workflow/rules/throughput.smk"
 include: "workflow/rules/report.smk"  # last: it collects every other output
 
 

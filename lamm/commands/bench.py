@@ -14,6 +14,7 @@ BENCHMARK_MODULES: tuple[str, ...] = (
     "lamm.commands.bench_balance",
     "lamm.commands.bench_batching",
     "lamm.commands.bench_model",
+    "lamm.commands.bench_throughput",
 )
 
 

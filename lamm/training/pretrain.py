@@ -69,6 +69,10 @@ def prepare_statistics(stores: list[StructureStore], config: Mapping[str, Any], 
     return statistics
 
 
+def _no_validation(model: Any) -> dict[str, float]:
+    return {}
+
+
 def run_pretraining(
     config: Mapping[str, Any],
     data_dir: str | os.PathLike,
@@ -76,9 +80,18 @@ def run_pretraining(
     *,
     resume: bool = False,
     max_steps: int | None = None,
+    track: bool = True,
+    validate: bool = True,
 ) -> dict[str, Any]:
-    """Train on this rank; returns the summary (identical on every rank)."""
+    """Train on this rank; returns the summary (identical on every rank).
+
+    `track=False` opens no MLflow run and `validate=False` skips validation (a caller such as
+    `lamm bench throughput` runs many short trainings inside its own run and times only steps).
+    A process group that already exists (the caller's) is used and left open, so one group can
+    run several trainings one after the other.
+    """
     data, sampler_config = config["data"], config["sampler"]
+    owns_group = not (dist.is_available() and dist.is_initialized())
     context = init_distributed(config["device"], config["threads_per_rank"])
     out_dir = Path(out_dir)
     try:
@@ -110,7 +123,7 @@ def run_pretraining(
             (out_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
             (out_dir / "statistics.json").write_text(json.dumps(statistics, indent=1))
         denoising = [store.info.get("task") == "denoising" for store in stores]
-        validate = functools.partial(
+        validation = functools.partial(
             evaluate, dataset=val_set, subsets=data["subsets"], denoising=denoising, context=context,
             max_per_subset=config["train"]["val_max_samples"], batch_size=sampler_config["batch_per_rank"],
             gradient_forces=model_config["force_mode"] == "gradient",
@@ -118,12 +131,12 @@ def run_pretraining(
         )
         tracker = RunTracker(
             "pretrain", config["name"], params={**config, "world_size": context.world_size},
-            inputs=[s.path for s in stores], enabled=context.is_main,
+            inputs=[s.path for s in stores], enabled=context.is_main and track,
             resume_run_id=payload["training"]["mlflow_run_id"] if payload else None,
         )
         with tracker:
             trainer = Trainer(
-                model, loader, validate, context=context, config=config, out_dir=out_dir, tracker=tracker,
+                model, loader, validation if validate else _no_validation, context=context, config=config, out_dir=out_dir, tracker=tracker,
                 checkpoint_extra={"model_config": model_config, "heads": list(data["subsets"]), "statistics": statistics},
                 max_steps=max_steps,
             )
@@ -138,4 +151,5 @@ def run_pretraining(
                 tracker.log_artifact(out_dir / "validation.csv")
         return summary
     finally:
-        shutdown()
+        if owns_group:
+            shutdown()

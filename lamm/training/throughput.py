@@ -1,0 +1,186 @@
+"""Measured DDP throughput of the samplers: many short real trainings in one process group.
+
+Each case (sampler, dataset, per-rank batch, optional atom cap) is a real pre-training run
+(`run_pretraining`, hence the same Trainer, DDP and loader) of a fixed number of optimizer
+steps, with validation, checkpoints and MLflow effectively off, so the trainer's per-rank
+`timings.csv` holds the steps and nothing else. All cases run inside one process group (one
+launch, one rendezvous, one torch import per rank): on a 2-core machine starting the ranks
+costs more than a short case.
+
+A dataset is either one subset of the trainer config (e.g. `oc20_s2ef`) or `joint`: all its
+subsets, temperature-sampled as in pre-training.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lamm.data.sampler import STRATEGIES, DistributedBatchSampler
+from lamm.data.store import StructureStore
+
+JOINT = "joint"
+# Large enough that validation only runs at the first and last step (the trainer always does).
+NEVER = 10**9
+
+
+@dataclass(frozen=True)
+class ThroughputCase:
+    """One measured configuration."""
+
+    sampler: str
+    dataset: str
+    batch_per_rank: int
+    max_atoms_per_rank: int | None = None
+    num_splits: int | None = None  # None: the trainer config's
+
+    def __post_init__(self) -> None:
+        if self.sampler not in STRATEGIES:
+            raise ValueError(f"unknown sampler {self.sampler!r}; expected one of {STRATEGIES}")
+        if self.batch_per_rank < 1:
+            raise ValueError(f"batch_per_rank must be at least 1, got {self.batch_per_rank}")
+        if self.max_atoms_per_rank is not None and self.sampler != "lamm":
+            raise ValueError("only the lamm sampler takes a max_atoms_per_rank cap")
+
+    @property
+    def name(self) -> str:
+        cap = f"_cap{self.max_atoms_per_rank}" if self.max_atoms_per_rank else ""
+        return f"{self.dataset}_{self.sampler}_b{self.batch_per_rank}{cap}"
+
+
+def dataset_subsets(dataset: str, subsets: Sequence[str]) -> list[str]:
+    """The subsets a dataset name stands for (`joint` = all of the config's)."""
+    if dataset == JOINT:
+        return list(subsets)
+    if dataset not in subsets:
+        raise ValueError(f"unknown dataset {dataset!r}: expected {JOINT!r} or one of the config's subsets {list(subsets)}")
+    return [dataset]
+
+
+def case_config(base: Mapping[str, Any], case: ThroughputCase, *, steps: int, seed: int) -> dict[str, Any]:
+    """The trainer config of one case: the base config with sampler, data and logging overridden."""
+    config = copy.deepcopy(dict(base))
+    config["name"] = f"throughput-{case.name}"
+    config["seed"] = seed
+    config["data"]["subsets"] = dataset_subsets(case.dataset, base["data"]["subsets"])
+    # no DataLoader worker processes: on a few shared cores they would compete with the ranks
+    # and blur the compute times; batch building is then timed as data_s inside the step
+    config["data"]["num_workers"] = 0
+    config["sampler"].update(strategy=case.sampler, batch_per_rank=case.batch_per_rank, max_atoms_per_rank=case.max_atoms_per_rank)
+    if case.num_splits is not None:
+        config["sampler"]["num_splits"] = case.num_splits
+    # epochs: the schedule must span at least `steps` (tiny single-subset epochs at large
+    # batches); the run stops after `steps` anyway.
+    config["train"].update(
+        epochs=float(max(1, steps)), checkpoint_epochs=[], val_every_steps=NEVER, val_max_samples=1,
+        log_every_steps=max(1, steps), save_every_minutes=float(NEVER),
+    )
+    return config
+
+
+def train_natoms(data_dir: str | os.PathLike, subsets: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+    """(atoms of every train sample in the dataset's order, samples per subset)."""
+    natoms, sizes = [], []
+    for subset in subsets:
+        store = StructureStore(Path(data_dir) / f"{subset}.lmdb")
+        counts = store.natoms[store.indices("train")].astype(np.int64)
+        natoms.append(counts)
+        sizes.append(len(counts))
+    return np.concatenate(natoms), sizes
+
+
+def splits_for_group_steps(natoms: np.ndarray, sizes: Sequence[int], *, world_size: int, temperature: float | None, seed: int, group_steps: int) -> int:
+    """LaMM's S such that one group of splits lasts about `group_steps` steps.
+
+    The lamm plan consumes B' splits at a time from their largest samples to their smallest,
+    and a group lasts (epoch samples / S) / W steps whatever B'. A short measurement of the
+    first steps of an epoch would see only the large samples of the first group; with groups
+    of `group_steps` steps, a window of whole groups is an unbiased sample of the epoch, as it
+    is for the random and greedy plans.
+    """
+    if group_steps < 1:
+        raise ValueError(f"group_steps must be at least 1, got {group_steps}")
+    sampler = DistributedBatchSampler(natoms, sizes, world_size=world_size, temperature=temperature, seed=seed)
+    epoch = len(sampler.epoch_samples(0))
+    return max(1, round(epoch / (world_size * group_steps)))
+
+
+def peak_atoms_per_rank(
+    natoms: np.ndarray, sizes: Sequence[int], *, strategy: str, world_size: int, batch_per_rank: int,
+    temperature: float | None, num_splits: int, seed: int, max_atoms_per_rank: int | None = None, epochs: int = 1,
+) -> int:
+    """Most atoms one rank holds in any step of the first `epochs` epochs (the exact training plan)."""
+    sampler = DistributedBatchSampler(
+        natoms, sizes, world_size=world_size, batch_per_rank=batch_per_rank, strategy=strategy,
+        temperature=temperature, num_splits=num_splits, seed=seed, max_atoms_per_rank=max_atoms_per_rank,
+    )
+    peak = 0
+    for epoch in range(epochs):
+        plan, samples = sampler.plan(epoch)
+        peak = max(peak, int(plan.loads(natoms[samples]).max()))
+    return peak
+
+
+def case_dir(out_root: str | os.PathLike, case: ThroughputCase, repeat: int) -> Path:
+    """Where one repeat of a case writes its trainer outputs."""
+    return Path(out_root) / f"rep{repeat}" / case.name
+
+
+def run_cases(
+    cases: Sequence[ThroughputCase], base_config: Mapping[str, Any], data_dir: str | os.PathLike,
+    out_root: str | os.PathLike, *, steps: int, seed: int, repeats: int = 1, resume: bool = False,
+) -> list[dict[str, Any]]:
+    """What every rank runs: the cases one after the other in one process group.
+
+    With `repeats` > 1 the whole list runs again (interleaved, so a burst of load from other
+    processes hits one repeat of many cases rather than every repeat of one case). Returns per
+    case and repeat {case, repeat, out_dir, summary}; each writes
+    `<out_root>/rep<r>/<case.name>/timings.csv`. `resume` is accepted for the launcher's requeue
+    protocol only: a benchmark restarts its cases.
+    """
+    from lamm.training.distributed import init_distributed, shutdown
+    from lamm.training.pretrain import run_pretraining
+
+    init_distributed(base_config["device"], base_config["threads_per_rank"])
+    try:
+        results = []
+        for repeat in range(repeats):
+            for case in cases:
+                out_dir = case_dir(out_root, case, repeat)
+                config = case_config(base_config, case, steps=steps, seed=seed)
+                summary = run_pretraining(config, data_dir, out_dir, max_steps=steps, track=False, validate=False)
+                results.append({"case": case.name, "repeat": repeat, "out_dir": str(out_dir), "summary": summary})
+        return results
+    finally:
+        shutdown()
+
+
+def rank_step_totals(
+    values: np.ndarray, natoms: np.ndarray, sizes: Sequence[int], case: ThroughputCase, *,
+    world_size: int, temperature: float | None, num_splits: int, seed: int, steps: int,
+) -> np.ndarray:
+    """[steps, W]: a per-sample quantity (atoms, edges) summed over the samples each rank
+    trained on in each of a case's first `steps` trainer steps.
+
+    The sampler is a pure function of (sizes, world size, seed, epoch), so the plan the trainer
+    followed is rebuilt here rather than logged; epochs follow each other as in the trainer.
+    """
+    sampler = DistributedBatchSampler(
+        natoms, sizes, world_size=world_size, batch_per_rank=case.batch_per_rank, strategy=case.sampler,
+        temperature=temperature, num_splits=case.num_splits or num_splits, seed=seed, max_atoms_per_rank=case.max_atoms_per_rank,
+    )
+    totals: list[list[float]] = []
+    epoch = 0
+    while len(totals) < steps:
+        plan, samples = sampler.plan(epoch)
+        per_rank = [plan.rank_steps(rank) for rank in range(world_size)]
+        for k in range(min(len(plan), steps - len(totals))):
+            totals.append([float(values[samples[per_rank[rank][k]]].sum()) for rank in range(world_size)])
+        epoch += 1
+    return np.asarray(totals)
