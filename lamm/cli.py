@@ -20,7 +20,7 @@ from lamm.tracking import TAGS_ENV, tracking_uri
 
 # Each module adds one subcommand group with `add_parser(subparsers)`; its parsers set
 # `func`, called with the parsed arguments and returning the exit status.
-COMMAND_MODULES: tuple[str, ...] = ("lamm.commands.data", "lamm.commands.train", "lamm.commands.bench", "lamm.commands.report")
+COMMAND_MODULES: tuple[str, ...] = ("lamm.commands.data", "lamm.commands.train", "lamm.commands.bench", "lamm.commands.report", "lamm.commands.ablation", "lamm.commands.umap")
 
 
 def _tag(text: str) -> tuple[str, str]:

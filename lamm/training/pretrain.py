@@ -76,8 +76,12 @@ def run_pretraining(
     *,
     resume: bool = False,
     max_steps: int | None = None,
+    stage: str = "pretrain",
 ) -> dict[str, Any]:
-    """Train on this rank; returns the summary (identical on every rank)."""
+    """Train on this rank; returns the summary (identical on every rank).
+
+    `stage` is the MLflow stage tag (the denoising ablation reuses this loop as stage "ablation").
+    """
     data, sampler_config = config["data"], config["sampler"]
     context = init_distributed(config["device"], config["threads_per_rank"])
     out_dir = Path(out_dir)
@@ -117,7 +121,7 @@ def run_pretraining(
             lambda_energy=config["loss"]["lambda_energy"], lambda_forces=config["loss"]["lambda_forces"],
         )
         tracker = RunTracker(
-            "pretrain", config["name"], params={**config, "world_size": context.world_size},
+            stage, config["name"], params={**config, "world_size": context.world_size},
             inputs=[s.path for s in stores], enabled=context.is_main,
             resume_run_id=payload["training"]["mlflow_run_id"] if payload else None,
         )
