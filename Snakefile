@@ -19,6 +19,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/data_real.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/bench.smk"
+include: "workflow/rules/ablation.smk"
+include: "workflow/rules/umap.smk"
 include: "workflow/rules/report.smk"  # last: it collects every other output
 
 
