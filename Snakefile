@@ -22,6 +22,8 @@ include: "workflow/rules/bench.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/downstream.smk"
 include: "workflow/rules/throughput.smk"
+include: "workflow/rules/ablation.smk"
+include: "workflow/rules/umap.smk"
 include: "workflow/rules/report.smk"  # last: it collects every other output
 
 

@@ -23,6 +23,7 @@ from lamm.tracking import TAGS_ENV, tracking_uri
 COMMAND_MODULES: tuple[str, ...] = (
     "lamm.commands.data", "lamm.commands.train", "lamm.commands.bench", "lamm.commands.report",
     "lamm.commands.finetune", "lamm.commands.summarize", "lamm.commands.downstream",
+    "lamm.commands.ablation", "lamm.commands.umap",
 )
 
 

@@ -109,6 +109,13 @@ class Potential(nn.Module):
                 forces = self._own_head_gradient_forces(energy, positions, batch[K.DATASET_INDEX], atom_batch)
         return {K.PRED_ENERGY: energy, K.PRED_FORCES: forces, K.NODE_FEATURES: features[K.NODE_FEATURES]}
 
+    def atom_representations(self, batch: GraphBatch) -> torch.Tensor:
+        """[N, F] the encoder's rotation-invariant per-atom features (PaiNN s_i, LaMM Fig. 8);
+        the heads are not run."""
+        atom_batch = batch[K.BATCH] if K.BATCH in batch else torch.zeros_like(batch[K.ATOMIC_NUMBERS])
+        vectors = edge_vectors(batch[K.POSITIONS], batch[K.CELL], batch[K.CELL_OFFSETS], batch[K.EDGE_INDEX], atom_batch)
+        return self.encoder(batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], vectors)[K.NODE_FEATURES]
+
     def _own_head_gradient_forces(
         self, energy: torch.Tensor, positions: torch.Tensor, dataset_index: torch.Tensor, atom_batch: torch.Tensor
     ) -> torch.Tensor:

@@ -82,13 +82,15 @@ def run_pretraining(
     max_steps: int | None = None,
     track: bool = True,
     validate: bool = True,
+    stage: str = "pretrain",
 ) -> dict[str, Any]:
     """Train on this rank; returns the summary (identical on every rank).
 
     `track=False` opens no MLflow run and `validate=False` skips validation (a caller such as
     `lamm bench throughput` runs many short trainings inside its own run and times only steps).
     A process group that already exists (the caller's) is used and left open, so one group can
-    run several trainings one after the other.
+    run several trainings one after the other. `stage` is the MLflow stage tag (the denoising
+    ablation reuses this loop as stage "ablation").
     """
     data, sampler_config = config["data"], config["sampler"]
     owns_group = not (dist.is_available() and dist.is_initialized())
@@ -130,7 +132,7 @@ def run_pretraining(
             lambda_energy=config["loss"]["lambda_energy"], lambda_forces=config["loss"]["lambda_forces"],
         )
         tracker = RunTracker(
-            "pretrain", config["name"], params={**config, "world_size": context.world_size},
+            stage, config["name"], params={**config, "world_size": context.world_size},
             inputs=[s.path for s in stores], enabled=context.is_main and track,
             resume_run_id=payload["training"]["mlflow_run_id"] if payload else None,
         )

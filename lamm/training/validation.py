@@ -7,7 +7,10 @@ rank ends with the same numbers.
 - energy MAE per atom: mean over labeled structures of |E_pred - E| / N_atoms
 - force MAE: mean over labeled atoms and Cartesian components of |F_pred - F|
 - denoising error: mean over structures of the per-atom L2 norm of (predicted - true) noise
-  label, averaged within a structure (the structure-balanced L2MAE of the loss, in Angstrom)
+  label, averaged within a structure (the structure-balanced L2MAE of the loss, in Angstrom);
+  `denoising_error_centered_a` is the same with each structure's mean displacement removed from
+  prediction and label, comparable between baseline and relative labels
+  (`lamm.training.denoising_metric`)
 - `val/loss`: the universal loss (eq. 5) over the whole validation set, in the normalized units
   training minimizes (so it is comparable across subsets and with the training loss)
 """
@@ -24,11 +27,13 @@ from torch_geometric.data import Batch
 
 from lamm import keys as K
 from lamm.data.graph import collate
+from lamm.training.denoising_metric import centered_error
 from lamm.training.distributed import DistributedContext, all_reduce_sum
 
 # per subset: [energy structures, sum |dE|/N, force components, sum |dF|, denoise structures, sum L2/N,
-#              normalized: energy structures, sum |dE_norm|, force structures, sum of per-structure mean L2 of dF_norm]
-_FIELDS = 10
+#              normalized: energy structures, sum |dE_norm|, force structures, sum of per-structure mean L2 of dF_norm,
+#              denoising: sum of the centered per-structure L2 error]
+_FIELDS = 11
 
 
 def _accumulate(
@@ -43,6 +48,7 @@ def _accumulate(
     force_error = (forces.double() - batch[K.FORCES].double())  # [N, 3]
     per_atom_l2 = force_error.norm(dim=1)  # [N]
     l2_per_structure = torch.zeros(len(natoms), dtype=torch.float64).index_add_(0, batch[K.BATCH], per_atom_l2) / natoms
+    centered_per_structure = centered_error(forces.double(), batch[K.FORCES].double(), batch[K.BATCH], len(natoms))  # [B]
     is_denoising = torch.tensor(denoising, dtype=torch.bool)[subset]  # [B]
     energy_mask = batch[K.ENERGY_MASK]
     force_mask = batch[K.FORCE_MASK] & ~is_denoising
@@ -67,6 +73,7 @@ def _accumulate(
                 n.sum().item(), l2_per_structure[n].sum().item(),
                 e.sum().item(), energy_norm_error[e].sum().item(),
                 f.sum().item(), force_norm_per_structure[f].sum().item(),
+                centered_per_structure[n].sum().item(),
             ],
             dtype=torch.float64,
         )
@@ -118,4 +125,5 @@ def evaluate(
             metrics[f"val/{name}/forces_mae_mev_per_a"] = 1000.0 * f_sum / n_f
         if n_n:
             metrics[f"val/{name}/denoising_error_a"] = n_sum / n_n
+            metrics[f"val/{name}/denoising_error_centered_a"] = sums[d, 10].item() / n_n
     return metrics
