@@ -2,37 +2,6 @@
 # stores (temperature-sampled as in training) and the throughput of stores -> Batch objects.
 # Settings: config sections bench_balance and bench_batching (workflow/schemas/config.schema.yaml).
 
-def balance_options(wildcards):
-    settings = config["bench_balance"]
-    temperature = "--no-temperature" if settings["temperature"] is None else f"--temperature {settings['temperature']}"
-    return " ".join(
-        [
-            temperature,
-            "--world-sizes " + " ".join(map(str, settings["world_sizes"])),
-            "--batch-per-rank " + " ".join(map(str, settings["batch_per_rank"])),
-            f"--num-splits {settings['num_splits']}",
-            f"--epochs {settings['epochs']}",
-            f"--work {settings['work']}",
-            f"--cutoff {settings['cutoff']}",
-            f"--seed {config['seed']}",
-        ]
-    )
-
-
-def batching_options(wildcards):
-    settings = config["bench_batching"]
-    return " ".join(
-        [
-            "--workers " + " ".join(map(str, settings["workers"])),
-            f"--batch-size {settings['batch_size']}",
-            f"--batches {settings['batches']}",
-            f"--cutoff {settings['cutoff']}",
-            f"--max-neighbors {settings['max_neighbors'] or 0}",
-            f"--seed {config['seed']}",
-        ]
-    )
-
-
 rule bench_balance:
     input:
         stores=PRETRAIN_STORES,
@@ -45,8 +14,9 @@ rule bench_balance:
     params:
         options=balance_options,
     shell:
-        "lamm " + LAMM_TAGS + " bench balance --stores {input.stores} {params.options} "
-        "--out {output.table} > {log} 2>&1"
+        f"lamm {LAMM_TAGS} bench balance"
+        " --stores {input.stores} {params.options}"
+        " --out {output.table} > {log} 2>&1"
 
 
 rule bench_batching:
@@ -62,8 +32,9 @@ rule bench_batching:
         options=batching_options,
     threads: 3  # the main process and two DataLoader workers
     shell:
-        "lamm " + LAMM_TAGS + " bench batching --stores {input.stores} {params.options} "
-        "--out {output.table} > {log} 2>&1"
+        f"lamm {LAMM_TAGS} bench batching"
+        " --stores {input.stores} {params.options}"
+        " --out {output.table} > {log} 2>&1"
 
 
 ALL_OUTPUTS.extend([rules.bench_balance.output.table, rules.bench_batching.output.table])

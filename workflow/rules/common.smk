@@ -1,4 +1,4 @@
-# Shared by every rule file: config validation, paths, and the tags each job hands to MLflow.
+# Shared by all rule files - config validation, paths, and the tags each job hands to MLflow.
 from pathlib import Path
 
 from lamm.config import ConfigError, validate_config
@@ -17,8 +17,8 @@ except ConfigError as err:
 RESULTS = Path(config["results"])
 LOGS = RESULTS / "logs"
 
-# Every rule calls `lamm {LAMM_TAGS} <subcommand>`: the MLflow run of the job then carries the
-# rule name and wildcards without the library knowing about Snakemake.
+# Each job calls `lamm {LAMM_TAGS} <subcommand>`, so the MLflow run of the job carries the
+# name of its rule and its wildcards without the library knowing about Snakemake.
 LAMM_TAGS = "--tag snakemake_rule={rule} --tag 'snakemake_wildcards={wildcards}'"
 
 # The software of every job: the conda environment of environment.yml (`conda env create -f
@@ -26,5 +26,37 @@ LAMM_TAGS = "--tag snakemake_rule={rule} --tag 'snakemake_wildcards={wildcards}'
 # (the .venv of `make install`).
 CONDA_ENV = "lamm"
 
-# What `rule all` asks for: each stage's rule file appends its final outputs here.
+# The targets of `all` (the default): each stage file appends its final outputs here.
 ALL_OUTPUTS = []
+
+
+# Command-line options of the benchmark rules (workflow/rules/bench.smk), from the config.
+def balance_options(wildcards):
+    settings = config["bench_balance"]
+    temperature = "--no-temperature" if settings["temperature"] is None else f"--temperature {settings['temperature']}"
+    return " ".join(
+        [
+            temperature,
+            "--world-sizes " + " ".join(map(str, settings["world_sizes"])),
+            "--batch-per-rank " + " ".join(map(str, settings["batch_per_rank"])),
+            f"--num-splits {settings['num_splits']}",
+            f"--epochs {settings['epochs']}",
+            f"--work {settings['work']}",
+            f"--cutoff {settings['cutoff']}",
+            f"--seed {config['seed']}",
+        ]
+    )
+
+
+def batching_options(wildcards):
+    settings = config["bench_batching"]
+    return " ".join(
+        [
+            "--workers " + " ".join(map(str, settings["workers"])),
+            f"--batch-size {settings['batch_size']}",
+            f"--batches {settings['batches']}",
+            f"--cutoff {settings['cutoff']}",
+            f"--max-neighbors {settings['max_neighbors'] or 0}",
+            f"--seed {config['seed']}",
+        ]
+    )

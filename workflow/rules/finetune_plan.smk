@@ -1,0 +1,71 @@
+# The fine-tuning plan: run labels, their starting checkpoints and options (rules: finetune.smk).
+import re
+
+from lamm.training.finetune import load_finetune_config
+
+FINETUNE = config["finetune"]
+FINETUNE_CONFIG = load_finetune_config(FINETUNE["config"])
+FINETUNE_SWEEP = FINETUNE_CONFIG["name"]
+FINETUNE_PRETRAIN = FINETUNE["pretrain_run"]
+if FINETUNE_PRETRAIN not in PRETRAIN_RUNS:
+    raise WorkflowError(f"finetune.pretrain_run {FINETUNE_PRETRAIN!r} is not a pretrain run ({sorted(PRETRAIN_RUNS)})")
+FINETUNE_CHECKPOINTS = pretrain_checkpoints(FINETUNE_PRETRAIN)  # {epoch label: path}
+FINETUNE_LAST = list(FINETUNE_CHECKPOINTS)[-1]
+if FINETUNE_CONFIG["data"]["subset"] != config["data"]["downstream"]:
+    raise WorkflowError(
+        f"{FINETUNE['config']} fine-tunes on {FINETUNE_CONFIG['data']['subset']!r}, the data stage makes {config['data']['downstream']!r}"
+    )
+
+
+def finetune_dir(sweep, label):
+    return RESULTS / "finetune" / sweep / label
+
+
+def _efficiency_label(start, fraction):
+    """The run folder of a sample-efficiency run; fraction 1 is the sweep run itself."""
+    base = "scratch" if start == "scratch" else f"epoch_{start}"
+    return base if float(fraction) == 1.0 else f"{base}_frac{fraction:g}"
+
+
+FINETUNE_STARTS = ["scratch", *FINETUNE_CHECKPOINTS]  # scratch, then the epoch labels in order
+FINETUNE_SWEEP_LABELS = ["scratch", *(f"epoch_{e}" for e in FINETUNE_CHECKPOINTS)]
+FINETUNE_EFFICIENCY_STARTS = ["scratch", FINETUNE_LAST]  # pre-trained (the last checkpoint) vs scratch
+FINETUNE_EFFICIENCY_LABELS = [_efficiency_label(s, f) for s in FINETUNE_EFFICIENCY_STARTS for f in FINETUNE["fractions"]]
+FINETUNE_GRADIENT_LABEL = f"epoch_{FINETUNE_LAST}_gradient"
+FINETUNE_LABEL = re.compile(r"(?P<start>scratch|epoch_(?P<epoch>[0-9]+(?:\.[0-9]+)?))(?:_frac(?P<fraction>[0-9.]+))?(?P<gradient>_gradient)?")
+
+# the same without group names (Snakemake reads <name> in a pattern as a path variable)
+FINETUNE_LABEL_CONSTRAINT = r"(?:scratch|epoch_[0-9]+(?:\.[0-9]+)?)(?:_frac[0-9.]+)?(?:_gradient)?"
+
+
+def finetune_run(label):
+    """(checkpoint path or None, train fraction, force mode or None) of a run folder label."""
+    match = FINETUNE_LABEL.fullmatch(label)
+    if match is None:
+        raise WorkflowError(f"not a fine-tuning run label: {label!r}")
+    epoch = match["epoch"]
+    if epoch is not None and epoch not in FINETUNE_CHECKPOINTS:
+        raise WorkflowError(f"{label}: pre-training run {FINETUNE_PRETRAIN!r} keeps no checkpoint at epoch {epoch}")
+    start = None if epoch is None else FINETUNE_CHECKPOINTS[epoch]
+    return start, float(match["fraction"] or 1.0), "gradient" if match["gradient"] else None
+
+
+def finetune_inputs(wildcards):
+    start, _, _ = finetune_run(wildcards.label)
+    return {"store": DOWNSTREAM_STORE, "config": FINETUNE["config"], **({"checkpoint": start} if start else {})}
+
+
+def finetune_options(wildcards):
+    start, fraction, force_mode = finetune_run(wildcards.label)
+    options = [f"--checkpoint {start or 'scratch'}", f"--train-fraction {fraction}"]
+    if force_mode:
+        options.append(f"--force-mode {force_mode}")
+    return " ".join(options)
+
+
+def _run_dirs(labels):
+    return [finetune_dir(FINETUNE_SWEEP, label) for label in labels]
+
+
+def _run_files(labels):
+    return [finetune_dir(FINETUNE_SWEEP, label) / name for label in labels for name in ("summary.json", "test_metrics.json", "validation.csv")]
