@@ -149,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
             plan_args = dict(world_size=world_size, temperature=temperature, num_splits=splits[case.dataset], seed=args.seed, steps=args.steps)
             atoms = rank_step_totals(natoms, natoms, sizes, case, **plan_args)  # [steps, W]
             edges = rank_step_totals(edges_of[case.dataset], natoms, sizes, case, **plan_args)
-            for r, table in enumerate(timings[case]):
-                table.sort_values(["step", "rank"], inplace=True)
+            for r in range(len(timings[case])):
+                table = timings[case][r] = timings[case][r].sort_values(["step", "rank"], ignore_index=True)
                 # the rebuilt plan must be the one the trainer followed
                 if not np.array_equal(table["atoms"].to_numpy(), atoms.reshape(-1)):
                     raise SystemExit(f"lamm bench throughput: {case_dir(args.work_dir, case, r)}/timings.csv does not match the planned atoms per rank")
