@@ -54,6 +54,7 @@ SECTIONS: tuple[Section, ...] = (
         (
             Item("tables/throughput.csv", "Measured throughput per sampler, dataset and per-rank batch."),
             Item("figures/fig6_step_time.png", "Fig. 6: step-time distributions and forward+backward per rank."),
+            Item("tables/throughput_scaling.csv", "The balance simulation with the cost model calibrated on the measured steps, at 2 (measured), 16 and 64 ranks."),
             Item("tables/balance_simulation.csv", "Simulated efficiency at 4, 16 and 64 ranks."),
         ),
     ),
@@ -86,8 +87,9 @@ SECTIONS: tuple[Section, ...] = (
         "Component benchmarks",
         "Store reads, model throughput.",
         (
-            Item("tables/data_throughput.csv", "Structure store against pickled torch_geometric Data."),
-            Item("tables/model_throughput.csv", "Forward+backward throughput and peak memory of the encoders."),
+            Item("tables/batching_throughput.csv", "Stores to Batch objects (structures per second) with 0 and 2 DataLoader workers."),
+            Item("tables/data_throughput.csv", "Structure store against pickled torch_geometric Data (`lamm bench data`, not part of the demo DAG)."),
+            Item("tables/model_throughput.csv", "Forward+backward throughput and peak memory of the encoders (`lamm bench model`, not part of the demo DAG)."),
         ),
     ),
 )
