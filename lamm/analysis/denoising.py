@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lamm.analysis.figures import _save
+from lamm.analysis.figures import save_figure
 
 MODE_STYLE = {  # colour-blind-safe (Okabe-Ito), and distinct line styles
     "baseline": {"color": "#E69F00", "linestyle": "--", "label": "Baseline (label -dx)"},
@@ -125,8 +125,4 @@ def plot_denoising(
         ax.legend(fontsize=8)
     figure.suptitle(f"Denoising on {subset} alone: baseline vs relative noise labels (LaMM Fig. 7)", fontsize=11)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save(figure, path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

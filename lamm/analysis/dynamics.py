@@ -117,7 +117,7 @@ def plot_energies(frames: dict[str, np.ndarray], natoms: int, path: str | os.Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lamm.analysis.figures import _save
+    from lamm.analysis.figures import save_figure
 
     figure, axis = plt.subplots(figsize=(6.0, 3.5))
     styles = {"epot": ("#0173b2", "-", "E_pot"), "ekin": ("#de8f05", "--", "E_kin"), "etot": ("#029e73", "-", "E_tot")}
@@ -131,11 +131,7 @@ def plot_energies(frames: dict[str, np.ndarray], natoms: int, path: str | os.Pat
     if title:
         axis.set_title(title, fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save(figure, path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def relax_and_run(

@@ -170,7 +170,7 @@ def parity_plot(predictions: Predictions, path: str | os.PathLike, title: str = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lamm.analysis.figures import _save
+    from lamm.analysis.figures import save_figure
 
     metrics = compute_metrics(predictions)
     figure, axes = plt.subplots(1, 2, figsize=(8.0, 3.8))
@@ -201,11 +201,7 @@ def parity_plot(predictions: Predictions, path: str | os.PathLike, title: str = 
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save(figure, path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def write_json(data: Mapping[str, Any], path: str | os.PathLike) -> Path:

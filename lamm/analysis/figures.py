@@ -42,11 +42,17 @@ def periodic_table_position(z: int) -> tuple[int, int]:
     return period, offset - 14
 
 
-def _save(figure, path: str | os.PathLike) -> None:
+def save_figure(figure, path: str | os.PathLike) -> Path:
+    """Write a figure atomically (a temporary name, then rename) at 200 dpi, close it, return the path."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     figure.savefig(tmp, dpi=200, bbox_inches="tight")
     tmp.replace(path)
+    plt.close(figure)
+    return path
 
 
 def element_heatmap(summaries: list[StoreSummary], path: str | os.PathLike) -> None:
@@ -98,8 +104,7 @@ def element_heatmap(summaries: list[StoreSummary], path: str | os.PathLike) -> N
                           ticks=np.arange(1, n_max + 1))
     bar.set_label("number of subsets containing the element", fontsize=11)
     bar.ax.tick_params(labelsize=10)
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def natoms_kde(summaries: list[StoreSummary], path: str | os.PathLike, *, seed: int = 0) -> None:
@@ -143,5 +148,4 @@ def natoms_kde(summaries: list[StoreSummary], path: str | os.PathLike, *, seed: 
     axes.tick_params(labelsize=10)
     axes.legend(fontsize=9, frameon=False, loc="upper right")
     sns.despine(ax=axes)
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)

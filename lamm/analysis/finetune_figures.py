@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from lamm.analysis.figures import _save
+from lamm.analysis.figures import save_figure
 from lamm.analysis.finetune import ENERGY, FORCES, SCRATCH, FinetuneRun, moving_average
 
 
@@ -49,8 +49,7 @@ def finetune_curves(runs: Sequence[FinetuneRun], path: str | os.PathLike, *, thr
         axes[1, column].set_xlabel("fine-tuning step")
     axes[0, 0].legend(fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def sample_efficiency(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
@@ -76,5 +75,4 @@ def sample_efficiency(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -
         axis.set_ylabel(f"test {title} MAE ({unit})")
     axes[0].legend(fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lamm.analysis.figures import _save
+from lamm.analysis.figures import save_figure
 from lamm.analysis.throughput import cut_at_quantile, rank_series
 
 SAMPLER_COLORS = {"random": "#d62728", "greedy": "#ff7f0e", "lamm": "#1f77b4"}
@@ -64,5 +64,4 @@ def fig6_step_time(
     if rank_timings:
         ax.legend(fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lamm.analysis.figures import MARKERS, _save
+from lamm.analysis.figures import MARKERS, save_figure
 from lamm.analysis.umap_atoms import ORGANIC, covariance_ellipse, periodic_group
 
 
@@ -98,8 +98,4 @@ def plot_umap(
         ax.set_yticks([])
     figure.suptitle("UMAP of per-atom representations s_i of the pre-trained encoder (LaMM Fig. 8)", fontsize=12)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save(figure, path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
