@@ -20,8 +20,6 @@ rule ablation_denoising:
     output:
         validation=ABLATION_DIR / "{mode}" / "validation.csv",
         summary=ABLATION_DIR / "{mode}" / "summary.json",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "ablation_denoising_{mode}.log",
     wildcard_constraints:
@@ -46,8 +44,6 @@ rule ablation_denoising_summary:
         table=RESULTS / "tables" / "denoising.csv",
         figure=RESULTS / "figures" / "fig7_denoising.png",
         summary=RESULTS / "tables" / "denoising_summary.json",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "ablation_denoising_summary.log",
     params:

@@ -7,8 +7,6 @@ rule bench_balance:
         stores=PRETRAIN_STORES,
     output:
         table=RESULTS / "tables" / "balance_simulation.csv",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "bench_balance.log",
     params:
@@ -24,8 +22,6 @@ rule bench_batching:
         stores=PRETRAIN_STORES,
     output:
         table=RESULTS / "tables" / "batching_throughput.csv",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "bench_batching.log",
     params:

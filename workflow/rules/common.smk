@@ -21,10 +21,11 @@ LOGS = RESULTS / "logs"
 # name of its rule and its wildcards without the library knowing about Snakemake.
 LAMM_TAGS = "--tag snakemake_rule={rule} --tag 'snakemake_wildcards={wildcards}'"
 
-# The software of every job: the conda environment of environment.yml (`conda env create -f
-# environment.yml`), used with `--use-conda`; without it, jobs run in the current environment
-# (the .venv of `make install`).
-CONDA_ENV = "lamm"
+# No per-rule `conda:` directive (the one lint left): every job needs the `lamm` package itself,
+# which a workflow conda env cannot install portably from this checkout, and a named env makes
+# Snakemake call `conda env export` when each job ends even without --use-conda (jobs then fail on
+# machines without conda). The software is pinned once: pyproject.toml (`make install`) or
+# environment.yml (conda), activated before `snakemake` runs.
 
 # The targets of `all` (the default): each stage file appends its final outputs here.
 ALL_OUTPUTS = []

@@ -18,8 +18,6 @@ if config["data"]["source"] == "demo":
         output:
             stores=DATA_STORES,
             summary=DATA_DIR / "demo_summary.json",
-        conda:
-            CONDA_ENV
         log:
             LOGS / "data_demo.log",
         params:
@@ -41,8 +39,6 @@ rule data_stats:
         table=RESULTS / "tables" / "table2_datasets.csv",
         fig2=RESULTS / "figures" / "fig2_elements.png",
         fig4=RESULTS / "figures" / "fig4_natoms.png",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "data_stats.log",
     params:

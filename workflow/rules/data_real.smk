@@ -11,8 +11,6 @@ if config["data"]["source"] == "real":
     rule data_fetch:
         output:
             manifest=RAW / "{subset}" / "fetch-manifest.json",
-        conda:
-            CONDA_ENV
         log:
             LOGS / "data" / "fetch_{subset}.log",
         wildcard_constraints:
@@ -28,8 +26,6 @@ if config["data"]["source"] == "real":
             manifest=rules.data_fetch.output.manifest,
         output:
             store=RESULTS / "data" / "{subset}.lmdb",
-        conda:
-            CONDA_ENV
         log:
             LOGS / "data" / "convert_{subset}.log",
         wildcard_constraints:

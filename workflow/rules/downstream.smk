@@ -13,8 +13,6 @@ rule zero_shot:
         store=DOWNSTREAM_STORE,
     output:
         table=RESULTS / "tables" / "zero_shot.csv",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "zero_shot.log",
     shell:
@@ -30,8 +28,6 @@ rule evaluate_finetuned:
         metrics=RESULTS / "evaluate" / "{label}" / "metrics.json",
         parity=RESULTS / "evaluate" / "{label}" / "parity.png",
         predictions=RESULTS / "evaluate" / "{label}" / "predictions.npz",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "evaluate_{label}.log",
     params:
@@ -52,8 +48,6 @@ rule dynamics:
         figure=RESULTS / "dynamics" / DOWNSTREAM["dynamics"]["label"] / "energies.png",
         trajectory=RESULTS / "dynamics" / DOWNSTREAM["dynamics"]["label"] / "nve.traj",
         table=RESULTS / "tables" / "nve_drift.csv",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "dynamics.log",
     params:

@@ -16,8 +16,6 @@ rule finetune:
         metrics=RESULTS / "finetune" / "{sweep}" / "{label}" / "metrics.csv",
         summary=RESULTS / "finetune" / "{sweep}" / "{label}" / "summary.json",
         test=RESULTS / "finetune" / "{sweep}" / "{label}" / "test_metrics.json",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "finetune_{sweep}_{label}.log",
     wildcard_constraints:
@@ -40,8 +38,6 @@ rule finetune_table:
     output:
         table=RESULTS / "tables" / "table3_finetune.csv",
         figure=RESULTS / "figures" / "fig9_finetune.png",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "finetune_table.log",
     params:
@@ -60,8 +56,6 @@ rule finetune_sample_efficiency:
     output:
         table=RESULTS / "tables" / "sample_efficiency.csv",
         figure=RESULTS / "figures" / "sample_efficiency.png",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "finetune_sample_efficiency.log",
     params:

@@ -50,8 +50,6 @@ for _run, _trainer in PRETRAIN_RUNS.items():
             summary=pretrain_dir(_run) / "summary.json",
             timings=pretrain_dir(_run) / "timings.csv",
             validation=pretrain_dir(_run) / "validation.csv",
-        conda:
-            CONDA_ENV
         log:
             LOGS / f"pretrain_{_run}.log",
         params:

@@ -10,8 +10,6 @@ rule report:
         configs=REPORT_CONFIGS,
     output:
         html=RESULTS / "report.html",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "report.log",
     params:

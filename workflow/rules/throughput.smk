@@ -37,8 +37,6 @@ rule bench_throughput:
         table=RESULTS / "tables" / "throughput.csv",
         scaling=RESULTS / "tables" / "throughput_scaling.csv",
         figure=RESULTS / "figures" / "fig6_step_time.png",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "bench_throughput.log",
     params:

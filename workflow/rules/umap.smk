@@ -31,8 +31,6 @@ rule umap:
         embedding=RESULTS / "umap" / "embedding.csv",
         summary=RESULTS / "umap" / "summary.json",
         figure=RESULTS / "figures" / "fig8_umap.png",
-    conda:
-        CONDA_ENV
     log:
         LOGS / "umap.log",
     params:
