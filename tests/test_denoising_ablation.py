@@ -73,22 +73,29 @@ def test_crossing_epoch_interpolates_and_reports_never():
     assert crossing_epoch([0, 1, 2], [0.06, 0.05, 0.04], 0.03) is None
 
 
-def _curve(errors, own):
-    return [{"step": 10 * k, "epoch": float(k), "val_error_a": e, "val_error_own_label_a": o} for k, (e, o) in enumerate(zip(errors, own))]
+def _curve(own, centered):
+    return [{"step": 10 * k, "epoch": float(k), "val_error_a": o, "val_error_centered_a": c} for k, (o, c) in enumerate(zip(own, centered))]
 
 
 def test_summary_ratio_and_common_threshold():
-    curves = {
-        "baseline": _curve([0.06, 0.05, 0.04, 0.03], [0.061, 0.051, 0.041, 0.031]),
+    curves = {  # the baseline's own-label error sits above its centered error (the label mean)
+        "baseline": _curve([0.061, 0.051, 0.041, 0.031], [0.06, 0.05, 0.04, 0.03]),
         "relative": _curve([0.06, 0.04, 0.03, 0.02], [0.06, 0.04, 0.03, 0.02]),
     }
     summary = summarize(curves, threshold_a=0.03)
+    assert summary["main_metric"] == "val_error_a"
     main_metric = summary["val_error_a"]
-    assert main_metric["threshold"]["epochs"] == {"baseline": 3.0, "relative": 2.0}
-    assert main_metric["threshold"]["ratio"] == pytest.approx(1.5)
-    assert main_metric["common_threshold"]["value_a"] == pytest.approx(0.03)  # the baseline's best
+    assert main_metric["threshold"]["epochs"] == {"baseline": None, "relative": 2.0}  # 0.031 never reaches 0.03
+    assert main_metric["threshold"]["ratio"] is None
+    assert main_metric["common_threshold"]["value_a"] == pytest.approx(0.031)  # the baseline's best
+    # relative crosses 0.031 between epoch 1 (0.04) and 2 (0.03): 1 + 0.009 / 0.01
+    assert main_metric["common_threshold"]["epochs"]["relative"] == pytest.approx(1.9)
+    assert main_metric["common_threshold"]["ratio"] == pytest.approx(3.0 / 1.9)
     assert main_metric["relative_ends_below_baseline"] is True
-    assert summary["val_error_own_label_a"]["threshold"]["epochs"]["baseline"] is None  # 0.031 never reaches 0.03
+    assert main_metric["final_difference_a"] == pytest.approx(0.011)
+    centered = summary["val_error_centered_a"]
+    assert centered["threshold"]["epochs"] == {"baseline": 3.0, "relative": 2.0}
+    assert centered["threshold"]["ratio"] == pytest.approx(1.5)
     rows = table_rows(curves)
     assert [r["mode"] for r in rows] == ["baseline"] * 4 + ["relative"] * 4
     with pytest.raises(ValueError, match="relative"):
@@ -127,9 +134,9 @@ def test_driver_on_a_tiny_store_writes_both_curves_and_the_summary(tmp_path):
         assert all(math.isfinite(r["val_error_a"]) and r["val_error_a"] > 0 for r in rows)
     # same seed, same model and noise draw: at step 0 both runs score the same centered error,
     # and the baseline's own-label error is higher by its labels' unpredictable mean
-    assert curves["baseline"][0]["val_error_a"] == pytest.approx(curves["relative"][0]["val_error_a"], rel=1e-5)
-    assert curves["relative"][0]["val_error_own_label_a"] == pytest.approx(curves["relative"][0]["val_error_a"], rel=0.05)
-    assert curves["baseline"][0]["val_error_own_label_a"] > curves["baseline"][0]["val_error_a"]
+    assert curves["baseline"][0]["val_error_centered_a"] == pytest.approx(curves["relative"][0]["val_error_centered_a"], rel=1e-5)
+    assert curves["relative"][0]["val_error_a"] == pytest.approx(curves["relative"][0]["val_error_centered_a"], rel=0.05)
+    assert curves["baseline"][0]["val_error_a"] > curves["baseline"][0]["val_error_centered_a"]
 
     table, figure, summary = tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "s.json"
     code = main(["ablation", "denoising-summary", "--run", f"baseline={tmp_path / 'ablation' / 'baseline'}",
@@ -138,7 +145,7 @@ def test_driver_on_a_tiny_store_writes_both_curves_and_the_summary(tmp_path):
     assert code == 0 and figure.stat().st_size > 10_000
     with open(table, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert {"mode", "step", "epoch", "val_error_a"} <= set(rows[0])
+    assert {"mode", "step", "epoch", "val_error_a", "val_error_centered_a"} <= set(rows[0])
     assert {r["mode"] for r in rows} == {"baseline", "relative"}
     assert json.loads(summary.read_text())["val_error_a"]["modes"]["relative"]["final_step"] == summaries["relative"]["steps"]
 

@@ -98,7 +98,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "denoising-summary",
         help="denoising.csv, Fig. 7 and the epochs-to-threshold ratio from the two runs",
         description="Read <dir>/validation.csv of the baseline and relative runs and write the learning "
-        "curves (mode, step, epoch, val_error_a = centered error, val_error_own_label_a), the figure, and "
+        "curves (mode, step, epoch, val_error_a = each run against its own labels as in the paper, "
+        "val_error_centered_a = mean displacement removed), the figure, and "
         "a JSON summary (final errors, epochs to --threshold and to the common threshold, ratios).",
     )
     summary.add_argument("--run", action="append", type=_mode_dir, required=True, metavar="MODE=DIR",

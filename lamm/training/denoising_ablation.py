@@ -91,7 +91,10 @@ def run_denoising_ablation(
 
 
 def learning_curve(validation_csv: str | os.PathLike, subset: str) -> list[dict[str, float]]:
-    """Rows {step, epoch, val_error_a (centered), val_error_own_label_a} of a run's validation.csv."""
+    """Rows {step, epoch, val_error_a, val_error_centered_a} of a run's validation.csv.
+
+    `val_error_a` is the run's own validation metric (`denoising_error_a`, against its own labels,
+    as the paper plots it); `val_error_centered_a` the same with the mean displacement removed."""
     centered, own = f"val/{subset}/denoising_error_centered_a", f"val/{subset}/denoising_error_a"
     points: dict[int, dict[str, float]] = {}
     with open(validation_csv, newline="") as handle:
@@ -99,7 +102,7 @@ def learning_curve(validation_csv: str | os.PathLike, subset: str) -> list[dict[
             if row["metric"] not in (centered, own):
                 continue
             point = points.setdefault(int(row["step"]), {"step": int(row["step"]), "epoch": float(row["epoch"])})
-            point["val_error_a" if row["metric"] == centered else "val_error_own_label_a"] = float(row["value"])
+            point["val_error_centered_a" if row["metric"] == centered else "val_error_a"] = float(row["value"])
     rows = [points[step] for step in sorted(points)]
     incomplete = [row["step"] for row in rows if len(row) != 4]
     if not rows or incomplete:

@@ -10,8 +10,8 @@ Two errors per structure, both the structure-balanced L2MAE of the loss (mean ov
 the Euclidean norm of the per-atom error, Angstrom):
 
 - `own_label_error`: the prediction against the run's own label, what the trainer optimizes
-  and what a training framework reports as validation error (so presumably what LaMM's Fig. 7
-  plots). For baseline labels it contains the label's mean, which is a property of the random
+  and what a training framework reports as validation error (what LaMM's Fig. 7 plots, and
+  the ablation's main metric `val_error_a`). For baseline labels it contains the label's mean, which is a property of the random
   draw and not of the input: its expected per-atom norm is about sqrt(8 / (pi N)) sigma
   (~0.01 A for N = 43 atoms, sigma = 0.04 A), an error floor no model can go below.
 - `centered_error`: the mean removed from the prediction and from the label before comparing,
@@ -20,8 +20,8 @@ the Euclidean norm of the per-atom error, Angstrom):
   predict counts: it compares how well each run learned the structure-dependent part. For a
   relative run it differs from the own-label error only through the mean of the prediction.
 
-The ablation reports the centered error as its main curve (like with like) and keeps the
-own-label error beside it.
+The ablation reports the own-label error as its main curve (the paper's metric) and keeps the
+centered error beside it (like with like).
 
 What to expect: for Gaussian noise the mean dx_bar is independent of the deviations dx_i - dx_bar,
 so a baseline label is the relative label plus an independent, zero-mean, input-independent
