@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lamm import __version__
+from lamm.analysis.findings import Finding, findings
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ SECTIONS: tuple[Section, ...] = (
         "Denoising (Fig. 7)",
         "Training on the unlabeled conformers alone with baseline and relative (LaMM) noise labels.",
         (
-            Item("tables/denoising.csv", "Validation error (Angstrom) per step."),
+            Item("tables/denoising.csv", "Validation error (Angstrom) per step: val_error_a each run against its own "
+                 "labels (the paper's metric), val_error_centered_a with the mean displacement removed (like with like)."),
             Item("figures/fig7_denoising.png", "Fig. 7: learning curves of baseline and relative denoising."),
         ),
     ),
@@ -102,7 +104,7 @@ th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; } th { bac
 td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption, .caption { font-size: 0.9em; color: #555; margin-bottom: 0.3em; }
-.missing { color: #a00; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
+.missing, .fails { color: #a00; } .holds { color: #070; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 """
 
 
@@ -116,6 +118,20 @@ def _table(path: Path, caption: str, max_rows: int) -> str:
 def _figure(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _findings_table(items: Sequence[Finding]) -> str:
+    """The headline: each claim of the paper, the numbers measured here, and the verdict."""
+    verdicts = {True: ('holds', "supported"), False: ('fails', "not supported"), None: ('missing', "no result")}
+    rows = []
+    for item in items:
+        css, verdict = verdicts[item.holds]
+        rows.append(
+            f"<tr><td>{html.escape(item.claim)}</td><td style=\"text-align:left\">{html.escape(item.measured)}</td>"
+            f"<td class=\"{css}\">{verdict}</td><td>{html.escape(item.source)}</td></tr>"
+        )
+    header = "<tr><th>claim (paper)</th><th>measured here</th><th>verdict</th><th>from</th></tr>"
+    return f"<table>{header}{''.join(rows)}</table>"
 
 
 def _runs_table(tracking_uri: str | None, ui_url: str) -> str:
@@ -159,6 +175,8 @@ def write_report(
         f"<!doctype html><html><head><meta charset=\"utf-8\"><title>LaMM report</title><style>{_STYLE}</style></head><body>",
         "<h1>LaMM: pre-training and fine-tuning report</h1>",
         f"<p>Results in <code>{html.escape(str(results))}</code>, written {datetime.datetime.now():%Y-%m-%d %H:%M} by lamm {__version__}.</p>",
+        "<h2>Key results</h2>",
+        _findings_table(findings(results)),
     ]
     for section in SECTIONS:
         parts.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
