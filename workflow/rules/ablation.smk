@@ -32,6 +32,8 @@ rule ablation_denoising:
             f"--val-every-steps {ABLATION['val_every_steps']} --val-max-samples {ABLATION['val_max_samples']} --seed {config['seed']}"
         ),
     threads: 1
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} ablation denoising"
         " --config {input.config} --data {params.data} --out {params.out} --modes {wildcards.mode} {params.options} > {log} 2>&1"
@@ -50,6 +52,8 @@ rule ablation_denoising_summary:
         runs=" ".join(f"--run {mode}={ABLATION_DIR / mode}" for mode in ABLATION_MODES),
         subset=ABLATION["subset"],
         threshold=ABLATION["threshold_a"],
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} ablation denoising-summary"
         " {params.runs} --subset {params.subset} --threshold {params.threshold}"

@@ -11,6 +11,8 @@ rule bench_balance:
         LOGS / "bench_balance.log",
     params:
         options=balance_options,
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} bench balance"
         " --stores {input.stores} {params.options}"
@@ -27,6 +29,8 @@ rule bench_batching:
     params:
         options=batching_options,
     threads: 3  # the main process and two DataLoader workers
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} bench batching"
         " --stores {input.stores} {params.options}"

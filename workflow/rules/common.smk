@@ -21,11 +21,12 @@ LOGS = RESULTS / "logs"
 # name of its rule and its wildcards without the library knowing about Snakemake.
 LAMM_TAGS = "--tag snakemake_rule={rule} --tag 'snakemake_wildcards={wildcards}'"
 
-# No per-rule `conda:` directive (the one lint left): every job needs the `lamm` package itself,
-# which a workflow conda env cannot install portably from this checkout, and a named env makes
-# Snakemake call `conda env export` when each job ends even without --use-conda (jobs then fail on
-# machines without conda). The software is pinned once: pyproject.toml (`make install`) or
-# environment.yml (conda), activated before `snakemake` runs.
+# The software of every rule: `snakemake --use-conda` builds this env once (with the `lamm`
+# package of this checkout, envs/lamm.post-deploy.sh); without --use-conda the rules run in the
+# environment snakemake was started from (`make install`'s .venv). A file-based env on purpose:
+# a named env (`conda: "lamm"`) makes Snakemake call `conda env export` after every job even
+# without --use-conda, which fails on machines without conda.
+LAMM_ENV = "../envs/lamm.yaml"
 
 # The targets of `all` (the default): each stage file appends its final outputs here.
 ALL_OUTPUTS = []

@@ -26,6 +26,8 @@ if config["data"]["source"] == "demo":
             seed=config["seed"],
             subsets=" ".join([*config["data"]["subsets"], config["data"]["downstream"]]),
         threads: workflow.cores
+        conda:
+            LAMM_ENV
         shell:
             f"lamm {LAMM_TAGS} data demo"
             " --out {params.out} --scale {params.scale} --seed {params.seed} --workers {threads}"
@@ -44,6 +46,8 @@ rule data_stats:
     params:
         out=RESULTS,
         seed=config["seed"],
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} data stats"
         " {input.stores} --out {params.out} --seed {params.seed} > {log} 2>&1"

@@ -18,6 +18,8 @@ if config["data"]["source"] == "real":
         params:
             dest=lambda wildcards: RAW / wildcards.subset,
             args=lambda wildcards: fetch_arguments(config["data"]["real"], wildcards.subset),
+        conda:
+            LAMM_ENV
         shell:
             f"lamm {LAMM_TAGS} data fetch {{wildcards.subset}} --dest {{params.dest}} {{params.args}} > {{log}} 2>&1"
 
@@ -32,6 +34,8 @@ if config["data"]["source"] == "real":
             subset="|".join(REAL_SUBSETS),
         params:
             args=lambda wildcards: convert_arguments(config["data"]["real"], wildcards.subset, RAW, config["seed"]),
+        conda:
+            LAMM_ENV
         shell:
             f"lamm {LAMM_TAGS} data convert {{wildcards.subset}} {{params.args}} --out {{output.store}} > {{log}} 2>&1"
 

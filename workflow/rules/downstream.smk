@@ -15,6 +15,8 @@ rule zero_shot:
         table=RESULTS / "tables" / "zero_shot.csv",
     log:
         LOGS / "zero_shot.log",
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} zero-shot"
         " {input.checkpoints} --data {input.store} --out {output.table} > {log} 2>&1"
@@ -32,6 +34,8 @@ rule evaluate_finetuned:
         LOGS / "evaluate_{label}.log",
     params:
         out=lambda wildcards, output: Path(output.metrics).parent,
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} evaluate"
         " {input.checkpoint} --data {input.store} --split test"
@@ -53,6 +57,8 @@ rule dynamics:
     params:
         out=lambda wildcards, output: Path(output.summary).parent,
         options=dynamics_options,
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} dynamics"
         " {input.checkpoint} --data {input.store} {params.options}"

@@ -26,6 +26,8 @@ rule finetune:
         options=finetune_options,
         seed=config["seed"],
     threads: 1
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} finetune"
         " --config {input.config} --store {input.store} --out {params.out}"
@@ -44,6 +46,8 @@ rule finetune_table:
         runs=" ".join(map(str, _run_dirs(FINETUNE_SWEEP_LABELS))),
         energy=FINETUNE["thresholds"]["energy_mev_per_atom"],
         forces=FINETUNE["thresholds"]["forces_mev_per_a"],
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} summarize finetune"
         " {params.runs} --energy-threshold {params.energy}"
@@ -60,6 +64,8 @@ rule finetune_sample_efficiency:
         LOGS / "finetune_sample_efficiency.log",
     params:
         runs=" ".join(map(str, _run_dirs(FINETUNE_EFFICIENCY_LABELS))),
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} summarize sample-efficiency"
         " {params.runs} --table {output.table} --figure {output.figure} > {log} 2>&1"

@@ -58,6 +58,8 @@ for _run, _trainer in PRETRAIN_RUNS.items():
             launcher=launcher_options(),
         localrule: True
         threads: LAUNCHER["ranks_per_node"] * LAUNCHER["cpus_per_rank"] if LAUNCHER["executor"] == "local" else 1
+        conda:
+            LAMM_ENV
         shell:
             f"lamm {LAMM_TAGS} pretrain"
             " --config {input.config} --data {params.data} --out {params.out} --resume {params.launcher} > {log} 2>&1"

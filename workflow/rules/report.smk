@@ -15,6 +15,8 @@ rule report:
     params:
         results=RESULTS,
         configs=lambda wildcards, input: " ".join(f"--config {path}" for path in input.configs),
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} report"
         " --results {params.results} --out {output.html} {params.configs} > {log} 2>&1"

@@ -45,6 +45,8 @@ rule bench_throughput:
         options=THROUGHPUT_OPTIONS,
     localrule: True  # it submits its ranks itself, like the pre-training rule
     threads: LAUNCHER["ranks_per_node"] * THROUGHPUT["threads_per_rank"] if LAUNCHER["executor"] == "local" else 1
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} bench throughput --config {{input.config}} --data {{params.data}} {{params.options}}"
         " --work-dir {params.work} --out {output.table} --scaling-out {output.scaling} --figure {output.figure} > {log} 2>&1"

@@ -38,6 +38,8 @@ rule umap:
         out=RESULTS / "umap",
         options=UMAP_OPTIONS,
     threads: 1
+    conda:
+        LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} umap"
         " {input.checkpoint} --data {params.data} {params.options} --out {params.out} --figure {output.figure} > {log} 2>&1"
