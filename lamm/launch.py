@@ -9,14 +9,20 @@
   atomically every few minutes, so the requeued job continues from it exactly.
 
 The launching process waits for the job and forwards rank 0's log lines, so a Snakemake rule
-that calls `lamm pretrain` runs locally, submits once, and sees the training progress.
+that calls `lamm pretrain` runs locally, submits once, and sees the training progress. If the
+launching process is interrupted (Ctrl-C, or SIGTERM when Snakemake cancels the rule), it cancels
+the job before it exits: the ranks would otherwise outlive it (submitit's local controller and a
+SLURM job are not its children's process group), keep training, and race the rerun for the same
+checkpoint folder. The rerun resumes from the last checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -133,8 +139,45 @@ def launch(
         job_callable = DistributedJob(target, kwargs)
     job = executor.submit(job_callable)
     log.info("submitted %s job %s (%d ranks), logs in %s", settings.executor, job.job_id, settings.world_size, folder)
-    _follow(job, poll_s)
+    _follow_or_cancel(job, poll_s)
     return job.results()[0]
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived while the launcher was following its job."""
+
+
+def _follow_or_cancel(job: submitit.Job, poll_s: float, grace_s: float = 10.0) -> None:
+    """`_follow`, but an interrupt (SIGINT, SIGTERM) cancels the job and waits up to `grace_s` for
+    it to end before the launcher exits: a launcher never leaves its ranks running behind it.
+    SIGTERM exits with status 143 (128 + 15), as the default handler would."""
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals only there
+    previous = signal.getsignal(signal.SIGTERM) if in_main_thread else None
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    if in_main_thread:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        _follow(job, poll_s)
+    except KeyboardInterrupt:
+        _cancel(job, grace_s)
+        raise
+    except _Terminated:
+        _cancel(job, grace_s)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _cancel(job: submitit.Job, grace_s: float) -> None:
+    log.warning("interrupted: cancelling job %s so that its ranks stop too", job.job_id)
+    job.cancel(check=False)
+    deadline = time.monotonic() + grace_s
+    while not job.done() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _follow(job: submitit.Job, poll_s: float) -> None:

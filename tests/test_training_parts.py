@@ -1,6 +1,12 @@
 """Checkpoint files, EMA, learning-rate schedule and the submitit launcher."""
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +17,7 @@ from lamm.models.checkpoint import epoch_label, load_checkpoint, save_checkpoint
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.schedule import warmup_cosine
 from lamm.training.timing import BucketClock, StepClock
+from tests.conftest import ROOT
 from tests.helpers.distributed_targets import sum_of_ranks
 
 
@@ -109,3 +116,43 @@ def test_step_clock_excludes_waits_for_other_ranks_from_compute():
     assert row == [1.0, 2.0, 12.0, 0.5, 5.0, 40, 3]
     # without a DDP hook (one rank) compute runs to the end of the backward
     assert clock.row(None, atoms=40, structures=3)[4] == 2.0 + 7.0
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_launcher_stops_its_ranks(tmp_path, signum):
+    # the launcher alone is signalled (as when Snakemake cancels the rule): its local ranks must
+    # not outlive it, or they keep training and race the rerun for the same checkpoint folder
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    driver = (
+        "from lamm.launch import LaunchSettings, launch\n"
+        "from tests.helpers.distributed_targets import sleep_and_report_pid\n"
+        f"launch(sleep_and_report_pid, {{'pid_dir': {str(pids)!r}}}, LaunchSettings(executor='local', ranks_per_node=2),"
+        f" folder={str(tmp_path / 'jobs')!r}, poll_s=0.2)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    launcher = subprocess.Popen([sys.executable, "-c", driver], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(pids.glob("*.pid"))) < 2:
+        assert launcher.poll() is None, launcher.stderr.read()
+        assert time.monotonic() < deadline, "the ranks never started"
+        time.sleep(0.2)
+    ranks = [int(path.read_text()) for path in pids.glob("*.pid")]
+    assert all(_alive(pid) for pid in ranks)
+    launcher.send_signal(signum)
+    _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == (143 if signum == signal.SIGTERM else -signal.SIGINT), stderr
+    assert "cancelling job" in stderr
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in ranks), "ranks outlived their launcher"

@@ -11,3 +11,15 @@ def sum_of_ranks(offset: float, resume: bool = False) -> dict:
     rows = all_gather_rows(torch.tensor([float(context.rank), 2.0 * context.rank]), context)
     shutdown()
     return {"rank": context.rank, "world_size": context.world_size, "total": total.item(), "rows": rows.tolist(), "resume": resume}
+
+
+def sleep_and_report_pid(pid_dir: str, seconds: float = 120.0, resume: bool = False) -> None:
+    """A rank that only writes its pid to `pid_dir/rank_<RANK>.pid` and then sleeps."""
+    import os
+    import time
+    from pathlib import Path
+
+    path = Path(pid_dir) / f"rank_{os.environ['RANK']}.pid"
+    path.with_suffix(".tmp").write_text(str(os.getpid()))
+    path.with_suffix(".tmp").replace(path)
+    time.sleep(seconds)
