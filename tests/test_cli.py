@@ -50,3 +50,30 @@ def test_tags_are_handed_to_child_processes(monkeypatch):
     assert json.loads(os.environ["LAMM_RUN_TAGS"]) == {"inherited": "1"}
     assert main(["--tag", "snakemake_rule=all", "--tag", "x=a=b"]) == 2
     assert json.loads(os.environ["LAMM_RUN_TAGS"]) == {"inherited": "1", "snakemake_rule": "all", "x": "a=b"}
+
+
+def test_parser_is_built_without_torch():
+    # every `lamm` call builds every subcommand's parser: heavy libraries load only in the
+    # command that runs, or each workflow job would pay seconds of imports first
+    code = "import sys; from lamm.cli import build_parser; build_parser(); print(sorted(m for m in ('torch', 'ase.build', 'mlflow') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["data", "demo", "--out", "unused", "--subsets", "oc21_s2ef"], "unknown subset(s) ['oc21_s2ef']; expected some of"),
+        (["bench", "model", "--preset", "lamm-xl"], "unknown preset 'lamm-xl'; expected one of"),
+        (["bench", "model", "--phases", "train,eval"], "expected a comma-separated subset of train,infer"),
+    ],
+)
+def test_names_checked_when_the_command_runs(args, message, capsys):
+    if args[0] == "bench":  # an argparse type error: usage and exit status 2
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 2
+    else:
+        assert main(args) == 2
+    assert message in capsys.readouterr().err

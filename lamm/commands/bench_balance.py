@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lamm.data.sampler import STRATEGIES
+from lamm.data.balance import STRATEGIES  # numpy only: `lamm --help` stays fast
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -10,20 +10,35 @@ from pathlib import Path
 from lamm.config import load_yaml
 
 
-def _csv(choices: tuple[str, ...]):
+def _csv(choices: tuple[str, ...] | str):
+    """A comma-separated subset of `choices`, or of `lamm.models.benchmark.<choices>` looked up
+    only when the option is parsed: that module imports torch, too slow for building every
+    `lamm` parser."""
+
     def parse(text: str) -> list[str]:
+        allowed = choices
+        if isinstance(allowed, str):
+            from lamm.models import benchmark
+
+            allowed = getattr(benchmark, allowed)
         values = [v.strip() for v in text.split(",") if v.strip()]
-        bad = [v for v in values if v not in choices]
+        bad = [v for v in values if v not in allowed]
         if not values or bad:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(choices)}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(allowed)}, got {text!r}")
         return values
 
     return parse
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from lamm.models.benchmark import DTYPES, PHASES, PRESETS
+def _preset(name: str) -> str:
+    from lamm.models.benchmark import PRESETS
 
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {name!r}; expected one of {', '.join(sorted(PRESETS))}")
+    return name
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "model",
         help="atoms/s and peak memory of the potential (and schnetpack's PaiNN)",
@@ -34,13 +49,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "then --schnetpack-python /tmp/spk/bin/python",
     )
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--preset", choices=sorted(PRESETS), default="lamm-s", help="model config preset (default lamm-s)")
+    model.add_argument("--preset", type=_preset, default="lamm-s", help="model config preset of lamm.models.benchmark (default lamm-s)")
     model.add_argument("--model-config", type=Path, help="YAML file: a model mapping, or a config with a `model:` section")
     parser.add_argument("--store", type=Path, help="take the batch from this store instead of the Cu(111)+CO slabs")
     parser.add_argument("--batch-size", type=int, default=8, help="structures in the batch (default 8: 598 atoms)")
     parser.add_argument("--modes", type=_csv(("direct", "gradient")), default=["direct", "gradient"], help="force modes (default direct,gradient)")
-    parser.add_argument("--phases", type=_csv(PHASES), default=["train"], help="train (forward+loss+backward) and/or infer (default train)")
-    parser.add_argument("--dtypes", type=_csv(DTYPES), help="float32,bf16 (bf16 = autocast; default float32 on CPU, both on CUDA)")
+    parser.add_argument("--phases", type=_csv("PHASES"), default=["train"], help="train (forward+loss+backward) and/or infer (default train)")
+    parser.add_argument("--dtypes", type=_csv("DTYPES"), help="float32,bf16 (bf16 = autocast; default float32 on CPU, both on CUDA)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
         "--threads", type=int,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from lamm.commands.train import add_launch_arguments, launch_settings
-from lamm.data.sampler import STRATEGIES
+from lamm.data.balance import STRATEGIES  # numpy only: `lamm --help` stays fast
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

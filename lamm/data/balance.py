@@ -41,6 +41,8 @@ import numpy as np
 
 from lamm.data.lpt import assign_lpt
 
+STRATEGIES = ("lamm", "greedy", "random")  # the planners below, by name
+
 Seed = int | Sequence[int]
 
 

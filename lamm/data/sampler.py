@@ -21,11 +21,10 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Sampler
 
-from lamm.data.balance import EpochPlan, plan_greedy, plan_lamm, plan_random
+from lamm.data.balance import STRATEGIES, EpochPlan, plan_greedy, plan_lamm, plan_random
 from lamm.data.dataset import SampleKey
 from lamm.data.sampling import temperature_epoch
 
-STRATEGIES = ("lamm", "greedy", "random")
 STATE_FORMAT = "lamm-batch-sampler"
 _PLAN_STREAM = 0xBA1A  # separates the planner's stream from the epoch draw's
 
