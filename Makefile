@@ -17,8 +17,12 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: a bare `torch` requirement would pull the CUDA build (gigabytes).
-	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-compile "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[test]"
+	# Bytecode (ours too: with PYTHONDONTWRITEBYTECODE set, every job would recompile lamm) on every
+	# core (pip compiles on one: a minute more on 2 cores). Files that are not
+	# Python 3 (templates, old test data) fail to compile and are skipped, as pip skips them.
+	$(BIN)/python -m compileall -q -j 0 lamm "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null 2>&1 || true
 	touch $(STAMP)
 
 demo: install
