@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from lamm.analysis.denoising import crossing_epoch, summarize, table_rows
+from lamm.analysis.denoising import crossing_epoch, learning_curve, summarize, table_rows
 from lamm.cli import main
 from lamm.data.noise import denoise
-from lamm.training.denoising_ablation import ablation_config, check_denoising_store, learning_curve, run_denoising_ablation
+from lamm.training.denoising_ablation import ablation_config, check_denoising_store, run_denoising_ablation
 from lamm.training.denoising_metric import centered_error, own_label_error, remove_mean
 from tests.helpers.training_data import tiny_trainer_config, write_training_stores
 from tests.model_support import single_thread  # noqa: F401  (autouse fixture)

@@ -22,6 +22,7 @@ is always defined.
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,29 @@ MODE_STYLE = {  # colour-blind-safe (Okabe-Ito), and distinct line styles
     "baseline": {"color": "#E69F00", "linestyle": "--", "label": "Baseline (label -dx)"},
     "relative": {"color": "#0072B2", "linestyle": "-", "label": "Relative, LaMM (label -(dx - mean dx))"},
 }
+
+
+def learning_curve(validation_csv: str | os.PathLike, subset: str) -> list[dict[str, float]]:
+    """Rows {step, epoch, val_error_a, val_error_centered_a} of a run's validation.csv.
+
+    `val_error_a` is the run's own validation metric (`denoising_error_a`, against its own labels,
+    as the paper plots it); `val_error_centered_a` the same with the mean displacement removed."""
+    centered, own = f"val/{subset}/denoising_error_centered_a", f"val/{subset}/denoising_error_a"
+    points: dict[int, dict[str, float]] = {}
+    with open(validation_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["metric"] not in (centered, own):
+                continue
+            point = points.setdefault(int(row["step"]), {"step": int(row["step"]), "epoch": float(row["epoch"])})
+            point["val_error_centered_a" if row["metric"] == centered else "val_error_a"] = float(row["value"])
+    rows = [points[step] for step in sorted(points)]
+    incomplete = [row["step"] for row in rows if len(row) != 4]
+    if not rows or incomplete:
+        raise ValueError(
+            f"{validation_csv}: no complete denoising validation for subset {subset!r} "
+            f"(need {centered} and {own} at every step; incomplete steps: {incomplete[:5]})"
+        )
+    return rows
 
 
 def crossing_epoch(epochs: Sequence[float], errors: Sequence[float], threshold: float) -> float | None:

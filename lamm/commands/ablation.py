@@ -33,10 +33,9 @@ def _denoising(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from lamm.analysis.denoising import METRICS, plot_denoising, summarize, table_rows
+    from lamm.analysis.denoising import METRICS, learning_curve, plot_denoising, summarize, table_rows
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker
-    from lamm.training.denoising_ablation import learning_curve
 
     runs = dict(args.run)
     missing = [mode for mode in ("baseline", "relative") if mode not in runs]

@@ -6,13 +6,13 @@ denoising subset, `data.denoise_mode` the mode, and the budget (epochs, batch, v
 cadence) comes from the ablation settings. Everything else, the seed included, is shared, so
 both runs see the same samples in the same order with the same noise draws (relative noise is
 the baseline draw minus its mean, `lamm.data.noise`); the label's mean is the only difference.
-The validation curves are read back from each run's validation.csv (`learning_curve`).
+The validation curves are read back from each run's validation.csv
+(`lamm.analysis.denoising.learning_curve`).
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -88,26 +88,3 @@ def run_denoising_ablation(
 ) -> dict[str, dict[str, Any]]:
     """Every mode one after the other into `out_dir/<mode>`; {mode: training summary}."""
     return {mode: run_denoising_mode(base, mode, data_dir, Path(out_dir) / mode, **settings) for mode in modes}
-
-
-def learning_curve(validation_csv: str | os.PathLike, subset: str) -> list[dict[str, float]]:
-    """Rows {step, epoch, val_error_a, val_error_centered_a} of a run's validation.csv.
-
-    `val_error_a` is the run's own validation metric (`denoising_error_a`, against its own labels,
-    as the paper plots it); `val_error_centered_a` the same with the mean displacement removed."""
-    centered, own = f"val/{subset}/denoising_error_centered_a", f"val/{subset}/denoising_error_a"
-    points: dict[int, dict[str, float]] = {}
-    with open(validation_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["metric"] not in (centered, own):
-                continue
-            point = points.setdefault(int(row["step"]), {"step": int(row["step"]), "epoch": float(row["epoch"])})
-            point["val_error_centered_a" if row["metric"] == centered else "val_error_a"] = float(row["value"])
-    rows = [points[step] for step in sorted(points)]
-    incomplete = [row["step"] for row in rows if len(row) != 4]
-    if not rows or incomplete:
-        raise ValueError(
-            f"{validation_csv}: no complete denoising validation for subset {subset!r} "
-            f"(need {centered} and {own} at every step; incomplete steps: {incomplete[:5]})"
-        )
-    return rows
