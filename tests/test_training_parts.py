@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from lamm.launch import DistributedJob, LaunchSettings, launch
+from lamm.training.distributed import DistributedContext, main_rank_first
 from lamm.models.checkpoint import epoch_label, load_checkpoint, save_checkpoint
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.schedule import warmup_cosine
 from lamm.training.timing import BucketClock, StepClock
 from tests.conftest import ROOT
-from tests.helpers.distributed_targets import sum_of_ranks
+from tests.helpers.distributed_targets import cache_seen_by_ranks, sum_of_ranks
 
 
 def test_schedule_hand_computed():
@@ -105,6 +106,18 @@ def test_local_launch_runs_two_gloo_ranks(tmp_path):
     assert result["total"] == 21.0  # (10 + 0) + (10 + 1)
     assert result["rows"] == [[0.0, 0.0], [1.0, 2.0]]
     assert not result["resume"]
+
+
+def test_main_rank_first_lets_the_other_ranks_read_what_rank_0_wrote(tmp_path):
+    cache = tmp_path / "statistics.txt"
+    seen, computed_per_rank = launch(cache_seen_by_ranks, {"cache": str(cache)}, LaunchSettings(executor="local", ranks_per_node=2),
+                                     folder=tmp_path / "job", poll_s=0.2)
+    assert seen == "computed" and computed_per_rank == [1.0, 0.0]  # rank 1 waited and read the cache
+    assert cache.read_text() == "written by rank 0"
+    # alone: computes once
+    calls = []
+    context = DistributedContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    assert main_rank_first(lambda: calls.append(1) or len(calls), context) == 1 and calls == [1]
 
 
 def test_step_clock_excludes_waits_for_other_ranks_from_compute():

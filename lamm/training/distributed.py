@@ -7,10 +7,14 @@ LOCAL_RANK, MASTER_ADDR and MASTER_PORT; a plain single process needs none of th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,21 @@ def init_distributed(device: str = "auto", threads_per_rank: int | None = None) 
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def main_rank_first(compute: Callable[[], T], context: DistributedContext) -> T:
+    """`compute()` on rank 0, then (after a barrier) on the other ranks.
+
+    For work that caches its result on disk (dataset statistics): rank 0 computes and writes
+    the cache, the others then read it instead of computing the same thing at the same time.
+    """
+    if context.is_main:
+        result = compute()
+    if context.distributed:
+        dist.barrier()
+    if not context.is_main:
+        result = compute()
+    return result
 
 
 def all_gather_rows(row: torch.Tensor, context: DistributedContext) -> torch.Tensor:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch.distributed as dist
 import yaml
 from torch import nn
 
@@ -41,7 +40,7 @@ from lamm.models.build import build_potential, resolve_model_config
 from lamm.models.checkpoint import epoch_label, load_checkpoint, potential_from_checkpoint
 from lamm.models.potential import Potential
 from lamm.tracking import RunTracker, find_or_create_parent_run
-from lamm.training.distributed import DistributedContext, init_distributed, shutdown
+from lamm.training.distributed import DistributedContext, init_distributed, main_rank_first, shutdown
 from lamm.training.pretrain import SCHEMA as TRAINER_SCHEMA
 from lamm.training.trainer import Trainer
 from lamm.training.validation import evaluate
@@ -222,11 +221,6 @@ def downstream_statistics(store: StructureStore, records: np.ndarray, config: Ma
     return compute_statistics(store, max_samples=samples, seed=seed, indices=records)
 
 
-def _barrier(context: DistributedContext) -> None:
-    if context.distributed:
-        dist.barrier()
-
-
 def evaluate_test(model: nn.Module, store: StructureStore, model_config: Mapping[str, Any], context: DistributedContext,
                   *, max_samples: int, batch_size: int) -> dict[str, float]:
     """Energy MAE (meV/atom) and force MAE (meV/A) of `model` on the store's `test` split."""
@@ -274,11 +268,8 @@ def run_finetuning(
         )
         del payload
         records = train_records(store, options["train_fraction"], config["seed"])
-        if context.is_main:
-            statistics = downstream_statistics(store, records, config)
-        _barrier(context)
-        if not context.is_main:
-            statistics = downstream_statistics(store, records, config)  # the cache rank 0 wrote
+        # The other ranks read the cache rank 0 wrote.
+        statistics = main_rank_first(lambda: downstream_statistics(store, records, config), context)
         model.normalizer.set_head(0, statistics)
         dataset_args = dict(cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"], seed=config["seed"])
         train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)

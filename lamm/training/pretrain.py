@@ -31,7 +31,7 @@ from lamm.data.store import StructureStore
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.tracking import RunTracker
 from lamm.models.checkpoint import load_checkpoint
-from lamm.training.distributed import DistributedContext, init_distributed, shutdown
+from lamm.training.distributed import DistributedContext, init_distributed, main_rank_first, shutdown
 from lamm.training.trainer import Trainer
 from lamm.training.validation import evaluate
 
@@ -45,11 +45,6 @@ def load_trainer_config(path: str | os.PathLike) -> dict[str, Any]:
     return validate_config(load_yaml(path), SCHEMA, name=f"trainer config {path}")
 
 
-def _barrier(context: DistributedContext) -> None:
-    if context.distributed:
-        dist.barrier()
-
-
 def prepare_statistics(stores: list[StructureStore], config: Mapping[str, Any], context: DistributedContext) -> list[dict[str, Any]]:
     """Per-subset statistics, computed once by rank 0 (cached beside each store), read by all."""
     data = config["data"]
@@ -61,12 +56,7 @@ def prepare_statistics(stores: list[StructureStore], config: Mapping[str, Any], 
             for store in stores
         ]
 
-    if context.is_main:
-        statistics = compute()
-    _barrier(context)
-    if not context.is_main:
-        statistics = compute()  # reads the caches rank 0 wrote
-    return statistics
+    return main_rank_first(compute, context)  # the other ranks read the caches rank 0 wrote
 
 
 def _no_validation(model: Any) -> dict[str, float]:

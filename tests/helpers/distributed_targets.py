@@ -2,7 +2,7 @@
 
 import torch
 
-from lamm.training.distributed import all_gather_rows, all_reduce_sum, init_distributed, shutdown
+from lamm.training.distributed import all_gather_rows, all_reduce_sum, init_distributed, main_rank_first, shutdown
 
 
 def sum_of_ranks(offset: float, resume: bool = False) -> dict:
@@ -23,3 +23,28 @@ def sleep_and_report_pid(pid_dir: str, seconds: float = 120.0, resume: bool = Fa
     path.with_suffix(".tmp").write_text(str(os.getpid()))
     path.with_suffix(".tmp").replace(path)
     time.sleep(seconds)
+
+
+def cache_seen_by_ranks(cache: str, resume: bool = False) -> list:
+    """Every rank runs the same compute-or-read-the-cache function under `main_rank_first`.
+
+    Rank 0 computes slowly and writes the cache; if the other rank did not wait for it, it would
+    find no cache and compute too. Returns, per rank, whether it computed or read.
+    """
+    import time
+    from pathlib import Path
+
+    context = init_distributed("cpu", threads_per_rank=1)
+    path = Path(cache)
+
+    def compute_or_read() -> str:
+        if path.is_file():
+            return "read " + path.read_text()
+        time.sleep(1.0)
+        path.write_text(f"written by rank {context.rank}")
+        return "computed"
+
+    seen = main_rank_first(compute_or_read, context)
+    rows = all_gather_rows(torch.tensor([1.0 if seen == "computed" else 0.0]), context)
+    shutdown()
+    return [seen, rows[:, 0].tolist()]
