@@ -11,6 +11,7 @@ import yaml
 from lamm.analysis import throughput as stats
 from lamm.cli import main
 from lamm.data.balance import plan_lamm
+from lamm.data.sampler import DistributedBatchSampler
 from lamm.training.throughput import ThroughputCase, case_config, dataset_subsets, splits_for_group_steps
 from tests.helpers.training_data import SUBSETS, tiny_trainer_config, write_training_stores
 
@@ -53,6 +54,10 @@ def test_summary_statistics_by_hand():
     assert row["idle_mean_s"] == pytest.approx(0.4 / 3)
     assert row["idle_fraction"] == pytest.approx(0.4 / 2.6)
     assert row["peak_atoms_per_rank"] == 50
+    # all ranks' compute: 1.6 + 1.4 + 1.4 s; per edge only when the timings carry edges
+    assert row["compute_total_s"] == pytest.approx(4.4) and row["compute_us_per_edge"] is None
+    with_edges = HAND_MADE.assign(edges=[1000, 500, 800, 800, 1200, 100])
+    assert stats.summarize_steps(stats.step_table(with_edges))["compute_us_per_edge"] == pytest.approx(1e6 * 4.4 / 4400)
     # repeats pool the steps and report the spread of their rates
     other = stats.step_table(HAND_MADE).assign(step_s=lambda t: 2 * t["step_s"])
     pooled = stats.summarize_repeats([stats.step_table(HAND_MADE), other])
@@ -112,6 +117,27 @@ def test_group_splits_make_lamm_groups_last_the_requested_steps():
     groups = loads[: len(loads) // 5 * 5].reshape(-1, 5)
     assert (np.diff(groups[:10], axis=1) <= 0).all()
     assert (groups[1:10, 0] > groups[:9, -1]).any()
+
+
+@pytest.mark.parametrize("batch_per_rank", [2, 4, 8])
+def test_whole_group_windows_hold_the_same_structures_under_every_sampler(batch_per_rank):
+    # 3 subsets, temperature-sampled: an epoch of a size that does not divide into groups
+    rng = np.random.default_rng(3)
+    sizes = [250, 97, 55]
+    natoms = rng.integers(3, 280, size=sum(sizes))
+    splits = splits_for_group_steps(natoms, sizes, world_size=2, temperature=2.0, seed=0, group_steps=5)
+    epoch = len(DistributedBatchSampler(natoms, sizes, world_size=2, temperature=2.0, seed=0).epoch_samples(0))
+    assert epoch % 10 and splits == -(-epoch // 10)
+    windows = {}
+    for strategy in ("random", "greedy", "lamm"):
+        sampler = DistributedBatchSampler(natoms, sizes, world_size=2, batch_per_rank=batch_per_rank, strategy=strategy,
+                                          temperature=2.0, num_splits=splits, seed=0)
+        plan, samples = sampler.plan(0)
+        # warm-up 5 steps, then 15 measured: whole groups of 5 steps
+        windows[strategy] = np.sort(samples[np.concatenate([np.concatenate(step) for step in plan.steps[5:20]])])
+    assert len(windows["lamm"]) == 15 * 2 * batch_per_rank
+    np.testing.assert_array_equal(windows["lamm"], windows["random"])
+    np.testing.assert_array_equal(windows["greedy"], windows["random"])
 
 
 def test_unknown_sampler_or_dataset_is_an_error(tmp_path):

@@ -34,6 +34,15 @@ def test_throughput_verdict_needs_lamm_faster_in_every_comparison(tmp_path):
     _throughput(path, {2: 0.95, 4: 1.20})
     finding = throughput_finding(path)
     assert finding.holds is False and "Faster in 2 of 3 comparisons" in finding.measured
+    # a slower case names its two parts when the table has them: balance and cost per edge
+    table = pd.read_csv(path)
+    slower = (table["sampler"] == "lamm") & (table["batch_per_rank"] == 2)
+    table["efficiency"] = 0.8
+    table.loc[slower, ["efficiency", "efficiency_speedup_vs_random", "compute_per_edge_vs_random"]] = [0.9, 1.125, 1.2]
+    table.to_csv(path, index=False)
+    finding = throughput_finding(path)
+    assert "(0.95x) [balance 0.90 vs 0.80 efficiency; compute per edge 1.20x random's on the same structures]" in finding.measured
+    assert finding.measured.count("[balance") == 1  # the faster cases carry no explanation
 
 
 def _curve(own, centered):

@@ -58,15 +58,32 @@ def throughput_finding(path: Path) -> Finding:
         cap = f" capped at {int(row['max_atoms_per_rank'])} atoms/rank" if capped.loc[row.name] else ""
         reference = " at the same memory" if cap else ""
         random_samples = row["samples_per_s"] / float(speedup)
-        parts.append(
+        part = (
             f"{row['dataset']} B'={int(row['batch_per_rank'])}{cap}: lamm {row['samples_per_s']:.1f} vs random{reference} "
             f"{random_samples:.1f} samples/s ({_fmt_ratio(float(speedup))})"
         )
+        if float(speedup) <= 1.0 and not cap:
+            part += _why_not_faster(row)
+        parts.append(part)
         faster.append(float(speedup) > 1.0)
     if not faster:
         return Finding(claim, "no lamm run with a random run to compare against", None, path.name)
     measured = "; ".join(parts) + f". Faster in {sum(faster)} of {len(faster)} comparisons."
     return Finding(claim, measured, all(faster), path.name)
+
+
+def _why_not_faster(row: pd.Series) -> str:
+    """The two measured parts of a step time at equal batch: the balance (efficiency, mean rank
+    compute / slowest rank's) and the cost of the work itself (compute per edge, on the same
+    structures), each against random."""
+    reasons = []
+    gain = row.get("efficiency_speedup_vs_random")
+    if gain is not None and math.isfinite(float(gain)):
+        reasons.append(f"balance {row['efficiency']:.2f} vs {row['efficiency'] / float(gain):.2f} efficiency")
+    dearer = row.get("compute_per_edge_vs_random")
+    if dearer is not None and math.isfinite(float(dearer)):
+        reasons.append(f"compute per edge {_fmt_ratio(float(dearer))} random's on the same structures")
+    return f" [{'; '.join(reasons)}]" if reasons else ""
 
 
 def denoising_finding(path: Path) -> Finding:

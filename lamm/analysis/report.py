@@ -53,7 +53,7 @@ SECTIONS: tuple[Section, ...] = (
         "Measured DDP training steps with the random, greedy and LaMM samplers, and the "
         "simulation of larger clusters calibrated on them.",
         (
-            Item("tables/throughput.csv", "Measured throughput per sampler, dataset and per-rank batch."),
+            Item("tables/throughput.csv", "Measured throughput per sampler, dataset and per-rank batch; every sampler is timed on the same structures (whole lamm groups), so `compute_us_per_edge` shows what the batching itself costs."),
             Item("figures/fig6_step_time.png", "Fig. 6: step-time distributions and forward+backward per rank."),
             Item("tables/throughput_scaling.csv", "The balance simulation with the cost model calibrated on the measured steps, at 2 (measured), 16 and 64 ranks."),
             Item("tables/balance_simulation.csv", "Simulated efficiency at 4, 16 and 64 ranks."),

@@ -46,7 +46,8 @@ def read_timings(path: str | os.PathLike) -> pd.DataFrame:
 
 def step_table(timings: pd.DataFrame, warmup: int = 0) -> pd.DataFrame:
     """One row per step (after the first `warmup` steps): step_s, idle_s, compute_max_s,
-    compute_mean_s, structures, atoms, max_atoms (on one rank)."""
+    compute_mean_s, compute_sum_s (all ranks), structures, atoms, max_atoms (on one rank), and
+    edges when the timings carry an `edges` column."""
     timings = timings[timings["step"] > timings["step"].min() + warmup - 1] if warmup else timings
     if timings.empty:
         raise ValueError(f"no steps left after dropping {warmup} warm-up steps")
@@ -59,8 +60,11 @@ def step_table(timings: pd.DataFrame, warmup: int = 0) -> pd.DataFrame:
         "structures": grouped["structures"].sum(),
         "atoms": grouped["atoms"].sum(),
         "max_atoms": grouped["atoms"].max(),
+        "compute_sum_s": grouped["compute_s"].sum(),
         "ranks": grouped["rank"].nunique(),
     })
+    if "edges" in timings:
+        table["edges"] = grouped["edges"].sum()
     table["idle_s"] = table["compute_max_s"] - table["compute_mean_s"]
     return table.reset_index()
 
@@ -104,6 +108,12 @@ def summarize_steps(steps: pd.DataFrame) -> dict[str, float]:
         # robust to a few steps slowed down by other processes on a shared machine
         "samples_per_s_median_step": float(steps["structures"].mean() / np.median(step_s)),
         "compute_max_mean_s": float(steps["compute_max_s"].mean()),
+        # all ranks' forward + backward over the steps: the work itself, whatever the balance.
+        # Per edge it shows what the batching costs beyond balance: on a CPU a batch of 10k+
+        # edges runs ~35% slower per edge than one of 5k (caches), so a sampler that puts the
+        # largest structures together pays more for the same structures.
+        "compute_total_s": float(steps["compute_sum_s"].sum()),
+        "compute_us_per_edge": float(1e6 * steps["compute_sum_s"].sum() / steps["edges"].sum()) if "edges" in steps else None,
         "structures_per_step": float(steps["structures"].mean()),
         "peak_atoms_per_rank": int(steps["max_atoms"].max()),
         "mean_max_atoms_per_rank": float(steps["max_atoms"].mean()),

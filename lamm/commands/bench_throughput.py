@@ -177,6 +177,13 @@ def run(args: argparse.Namespace) -> int:
             row["speedup_vs_random_median_step"] = (
                 row["samples_per_s_median_step"] / baseline["samples_per_s_median_step"] if baseline else None
             )
+            # compute per edge against random's on the same structures (the windows are whole
+            # lamm groups, so every sampler trains on the same ones): > 1 means the batching
+            # itself made the work dearer (not for the capped run: other structures)
+            row["compute_per_edge_vs_random"] = (
+                row["compute_us_per_edge"] / baseline["compute_us_per_edge"]
+                if baseline and not row["max_atoms_per_rank"] and row["compute_us_per_edge"] and baseline["compute_us_per_edge"] else None
+            )
             # the step-time gain of the balance alone at equal work (not for the capped run)
             row["efficiency_speedup_vs_random"] = (
                 row["efficiency"] / baseline["efficiency"] if baseline and not row["max_atoms_per_rank"] else None

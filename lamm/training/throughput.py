@@ -96,19 +96,26 @@ def train_natoms(data_dir: str | os.PathLike, subsets: Sequence[str]) -> tuple[n
 
 
 def splits_for_group_steps(natoms: np.ndarray, sizes: Sequence[int], *, world_size: int, temperature: float | None, seed: int, group_steps: int) -> int:
-    """LaMM's S such that one group of splits lasts about `group_steps` steps.
+    """LaMM's S such that each of the epoch's first groups of splits lasts exactly `group_steps` steps.
 
     The lamm plan consumes B' splits at a time from their largest samples to their smallest,
-    and a group lasts (epoch samples / S) / W steps whatever B'. A short measurement of the
-    first steps of an epoch would see only the large samples of the first group; with groups
-    of `group_steps` steps, a window of whole groups is an unbiased sample of the epoch, as it
-    is for the random and greedy plans.
+    and a group lasts (split size) / W steps whatever B'. A short measurement of the first steps
+    of an epoch would see only the large samples of the first group; a window of whole groups
+    sees a random sample of the epoch. More than that: every planner starts from the same
+    shuffled epoch (same seed), random and greedy cut it into consecutive global batches, and a
+    lamm group whose B' splits hold exactly W * `group_steps` samples each is the same
+    consecutive stretch of it. So with S = ceil(epoch / (W * group_steps)) (numpy's
+    `array_split` makes the first splits the full-sized ones) a window of whole groups holds the
+    same structures under every sampler, and the samplers are timed on the same work: the
+    structures of a demo epoch differ in cost by 100x, and with S rounded down the windows
+    differed by a few structures. Exact for the first S - (S * W * group_steps - epoch) splits,
+    i.e. all but the last few.
     """
     if group_steps < 1:
         raise ValueError(f"group_steps must be at least 1, got {group_steps}")
     sampler = DistributedBatchSampler(natoms, sizes, world_size=world_size, temperature=temperature, seed=seed)
     epoch = len(sampler.epoch_samples(0))
-    return max(1, round(epoch / (world_size * group_steps)))
+    return max(1, -(-epoch // (world_size * group_steps)))
 
 
 def peak_atoms_per_rank(
