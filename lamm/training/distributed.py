@@ -14,6 +14,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from lamm.training.cpu_memory import retain_freed_memory
+
 T = TypeVar("T")
 
 
@@ -53,6 +55,7 @@ def init_distributed(device: str = "auto", threads_per_rank: int | None = None) 
         target = torch.device("cuda", local_rank)
     else:
         target = torch.device("cpu")
+        retain_freed_memory()  # CPU steps reuse their large tensors (lamm.training.cpu_memory)
     if threads_per_rank is not None:
         torch.set_num_threads(threads_per_rank)
     if world_size > 1 and not dist.is_initialized():
