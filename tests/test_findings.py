@@ -45,6 +45,31 @@ def test_throughput_verdict_needs_lamm_faster_in_every_comparison(tmp_path):
     assert finding.measured.count("[balance") == 1  # the faster cases carry no explanation
 
 
+def test_throughput_slower_case_within_the_repeat_spread_is_named_not_counted_against(tmp_path):
+    path = tmp_path / "throughput.csv"
+    _throughput(path, {2: 0.97, 4: 1.20})
+    table = pd.read_csv(path)
+    table["repeats"] = 2
+    table["samples_per_s_min"] = table["samples_per_s"] - 5.0
+    table["samples_per_s_max"] = table["samples_per_s"] + 5.0
+    table.to_csv(path, index=False)
+    finding = throughput_finding(path)
+    assert finding.holds is True
+    assert "joint B'=2: lamm 38.8 vs random 40.0 samples/s (0.97x) (within the spread between repeats: lamm 33.8-43.8, random 35.0-45.0 samples/s)" in finding.measured
+    assert "Faster in 2 of 3 comparisons, slower beyond the spread between repeats (or with one repeat) in 0." in finding.measured
+    # lamm's best repeat below random's worst: slower, the claim fails
+    table["samples_per_s_min"] = table["samples_per_s"] - 0.5
+    table["samples_per_s_max"] = table["samples_per_s"] + 0.5
+    table.to_csv(path, index=False)
+    finding = throughput_finding(path)
+    assert finding.holds is False and "within the spread" not in finding.measured and "in 1." in finding.measured
+    # faster in only half of the comparisons is not enough, spread or not
+    _throughput(path, {2: 0.97, 4: 0.98})
+    table = pd.read_csv(path).assign(repeats=2, samples_per_s_min=0.0, samples_per_s_max=100.0)
+    table.to_csv(path, index=False)
+    assert throughput_finding(path).holds is False
+
+
 def _curve(own, centered):
     return [{"step": 10 * k, "epoch": float(k), "val_error_a": o, "val_error_centered_a": c} for k, (o, c) in enumerate(zip(own, centered))]
 
