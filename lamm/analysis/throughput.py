@@ -109,9 +109,10 @@ def summarize_steps(steps: pd.DataFrame) -> dict[str, float]:
         "samples_per_s_median_step": float(steps["structures"].mean() / np.median(step_s)),
         "compute_max_mean_s": float(steps["compute_max_s"].mean()),
         # all ranks' forward + backward over the steps: the work itself, whatever the balance.
-        # Per edge it shows what the batching costs beyond balance: on a CPU a batch of 10k+
-        # edges runs ~35% slower per edge than one of 5k (caches), so a sampler that puts the
-        # largest structures together pays more for the same structures.
+        # Per edge it shows what the batching costs beyond balance: with glibc's default malloc
+        # a CPU batch of 10k+ edges ran ~35% slower per edge than one of 5k (page faults; see
+        # lamm.training.cpu_memory), so a sampler that put the largest structures together paid
+        # more for the same structures.
         "compute_total_s": float(steps["compute_sum_s"].sum()),
         "compute_us_per_edge": float(1e6 * steps["compute_sum_s"].sum() / steps["edges"].sum()) if "edges" in steps else None,
         "structures_per_step": float(steps["structures"].mean()),
