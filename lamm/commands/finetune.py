@@ -1,37 +1,77 @@
-"""`lamm finetune`: parse, then launch `lamm.training.finetune.run_finetuning` (one rank by default)."""
+"""`lamm finetune`: parse, check the store's splits and the checkpoint, then launch
+`lamm.training.finetune.run_finetuning` (one rank by default)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
+from lamm.commands.errors import USER_ERRORS, fail
 from lamm.commands.train import add_launch_arguments, launch_settings
 from lamm.launch import launch
 
+log = logging.getLogger(__name__)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a fraction in (0, 1) expected, got {text}")
+    return value
+
 
 def _finetune(args: argparse.Namespace) -> int:
-    from lamm.training.finetune import SCRATCH, load_finetune_config, run_finetuning
+    try:
+        return _run_finetune(args)
+    except USER_ERRORS as err:
+        return fail("finetune", err)
 
-    config = load_finetune_config(args.config)
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from lamm.data.store import StructureStore
+    from lamm.training.finetune import DEFAULT_CONFIG, SCRATCH, check_starting_checkpoint, load_finetune_config, run_finetuning
+    from lamm.training.finetune_splits import plan_splits
+
+    config = load_finetune_config(args.config or DEFAULT_CONFIG)
     if args.seed is not None:
         config["seed"] = args.seed
-    overrides = {"init_head": args.init_head, "train_fraction": args.train_fraction, "force_mode": args.force_mode}
+    overrides = {"init_head": args.init_head, "train_fraction": args.train_fraction, "force_mode": args.force_mode,
+                 "carve_test": args.carve_test, "carve_val": args.carve_val}
     config["finetune"].update({key: value for key, value in overrides.items() if value is not None})
     checkpoint = None if args.checkpoint == SCRATCH else Path(args.checkpoint)
     if checkpoint is not None and not checkpoint.is_file():
-        raise SystemExit(f"checkpoint {checkpoint} does not exist (or pass --checkpoint scratch)")
-    store = Path(args.store) if args.store else Path(args.data or config["data"]["dir"]) / f"{config['data']['subset']}.lmdb"
-    if not store.exists():
-        raise SystemExit(f"downstream store {store} does not exist")
+        raise ValueError(f"checkpoint {checkpoint} does not exist (or pass --checkpoint scratch)")
+    if args.config is None and checkpoint is not None:
+        config["model"] = None  # the default config's model is the demo's: fine-tune the checkpoint's own
+    if args.store:
+        store_path = Path(args.store)
+    else:
+        store_path = Path(args.data or config["data"]["dir"]) / f"{config['data']['subset']}.lmdb"
+    if not store_path.is_file():
+        raise ValueError(f"downstream store {store_path} does not exist")
+    store = StructureStore(store_path)
+    # the cheap checks first (store metadata), so a store without val/test fails in a second
+    plan_splits(store, config["seed"], carve_test=config["finetune"]["carve_test"],
+                carve_val=config["finetune"]["carve_val"], name=str(store_path))
+    named = config["data"]["subset"]
+    if store.subset != named and not args.store:
+        raise ValueError(f"{store_path} holds subset {store.subset!r}, the config fine-tunes on {named!r}")
+    if checkpoint is not None:
+        check_starting_checkpoint(config, checkpoint)
+    if store.subset != named:
+        log.info("fine-tuning on %s: its subset %r (the config names %r) is the new head", store_path, store.subset, named)
+        config["data"]["subset"] = store.subset
     label = "scratch" if checkpoint is None else f"epoch_{checkpoint.stem.removeprefix('epoch_')}"
-    out_dir = Path(args.out or Path("results") / "finetune" / config["name"] / label)
+    sweep = config["name"] if args.config else store.subset
+    out_dir = Path(args.out or Path("results") / "finetune" / sweep / label)
     last = out_dir / "checkpoints" / "last.pt"
     if last.exists() and not args.resume:
-        raise SystemExit(f"{last} exists: pass --resume to continue that run, or choose another --out")
+        raise ValueError(f"{last} exists: pass --resume to continue that run, or choose another --out")
     summary = launch(
         run_finetuning,
-        {"config": config, "checkpoint": checkpoint, "store_path": store, "out_dir": out_dir, "resume": args.resume,
+        {"config": config, "checkpoint": checkpoint, "store_path": store_path, "out_dir": out_dir, "resume": args.resume,
          "max_steps": args.max_steps, "parent_run": args.parent_run},
         launch_settings(args),
         folder=out_dir / "submitit",
@@ -48,17 +88,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune the encoder of a pre-training checkpoint with one new head on the downstream "
         "store (reference energies and normalization refitted on its training split), or train the same "
         "model from scratch. Writes <out>/checkpoints/last.pt, metrics.csv, validation.csv, summary.json "
-        "and test_metrics.json (the final EMA model on the test split).",
+        "and test_metrics.json (the final EMA model on the test split). The store needs train, val and test "
+        "splits (checked first); --carve-test/--carve-val take a seeded share of the training records instead.",
     )
-    parser.add_argument("--config", required=True, help="fine-tuning config (e.g. config/finetune/demo.yaml)")
+    parser.add_argument("--config", default=None,
+                        help="fine-tuning config (default: config/finetune/demo.yaml of this checkout, with the "
+                        "checkpoint's own model)")
     parser.add_argument("--checkpoint", required=True, help="a pre-training checkpoint, or 'scratch'")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", default=None, help="directory of <subset>.lmdb (default: the config's data.dir)")
-    where.add_argument("--store", default=None, help="the downstream store itself")
+    where.add_argument("--store", default=None,
+                       help="the downstream store itself; its subset names the new head (overrides the config's data.subset)")
     parser.add_argument("--out", default=None, help="output directory (default results/finetune/<name>/<scratch|epoch_E>)")
     parser.add_argument("--init-head", default=None, help="start the new head from this pre-training head (DPA-2)")
     parser.add_argument("--train-fraction", type=float, default=None, help="use this fraction of the training split (seeded subset)")
     parser.add_argument("--force-mode", choices=["direct", "gradient"], default=None, help="direct force head or conservative forces")
+    parser.add_argument("--carve-test", type=_fraction, default=None, metavar="FRACTION",
+                        help="if the store has no test split: test on this seeded share of the training records")
+    parser.add_argument("--carve-val", type=_fraction, default=None, metavar="FRACTION",
+                        help="if the store has no val split: validate on this seeded share of the training records")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if it exists")

@@ -11,6 +11,10 @@
 3. the same `Trainer`, loader, sampler and validation as pre-training, optionally with
    layer-wise learning-rate decay or a frozen encoder (JMP);
 4. the final EMA model evaluated on the downstream `test` split -> `test_metrics.json`.
+
+The splits are checked first (`lamm.training.finetune_splits.plan_splits`): a store without a
+val or test split fails at once, or those records are carved from the training split when the
+config asks (`finetune.carve_val`, `finetune.carve_test`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from lamm.models.checkpoint import epoch_label, load_checkpoint, potential_from_
 from lamm.models.potential import Potential
 from lamm.tracking import RunTracker, find_or_create_parent_run
 from lamm.training.distributed import DistributedContext, init_distributed, main_rank_first, shutdown
+from lamm.training.finetune_splits import plan_splits
 from lamm.training.pretrain import SCHEMA as TRAINER_SCHEMA
 from lamm.training.trainer import Trainer
 from lamm.training.validation import evaluate
@@ -48,6 +53,8 @@ from lamm.training.validation import evaluate
 log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).with_name("finetune.schema.yaml")
+# `lamm finetune` without --config: the demo's training settings, found in this checkout
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "finetune" / "demo.yaml"
 SCRATCH = "scratch"
 _SUBSET_STREAM = 0x5A3F  # separates the train-fraction draw from other streams seeded with `seed`
 
@@ -80,15 +87,16 @@ def checkpoint_label(path: str | os.PathLike | None, payload: Mapping[str, Any] 
     return Path(path).stem
 
 
-def train_records(store: StructureStore, fraction: float, seed: int) -> np.ndarray:
+def train_records(store: StructureStore, fraction: float, seed: int, *, pool: np.ndarray | None = None) -> np.ndarray:
     """The training records of a `fraction` run: round(fraction * n) of them (at least 1), sorted.
 
-    One seeded permutation of the split, cut at the requested size, so smaller fractions are
-    subsets of larger ones (a sample-efficiency curve adds data, it does not swap it).
+    One seeded permutation of the split (or of `pool`, the training records left after carving
+    val/test out of it), cut at the requested size, so smaller fractions are subsets of larger
+    ones (a sample-efficiency curve adds data, it does not swap it).
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"train_fraction must be in (0, 1], got {fraction}")
-    train = store.indices("train")
+    train = store.indices("train") if pool is None else np.asarray(pool, dtype=np.int64)
     if len(train) == 0:
         raise ValueError(f"{store.path}: the train split is empty")
     if fraction == 1:
@@ -213,6 +221,19 @@ def same_steps_config(config: Mapping[str, Any], full_train: int, batches_per_ep
     return {**config, "train": {**config["train"], "epochs": epochs}}
 
 
+def check_starting_checkpoint(config: Mapping[str, Any], checkpoint: str | os.PathLike) -> None:
+    """Fail before launching when the checkpoint cannot start this run (not a checkpoint, an
+    unknown init_head, another architecture than the config's model); one readable error."""
+    payload = load_checkpoint(checkpoint)
+    init_head, heads = config["finetune"]["init_head"], list(payload["heads"])
+    if init_head is not None and init_head not in heads:
+        raise ValueError(f"init_head {init_head!r} is not a head of {checkpoint}; its heads are {', '.join(heads)}")
+    model_config = config.get("model")
+    if model_config and not _same_architecture(resolve_model_config(model_config), resolve_model_config(payload["model_config"])):
+        raise ValueError(f"{checkpoint}: its model differs from the fine-tuning config's model section; "
+                         "drop that section (or pass --config without one) to fine-tune the checkpoint's own architecture")
+
+
 def downstream_statistics(store: StructureStore, records: np.ndarray, config: Mapping[str, Any]) -> dict[str, Any]:
     """Referencing and normalization of the records trained on (the whole split: cached beside the store)."""
     samples, seed = config["data"]["statistics_samples"], config["seed"]
@@ -222,9 +243,11 @@ def downstream_statistics(store: StructureStore, records: np.ndarray, config: Ma
 
 
 def evaluate_test(model: nn.Module, store: StructureStore, model_config: Mapping[str, Any], context: DistributedContext,
-                  *, max_samples: int, batch_size: int) -> dict[str, float]:
-    """Energy MAE (meV/atom) and force MAE (meV/A) of `model` on the store's `test` split."""
-    test_set = MultiStoreDataset([store], "test", cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"])
+                  *, max_samples: int, batch_size: int, records: np.ndarray | None = None, split: str = "test") -> dict[str, float]:
+    """Energy MAE (meV/atom) and force MAE (meV/A) of `model` on the store's `test` split, or on
+    `records` of `split` (a test set carved from the training split)."""
+    test_set = MultiStoreDataset([store], split, cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"],
+                                 records=None if records is None else [records])
     if len(test_set) == 0:
         raise ValueError(f"{store.path}: the test split is empty")
     metrics = evaluate(model, test_set, [store.subset], [False], context, max_per_subset=max_samples, batch_size=batch_size,
@@ -267,27 +290,30 @@ def run_finetuning(
             seed=config["seed"], source=str(checkpoint),
         )
         del payload
-        records = train_records(store, options["train_fraction"], config["seed"])
+        splits = plan_splits(store, config["seed"], carve_test=options["carve_test"], carve_val=options["carve_val"])
+        if splits.carved:
+            log.info("%s: carved from the training split for this run: %s", store.path, splits.carved)
+        records = train_records(store, options["train_fraction"], config["seed"], pool=splits.train)
         # The other ranks read the cache rank 0 wrote.
         statistics = main_rank_first(lambda: downstream_statistics(store, records, config), context)
         model.normalizer.set_head(0, statistics)
         dataset_args = dict(cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"], seed=config["seed"])
         train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)
-        val_set = MultiStoreDataset([store], "val", **dataset_args)
+        val_set = MultiStoreDataset([store], splits.dataset_split("val"), records=[splits.val], **dataset_args)
         sampler = DistributedBatchSampler(
             train_set.natoms, train_set.sizes, world_size=context.world_size, rank=context.rank,
             batch_per_rank=sampler_config["batch_per_rank"], strategy=sampler_config["strategy"], temperature=None,
             num_splits=sampler_config["num_splits"], seed=config["seed"], max_atoms_per_rank=sampler_config["max_atoms_per_rank"],
         )
         loader = build_loader(train_set, sampler, num_workers=data["num_workers"])
-        config = same_steps_config(config, len(store.indices("train")), len(loader), context.world_size)
+        config = same_steps_config(config, len(splits.train), len(loader), context.world_size)
         groups = parameter_groups(model, config["optimizer"]["lr"], layer_decay=options["layer_decay"], freeze_encoder=options["freeze_encoder"])
         last = out_dir / "checkpoints" / "last.pt"
         state = load_checkpoint(last) if resume and last.is_file() else None
         run_info = {
             "checkpoint": label, "checkpoint_path": str(checkpoint) if checkpoint is not None else None,
             "train_fraction": options["train_fraction"], "train_structures": len(records),
-            "force_mode": model_config["force_mode"], "init_head": options["init_head"],
+            "force_mode": model_config["force_mode"], "init_head": options["init_head"], **splits.info(),
         }
         if context.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -317,7 +343,8 @@ def run_finetuning(
             summary = trainer.fit(resume_step=trainer.step if state is not None else None)
             with trainer.ema.applied_to(trainer.model) if trainer.ema else contextlib.nullcontext():
                 test = evaluate_test(trainer.model, store, model_config, context, max_samples=options["test_max_samples"],
-                                     batch_size=sampler_config["batch_per_rank"])
+                                     batch_size=sampler_config["batch_per_rank"], records=splits.test,
+                                     split=splits.dataset_split("test"))
             summary.update(run_info, world_size=context.world_size, test=test)
             tracker.log_metrics({f"test/{k}": v for k, v in test.items() if k != "structures"}, step=trainer.step)
             if context.is_main:
