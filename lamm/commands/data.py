@@ -4,6 +4,7 @@ add a subcommand by writing one and listing it in SUBCOMMANDS."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 import os
@@ -81,69 +82,180 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 
 # --- lamm data convert -------------------------------------------------------------------------
+USER_FORMATS = ("extxyz", "ase_db", "deepmd")  # lamm.data.user_dataset.USER_FORMATS, without its imports
+ENERGY_UNIT_NAMES = ("eV", "meV", "kcal/mol", "kJ/mol", "hartree", "rydberg")
+LENGTH_UNIT_NAMES = ("angstrom", "bohr")
+
+
 def _add_convert(sub: Any) -> None:
     parser = sub.add_parser(
         "convert",
-        help="convert real release files into one structure store",
-        description="Read the release files of SOURCE, skip (and count, by reason) records that fail the "
-        "checks, and write one store, atomically. Records of --val-input/--test-input go to those splits; "
-        "without them the split is a seeded 99/1 hash of each record's group (reaction, molecule, system). "
-        'The last stdout line is JSON {"source", "read", "written", "skipped": {reason: count}}.',
+        help="convert real release files, or your own dataset, into one structure store",
+        description="Three ways in: a built-in SOURCE and its release files; your own dataset described by\n"
+        "--dataset FILE (a YAML: name, format, files, keys, units, split); or the same with flags\n"
+        "(--format, --name, --input, ...). Records that fail the checks (NaN, atoms too close, a declared\n"
+        "label missing) are skipped and counted by reason; the store is written atomically in eV, Angstrom\n"
+        "and eV/Angstrom and records the description, units and counts. A conversion that keeps no record\n"
+        "fails. The last stdout line is JSON {\"source\", \"read\", \"written\", \"skipped\": {reason: count}};\n"
+        "the split sizes are in the log and in the store's info (conversion.splits).",
+        epilog="examples:\n  lamm data convert hme21 --input raw/hme21_train.xyz --val-input raw/hme21_val.xyz --out hme21.lmdb\n"
+        "  lamm data convert --dataset my_set.yaml --out results/data/my_set.lmdb\n"
+        "  lamm data convert --format extxyz --name my_set --input train.xyz --energy-key REF_energy "
+        "--forces-key REF_forces --energy-unit kcal/mol --out my_set.lmdb",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", metavar="SOURCE", choices=SOURCE_NAMES, help=f"one of: {', '.join(SOURCE_NAMES)}")
-    parser.add_argument("--input", action="append", required=True, type=Path, dest="inputs", metavar="PATH",
-                        help="train input as the release ships it (a file or a directory; repeatable)")
+    parser.add_argument("source", metavar="SOURCE", nargs="?", choices=SOURCE_NAMES,
+                        help=f"a built-in source: {', '.join(SOURCE_NAMES)} (or use --dataset / --format)")
+    parser.add_argument("--input", action="append", default=[], type=Path, dest="inputs", metavar="PATH",
+                        help="train input: a file or a directory (repeatable)")
     parser.add_argument("--val-input", action="append", default=[], type=Path, metavar="PATH",
-                        help="official validation input (repeatable)")
+                        help="validation input (repeatable; default: none)")
     parser.add_argument("--test-input", action="append", default=[], type=Path, metavar="PATH",
-                        help="official test input (repeatable)")
+                        help="test input (repeatable; default: none)")
     parser.add_argument("--out", required=True, type=Path, metavar="STORE", help="the store file to write")
     parser.add_argument("--max-atoms", type=_optional_int, default=argparse.SUPPRESS, metavar="N",
-                        help="skip structures with more atoms ('none': no limit; default: the source's, 300 for ODAC23)")
+                        help="skip structures with more atoms ('none': no limit; default: the source's, 300 for "
+                        "ODAC23; none for your own data)")
     parser.add_argument("--min-distance", type=float, default=None, metavar="ANGSTROM",
                         help="skip structures with two atoms closer than this (default 0.5)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random group split (default 0)")
-    parser.add_argument("--val-fraction", type=float, default=None, help="share of groups in val (default: the source's, 0.01)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the random group split (default 0, or the description's split.seed)")
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help="share of groups in val (default: the source's, 0.01; your own data: 0.1 without "
+                        "a --val-input, else 0)")
     parser.add_argument("--reference-energies", type=Path, metavar="PKL",
                         help="OC20 oc20_ref.pkl: add per-system references to LMDB adsorption energies (stores totals)")
+    own = parser.add_argument_group("your own dataset (instead of SOURCE)")
+    own.add_argument("--dataset", type=Path, metavar="FILE",
+                     help="a dataset description YAML (keys: lamm/data/user_dataset.schema.yaml); replaces the flags below")
+    own.add_argument("--format", choices=USER_FORMATS, default=None,
+                     help="extxyz (.xyz/.extxyz), ase_db (.db) or deepmd (npy systems with type_map.raw)")
+    own.add_argument("--name", default=None, help="the dataset's name: the store's subset and the fine-tuning head")
+    own.add_argument("--energy-key", default=None,
+                     help="info/column/npy key of the energy (default: energy)")
+    own.add_argument("--forces-key", default=None,
+                     help="array/data/npy key of the forces (default: forces; force for deepmd)")
+    own.add_argument("--labels", nargs="+", choices=["energy", "forces"], default=None,
+                     help="labels every frame must have; others are not read (default: energy forces)")
+    own.add_argument("--energy-unit", choices=ENERGY_UNIT_NAMES, default="eV", type=_unit(ENERGY_UNIT_NAMES),
+                     help="energy unit of the files (default eV); forces are energy-unit per length-unit")
+    own.add_argument("--length-unit", choices=LENGTH_UNIT_NAMES, default="angstrom", type=_unit(LENGTH_UNIT_NAMES),
+                     help="length unit of positions, cells and forces (default angstrom)")
+    own.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
+                     help="periodic along every cell vector, or a molecule (default: as each frame says)")
+    own.add_argument("--functional", default=None, help="level of theory, recorded in the store (default: not recorded)")
+    own.add_argument("--test-fraction", type=float, default=None,
+                     help="share of groups in test (default 0.1 without a --test-input, else 0)")
+    own.add_argument("--group-by", default="frame",
+                     help="frames kept together by the split: frame, file (a deepmd system), or an info key (default frame)")
     parser.set_defaults(func=_run_convert)
 
 
+def _unit(names: tuple[str, ...]) -> Callable[[str], str]:
+    """Case-insensitive unit names (EV, Hartree), reported in their canonical spelling."""
+    canonical = {name.lower(): name for name in names}
+    return lambda text: canonical.get(text.lower(), text)
+
+
+def _user_dataset_from_args(args: argparse.Namespace) -> Any:
+    """The UserDataset of --dataset or of the flags; raises ValueError naming what is missing."""
+    from lamm.data.user_dataset import UserDataset, UserSplit, load_user_dataset
+
+    if args.dataset is not None:
+        flags = [flag for flag, value in (("--format", args.format), ("--name", args.name), ("--input", args.inputs),
+                                          ("--val-input", args.val_input), ("--test-input", args.test_input))
+                 if value]
+        if flags:
+            raise ValueError(f"--dataset describes the files and format; drop {', '.join(flags)} (or edit {args.dataset})")
+        dataset = load_user_dataset(args.dataset)
+        overrides = {key: value for key, value in (("seed", args.seed), ("val_fraction", args.val_fraction),
+                                                    ("test_fraction", args.test_fraction)) if value is not None}
+        if overrides:
+            dataset = dataclasses.replace(dataset, split=dataclasses.replace(dataset.split, **overrides))
+        return dataset
+    missing = [flag for flag, value in (("--format", args.format), ("--name", args.name)) if not value]
+    if not (args.inputs or args.val_input or args.test_input):
+        missing.append("--input")
+    if missing:
+        raise ValueError(f"your own dataset needs {', '.join(missing)} (or a description: --dataset FILE)")
+    return UserDataset(
+        name=args.name, format=args.format, train=tuple(args.inputs), val=tuple(args.val_input), test=tuple(args.test_input),
+        energy_key=args.energy_key, forces_key=args.forces_key,
+        labels=tuple(args.labels) if args.labels else ("energy", "forces"),
+        energy_unit=args.energy_unit, length_unit=args.length_unit, periodic=args.periodic, functional=args.functional,
+        split=UserSplit(val_fraction=args.val_fraction, test_fraction=args.test_fraction, group_by=args.group_by,
+                        seed=0 if args.seed is None else args.seed),
+    )
+
+
 def _run_convert(args: argparse.Namespace) -> int:
+    from lamm.config import ConfigError
     from lamm.data.checks import DEFAULT_MIN_DISTANCE
-    from lamm.data.convert import convert
     from lamm.data.readers import CorruptInputError
+
+    _terminate_as_exit()
+    min_distance = DEFAULT_MIN_DISTANCE if args.min_distance is None else args.min_distance
+    user = args.source is None
+    try:
+        if user:
+            if args.reference_energies is not None:
+                raise ValueError("--reference-energies applies to the OC20 source only")
+            dataset = _user_dataset_from_args(args)
+            summary = _convert_user(args, dataset, min_distance)
+        else:
+            own_flags = [flag for flag, given in (("--dataset", args.dataset), ("--format", args.format), ("--name", args.name))
+                         if given]
+            if own_flags:
+                raise ValueError(f"give either SOURCE ({args.source}) or {', '.join(own_flags)}, not both")
+            if not args.inputs:
+                raise ValueError(f"{args.source} needs --input (its train release files)")
+            summary = _convert_source(args, min_distance)
+    except (ConfigError, CorruptInputError, FileNotFoundError, ValueError) as err:
+        message = str(err).replace("\n", " ")
+        print(f"lamm data convert: error: {message}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary.as_json()))
+    return 0
+
+
+def _convert_source(args: argparse.Namespace, min_distance: float) -> Any:
+    from lamm.data.convert import convert
     from lamm.data.sources import load_source
     from lamm.tracking import RunTracker
 
-    _terminate_as_exit()
-    try:
-        source = load_source(args.source)
-    except ValueError as err:
-        print(f"lamm data convert: error: {err}", file=sys.stderr)
-        return 1
+    source = load_source(args.source)
     max_atoms = args.max_atoms if hasattr(args, "max_atoms") else source.max_atoms
-    min_distance = DEFAULT_MIN_DISTANCE if args.min_distance is None else args.min_distance
+    seed = 0 if args.seed is None else args.seed
     inputs = [*args.inputs, *args.val_input, *args.test_input]
     params = {
         "source": args.source, "inputs": [str(p) for p in args.inputs], "val_inputs": [str(p) for p in args.val_input],
         "test_inputs": [str(p) for p in args.test_input], "out": str(args.out), "max_atoms": max_atoms,
-        "min_distance": min_distance, "seed": args.seed, "val_fraction": args.val_fraction,
+        "min_distance": min_distance, "seed": seed, "val_fraction": args.val_fraction,
         "reference_energies": str(args.reference_energies) if args.reference_energies else None,
     }
-    try:
-        with RunTracker("data", f"convert-{args.source}", params=params, inputs=[p for p in inputs if p.is_file() or p.is_dir()]) as tracker:
-            summary = convert(
-                source, args.out, train_inputs=args.inputs, val_inputs=args.val_input, test_inputs=args.test_input,
-                max_atoms=max_atoms, min_distance=min_distance, seed=args.seed, val_fraction=args.val_fraction,
-                reference_energies=args.reference_energies,
-            )
-            tracker.log_metrics(summary.metrics())
-    except (CorruptInputError, FileNotFoundError, ValueError) as err:
-        print(f"lamm data convert: error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary.as_json()))
-    return 0
+    with RunTracker("data", f"convert-{args.source}", params=params, inputs=[p for p in inputs if p.is_file() or p.is_dir()]) as tracker:
+        summary = convert(
+            source, args.out, train_inputs=args.inputs, val_inputs=args.val_input, test_inputs=args.test_input,
+            max_atoms=max_atoms, min_distance=min_distance, seed=seed, val_fraction=args.val_fraction,
+            reference_energies=args.reference_energies,
+        )
+        tracker.log_metrics(summary.metrics())
+    return summary
+
+
+def _convert_user(args: argparse.Namespace, dataset: Any, min_distance: float) -> Any:
+    from lamm.data.user_dataset import convert_user_dataset
+    from lamm.tracking import RunTracker
+
+    max_atoms = args.max_atoms if hasattr(args, "max_atoms") else None
+    files = [p for split in ("train", "val", "test") for p in getattr(dataset, split)]
+    params = {**dataset.as_info(), "out": str(args.out), "max_atoms": max_atoms, "min_distance": min_distance,
+              "description_file": str(args.dataset) if args.dataset else None}
+    inputs = [p for p in [*files, *([args.dataset] if args.dataset else [])] if p.is_file() or p.is_dir()]
+    with RunTracker("data", f"convert-{dataset.name}", params=params, inputs=inputs) as tracker:
+        summary = convert_user_dataset(dataset, args.out, max_atoms=max_atoms, min_distance=min_distance)
+        tracker.log_metrics(summary.metrics())
+    return summary
 
 
 # --- lamm data demo ----------------------------------------------------------------------------

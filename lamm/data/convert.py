@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,16 @@ from lamm.log import progress
 log = logging.getLogger(__name__)
 
 
-def split_of(group: str, seed: int, val_fraction: float) -> str:
-    """`train` or `val` for a group key: a pure function of (seed, group)."""
+def split_of(group: str, seed: int, val_fraction: float, test_fraction: float = 0.0) -> str:
+    """`train`, `val` or `test` for a group key: a pure function of (seed, group).
+
+    One uniform number u per group: test when u < test_fraction, val when u < test_fraction +
+    val_fraction; so with test_fraction 0 a group's side is the same as without a test split."""
     digest = hashlib.blake2b(f"{seed}\0{group}".encode(), digest_size=8).digest()
-    return "val" if int.from_bytes(digest, "big") / 2.0**64 < val_fraction else "train"
+    u = int.from_bytes(digest, "big") / 2.0**64
+    if u < test_fraction:
+        return "test"
+    return "val" if u < test_fraction + val_fraction else "train"
 
 
 def open_reader(
@@ -145,25 +151,59 @@ def convert(
         "max_atoms": max_atoms,
         "min_distance": min_distance,
     }
-    summary = ConversionSummary(source.name)
+    inputs = [(split, Path(path)) for split, paths in (("train", train_inputs), ("val", val_inputs), ("test", test_inputs))
+              for path in paths]
     scratch_dir = out.parent
-    scratch_dir.mkdir(parents=True, exist_ok=True)
-    with StructureStoreWriter(out, subset=source.name, source=source.name, energy_kind=energy_kind, extra_info=info) as writer:
-        for split, paths in (("train", train_inputs), ("val", val_inputs), ("test", test_inputs)):
-            for path in map(Path, paths):
-                items = open_reader(source, path, reference_energies=references, scratch_dir=scratch_dir)
-                for item in progress(items, desc=f"{source.name} {path.name}", unit="records"):
-                    summary.read += 1
-                    reason = item.skip_reason
-                    if reason is None:
-                        reason = check_record(item.record, labels=source.labels, max_atoms=max_atoms, min_distance=min_distance)
-                    if reason is not None:
-                        summary.skipped[reason] += 1
-                        continue
-                    target = split if official else split_of(item.group, seed, val_fraction)
-                    writer.add(item.record, target)
-                    summary.written += 1
-                    summary.splits[target] += 1
-    log.info("%s: read %d, wrote %d (%s), skipped %s", source.name, summary.read, summary.written,
+    return write_store(
+        out, subset=source.name, source=source.name, energy_kind=energy_kind, info=info, inputs=inputs,
+        open_items=lambda path: open_reader(source, path, reference_energies=references, scratch_dir=scratch_dir),
+        labels=source.labels, max_atoms=max_atoms, min_distance=min_distance,
+        target=lambda split, group: split if official else split_of(group, seed, val_fraction),
+    )
+
+
+def write_store(
+    out: Path,
+    *,
+    subset: str,
+    source: str,
+    energy_kind: str,
+    info: Mapping[str, Any],
+    inputs: Sequence[tuple[str, Path]],
+    open_items: Callable[[Path], Iterator[SourceItem]],
+    labels: Sequence[str],
+    max_atoms: int | None,
+    min_distance: float,
+    target: Callable[[str, str], str],
+) -> ConversionSummary:
+    """Read every (split, path) input, check each record, write the good ones to the store `out`.
+
+    `target(input_split, group)` is the split a record goes to. The store's info gets `info` and
+    the conversion's counts (`conversion`). A conversion that keeps no record fails with the skip
+    reasons and leaves no store: an empty store would only fail later, far from the cause.
+    """
+    summary = ConversionSummary(subset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with StructureStoreWriter(out, subset=subset, source=source, energy_kind=energy_kind, extra_info=info) as writer:
+        for split, path in inputs:
+            for item in progress(open_items(path), desc=f"{subset} {path.name}", unit="records"):
+                summary.read += 1
+                reason = item.skip_reason
+                if reason is None:
+                    reason = check_record(item.record, labels=labels, max_atoms=max_atoms, min_distance=min_distance)
+                if reason is not None:
+                    summary.skipped[reason] += 1
+                    continue
+                split_name = target(split, item.group)
+                writer.add(item.record, split_name)
+                summary.written += 1
+                summary.splits[split_name] += 1
+        if summary.written == 0:
+            raise ValueError(
+                f"{subset}: no record kept of {summary.read} read from {', '.join(str(p) for _, p in inputs)}"
+                f" (skipped: {dict(summary.skipped) or 'none'}); no store written"
+            )
+        writer.update_info({"conversion": {**summary.as_json(), "splits": dict(sorted(summary.splits.items()))}})
+    log.info("%s: read %d, wrote %d (%s), skipped %s", subset, summary.read, summary.written,
              dict(summary.splits), dict(summary.skipped) or "none")
     return summary

@@ -201,6 +201,13 @@ class StructureStoreWriter:
     def __len__(self) -> int:
         return len(self._natoms)
 
+    def update_info(self, extra: Mapping[str, Any]) -> None:
+        """Add keys to the store's info (e.g. counts known only at the end of a conversion)."""
+        reserved = sorted(set(extra) & {"format", "version", "subset", "source", "energy_kind", "count"})
+        if reserved:
+            raise ValueError(f"info keys {reserved} are the writer's own")
+        self._info.update(extra)
+
     def add(self, record: StructureRecord, split: str = "train") -> int:
         """Append one record; returns its index."""
         record.validate()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import lzma
 import pickle
+import sqlite3
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ class CorruptInputError(ValueError):
 # Errors that mean "this file is damaged or not what it claims to be".
 _FILE_ERRORS = (
     OSError, EOFError, ValueError, KeyError, TypeError, IndexError, AttributeError,
-    lzma.LZMAError, zlib.error, pickle.UnpicklingError, lmdb.Error,
+    lzma.LZMAError, zlib.error, pickle.UnpicklingError, lmdb.Error, sqlite3.Error,
 )
 
 

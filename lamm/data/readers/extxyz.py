@@ -9,21 +9,30 @@ Frames with cell vectors given as `VEC` pseudo-atoms are not supported (no sourc
 HME21 (DATASETS.md section 9): `energy` (eV) in the comment line and `forces` (eV/A) per atom,
 which ASE puts in a SinglePointCalculator; the group of each frame is the frame itself, as no
 grouping information is published.
+
+A user's file names its labels as it likes (`REF_energy=` in the comment line, a `DFT_forces:R:3`
+column): ASE keeps keys other than its own in `atoms.info` and `atoms.arrays`, where
+`frame_labels` finds them; `Units` scales the frame to eV and Angstrom.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import lzma
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 from ase import Atoms
 from ase.io.extxyz import read_xyz
 
-from lamm.data.readers import CorruptInputError, SourceItem, input_files, reading
+from lamm.data.readers import UNPARSABLE_RECORD, CorruptInputError, SourceItem, input_files, reading
 from lamm.data.record import StructureRecord
+from lamm.data.units import Units
+
+MISSING_GROUP = "missing_group_key"  # group_by names an info key this frame does not have
 
 EXTXYZ_SUFFIXES = (".extxyz", ".xyz", ".extxyz.xz", ".xyz.xz")
 
@@ -58,10 +67,62 @@ def iter_frames(handle: TextIO, path: Path) -> Iterator[Atoms]:
         index += 1
 
 
-def read_extxyz(path: str | Path) -> Iterator[SourceItem]:
-    """Every frame of an extxyz file (or of the extxyz files of a directory)."""
+def _label(atoms: Atoms, key: str, per_atom: bool) -> object | None:
+    """The value of label `key`: ASE's calculator results first (`energy`, `forces`), then
+    `atoms.arrays` (per-atom) or `atoms.info` (per frame)."""
+    results = atoms.calc.results if atoms.calc is not None else {}
+    if key in results:
+        return results[key]
+    return atoms.arrays.get(key) if per_atom else atoms.info.get(key)
+
+
+def frame_labels(atoms: Atoms, energy_key: str | None, forces_key: str | None) -> tuple[float | None, np.ndarray | None]:
+    """(energy, forces) of a frame under the given keys (None: not read, or absent).
+
+    Raises ValueError when a value is present but not a number (array)."""
+    energy = _label(atoms, energy_key, per_atom=False) if energy_key else None
+    forces = _label(atoms, forces_key, per_atom=True) if forces_key else None
+    energy = None if energy is None else float(energy)
+    forces = None if forces is None else np.asarray(forces, dtype=np.float64)
+    return energy, forces
+
+
+def group_of(atoms: Atoms, group_by: str, source_id: str, file: Path) -> str | None:
+    """The split group of a frame: itself, its file, or the value of an info key (None if absent)."""
+    if group_by == "frame":
+        return source_id
+    if group_by == "file":
+        return file.name
+    value = atoms.info.get(group_by)
+    return None if value is None else f"{group_by}={value}"
+
+
+def read_extxyz(
+    path: str | Path,
+    *,
+    energy_key: str | None = "energy",
+    forces_key: str | None = "forces",
+    units: Units = Units(),
+    group_by: str = "frame",
+) -> Iterator[SourceItem]:
+    """Every frame of an extxyz file (or of the extxyz files of a directory), in eV and Angstrom.
+
+    Labels come from `energy_key` and `forces_key` (None: not read); a frame whose label cannot be
+    read as a number is skipped as unparsable, one without its group key as `missing_group_key`.
+    """
     for file in input_files(path, EXTXYZ_SUFFIXES):
         with reading(file), open_text(file) as handle:
             for index, atoms in enumerate(iter_frames(handle, file)):
                 source_id = f"{file.name}:{index}"
-                yield SourceItem(StructureRecord.from_atoms(atoms, source_id=source_id), source_id)
+                group = group_of(atoms, group_by, source_id, file)
+                if group is None:
+                    yield SourceItem(None, source_id, MISSING_GROUP)
+                    continue
+                try:
+                    energy, forces = frame_labels(atoms, energy_key, forces_key)
+                except (TypeError, ValueError):
+                    yield SourceItem(None, group, UNPARSABLE_RECORD)
+                    continue
+                record = StructureRecord.from_atoms(atoms, source_id=source_id)
+                record = dataclasses.replace(record, energy=energy, forces=forces)
+                yield SourceItem(units.apply(record), group)
