@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 try:
@@ -27,20 +28,20 @@ def _version(bound: str) -> tuple[int, ...]:
     return tuple(int(part) for part in bound.split("."))
 
 
-def test_conda_env_holds_every_pip_dependency_at_the_same_lower_bound():
+@pytest.mark.parametrize("env_file", ["workflow/envs/lamm.yaml", "environment.yml"])
+def test_conda_env_holds_every_pip_dependency_at_the_same_lower_bound(env_file):
+    # workflow/envs/lamm.yaml: Snakemake's --use-conda; environment.yml: conda users by hand
     if tomllib is None:
-        import pytest
-
         pytest.skip("tomllib needs Python 3.11")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = dict(_requirement(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
-    env = yaml.safe_load((ROOT / "workflow" / "envs" / "lamm.yaml").read_text())
+    env = yaml.safe_load((ROOT / env_file).read_text())
     conda_specs = [s for s in env["dependencies"] if isinstance(s, str) and ">=" in s]
     pip_specs = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     have = {name: bound for name, bound in map(_requirement, conda_specs + pip_specs)}
     for name, bound in wanted.items():
         conda_name = CONDA_NAMES.get(name, name)
-        assert conda_name in have, f"workflow/envs/lamm.yaml lacks {conda_name} (pyproject: {name}>={bound})"
+        assert conda_name in have, f"{env_file} lacks {conda_name} (pyproject: {name}>={bound})"
         assert _version(have[conda_name]) == _version(bound), f"{conda_name}: env >={have[conda_name]}, pyproject >={bound}"
     # the package itself comes from the post-deploy script: a relative path in the env file
     # would point into .snakemake/conda/, where Snakemake copies it
