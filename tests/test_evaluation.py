@@ -1,5 +1,6 @@
 """`lamm evaluate` and `lamm zero-shot`: metrics against values computed independently through
-the ASE calculator, the change-bias refit, label-less stores, and the error paths."""
+the ASE calculator, the change-bias refit, label-less stores, hand-computed per-element and
+force-angle metrics, --split all, extended-XYZ input, the parity baseline, and the error paths."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from lamm.analysis.evaluation import compute_metrics, evaluate_checkpoint, predict_split
+from lamm.analysis.element_metrics import element_rows
+from lamm.analysis.evaluation import Predictions, compute_metrics, evaluate_checkpoint, predict_split
+from lamm.analysis.parity import composition_references, relative_energies
 from lamm.analysis.zero_shot import apply_energy_shift, baseline_row, fit_energy_shift, zero_shot_rows
 from lamm.calculator import LaMMCalculator
 from lamm.cli import main
 from lamm.data.record import StructureRecord
 from lamm.data.store import StructureStore, StructureStoreWriter
+from lamm.data.user_dataset import UserDataset, UserSplit, convert_user_dataset
 from lamm.models.checkpoint import checkpoint_dict, load_potential, save_checkpoint
 from tests.model_support import STATS, TINY_CONFIG, single_thread, tiny_potential  # noqa: F401
 
@@ -199,3 +203,142 @@ def test_cli_evaluate_and_zero_shot(tmp_path, checkpoint, capsys):
     frame = pd.read_csv(table)
     assert list(frame["head"]) == ["composition", "a", "b"] and list(frame["checkpoint"]) == ["baseline", "model", "model"]
     assert {"energy_mae_mev_per_atom", "energy_mae_mev_per_atom_raw", "forces_mae_mev_per_a", "force_cosine"} <= set(frame.columns)
+
+
+# --- per-element metrics, force angles, --split all, extended XYZ, the parity baseline, errors ---
+
+def hand_predictions() -> Predictions:
+    """H2 and HO2 with known errors: energies off by +0.1 and -0.2 eV/atom; force angles 90, 0,
+    180 and 0 degrees, and one zero true force (no direction)."""
+    composition = np.zeros((2, 119), dtype=np.int64)
+    composition[0, 1], composition[1, 1], composition[1, 8] = 2, 1, 2
+    forces = np.array([[1, 0, 0], [0, 0, 2], [1, 1, 0], [0, 3, 0], [0, 0, 0]], dtype=float)
+    forces_pred = np.array([[0, 1, 0], [0, 0, 1], [-1, -1, 0], [0, 3, 0], [0, 0, 0.5]], dtype=float)
+    return Predictions(
+        head="h", sample_index=np.array([0, 1]), natoms=np.array([2, 3]), composition=composition,
+        energy=np.array([1.0, 2.0]), energy_pred=np.array([1.2, 1.4]), forces=forces, forces_pred=forces_pred,
+        atom_structure=np.array([0, 0, 1, 1, 1]), atomic_numbers=np.array([1, 1, 1, 8, 8]),
+    )
+
+
+def test_metric_formulas_on_a_hand_computed_case():
+    metrics = compute_metrics(hand_predictions())
+    assert metrics["energy_mae_mev_per_atom"] == pytest.approx(150.0)
+    assert metrics["energy_rmse_mev_per_atom"] == pytest.approx(1000 * np.sqrt((0.1**2 + 0.2**2) / 2))
+    assert metrics["forces_mae_mev_per_a"] == pytest.approx(1000 * 7.5 / 15)
+    assert metrics["n_cosine_atoms"] == 4 and metrics["force_cosine"] == pytest.approx(0.25)
+    assert metrics["force_angle_mean_deg"] == pytest.approx(67.5) and metrics["force_angle_median_deg"] == pytest.approx(45.0)
+
+    rows = {row["element"]: row for row in element_rows(hand_predictions(), "test")}
+    assert list(rows) == ["all", "H", "O"]
+    h, o = rows["H"], rows["O"]
+    assert (h["n_atoms"], h["n_structures"], o["n_atoms"], o["n_structures"]) == (3, 2, 2, 1)
+    assert h["forces_mae_mev_per_a"] == pytest.approx(1000 * 7 / 9)
+    assert h["forces_rmse_mev_per_a"] == pytest.approx(1000 * np.sqrt(11 / 9))
+    assert o["forces_mae_mev_per_a"] == pytest.approx(1000 * 0.5 / 6) and o["forces_rmse_mev_per_a"] == pytest.approx(1000 * np.sqrt(0.25 / 6))
+    assert h["force_angle_mean_deg"] == pytest.approx(90.0) and h["force_angle_median_deg"] == pytest.approx(90.0)
+    assert o["force_angle_mean_deg"] == pytest.approx(0.0, abs=1e-12) and o["n_cosine_atoms"] == 1
+    assert h["energy_mae_mev_per_atom"] == pytest.approx(150.0) and o["energy_mae_mev_per_atom"] == pytest.approx(200.0)
+    assert rows["all"]["forces_mae_mev_per_a"] == pytest.approx(metrics["forces_mae_mev_per_a"])
+
+
+def test_parity_baseline_removes_a_composition_linear_energy_exactly():
+    predictions = hand_predictions()
+    rng = np.random.default_rng(0)
+    composition = np.zeros((6, 119), dtype=np.int64)
+    composition[:, [1, 6, 8]] = rng.integers(1, 5, (6, 3))
+    references = np.zeros(119)
+    references[[1, 6, 8]] = [-13.6, -1030.0, -2040.0]
+    energy = composition @ references  # linear in composition: nothing left after the baseline
+    natoms = composition.sum(axis=1)
+    error = rng.normal(0, 0.1, 6)
+    predictions = Predictions(
+        head="h", sample_index=np.arange(6), natoms=natoms, composition=composition, energy=energy,
+        energy_pred=energy + error, forces=np.zeros((natoms.sum(), 3)), forces_pred=np.zeros((natoms.sum(), 3)),
+        atom_structure=np.repeat(np.arange(6), natoms),
+    )
+    fitted = composition_references({"test": predictions})
+    np.testing.assert_allclose(fitted[[1, 6, 8]], references[[1, 6, 8]], rtol=1e-9)
+    true, pred = relative_energies(predictions, fitted)
+    np.testing.assert_allclose(true, 0.0, atol=1e-9)
+    np.testing.assert_allclose(pred - true, error / natoms, atol=1e-9)  # the distance from the diagonal is the error
+
+
+def test_split_all_writes_every_split_and_per_element_rows(tmp_path, checkpoint, capsys):
+    atoms_list = structures()
+    splits = ["test", "val", "test", "train", "train", "val", "train"]
+    store = labeled_store(tmp_path / "down.lmdb", atoms_list, splits)
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(checkpoint), "--data", str(store.path), "--split", "all", "--head", "a", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["evaluated_splits"] == ["train", "val", "test"]
+    potential = load_potential(checkpoint)
+    for split in ("train", "val", "test"):
+        expected = compute_metrics(predict_split(potential, store, split, ["a"])["a"])
+        assert metrics["per_split"][split]["forces_mae_mev_per_a"] == pytest.approx(expected["forces_mae_mev_per_a"], rel=1e-6)
+        assert metrics["per_split"][split]["force_angle_median_deg"] == pytest.approx(expected["force_angle_median_deg"], rel=1e-6)
+    assert metrics["energy_mae_mev_per_atom"] == metrics["per_split"]["test"]["energy_mae_mev_per_atom"]
+    import pandas as pd
+
+    table = pd.read_csv(out / "metrics_per_element.csv")
+    assert set(table["split"]) == {"train", "val", "test"}
+    test_rows = table[table["split"] == "test"].set_index("element")
+    assert list(test_rows.index) == ["all", "Na", "Cl"]  # test = two NaCl crystals
+    assert test_rows.loc["Na", "n_atoms"] == 8 and test_rows.loc["Na", "n_structures"] == 2
+    assert (out / "parity.png").stat().st_size > 1000 and (out / "predictions_train.npz").is_file()
+
+
+def _write_extxyz(path, atoms_list, store, energy_scale=1.0):
+    """The records of `store` as extended XYZ, labels under REF_ keys, energies times `energy_scale`."""
+    from ase.io import write
+
+    frames = []
+    for i, atoms in enumerate(atoms_list):
+        record = store.get_record(i)
+        frame = Atoms(atoms.get_chemical_symbols(), positions=record.positions, cell=record.cell, pbc=record.pbc)
+        frame.info["REF_energy"] = record.energy * energy_scale
+        frame.arrays["REF_forces"] = record.forces * energy_scale
+        frames.append(frame)
+    write(path, frames, format="extxyz")
+
+
+def test_extxyz_data_gives_the_metrics_of_its_store(tmp_path, checkpoint, capsys):
+    atoms_list = structures()
+    store = labeled_store(tmp_path / "down.lmdb", atoms_list, ["test"] * len(atoms_list))
+    xyz = tmp_path / "frames.extxyz"
+    _write_extxyz(xyz, atoms_list, store, energy_scale=1000.0)  # meV and meV/A in the file
+    argv = ["evaluate", str(checkpoint), "--data", str(xyz), "--head", "a", "--energy-key", "REF_energy",
+            "--forces-key", "REF_forces", "--energy-unit", "meV", "--out", str(tmp_path / "xyz")]
+    assert main(argv) == 0
+    from_xyz = json.loads((tmp_path / "xyz" / "metrics.json").read_text())
+    assert from_xyz["converted_from_extxyz"] and from_xyz["frames_written"] == 7 and from_xyz["energy_unit"] == "meV"
+
+    converted = tmp_path / "converted.lmdb"
+    convert_user_dataset(UserDataset(name="frames", format="extxyz", test=(xyz,), split=UserSplit(policy="files"),
+                                     energy_key="REF_energy", forces_key="REF_forces", energy_unit="meV"), converted)
+    assert main(["evaluate", str(checkpoint), "--data", str(converted), "--head", "a", "--out", str(tmp_path / "store")]) == 0
+    from_store = json.loads((tmp_path / "store" / "metrics.json").read_text())
+    direct = evaluate_checkpoint(load_potential(checkpoint), store, tmp_path / "direct", head="a")
+    for key in ("energy_mae_mev_per_atom", "forces_mae_mev_per_a", "force_cosine", "force_angle_mean_deg", "n_structures"):
+        assert from_xyz[key] == pytest.approx(from_store[key], rel=1e-9), key
+        assert from_xyz[key] == pytest.approx(direct[key], rel=1e-5), key  # extxyz keeps ~1e-8 of precision
+
+
+def test_cli_errors_are_one_line(tmp_path, checkpoint, capsys):
+    store = labeled_store(tmp_path / "down.lmdb", structures()[:3], ["train", "train", "test"])
+    xyz = tmp_path / "frames.lmdb"  # an extended-XYZ file where a store is expected
+    xyz.write_text("1\nenergy=-1.0\nH 0 0 0\n")
+    cases = [
+        (["--data", str(xyz)], "frames.lmdb is not a readable structure store"),
+        (["--data", str(store.path), "--head", "c"], "unknown head 'c'"),
+        (["--data", str(store.path), "--split", "val"], "split 'val' is empty"),
+        (["--data", str(store.path), "--energy-key", "E"], "--energy-key apply to an extended-XYZ --data"),
+        (["--data", str(tmp_path / "missing.lmdb")], "missing.lmdb does not exist"),
+    ]
+    for extra, message in cases:
+        assert main(["evaluate", str(checkpoint), *extra, "--out", str(tmp_path / "out")]) == 1, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("lamm evaluate: error: ") and message in err[0], (extra, err)
+    assert main(["evaluate", str(store.path), "--data", str(store.path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable lamm checkpoint" in err[0], err

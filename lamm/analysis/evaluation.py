@@ -10,12 +10,19 @@ metrics, a denoising store's "forces" are noise labels and are not compared):
 - forces_mae_mev_per_a    = 1000 * mean over atoms and Cartesian components of |F_pred - F|
 - force_cosine            = mean over atoms of F_pred . F / (|F_pred| |F|); atoms where either
                             force is below COSINE_MIN_NORM (eV/A) are left out (no direction)
+- force_angle_mean_deg, force_angle_median_deg: the angle between F_pred and F in degrees,
+                            atan2(|F_pred x F|, F_pred . F), over the same atoms as the cosine
+- RMSEs beside the MAEs (energy_rmse_mev_per_atom, forces_rmse_mev_per_a)
 - counts: n_structures, n_energy_labels, n_force_atoms, n_cosine_atoms
+
+`evaluate_checkpoint` scores one split or all non-empty ones (`split="all"`), and per element
+(`lamm.analysis.element_metrics`), and draws the parity plot (`lamm.analysis.parity`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,8 +35,10 @@ import torch
 from lamm import keys as K
 from lamm.data.graph import collate, structure_to_graph
 from lamm.data.record import MAX_ATOMIC_NUMBER
-from lamm.data.store import StructureStore
+from lamm.data.store import SPLITS, StructureStore
 from lamm.models.potential import Potential
+
+log = logging.getLogger(__name__)
 
 COSINE_MIN_NORM = 1e-6  # eV/Angstrom
 
@@ -47,6 +56,7 @@ class Predictions:
     forces: np.ndarray  # [N, 3] float64 eV/A, NaN without labels
     forces_pred: np.ndarray  # [N, 3] float64 eV/A
     atom_structure: np.ndarray  # [N] int64, row of each atom in the structure arrays
+    atomic_numbers: np.ndarray | None = None  # [N] int64
 
     def with_energy_pred(self, energy_pred: np.ndarray) -> Predictions:
         return Predictions(**{**self.__dict__, "energy_pred": np.asarray(energy_pred, dtype=np.float64)})
@@ -136,72 +146,51 @@ def zero_predictions(store: StructureStore, split: str, head: str = "zero") -> P
         head=head, sample_index=np.asarray(indices, dtype=np.int64), natoms=natoms, composition=composition,
         energy=energy, energy_pred=np.zeros(len(records)), forces=forces, forces_pred=np.zeros_like(forces),
         atom_structure=np.repeat(np.arange(len(records), dtype=np.int64), natoms),
+        atomic_numbers=np.concatenate([np.asarray(r.atomic_numbers, dtype=np.int64) for r in records]),
     )
+
+
+def energy_metrics(energy: np.ndarray, energy_pred: np.ndarray, natoms: np.ndarray) -> dict[str, float | int]:
+    """n_energy_labels, and MAE/RMSE of the per-atom energy error (meV/atom) over labeled structures."""
+    labeled = np.isfinite(energy)  # [B]
+    metrics: dict[str, float | int] = {"n_energy_labels": int(labeled.sum())}
+    if labeled.any():
+        per_atom_error = (energy_pred - energy)[labeled] / natoms[labeled]  # [b] eV/atom
+        metrics["energy_mae_mev_per_atom"] = 1000.0 * float(np.abs(per_atom_error).mean())
+        metrics["energy_rmse_mev_per_atom"] = 1000.0 * float(np.sqrt((per_atom_error**2).mean()))
+    return metrics
+
+
+def force_metrics(forces: np.ndarray, forces_pred: np.ndarray) -> dict[str, float | int]:
+    """n_force_atoms, force MAE/RMSE (meV/A), cosine and angle (degrees) over atoms with labels."""
+    labeled = np.isfinite(forces).all(axis=1)  # [N]
+    metrics: dict[str, float | int] = {"n_force_atoms": int(labeled.sum())}
+    if not labeled.any():
+        return metrics
+    true, pred = forces[labeled], forces_pred[labeled]  # [n, 3]
+    metrics["forces_mae_mev_per_a"] = 1000.0 * float(np.abs(pred - true).mean())
+    metrics["forces_rmse_mev_per_a"] = 1000.0 * float(np.sqrt(((pred - true) ** 2).mean()))
+    true_norm, pred_norm = np.linalg.norm(true, axis=1), np.linalg.norm(pred, axis=1)  # [n]
+    directed = (true_norm > COSINE_MIN_NORM) & (pred_norm > COSINE_MIN_NORM)
+    metrics["n_cosine_atoms"] = int(directed.sum())
+    if directed.any():
+        true, pred = true[directed], pred[directed]  # [m, 3]
+        dot = (true * pred).sum(axis=1)  # [m]
+        metrics["force_cosine"] = float((dot / (true_norm[directed] * pred_norm[directed])).mean())
+        # atan2 of |a x b| and a . b: accurate near 0 and 180 degrees, where arccos is not
+        angle = np.degrees(np.arctan2(np.linalg.norm(np.cross(true, pred), axis=1), dot))  # [m]
+        metrics["force_angle_mean_deg"] = float(angle.mean())
+        metrics["force_angle_median_deg"] = float(np.median(angle))
+    return metrics
 
 
 def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
     """The metrics of the module docstring (energy and force entries only where labels exist)."""
-    metrics: dict[str, float | int] = {"n_structures": int(len(predictions.natoms)), "n_atoms": int(predictions.natoms.sum())}
-    has_energy = np.isfinite(predictions.energy)
-    metrics["n_energy_labels"] = int(has_energy.sum())
-    if has_energy.any():
-        per_atom_error = (predictions.energy_pred - predictions.energy)[has_energy] / predictions.natoms[has_energy]  # eV/atom
-        metrics["energy_mae_mev_per_atom"] = 1000.0 * float(np.abs(per_atom_error).mean())
-        metrics["energy_rmse_mev_per_atom"] = 1000.0 * float(np.sqrt((per_atom_error**2).mean()))
-    has_forces = np.isfinite(predictions.forces).all(axis=1)  # [N]
-    metrics["n_force_atoms"] = int(has_forces.sum())
-    if has_forces.any():
-        true, pred = predictions.forces[has_forces], predictions.forces_pred[has_forces]  # [n, 3]
-        metrics["forces_mae_mev_per_a"] = 1000.0 * float(np.abs(pred - true).mean())
-        metrics["forces_rmse_mev_per_a"] = 1000.0 * float(np.sqrt(((pred - true) ** 2).mean()))
-        true_norm, pred_norm = np.linalg.norm(true, axis=1), np.linalg.norm(pred, axis=1)  # [n]
-        directed = (true_norm > COSINE_MIN_NORM) & (pred_norm > COSINE_MIN_NORM)
-        metrics["n_cosine_atoms"] = int(directed.sum())
-        if directed.any():
-            cosine = (true * pred).sum(axis=1)[directed] / (true_norm[directed] * pred_norm[directed])
-            metrics["force_cosine"] = float(cosine.mean())
-    return metrics
-
-
-def parity_plot(predictions: Predictions, path: str | os.PathLike, title: str = "") -> Path:
-    """Energy per atom and force components, predicted against reference (one PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lamm.analysis.figures import save_figure
-
-    metrics = compute_metrics(predictions)
-    figure, axes = plt.subplots(1, 2, figsize=(8.0, 3.8))
-    has_energy = np.isfinite(predictions.energy)
-    has_forces = np.isfinite(predictions.forces).all(axis=1)
-    panels = [
-        (axes[0], predictions.energy[has_energy] / predictions.natoms[has_energy],
-         predictions.energy_pred[has_energy] / predictions.natoms[has_energy], "energy (eV/atom)",
-         f"MAE {metrics.get('energy_mae_mev_per_atom', float('nan')):.1f} meV/atom"),
-        (axes[1], predictions.forces[has_forces].ravel(), predictions.forces_pred[has_forces].ravel(), "force component (eV/Å)",
-         f"MAE {metrics.get('forces_mae_mev_per_a', float('nan')):.1f} meV/Å, cos {metrics.get('force_cosine', float('nan')):.3f}"),
-    ]
-    for axis, true, pred, label, note in panels:
-        if len(true) == 0:
-            axis.text(0.5, 0.5, "no labels", ha="center", va="center", transform=axis.transAxes, fontsize=10)
-        else:
-            low, high = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
-            pad = 0.05 * (high - low or 1.0)
-            axis.plot([low - pad, high + pad], [low - pad, high + pad], color="0.5", lw=1, ls="--")
-            axis.scatter(true, pred, s=8, alpha=0.6, color="#0173b2", edgecolors="none")
-            axis.set_xlim(low - pad, high + pad)
-            axis.set_ylim(low - pad, high + pad)
-            axis.set_aspect("equal")
-        axis.set_xlabel(f"reference {label}", fontsize=9)
-        axis.set_ylabel(f"predicted {label}", fontsize=9)
-        axis.set_title(note, fontsize=9)
-        axis.tick_params(labelsize=9)
-    if title:
-        figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    return save_figure(figure, path)
+    return {
+        "n_structures": int(len(predictions.natoms)), "n_atoms": int(predictions.natoms.sum()),
+        **energy_metrics(predictions.energy, predictions.energy_pred, predictions.natoms),
+        **force_metrics(predictions.forces, predictions.forces_pred),
+    }
 
 
 def write_json(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -231,19 +220,66 @@ def write_predictions(predictions: Predictions, path: str | os.PathLike) -> Path
     return path
 
 
+def evaluated_splits(store: StructureStore, split: str) -> list[str]:
+    """[split], or for `all` the non-empty splits in the order train, val, test (none: an error)."""
+    if split != "all":
+        split_indices(store, split)
+        return [split]
+    present = [name for name in SPLITS if len(store.indices(name))]
+    if not present:
+        raise ValueError(f"{store.path}: the store holds no structures")
+    return present
+
+
+def main_split(splits: Sequence[str]) -> str:
+    """The split metrics.json reports at its top level: test if scored, else the last."""
+    return "test" if "test" in splits else splits[-1]
+
+
 def evaluate_checkpoint(
     potential: Potential, store: StructureStore, out_dir: str | os.PathLike, *, split: str = "test",
-    head: str | None = None, batch_size: int = 16, title: str = "",
+    head: str | None = None, batch_size: int = 16, title: str = "", info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Predict, then write <out_dir>/metrics.json, parity.png and predictions.npz; returns the metrics."""
+    """Predict `split` (or every non-empty split: `all`), then write into `out_dir`: metrics.json
+    (the main split's metrics at the top, every split's under `per_split`), metrics_per_element.csv,
+    parity.png, predictions.npz (the main split) and predictions_<split>.npz (the others);
+    returns the metrics (with `info`, e.g. where the store came from, added)."""
+    from lamm.analysis.element_metrics import element_rows
+    from lamm.analysis.parity import parity_plot
+    from lamm.tables import write_csv
+
     head = check_head(potential, head)
-    predictions = predict_split(potential, store, split, [head], batch_size=batch_size)[head]
+    splits = evaluated_splits(store, split)
+    main = main_split(splits)
+    predictions = {name: predict_split(potential, store, name, [head], batch_size=batch_size)[head] for name in splits}
+    per_split = {name: {**compute_metrics(p), "split": name} for name, p in predictions.items()}
     out_dir = Path(out_dir)
     metrics = {
-        **compute_metrics(predictions), "head": head, "split": split, "store": str(store.path),
-        "energy_kind": store.energy_kind, "force_mode": potential.force_mode,
+        **per_split[main], "head": head, "split": main, "evaluated_splits": splits, "store": str(store.path),
+        "energy_kind": store.energy_kind, "force_mode": potential.force_mode, **(info or {}), "per_split": per_split,
     }
-    write_predictions(predictions, out_dir / "predictions.npz")
-    parity_plot(predictions, out_dir / "parity.png", title=title or f"{store.subset} {split}, head {head}")
+    unreferenced = unreferenced_elements(potential, head, store)
+    if unreferenced:
+        metrics["unreferenced_elements"] = unreferenced
+    for name, p in predictions.items():
+        write_predictions(p, out_dir / ("predictions.npz" if name == main else f"predictions_{name}.npz"))
+    write_csv([row for name, p in predictions.items() for row in element_rows(p, name)], out_dir / "metrics_per_element.csv")
+    parity_plot(predictions, out_dir / "parity.png", title=title or f"{store.subset} {'/'.join(splits)}, head {head}")
     write_json(metrics, out_dir / "metrics.json")
     return metrics
+
+
+def unreferenced_elements(potential: Potential, head: str, store: StructureStore) -> list[str]:
+    """Elements of `store` for which `head` has no reference energy while it has some for others:
+    the head never saw them, so its energies of those structures are off by a whole reference
+    (a warning; `lamm zero-shot` refits references for such a head)."""
+    from ase.data import chemical_symbols
+
+    references = potential.normalizer.element_references[potential.heads.index(head)].detach().cpu().numpy()  # [119]
+    if not np.any(references):
+        return []
+    missing = [chemical_symbols[z] for z in np.flatnonzero(store.element_counts > 0) if references[z] == 0]
+    if missing:
+        log.warning("head %r has no reference energy for %s of %s: its energies there are not comparable",
+                    head, ", ".join(missing), store.path)
+    return missing

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import re
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lamm.commands.errors import USER_ERRORS, fail
+
+if TYPE_CHECKING:
+    from lamm.data.store import StructureStore
+
+log = logging.getLogger(__name__)
+
+EXTXYZ_SUFFIXES = (".xyz", ".extxyz")
 
 
 def _label(checkpoint: str) -> str:
@@ -16,24 +29,71 @@ def _label(checkpoint: str) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from lamm.analysis.evaluation import evaluate_checkpoint
-    from lamm.data.store import StructureStore
+    try:
+        return _run_evaluate(args)
+    except USER_ERRORS as err:
+        return fail("evaluate", err)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from lamm.analysis.evaluation import check_head, evaluate_checkpoint, evaluated_splits
     from lamm.models.checkpoint import load_potential
     from lamm.tracking import RunTracker
 
     out = Path(args.out or Path("results") / "evaluate" / _label(args.checkpoint))
+    if not Path(args.checkpoint).is_file():
+        raise ValueError(f"checkpoint {args.checkpoint} does not exist")
     params = {"checkpoint": args.checkpoint, "data": args.data, "split": args.split, "head": args.head, "batch_size": args.batch_size}
-    with RunTracker("evaluate", f"evaluate-{_label(args.checkpoint)}", params=params, inputs=[args.checkpoint, args.data]) as tracker:
+    with tempfile.TemporaryDirectory(prefix="lamm-evaluate-") as tmp:
+        store, conversion = evaluation_store(args, Path(tmp))
+        splits = evaluated_splits(store, args.split)  # the cheap checks before the model is loaded
         potential = load_potential(args.checkpoint)
-        metrics = evaluate_checkpoint(
-            potential, StructureStore(args.data), out, split=args.split, head=args.head, batch_size=args.batch_size,
-            title=f"{_label(args.checkpoint)} on {Path(args.data).stem} {args.split}",
-        )
-        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        for name in ("metrics.json", "parity.png"):
-            tracker.log_artifact(out / name)
-    print(json.dumps({"out": str(out), **metrics}))
+        head = args.head or (store.subset if store.subset in potential.heads else None)
+        head = check_head(potential, head, source=args.checkpoint)
+        with RunTracker("evaluate", f"evaluate-{_label(args.checkpoint)}", params=params, inputs=[args.checkpoint, args.data]) as tracker:
+            metrics = evaluate_checkpoint(
+                potential, store, out, split=args.split, head=head, batch_size=args.batch_size,
+                title=f"{_label(args.checkpoint)} on {Path(args.data).name} {'/'.join(splits)}",
+                info={"data": str(args.data), **conversion},
+            )
+            tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            for name in ("metrics.json", "metrics_per_element.csv", "parity.png"):
+                tracker.log_artifact(out / name)
+    print(json.dumps({"out": str(out), **{k: v for k, v in metrics.items() if k != "per_split"}}))
     return 0
+
+
+def evaluation_store(args: argparse.Namespace, tmp: Path) -> tuple[StructureStore, dict]:
+    """The store `--data` names, or an extended-XYZ file converted into a store in `tmp` (every
+    frame in the test split, labels read with --energy-key/--forces-key in --energy-unit/--length-unit);
+    and what to record about the conversion."""
+    from lamm.data.store import StructureStore
+
+    data = Path(args.data)
+    if not data.exists():
+        raise ValueError(f"--data {data} does not exist")
+    options = {"energy_key": args.energy_key, "forces_key": args.forces_key, "energy_unit": args.energy_unit,
+               "length_unit": args.length_unit}
+    if data.suffix.lower() not in EXTXYZ_SUFFIXES:
+        given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None]
+        if given:
+            raise ValueError(f"{' '.join(given)} apply to an extended-XYZ --data (.xyz, .extxyz), not to the store {data}")
+        if data.is_dir():
+            raise ValueError(f"--data {data} is a folder; pass a store (.lmdb) or an extended-XYZ file (.xyz, .extxyz)")
+        return StructureStore(data), {}
+    from lamm.data.user_dataset import UserDataset, UserSplit, convert_user_dataset
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", data.stem) or "data"
+    dataset = UserDataset(
+        name=name, format="extxyz", test=(data,), split=UserSplit(policy="files"),
+        energy_key=args.energy_key or "energy", forces_key=args.forces_key or "forces",
+        energy_unit=args.energy_unit or "eV", length_unit=args.length_unit or "angstrom",
+    )
+    summary = convert_user_dataset(dataset, tmp / f"{name}.lmdb")
+    log.info("%s: %d frames read, %d converted (skipped: %s)", data, summary.read, summary.written, dict(summary.skipped) or "none")
+    conversion = {"converted_from_extxyz": True, "frames_read": summary.read, "frames_written": summary.written,
+                  "frames_skipped": dict(summary.skipped), **{k: getattr(dataset, k) for k in options}}
+    return StructureStore(tmp / f"{name}.lmdb"), conversion
 
 
 def _zero_shot(args: argparse.Namespace) -> int:
@@ -107,13 +167,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate",
         help="test-set metrics of one checkpoint head: energy MAE/atom, force MAE, force cosine, parity plots",
-        description="Predict a store split with one head of a checkpoint; write <out>/metrics.json, "
-        "parity.png and predictions.npz. Only labels the store has are scored.",
+        description="Predict a store split (or every split: --split all) with one head of a checkpoint; write "
+        "<out>/metrics.json (the test split, or the last one scored, at the top; every split under per_split), "
+        "metrics_per_element.csv, parity.png (energies minus a per-element composition fit) and predictions.npz. "
+        "--data may be an extended-XYZ file: it is converted first (every frame a test structure). "
+        "Only labels the data has are scored.",
     )
     evaluate.add_argument("checkpoint", help="a lamm checkpoint (.pt)")
-    evaluate.add_argument("--data", required=True, help="structure store (.lmdb)")
-    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
-    evaluate.add_argument("--head", default=None, help="head name (default: the checkpoint's first head)")
+    evaluate.add_argument("--data", required=True, help="structure store (.lmdb) or extended-XYZ file (.xyz, .extxyz)")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                          help="the split to score, or all non-empty ones (default test)")
+    evaluate.add_argument("--head", default=None,
+                          help="head name (default: the store's subset if the checkpoint has that head, else its first head)")
+    xyz = evaluate.add_argument_group("extended-XYZ --data")
+    xyz.add_argument("--energy-key", default=None, help="info key of the energy (default energy)")
+    xyz.add_argument("--forces-key", default=None, help="per-atom array of the forces (default forces)")
+    xyz.add_argument("--energy-unit", default=None, help="eV, meV, kcal/mol, kJ/mol, hartree or rydberg (default eV)")
+    xyz.add_argument("--length-unit", default=None, help="angstrom or bohr (default angstrom)")
     evaluate.add_argument("--out", default=None, help="output directory (default results/evaluate/<checkpoint label>)")
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.set_defaults(func=_evaluate)
