@@ -17,6 +17,7 @@ include: "workflow/rules/common.smk"
 # Stage rule files are included here, in DAG order; each appends to ALL_OUTPUTS.
 include: "workflow/rules/data.smk"
 include: "workflow/rules/data_real.smk"
+include: "workflow/rules/data_user.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/bench.smk"
 include: "workflow/rules/finetune_plan.smk"

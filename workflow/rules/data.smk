@@ -1,13 +1,25 @@
 # Data stage. Stores live at {RESULTS}/data/<subset>.lmdb whatever made them: the offline demo
 # below (data.source: demo) or the fetch/convert rules of the real releases (data.source: real).
-# Later stages take their inputs from PRETRAIN_STORES (in head order) and DOWNSTREAM_STORE.
+# Later stages take their inputs from PRETRAIN_STORES (in head order) and DOWNSTREAM_STORES
+# (one per downstream set, in config order; DOWNSTREAM_STORE is the first set's). A user's own
+# downstream dataset is converted by data_user.smk.
 # Shell commands start with an f-string only to splice in LAMM_TAGS (whose {rule} and
 # {wildcards} Snakemake fills in); the rest are plain Snakemake templates.
+from lamm.data.sources import SOURCE_NAMES
+from lamm.downstream_sets import downstream_sets
 
 DATA_DIR = RESULTS / "data"
 PRETRAIN_STORES = [DATA_DIR / f"{subset}.lmdb" for subset in config["data"]["subsets"]]
-DOWNSTREAM_STORE = DATA_DIR / f"{config['data']['downstream']}.lmdb"
-DATA_STORES = [*PRETRAIN_STORES, DOWNSTREAM_STORE]
+try:
+    DOWNSTREAM_SETS = downstream_sets(config["data"]["downstream"], reserved=SOURCE_NAMES)
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
+DOWNSTREAM_STORES = {item.name: DATA_DIR / f"{item.name}.lmdb" for item in DOWNSTREAM_SETS}
+DOWNSTREAM_STORE = DOWNSTREAM_STORES[DOWNSTREAM_SETS[0].name]
+BUILTIN_DOWNSTREAM = [item.name for item in DOWNSTREAM_SETS if item.description is None]
+USER_DOWNSTREAM = {item.name: item for item in DOWNSTREAM_SETS if item.description is not None}
+# The stores the data stage makes and Table 2 describes: a user's dataset is left out of both.
+DATA_STORES = [*PRETRAIN_STORES, *(DOWNSTREAM_STORES[name] for name in BUILTIN_DOWNSTREAM)]
 
 
 if config["data"]["source"] == "demo":
@@ -24,7 +36,7 @@ if config["data"]["source"] == "demo":
             out=DATA_DIR,
             scale=config["data"]["scale"],
             seed=config["seed"],
-            subsets=" ".join([*config["data"]["subsets"], config["data"]["downstream"]]),
+            subsets=" ".join([*config["data"]["subsets"], *BUILTIN_DOWNSTREAM]),
         threads: workflow.cores
         conda:
             LAMM_ENV

@@ -6,7 +6,7 @@ from lamm.data.real_workflow import convert_arguments, fetch_arguments
 
 if config["data"]["source"] == "real":
     RAW = Path(config["data"]["raw_dir"])
-    REAL_SUBSETS = [*config["data"]["subsets"], config["data"]["downstream"]]
+    REAL_SUBSETS = [*config["data"]["subsets"], *BUILTIN_DOWNSTREAM]
 
     rule data_fetch:
         output:

@@ -2,7 +2,9 @@
 # refit only, as deepmd's change-bias), test-set evaluation of fine-tuned models with parity
 # plots, and the ASE calculator in use (BFGS relaxation + NVE drift). Settings: config section
 # `downstream` (workflow/schemas/config.schema.yaml). Fine-tuned checkpoints are read from the
-# fine-tuning layout results/finetune/<sweep>/<label>/checkpoints/last.pt.
+# fine-tuning layout results/finetune/<sweep>/<label>/checkpoints/last.pt. Zero-shot runs on
+# every downstream set (zero_shot_<NAME>.csv for a set after the first); evaluation and dynamics
+# on the first set only.
 
 # The plan (checkpoints, options) is in downstream_plan.smk.
 
@@ -74,3 +76,19 @@ ALL_OUTPUTS.extend(
         rules.dynamics.output.table,
     ]
 )
+
+
+if len(DOWNSTREAM_SETS) > 1:
+
+    use rule zero_shot as zero_shot_further with:
+        input:
+            checkpoints=zero_shot_checkpoints(),
+            store=lambda wildcards: DOWNSTREAM_STORES[wildcards.dataset],
+        output:
+            table=RESULTS / "tables" / "zero_shot_{dataset}.csv",
+        log:
+            LOGS / "zero_shot_{dataset}.log",
+        wildcard_constraints:
+            dataset="|".join(re.escape(item.name) for item in DOWNSTREAM_SETS[1:]),
+
+    ALL_OUTPUTS.extend(expand(rules.zero_shot_further.output.table, dataset=[item.name for item in DOWNSTREAM_SETS[1:]]))

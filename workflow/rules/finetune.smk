@@ -5,6 +5,9 @@
 # and seed; the sample-efficiency runs on fractions of the training split (fraction 1 is the
 # sweep run itself); one run with conservative (gradient) forces for the MD of the evaluation
 # stage. Every run is nested under one MLflow parent run named after the sweep.
+# Each further downstream set NAME (data.downstream after the first) repeats the sweep and the
+# sample-efficiency runs on its own store, under results/finetune/<sweep>/NAME/<label>/ (parent
+# run <sweep>/NAME), with NAME-suffixed tables and figures: the *_further rules below.
 # The plan (labels, checkpoints, options) is in finetune_plan.smk.
 
 rule finetune:
@@ -25,13 +28,14 @@ rule finetune:
         out=lambda wildcards: finetune_dir(wildcards.sweep, wildcards.label),
         options=finetune_options,
         seed=config["seed"],
+        parent=lambda wildcards: wildcards.sweep,
     threads: 1
     conda:
         LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} finetune"
         " --config {input.config} --store {input.store} --out {params.out}"
-        " {params.options} --seed {params.seed} --parent-run {wildcards.sweep} --launcher none --resume > {log} 2>&1"
+        " {params.options} --seed {params.seed} --parent-run {params.parent} --launcher none --resume > {log} 2>&1"
 
 
 rule finetune_table:
@@ -78,3 +82,56 @@ ALL_OUTPUTS.extend(
         finetune_dir(FINETUNE_SWEEP, FINETUNE_GRADIENT_LABEL) / "checkpoints" / "last.pt",
     ]
 )
+
+
+if FINETUNE_SETS:
+
+    use rule finetune as finetune_further with:
+        output:
+            model=RESULTS / "finetune" / "{sweep}" / "{dataset}" / "{label}" / "checkpoints" / "last.pt",
+            validation=RESULTS / "finetune" / "{sweep}" / "{dataset}" / "{label}" / "validation.csv",
+            metrics=RESULTS / "finetune" / "{sweep}" / "{dataset}" / "{label}" / "metrics.csv",
+            summary=RESULTS / "finetune" / "{sweep}" / "{dataset}" / "{label}" / "summary.json",
+            test=RESULTS / "finetune" / "{sweep}" / "{dataset}" / "{label}" / "test_metrics.json",
+        log:
+            LOGS / "finetune_{sweep}_{dataset}_{label}.log",
+        wildcard_constraints:
+            sweep=re.escape(FINETUNE_SWEEP),
+            dataset=FINETUNE_SET_CONSTRAINT,
+            label=FINETUNE_LABEL_CONSTRAINT,
+        params:
+            out=lambda wildcards: finetune_dir(wildcards.sweep, wildcards.label, wildcards.dataset),
+            parent=lambda wildcards: f"{wildcards.sweep}/{wildcards.dataset}",
+
+    use rule finetune_table as finetune_table_further with:
+        input:
+            runs=lambda wildcards: _run_files(FINETUNE_SWEEP_LABELS, wildcards.dataset),
+        output:
+            table=RESULTS / "tables" / "table3_finetune_{dataset}.csv",
+            figure=RESULTS / "figures" / "fig9_finetune_{dataset}.png",
+        log:
+            LOGS / "finetune_table_{dataset}.log",
+        wildcard_constraints:
+            dataset=FINETUNE_SET_CONSTRAINT,
+        params:
+            runs=lambda wildcards: " ".join(map(str, _run_dirs(FINETUNE_SWEEP_LABELS, wildcards.dataset))),
+
+    use rule finetune_sample_efficiency as finetune_sample_efficiency_further with:
+        input:
+            runs=lambda wildcards: _run_files(FINETUNE_EFFICIENCY_LABELS, wildcards.dataset),
+        output:
+            table=RESULTS / "tables" / "sample_efficiency_{dataset}.csv",
+            figure=RESULTS / "figures" / "sample_efficiency_{dataset}.png",
+        log:
+            LOGS / "finetune_sample_efficiency_{dataset}.log",
+        wildcard_constraints:
+            dataset=FINETUNE_SET_CONSTRAINT,
+        params:
+            runs=lambda wildcards: " ".join(map(str, _run_dirs(FINETUNE_EFFICIENCY_LABELS, wildcards.dataset))),
+
+    ALL_OUTPUTS.extend(
+        expand(
+            [*rules.finetune_table_further.output, *rules.finetune_sample_efficiency_further.output],
+            dataset=FINETUNE_SETS,
+        )
+    )

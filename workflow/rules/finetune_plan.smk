@@ -11,14 +11,23 @@ if FINETUNE_PRETRAIN not in PRETRAIN_RUNS:
     raise WorkflowError(f"finetune.pretrain_run {FINETUNE_PRETRAIN!r} is not a pretrain run ({sorted(PRETRAIN_RUNS)})")
 FINETUNE_CHECKPOINTS = pretrain_checkpoints(FINETUNE_PRETRAIN)  # {epoch label: path}
 FINETUNE_LAST = list(FINETUNE_CHECKPOINTS)[-1]
-if FINETUNE_CONFIG["data"]["subset"] != config["data"]["downstream"]:
+# The first downstream set is the one the fine-tuning config describes (its data.subset) and
+# keeps the paths of a single set. Each further set is fine-tuned with the same config on its
+# own store (`lamm finetune --store` takes the store's subset for the new head) and has its own
+# run folders and tables, named after it (FINETUNE_SETS).
+FINETUNE_FIRST = DOWNSTREAM_SETS[0].name
+FINETUNE_SETS = [item.name for item in DOWNSTREAM_SETS[1:]]
+if FINETUNE_CONFIG["data"]["subset"] != FINETUNE_FIRST:
     raise WorkflowError(
-        f"{FINETUNE['config']} fine-tunes on {FINETUNE_CONFIG['data']['subset']!r}, the data stage makes {config['data']['downstream']!r}"
+        f"{FINETUNE['config']} fine-tunes on {FINETUNE_CONFIG['data']['subset']!r}, the first downstream set (data.downstream) is {FINETUNE_FIRST!r}: "
+        f"list {FINETUNE_CONFIG['data']['subset']!r} first, or give finetune.config a config whose data.subset is {FINETUNE_FIRST!r}"
     )
 
 
-def finetune_dir(sweep, label):
-    return RESULTS / "finetune" / sweep / label
+def finetune_dir(sweep, label, dataset=None):
+    """A run folder: results/finetune/<sweep>/<label>/ of the first downstream set, or
+    results/finetune/<sweep>/<dataset>/<label>/ of a further set (never a run label: checked below)."""
+    return RESULTS / "finetune" / sweep / (label if dataset is None else Path(dataset, label))
 
 
 def _efficiency_label(start, fraction):
@@ -36,6 +45,11 @@ FINETUNE_LABEL = re.compile(r"(?P<start>scratch|epoch_(?P<epoch>[0-9]+(?:\.[0-9]
 
 # the same without group names (Snakemake reads <name> in a pattern as a path variable)
 FINETUNE_LABEL_CONSTRAINT = r"(?:scratch|epoch_[0-9]+(?:\.[0-9]+)?)(?:_frac[0-9.]+)?(?:_gradient)?"
+# a further set's folder sits beside the first set's run folders: it must not look like one
+for _name in FINETUNE_SETS:
+    if re.fullmatch(FINETUNE_LABEL_CONSTRAINT, _name):
+        raise WorkflowError(f"data.downstream: {_name!r} is a fine-tuning run label (scratch, epoch_<e>, ...); name the set otherwise")
+FINETUNE_SET_CONSTRAINT = "|".join(map(re.escape, FINETUNE_SETS))
 
 
 def finetune_run(label):
@@ -52,7 +66,8 @@ def finetune_run(label):
 
 def finetune_inputs(wildcards):
     start, _, _ = finetune_run(wildcards.label)
-    return {"store": DOWNSTREAM_STORE, "config": FINETUNE["config"], **({"checkpoint": start} if start else {})}
+    store = DOWNSTREAM_STORES[wildcards.get("dataset", FINETUNE_FIRST)]
+    return {"store": store, "config": FINETUNE["config"], **({"checkpoint": start} if start else {})}
 
 
 def finetune_options(wildcards):
@@ -63,9 +78,9 @@ def finetune_options(wildcards):
     return " ".join(options)
 
 
-def _run_dirs(labels):
-    return [finetune_dir(FINETUNE_SWEEP, label) for label in labels]
+def _run_dirs(labels, dataset=None):
+    return [finetune_dir(FINETUNE_SWEEP, label, dataset) for label in labels]
 
 
-def _run_files(labels):
-    return [finetune_dir(FINETUNE_SWEEP, label) / name for label in labels for name in ("summary.json", "test_metrics.json", "validation.csv")]
+def _run_files(labels, dataset=None):
+    return [run / name for run in _run_dirs(labels, dataset) for name in ("summary.json", "test_metrics.json", "validation.csv")]
