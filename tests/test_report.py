@@ -53,3 +53,20 @@ def test_report_command(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["report"] == str(results / "report.html")
     assert (results / "report.html").read_text().startswith("<!doctype html>")
+
+
+def test_report_shows_one_fine_tuning_section_per_downstream_set(tmp_path):
+    results = tmp_path / "results"
+    make_results(results)
+    pd.DataFrame({"checkpoint": ["scratch", "epoch_2"], "energy_mae": [857.0, 648.0]}).to_csv(
+        results / "tables" / "table3_finetune_my_set.csv", index=False)
+    assert main(["report", "--results", str(results), "--downstream", "hme21", "my_set"]) == 0
+    page = (results / "report.html").read_text()
+    assert "<h2>Fine-tuning on hme21 (Table 3, Fig. 9)</h2>" in page
+    assert "<h2>Fine-tuning on my_set (Table 3, Fig. 9)</h2>" in page
+    assert page.index("Fine-tuning on hme21") < page.index("Fine-tuning on my_set")
+    assert "my_set: Table 3: best validation errors" in page and "648" in page
+    assert "missing: tables/table3_finetune.csv (hme21: Table 3" in page  # the first set keeps its paths
+    for name in ["zero_shot_my_set.csv", "sample_efficiency_my_set.csv", "sample_efficiency_my_set.png", "fig9_finetune_my_set.png"]:
+        assert f"missing: {'figures' if name.endswith('png') else 'tables'}/{name}" in page
+    assert page.count("tables/nve_drift.csv") == 1  # dynamics: the first set only

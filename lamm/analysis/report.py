@@ -36,6 +36,25 @@ class Section:
     items: tuple[Item, ...]
 
 
+FINETUNE_TITLE = "Fine-tuning (Table 3, Fig. 9)"
+FINETUNE_TEXT = "Fine-tuning on the downstream set from scratch and from every pre-training checkpoint, same budget and seed."
+
+
+def _finetune_items(suffix: str, name: str | None = None) -> tuple[Item, ...]:
+    """Table 3, Fig. 9, zero-shot and sample efficiency of one downstream set; `suffix` is ''
+    for the first set and '_<name>' for a further one, `name` prefixes the captions."""
+    on = "" if name is None else f"{name}: "
+    return (
+        Item(f"tables/table3_finetune{suffix}.csv", f"{on}Table 3: best validation errors and speedups to the thresholds."),
+        Item(f"figures/fig9_finetune{suffix}.png", f"{on}Fig. 9: learning curves (31-point moving average on training curves)."),
+        Item(f"tables/zero_shot{suffix}.csv", f"{on}Zero-shot: every pre-training head on the downstream test set."),
+        Item(f"tables/sample_efficiency{suffix}.csv", f"{on}Test error against downstream training-set size."),
+        Item(f"figures/sample_efficiency{suffix}.png", f"{on}Sample efficiency, pre-trained against scratch."),
+    )
+
+
+NVE_ITEM = Item("tables/nve_drift.csv", "BFGS relaxation and NVE with the gradient-force fine-tuned model: total-energy drift.")
+
 # The paper's tables and figures, in the paper's order, plus what the platform adds.
 SECTIONS: tuple[Section, ...] = (
     Section(
@@ -74,16 +93,9 @@ SECTIONS: tuple[Section, ...] = (
         (Item("figures/fig8_umap.png", "Fig. 8: UMAP by subset, element, group, and chosen elements."),),
     ),
     Section(
-        "Fine-tuning (Table 3, Fig. 9)",
-        "Fine-tuning on the downstream set from scratch and from every pre-training checkpoint, same budget and seed.",
-        (
-            Item("tables/table3_finetune.csv", "Table 3: best validation errors and speedups to the thresholds."),
-            Item("figures/fig9_finetune.png", "Fig. 9: learning curves (31-point moving average on training curves)."),
-            Item("tables/zero_shot.csv", "Zero-shot: every pre-training head on the downstream test set."),
-            Item("tables/sample_efficiency.csv", "Test error against downstream training-set size."),
-            Item("figures/sample_efficiency.png", "Sample efficiency, pre-trained against scratch."),
-            Item("tables/nve_drift.csv", "BFGS relaxation and NVE with the gradient-force fine-tuned model: total-energy drift."),
-        ),
+        FINETUNE_TITLE,
+        FINETUNE_TEXT,
+        (*_finetune_items(""), NVE_ITEM),
     ),
     Section(
         "Component benchmarks",
@@ -95,6 +107,27 @@ SECTIONS: tuple[Section, ...] = (
         ),
     ),
 )
+
+
+
+def report_sections(downstream: Sequence[str] = ()) -> tuple[Section, ...]:
+    """SECTIONS for these downstream sets (the workflow's data.downstream, in order): the
+    fine-tuning section named after the first set, then one section per further set with its
+    own Table 3, Fig. 9, zero-shot and sample efficiency (their `_<name>` files). No sets: SECTIONS."""
+    if not downstream:
+        return SECTIONS
+    first, *further = downstream
+    out = []
+    for section in SECTIONS:
+        if section.title != FINETUNE_TITLE:
+            out.append(section)
+            continue
+        out.append(Section(f"Fine-tuning on {first} (Table 3, Fig. 9)", FINETUNE_TEXT.replace("the downstream set", first),
+                           (*_finetune_items("", first), NVE_ITEM)))
+        out += [Section(f"Fine-tuning on {name} (Table 3, Fig. 9)", FINETUNE_TEXT.replace("the downstream set", name),
+                        _finetune_items(f"_{name}", name)) for name in further]
+    return tuple(out)
+
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; line-height: 1.45; }
@@ -166,8 +199,12 @@ def write_report(
     tracking_uri: str | None = None,
     ui_url: str = "http://127.0.0.1:5000",
     max_rows: int = 60,
+    downstream: Sequence[str] = (),
 ) -> dict[str, list[str]]:
-    """Write the HTML report; returns which items were found and which were missing."""
+    """Write the HTML report; returns which items were found and which were missing.
+
+    `downstream`: the downstream set names in config order, one fine-tuning section each
+    (`report_sections`); empty: the single set's section, unnamed."""
     results, out = Path(results), Path(out)
     found: list[str] = []
     missing: list[str] = []
@@ -178,7 +215,7 @@ def write_report(
         "<h2>Key results</h2>",
         _findings_table(findings(results)),
     ]
-    for section in SECTIONS:
+    for section in report_sections(downstream):
         parts.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
         for item in section.items:
             path = results / item.path
