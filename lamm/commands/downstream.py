@@ -89,7 +89,12 @@ def evaluation_store(args: argparse.Namespace, tmp: Path) -> tuple[StructureStor
         energy_key=args.energy_key or "energy", forces_key=args.forces_key or "forces",
         energy_unit=args.energy_unit or "eV", length_unit=args.length_unit or "angstrom",
     )
-    summary = convert_user_dataset(dataset, tmp / f"{name}.lmdb")
+    try:
+        summary = convert_user_dataset(dataset, tmp / f"{name}.lmdb")
+    except ValueError as err:
+        if "missing_energy" in str(err) or "missing_forces" in str(err):
+            raise ValueError(f"{err}; name the file's labels with --energy-key/--forces-key") from None
+        raise
     log.info("%s: %d frames read, %d converted (skipped: %s)", data, summary.read, summary.written, dict(summary.skipped) or "none")
     conversion = {"converted_from_extxyz": True, "frames_read": summary.read, "frames_written": summary.written,
                   "frames_skipped": dict(summary.skipped), **{k: getattr(dataset, k) for k in options}}

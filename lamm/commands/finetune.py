@@ -14,6 +14,9 @@ from lamm.launch import launch
 
 log = logging.getLogger(__name__)
 
+# without --config: the demo's training settings, from this checkout (the model is the checkpoint's)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "finetune" / "demo.yaml"
+
 
 def _fraction(text: str) -> float:
     value = float(text)
@@ -29,9 +32,27 @@ def _finetune(args: argparse.Namespace) -> int:
         return fail("finetune", err)
 
 
-def _run_finetune(args: argparse.Namespace) -> int:
+def _check_store_splits(args: argparse.Namespace, seed: int = 0) -> None:
+    """The store's splits (metadata only), before torch is imported: a store without a test
+    split fails in about a second. The carve sizes, and so their errors, do not depend on the seed."""
+    from lamm.config import load_yaml
     from lamm.data.store import StructureStore
-    from lamm.training.finetune import DEFAULT_CONFIG, SCRATCH, check_starting_checkpoint, load_finetune_config, run_finetuning
+    from lamm.training.finetune_splits import plan_splits
+
+    path = Path(args.store)
+    if not path.is_file():
+        raise ValueError(f"downstream store {path} does not exist")
+    raw = load_yaml(args.config or DEFAULT_CONFIG).get("finetune") or {}  # validated later
+    carve_test = args.carve_test if args.carve_test is not None else raw.get("carve_test")
+    carve_val = args.carve_val if args.carve_val is not None else raw.get("carve_val")
+    plan_splits(StructureStore(path), seed, carve_test=carve_test, carve_val=carve_val, name=str(path))
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    if args.store:
+        _check_store_splits(args)
+    from lamm.data.store import StructureStore
+    from lamm.training.finetune import SCRATCH, check_starting_checkpoint, load_finetune_config, run_finetuning
     from lamm.training.finetune_splits import plan_splits
 
     config = load_finetune_config(args.config or DEFAULT_CONFIG)

@@ -53,8 +53,6 @@ from lamm.training.validation import evaluate
 log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).with_name("finetune.schema.yaml")
-# `lamm finetune` without --config: the demo's training settings, found in this checkout
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "finetune" / "demo.yaml"
 SCRATCH = "scratch"
 _SUBSET_STREAM = 0x5A3F  # separates the train-fraction draw from other streams seeded with `seed`
 
