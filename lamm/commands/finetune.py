@@ -85,8 +85,9 @@ def _run_finetune(args: argparse.Namespace) -> int:
         log.info("fine-tuning on %s: its subset %r (the config names %r) is the new head", store_path, store.subset, named)
         config["data"]["subset"] = store.subset
     label = "scratch" if checkpoint is None else f"epoch_{checkpoint.stem.removeprefix('epoch_')}"
-    sweep = config["name"] if args.config else store.subset
-    out_dir = Path(args.out or Path("results") / "finetune" / sweep / label)
+    if args.config is None:
+        config["name"] = store.subset  # the run's name (MLflow, default --out) is the user's dataset, not "demo"
+    out_dir = Path(args.out or Path("results") / "finetune" / config["name"] / label)
     last = out_dir / "checkpoints" / "last.pt"
     if last.exists() and not args.resume:
         raise ValueError(f"{last} exists: pass --resume to continue that run, or choose another --out")
