@@ -34,6 +34,36 @@ def _tag(text: str) -> tuple[str, str]:
     return key, value
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings and "default" not in text.lower() and "%(default)" not in text
+            # identity, not ==: a default of 0 is worth stating, False (a flag) is not
+            and not any(default is nothing for nothing in (None, False, argparse.SUPPRESS)) and default != []
+            and not isinstance(action, argparse._StoreConstAction)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class RawDescriptionDefaultsHelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The same for parsers whose description is laid out by hand."""
+
+
+def _with_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give `parser` and every subcommand parser below it the defaults-stating formatter."""
+    raw = issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
+    parser.formatter_class = RawDescriptionDefaultsHelpFormatter if raw else DefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _with_defaults(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lamm",
@@ -54,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in COMMAND_MODULES:
         import_module(name).add_parser(subparsers)
+    _with_defaults(parser)
     return parser
 
 

@@ -77,3 +77,32 @@ def test_names_checked_when_the_command_runs(args, message, capsys):
     else:
         assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def _options(parser, path=("lamm",)):
+    """(command path, action) of every option of every (sub)command."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, (*path, name))
+        elif not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            yield path, action, parser
+
+
+def test_every_option_has_a_description_and_states_its_default():
+    from lamm.cli import build_parser
+
+    undescribed, silent = [], []
+    for path, action, parser in _options(build_parser()):
+        name = f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}"
+        if not action.help:
+            undescribed.append(name)
+            continue
+        formatted = parser._get_formatter()._expand_help(action)
+        stated = action.default is not None and action.default is not False and action.default != []
+        if action.option_strings and stated and "default" not in formatted.lower():
+            silent.append(name)
+    assert not undescribed, f"options without a description: {undescribed}"
+    assert not silent, f"options that do not state their default: {silent}"

@@ -22,21 +22,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--stores", nargs="+", metavar="STORE", help="structure stores, one subset each (train split)")
     source.add_argument("--natoms", metavar="FILE", help=".npy, .txt (one count per line) or .csv (natoms[, subset, work])")
     source.add_argument("--synthetic-scale", type=float, metavar="X", help="Fig. 4-like atom counts, Table 2 sample counts times X")
-    parser.add_argument("--world-sizes", type=int, nargs="+", default=[4, 16, 64], metavar="W")
-    parser.add_argument("--batch-per-rank", type=int, nargs="+", default=[1, 2, 4, 8], metavar="B")
-    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    parser.add_argument("--world-sizes", type=int, nargs="+", default=[4, 16, 64], metavar="W",
+                        help="world sizes (ranks) to simulate")
+    parser.add_argument("--batch-per-rank", type=int, nargs="+", default=[1, 2, 4, 8], metavar="B",
+                        help="per-rank batch sizes B' to simulate")
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES),
+                        help="samplers to compare")
     parser.add_argument("--temperature", type=float, default=2.0, help="temperature sampling T (default 2)")
     parser.add_argument("--no-temperature", action="store_true", help="draw every sample once (no temperature sampling)")
     parser.add_argument("--num-splits", type=int, default=10_000, help="LaMM's S (default 10,000, the paper's)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs to simulate (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the splits and shuffles")
     parser.add_argument("--work", choices=["atoms", "edges", "cost"], default="atoms", help="what a rank's load is (stores only for edges/cost)")
     parser.add_argument("--cost", type=float, nargs=3, metavar=("PER_STRUCTURE", "PER_ATOM", "PER_EDGE"), help="cost model for --work cost")
     parser.add_argument("--cutoff", type=float, default=6.0, help="radius of the graphs whose edges are counted (Angstrom)")
     parser.add_argument("--max-neighbors", type=int, default=None, help="neighbor cap of those graphs")
     parser.add_argument("--step-overhead", type=float, default=0.0, help="fixed cost per step added to the predicted time (work units)")
     parser.add_argument("--max-atoms-per-rank", type=int, default=None, help="memory cap applied to the lamm strategy")
-    parser.add_argument("--out", type=Path, default=Path("results/tables/balance_simulation.csv"))
+    parser.add_argument("--out", type=Path, default=Path("results/tables/balance_simulation.csv"),
+                        help="CSV to write")
     parser.set_defaults(func=run)
 
 

@@ -56,19 +56,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--modes", type=_csv(("direct", "gradient")), default=["direct", "gradient"], help="force modes (default direct,gradient)")
     parser.add_argument("--phases", type=_csv("PHASES"), default=["train"], help="train (forward+loss+backward) and/or infer (default train)")
     parser.add_argument("--dtypes", type=_csv("DTYPES"), help="float32,bf16 (bf16 = autocast; default float32 on CPU, both on CUDA)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: cuda when available, else cpu")
     parser.add_argument(
         "--threads", type=int,
         help="torch threads in every worker (default: torch's default); on a machine shared with other "
         "jobs, --threads 1 --rounds 2 gives steadier comparisons",
     )
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each measurement")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per case and round (median reported)")
     parser.add_argument("--rounds", type=int, default=1, help="run all cases this many times in turn, keep each case's fastest round")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model weights and inputs")
     parser.add_argument("--schnetpack-python", help="python of a venv with schnetpack: adds its PaiNN at the same size")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
-    parser.add_argument("--out", type=Path, default=Path("results/tables/model_throughput.csv"))
+    parser.add_argument("--out", type=Path, default=Path("results/tables/model_throughput.csv"), help="CSV to write")
     parser.set_defaults(func=run)
 
 

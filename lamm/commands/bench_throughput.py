@@ -33,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", default=None, help="directory of <subset>.lmdb stores (default: the config's data.dir)")
     parser.add_argument("--samplers", nargs="+", default=list(STRATEGIES), help=f"some of {', '.join(STRATEGIES)}")
     parser.add_argument("--datasets", nargs="+", default=["oc20_s2ef", "joint"], help="subsets of the config, or 'joint' (all, temperature-sampled)")
-    parser.add_argument("--batch-per-rank", type=int, nargs="+", default=[2, 4], metavar="B")
+    parser.add_argument("--batch-per-rank", type=int, nargs="+", default=[2, 4], metavar="B",
+                        help="per-rank batch sizes B' to time")
     parser.add_argument("--capped-batch", type=int, default=8, help="lamm's per-rank batch under the memory cap (0: none)")
     parser.add_argument("--cap-reference-batch", type=int, default=4, help="the cap is random's peak atoms per rank at this batch")
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run")
@@ -41,15 +42,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--group-steps", type=int, default=5,
                         help="steps one lamm group of splits lasts (sets S); warm-up and measured steps must be whole groups")
     parser.add_argument("--repeats", type=int, default=1, help="runs of every configuration (interleaved)")
-    parser.add_argument("--scaling-world-sizes", type=int, nargs="+", default=[2, 16, 64], metavar="W")
+    parser.add_argument("--scaling-world-sizes", type=int, nargs="+", default=[2, 16, 64], metavar="W",
+                        help="world sizes of the calibrated balance simulation")
     parser.add_argument("--scaling-epochs", type=int, default=2, help="epochs the scaling simulation plans")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads-per-rank", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samplers and the model")
+    parser.add_argument("--threads-per-rank", type=int, default=1, help="torch threads of each rank")
     parser.add_argument("--work-dir", type=Path, default=Path("results/bench/throughput"), help="trainer outputs of every run")
     parser.add_argument("--reuse", action="store_true", help="analyze the timings already in --work-dir (same cases) instead of measuring")
-    parser.add_argument("--out", type=Path, default=Path("results/tables/throughput.csv"))
-    parser.add_argument("--scaling-out", type=Path, default=Path("results/tables/throughput_scaling.csv"))
-    parser.add_argument("--figure", type=Path, default=Path("results/figures/fig6_step_time.png"))
+    parser.add_argument("--out", type=Path, default=Path("results/tables/throughput.csv"), help="CSV to write")
+    parser.add_argument("--scaling-out", type=Path, default=Path("results/tables/throughput_scaling.csv"),
+                        help="CSV of the fitted cost model and the scaling simulation")
+    parser.add_argument("--figure", type=Path, default=Path("results/figures/fig6_step_time.png"),
+                        help="step-time figure (Fig. 6) to write")
     add_launch_arguments(parser)
     parser.set_defaults(func=run)
 

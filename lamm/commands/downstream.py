@@ -190,7 +190,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     xyz.add_argument("--energy-unit", default=None, help="eV, meV, kcal/mol, kJ/mol, hartree or rydberg (default eV)")
     xyz.add_argument("--length-unit", default=None, help="angstrom or bohr (default angstrom)")
     evaluate.add_argument("--out", default=None, help="output directory (default results/evaluate/<checkpoint label>)")
-    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
     evaluate.set_defaults(func=_evaluate)
 
     zero_shot = subparsers.add_parser(
@@ -203,9 +203,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     zero_shot.add_argument("--data", required=True, help="the downstream structure store (.lmdb)")
     zero_shot.add_argument("--out", required=True, help="CSV file (e.g. results/tables/zero_shot.csv)")
     zero_shot.add_argument("--head", action="append", default=[], help="evaluate only this head (repeatable; default all)")
-    zero_shot.add_argument("--fit-split", default="train", choices=["train", "val", "test"])
-    zero_shot.add_argument("--split", default="test", choices=["train", "val", "test"])
-    zero_shot.add_argument("--batch-size", type=int, default=16)
+    zero_shot.add_argument("--fit-split", default="train", choices=["train", "val", "test"],
+                           help="split the per-element energy shift is fitted on")
+    zero_shot.add_argument("--split", default="test", choices=["train", "val", "test"], help="split that is scored")
+    zero_shot.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
     zero_shot.set_defaults(func=_zero_shot)
 
     dynamics = subparsers.add_parser(
@@ -217,16 +218,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     dynamics.add_argument("checkpoint", help="a lamm checkpoint (.pt)")
     dynamics.add_argument("--data", required=True, help="structure store (.lmdb)")
-    dynamics.add_argument("--split", default="test", choices=["train", "val", "test"])
+    dynamics.add_argument("--split", default="test", choices=["train", "val", "test"], help="split the structure comes from")
     dynamics.add_argument("--index", type=int, default=0, help="position of the structure within the split")
     dynamics.add_argument("--head", default=None, help="head name (default: the checkpoint's first head)")
     dynamics.add_argument("--out", required=True, help="output directory")
     dynamics.add_argument("--table", default=None, help="also write the summary as a one-row CSV (e.g. results/tables/nve_drift.csv)")
     dynamics.add_argument("--steps", type=int, default=200, help="NVE steps")
-    dynamics.add_argument("--timestep-fs", type=float, default=0.5)
+    dynamics.add_argument("--timestep-fs", type=float, default=0.5, help="MD time step, fs")
     dynamics.add_argument("--temperature-k", type=float, default=300.0, help="initial Maxwell-Boltzmann temperature")
     dynamics.add_argument("--seed", type=int, default=0, help="seed of the initial velocities")
     dynamics.add_argument("--fmax", type=float, default=0.05, help="BFGS convergence, eV/Angstrom")
-    dynamics.add_argument("--max-relax-steps", type=int, default=100)
+    dynamics.add_argument("--max-relax-steps", type=int, default=100, help="BFGS step limit")
     dynamics.add_argument("--log-every", type=int, default=1, help="MD steps between recorded frames")
     dynamics.set_defaults(func=_dynamics)

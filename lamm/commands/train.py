@@ -17,13 +17,13 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--world-size", type=int, default=None, help="ranks on this machine (local), default 2")
     group.add_argument("--nodes", type=int, default=1, help="SLURM nodes")
     group.add_argument("--ranks-per-node", type=int, default=None, help="SLURM tasks per node (one per GPU)")
-    group.add_argument("--gpus-per-node", type=int, default=0)
-    group.add_argument("--cpus-per-rank", type=int, default=1)
-    group.add_argument("--partition", default=None)
-    group.add_argument("--account", default=None)
-    group.add_argument("--qos", default=None)
+    group.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (0: CPU ranks)")
+    group.add_argument("--cpus-per-rank", type=int, default=1, help="CPU cores per rank")
+    group.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's)")
+    group.add_argument("--account", default=None, help="SLURM account (default: yours)")
+    group.add_argument("--qos", default=None, help="SLURM quality of service (default: none)")
     group.add_argument("--time-min", type=int, default=1440, help="SLURM time limit; the job requeues itself at the limit")
-    group.add_argument("--mem-gb", type=int, default=64)
+    group.add_argument("--mem-gb", type=int, default=64, help="SLURM memory per node, GB")
 
 
 def launch_settings(args: argparse.Namespace) -> LaunchSettings:
