@@ -140,3 +140,20 @@ def test_cli_refuses_to_overwrite_a_run_without_resume(stores, tmp_path, capsys)
     (tmp_path / "out" / "checkpoints" / "last.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="pass --resume"):
         main(["pretrain", "--config", str(path), "--data", str(stores), "--out", str(tmp_path / "out"), "--launcher", "none"])
+
+
+def test_total_steps_is_a_short_run_on_a_schedule_of_its_length(stores, tmp_path):
+    # --max-steps stops early on the full schedule; train.total_steps (--total-steps) is the run's
+    # length, so warmup and the cosine decay fit inside it and the last step reaches the floor
+    settings = config(train={"total_steps": 12, "log_every_steps": 1, "checkpoint_epochs": [0]},
+                      optimizer={"lr": 3.0e-3, "warmup_steps": 2, "min_lr_ratio": 0.1, "ema_decay": 0.9})
+    summary = run_pretraining(settings, stores, tmp_path / "short")
+    assert summary["steps"] == 12 and summary["total_steps"] == 12
+    with open(tmp_path / "short" / "metrics.csv", newline="") as handle:
+        rates = {int(row["step"]): float(row["lr"]) for row in csv.DictReader(handle)}
+    # the lr logged after step k is the multiplier of step k: warmup (k + 1) / 2, then the
+    # half cosine over the 10 remaining steps, ending at min_lr_ratio
+    assert rates[12] == pytest.approx(3.0e-3 * 0.1)
+    assert rates[7] == pytest.approx(3.0e-3 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 5 / 10))))
+    stopped = run_pretraining(config(train={"log_every_steps": 1}), stores, tmp_path / "stopped", max_steps=12)
+    assert stopped["steps"] == 12 and stopped["total_steps"] > 12  # the early stop kept the long schedule

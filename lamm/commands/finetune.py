@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from lamm.commands.errors import USER_ERRORS, fail
-from lamm.commands.train import add_launch_arguments, launch_settings
+from lamm.commands.train import add_launch_arguments, add_length_arguments, launch_settings
 from lamm.launch import launch
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ def _run_finetune(args: argparse.Namespace) -> int:
     config = load_finetune_config(args.config or DEFAULT_CONFIG)
     if args.seed is not None:
         config["seed"] = args.seed
+    if args.total_steps is not None:
+        config["train"]["total_steps"] = args.total_steps
     overrides = {"init_head": args.init_head, "train_fraction": args.train_fraction, "force_mode": args.force_mode,
                  "carve_test": args.carve_test, "carve_val": args.carve_val}
     config["finetune"].update({key: value for key, value in overrides.items() if value is not None})
@@ -130,7 +132,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--carve-val", type=_fraction, default=None, metavar="FRACTION",
                         help="if the store has no val split: validate on this seeded share of the training records")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    add_length_arguments(parser)
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if it exists")
     parser.add_argument("--parent-run", default=None, help="MLflow parent run (a sweep) this run is nested under")
     add_launch_arguments(parser)

@@ -40,12 +40,31 @@ def launch_settings(args: argparse.Namespace) -> LaunchSettings:
     )
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a positive number of steps expected, got {text}")
+    return value
+
+
+def add_length_arguments(parser: argparse.ArgumentParser) -> None:
+    """--total-steps (a short run with the whole schedule) and --max-steps (an early stop)."""
+    parser.add_argument("--total-steps", type=_positive, default=None, metavar="N",
+                        help="train for N optimizer steps, the learning-rate warmup and decay spanning them "
+                        "(sets train.total_steps; default: the config's epochs)")
+    parser.add_argument("--max-steps", type=_positive, default=None, metavar="N",
+                        help="stop after N optimizer steps as an interruption would: the schedule keeps the "
+                        "run's full length, so --resume continues it exactly (default: no early stop)")
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from lamm.training.pretrain import load_trainer_config, run_pretraining
 
     config = load_trainer_config(args.config)
     if args.seed is not None:
         config["seed"] = args.seed
+    if args.total_steps is not None:
+        config["train"]["total_steps"] = args.total_steps
     data_dir = Path(args.data or config["data"]["dir"])
     out_dir = Path(args.out or Path("results") / "pretrain" / config["name"])
     last = out_dir / "checkpoints" / "last.pt"
@@ -74,7 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, help="trainer config (e.g. config/pretrain/demo.yaml)")
     parser.add_argument("--data", default=None, help="directory of <subset>.lmdb stores (default: the config's data.dir)")
     parser.add_argument("--out", default=None, help="output directory (default results/pretrain/<name>)")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    add_length_arguments(parser)
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if it exists")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     add_launch_arguments(parser)

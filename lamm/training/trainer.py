@@ -125,7 +125,7 @@ class Trainer:
         self.batches_per_epoch = len(loader)
         self.accumulate = int(optim["accumulate"])
         total_batches = math.ceil(train["epochs"] * self.batches_per_epoch)
-        self.total_steps = max(1, total_batches // self.accumulate)
+        self.total_steps = max(1, total_batches // self.accumulate) if train.get("total_steps") is None else int(train["total_steps"])
         # `max_steps` stops early as an interruption would: the schedule still spans the whole
         # run, so stopping at step k and resuming reproduces the uninterrupted run exactly.
         self.stop_step = self.total_steps if max_steps is None else min(self.total_steps, max_steps)
