@@ -27,6 +27,7 @@ import numpy as np
 from ase import Atoms
 
 from lamm import __version__
+from lamm.data.lmdb_check import check_lmdb_file
 from lamm.data.record import MAX_ATOMIC_NUMBER, StructureRecord
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def _environment(path: Path, file_id: tuple[int, int]) -> tuple[lmdb.Environment
         # Inherited through fork (a DataLoader worker): drop the parent's mapping in this
         # process, then open our own.
         entry[1].close()
+    check_lmdb_file(path)  # a file cut short would SIGBUS inside LMDB's mmap: fail with a message instead
     env = lmdb.open(str(path), subdir=False, readonly=True, lock=False, readahead=False, meminit=False, max_dbs=2)
     try:
         handles = (env, env.open_db(_RECORDS, create=False), env.open_db(_META, create=False))
@@ -128,8 +130,11 @@ class StructureStore:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {self.path} with {len(self)} samples")
         env, records, _ = _environment(self.path, self._file_id)
-        with env.begin(db=records, buffers=False) as txn:
-            raw = txn.get(_key(index))
+        try:
+            with env.begin(db=records, buffers=False) as txn:
+                raw = txn.get(_key(index))
+        except lmdb.Error as err:  # a corrupted page (MDB_CORRUPTED, MDB_PAGE_NOTFOUND)
+            raise ValueError(f"{self.path}: record {index} cannot be read, the store is corrupted: {err}") from err
         if raw is None:
             raise KeyError(f"{self.path}: record {index} missing although count is {len(self)}")
         return StructureRecord.decode(raw)

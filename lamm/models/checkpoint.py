@@ -17,6 +17,8 @@ Modules are rebuilt from `model_config` and `heads`, never unpickled.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,12 +77,35 @@ def _plain_state(state: Mapping[str, Any]) -> dict[str, Any]:
     return dict(state)
 
 
+def check_archive(path: str | os.PathLike) -> None:
+    """Raise ValueError if `path` is a torch archive that is cut short (no directory at its end:
+    an interrupted copy or write) or corrupted (a record fails its CRC-32). torch.load reports
+    the first with a page of advice and loads the second with wrong weights. Files that are no
+    zip archive at all are left to torch.load (a legacy torch file, or not a checkpoint)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"PK\x03\x04":
+            return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every record and checks its CRC (as fast as torch.load)
+    except zipfile.BadZipFile:
+        raise ValueError(
+            f"{path}: not a readable lamm checkpoint: the file is cut short ({size} bytes, the archive's "
+            "directory at its end is missing); an interrupted copy or write? Copy it again"
+        ) from None
+    except (EOFError, OSError, zlib.error) as err:
+        raise ValueError(f"{path}: not a readable lamm checkpoint: corrupted ({size} bytes): {err}") from None
+    if bad is not None:
+        raise ValueError(f"{path}: not a readable lamm checkpoint: corrupted ({size} bytes): its record {bad} fails the CRC check")
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Read and check a checkpoint (weights_only=True); errors name the file and the problem."""
+    check_archive(path)  # FileNotFoundError passes through
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise
     except Exception as err:  # unpickling refused or a corrupt file
         raise ValueError(f"{path}: not a readable lamm checkpoint ({err})") from err
     if not isinstance(checkpoint, Mapping) or checkpoint.get("format") != CHECKPOINT_FORMAT:
