@@ -106,3 +106,23 @@ def test_every_option_has_a_description_and_states_its_default():
             silent.append(name)
     assert not undescribed, f"options without a description: {undescribed}"
     assert not silent, f"options that do not state their default: {silent}"
+
+
+def test_data_always_names_a_folder_of_stores_and_store_a_store():
+    # one meaning per option name: --data is a folder of <subset>.lmdb stores wherever it shows
+    # in --help; a single store is --store (evaluate, zero-shot, dynamics, finetune, bench ...)
+    from lamm.cli import build_parser
+
+    for path, action, _ in _options(build_parser()):
+        if "--data" in action.option_strings and action.help != "==SUPPRESS==":
+            assert "directory of <subset>.lmdb" in action.help, (path, action.help)
+        if "--store" in action.option_strings:
+            assert "folder" not in action.help and "directory" not in action.help, (path, action.help)
+
+
+def test_the_old_data_name_of_evaluate_still_reads_a_store(tmp_path, caplog):
+    from lamm.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "model.pt", "--data", "x.lmdb"])
+    assert args.data == "x.lmdb"
+    assert "--data is now --store" in caplog.text

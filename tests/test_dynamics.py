@@ -100,7 +100,7 @@ def test_cli_dynamics_writes_summary_and_table(tmp_path, capsys):
     with StructureStoreWriter(store, subset="hme21", source="test") as writer:
         writer.add(StructureRecord.from_atoms(cluster()), "test")
     out, table = tmp_path / "md", tmp_path / "nve_drift.csv"
-    args = ["dynamics", str(checkpoint), "--data", str(store), "--out", str(out), "--steps", "10", "--max-relax-steps", "3"]
+    args = ["dynamics", str(checkpoint), "--store", str(store), "--out", str(out), "--steps", "10", "--max-relax-steps", "3"]
     assert main([*args, "--table", str(table)]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["force_mode"] == "gradient" and summary["head"] == "hme21" and summary["relax_steps"] <= 3

@@ -191,13 +191,13 @@ def test_unknown_head_and_missing_split_are_clear_errors(tmp_path, checkpoint):
 def test_cli_evaluate_and_zero_shot(tmp_path, checkpoint, capsys):
     atoms_list = structures()[:4]
     store = labeled_store(tmp_path / "down.lmdb", atoms_list, ["train", "test", "train", "test"])
-    assert main(["evaluate", str(checkpoint), "--data", str(store.path), "--head", "b", "--out", str(tmp_path / "eval")]) == 0
+    assert main(["evaluate", str(checkpoint), "--store", str(store.path), "--head", "b", "--out", str(tmp_path / "eval")]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["head"] == "b" and summary["n_structures"] == 2
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["forces_mae_mev_per_a"] == summary["forces_mae_mev_per_a"]
 
     table = tmp_path / "zero_shot.csv"
-    assert main(["zero-shot", str(checkpoint), "--data", str(store.path), "--out", str(table)]) == 0
+    assert main(["zero-shot", str(checkpoint), "--store", str(store.path), "--out", str(table)]) == 0
     import pandas as pd
 
     frame = pd.read_csv(table)
@@ -269,7 +269,7 @@ def test_split_all_writes_every_split_and_per_element_rows(tmp_path, checkpoint,
     splits = ["test", "val", "test", "train", "train", "val", "train"]
     store = labeled_store(tmp_path / "down.lmdb", atoms_list, splits)
     out = tmp_path / "eval"
-    assert main(["evaluate", str(checkpoint), "--data", str(store.path), "--split", "all", "--head", "a", "--out", str(out)]) == 0
+    assert main(["evaluate", str(checkpoint), "--store", str(store.path), "--split", "all", "--head", "a", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["evaluated_splits"] == ["train", "val", "test"]
     potential = load_potential(checkpoint)
@@ -307,7 +307,7 @@ def test_extxyz_data_gives_the_metrics_of_its_store(tmp_path, checkpoint, capsys
     store = labeled_store(tmp_path / "down.lmdb", atoms_list, ["test"] * len(atoms_list))
     xyz = tmp_path / "frames.extxyz"
     _write_extxyz(xyz, atoms_list, store, energy_scale=1000.0)  # meV and meV/A in the file
-    argv = ["evaluate", str(checkpoint), "--data", str(xyz), "--head", "a", "--energy-key", "REF_energy",
+    argv = ["evaluate", str(checkpoint), "--store", str(xyz), "--head", "a", "--energy-key", "REF_energy",
             "--forces-key", "REF_forces", "--energy-unit", "meV", "--out", str(tmp_path / "xyz")]
     assert main(argv) == 0
     from_xyz = json.loads((tmp_path / "xyz" / "metrics.json").read_text())
@@ -316,7 +316,7 @@ def test_extxyz_data_gives_the_metrics_of_its_store(tmp_path, checkpoint, capsys
     converted = tmp_path / "converted.lmdb"
     convert_user_dataset(UserDataset(name="frames", format="extxyz", test=(xyz,), split=UserSplit(policy="files"),
                                      energy_key="REF_energy", forces_key="REF_forces", energy_unit="meV"), converted)
-    assert main(["evaluate", str(checkpoint), "--data", str(converted), "--head", "a", "--out", str(tmp_path / "store")]) == 0
+    assert main(["evaluate", str(checkpoint), "--store", str(converted), "--head", "a", "--out", str(tmp_path / "store")]) == 0
     from_store = json.loads((tmp_path / "store" / "metrics.json").read_text())
     direct = evaluate_checkpoint(load_potential(checkpoint), store, tmp_path / "direct", head="a")
     for key in ("energy_mae_mev_per_atom", "forces_mae_mev_per_a", "force_cosine", "force_angle_mean_deg", "n_structures"):
@@ -329,16 +329,16 @@ def test_cli_errors_are_one_line(tmp_path, checkpoint, capsys):
     xyz = tmp_path / "frames.lmdb"  # an extended-XYZ file where a store is expected
     xyz.write_text("1\nenergy=-1.0\nH 0 0 0\n")
     cases = [
-        (["--data", str(xyz)], "frames.lmdb is not a readable structure store"),
-        (["--data", str(store.path), "--head", "c"], "unknown head 'c'"),
-        (["--data", str(store.path), "--split", "val"], "split 'val' is empty"),
-        (["--data", str(store.path), "--energy-key", "E"], "--energy-key apply to an extended-XYZ --data"),
-        (["--data", str(tmp_path / "missing.lmdb")], "missing.lmdb does not exist"),
+        (["--store", str(xyz)], "frames.lmdb is not a readable structure store"),
+        (["--store", str(store.path), "--head", "c"], "unknown head 'c'"),
+        (["--store", str(store.path), "--split", "val"], "split 'val' is empty"),
+        (["--store", str(store.path), "--energy-key", "E"], "--energy-key apply to an extended-XYZ --store"),
+        (["--store", str(tmp_path / "missing.lmdb")], "missing.lmdb does not exist"),
     ]
     for extra, message in cases:
         assert main(["evaluate", str(checkpoint), *extra, "--out", str(tmp_path / "out")]) == 1, extra
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("lamm evaluate: error: ") and message in err[0], (extra, err)
-    assert main(["evaluate", str(store.path), "--data", str(store.path), "--out", str(tmp_path / "out")]) == 1
+    assert main(["evaluate", str(store.path), "--store", str(store.path), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a readable lamm checkpoint" in err[0], err

@@ -8,7 +8,7 @@ import logging
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lamm.commands.errors import USER_ERRORS, fail
 
@@ -64,22 +64,22 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def evaluation_store(args: argparse.Namespace, tmp: Path) -> tuple[StructureStore, dict]:
-    """The store `--data` names, or an extended-XYZ file converted into a store in `tmp` (every
+    """The store `--store` names, or an extended-XYZ file converted into a store in `tmp` (every
     frame in the test split, labels read with --energy-key/--forces-key in --energy-unit/--length-unit);
     and what to record about the conversion."""
     from lamm.data.store import StructureStore
 
     data = Path(args.data)
     if not data.exists():
-        raise ValueError(f"--data {data} does not exist")
+        raise ValueError(f"--store {data} does not exist")
     options = {"energy_key": args.energy_key, "forces_key": args.forces_key, "energy_unit": args.energy_unit,
                "length_unit": args.length_unit}
     if data.suffix.lower() not in EXTXYZ_SUFFIXES:
         given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None]
         if given:
-            raise ValueError(f"{' '.join(given)} apply to an extended-XYZ --data (.xyz, .extxyz), not to the store {data}")
+            raise ValueError(f"{' '.join(given)} apply to an extended-XYZ --store (.xyz, .extxyz), not to the store {data}")
         if data.is_dir():
-            raise ValueError(f"--data {data} is a folder; pass a store (.lmdb) or an extended-XYZ file (.xyz, .extxyz)")
+            raise ValueError(f"--store {data} is a folder; pass a store (.lmdb) or an extended-XYZ file (.xyz, .extxyz)")
         return StructureStore(data), {}
     from lamm.data.user_dataset import UserDataset, UserSplit, convert_user_dataset
 
@@ -168,6 +168,22 @@ def _dynamics(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OldDataName(argparse.Action):
+    """`--data STORE`, the old name of `--store` here: accepted with a warning, since `--data`
+    names a folder of <subset>.lmdb stores in every other command."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        log.warning("%s: --data is now --store (elsewhere --data names a folder of stores)", parser.prog)
+        setattr(namespace, self.dest, values)
+
+
+def add_store_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """`--store PATH` (required), and the hidden old name `--data`."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--store", dest="data", metavar="PATH", help=help_text)
+    group.add_argument("--data", dest="data", action=_OldDataName, help=argparse.SUPPRESS)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate",
@@ -175,16 +191,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Predict a store split (or every split: --split all) with one head of a checkpoint; write "
         "<out>/metrics.json (the test split, or the last one scored, at the top; every split under per_split), "
         "metrics_per_element.csv, parity.png (energies minus a per-element composition fit) and predictions.npz. "
-        "--data may be an extended-XYZ file: it is converted first (every frame a test structure). "
+        "--store may be an extended-XYZ file: it is converted first (every frame a test structure). "
         "Only labels the data has are scored.",
     )
     evaluate.add_argument("checkpoint", help="a lamm checkpoint (.pt)")
-    evaluate.add_argument("--data", required=True, help="structure store (.lmdb) or extended-XYZ file (.xyz, .extxyz)")
+    add_store_option(evaluate, "structure store (.lmdb) or extended-XYZ file (.xyz, .extxyz)")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                           help="the split to score, or all non-empty ones (default test)")
     evaluate.add_argument("--head", default=None,
                           help="head name (default: the store's subset if the checkpoint has that head, else its first head)")
-    xyz = evaluate.add_argument_group("extended-XYZ --data")
+    xyz = evaluate.add_argument_group("extended-XYZ --store")
     xyz.add_argument("--energy-key", default=None, help="info key of the energy (default energy)")
     xyz.add_argument("--forces-key", default=None, help="per-atom array of the forces (default forces)")
     xyz.add_argument("--energy-unit", default=None, help="eV, meV, kcal/mol, kJ/mol, hartree or rydberg (default eV)")
@@ -200,7 +216,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "true - predicted (least squares, as deepmd's change-bias), then score --split. Writes one CSV row per head.",
     )
     zero_shot.add_argument("checkpoints", nargs="+", help="lamm checkpoints (.pt)")
-    zero_shot.add_argument("--data", required=True, help="the downstream structure store (.lmdb)")
+    add_store_option(zero_shot, "the downstream structure store (.lmdb)")
     zero_shot.add_argument("--out", required=True, help="CSV file (e.g. results/tables/zero_shot.csv)")
     zero_shot.add_argument("--head", action="append", default=[], help="evaluate only this head (repeatable; default all)")
     zero_shot.add_argument("--fit-split", default="train", choices=["train", "val", "test"],
@@ -217,7 +233,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "conserve the total energy.",
     )
     dynamics.add_argument("checkpoint", help="a lamm checkpoint (.pt)")
-    dynamics.add_argument("--data", required=True, help="structure store (.lmdb)")
+    add_store_option(dynamics, "structure store (.lmdb)")
     dynamics.add_argument("--split", default="test", choices=["train", "val", "test"], help="split the structure comes from")
     dynamics.add_argument("--index", type=int, default=0, help="position of the structure within the split")
     dynamics.add_argument("--head", default=None, help="head name (default: the checkpoint's first head)")

@@ -21,7 +21,7 @@ rule zero_shot:
         LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} zero-shot"
-        " {input.checkpoints} --data {input.store} --out {output.table} > {log} 2>&1"
+        " {input.checkpoints} --store {input.store} --out {output.table} > {log} 2>&1"
 
 
 rule evaluate_finetuned:
@@ -40,7 +40,7 @@ rule evaluate_finetuned:
         LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} evaluate"
-        " {input.checkpoint} --data {input.store} --split test"
+        " {input.checkpoint} --store {input.store} --split test"
         " --out {params.out} > {log} 2>&1"
 
 
@@ -63,7 +63,7 @@ rule dynamics:
         LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} dynamics"
-        " {input.checkpoint} --data {input.store} {params.options}"
+        " {input.checkpoint} --store {input.store} {params.options}"
         " --out {params.out} --table {output.table} > {log} 2>&1"
 
 
