@@ -229,3 +229,23 @@ def test_missing_chunks_of_a_chunked_release_are_reported_and_skipped(server, tm
     manifest = fetch_source(source, tmp_path, names=names, mirror=server.url, retries=0)
     assert [(f["name"], f["status"]) for f in manifest["files"]] == [(names[0], "downloaded"), (names[1], "missing")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["00000001_00025000.sdf.gz", "fetch-manifest.json"]
+
+
+def test_published_sizes_and_the_dry_run_plan(capsys):
+    from lamm.cli import main
+    from lamm.data.fetch import fetch_plan, parse_size
+    from lamm.data.sources import load_source
+
+    assert parse_size("1.7G (8.2G unpacked)") == pytest.approx((1.7e9, 8.2e9))
+    assert parse_size("225G (1.1T unpacked), 133,934,018 frames") == pytest.approx((225e9, 1.1e12))
+    assert parse_size("344M") == (pytest.approx(344e6), None)
+    assert parse_size("about 9.6M frames, ~10k reactions") == (None, None)  # a count, not a size
+    assert parse_size(None) == (None, None)
+    plan = fetch_plan(load_source("oc20_s2ef"))
+    assert [f["name"] for f in plan["files"]] == ["s2ef_train_all.tar", "s2ef_val_id.tar"]
+    assert plan["download_bytes"] == pytest.approx(225e9 + 1.7e9)
+    assert plan["disk_bytes"] == pytest.approx(225e9 + 1.7e9 + 1.1e12 + 8.3e9)  # archives kept beside what they unpack to
+    assert main(["data", "fetch", "oc20_s2ef", "--dest", "unused", "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert "s2ef_train_all.tar\t225G" in out.out and "disk up to 1.3 TB" in out.err
+    assert json.loads(out.out.strip().splitlines()[-1])["download_bytes"] == pytest.approx(226.7e9)

@@ -52,12 +52,27 @@ def _add_fetch(sub: Any) -> None:
     parser.add_argument("--no-unpack", action="store_true", help="download only")
     parser.add_argument("--remove-archives", action="store_true", help="delete each archive once unpacked")
     parser.add_argument("--retries", type=int, default=3, help="retries of a dropped connection per file (default 3)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="download nothing: print the files, their published sizes and the disk needed "
+                        "(last line: JSON with download_bytes, disk_bytes)")
     parser.set_defaults(func=_run_fetch)
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from lamm.data.fetch import FetchError, fetch_source
+    from lamm.data.fetch import FetchError, fetch_plan, fetch_source, plan_line
     from lamm.data.sources import load_source
+
+    if args.dry_run:
+        try:
+            plan = fetch_plan(load_source(args.source), args.files)
+        except ValueError as err:
+            print(f"lamm data fetch: error: {err}", file=sys.stderr)
+            return 1
+        for entry in plan["files"]:
+            print(f"{entry['name']}\t{entry['size'] or 'size not published'}\t{entry['url']}")
+        print(plan_line(plan), file=sys.stderr)
+        print(json.dumps(plan))
+        return 0
 
     from lamm.tracking import RunTracker
 

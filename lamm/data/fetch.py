@@ -20,10 +20,12 @@ import logging
 import lzma
 import math
 import os
+import re
 import shutil
 import tarfile
 import time
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -216,6 +218,62 @@ def unpack(archive: Path, kind: str, dest_dir: Path, unpacked_name: str | None =
 def mirrored(release: ReleaseFile, mirror: str | None) -> str:
     """The URL to download from: the release URL, or `<mirror>/<file name>`."""
     return release.url if mirror is None else f"{mirror.rstrip('/')}/{release.name}"
+
+
+# "1.7G (8.2G unpacked)", "344M": a size is a number with a unit that ends the text or precedes
+# its "(... unpacked)" note or a comma; "about 9.6M frames" is a count, not a size.
+_SIZE = re.compile(r"(?:about\s+)?([0-9]+(?:\.[0-9]+)?)\s*([KMGT])B?(?=\s*(?:\(|,|;|$))", re.IGNORECASE)
+_UNPACKED = re.compile(r"\(\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT])B?\s+unpacked", re.IGNORECASE)
+_UNIT = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def parse_size(text: str | None) -> tuple[float | None, float | None]:
+    """(download bytes, unpacked bytes) of a release file's published size text, e.g.
+    "1.7G (8.2G unpacked)" -> (1.7e9, 8.2e9); None where the text states no such number."""
+    if not text:
+        return None, None
+    download = _SIZE.match(text.strip())
+    unpacked = _UNPACKED.search(text)
+    return _bytes(download), _bytes(unpacked)
+
+
+def _bytes(match: re.Match[str] | None) -> float | None:
+    return float(match.group(1)) * _UNIT[match.group(2).upper()] if match else None
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+def fetch_plan(source: Source, names: list[str] | None = None) -> dict[str, Any]:
+    """What `fetch_source` would download: every chosen file with its URL and published size, and
+    the totals (download, and disk while the archive and its unpacked files coexist), where the
+    release publishes sizes; files without a size are counted in `unknown_size`."""
+    files, download, unpacked, unknown = [], 0.0, 0.0, 0
+    for release in source.release_files(names):
+        size_bytes, unpacked_bytes = parse_size(release.size)
+        files.append({"name": release.name, "url": release.url, "size": release.size,
+                      "bytes": size_bytes, "unpacked_bytes": unpacked_bytes})
+        if size_bytes is None:
+            unknown += 1
+            continue
+        download += size_bytes
+        unpacked += unpacked_bytes if unpacked_bytes is not None else size_bytes
+    return {"source": source.name, "files": files, "download_bytes": download, "unpacked_bytes": unpacked,
+            "disk_bytes": download + unpacked, "unknown_size": unknown}
+
+
+def plan_line(plan: Mapping[str, Any]) -> str:
+    """One line for a log or a Snakemake message: the files and the totals."""
+    names = ", ".join(f"{f['name']} ({f['size'] or 'size not published'})" for f in plan["files"][:6])
+    more = f" and {len(plan['files']) - 6} more" if len(plan["files"]) > 6 else ""
+    unknown = f"; {plan['unknown_size']} file(s) without a published size" if plan["unknown_size"] else ""
+    return (f"{plan['source']}: {len(plan['files'])} file(s): {names}{more}; download {human_bytes(plan['download_bytes'])}, "
+            f"disk up to {human_bytes(plan['disk_bytes'])} with archives kept{unknown}")
 
 
 def fetch_source(

@@ -26,6 +26,13 @@ def release_names(real: Mapping[str, Any], subset: str) -> list[str] | None:
     return chosen + [f.name for f in source.files if f.provides.reference and f.name not in chosen]
 
 
+def fetch_message(real: Mapping[str, Any], subset: str) -> str:
+    """What one fetch job downloads, with the published sizes (shown by `snakemake -n`)."""
+    from lamm.data.fetch import fetch_plan, plan_line
+
+    return "fetch " + plan_line(fetch_plan(load_source(subset), release_names(real, subset)))
+
+
 def fetch_arguments(real: Mapping[str, Any], subset: str) -> str:
     """`--file ... --mirror ...` for `lamm data fetch`."""
     args = [f"--file {shlex.quote(name)}" for name in release_names(real, subset) or []]

@@ -2,7 +2,7 @@
 # <data.raw_dir>/<source>/, then convert them into {RESULTS}/data/<subset>.lmdb. The rules only
 # call the `lamm` CLI; what to fetch and where the unpacked inputs lie come from
 # config/datasets/<source>.yaml, overridable under data.real (lamm/data/real_workflow.py).
-from lamm.data.real_workflow import convert_arguments, fetch_arguments
+from lamm.data.real_workflow import convert_arguments, fetch_arguments, fetch_message
 
 if config["data"]["source"] == "real":
     RAW = Path(config["data"]["raw_dir"])
@@ -18,6 +18,9 @@ if config["data"]["source"] == "real":
         params:
             dest=lambda wildcards: RAW / wildcards.subset,
             args=lambda wildcards: fetch_arguments(config["data"]["real"], wildcards.subset),
+            plan=lambda wildcards: fetch_message(config["data"]["real"], wildcards.subset),
+        message:
+            "{params.plan}"
         conda:
             LAMM_ENV
         shell:
