@@ -191,9 +191,11 @@ def test_tiny_two_rank_run_end_to_end(tmp_path, capsys):
         "--batch-per-rank", "2", "--capped-batch", "3", "--cap-reference-batch", "2", "--steps", "4", "--warmup", "2",
         "--group-steps", "2", "--scaling-world-sizes", "2", "4", "--work-dir", str(tmp_path / "work"), "--out", str(out),
         "--scaling-out", str(tmp_path / "scaling.csv"), "--figure", str(tmp_path / "fig6.png"),
+        "--repeats", "2", "--budget-minutes", "0.0001",  # the first repeat always runs; the second cannot fit
     ])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     table = pd.read_csv(out)
+    assert (table["repeats"] == 1).all() and not (tmp_path / "work" / "rep1").exists()
     assert sorted(table["sampler"].unique()) == ["greedy", "lamm", "random"]
     assert len(table) == 4  # three samplers at B'=2 and lamm capped at B'=3
     assert (table["world_size"] == 2).all() and (table["steps"] == 2).all()
@@ -211,3 +213,12 @@ def test_tiny_two_rank_run_end_to_end(tmp_path, capsys):
     assert measured["measured_speedup"].notna().all() and measured["model_on_measured_steps_speedup"].notna().all()
     assert (tmp_path / "fig6.png").stat().st_size > 0
     assert summary["world_size"] == 2 and set(summary["caps"]) == {"joint"}
+
+
+def test_another_repeat_fits_only_while_the_mean_repeat_fits_the_budget():
+    from lamm.training.throughput import another_repeat_fits
+
+    assert another_repeat_fits(500.0, 0, 60.0)  # the first repeat always runs
+    assert another_repeat_fits(40.0, 2, 60.0)  # 40 s for 2: one more takes ~20 s, 60 s in all
+    assert not another_repeat_fits(40.0, 1, 60.0)  # one more would end at ~80 s
+    assert another_repeat_fits(1e9, 5, None)  # no budget

@@ -42,6 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--group-steps", type=int, default=5,
                         help="steps one lamm group of splits lasts (sets S); warm-up and measured steps must be whole groups")
     parser.add_argument("--repeats", type=int, default=1, help="runs of every configuration (interleaved)")
+    parser.add_argument("--budget-minutes", type=float, default=None, metavar="MIN",
+                        help="run another repeat only while it fits in MIN minutes of measuring (a loaded host "
+                        "runs fewer repeats, not longer; the table reports how many ran; default: no budget)")
     parser.add_argument("--scaling-world-sizes", type=int, nargs="+", default=[2, 16, 64], metavar="W",
                         help="world sizes of the calibrated balance simulation")
     parser.add_argument("--scaling-epochs", type=int, default=2, help="epochs the scaling simulation plans")
@@ -136,12 +139,19 @@ def run(args: argparse.Namespace) -> int:
             launch(
                 run_cases,
                 {"cases": cases, "base_config": config, "data_dir": data_dir, "out_root": args.work_dir,
-                 "steps": args.steps, "seed": args.seed, "repeats": args.repeats},
+                 "steps": args.steps, "seed": args.seed, "repeats": args.repeats,
+                 "budget_s": None if args.budget_minutes is None else 60.0 * args.budget_minutes},
                 settings, folder=args.work_dir / "submitit", name="lamm-bench-throughput",
             )
         measured_s = time.monotonic() - started
+        # repeats that ran for every case (a budget may have stopped the rest)
+        repeats = next((r for r in range(args.repeats)
+                        if not all((case_dir(args.work_dir, c, r) / "timings.csv").is_file() for c in cases)), args.repeats)
+        if repeats == 0:
+            raise SystemExit(f"lamm bench throughput: no complete repeat under {args.work_dir}")
+        tracker.log_metrics({"repeats_done": repeats})
 
-        timings = {c: [stats.read_timings(case_dir(args.work_dir, c, r) / "timings.csv") for r in range(args.repeats)] for c in cases}
+        timings = {c: [stats.read_timings(case_dir(args.work_dir, c, r) / "timings.csv") for r in range(repeats)] for c in cases}
         model_config = resolve_model_config(config["model"])
         graph = dict(cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"])
         edges_of = {}

@@ -14,7 +14,9 @@ subsets, temperature-sampled as in pre-training.
 from __future__ import annotations
 
 import copy
+import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,8 @@ import numpy as np
 
 from lamm.data.sampler import STRATEGIES, DistributedBatchSampler
 from lamm.data.store import StructureStore
+
+log = logging.getLogger(__name__)
 
 JOINT = "joint"
 # Large enough that validation only runs at the first and last step (the trainer always does).
@@ -139,9 +143,18 @@ def case_dir(out_root: str | os.PathLike, case: ThroughputCase, repeat: int) -> 
     return Path(out_root) / f"rep{repeat}" / case.name
 
 
+def another_repeat_fits(elapsed_s: float, repeats_done: int, budget_s: float | None) -> bool:
+    """Whether one more repeat fits a time budget: the first always runs; another only when the
+    mean repeat so far still fits in what is left (None: no budget)."""
+    if budget_s is None or repeats_done == 0:
+        return True
+    return elapsed_s + elapsed_s / repeats_done <= budget_s
+
+
 def run_cases(
     cases: Sequence[ThroughputCase], base_config: Mapping[str, Any], data_dir: str | os.PathLike,
     out_root: str | os.PathLike, *, steps: int, seed: int, repeats: int = 1, resume: bool = False,
+    budget_s: float | None = None,
 ) -> list[dict[str, Any]]:
     """What every rank runs: the cases one after the other in one process group.
 
@@ -149,15 +162,25 @@ def run_cases(
     processes hits one repeat of many cases rather than every repeat of one case). Returns per
     case and repeat {case, repeat, out_dir, summary}; each writes
     `<out_root>/rep<r>/<case.name>/timings.csv`. `resume` is accepted for the launcher's requeue
-    protocol only: a benchmark restarts its cases.
+    protocol only: a benchmark restarts its cases. `budget_s` stops before a repeat that would not
+    fit (rank 0 decides, every rank follows), so a loaded host runs fewer repeats, not longer.
     """
+    import torch
+
     from lamm.training.distributed import init_distributed, shutdown
     from lamm.training.pretrain import run_pretraining
 
-    init_distributed(base_config["device"], base_config["threads_per_rank"])
+    context = init_distributed(base_config["device"], base_config["threads_per_rank"])
     try:
         results = []
+        started = time.monotonic()
         for repeat in range(repeats):
+            fits = torch.tensor([int(another_repeat_fits(time.monotonic() - started, repeat, budget_s))])
+            if context.distributed:
+                torch.distributed.broadcast(fits, src=0)
+            if not fits.item():
+                log.warning("throughput: %d of %d repeats fit the %.0f s budget", repeat, repeats, budget_s)
+                break
             for case in cases:
                 out_dir = case_dir(out_root, case, repeat)
                 config = case_config(base_config, case, steps=steps, seed=seed)

@@ -17,6 +17,7 @@ THROUGHPUT_OPTIONS = " ".join(
         f"--warmup {THROUGHPUT['warmup']}",
         f"--group-steps {THROUGHPUT['group_steps']}",
         f"--repeats {THROUGHPUT['repeats']}",
+        f"--budget-minutes {THROUGHPUT['budget_minutes']}" if THROUGHPUT["budget_minutes"] else "",
         "--scaling-world-sizes " + " ".join(map(str, THROUGHPUT["scaling_world_sizes"])),
         f"--scaling-epochs {THROUGHPUT['scaling_epochs']}",
         f"--threads-per-rank {THROUGHPUT['threads_per_rank']}",
