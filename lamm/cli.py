@@ -9,14 +9,17 @@ name and wildcards this way, so the library never needs to know about Snakemake)
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import sys
 from collections.abc import Sequence
 
 from lamm import __version__
+from lamm.commands.errors import USER_ERRORS, fail
 from lamm.log import setup_logging
 from lamm.tracking import TAGS_ENV, tracking_uri
+from lamm.training.stop import restore_default_signals
 
 # Each module adds one subcommand group with `add_parser(subparsers)`; its parsers set
 # `func`, called with the parsed arguments and returning the exit status.
@@ -55,13 +58,16 @@ class RawDescriptionDefaultsHelpFormatter(DefaultsHelpFormatter, argparse.RawDes
 
 
 def _with_defaults(parser: argparse.ArgumentParser) -> None:
-    """Give `parser` and every subcommand parser below it the defaults-stating formatter."""
+    """Give `parser` and every subcommand parser below it the defaults-stating formatter, and
+    each command its name (`command_name`, for one-line errors)."""
     raw = issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
     parser.formatter_class = RawDescriptionDefaultsHelpFormatter if raw else DefaultsHelpFormatter
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in set(action.choices.values()):
-                _with_defaults(sub)
+    subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subcommands:
+        parser.set_defaults(command_name=parser.prog.removeprefix("lamm "))
+    for action in subcommands:
+        for sub in set(action.choices.values()):
+            _with_defaults(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # SIGINT/SIGTERM stop `lamm` in a background job too (a shell starts those with SIGINT
+    # ignored), and a crash in native code (SIGBUS, SIGSEGV) prints a traceback, not nothing.
+    restore_default_signals()
+    if not faulthandler.is_enabled() and sys.__stderr__ is not None:
+        faulthandler.enable(file=sys.__stderr__)
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
@@ -100,4 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as err:
+        # expected failures (a missing file, a bad store, a config error) are one line, not a
+        # traceback; `-v` logs the traceback too. Commands catch what they can say better.
+        return fail(getattr(args, "command_name", "lamm"), err)

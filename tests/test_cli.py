@@ -126,3 +126,16 @@ def test_the_old_data_name_of_evaluate_still_reads_a_store(tmp_path, caplog):
     args = build_parser().parse_args(["evaluate", "model.pt", "--data", "x.lmdb"])
     assert args.data == "x.lmdb"
     assert "--data is now --store" in caplog.text
+
+
+def test_user_errors_of_any_command_are_one_line(tmp_path, capsys):
+    from lamm.cli import main
+
+    fake = tmp_path / "frames.extxyz"
+    fake.write_text("1\nProperties=species:S:1:pos:R:3\nH 0 0 0\n")
+    assert main(["zero-shot", str(tmp_path / "model.pt"), "--store", str(fake), "--out", str(tmp_path / "z.csv")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lamm zero-shot: error: ") and "frames.extxyz" in err and "\n" not in err
+    assert main(["dynamics", str(tmp_path / "missing.pt"), "--store", str(fake), "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lamm dynamics: error: ") and "\n" not in err
