@@ -52,6 +52,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     if args.store:
         _check_store_splits(args)
     from lamm.data.store import StructureStore
+    from lamm.models.pretrained import is_model_name, resolve_checkpoint
     from lamm.training.finetune import SCRATCH, check_starting_checkpoint, load_finetune_config, run_finetuning
     from lamm.training.finetune_splits import plan_splits
 
@@ -63,9 +64,10 @@ def _run_finetune(args: argparse.Namespace) -> int:
     overrides = {"init_head": args.init_head, "train_fraction": args.train_fraction, "force_mode": args.force_mode,
                  "carve_test": args.carve_test, "carve_val": args.carve_val}
     config["finetune"].update({key: value for key, value in overrides.items() if value is not None})
-    checkpoint = None if args.checkpoint == SCRATCH else Path(args.checkpoint)
-    if checkpoint is not None and not checkpoint.is_file():
-        raise ValueError(f"checkpoint {checkpoint} does not exist (or pass --checkpoint scratch)")
+    try:  # a checkpoint file, or a shipped model's name (lamm.models.pretrained)
+        checkpoint = None if args.checkpoint == SCRATCH else resolve_checkpoint(args.checkpoint)
+    except FileNotFoundError as err:
+        raise ValueError(f"{err} (or pass --checkpoint scratch)") from None
     if args.config is None and checkpoint is not None:
         config["model"] = None  # the default config's model is the demo's: fine-tune the checkpoint's own
     if args.store:
@@ -86,7 +88,12 @@ def _run_finetune(args: argparse.Namespace) -> int:
     if store.subset != named:
         log.info("fine-tuning on %s: its subset %r (the config names %r) is the new head", store_path, store.subset, named)
         config["data"]["subset"] = store.subset
-    label = "scratch" if checkpoint is None else f"epoch_{checkpoint.stem.removeprefix('epoch_')}"
+    if checkpoint is None:
+        label = "scratch"
+    elif is_model_name(args.checkpoint):
+        label = args.checkpoint  # a shipped model: results/finetune/<name>/<model name>
+    else:
+        label = f"epoch_{checkpoint.stem.removeprefix('epoch_')}"
     if args.config is None:
         config["name"] = store.subset  # the run's name (MLflow, default --out) is the user's dataset, not "demo"
     out_dir = Path(args.out or Path("results") / "finetune" / config["name"] / label)
@@ -118,7 +125,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default=None,
                         help="fine-tuning config (default: config/finetune/demo.yaml of this checkout, with the "
                         "checkpoint's own model)")
-    parser.add_argument("--checkpoint", required=True, help="a pre-training checkpoint, or 'scratch'")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a pre-training checkpoint file, a shipped model's name (models/<name>/), or 'scratch'")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", default=None, help="directory of <subset>.lmdb (default: the config's data.dir)")
     where.add_argument("--store", default=None,

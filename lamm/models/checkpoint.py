@@ -27,6 +27,7 @@ import torch
 
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.models.potential import Potential
+from lamm.models.pretrained import resolve_checkpoint
 
 CHECKPOINT_FORMAT = "lamm-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -102,8 +103,11 @@ def check_archive(path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and check a checkpoint (weights_only=True); errors name the file and the problem."""
-    check_archive(path)  # FileNotFoundError passes through
+    """Read and check a checkpoint (weights_only=True); errors name the file and the problem.
+
+    `path` may also name a shipped model (`lamm.models.pretrained`, e.g. "lamm-mini")."""
+    path = resolve_checkpoint(path)
+    check_archive(path)
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # unpickling refused or a corrupt file

@@ -43,6 +43,7 @@ from lamm.data.store import StructureStore
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.models.checkpoint import epoch_label, load_checkpoint, potential_from_checkpoint
 from lamm.models.potential import Potential
+from lamm.models.pretrained import MODEL_FILE
 from lamm.tracking import RunTracker, find_or_create_parent_run
 from lamm.training.distributed import DistributedContext, init_distributed, main_rank_first, shutdown
 from lamm.training.finetune_splits import plan_splits
@@ -77,6 +78,8 @@ def checkpoint_label(path: str | os.PathLike | None, payload: Mapping[str, Any] 
     """`scratch`, or the pre-training epoch of a checkpoint (`epoch_0.1.pt` -> `0.1`)."""
     if path is None:
         return SCRATCH
+    if Path(path).name == MODEL_FILE:  # a shipped model, models/<name>/model.pt: its name
+        return Path(path).parent.name
     match = re.fullmatch(r"epoch_(.+)\.pt", Path(path).name)
     if match:
         return match.group(1)
