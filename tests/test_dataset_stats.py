@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lamm.analysis.dataset_stats import summarize_store, table2, write_dataset_stats
+from lamm.analysis.dataset_figures import write_dataset_stats
+from lamm.analysis.dataset_stats import summarize_store, table2
 from lamm.analysis.figures import periodic_table_position
 from lamm.cli import main
 from lamm.data.record import StructureRecord

@@ -12,7 +12,8 @@ from ase import Atoms
 from ase.build import bulk, molecule
 
 from lamm.analysis.element_metrics import element_rows
-from lamm.analysis.evaluation import Predictions, compute_metrics, evaluate_checkpoint, predict_split
+from lamm.analysis.checkpoint_evaluation import evaluate_checkpoint
+from lamm.analysis.evaluation import Predictions, compute_metrics, predict_split
 from lamm.analysis.parity import composition_references, relative_energies
 from lamm.analysis.zero_shot import apply_energy_shift, baseline_row, fit_energy_shift, zero_shot_rows
 from lamm.calculator import LaMMCalculator

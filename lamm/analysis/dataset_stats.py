@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -135,37 +134,7 @@ def table2(summaries: list[StoreSummary], temperature: float = 2.0) -> pd.DataFr
     return table
 
 
-def _table2_order(summary: StoreSummary) -> tuple[int, str]:
+def table2_order(summary: StoreSummary) -> tuple[int, str]:
     """Rows (and figure legends) in LaMM Table 2's order; other subsets after, by name."""
     order = list(TABLE2_DEFAULTS)
     return (order.index(summary.subset) if summary.subset in order else len(order), summary.subset)
-
-
-def write_dataset_stats(stores: list[str | os.PathLike], out_dir: str | os.PathLike, *, temperature: float = 2.0,
-                        seed: int = 0) -> tuple[dict[str, Path], pd.DataFrame]:
-    """Write tables/table2_datasets.csv, figures/fig2_elements.png and figures/fig4_natoms.png."""
-    from lamm.analysis.figures import element_heatmap, natoms_kde
-
-    if not stores:
-        raise ValueError("no stores given")
-    summaries = sorted((summarize_store(path) for path in stores), key=_table2_order)
-    names = [s.subset for s in summaries]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"subsets given more than once: {', '.join(duplicates)}")
-    out = Path(out_dir)
-    outputs = {
-        "table2": out / "tables" / "table2_datasets.csv",
-        "fig2": out / "figures" / "fig2_elements.png",
-        "fig4": out / "figures" / "fig4_natoms.png",
-    }
-    for path in outputs.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    table = table2(summaries, temperature)
-    tmp = outputs["table2"].with_name(outputs["table2"].name + ".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(outputs["table2"])
-    shown = [s for s in summaries if s.in_figures]
-    element_heatmap(shown, outputs["fig2"])
-    natoms_kde(shown, outputs["fig4"], seed=seed)
-    return outputs, table

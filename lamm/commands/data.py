@@ -347,7 +347,7 @@ def _add_stats(commands: Any) -> None:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from lamm.analysis.dataset_stats import write_dataset_stats
+    from lamm.analysis.dataset_figures import write_dataset_stats
     from lamm.tracking import RunTracker
 
     params = {"stores": [str(p) for p in args.stores], "out": str(args.out),

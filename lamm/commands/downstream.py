@@ -36,7 +36,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from lamm.analysis.evaluation import check_head, evaluate_checkpoint, evaluated_splits
+    from lamm.analysis.checkpoint_evaluation import evaluate_checkpoint
+    from lamm.analysis.evaluation import check_head, evaluated_splits
     from lamm.models.checkpoint import load_potential
     from lamm.tracking import RunTracker
 
