@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lamm.cli import main
-from lamm.data.balance_simulation import simulate, summarize, synthetic_natoms, workload_from_file, workload_from_stores
+from lamm.bench.balance import simulate, summarize, synthetic_natoms, workload_from_file, workload_from_stores
 from lamm.data.cost import CostModel, edge_counts
 from tests.store_factory import demo_like_stores
 

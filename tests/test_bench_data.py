@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lamm.cli import build_parser
-from lamm.data.read_benchmark import PickleLmdb, benchmark, emt_slab, fairchem_data, rows, write_pickle_lmdb
+from lamm.bench.store_reads import PickleLmdb, benchmark, emt_slab, fairchem_data, rows, write_pickle_lmdb
 from lamm.data.store import StructureStore, StructureStoreWriter
 
 
@@ -44,7 +44,7 @@ def test_both_readers_return_the_same_structures_and_rows_compare_them(tmp_path)
     for row in table:
         pickle_rate = next(r["reads_per_s"] for r in table if r["reader"] == "pickle_lmdb" and r["mode"] == row["mode"])
         assert row["speedup_vs_pickle"] == pytest.approx(row["reads_per_s"] / pickle_rate, rel=1e-2)
-    assert table[0]["bytes_per_record"] == np.mean([len(r.encode()) for r in records])
+    assert table[0]["bytes_per_record"] == pytest.approx(np.mean([len(r.encode()) for r in records]), abs=0.05)  # rounded to 0.1
 
 
 def test_bench_is_a_command_group():

@@ -41,7 +41,7 @@ def test_bench_model_on_a_store(tmp_path, capsys):
 
 
 def test_rounds_keep_the_fastest_and_the_largest_memory():
-    from lamm.models.benchmark import combine_rounds
+    from lamm.bench.model import combine_rounds
 
     rounds = [
         {"status": "ok", "step_s_median": 2.0, "atoms_per_s": 50.0, "peak_memory_gb": 1.5},

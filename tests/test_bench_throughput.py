@@ -8,11 +8,11 @@ import pytest
 import torch
 import yaml
 
-from lamm.analysis import throughput as stats
+from lamm.bench import throughput_stats as stats
 from lamm.cli import main
 from lamm.data.balance import plan_lamm
 from lamm.data.sampler import DistributedBatchSampler
-from lamm.training.throughput import ThroughputCase, case_config, dataset_subsets, splits_for_group_steps
+from lamm.bench.throughput import ThroughputCase, case_config, dataset_subsets, splits_for_group_steps
 from tests.helpers.training_data import SUBSETS, tiny_trainer_config, write_training_stores
 
 
@@ -216,7 +216,7 @@ def test_tiny_two_rank_run_end_to_end(tmp_path, capsys):
 
 
 def test_another_repeat_fits_only_while_the_mean_repeat_fits_the_budget():
-    from lamm.training.throughput import another_repeat_fits
+    from lamm.bench.throughput import another_repeat_fits
 
     assert another_repeat_fits(500.0, 0, 60.0)  # the first repeat always runs
     assert another_repeat_fits(40.0, 2, 60.0)  # 40 s for 2: one more takes ~20 s, 60 s in all

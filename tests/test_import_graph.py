@@ -71,3 +71,20 @@ def test_the_cycle_finder_finds_a_lazy_two_module_cycle(tmp_path):
 
 def test_the_package_import_graph_has_no_cycle():
     assert cycles(import_graph(ROOT / "lamm")) == []
+
+
+def test_benchmarks_live_in_lamm_bench_and_nothing_the_pipeline_runs_imports_them():
+    import subprocess
+    import sys
+
+    graph = import_graph(ROOT / "lamm")
+    users = sorted(name for name, targets in graph.items()
+                   if any(t == "lamm.bench" or t.startswith("lamm.bench.") for t in targets)
+                   and not name.startswith(("lamm.bench", "lamm.commands.bench")))
+    assert users == [], f"modules outside the benchmarks that import them: {users}"
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, lamm.data, lamm.models, lamm.training, lamm.analysis; "
+         "print(sorted(m for m in sys.modules if m.startswith('lamm.bench')))"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    assert loaded.stdout.strip() == "[]"

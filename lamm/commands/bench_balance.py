@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lamm.data import balance_simulation as sim
+    from lamm.bench import balance as sim
     from lamm.data.cost import CostModel
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker

@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lamm.data.batching_benchmark import measure_batching
+    from lamm.bench.batching import measure_batching
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker
 

@@ -32,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lamm.data.read_benchmark import benchmark, rows
+    from lamm.bench.store_reads import benchmark, rows
     from lamm.tracking import RunTracker
 
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k in

@@ -1,5 +1,5 @@
 """`lamm bench model`: forward+backward throughput and peak memory of the potential, side by
-side with schnetpack's PaiNN (see `lamm.models.benchmark`)."""
+side with schnetpack's PaiNN (see `lamm.bench.model`)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from lamm.config import load_yaml
 
 
 def _csv(choices: tuple[str, ...] | str):
-    """A comma-separated subset of `choices`, or of `lamm.models.benchmark.<choices>` looked up
+    """A comma-separated subset of `choices`, or of `lamm.bench.model.<choices>` looked up
     only when the option is parsed: that module imports torch, too slow for building every
     `lamm` parser."""
 
     def parse(text: str) -> list[str]:
         allowed = choices
         if isinstance(allowed, str):
-            from lamm.models import benchmark
+            from lamm.bench import model as benchmark
 
             allowed = getattr(benchmark, allowed)
         values = [v.strip() for v in text.split(",") if v.strip()]
@@ -31,7 +31,7 @@ def _csv(choices: tuple[str, ...] | str):
 
 
 def _preset(name: str) -> str:
-    from lamm.models.benchmark import PRESETS
+    from lamm.bench.model import PRESETS
 
     if name not in PRESETS:
         raise argparse.ArgumentTypeError(f"unknown preset {name!r}; expected one of {', '.join(sorted(PRESETS))}")
@@ -49,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "then --schnetpack-python /tmp/spk/bin/python",
     )
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--preset", type=_preset, default="lamm-s", help="model config preset of lamm.models.benchmark (default lamm-s)")
+    model.add_argument("--preset", type=_preset, default="lamm-s", help="model config preset of lamm.bench.model (default lamm-s)")
     model.add_argument("--model-config", type=Path, help="YAML file: a model mapping, or a config with a `model:` section")
     parser.add_argument("--store", type=Path, help="take the batch from this store instead of the Cu(111)+CO slabs")
     parser.add_argument("--batch-size", type=int, default=8, help="structures in the batch (default 8: 598 atoms)")
@@ -74,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lamm.models import benchmark
+    from lamm.bench import model as benchmark
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker
 

@@ -62,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace, subsets: list[str]) -> None:
-    from lamm.training.throughput import dataset_subsets
+    from lamm.bench.throughput import dataset_subsets
 
     unknown = [s for s in args.samplers if s not in STRATEGIES]
     if unknown:
@@ -84,9 +84,9 @@ def _check(args: argparse.Namespace, subsets: list[str]) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from lamm.analysis import throughput as stats
-    from lamm.analysis.throughput_figures import fig6_step_time
-    from lamm.data import balance_simulation as sim
+    from lamm.bench import throughput_stats as stats
+    from lamm.bench.throughput_figures import fig6_step_time
+    from lamm.bench import balance as sim
     from lamm.data.cost import edge_counts
     from lamm.data.store import StructureStore
     from lamm.models.build import resolve_model_config
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker
     from lamm.training.pretrain import load_trainer_config
-    from lamm.training.throughput import JOINT, ThroughputCase, case_dir, dataset_subsets, peak_atoms_per_rank, rank_step_totals, run_cases, splits_for_group_steps, train_natoms
+    from lamm.bench.throughput import JOINT, ThroughputCase, case_dir, dataset_subsets, peak_atoms_per_rank, rank_step_totals, run_cases, splits_for_group_steps, train_natoms
 
     started = time.monotonic()
     config = load_trainer_config(args.config)

@@ -27,7 +27,6 @@ from typing import Any
 import lmdb
 import numpy as np
 import torch
-from ase import Atoms
 from ase.build import add_adsorbate, fcc111, molecule
 from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms

@@ -1,11 +1,11 @@
 """One timed case of `lamm bench model`, run in its own process so its peak memory is its own.
 
-    python bench_worker.py --impl lamm|schnetpack --batch BATCH.npz --spec JSON
+    python model_worker.py --impl lamm|schnetpack --batch BATCH.npz --spec JSON
 
 Imports only numpy and torch at module level: the schnetpack case runs with the interpreter of
 a separate throwaway venv (schnetpack pins an older sympy than torch 2.13 wants), which has
 schnetpack but not lamm. The batch (same atoms, same edges, same targets for both
-implementations) comes from `lamm.models.benchmark`; the last stdout line is the JSON result.
+implementations) comes from `lamm.bench.model`; the last stdout line is the JSON result.
 
 A step is what a training step costs without the optimizer: forward, the universal loss
 (energy MAE + per-atom force L2 norm), backward. `phase=infer` is the forward pass with forces
@@ -176,7 +176,7 @@ def run(impl: str, batch_path: str, spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--impl", choices=("lamm", "schnetpack"), required=True)
-    parser.add_argument("--batch", required=True, help="npz written by lamm.models.benchmark")
+    parser.add_argument("--batch", required=True, help="npz written by lamm.bench.model")
     parser.add_argument("--spec", required=True, help="JSON: the case (model, force_mode, phase, dtype, device, ...)")
     args = parser.parse_args(argv)
     result = run(args.impl, args.batch, json.loads(args.spec))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from lamm.analysis.figures import save_figure
-from lamm.analysis.throughput import cut_at_quantile, rank_series
+from lamm.bench.throughput_stats import cut_at_quantile, rank_series
 
 SAMPLER_COLORS = {"random": "#d62728", "greedy": "#ff7f0e", "lamm": "#1f77b4"}
 

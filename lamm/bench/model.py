@@ -2,7 +2,7 @@
 
 One batch (by default PEERS.md's: 8 periodic Cu(111) 3x3x8 slabs with one or two CO, 598
 atoms, built with ASE) goes through every case (implementation x force mode x phase x dtype),
-each case in its own worker process (`lamm.models.bench_worker`) so that peak memory is the
+each case in its own worker process (`lamm.bench.model_worker`) so that peak memory is the
 case's own. The same batch file (atoms, edges, targets) feeds our potential and, when a
 schnetpack interpreter is given, schnetpack's PaiNN at the same width, depth, number of radial
 functions and cutoff, so the two are compared on identical graphs in the same run.
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch_geometric.data import Batch
 
@@ -35,7 +34,7 @@ from lamm.models.build import resolve_model_config
 
 log = logging.getLogger(__name__)
 
-WORKER = Path(__file__).resolve().parent / "bench_worker.py"
+WORKER = Path(__file__).resolve().parent / "model_worker.py"
 
 # Benchmark presets: LaMM-S (FAIR-Chem PaiNN h512, 6 layers) and a small demo-sized PaiNN.
 PRESETS: dict[str, dict[str, Any]] = {
