@@ -14,11 +14,24 @@ launching process is interrupted (Ctrl-C, or SIGTERM when Snakemake cancels the 
 the job before it exits: the ranks would otherwise outlive it (submitit's local controller and a
 SLURM job are not its children's process group), keep training, and race the rerun for the same
 checkpoint folder. The rerun resumes from the last checkpoint.
+
+A cancel asks politely first: SIGTERM to the ranks (through submitit's controller, or SLURM's
+scancel), on which a training loop finishes its step, writes `last.pt` and exits
+(`lamm.training.stop`); what is still running after `grace_s` is interrupted and killed.
+A run owns its output folder (`lamm.run_lock`): the launcher holds `<out>/locks/launcher.lock`
+from before the ranks start until they are gone, each rank holds `rank-<r>.lock`, and a second
+run on the folder is refused while either is held. Local ranks stop when their launcher dies,
+however it dies (parent-death signal and a watchdog on the launcher's pid). A SLURM job that
+SLURM requeues by itself (`scontrol requeue`, preemption, a node failure) restarts with
+`resume=True` (SLURM_RESTART_COUNT > 0), so it continues from `last.pt`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
 import signal
 import socket
 import sys
@@ -30,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import submitit
+
+from lamm.run_lock import hold_rank, hold_run_folder
+from lamm.training import stop
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +80,49 @@ class LaunchSettings:
         return self.nodes * self.ranks_per_node
 
 
+@dataclasses.dataclass
 class DistributedJob(submitit.helpers.Checkpointable):
     """The picklable callable every rank runs: sets up the rendezvous, then `target(**kwargs)`.
 
+    `run_dir`: the run's output folder; each rank holds `run_dir/locks/rank-<r>.lock`.
+    `launcher`: (pid, start time) of a local launcher; the rank stops when that process is gone.
     On timeout or preemption (SLURM), `checkpoint()` requeues the same job with `resume=True`.
     """
 
-    def __init__(self, target: Callable[..., Any], kwargs: Mapping[str, Any], master_port: int | None = None) -> None:
-        self.target = target
-        self.kwargs = dict(kwargs)
-        self.master_port = master_port
+    target: Callable[..., Any]
+    kwargs: Mapping[str, Any]
+    master_port: int | None = None
+    run_dir: str | None = None
+    launcher: tuple[int, str | None] | None = None
 
     def __call__(self) -> Any:
-        import os
-
+        stop.restore_default_signals()
+        stop.die_with_parent()  # submitit's controller (local) or slurmstepd
+        if self.launcher is not None:
+            stop.stop_when_gone(*self.launcher)
+        environment = submitit.JobEnvironment()
+        # SIGTERM (cancel, requeue) and submitit's preemption signal: finish the step, save, stop
+        stop.install_stop_handlers((signal.SIGTERM, environment._usr_sig()))
         if self.master_port is not None:
             os.environ["MASTER_PORT"] = str(self.master_port)
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        return self.target(**self.kwargs)
+        kwargs = dict(self.kwargs)
+        if "resume" in kwargs and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+            kwargs["resume"] = True  # SLURM requeued this job by itself: continue from last.pt
+        held = (
+            hold_rank(self.run_dir, environment.global_rank, job=environment.job_id, executor=environment.cluster)
+            if self.run_dir is not None else contextlib.nullcontext()
+        )
+        try:
+            with held:
+                return self.target(**kwargs)
+        except stop.TrainingStopped as stopped:
+            log.warning("rank %d: %s", environment.global_rank, stopped)
+            stop.hand_over(stopped.signum)  # submitit's preemption signal: requeue (rank 0 exits there)
+            raise SystemExit(128 + stopped.signum) from None
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
-        resumed = DistributedJob(self.target, {**self.kwargs, "resume": True}, self.master_port)
+        resumed = dataclasses.replace(self, kwargs={**self.kwargs, "resume": True})
         return submitit.helpers.DelayedSubmission(resumed)
 
 
@@ -102,52 +140,81 @@ def launch(
     folder: str | Path,
     name: str = "lamm",
     poll_s: float = 2.0,
+    run_dir: str | Path | None = None,
 ) -> Any:
-    """Run `target(**kwargs)` on every rank and return rank 0's result."""
-    if settings.executor == "none":
+    """Run `target(**kwargs)` on every rank and return rank 0's result.
+
+    `run_dir` (default: `kwargs["out_dir"]` when the target has one) is the run's output folder,
+    held for the whole run (`lamm.run_lock`); a live run there makes this raise RunFolderInUse.
+    """
+    stop.restore_default_signals()  # a background shell's ignored SIGINT must not reach the ranks
+    if run_dir is None and kwargs.get("out_dir") is not None:
+        run_dir = kwargs["out_dir"]
+    held = hold_run_folder(run_dir, executor=settings.executor) if run_dir is not None else contextlib.nullcontext()
+    with held as lock:
+        if settings.executor == "none":
+            return _run_here(target, kwargs)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if settings.executor == "local":
+            executor: submitit.Executor = submitit.LocalExecutor(folder=folder)
+            executor.update_parameters(
+                tasks_per_node=settings.ranks_per_node,
+                gpus_per_node=settings.gpus_per_node,
+                timeout_min=settings.time_min,
+            )
+            me = os.getpid()
+            job_callable = DistributedJob(
+                target, kwargs, master_port=free_port(), run_dir=_str(run_dir), launcher=(me, stop.process_start_time(me))
+            )
+        else:
+            executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+            extra: dict[str, Any] = {}
+            if settings.partition:
+                extra["slurm_partition"] = settings.partition
+            if settings.account:
+                extra["slurm_account"] = settings.account
+            if settings.qos:
+                extra["slurm_qos"] = settings.qos
+            executor.update_parameters(
+                name=name,
+                nodes=settings.nodes,
+                tasks_per_node=settings.ranks_per_node,
+                gpus_per_node=settings.gpus_per_node,
+                cpus_per_task=settings.cpus_per_rank,
+                timeout_min=settings.time_min,
+                mem_gb=settings.mem_gb,
+                slurm_signal_delay_s=180,  # time to finish the step in flight before the limit
+                **extra,
+            )
+            job_callable = DistributedJob(target, kwargs, run_dir=_str(run_dir))
+        job = executor.submit(job_callable)
+        if lock is not None:
+            lock.write(job=job.job_id)
+        log.info("submitted %s job %s (%d ranks), logs in %s", settings.executor, job.job_id, settings.world_size, folder)
+        _follow_or_cancel(job, poll_s)
+        return job.results()[0]
+
+
+def _str(path: str | Path | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def _run_here(target: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    """Executor "none": this process is the one rank; SIGTERM stops it after a step and a save."""
+    stop.install_stop_handlers((signal.SIGTERM,))
+    try:
         return target(**kwargs)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if settings.executor == "local":
-        executor: submitit.Executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(
-            tasks_per_node=settings.ranks_per_node,
-            gpus_per_node=settings.gpus_per_node,
-            timeout_min=settings.time_min,
-        )
-        job_callable = DistributedJob(target, kwargs, master_port=free_port())
-    else:
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        extra: dict[str, Any] = {}
-        if settings.partition:
-            extra["slurm_partition"] = settings.partition
-        if settings.account:
-            extra["slurm_account"] = settings.account
-        if settings.qos:
-            extra["slurm_qos"] = settings.qos
-        executor.update_parameters(
-            name=name,
-            nodes=settings.nodes,
-            tasks_per_node=settings.ranks_per_node,
-            gpus_per_node=settings.gpus_per_node,
-            cpus_per_task=settings.cpus_per_rank,
-            timeout_min=settings.time_min,
-            mem_gb=settings.mem_gb,
-            slurm_signal_delay_s=180,  # time to finish the step in flight before the limit
-            **extra,
-        )
-        job_callable = DistributedJob(target, kwargs)
-    job = executor.submit(job_callable)
-    log.info("submitted %s job %s (%d ranks), logs in %s", settings.executor, job.job_id, settings.world_size, folder)
-    _follow_or_cancel(job, poll_s)
-    return job.results()[0]
+    except stop.TrainingStopped as stopped:
+        log.warning("%s", stopped)
+        raise SystemExit(128 + stopped.signum) from None
 
 
 class _Terminated(Exception):
     """SIGTERM arrived while the launcher was following its job."""
 
 
-def _follow_or_cancel(job: submitit.Job, poll_s: float, grace_s: float = 10.0) -> None:
+def _follow_or_cancel(job: submitit.Job, poll_s: float, grace_s: float = 60.0) -> None:
     """`_follow`, but an interrupt (SIGINT, SIGTERM) cancels the job and waits up to `grace_s` for
     it to end before the launcher exits: a launcher never leaves its ranks running behind it.
     SIGTERM exits with status 143 (128 + 15), as the default handler would."""
@@ -173,18 +240,44 @@ def _follow_or_cancel(job: submitit.Job, poll_s: float, grace_s: float = 10.0) -
 
 
 def _cancel(job: submitit.Job, grace_s: float) -> None:
-    log.warning("interrupted: cancelling job %s so that its ranks stop too", job.job_id)
-    job.cancel(check=False)
-    deadline = time.monotonic() + grace_s
+    """SIGTERM first (the ranks finish their step and save `last.pt`), then interrupt and kill."""
+    log.warning("interrupted: cancelling job %s so that its ranks stop too (they save last.pt first)", job.job_id)
+    process = getattr(job, "_process", None)  # the local controller passes SIGTERM on to the ranks
+    if process is not None:
+        process.send_signal(signal.SIGTERM)
+    else:
+        job.cancel(check=False)  # scancel: SLURM sends SIGTERM, then SIGKILL after its KillWait
+    if _wait_done(job, grace_s) or process is None:
+        return
+    log.warning("job %s did not stop within %.0f s of SIGTERM: interrupting it", job.job_id, grace_s)
+    job.cancel(check=False)  # SIGINT to the controller: it interrupts, then kills, the ranks
+    if not _wait_done(job, 10.0):
+        process.kill()
+
+
+def _wait_done(job: submitit.Job, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
     while not job.done() and time.monotonic() < deadline:
         time.sleep(0.2)
+    return job.done()
 
 
-def _follow(job: submitit.Job, poll_s: float) -> None:
-    """Forward new lines of rank 0's stderr to ours until the job ends."""
+def _follow(job: submitit.Job, poll_s: float, force_every_s: float = 30.0) -> None:
+    """Forward new lines of rank 0's stderr to ours until the job ends; log its state changes.
+
+    submitit asks SLURM (sacct) at most every 10 minutes once a job has run a while; a job
+    that ends without a result (failed, cancelled) is seen within `force_every_s` instead."""
     position = 0
+    state, last_forced = None, time.monotonic()
     while True:
-        done = job.done()
+        force = time.monotonic() - last_forced > force_every_s
+        if force:
+            last_forced = time.monotonic()
+        done = job.done(force_check=force)
+        now = job.state
+        if now != state:
+            log.info("job %s: %s", job.job_id, now)
+            state = now
         path = Path(job.paths.stderr)
         if path.is_file():
             with open(path, errors="replace") as handle:

@@ -348,7 +348,10 @@ class RunTracker:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        status = "FINISHED" if exc_type is None else "KILLED" if exc_type is KeyboardInterrupt else "FAILED"
+        from lamm.training.stop import TrainingStopped
+
+        stopped = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, TrainingStopped))
+        status = "FINISHED" if exc_type is None else "KILLED" if stopped else "FAILED"
         try:
             self.finish(status)
         except Exception:  # never hide the job's own exception behind a tracking error

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from lamm.training.stop import restore_default_signals
+
 ROOT = Path(__file__).resolve().parents[1]
+
+# `make test &`: a background shell starts pytest with SIGINT ignored, so the tests that interrupt
+# something with SIGINT (in this process or in the children it starts) would see nothing happen.
+restore_default_signals()
 
 
 @pytest.fixture(autouse=True)

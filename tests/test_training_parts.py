@@ -140,20 +140,22 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_interrupted_launcher_stops_its_ranks(tmp_path, signum):
-    # the launcher alone is signalled (as when Snakemake cancels the rule): its local ranks must
-    # not outlive it, or they keep training and race the rerun for the same checkpoint folder
+def start_launcher(tmp_path: Path, *, background: bool = False, run_dir: Path | None = None, seconds: float = 120.0):
+    """`launch` of two sleeping local ranks in a child process; returns (process, rank pids).
+    `background`: started as a shell starts `cmd &` (SIGINT ignored, which children inherit)."""
     pids = tmp_path / "pids"
-    pids.mkdir()
+    pids.mkdir(exist_ok=True)
     driver = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
         "from lamm.launch import LaunchSettings, launch\n"
         "from tests.helpers.distributed_targets import sleep_and_report_pid\n"
-        f"launch(sleep_and_report_pid, {{'pid_dir': {str(pids)!r}}}, LaunchSettings(executor='local', ranks_per_node=2),"
-        f" folder={str(tmp_path / 'jobs')!r}, poll_s=0.2)\n"
+        f"launch(sleep_and_report_pid, {{'pid_dir': {str(pids)!r}, 'seconds': {seconds}}}, LaunchSettings(executor='local', ranks_per_node=2),"
+        f" folder={str(tmp_path / 'jobs')!r}, poll_s=0.2, run_dir={str(run_dir) if run_dir else None!r})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    launcher = subprocess.Popen([sys.executable, "-c", driver], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None
+    launcher = subprocess.Popen([sys.executable, "-c", driver], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=ignore_sigint)
     deadline = time.monotonic() + 120
     while len(list(pids.glob("*.pid"))) < 2:
         assert launcher.poll() is None, launcher.stderr.read()
@@ -161,11 +163,31 @@ def test_interrupted_launcher_stops_its_ranks(tmp_path, signum):
         time.sleep(0.2)
     ranks = [int(path.read_text()) for path in pids.glob("*.pid")]
     assert all(_alive(pid) for pid in ranks)
+    return launcher, ranks
+
+
+def wait_gone(pids, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(_alive(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("signum, background", [
+    (signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGKILL, False),
+    (signal.SIGTERM, True), (signal.SIGINT, True),  # started like `cmd &`: SIGINT ignored
+], ids=["SIGTERM", "SIGINT", "SIGKILL", "SIGTERM-background", "SIGINT-background"])
+def test_interrupted_launcher_stops_its_ranks(tmp_path, signum, background):
+    # the launcher alone is signalled (Snakemake cancelling the rule, the OOM killer): its local
+    # ranks must not outlive it, or they keep training and race the rerun for the same folder
+    launcher, ranks = start_launcher(tmp_path, background=background)
     launcher.send_signal(signum)
     _, stderr = launcher.communicate(timeout=60)
-    assert launcher.returncode == (143 if signum == signal.SIGTERM else -signal.SIGINT), stderr
-    assert "cancelling job" in stderr
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(_alive(pid) for pid in ranks), "ranks outlived their launcher"
+    expected = {signal.SIGTERM: 143, signal.SIGINT: -signal.SIGINT, signal.SIGKILL: -signal.SIGKILL}[signum]
+    assert launcher.returncode == expected, stderr
+    if signum != signal.SIGKILL:
+        assert "cancelling job" in stderr
+    # SIGKILL: nobody cancels; the ranks' watchdog sees the launcher gone
+    controller = int(stderr.split("submitted local job ")[1].split()[0])
+    assert wait_gone(ranks, 5 if signum == signal.SIGKILL else 10), "ranks outlived their launcher"
+    assert wait_gone([controller], 5), "submitit's controller outlived its ranks"

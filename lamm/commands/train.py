@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from lamm.launch import LaunchSettings, launch
+from lamm.run_lock import RunFolderInUse, hold_run_folder
 
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,17 +68,22 @@ def _pretrain(args: argparse.Namespace) -> int:
         config["train"]["total_steps"] = args.total_steps
     data_dir = Path(args.data or config["data"]["dir"])
     out_dir = Path(args.out or Path("results") / "pretrain" / config["name"])
-    last = out_dir / "checkpoints" / "last.pt"
-    if last.exists() and not args.resume:
-        raise SystemExit(f"{last} exists: pass --resume to continue that run, or choose another --out")
     settings = launch_settings(args)
-    summary = launch(
-        run_pretraining,
-        {"config": config, "data_dir": data_dir, "out_dir": out_dir, "resume": args.resume, "max_steps": args.max_steps},
-        settings,
-        folder=out_dir / "submitit",
-        name=f"lamm-{config['name']}",
-    )
+    try:
+        # the folder first: a live run there is the news, not its last.pt
+        with hold_run_folder(out_dir, executor=settings.executor):
+            last = out_dir / "checkpoints" / "last.pt"
+            if last.exists() and not args.resume:
+                raise SystemExit(f"{last} exists: pass --resume to continue that run, or choose another --out")
+            summary = launch(
+                run_pretraining,
+                {"config": config, "data_dir": data_dir, "out_dir": out_dir, "resume": args.resume, "max_steps": args.max_steps},
+                settings,
+                folder=out_dir / "submitit",
+                name=f"lamm-{config['name']}",
+            )
+    except RunFolderInUse as err:
+        raise SystemExit(f"lamm pretrain: error: {err}") from None
     print(json.dumps(summary))
     return 0
 

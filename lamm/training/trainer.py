@@ -37,6 +37,7 @@ from lamm.models.checkpoint import epoch_label, save_checkpoint
 from lamm.training.distributed import DistributedContext, all_gather_rows, all_reduce_sum
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.loss import universal_loss_terms
+from lamm.training import stop
 from lamm.training.schedule import warmup_cosine
 from lamm.training.timing import COLUMNS as TIMING_COLUMNS
 from lamm.training.timing import BucketClock, StepClock, timed_allreduce_hook
@@ -193,7 +194,7 @@ class Trainer:
 
     # --- one step ------------------------------------------------------------------------------
     def _loss(self, batch: Any, clock: StepClock) -> tuple[torch.Tensor, dict[str, float], bool]:
-        """(loss of this rank, global means of the two terms, whether every rank's loss is finite).
+        """(loss of this rank, global means of the terms, whether every rank's loss is finite).
 
         Marks "forward" when this rank's own work is done and "reduced" after the all-reduce, so
         the wait for slower ranks is not counted as this rank's compute.
@@ -202,28 +203,38 @@ class Trainer:
         atom_subset = batch[K.DATASET_INDEX][batch[K.BATCH]]
         target_energy = normalizer.normalize_energy(batch[K.ENERGY], batch[K.ATOMIC_NUMBERS], batch[K.BATCH], batch[K.DATASET_INDEX])
         target_forces = normalizer.normalize_forces(batch[K.FORCES], atom_subset)
-        with torch.autocast(self.context.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
-            output = self.wrapped(batch)
         loss_config = self.config["loss"]
+        lambda_stress = float(loss_config.get("lambda_stress", 0.0))
+        with torch.autocast(self.context.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
+            # the stress (a strain derivative) is computed only when the loss uses it
+            output = self.wrapped(batch, compute_stress=True) if lambda_stress > 0 else self.wrapped(batch)
+        stress = {}
+        if lambda_stress > 0:
+            target_stress = normalizer.normalize_stress(batch[K.STRESS], batch[K.DATASET_INDEX])
+            stress = {"pred_stress": output[K.PRED_STRESS].float(), "target_stress": target_stress.float(), "stress_mask": batch[K.STRESS_MASK]}
         terms = universal_loss_terms(
             output[K.PRED_ENERGY].float(), output[K.PRED_FORCES].float(), target_energy.float(), target_forces.float(),
-            batch[K.DATASET_INDEX], batch[K.ENERGY_MASK], batch[K.FORCE_MASK], batch[K.BATCH],
+            batch[K.DATASET_INDEX], batch[K.ENERGY_MASK], batch[K.FORCE_MASK], batch[K.BATCH], **stress,
         )
-        # One all-reduce: label counts (for the global normalization), the two summed terms (for
+        # One all-reduce: label counts (for the global normalization), the three summed terms (for
         # logging) and the number of ranks whose loss is not finite (all ranks skip together).
-        local_counts = torch.stack([batch[K.ENERGY_MASK].sum(), batch[K.FORCE_MASK].sum()]).double().cpu()
-        local_sums = torch.stack([terms.energy.detach(), terms.forces.detach()]).double().cpu() * local_counts
+        stress_count = batch[K.STRESS_MASK].sum() if stress else torch.zeros((), device=batch[K.ENERGY_MASK].device)
+        local_counts = torch.stack([batch[K.ENERGY_MASK].sum(), batch[K.FORCE_MASK].sum(), stress_count]).double().cpu()
+        local_sums = torch.stack([terms.energy.detach(), terms.forces.detach(), terms.stress.detach()]).double().cpu() * local_counts
         finite_local = bool(torch.isfinite(local_sums).all())
         clock.mark("forward")
         shared = torch.cat([local_counts, torch.nan_to_num(local_sums), torch.tensor([0.0 if finite_local else 1.0], dtype=torch.float64)])
         shared = all_reduce_sum(shared, self.context)
         clock.mark("reduced")
-        global_counts = shared[:2].clamp(min=1)
-        finite = bool(shared[4] == 0)
-        scale = (self.context.world_size * local_counts / global_counts).to(terms.energy.device)  # [2]
+        global_counts = shared[:3].clamp(min=1)
+        finite = bool(shared[6] == 0)
+        scale = (self.context.world_size * local_counts / global_counts).to(terms.energy.device)  # [3]
         loss = loss_config["lambda_energy"] * terms.energy * scale[0] + loss_config["lambda_forces"] * terms.forces * scale[1]
-        global_means = (shared[2:4] / global_counts).tolist()
-        return loss / self.accumulate, {"loss/energy": global_means[0], "loss/forces": global_means[1]}, finite
+        if stress:
+            loss = loss + lambda_stress * terms.stress * scale[2]
+        global_means = (shared[3:6] / global_counts).tolist()
+        parts = {"loss/energy": global_means[0], "loss/forces": global_means[1], **({"loss/stress": global_means[2]} if stress else {})}
+        return loss / self.accumulate, parts, finite
 
     def _optimizer_step(self) -> tuple[float, bool]:
         self.scaler.unscale_(self.optimizer)
@@ -241,6 +252,12 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self, resume_step: int | None = None) -> dict[str, Any]:
+        """Train to the stop step. A stop signal (`lamm.training.stop`) on any rank ends every
+        rank after the same step: rank 0 saves `last` and each raises TrainingStopped."""
+        with stop.checked_at_step_ends():
+            return self._fit(resume_step)
+
+    def _fit(self, resume_step: int | None) -> dict[str, Any]:
         train = self.config["train"]
         main = self.context.is_main
         metrics_log = CsvLog(self.out_dir / "metrics.csv", ["step", "epoch", "loss", "loss/energy", "loss/forces", "lr", "grad_norm", "samples_per_s", "atoms_per_s", "nonfinite"], resume_step, main)
@@ -286,7 +303,9 @@ class Trainer:
                 if bar is not None:
                     next(bar, None)
                 row = clock.row(self.bucket_clock, int(batch.num_nodes), int(batch.num_graphs))
-                rows = all_gather_rows(torch.tensor(row, dtype=torch.float64), self.context)
+                # the per-step all-gather also carries each rank's pending stop signal (0: none)
+                rows = all_gather_rows(torch.tensor([*row, stop.pending()], dtype=torch.float64), self.context)
+                stop_signal, rows = int(rows[:, -1].max()), rows[:, :-1]
                 timing_log.write([{"step": self.step, "rank": r, **dict(zip(TIMING_COLUMNS, values))} for r, values in enumerate(rows.tolist())])
                 if not finite:
                     self.nonfinite += 1
@@ -316,6 +335,9 @@ class Trainer:
                 if time.monotonic() - last_save > 60 * train["save_every_minutes"]:
                     self.save("last")
                     last_save = time.monotonic()
+                if stop_signal and self.step < self.stop_step:
+                    self.save("last")
+                    raise stop.honour(stop_signal, self.step)
                 if self.step >= self.stop_step:
                     break
                 clock = StepClock(self.context.device)
