@@ -17,7 +17,7 @@ import numpy as np
 from ase.db import connect
 
 from lamm.data.readers import UNPARSABLE_RECORD, SourceItem, input_files, reading
-from lamm.data.readers.extxyz import MISSING_GROUP
+from lamm.data.readers.extxyz import MISSING_GROUP, group_of
 from lamm.data.record import StructureRecord
 from lamm.data.units import Units
 
@@ -60,15 +60,9 @@ def read_ase_db(
 
 def _item(row: Any, file: Path, energy_key: str | None, forces_key: str | None, units: Units, group_by: str) -> SourceItem:
     source_id = f"{file.name}:id={row.id}"
-    if group_by == "frame":
-        group = source_id
-    elif group_by == "file":
-        group = file.name
-    else:
-        value = row.key_value_pairs.get(group_by)
-        if value is None:
-            return SourceItem(None, source_id, MISSING_GROUP)
-        group = f"{group_by}={value}"
+    group = group_of(row.key_value_pairs, group_by, source_id, file)
+    if group is None:
+        return SourceItem(None, source_id, MISSING_GROUP)
     try:
         energy, forces = row_labels(row, energy_key, forces_key)
         atoms = row.toatoms()

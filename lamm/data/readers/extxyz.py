@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import lzma
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -87,13 +87,14 @@ def frame_labels(atoms: Atoms, energy_key: str | None, forces_key: str | None) -
     return energy, forces
 
 
-def group_of(atoms: Atoms, group_by: str, source_id: str, file: Path) -> str | None:
-    """The split group of a frame: itself, its file, or the value of an info key (None if absent)."""
+def group_of(info: Mapping[str, object], group_by: str, source_id: str, file: Path) -> str | None:
+    """The split group of a frame: itself, its file, or the value of one of its info keys
+    (extxyz `atoms.info`, ASE db `key_value_pairs`); None when that key is absent."""
     if group_by == "frame":
         return source_id
     if group_by == "file":
         return file.name
-    value = atoms.info.get(group_by)
+    value = info.get(group_by)
     return None if value is None else f"{group_by}={value}"
 
 
@@ -114,7 +115,7 @@ def read_extxyz(
         with reading(file), open_text(file) as handle:
             for index, atoms in enumerate(iter_frames(handle, file)):
                 source_id = f"{file.name}:{index}"
-                group = group_of(atoms, group_by, source_id, file)
+                group = group_of(atoms.info, group_by, source_id, file)
                 if group is None:
                     yield SourceItem(None, source_id, MISSING_GROUP)
                     continue
