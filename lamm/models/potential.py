@@ -42,7 +42,8 @@ def edge_vectors(positions: torch.Tensor, cell: torch.Tensor, cell_offsets: torc
     source, target = edge_index[0], edge_index[1]
     # index_select rather than x[index]: a cheaper backward (see lamm.models.painn)
     cells = cell.index_select(0, batch.index_select(0, target))  # [M, 3, 3]
-    shifts = torch.einsum("mk,mkl->ml", cell_offsets.to(cells.dtype), cells)  # [M, 3]
+    # elementwise, not einsum: autocast would run a matmul in bf16 and round the image shifts
+    shifts = (cell_offsets.to(cells.dtype).unsqueeze(2) * cells).sum(dim=1)  # [M, 3]
     return positions.index_select(0, source) - positions.index_select(0, target) + shifts.to(positions.dtype)
 
 
