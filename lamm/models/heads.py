@@ -8,10 +8,13 @@ or re-initialize them and keep the encoder.
 - `EnergyHead`: per-atom MLP -> [N, D], summed per structure -> [B, D].
 - `DirectForceHead`: two gated equivariant blocks on (s, v) -> [N, 3, D]; equivariant because
   it only mixes vector channels and gates them with invariants.
-- `GradientForces`: conservative forces -dE/dx by autograd, for `force_mode="gradient"`.
+- `EnergyGradients`: dE/dx and dE/d(strain) by autograd, for `force_mode="gradient"` (conservative
+  forces -dE/dx) and for the stress (`lamm.models.stress`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -69,24 +72,24 @@ class DirectForceHead(nn.Module):
         return vectors.to(_sum_dtype(vectors.dtype))  # [N, 3, D]
 
 
-class GradientForces(nn.Module):
-    """F = -dE/dx by autograd (schnetpack `Forces`, nequip `ForceStressOutput`).
+class EnergyGradients(nn.Module):
+    """dE/d(input) by autograd for several inputs in one backward pass (schnetpack `Forces`,
+    nequip `ForceStressOutput`): positions for the forces -dE/dx of `force_mode="gradient"`,
+    a strain for the stress (`lamm.models.stress`).
 
-    Differentiates the summed energy of each structure with respect to the atom positions
-    (structures are independent, so one backward pass gives every atom's force). The graph of
-    the gradient is kept only in training (`create_graph=self.training`), where the loss on
-    forces must be differentiated again.
+    Differentiates the summed energy of the structures (they are independent, so one backward
+    pass gives every atom's and every structure's derivative). The graph of the gradient is
+    kept only in training (`create_graph=self.training`), where a loss on forces or stress must
+    be differentiated again. An input the energy does not depend on (no edges, frozen) gets zeros.
     """
 
-    def forward(self, energy: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """energy [B] (a function of positions), positions [N, 3] with requires_grad -> [N, 3]."""
-        if not positions.requires_grad:
-            raise ValueError("gradient forces need positions with requires_grad=True")
-        if not energy.requires_grad:  # nothing depends on the positions (e.g. frozen, edgeless)
-            return torch.zeros_like(positions)
-        (gradient,) = torch.autograd.grad(
-            energy.sum(), positions, create_graph=self.training, allow_unused=True
-        )
-        if gradient is None:  # no edges: the energy does not depend on any position
-            return torch.zeros_like(positions)
-        return -gradient
+    def forward(self, energy: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """energy [B] (a function of the inputs), inputs with requires_grad -> their gradients."""
+        if not all(x.requires_grad for x in inputs):
+            raise ValueError("energy gradients need inputs with requires_grad=True")
+        if not inputs:
+            return []
+        if not energy.requires_grad:  # nothing depends on the inputs (e.g. frozen, edgeless)
+            return [torch.zeros_like(x) for x in inputs]
+        gradients = torch.autograd.grad(energy.sum(), list(inputs), create_graph=self.training, allow_unused=True)
+        return [torch.zeros_like(x) if g is None else g for g, x in zip(gradients, inputs)]

@@ -4,6 +4,7 @@ LaMM (after OC22 and JMP, SPEC section 3) trains every head on referenced, norma
 
     E_norm = (E - sum_j e_{d, Z_j} - mean_d) / std_d          per structure, head d
     F_norm = F / rms_d
+    S_norm = S / rms_d                                        stress, eV/Angstrom^3 (no own statistics)
 
 with per-element reference energies e_{d, Z} fitted by least squares on the training split of
 subset d, and mean/std/rms measured on the referenced training labels (see
@@ -93,4 +94,16 @@ class Normalizer(nn.Module):
 
     def denormalize_forces(self, prediction: torch.Tensor) -> torch.Tensor:
         """[N, 3, D] normalized -> [N, 3, D] eV/Angstrom."""
+        return prediction * self.force_rms.to(prediction.dtype)
+
+    def normalize_stress(self, stress: torch.Tensor, dataset_index: torch.Tensor) -> torch.Tensor:
+        """[B, 3, 3] eV/Angstrom^3 -> [B, 3, 3] divided by the force RMS of each structure's head.
+
+        The scale of gradient forces: the potential's normalized stress is (energy_std /
+        force_rms) (1/V) dE_norm/d(strain), as its forces are -(energy_std / force_rms) dE_norm/dx.
+        """
+        return stress / self.force_rms[dataset_index].to(stress.dtype).view(-1, 1, 1)
+
+    def denormalize_stress(self, prediction: torch.Tensor) -> torch.Tensor:
+        """[B, 3, 3, D] normalized -> [B, 3, 3, D] eV/Angstrom^3."""
         return prediction * self.force_rms.to(prediction.dtype)
