@@ -13,12 +13,12 @@ import numpy as np
 from lamm.data.graph import neighbor_list
 from lamm.data.record import MAX_ATOMIC_NUMBER, StructureRecord
 
-INCONSISTENT_ARRAYS = "inconsistent_arrays"  # positions, fixed or tags of the wrong shape
+INCONSISTENT_ARRAYS = "inconsistent_arrays"  # positions, fixed, tags or stress of the wrong shape
 NO_ATOMS = "no_atoms"
 UNKNOWN_ELEMENT = "unknown_element"  # atomic number outside 1..118 (e.g. an `X` or `*` atom)
 NON_FINITE_COORDINATES = "non_finite_coordinates"  # NaN/inf in positions or cell
 FORCES_SHAPE = "forces_shape"  # forces not [natoms, 3]
-NON_FINITE_LABELS = "non_finite_labels"  # NaN/inf energy or forces
+NON_FINITE_LABELS = "non_finite_labels"  # NaN/inf energy, forces or stress
 MISSING_ENERGY = "missing_energy"  # the source labels energies, this record has none
 MISSING_FORCES = "missing_forces"
 TOO_MANY_ATOMS = "too_many_atoms"  # more than max_atoms (LaMM drops ODAC23 samples over 300)
@@ -61,6 +61,10 @@ def check_record(
     if record.energy is not None and not np.isfinite(record.energy):
         return NON_FINITE_LABELS
     if record.forces is not None and not np.isfinite(record.forces).all():
+        return NON_FINITE_LABELS
+    if record.stress is not None and np.shape(record.stress) != (3, 3):
+        return INCONSISTENT_ARRAYS
+    if record.stress is not None and not np.isfinite(record.stress).all():
         return NON_FINITE_LABELS
     if "energy" in labels and record.energy is None:
         return MISSING_ENERGY

@@ -9,7 +9,8 @@ position) and identical when a resumed run draws that position again.
 
 Labels are returned as stored (eV, eV/Angstrom); normalization happens in the training step
 with the `Normalizer`. Denoising subsets (store info `task == "denoising"`) get noisy positions
-and force labels minus the noise (`lamm.data.noise`), with force mask 1 and energy mask 0.
+and force labels minus the noise (`lamm.data.noise`), with force mask 1 and energy and stress
+masks 0.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class MultiStoreDataset(Dataset):
                 record.positions, self.noise_sigma, self.noise_mode, self.noise_generator(key),
                 cell=record.cell if record.pbc.any() else None, pbc=record.pbc if record.pbc.any() else None,
             )
-            record = dataclasses.replace(record, positions=noisy, forces=labels, energy=None)
+            record = dataclasses.replace(record, positions=noisy, forces=labels, energy=None, stress=None)
         return structure_to_graph(
             record, cutoff=self.cutoff, max_neighbors=self.max_neighbors, dataset_index=subset,
             sample_index=record_index, dtype=self.dtype,

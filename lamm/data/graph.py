@@ -104,6 +104,7 @@ def structure_to_graph(
     edge_index, offsets = neighbor_list(record.positions, record.cell, record.pbc, cutoff, max_neighbors)
     energy = 0.0 if record.energy is None else record.energy
     forces = np.zeros((n, 3)) if record.forces is None else record.forces
+    stress = np.zeros((3, 3)) if record.stress is None else record.stress
     data = AtomicGraph(
         **{
             K.ATOMIC_NUMBERS: torch.tensor(np.asarray(record.atomic_numbers), dtype=torch.long),
@@ -117,6 +118,8 @@ def structure_to_graph(
             K.FORCES: torch.tensor(forces, dtype=dtype),
             K.ENERGY_MASK: torch.tensor([record.energy is not None]),
             K.FORCE_MASK: torch.tensor([record.forces is not None]),
+            K.STRESS: torch.tensor(stress, dtype=dtype).view(1, 3, 3),
+            K.STRESS_MASK: torch.tensor([record.stress is not None]),
             K.DATASET_INDEX: torch.tensor([dataset_index], dtype=torch.long),
             K.FIXED: torch.zeros(n, dtype=torch.bool) if record.fixed is None else torch.tensor(np.asarray(record.fixed), dtype=torch.bool),
             K.TAGS: torch.full((n,), -1, dtype=torch.long) if record.tags is None else torch.tensor(np.asarray(record.tags), dtype=torch.long),

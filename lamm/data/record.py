@@ -12,6 +12,11 @@ No pickled Python objects: a record written today decodes with any numpy, foreve
     atomic_numbers  uint8   [n]
     fixed           uint8   [n]      1 = held fixed        (flag FIXED)
     tags            int8    [n]      OC20 tags             (flag TAGS)
+    stress          float64 [3, 3]   eV/Angstrom^3, ASE's sign (flag STRESS), after padding to 8 bytes
+
+Stress came later (flag bit 7, which older code ignores) and sits at the end, so records
+without it are byte for byte what they were, and older decoders read records with it
+correctly, minus the stress.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms
+from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
 ENCODING_VERSION = 1
 _HEADER = struct.Struct("<BBHId")
 _HAS_ENERGY, _HAS_FORCES, _HAS_FIXED, _HAS_TAGS = 1, 2, 4, 8
 _PBC_SHIFT = 4  # bits 4, 5, 6 hold pbc along a, b, c
+_HAS_STRESS = 128
 MAX_ATOMIC_NUMBER = 118
 
 
@@ -48,6 +55,7 @@ class StructureRecord:
     fixed: np.ndarray | None = None  # [n] bool
     tags: np.ndarray | None = None  # [n] integer
     source_id: str = ""
+    stress: np.ndarray | None = None  # [3, 3] float64, eV/Angstrom^3, ASE's sign: (1/V) dE/d(strain)
 
     @property
     def natoms(self) -> int:
@@ -66,6 +74,8 @@ class StructureRecord:
             raise ValueError(f"pbc must have shape (3,), got {self.pbc.shape}")
         if self.forces is not None and self.forces.shape != (n, 3):
             raise ValueError(f"forces must have shape ({n}, 3), got {self.forces.shape}")
+        if self.stress is not None and np.shape(self.stress) != (3, 3):
+            raise ValueError(f"stress must have shape (3, 3), got {np.shape(self.stress)}")
         for name in ("fixed", "tags"):
             value = getattr(self, name)
             if value is not None and value.shape != (n,):
@@ -78,10 +88,15 @@ class StructureRecord:
     # --- conversion to and from ASE ----------------------------------------------------------
     @classmethod
     def from_atoms(cls, atoms: Atoms, source_id: str = "") -> StructureRecord:
-        """Take positions, cell, pbc, FixAtoms and tags from `atoms`, labels from `atoms.calc`."""
+        """Take positions, cell, pbc, FixAtoms and tags from `atoms`, labels from `atoms.calc`
+        (energy, forces, and stress in ASE's Voigt order or as 3 x 3)."""
         results = atoms.calc.results if atoms.calc is not None else {}
         energy = results.get("energy")
         forces = results.get("forces")
+        stress = results.get("stress")
+        if stress is not None:
+            stress = np.asarray(stress, dtype=np.float64)
+            stress = voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress
         fixed = None
         if atoms.constraints:
             fixed = np.zeros(len(atoms), dtype=bool)
@@ -99,10 +114,12 @@ class StructureRecord:
             fixed=fixed,
             tags=tags,
             source_id=source_id,
+            stress=stress,
         )
 
     def to_atoms(self) -> Atoms:
-        """An ase.Atoms; labels, where present, in `atoms.calc.results` ("energy", "forces")."""
+        """An ase.Atoms; labels, where present, in `atoms.calc.results` ("energy", "forces",
+        "stress" in ASE's Voigt order xx, yy, zz, yz, xz, xy)."""
         atoms = Atoms(
             numbers=np.asarray(self.atomic_numbers, dtype=np.int64),
             positions=np.array(self.positions, dtype=np.float64),
@@ -118,6 +135,8 @@ class StructureRecord:
             labels["energy"] = self.energy
         if self.forces is not None:
             labels["forces"] = np.array(self.forces, dtype=np.float64)
+        if self.stress is not None:
+            labels["stress"] = full_3x3_to_voigt_6_stress(np.array(self.stress, dtype=np.float64))
         if labels:
             atoms.calc = SinglePointCalculator(atoms, **labels)
         if self.source_id:
@@ -132,6 +151,7 @@ class StructureRecord:
         flags |= _HAS_FORCES if self.forces is not None else 0
         flags |= _HAS_FIXED if self.fixed is not None else 0
         flags |= _HAS_TAGS if self.tags is not None else 0
+        flags |= _HAS_STRESS if self.stress is not None else 0
         for axis in range(3):
             flags |= int(bool(self.pbc[axis])) << (_PBC_SHIFT + axis)
         sid = self.source_id.encode("utf-8")
@@ -146,6 +166,10 @@ class StructureRecord:
             parts.append(np.asarray(self.fixed, dtype=np.uint8).tobytes())
         if self.tags is not None:
             parts.append(np.asarray(self.tags, dtype=np.int8).tobytes())
+        if self.stress is not None:
+            length = sum(len(part) for part in parts)
+            parts.append(b"\0" * (_pad8(length) - length))
+            parts.append(np.ascontiguousarray(self.stress, dtype="<f8").tobytes())
         return b"".join(parts)
 
     @classmethod
@@ -170,6 +194,8 @@ class StructureRecord:
         numbers = take("u1", n)
         fixed = take("u1", n).view(bool) if flags & _HAS_FIXED else None
         tags = take("i1", n) if flags & _HAS_TAGS else None
+        offset = _pad8(offset)
+        stress = take("<f8", 9).reshape(3, 3) if flags & _HAS_STRESS else None
         pbc = np.array([bool(flags >> (_PBC_SHIFT + axis) & 1) for axis in range(3)])
         return cls(
             atomic_numbers=numbers,
@@ -181,4 +207,5 @@ class StructureRecord:
             fixed=fixed,
             tags=tags,
             source_id=source_id,
+            stress=stress,
         )

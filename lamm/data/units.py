@@ -2,7 +2,8 @@
 
 The factors are ASE's (CODATA 2014), so a round trip through ASE's own units is exact:
 `ENERGY_UNITS["kcal/mol"] == ase.units.kcal / ase.units.mol`. Forces in a file are energy per
-length in the file's units, so they scale by energy factor / length factor.
+length in the file's units, so they scale by energy factor / length factor; stress by energy
+factor / length factor^3.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Units:
         return self.energy_factor == 1.0 and self.length_factor == 1.0
 
     def apply(self, record: StructureRecord) -> StructureRecord:
-        """`record` (in these units) in eV, Angstrom and eV/Angstrom."""
+        """`record` (in these units) in eV, Angstrom, eV/Angstrom and eV/Angstrom^3."""
         if self.is_native:
             return record
         length, energy = self.length_factor, self.energy_factor
@@ -76,6 +77,7 @@ class Units:
             cell=np.asarray(record.cell, dtype=np.float64) * length,
             energy=None if record.energy is None else float(record.energy) * energy,
             forces=None if record.forces is None else np.asarray(record.forces, dtype=np.float64) * self.forces_factor,
+            stress=None if record.stress is None else np.asarray(record.stress, dtype=np.float64) * (energy / length**3),
         )
 
     def as_dict(self) -> dict[str, str]:
