@@ -1,0 +1,86 @@
+"""The final checks of a distilled student (DIR/final.json and the figures), the issue's
+acceptance numbers:
+
+- speed: MD atoms/s of student and teacher, same process, same structure (`speed.compare_speed`);
+- accuracy: the student's force MAE against the teacher on the validation set, next to the
+  teacher's own force MAE against the labels of a reference store (the downstream set the
+  teacher was fine-tuned on: its test split, else every split); their ratio;
+- energy conservation: the student's NVE drift over the potential-energy fluctuation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from lamm.analysis.evaluation import compute_metrics, predict_split, write_json
+from lamm.data.store import StructureStore
+from lamm.distill.figures import rounds_figure, speed_figure
+from lamm.distill.speed import compare_speed, nve_drift, speed_structure
+
+log = logging.getLogger(__name__)
+
+
+def _split_with_labels(store: StructureStore) -> str:
+    for split in ("test", "val", "train"):
+        if len(store.indices(split)):
+            return split
+    raise ValueError(f"{store.path} is empty")
+
+
+def label_errors(checkpoint_calc: Any, store: StructureStore, head: str, split: str) -> dict[str, float]:
+    metrics = compute_metrics(predict_split(checkpoint_calc.potential, store, split, [head])[head])
+    return {k: v for k, v in metrics.items() if k in ("forces_mae_mev_per_a", "energy_mae_mev_per_atom", "n_structures")}
+
+
+def final_checks(run: Any, rows: list[dict[str, Any]], reference_store: str | Path | None) -> dict[str, Any]:
+    """`run` is a finished `lamm.distill.loop.Distillation`; writes final.json, parity.png,
+    rounds.png, speed.png into its folder and returns final.json's content."""
+    from lamm.analysis.parity import parity_plot
+    from lamm.calculator import LaMMCalculator
+
+    out, config = run.out, run.config
+    student = LaMMCalculator(out / "student.pt", device=run._device())
+    result: dict[str, Any] = {"student": str(out / "student.pt"), "teacher": str(run.teacher.path),
+                              "student_parameters": sum(p.numel() for p in student.potential.parameters()),
+                              "teacher_parameters": sum(p.numel() for p in run.teacher_calc.potential.parameters())}
+    validation = StructureStore(out / "validation.lmdb")
+    predictions = predict_split(student.potential, validation, "val", [student.head])
+    vs_teacher = compute_metrics(predictions[student.head])
+    result["student_vs_teacher_forces_mae_mev_per_a"] = vs_teacher.get("forces_mae_mev_per_a")
+    result["student_vs_teacher_energy_mae_mev_per_atom"] = vs_teacher.get("energy_mae_mev_per_atom")
+    result["validation_configurations"] = vs_teacher["n_structures"]
+    parity_plot({"val": predictions[student.head]}, out / "parity.png", title="student vs teacher, validation set")
+    teacher_error = None
+    if reference_store is not None:
+        store = StructureStore(reference_store)
+        split = _split_with_labels(store)
+        teacher = label_errors(run.teacher_calc, store, run.teacher_calc.head, split)
+        mine = label_errors(student, store, student.head, split)
+        teacher_error = teacher.get("forces_mae_mev_per_a")
+        result.update({"reference_store": str(store.path), "reference_split": split,
+                       "teacher_vs_labels_forces_mae_mev_per_a": teacher_error,
+                       "teacher_vs_labels_energy_mae_mev_per_atom": teacher.get("energy_mae_mev_per_atom"),
+                       "student_vs_labels_forces_mae_mev_per_a": mine.get("forces_mae_mev_per_a"),
+                       "student_vs_labels_energy_mae_mev_per_atom": mine.get("energy_mae_mev_per_atom")})
+        if teacher_error:
+            result["error_ratio"] = result["student_vs_teacher_forces_mae_mev_per_a"] / teacher_error
+    speed = config["speed"]
+    atoms = speed_structure(run.seeds[0], speed["min_atoms"])
+    measured = compare_speed(atoms, {"teacher": run.teacher_calc, "student": student}, steps=speed["steps"],
+                             warmup=speed["warmup"], repeats=speed["repeats"])
+    result.update(measured)
+    result["speedup"] = measured["student_atoms_per_s"] / measured["teacher_atoms_per_s"]
+    nve = config["nve"]
+    result.update(nve_drift(run.seeds[0], student, steps=nve["steps"], timestep_fs=nve["timestep_fs"],
+                            temperature_k=nve["temperature_k"], seed=config["seed"]))
+    result["checks"] = {
+        "speedup_at_least_5": result["speedup"] >= 5.0,
+        "error_ratio_at_most_1.5": (result["error_ratio"] <= 1.5) if "error_ratio" in result else None,
+        "nve_drift_below_1pct_of_epot_std": result["drift_over_epot_std"] < 0.01,
+    }
+    rounds_figure(rows, out / "rounds.png", teacher_error=teacher_error)
+    speed_figure(measured, out / "speed.png")
+    write_json(result, out / "final.json")
+    return result
