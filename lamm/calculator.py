@@ -1,15 +1,23 @@
 """ASE calculator: Atoms -> the same graph and collate as training -> potential in eval mode.
 
     calc = LaMMCalculator("results/pretrain/last.pt", head="oc20_s2ef")   # eV, eV/Angstrom
-    atoms.calc = calc; atoms.get_potential_energy(); atoms.get_forces()
+    atoms.calc = calc; atoms.get_potential_energy(); atoms.get_forces(); atoms.get_stress()
 
 `head` picks the output channel by subset name (default: the first). Predictions are mapped to
-eV and eV/Angstrom by the potential's normalizer; energies are computed in float64.
+eV, eV/Angstrom and eV/Angstrom^3 by the potential's normalizer; energies are computed in float64.
+
+Stress (ASE's convention: (1/V) dE/d(strain), Voigt order xx, yy, zz, yz, xz, xy; zero without
+a periodic axis) is the strain derivative of the energy (`lamm.models.stress`). A gradient-mode
+potential returns it with every periodic calculation (it shares the forces' backward pass);
+a direct-mode one only when asked, and warns once: its forces come from the force head, not
+from the energy the stress is the derivative of, so the two are not consistent (cell
+relaxation and NPT work, but on no single energy surface; prefer gradient mode).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +25,7 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from lamm import keys as K
 from lamm.data.graph import collate, structure_to_graph
@@ -27,9 +36,9 @@ from lamm.models.potential import Potential
 
 
 class LaMMCalculator(Calculator):
-    """Energy and forces of one head of a LaMM potential (checkpoint format: lamm.models.checkpoint)."""
+    """Energy, forces and stress of one head of a LaMM potential (checkpoint format: lamm.models.checkpoint)."""
 
-    implemented_properties = ["energy", "free_energy", "forces"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, checkpoint_path: str | os.PathLike, head: str | None = None, device: str = "cpu") -> None:
         self._setup(load_potential(checkpoint_path, device=device), head, device)
@@ -64,6 +73,7 @@ class LaMMCalculator(Calculator):
         self.head_index = potential.heads.index(self.head)
         self.device = torch.device(device)
         self.dtype = next(potential.parameters()).dtype
+        self._warned_direct_stress = False
 
     def calculate(
         self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",), system_changes: Sequence[str] = all_changes
@@ -83,8 +93,22 @@ class LaMMCalculator(Calculator):
             dtype=self.dtype,
         )
         batch = collate([graph]).to(self.device)
+        gradient = self.potential.force_mode == "gradient"
+        # free with gradient forces; NaN (no volume) for a periodic cell of zero volume
+        has_volume = bool(record.pbc.any()) and abs(np.linalg.det(record.cell)) > 0
+        stress = "stress" in properties or (gradient and has_volume)
+        if stress and not gradient and not self._warned_direct_stress:
+            warnings.warn(
+                "direct force mode: the stress is the strain derivative of the energy head, the forces come "
+                "from the force head; they do not describe one energy surface (use a gradient-mode potential "
+                "for cell relaxation and NPT)", UserWarning, stacklevel=2,
+            )
+            self._warned_direct_stress = True
         with torch.no_grad():
-            prediction = self.potential.predict(batch)
+            prediction = self.potential.predict(batch, compute_stress=stress)
         energy = float(prediction[K.PRED_ENERGY][0, self.head_index])
         forces = prediction[K.PRED_FORCES][:, :, self.head_index].detach().cpu().double().numpy()
         self.results = {"energy": energy, "free_energy": energy, "forces": forces}
+        if stress:
+            stress_3x3 = prediction[K.PRED_STRESS][0, :, :, self.head_index].detach().cpu().double().numpy()
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress_3x3)  # eV/Angstrom^3
