@@ -9,6 +9,9 @@ the training process for cores).
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +26,22 @@ from lamm.data.sampler import DistributedBatchSampler
 
 def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)
+    # SLURM signals every process of a job step (scancel, requeue, the time-limit signal), workers
+    # included: a worker killed by SIGTERM or SIGUSR2 would fail the rank before it can save.
+    # The rank stops its workers itself (lamm.training.stop); they also exit when it dies.
+    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _kill_workers() -> None:
+    """At exit, multiprocessing terminates daemonic children with SIGTERM and waits for them;
+    workers ignore SIGTERM, so kill them first (atexit runs handlers registered later first)."""
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+
+
+_KILL_AT_EXIT: list[bool] = []
 
 
 class EpochLoader:
@@ -48,6 +67,9 @@ class EpochLoader:
         if len(sampler.natoms) != len(dataset):
             raise ValueError(f"the sampler covers {len(sampler.natoms)} samples, the dataset has {len(dataset)}")
         self.dataset, self.sampler = dataset, sampler
+        if num_workers and not _KILL_AT_EXIT:
+            atexit.register(_kill_workers)
+            _KILL_AT_EXIT.append(True)
         self.loader = DataLoader(
             dataset,
             batch_sampler=sampler,
