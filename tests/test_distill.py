@@ -87,7 +87,7 @@ CONFIG = {
     "explore": {"temperatures_k": [300.0, 600.0], "steps": 10, "timestep_fs": 1.0, "sample_every": 5},
     "validation": {"steps": 10, "sample_every": 10},
     "select": {"lo_ev_per_a": 0.0, "hi_ev_per_a": 50.0, "max_per_round": 3},
-    "speed": {"steps": 3, "warmup": 1, "repeats": 1},
+    "speed": {"steps": 3, "warmup": 1, "repeats": 1, "min_atoms": 8},
     "nve": {"steps": 10, "timestep_fs": 0.5},
 }
 
@@ -177,8 +177,9 @@ def test_final_checks_and_the_json_summary(resumed, inputs, capsys):
     a = resumed["a"]
     final = json.loads((a / "final.json").read_text())
     for key in ("speedup", "teacher_atoms_per_s", "student_atoms_per_s", "student_vs_teacher_forces_mae_mev_per_a",
-                "teacher_vs_labels_forces_mae_mev_per_a", "error_ratio", "drift_over_epot_std"):
+                "teacher_vs_labels_forces_mae_mev_per_a", "error_ratio", "drift_over_epot_std", "seed_cell_speedup"):
         assert np.isfinite(final[key]), key
+    assert final["speed_natoms"] == [8, 3]  # the 4-atom cell repeated to >= 8 atoms, the molecule as it is
     for name in ("parity.png", "rounds.png", "speed.png", "rounds.csv", "student.pt"):
         assert (a / name).is_file(), name
     capsys.readouterr()

@@ -45,7 +45,7 @@ def rounds_figure(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, *,
     right.tick_params(labelsize=9, colors="0.4")
     axis.set_zorder(right.get_zorder() + 1)
     axis.patch.set_visible(False)
-    axis.legend(fontsize=8, frameon=False)
+    axis.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     figure.tight_layout()
     return save_figure(figure, path)
 
@@ -63,7 +63,9 @@ def speed_figure(speed: Mapping[str, Any], path: str | os.PathLike) -> Path:
         runs = speed.get(f"{name}_atoms_per_s_runs") or []
         axis.plot([x] * len(runs), runs, "k.", ms=4)
     axis.set_ylabel("MD speed (atoms x steps / s)", fontsize=9)
-    axis.set_title(f"{speed['speed_natoms']} atoms, velocity Verlet: {values[1] / values[0]:.1f}x", fontsize=9)
+    natoms = speed["speed_natoms"]
+    axis.set_title(f"velocity Verlet, {len(natoms)} cells of {min(natoms)}-{max(natoms)} atoms: {values[1] / values[0]:.1f}x",
+                   fontsize=9)
     axis.tick_params(labelsize=9)
     figure.tight_layout()
     return save_figure(figure, path)
