@@ -126,12 +126,9 @@ def _stopped_step(run):
 
 
 @pytest.mark.slow
-def test_killed_launcher_ranks_save_and_a_resume_ends_with_the_same_weights(tmp_path, stores):
-    reference = _pretrain(tmp_path, stores, tmp_path / "a")
-    out, stderr = reference.communicate(timeout=600)
-    assert reference.returncode == 0, stderr
-    total = json.loads(out.strip().splitlines()[-1])["steps"]
-
+def test_killed_launcher_ranks_save_and_a_resume_goes_on_from_there(tmp_path, stores):
+    # (that such a resume ends with an uninterrupted run's weights: test_pretrain, and on SLURM
+    # tests/test_cluster.py, which compares them after two preemptions)
     run = tmp_path / "b"
     launcher = _pretrain(tmp_path, stores, run)
     ranks = _wait_for_steps(launcher, run, 3)
@@ -139,18 +136,15 @@ def test_killed_launcher_ranks_save_and_a_resume_ends_with_the_same_weights(tmp_
     launcher.communicate(timeout=60)
     assert wait_gone(ranks, 10), "ranks kept training without their launcher"
     stopped_at = _stopped_step(run)  # the step they stopped after, not an older periodic save
-    assert 3 <= stopped_at < total
+    assert stopped_at >= 3
 
     resumed = _pretrain(tmp_path, stores, run, "--resume")
     out, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stderr
+    total = json.loads(out.strip().splitlines()[-1])["steps"]
+    assert stopped_at < total == _final(run)[0]
     with open(run / "metrics.csv") as handle:  # one row per step: the resumed run went on from stopped_at
         assert [int(line.split(",")[0]) for line in list(handle)[1:]] == list(range(1, total + 1))
-    step_a, model_a, ema_a = _final(tmp_path / "a")
-    step_b, model_b, ema_b = _final(run)
-    assert step_a == step_b == total
-    assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)
-    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
 
 
 @pytest.mark.slow
