@@ -216,3 +216,27 @@ def test_molecules_and_cells_are_explored(resumed):
     kinds = {bool(store.get_record(i).pbc.any()) for i in range(len(store))}
     assert kinds == {True, False} and store.energy_kind == "none"
     assert isinstance(store.get_record(0), StructureRecord)
+
+
+def test_an_exploding_trajectory_stops_and_is_counted():
+    from ase.calculators.calculator import Calculator, all_changes
+
+    from lamm.distill.explore import ExploreSettings, explore
+
+    class Exploding(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            Calculator.calculate(self, atoms, properties, system_changes)
+            forces = np.zeros((len(self.atoms), 3))
+            forces[0, 0] = 100.0 if self.atoms.positions[0, 0] > 0.3 else 1.0  # blows up once atom 0 moves right
+            self.results = {"energy": 0.0, "forces": forces}
+
+    atoms = molecule("H2O")
+    atoms.positions[0, 0] = 0.0
+    settings = ExploreSettings(temperatures_k=(300.0,), steps=200, sample_every=2, max_force_ev_per_a=50.0)
+    out = explore([atoms], Exploding(), settings, seed=0, stream=1)
+    assert out.trajectories == 1 and out.aborted == {"force above max_force_ev_per_a": 1}
+    assert out.records[-1].source_id.endswith("/aborted") and len(out.records) >= 2
+    again = explore([atoms], Exploding(), settings, seed=0, stream=1)
+    assert [r.source_id for r in again.records] == [r.source_id for r in out.records]  # seeded
