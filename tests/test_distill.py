@@ -92,6 +92,16 @@ CONFIG = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_tracking(tmp_path_factory):
+    """The module's runs (set up before conftest's per-test store exists) go to a store of their own, not results/."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('mlflow_distill') / 'mlflow.db'}")
+        patch.setenv("LAMM_PROGRESS", "0")
+        patch.delenv("LAMM_RUN_TAGS", raising=False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A direct-force teacher (gentle forces: force_rms 0.1 eV/A), a store of a periodic cell

@@ -15,6 +15,7 @@ acceptance numbers:
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -100,4 +101,19 @@ def final_checks(run: Any, rows: list[dict[str, Any]], reference_store: str | Pa
     rounds_figure(rows, out / "rounds.png", teacher_error=teacher_error)
     speed_figure(measured, out / "speed.png")
     write_json(result, out / "final.json")
+    _track(run, result)
     return result
+
+
+def _track(run: Any, result: dict[str, Any]) -> None:
+    """One MLflow run with the final numbers and files, beside the rounds' runs."""
+    from lamm.tracking import RunTracker, find_or_create_parent_run
+
+    parent = find_or_create_parent_run(f"distill-{run.config['name']}", "distill")
+    numbers = {k: float(v) for k, v in result.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    with RunTracker("distill", f"distill-{run.config['name']}-final", params={**run.config, "teacher": str(run.teacher.path)},
+                    inputs=[run.teacher.path], parent_run_id=parent) as tracker:
+        tracker.log_metrics(numbers)
+        for name in ("final.json", "rounds.csv", "parity.png", "rounds.png", "speed.png"):
+            tracker.log_artifact(run.out / name)
