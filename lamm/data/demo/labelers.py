@@ -1,4 +1,5 @@
-"""The offline labelers of the demo data: ASE's EMT and tblite's GFN-xTB, in eV and eV/Angstrom.
+"""The offline labelers of the demo data: ASE's EMT, `VariantEMT` (EMT with parameters changed
+by a few percent) and tblite's GFN-xTB, in eV and eV/Angstrom.
 
 Every labeling failure (an SCF that does not converge, a relaxation that runs out of steps,
 a conformer RDKit cannot embed) raises `DemoFailure` with a short, countable reason; the
@@ -118,3 +119,58 @@ def xtb_energy_forces(
         return energy, None
     gradient = np.array(results.get("gradient"), dtype=np.float64)  # [n, 3] Hartree/Bohr
     return energy, -gradient * (Hartree / Bohr)
+
+
+# The downstream labeler: EMT with every element's parameters changed by the same few percent,
+# "the same physics, a slightly different functional" (PBE vs RPBE, HME21 vs OC20). Relative
+# factors on ASE's table (`ase.calculators.emt.parameters`); parameters not named keep their
+# value, and so do the cutoff and its smoothing (ASE's, from the unmodified table).
+# s0 up 1.5%: longer bonds, as RPBE's lattice constants exceed PBE's by 1-2%; E0 down 8%
+# (E0 < 0, so weaker cohesion, as RPBE binds less than PBE); V0 down 5%, kappa down 2%: a
+# softer pair repulsion.
+EMT_VARIANT_FACTORS = {"E0": 0.92, "s0": 1.015, "V0": 0.95, "kappa": 0.98}
+_EMT_FIELDS = ("E0", "s0", "V0", "eta2", "kappa", "lambda", "n0")  # the order of ASE's table
+
+
+def emt_variant_parameters(factors: dict[str, float] | None = None) -> dict[str, tuple[float, ...]]:
+    """ASE's EMT parameter table with each named field multiplied by its factor (all elements)."""
+    from ase.calculators.emt import parameters
+
+    factors = EMT_VARIANT_FACTORS if factors is None else factors
+    unknown = set(factors) - set(_EMT_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown EMT parameters {sorted(unknown)}; expected some of {_EMT_FIELDS}")
+    return {symbol: tuple(value * factors.get(name, 1.0) for name, value in zip(_EMT_FIELDS, row))
+            for symbol, row in parameters.items()}
+
+
+class VariantEMT(EMT):
+    """ASE's EMT evaluated with another parameter table (default: `emt_variant_parameters()`).
+
+    ASE's `initialize` sets up the cutoff, the neighbour list and the per-element arrays from
+    its module table; the per-element arrays are then recomputed here from `table` with ASE's
+    formulas (the same units: eV, bohr, bohr^-1, bohr^-3). With the unmodified table the result
+    equals EMT's bit for bit (tested)."""
+
+    def __init__(self, table: dict[str, tuple[float, ...]] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.table = emt_variant_parameters() if table is None else table
+
+    def initialize(self, atoms: Atoms) -> None:
+        from ase.data import chemical_symbols
+
+        super().initialize(atoms)
+        for i, z in enumerate(self.par["Z"]):
+            e0, s0, v0, eta2, kappa, lmbda, n0 = self.table[chemical_symbols[int(z)]]
+            s0, eta2, kappa = s0 * Bohr, eta2 / Bohr, kappa / Bohr
+            gamma1, gamma2 = self._calc_gammas(s0, eta2, kappa)
+            self.par["E0"][i] = e0
+            self.par["s0"][i] = s0
+            self.par["V0"][i] = v0
+            self.par["eta2"][i] = eta2
+            self.par["kappa"][i] = kappa
+            self.par["lambda"][i] = lmbda / Bohr
+            self.par["n0"][i] = n0 / Bohr**3
+            self.par["inv12gamma1"][i] = 1.0 / (12.0 * gamma1)
+            self.par["neghalfv0overgamma2"][i] = -0.5 * v0 / gamma2
+        self.chi = self.par["n0"][None, :] / self.par["n0"][:, None]
