@@ -250,3 +250,21 @@ def test_an_exploding_trajectory_stops_and_is_counted():
     assert out.records[-1].source_id.endswith("/aborted") and len(out.records) >= 2
     again = explore([atoms], Exploding(), settings, seed=0, stream=1)
     assert [r.source_id for r in again.records] == [r.source_id for r in out.records]  # seeded
+
+
+def test_a_committee_of_one_is_the_student_against_the_teacher(resumed, inputs):
+    from lamm.distill.config import load_distill_config
+    from lamm.distill.label import read_records
+    from lamm.distill.loop import Distillation, Teacher
+    from lamm.distill.predict import predict
+    from lamm.distill.seeds import load_seed_structures
+    from lamm.models.checkpoint import load_potential
+
+    config = load_distill_config(inputs["config"])
+    config["student"]["committee"] = 1
+    run = Distillation(config, Teacher(inputs["teacher"]), load_seed_structures(inputs["store"]), resumed["a"])
+    records = read_records(round_dir(resumed["a"], 1) / "explored.lmdb")
+    student = predict(load_potential(round_dir(resumed["a"], 0) / "member_0" / "checkpoints" / "last.pt"), records).forces
+    teacher = predict(load_potential(inputs["teacher"]), records).forces
+    expected = [np.linalg.norm(s - t, axis=1).max() for s, t in zip(student, teacher)]
+    np.testing.assert_allclose(run.deviations(1, records), expected, rtol=1e-6)
