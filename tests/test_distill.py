@@ -19,7 +19,11 @@ from lamm.data.store import StructureStore, StructureStoreWriter
 from lamm.distill.config import load_distill_config
 from lamm.distill.loop import round_dir, stop_reason
 from lamm.distill.select import (
-    committee_deviation, deviation_statistics, evenly_spaced, pair_deviation, select_configurations,
+    committee_deviation,
+    deviation_statistics,
+    evenly_spaced,
+    pair_deviation,
+    select_configurations,
 )
 from lamm.models.build import build_potential
 from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint
@@ -234,7 +238,7 @@ def test_an_exploding_trajectory_stops_and_is_counted():
     from lamm.distill.explore import ExploreSettings, explore
 
     class Exploding(Calculator):
-        implemented_properties = ["energy", "forces"]
+        implemented_properties = ("energy", "forces")
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             Calculator.calculate(self, atoms, properties, system_changes)

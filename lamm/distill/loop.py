@@ -43,7 +43,12 @@ from lamm.distill import label as L
 from lamm.distill.config import explore_settings
 from lamm.distill.explore import explore
 from lamm.distill.select import (
-    committee_deviation, deviation_histogram, deviation_statistics, evenly_spaced, pair_deviation, select_configurations,
+    committee_deviation,
+    deviation_histogram,
+    deviation_statistics,
+    evenly_spaced,
+    pair_deviation,
+    select_configurations,
 )
 from lamm.tables import write_csv
 

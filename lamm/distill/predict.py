@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -57,6 +58,6 @@ def predict(potential: Potential, records: Sequence[StructureRecord], *, head: i
         energies.append(out[K.PRED_ENERGY][:, head].detach().cpu().double().numpy())  # [b]
         flat = out[K.PRED_FORCES][:, :, head].detach().cpu().double().numpy()  # [n, 3]
         bounds = np.cumsum([0] + [r.natoms for r in chunk])
-        forces += [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        forces += [flat[a:b] for a, b in pairwise(bounds)]
     energy = np.concatenate(energies) if energies else np.zeros(0, dtype=np.float64)
     return Labels(energy=energy, forces=forces)

@@ -77,7 +77,7 @@ def select_configurations(deviations: Sequence[float] | np.ndarray, lo: float, h
     return Selection(
         selected=order[:cap].astype(np.int64),
         accurate=int((finite & (dev < lo)).sum()),
-        candidates=int(len(candidates)),
+        candidates=len(candidates),
         failed=int((~finite | (dev > hi)).sum()),
     )
 
