@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lamm.cli import main
-from lamm.bench.balance import simulate, summarize, synthetic_natoms, workload_from_file, workload_from_stores
+from lamm.bench.balance import Workload, simulate, summarize, synthetic_natoms, workload_from_file, workload_from_stores
 from lamm.data.cost import CostModel, edge_counts
 from tests.store_factory import demo_like_stores
 
@@ -109,3 +109,11 @@ def test_bench_batching_with_workers(stores, tmp_path, capsys):
     assert table["workers"].tolist() == [0, 2]
     assert (table["structures"] >= 6).all() and (table["structures_per_s"] > 0).all()
     assert set(summary["structures_per_s"]) == {"workers_0", "workers_2"}
+
+
+def test_world_sizes_larger_than_the_epoch_are_skipped_not_fatal(caplog):
+    # the tiny demo has about 50 samples an epoch: 64 ranks cannot each get one
+    workload = Workload(names=["a", "b"], natoms=[np.arange(10, 40), np.arange(5, 25)], source="test")
+    rows = simulate(workload, world_sizes=[4, 64], batches_per_rank=[1, 2], temperature=None, num_splits=1, epochs=1)
+    assert {row["world_size"] for row in rows} == {4}
+    assert "world size 64 skipped: 50 schedulable samples cannot give each of 64 ranks one sample" in caplog.text

@@ -17,6 +17,7 @@ counts scaled down, mean atoms per subset as in the table). The shape of each di
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,10 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lamm.data.balance import TooFewSamplesError
 from lamm.data.cost import CostModel, edge_counts
 from lamm.data.sampler import STRATEGIES, DistributedBatchSampler
 from lamm.data.store import StructureStore
 from lamm.log import progress
+
+log = logging.getLogger(__name__)
 
 # subset: (samples in Table 2, mean atoms in Table 2, log-normal sigma, min atoms, max atoms)
 # Ranges: OC20/OC22 slabs with adsorbates (~10-225 atoms), ODAC23 MOFs capped at 300 atoms,
@@ -147,17 +151,26 @@ def simulate(
     sizes = [len(n) for n in workload.natoms]
     rows = []
     configurations = [(w, b) for w in world_sizes for b in batches_per_rank]
+    too_large: set[int] = set()
     for world_size, batch_per_rank in progress(configurations, desc="balance simulation", unit="config"):
+        if world_size in too_large:
+            continue
         group = []
-        for strategy in ("random", *[s for s in strategies if s != "random"]):
-            cap = max_atoms_per_rank if strategy == "lamm" else None
-            sampler = DistributedBatchSampler(
-                natoms, sizes, world_size=world_size, batch_per_rank=batch_per_rank, strategy=strategy,
-                temperature=temperature, num_splits=num_splits, seed=seed, work=work, max_atoms_per_rank=cap,
-            )
-            row = {"strategy": strategy, "world_size": world_size, "batch_per_rank": batch_per_rank,
-                   "num_splits": num_splits, "temperature": temperature, "epochs": epochs, "max_atoms_per_rank": cap}
-            group.append({**row, **_measure(sampler, natoms, work, epochs, step_overhead)})
+        try:
+            for strategy in ("random", *[s for s in strategies if s != "random"]):
+                cap = max_atoms_per_rank if strategy == "lamm" else None
+                sampler = DistributedBatchSampler(
+                    natoms, sizes, world_size=world_size, batch_per_rank=batch_per_rank, strategy=strategy,
+                    temperature=temperature, num_splits=num_splits, seed=seed, work=work, max_atoms_per_rank=cap,
+                )
+                row = {"strategy": strategy, "world_size": world_size, "batch_per_rank": batch_per_rank,
+                       "num_splits": num_splits, "temperature": temperature, "epochs": epochs, "max_atoms_per_rank": cap}
+                group.append({**row, **_measure(sampler, natoms, work, epochs, step_overhead)})
+        except TooFewSamplesError as err:
+            # a small dataset (the tiny demo) has fewer samples than the larger world sizes
+            log.warning("balance simulation: world size %d skipped: %s", world_size, err)
+            too_large.add(world_size)
+            continue
         baseline = group[0]["predicted_time"]
         for row in group:
             row["speedup_vs_random"] = baseline / row["predicted_time"]

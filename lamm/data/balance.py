@@ -92,6 +92,10 @@ class EpochPlan:
         return out.reshape(self.num_steps, self.world_size)
 
 
+class TooFewSamplesError(ValueError):
+    """An epoch with fewer samples than ranks: some rank would get none."""
+
+
 def efficiency(loads: np.ndarray) -> float:
     """Mean rank load over max rank load, summed over steps: 1 = no rank ever waits."""
     loads = np.asarray(loads, dtype=np.float64)
@@ -222,7 +226,7 @@ def _prepare(natoms, work, world_size, batch_per_rank, max_atoms_per_rank):
             skipped["exceeds_max_atoms_per_rank"] = candidates[too_large]
             candidates = candidates[~too_large]
     if len(candidates) < world_size:
-        raise ValueError(f"{len(candidates)} schedulable samples cannot give each of {world_size} ranks one sample")
+        raise TooFewSamplesError(f"{len(candidates)} schedulable samples cannot give each of {world_size} ranks one sample")
     return natoms, work, candidates, skipped
 
 
