@@ -175,7 +175,8 @@ def run_cases(
         results = []
         started = time.monotonic()
         for repeat in range(repeats):
-            fits = torch.tensor([int(another_repeat_fits(time.monotonic() - started, repeat, budget_s))])
+            # on the rank's device: NCCL broadcasts CUDA tensors only
+            fits = torch.tensor([int(another_repeat_fits(time.monotonic() - started, repeat, budget_s))], device=context.device)
             if context.distributed:
                 torch.distributed.broadcast(fits, src=0)
             if not fits.item():
