@@ -1,10 +1,14 @@
-"""ASE calculator: Atoms -> the same graph and collate as training -> potential in eval mode.
+"""ASE calculator: Atoms -> the same graph as training -> potential in eval mode.
 
     calc = LaMMCalculator("results/pretrain/last.pt", head="oc20_s2ef")   # eV, eV/Angstrom
     atoms.calc = calc; atoms.get_potential_energy(); atoms.get_forces(); atoms.get_stress()
 
 `head` picks the output channel by subset name (default: the first). Predictions are mapped to
 eV, eV/Angstrom and eV/Angstrom^3 by the potential's normalizer; energies are computed in float64.
+
+The inputs are built by `lamm.single_graph.SingleGraphBuilder` (the same neighbor list and fields
+as `structure_to_graph` + `collate`, without torch_geometric, and the constant tensors kept
+between calls): per MD step the collate cost as much as a small student model.
 
 Stress (ASE's convention: (1/V) dE/d(strain), Voigt order xx, yy, zz, yz, xz, xy; zero without
 a periodic axis) is the strain derivative of the energy (`lamm.models.stress`). A gradient-mode
@@ -28,11 +32,10 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from lamm import keys as K
-from lamm.data.graph import collate, structure_to_graph
-from lamm.data.record import StructureRecord
 from lamm.models.build import build_potential
 from lamm.models.checkpoint import load_potential
 from lamm.models.potential import Potential
+from lamm.single_graph import SingleGraphBuilder
 
 
 class LaMMCalculator(Calculator):
@@ -74,28 +77,20 @@ class LaMMCalculator(Calculator):
         self.device = torch.device(device)
         self.dtype = next(potential.parameters()).dtype
         self._warned_direct_stress = False
+        self._inputs = SingleGraphBuilder(potential.cutoff, potential.max_neighbors)
 
     def calculate(
         self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",), system_changes: Sequence[str] = all_changes
     ) -> None:
         Calculator.calculate(self, atoms, properties, system_changes)
-        record = StructureRecord(
-            atomic_numbers=self.atoms.get_atomic_numbers().astype(np.int64),
-            positions=np.asarray(self.atoms.get_positions(), dtype=np.float64),
-            cell=np.asarray(self.atoms.cell.array, dtype=np.float64),
-            pbc=np.asarray(self.atoms.pbc, dtype=bool),
-        )
-        graph = structure_to_graph(
-            record,
-            cutoff=self.potential.cutoff,
-            max_neighbors=self.potential.max_neighbors,
-            dataset_index=self.head_index,  # gradient mode differentiates this head
-            dtype=self.dtype,
-        )
-        batch = collate([graph]).to(self.device)
+        pbc = np.asarray(self.atoms.pbc, dtype=bool)
+        cell = np.asarray(self.atoms.cell.array, dtype=np.float64)
+        # dataset_index: gradient mode differentiates this head
+        batch = self._inputs(self.atoms.numbers, self.atoms.positions, cell, pbc, dataset_index=self.head_index,
+                             dtype=self.dtype, device=self.device)
         gradient = self.potential.force_mode == "gradient"
         # free with gradient forces; NaN (no volume) for a periodic cell of zero volume
-        has_volume = bool(record.pbc.any()) and abs(np.linalg.det(record.cell)) > 0
+        has_volume = bool(pbc.any()) and abs(np.linalg.det(cell)) > 0
         stress = "stress" in properties or (gradient and has_volume)
         if stress and not gradient and not self._warned_direct_stress:
             warnings.warn(
@@ -104,7 +99,9 @@ class LaMMCalculator(Calculator):
                 "for cell relaxation and NPT)", UserWarning, stacklevel=2,
             )
             self._warned_direct_stress = True
-        with torch.no_grad():
+        # inference_mode (cheaper than no_grad) only where nothing needs autograd: inside it the
+        # potential's enable_grad for gradient forces and stress would have no effect
+        with torch.no_grad() if gradient or stress else torch.inference_mode():
             prediction = self.potential.predict(batch, compute_stress=stress)
         energy = float(prediction[K.PRED_ENERGY][0, self.head_index])
         forces = prediction[K.PRED_FORCES][:, :, self.head_index].detach().cpu().double().numpy()
