@@ -20,7 +20,6 @@ config asks (`finetune.carve_val`, `finetune.carve_test`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import math
@@ -31,14 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from torch import nn
 
 from lamm.config import load_yaml, validate_config
 from lamm.data.dataset import MultiStoreDataset
-from lamm.data.loader import build_loader
 from lamm.data.referencing import compute_statistics, load_or_compute_statistics
-from lamm.data.sampler import DistributedBatchSampler
 from lamm.data.store import StructureStore
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.models.checkpoint import epoch_label, load_checkpoint, potential_from_checkpoint
@@ -48,6 +44,7 @@ from lamm.tracking import RunTracker, find_or_create_parent_run
 from lamm.training.distributed import DistributedContext, init_distributed, main_rank_first, shutdown
 from lamm.training.finetune_splits import plan_splits
 from lamm.training.pretrain import SCHEMA as TRAINER_SCHEMA
+from lamm.training.run_setup import build_train_loader, fit, resume_state, validation, write_run_inputs
 from lamm.training.trainer import Trainer
 from lamm.training.validation import evaluate
 
@@ -301,31 +298,18 @@ def run_finetuning(
         dataset_args = dict(cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"], seed=config["seed"])
         train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)
         val_set = MultiStoreDataset([store], splits.dataset_split("val"), records=[splits.val], **dataset_args)
-        sampler = DistributedBatchSampler(
-            train_set.natoms, train_set.sizes, world_size=context.world_size, rank=context.rank,
-            batch_per_rank=sampler_config["batch_per_rank"], strategy=sampler_config["strategy"], temperature=None,
-            num_splits=sampler_config["num_splits"], seed=config["seed"], max_atoms_per_rank=sampler_config["max_atoms_per_rank"],
-        )
-        loader = build_loader(train_set, sampler, num_workers=data["num_workers"])
+        loader = build_train_loader(train_set, config, context, temperature=None)
         config = same_steps_config(config, len(splits.train), len(loader), context.world_size)
         groups = parameter_groups(model, config["optimizer"]["lr"], layer_decay=options["layer_decay"], freeze_encoder=options["freeze_encoder"])
-        last = out_dir / "checkpoints" / "last.pt"
-        state = load_checkpoint(last) if resume and last.is_file() else None
+        last, state = resume_state(out_dir, resume)
         run_info = {
             "checkpoint": label, "checkpoint_path": str(checkpoint) if checkpoint is not None else None,
             "train_fraction": options["train_fraction"], "train_structures": len(records),
             "force_mode": model_config["force_mode"], "init_head": options["init_head"], **splits.info(),
         }
         if context.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
-            (out_dir / "statistics.json").write_text(json.dumps([statistics], indent=1))
-        validate = functools.partial(
-            evaluate, dataset=val_set, subsets=[subset], denoising=[False], context=context,
-            max_per_subset=config["train"]["val_max_samples"], batch_size=sampler_config["batch_per_rank"],
-            gradient_forces=model_config["force_mode"] == "gradient",
-            lambda_energy=config["loss"]["lambda_energy"], lambda_forces=config["loss"]["lambda_forces"],
-        )
+            write_run_inputs(out_dir, config, [statistics])
+        validate = validation(val_set, [subset], [False], context, config, model_config)
         parent_id = find_or_create_parent_run(parent_run, "finetune") if parent_run and context.is_main and state is None else None
         tracker = RunTracker(
             "finetune", f"{config['name']}-{out_dir.name}", params={**config, **run_info, "world_size": context.world_size},
@@ -338,10 +322,7 @@ def run_finetuning(
                 checkpoint_extra={"model_config": model_config, "heads": [subset], "statistics": [statistics], "finetune": run_info},
                 max_steps=max_steps, param_groups=groups,
             )
-            if state is not None:
-                trainer.restore(state)
-                log.info("resumed from %s at step %d", last, trainer.step)
-            summary = trainer.fit(resume_step=trainer.step if state is not None else None)
+            summary = fit(trainer, state, last)
             with trainer.ema.applied_to(trainer.model) if trainer.ema else contextlib.nullcontext():
                 test = evaluate_test(trainer.model, store, model_config, context, max_samples=options["test_max_samples"],
                                      batch_size=sampler_config["batch_per_rank"], records=splits.test,

@@ -10,7 +10,6 @@ restarted or requeued job resumes where it stopped.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -19,21 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
-import yaml
 
 from lamm.config import load_yaml, validate_config
 from lamm.data.dataset import MultiStoreDataset
-from lamm.data.loader import build_loader
 from lamm.data.noise import DEFAULT_SIGMA
 from lamm.data.referencing import load_or_compute_statistics
-from lamm.data.sampler import DistributedBatchSampler
 from lamm.data.store import StructureStore
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.tracking import RunTracker
-from lamm.models.checkpoint import load_checkpoint
 from lamm.training.distributed import DistributedContext, init_distributed, main_rank_first, shutdown
+from lamm.training.run_setup import build_train_loader, fit, resume_state, validation, write_run_inputs
 from lamm.training.trainer import Trainer
-from lamm.training.validation import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +77,7 @@ def run_pretraining(
     run several trainings one after the other. `stage` is the MLflow stage tag (the denoising
     ablation reuses this loop as stage "ablation").
     """
-    data, sampler_config = config["data"], config["sampler"]
+    data = config["data"]
     owns_group = not (dist.is_available() and dist.is_initialized())
     context = init_distributed(config["device"], config["threads_per_rank"])
     out_dir = Path(out_dir)
@@ -99,28 +94,12 @@ def run_pretraining(
         )
         train_set = MultiStoreDataset(stores, "train", **dataset_args)
         val_set = MultiStoreDataset(stores, "val", **dataset_args)
-        sampler = DistributedBatchSampler(
-            train_set.natoms, train_set.sizes, world_size=context.world_size, rank=context.rank,
-            batch_per_rank=sampler_config["batch_per_rank"], strategy=sampler_config["strategy"],
-            temperature=data["temperature"], num_splits=sampler_config["num_splits"], seed=config["seed"],
-            max_atoms_per_rank=sampler_config["max_atoms_per_rank"],
-        )
-        if sampler.skipped:
-            log.warning("samples that never fit under max_atoms_per_rank: %s", {k: len(v) for k, v in sampler.skipped.items()})
-        loader = build_loader(train_set, sampler, num_workers=data["num_workers"])
-        last = out_dir / "checkpoints" / "last.pt"
-        payload = load_checkpoint(last) if resume and last.is_file() else None
+        loader = build_train_loader(train_set, config, context, temperature=data["temperature"])
+        last, payload = resume_state(out_dir, resume)
         if context.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
-            (out_dir / "statistics.json").write_text(json.dumps(statistics, indent=1))
+            write_run_inputs(out_dir, config, statistics)
         denoising = [store.info.get("task") == "denoising" for store in stores]
-        validation = functools.partial(
-            evaluate, dataset=val_set, subsets=data["subsets"], denoising=denoising, context=context,
-            max_per_subset=config["train"]["val_max_samples"], batch_size=sampler_config["batch_per_rank"],
-            gradient_forces=model_config["force_mode"] == "gradient",
-            lambda_energy=config["loss"]["lambda_energy"], lambda_forces=config["loss"]["lambda_forces"],
-        )
+        validate_model = validation(val_set, data["subsets"], denoising, context, config, model_config) if validate else _no_validation
         tracker = RunTracker(
             stage, config["name"], params={**config, "world_size": context.world_size},
             inputs=[s.path for s in stores], enabled=context.is_main and track,
@@ -128,14 +107,11 @@ def run_pretraining(
         )
         with tracker:
             trainer = Trainer(
-                model, loader, validation if validate else _no_validation, context=context, config=config, out_dir=out_dir, tracker=tracker,
+                model, loader, validate_model, context=context, config=config, out_dir=out_dir, tracker=tracker,
                 checkpoint_extra={"model_config": model_config, "heads": list(data["subsets"]), "statistics": statistics},
                 max_steps=max_steps,
             )
-            if payload is not None:
-                trainer.restore(payload)
-                log.info("resumed from %s at step %d", last, trainer.step)
-            summary = trainer.fit(resume_step=trainer.step if payload is not None else None)
+            summary = fit(trainer, payload, last)
             summary["world_size"] = context.world_size
             if context.is_main:
                 (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
