@@ -107,8 +107,8 @@ def test_two_sets_plan_the_conversion_the_sweeps_and_the_tables_of_each(tmp_path
     assert all("--store results/data/my_set.lmdb" in shell and "--parent-run demo/my_set" in shell for _, shell in by_rule["finetune_further"])
 
     outputs = {output for _, output, _ in jobs}
-    for plain in ["results/tables/table3_finetune.csv, results/figures/fig9_finetune.png",
-                  "results/tables/sample_efficiency.csv, results/figures/sample_efficiency.png",
+    for plain in ["results/tables/table3_finetune.csv, results/tables/table3_summary.csv, results/figures/fig9_finetune.png",
+                  "results/tables/sample_efficiency.csv, results/tables/sample_efficiency_summary.csv, results/figures/sample_efficiency.png",
                   "results/tables/zero_shot.csv"]:
         assert plain in outputs
         assert re.sub(r"(\w+)\.(csv|png)", r"\1_my_set.\2", plain) in outputs

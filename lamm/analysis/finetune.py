@@ -9,6 +9,11 @@ Table 3 (SPEC section 8): per run the best validation energy MAE (meV/atom) and 
 relative to scratch = scratch's steps to the threshold / this run's. A run that never reaches
 a threshold has no step count (empty) and no speedup; neither has any run when scratch never
 reaches it (the ratio would have no denominator).
+
+With several seeds (`lamm finetune --seed`), every seed has its own scratch run and each run is
+compared with the scratch run of its seed; `table3_summary` then reduces the rows to one per
+checkpoint (n seeds, mean/std/min/max, ratios of the means to scratch's), so a reader sees the
+seed-to-seed spread next to the effect.
 """
 
 from __future__ import annotations
@@ -17,23 +22,25 @@ import csv
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 ENERGY = "energy_mae_mev_per_atom"
 FORCES = "forces_mae_mev_per_a"
 SCRATCH = "scratch"
 
 TABLE3_COLUMNS = [
-    "checkpoint", ENERGY, FORCES, "steps_to_energy_threshold", "steps_to_forces_threshold",
+    "checkpoint", "seed", ENERGY, FORCES, "steps_to_energy_threshold", "steps_to_forces_threshold",
     "energy_speedup", "forces_speedup", "energy_threshold", "forces_threshold",
     f"test_{ENERGY}", f"test_{FORCES}", "steps", "train_structures", "force_mode", "run_dir",
 ]
-SAMPLE_EFFICIENCY_COLUMNS = ["checkpoint", "train_fraction", "train_structures", f"test_{ENERGY}", f"test_{FORCES}", "test_structures", "run_dir"]
+SAMPLE_EFFICIENCY_COLUMNS = ["checkpoint", "seed", "train_fraction", "train_structures", f"test_{ENERGY}", f"test_{FORCES}", "test_structures", "run_dir"]
 
 Curve = list[tuple[int, float]]  # (step, value), steps increasing
 
@@ -47,6 +54,7 @@ class FinetuneRun:
     test: dict[str, Any]
     validation: dict[str, Curve] = field(default_factory=dict)  # ENERGY / FORCES -> curve
     training: dict[str, Curve] = field(default_factory=dict)  # loss/energy, loss/forces -> curve
+    seed: int | None = None  # the fine-tuning seed (None: the run does not say)
 
     @property
     def checkpoint(self) -> str:
@@ -99,14 +107,31 @@ def read_training(path: Path) -> dict[str, Curve]:
     return curves
 
 
+def run_seed(run_dir: Path, summary: dict[str, Any]) -> int | None:
+    """The seed a run trained with: summary.json's `seed` if it has one, else the `seed` of the
+    config the run wrote (config.yaml, after `--seed` overrode it), else the workflow's
+    `_seed<k>` folder suffix; None when none of them says (never guessed)."""
+    if summary.get("seed") is not None:
+        return int(summary["seed"])
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        seed = (yaml.safe_load(config.read_text()) or {}).get("seed")
+        if seed is not None:
+            return int(seed)
+    match = re.search(r"_seed([0-9]+)$", run_dir.name)
+    return int(match[1]) if match else None
+
+
 def load_run(run_dir: str | os.PathLike) -> FinetuneRun:
     run_dir = Path(run_dir)
+    summary = _read_json(run_dir / "summary.json")
     return FinetuneRun(
         run_dir=run_dir,
-        summary=_read_json(run_dir / "summary.json"),
+        summary=summary,
         test=_read_json(run_dir / "test_metrics.json"),
         validation=read_validation(run_dir / "validation.csv"),
         training=read_training(run_dir / "metrics.csv"),
+        seed=run_seed(run_dir, summary),
     )
 
 
@@ -130,21 +155,43 @@ def speedup(scratch_steps: int | None, steps: int | None) -> float | None:
     return math.inf if steps == 0 else scratch_steps / steps
 
 
+def _seed_order(seed: int | None) -> tuple[bool, int]:
+    return (seed is not None, seed or 0)
+
+
 def finetune_table(runs: Sequence[FinetuneRun], energy_threshold: float, forces_threshold: float) -> list[dict[str, Any]]:
-    """Table 3 rows, scratch first then by pre-training epoch; exactly one run must be scratch."""
-    scratch = [run for run in runs if run.checkpoint == SCRATCH]
-    if len(scratch) != 1:
-        raise ValueError(f"Table 3 needs exactly one scratch run among {[str(r.run_dir) for r in runs]}, found {len(scratch)}")
+    """Table 3 rows, by seed, then scratch first and by pre-training epoch. Every seed needs
+    exactly one scratch run (its runs' speedups are against it) and at most one run per checkpoint."""
+    by_seed: dict[int | None, list[FinetuneRun]] = {}
+    for run in runs:
+        by_seed.setdefault(run.seed, []).append(run)
+    rows = []
+    for seed in sorted(by_seed, key=_seed_order):
+        group = by_seed[seed]
+        scratch = [run for run in group if run.checkpoint == SCRATCH]
+        if len(scratch) != 1:
+            raise ValueError(f"Table 3 needs exactly one scratch run per seed; seed {seed} has {len(scratch)} among "
+                             f"{[str(r.run_dir) for r in group]}")
+        checkpoints = [run.checkpoint for run in group]
+        if len(set(checkpoints)) != len(checkpoints):
+            raise ValueError(f"seed {seed}: several runs from the same checkpoint: {sorted(checkpoints)}")
+        rows += _seed_rows(group, scratch[0], seed, energy_threshold, forces_threshold)
+    return rows
+
+
+def _seed_rows(group: Sequence[FinetuneRun], scratch: FinetuneRun, seed: int | None, energy_threshold: float,
+               forces_threshold: float) -> list[dict[str, Any]]:
     reference = {
-        ENERGY: steps_to_threshold(scratch[0].validation[ENERGY], energy_threshold),
-        FORCES: steps_to_threshold(scratch[0].validation[FORCES], forces_threshold),
+        ENERGY: steps_to_threshold(scratch.validation[ENERGY], energy_threshold),
+        FORCES: steps_to_threshold(scratch.validation[FORCES], forces_threshold),
     }
     rows = []
-    for run in sorted(runs, key=lambda r: r.epoch):
+    for run in sorted(group, key=lambda r: r.epoch):
         energy_steps = steps_to_threshold(run.validation[ENERGY], energy_threshold)
         forces_steps = steps_to_threshold(run.validation[FORCES], forces_threshold)
         rows.append({
             "checkpoint": run.checkpoint,
+            "seed": seed,
             ENERGY: best(run.validation[ENERGY]),
             FORCES: best(run.validation[FORCES]),
             "steps_to_energy_threshold": energy_steps,
@@ -164,10 +211,11 @@ def finetune_table(runs: Sequence[FinetuneRun], energy_threshold: float, forces_
 
 
 def sample_efficiency_table(runs: Sequence[FinetuneRun]) -> list[dict[str, Any]]:
-    """Final test errors against the training-set size, by starting checkpoint then size."""
+    """Final test errors against the training-set size, by starting checkpoint, size, then seed."""
     rows = [
         {
             "checkpoint": run.checkpoint,
+            "seed": run.seed,
             "train_fraction": float(run.summary["train_fraction"]),
             "train_structures": int(run.summary["train_structures"]),
             f"test_{ENERGY}": run.test.get(ENERGY),
@@ -177,12 +225,86 @@ def sample_efficiency_table(runs: Sequence[FinetuneRun]) -> list[dict[str, Any]]
         }
         for run in runs
     ]
-    keys = [(row["checkpoint"], row["train_fraction"]) for row in rows]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    keys = [(row["checkpoint"], row["train_fraction"], row["seed"]) for row in rows]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1}, key=str)
     if duplicates:
-        raise ValueError(f"several runs for the same (checkpoint, train fraction): {duplicates}")
+        raise ValueError(f"several runs for the same (checkpoint, train fraction, seed): {duplicates}")
     order = {run.checkpoint: run.epoch for run in runs}
-    return sorted(rows, key=lambda row: (order[row["checkpoint"]], row["train_fraction"]))
+    return sorted(rows, key=lambda row: (order[row["checkpoint"]], row["train_fraction"], _seed_order(row["seed"])))
+
+
+# --- over seeds ------------------------------------------------------------------------------
+
+# Table 3's per-seed columns reduced over seeds: errors (lower is better) and steps to the thresholds
+SUMMARY_ERRORS = [f"test_{ENERGY}", f"test_{FORCES}", ENERGY, FORCES]
+SUMMARY_STEPS = ["steps_to_energy_threshold", "steps_to_forces_threshold"]
+STATISTICS = ("mean", "std", "min", "max")
+
+
+def spread(values: Sequence[float | None]) -> dict[str, float]:
+    """n, mean, sample std (ddof 1: NaN for one value, the spread is unknown), min and max of the
+    finite values (a run that never reached a threshold has no step count: it is left out and
+    counted by the caller)."""
+    finite = np.array([v for v in values if v is not None and math.isfinite(float(v))], dtype=np.float64)
+    if finite.size == 0:
+        return {"n": 0, **{name: math.nan for name in STATISTICS}}
+    return {"n": int(finite.size), "mean": float(finite.mean()), "std": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
+            "min": float(finite.min()), "max": float(finite.max())}
+
+
+def _ratio(reference: float, value: float) -> float:
+    """reference / value: how many times lower this error (or these steps) than scratch's."""
+    if not (math.isfinite(reference) and math.isfinite(value)):
+        return math.nan
+    return math.inf if value == 0 else reference / value
+
+
+def table3_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per checkpoint (scratch first, Table 3's order) over its seeds: `seeds`, the
+    thresholds, then per error and steps column `<column>_{mean,std,min,max}`; `<steps column>_reached` = seeds that
+    reached the threshold (the statistics are over those); `<column>_ratio_vs_scratch` = scratch's
+    mean / this checkpoint's mean (> 1: lower error, or fewer steps, than scratch)."""
+    checkpoints = list(dict.fromkeys(row["checkpoint"] for row in rows))
+    stats: dict[str, dict[str, dict[str, float]]] = {}
+    for checkpoint in checkpoints:
+        mine = [row for row in rows if row["checkpoint"] == checkpoint]
+        stats[checkpoint] = {column: spread([row[column] for row in mine]) for column in SUMMARY_ERRORS + SUMMARY_STEPS}
+        stats[checkpoint]["seeds"] = {"n": len(mine)}
+    out = []
+    for checkpoint in checkpoints:
+        first = next(r for r in rows if r["checkpoint"] == checkpoint)
+        row: dict[str, Any] = {"checkpoint": checkpoint, "seeds": stats[checkpoint]["seeds"]["n"],
+                               "energy_threshold": first["energy_threshold"], "forces_threshold": first["forces_threshold"]}
+        for column in SUMMARY_ERRORS + SUMMARY_STEPS:
+            if column in SUMMARY_STEPS:
+                row[f"{column}_reached"] = stats[checkpoint][column]["n"]
+            row.update({f"{column}_{name}": stats[checkpoint][column][name] for name in STATISTICS})
+        for column in SUMMARY_ERRORS + SUMMARY_STEPS:
+            scratch = stats.get(SCRATCH, {}).get(column, {"mean": math.nan})["mean"]
+            row[f"{column}_ratio_vs_scratch"] = _ratio(scratch, stats[checkpoint][column]["mean"])
+        out.append(row)
+    return out
+
+
+def sample_efficiency_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (checkpoint, train fraction) over its seeds: `seeds`, `train_structures`, the
+    test errors' mean/std/min/max and the ratio of scratch's mean at the same fraction to this mean."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["checkpoint"], row["train_fraction"]), []).append(row)
+    errors = [f"test_{ENERGY}", f"test_{FORCES}"]
+    stats = {key: {column: spread([row[column] for row in group]) for column in errors} for key, group in groups.items()}
+    out = []
+    for (checkpoint, fraction), group in groups.items():
+        row: dict[str, Any] = {"checkpoint": checkpoint, "train_fraction": fraction, "seeds": len(group),
+                               "train_structures": group[0]["train_structures"]}
+        for column in errors:
+            row.update({f"{column}_{name}": stats[(checkpoint, fraction)][column][name] for name in STATISTICS})
+        for column in errors:
+            scratch = stats.get((SCRATCH, fraction), {}).get(column, {"mean": math.nan})["mean"]
+            row[f"{column}_ratio_vs_scratch"] = _ratio(scratch, stats[(checkpoint, fraction)][column]["mean"])
+        out.append(row)
+    return out
 
 
 def moving_average(curve: Curve, window: int = 31) -> Curve:

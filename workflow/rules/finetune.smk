@@ -2,8 +2,9 @@
 # One `finetune` job per run folder results/finetune/<sweep>/<label>/ (sweep = the fine-tuning
 # config's name), label = scratch | epoch_<e> | <scratch|epoch_e>_frac<f> | epoch_<e>_gradient:
 # from scratch and from every checkpoint of the configured pre-training run with the same budget
-# and seed; the sample-efficiency runs on fractions of the training split (fraction 1 is the
-# sweep run itself); one run with conservative (gradient) forces for the MD of the evaluation
+# and seed, repeated for each further seed k of finetune.seeds in <label>_seed<k> folders (the
+# workflow's seed keeps the bare label); the sample-efficiency runs on fractions of the training
+# split (fraction 1 is the sweep run itself); one run with conservative (gradient) forces for the MD of the evaluation
 # stage. Every run is nested under one MLflow parent run named after the sweep.
 # Each further downstream set NAME (data.downstream after the first) repeats the sweep and the
 # sample-efficiency runs on its own store, under results/finetune/<sweep>/NAME/<label>/ (parent
@@ -27,7 +28,7 @@ rule finetune:
     params:
         out=lambda wildcards: finetune_dir(wildcards.sweep, wildcards.label),
         options=finetune_options,
-        seed=config["seed"],
+        seed=finetune_seed,  # the workflow's seed, or k of a <label>_seed<k> folder
         parent=lambda wildcards: wildcards.sweep,
     threads: 1
     conda:
@@ -43,6 +44,7 @@ rule finetune_table:
         runs=_run_files(FINETUNE_SWEEP_LABELS),
     output:
         table=RESULTS / "tables" / "table3_finetune.csv",
+        summary=RESULTS / "tables" / "table3_summary.csv",  # per checkpoint over the seeds
         figure=RESULTS / "figures" / "fig9_finetune.png",
     log:
         LOGS / "finetune_table.log",
@@ -55,7 +57,8 @@ rule finetune_table:
     shell:
         f"lamm {LAMM_TAGS} summarize finetune"
         " {params.runs} --energy-threshold {params.energy}"
-        " --forces-threshold {params.forces} --table {output.table} --figure {output.figure} > {log} 2>&1"
+        " --forces-threshold {params.forces} --table {output.table} --summary {output.summary}"
+        " --figure {output.figure} > {log} 2>&1"
 
 
 rule finetune_sample_efficiency:
@@ -63,6 +66,7 @@ rule finetune_sample_efficiency:
         runs=_run_files(FINETUNE_EFFICIENCY_LABELS),
     output:
         table=RESULTS / "tables" / "sample_efficiency.csv",
+        summary=RESULTS / "tables" / "sample_efficiency_summary.csv",  # per checkpoint and fraction over the seeds
         figure=RESULTS / "figures" / "sample_efficiency.png",
     log:
         LOGS / "finetune_sample_efficiency.log",
@@ -72,7 +76,7 @@ rule finetune_sample_efficiency:
         LAMM_ENV
     shell:
         f"lamm {LAMM_TAGS} summarize sample-efficiency"
-        " {params.runs} --table {output.table} --figure {output.figure} > {log} 2>&1"
+        " {params.runs} --table {output.table} --summary {output.summary} --figure {output.figure} > {log} 2>&1"
 
 
 ALL_OUTPUTS.extend(
@@ -108,6 +112,7 @@ if FINETUNE_SETS:
             runs=lambda wildcards: _run_files(FINETUNE_SWEEP_LABELS, wildcards.dataset),
         output:
             table=RESULTS / "tables" / "table3_finetune_{dataset}.csv",
+            summary=RESULTS / "tables" / "table3_summary_{dataset}.csv",
             figure=RESULTS / "figures" / "fig9_finetune_{dataset}.png",
         log:
             LOGS / "finetune_table_{dataset}.log",
@@ -121,6 +126,7 @@ if FINETUNE_SETS:
             runs=lambda wildcards: _run_files(FINETUNE_EFFICIENCY_LABELS, wildcards.dataset),
         output:
             table=RESULTS / "tables" / "sample_efficiency_{dataset}.csv",
+            summary=RESULTS / "tables" / "sample_efficiency_summary_{dataset}.csv",
             figure=RESULTS / "figures" / "sample_efficiency_{dataset}.png",
         log:
             LOGS / "finetune_sample_efficiency_{dataset}.log",

@@ -36,15 +36,32 @@ def _efficiency_label(start, fraction):
     return base if float(fraction) == 1.0 else f"{base}_frac{fraction:g}"
 
 
+# Seeds of the Table 3 and sample-efficiency runs. The workflow's own seed keeps the bare label
+# (results/finetune/<sweep>/scratch, ...: the paths every other stage and user script reads),
+# any other seed k runs the same plan in <label>_seed<k> folders with `--seed k`.
+FINETUNE_SEEDS = FINETUNE["seeds"]
+
+
+def _seed_suffix(seed):
+    return "" if seed == config["seed"] else f"_seed{seed}"
+
+
+def _seeded(labels):
+    """Every label once per seed, seed-major: scratch, epoch_0, ..., scratch_seed1, ..."""
+    return [f"{label}{_seed_suffix(seed)}" for seed in FINETUNE_SEEDS for label in labels]
+
+
 FINETUNE_STARTS = ["scratch", *FINETUNE_CHECKPOINTS]  # scratch, then the epoch labels in order
-FINETUNE_SWEEP_LABELS = ["scratch", *(f"epoch_{e}" for e in FINETUNE_CHECKPOINTS)]
+FINETUNE_SWEEP_LABELS = _seeded(["scratch", *(f"epoch_{e}" for e in FINETUNE_CHECKPOINTS)])
 FINETUNE_EFFICIENCY_STARTS = ["scratch", FINETUNE_LAST]  # pre-trained (the last checkpoint) vs scratch
-FINETUNE_EFFICIENCY_LABELS = [_efficiency_label(s, f) for s in FINETUNE_EFFICIENCY_STARTS for f in FINETUNE["fractions"]]
-FINETUNE_GRADIENT_LABEL = f"epoch_{FINETUNE_LAST}_gradient"
-FINETUNE_LABEL = re.compile(r"(?P<start>scratch|epoch_(?P<epoch>[0-9]+(?:\.[0-9]+)?))(?:_frac(?P<fraction>[0-9.]+))?(?P<gradient>_gradient)?")
+FINETUNE_EFFICIENCY_LABELS = _seeded([_efficiency_label(s, f) for s in FINETUNE_EFFICIENCY_STARTS for f in FINETUNE["fractions"]])
+FINETUNE_GRADIENT_LABEL = f"epoch_{FINETUNE_LAST}_gradient"  # the MD model: the workflow's seed only
+FINETUNE_LABEL = re.compile(
+    r"(?P<start>scratch|epoch_(?P<epoch>[0-9]+(?:\.[0-9]+)?))(?:_frac(?P<fraction>[0-9.]+))?(?P<gradient>_gradient)?(?:_seed(?P<seed>[0-9]+))?"
+)
 
 # the same without group names (Snakemake reads <name> in a pattern as a path variable)
-FINETUNE_LABEL_CONSTRAINT = r"(?:scratch|epoch_[0-9]+(?:\.[0-9]+)?)(?:_frac[0-9.]+)?(?:_gradient)?"
+FINETUNE_LABEL_CONSTRAINT = r"(?:scratch|epoch_[0-9]+(?:\.[0-9]+)?)(?:_frac[0-9.]+)?(?:_gradient)?(?:_seed[0-9]+)?"
 # a further set's folder sits beside the first set's run folders: it must not look like one
 for _name in FINETUNE_SETS:
     if re.fullmatch(FINETUNE_LABEL_CONSTRAINT, _name):
@@ -53,25 +70,33 @@ FINETUNE_SET_CONSTRAINT = "|".join(map(re.escape, FINETUNE_SETS))
 
 
 def finetune_run(label):
-    """(checkpoint path or None, train fraction, force mode or None) of a run folder label."""
+    """(checkpoint path or None, train fraction, force mode or None, seed) of a run folder label."""
     match = FINETUNE_LABEL.fullmatch(label)
     if match is None:
         raise WorkflowError(f"not a fine-tuning run label: {label!r}")
     epoch = match["epoch"]
     if epoch is not None and epoch not in FINETUNE_CHECKPOINTS:
         raise WorkflowError(f"{label}: pre-training run {FINETUNE_PRETRAIN!r} keeps no checkpoint at epoch {epoch}")
+    seed = config["seed"] if match["seed"] is None else int(match["seed"])
+    if match["seed"] is not None and seed == config["seed"]:
+        # one run, one folder: the workflow's seed is the bare label
+        raise WorkflowError(f"{label}: seed {seed} is the workflow's seed, whose runs have no _seed suffix")
     start = None if epoch is None else FINETUNE_CHECKPOINTS[epoch]
-    return start, float(match["fraction"] or 1.0), "gradient" if match["gradient"] else None
+    return start, float(match["fraction"] or 1.0), "gradient" if match["gradient"] else None, seed
+
+
+def finetune_seed(wildcards):
+    return finetune_run(wildcards.label)[3]
 
 
 def finetune_inputs(wildcards):
-    start, _, _ = finetune_run(wildcards.label)
+    start, _, _, _ = finetune_run(wildcards.label)
     store = DOWNSTREAM_STORES[wildcards.get("dataset", FINETUNE_FIRST)]
     return {"store": store, "config": FINETUNE["config"], **({"checkpoint": start} if start else {})}
 
 
 def finetune_options(wildcards):
-    start, fraction, force_mode = finetune_run(wildcards.label)
+    start, fraction, force_mode, _ = finetune_run(wildcards.label)
     options = [f"--checkpoint {start or 'scratch'}", f"--train-fraction {fraction}"]
     if force_mode:
         options.append(f"--force-mode {force_mode}")
