@@ -1,8 +1,11 @@
 """One self-contained HTML page with every table and figure of a workflow run.
 
-Figures are embedded (base64 PNG) so the file can be mailed or archived alone; tables are
-rendered from the CSVs; the configs are shown verbatim; the MLflow runs are listed with links
-into `mlflow ui`. A missing result is shown as missing with its path, never skipped silently.
+It opens with the paper's claims checked against the run (`lamm.analysis.findings`: size against
+the paper, spread, verdict). Each section then shows its figure, a table of the few columns that
+answer its question with units in the headers (`lamm.analysis.report_views`), and a relative
+link to the full CSV. Figures are embedded (base64 PNG) so the page reads alone; the CSV links
+work beside the results directory. The configs are shown verbatim; the MLflow runs are listed
+with links into `mlflow ui`. A missing result is shown as missing with its path, never skipped.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ import pandas as pd
 
 from lamm import __version__
 from lamm.analysis.findings import Finding, findings
+from lamm.analysis.report_views import render_table
 
 
 @dataclass(frozen=True)
 class Item:
-    """A table (CSV) or a figure (PNG) of the report, relative to the results directory."""
+    """A table (CSV) or a figure (PNG) of the report, relative to the results directory;
+    `links`: further full CSVs behind a table (e.g. the per-seed rows behind a summary)."""
 
     path: str
     caption: str
+    links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,19 +43,24 @@ class Section:
 
 
 FINETUNE_TITLE = "Fine-tuning (Table 3, Fig. 9)"
-FINETUNE_TEXT = "Fine-tuning on the downstream set from scratch and from every pre-training checkpoint, same budget and seed."
+FINETUNE_TEXT = ("Fine-tuning on the downstream set from scratch and from every pre-training checkpoint, same budget, "
+                 "once per seed of finetune.seeds.")
 
 
 def _finetune_items(suffix: str, name: str | None = None) -> tuple[Item, ...]:
-    """Table 3, Fig. 9, zero-shot and sample efficiency of one downstream set; `suffix` is ''
-    for the first set and '_<name>' for a further one, `name` prefixes the captions."""
+    """Fig. 9, Table 3 over seeds, zero-shot and sample efficiency of one downstream set; `suffix`
+    is '' for the first set and '_<name>' for a further one, `name` prefixes the captions."""
     on = "" if name is None else f"{name}: "
     return (
-        Item(f"tables/table3_finetune{suffix}.csv", f"{on}Table 3: best validation errors and speedups to the thresholds."),
-        Item(f"figures/fig9_finetune{suffix}.png", f"{on}Fig. 9: learning curves (31-point moving average on training curves)."),
-        Item(f"tables/zero_shot{suffix}.csv", f"{on}Zero-shot: every pre-training head on the downstream test set."),
-        Item(f"tables/sample_efficiency{suffix}.csv", f"{on}Test error against downstream training-set size."),
-        Item(f"figures/sample_efficiency{suffix}.png", f"{on}Sample efficiency, pre-trained against scratch."),
+        Item(f"figures/fig9_finetune{suffix}.png", f"{on}Fig. 9: validation learning curves per starting checkpoint (top) and "
+             "training loss terms, 31-point moving average (bottom)."),
+        Item(f"tables/table3_summary{suffix}.csv", f"{on}Table 3 over seeds: test errors of the final models (mean ± std), "
+             "their ratio to scratch (> 1: lower than scratch), and validation steps to the thresholds.",
+             links=(f"tables/table3_finetune{suffix}.csv",)),
+        Item(f"tables/zero_shot{suffix}.csv", f"{on}Zero-shot: every pre-training head on the downstream test set, before any fine-tuning."),
+        Item(f"figures/sample_efficiency{suffix}.png", f"{on}Sample efficiency: test error against training structures, pre-trained against scratch."),
+        Item(f"tables/sample_efficiency_summary{suffix}.csv", f"{on}Test errors per train fraction over seeds.",
+             links=(f"tables/sample_efficiency{suffix}.csv",)),
     )
 
 
@@ -62,9 +73,9 @@ SECTIONS: tuple[Section, ...] = (
         "The pre-training subsets and the downstream set: samples before and after temperature "
         "sampling (T = 2), atoms per structure, elements.",
         (
-            Item("tables/table2_datasets.csv", "Table 2: the joint pre-training dataset."),
             Item("figures/fig2_elements.png", "Fig. 2: number of subsets containing each element."),
             Item("figures/fig4_natoms.png", "Fig. 4: atoms per structure, kernel density per subset."),
+            Item("tables/table2_datasets.csv", "Table 2: the joint pre-training dataset."),
         ),
     ),
     Section(
@@ -72,8 +83,10 @@ SECTIONS: tuple[Section, ...] = (
         "Measured DDP training steps with the random, greedy and LaMM samplers, and the "
         "simulation of larger clusters calibrated on them.",
         (
-            Item("tables/throughput.csv", "Measured throughput per sampler, dataset and per-rank batch; every sampler is timed on the same structures (whole lamm groups), so `compute_us_per_edge` shows what the batching itself costs."),
             Item("figures/fig6_step_time.png", "Fig. 6: step-time distributions and forward+backward per rank."),
+            Item("tables/throughput.csv", "Measured throughput per sampler, dataset and per-rank batch; every sampler is timed on the "
+                 "same structures (whole lamm groups). The capped lamm row runs a larger batch under random's memory per rank and is "
+                 "compared with random at the reference batch. The full CSV has step-time statistics and compute per edge."),
             Item("tables/throughput_scaling.csv", "The balance simulation with the cost model calibrated on the measured steps, at 2 (measured), 16 and 64 ranks."),
             Item("tables/balance_simulation.csv", "Simulated efficiency at 4, 16 and 64 ranks."),
         ),
@@ -82,9 +95,9 @@ SECTIONS: tuple[Section, ...] = (
         "Denoising (Fig. 7)",
         "Training on the unlabeled conformers alone with baseline and relative (LaMM) noise labels.",
         (
-            Item("tables/denoising.csv", "Validation error (Angstrom) per step: val_error_a each run against its own "
-                 "labels (the paper's metric), val_error_centered_a with the mean displacement removed (like with like)."),
             Item("figures/fig7_denoising.png", "Fig. 7: learning curves of baseline and relative denoising."),
+            Item("tables/denoising.csv", "The last validation point of each run: error against its own labels (the paper's "
+                 "metric) and with the mean displacement removed (like with like). The full CSV holds every step."),
         ),
     ),
     Section(
@@ -130,22 +143,55 @@ def report_sections(downstream: Sequence[str] = ()) -> tuple[Section, ...]:
 
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; line-height: 1.45; }
-h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #bbb; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; } th { background: #f2f2f2; }
-td:first-child, th:first-child { text-align: left; }
-figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption, .caption { font-size: 0.9em; color: #555; margin-bottom: 0.3em; }
-.missing, .fails { color: #a00; } .holds { color: #070; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 1.5em auto; padding: 0 1em; color: #222; line-height: 1.4; }
+h1 { border-bottom: 2px solid #444; font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #bbb; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.3em 0 0.4em; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; vertical-align: top; }
+th { background: #f2f2f2; font-weight: 600; } td:first-child, th:first-child { text-align: left; white-space: nowrap; }
+table.claims td, table.claims th { text-align: left; white-space: normal; } table.claims td.verdict { white-space: nowrap; font-weight: 600; }
+figure { margin: 1em 0 0.5em; } figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption, .caption { font-size: 0.9em; color: #555; margin: 0.2em 0; } .full { font-size: 0.85em; margin: 0 0 1.2em; }
+.missing { color: #a00; } .v-supported { color: #070; } .v-contradicted { color: #a00; } .v-not-shown { color: #a60; }
+.v-not-run, .v-not-testable-here { color: #777; }
+details summary { cursor: pointer; color: #555; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 """
 
+VERDICT_LEGEND = (
+    "supported: the effect points the paper's way and lies outside the spread over seeds or repeats; "
+    "not shown: inside the spread, or the spread is unknown (one seed or run); contradicted: the other way, "
+    "outside the spread; not run: the result is missing; not testable here: needs hardware this run did not have."
+)
 
-def _table(path: Path, caption: str, max_rows: int) -> str:
-    frame = pd.read_csv(path)
-    note = f" (first {max_rows} of {len(frame)} rows; full table in {path.name})" if len(frame) > max_rows else ""
-    body = frame.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
-    return f'<p class="caption">{html.escape(caption)}{note}</p>{body}'
+
+def _link(target: Path, page: Path) -> str:
+    """A relative link from the page to a result file, so the page and its results move together."""
+    href = os.path.relpath(target, page.parent)
+    return f'<a href="{html.escape(href)}">{html.escape(href)}</a>'
+
+
+def _table(path: Path, item: Item, page: Path, max_rows: int) -> str:
+    """The columns that answer the section's question, then the link(s) to the full CSV(s)."""
+    frame = pd.read_csv(path, dtype={"checkpoint": str})
+    headers, rows = render_table(frame, path.stem)
+    note = f" (first {max_rows} of {len(rows)} rows)" if len(rows) > max_rows else ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows[:max_rows])
+    links = []
+    for target in (path, *(path.parent.parent / extra for extra in item.links)):
+        if target.is_file():
+            full = frame if target == path else pd.read_csv(target)
+            links.append(f"{_link(target, page)} ({len(full.columns)} columns, {len(full)} rows)")
+    caption = item.caption + _thresholds(frame)
+    return (f'<p class="caption">{html.escape(caption)}{note}</p><table><tr>{head}</tr>{body}</table>'
+            f'<p class="full">Full table: {"; ".join(links)}</p>')
+
+
+def _thresholds(frame: pd.DataFrame) -> str:
+    """Table 3's validation thresholds, which its steps columns count to."""
+    if not {"energy_threshold", "forces_threshold"} <= set(frame.columns) or frame.empty:
+        return ""
+    energy, forces = frame["energy_threshold"].iloc[0], frame["forces_threshold"].iloc[0]
+    return f" Thresholds: {energy:g} meV/atom, {forces:g} meV/Å."
 
 
 def _figure(path: Path, caption: str) -> str:
@@ -153,18 +199,21 @@ def _figure(path: Path, caption: str) -> str:
     return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
 
 
-def _findings_table(items: Sequence[Finding]) -> str:
-    """The headline: each claim of the paper, the numbers measured here, and the verdict."""
-    verdicts = {True: ('holds', "supported"), False: ('fails', "not supported"), None: ('missing', "no result")}
+def _findings_table(items: Sequence[Finding], tables: Path, page: Path) -> str:
+    """The headline: each claim of the paper, its size here against the paper's, the spread, the
+    verdict, and the numbers behind it (folded, so the table fits the first screen)."""
     rows = []
     for item in items:
-        css, verdict = verdicts[item.holds]
+        css = "v-" + item.verdict.replace(" ", "-")
+        source = tables / item.source
+        where = _link(source, page) if source.is_file() else html.escape(item.source)
         rows.append(
-            f"<tr><td>{html.escape(item.claim)}</td><td style=\"text-align:left\">{html.escape(item.measured)}</td>"
-            f"<td class=\"{css}\">{verdict}</td><td>{html.escape(item.source)}</td></tr>"
+            f"<tr><td>{html.escape(item.claim)}</td><td>{html.escape(item.size)}</td><td>{html.escape(item.spread)}</td>"
+            f'<td class="verdict {css}">{html.escape(item.verdict)}</td>'
+            f"<td><details><summary>numbers</summary>{html.escape(item.measured)}</details></td><td>{where}</td></tr>"
         )
-    header = "<tr><th>claim (paper)</th><th>measured here</th><th>verdict</th><th>from</th></tr>"
-    return f"<table>{header}{''.join(rows)}</table>"
+    header = "<tr><th>claim (paper)</th><th>here vs the paper</th><th>spread</th><th>verdict</th><th>measured</th><th>from</th></tr>"
+    return f'<table class="claims">{header}{"".join(rows)}</table><p class="caption">{html.escape(VERDICT_LEGEND)}</p>'
 
 
 def _runs_table(tracking_uri: str | None, ui_url: str) -> str:
@@ -212,8 +261,8 @@ def write_report(
         f"<!doctype html><html><head><meta charset=\"utf-8\"><title>LaMM report</title><style>{_STYLE}</style></head><body>",
         "<h1>LaMM: pre-training and fine-tuning report</h1>",
         f"<p>Results in <code>{html.escape(str(results))}</code>, written {datetime.datetime.now():%Y-%m-%d %H:%M} by lamm {__version__}.</p>",
-        "<h2>Key results</h2>",
-        _findings_table(findings(results)),
+        "<h2>Key results: the paper's claims, checked</h2>",
+        _findings_table(findings(results, downstream[0] if downstream else None), results / "tables", out),
     ]
     for section in report_sections(downstream):
         parts.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
@@ -224,7 +273,7 @@ def write_report(
                 parts.append(f'<p class="missing">missing: {html.escape(item.path)} ({html.escape(item.caption)})</p>')
                 continue
             found.append(item.path)
-            parts.append(_table(path, item.caption, max_rows) if path.suffix == ".csv" else _figure(path, item.caption))
+            parts.append(_table(path, item, out, max_rows) if path.suffix == ".csv" else _figure(path, item.caption))
     parts.append("<h2>MLflow runs</h2>")
     parts.append(_runs_table(tracking_uri, ui_url))
     parts.append("<h2>Configs</h2>")
