@@ -17,7 +17,7 @@ from lamm import keys as K
 from lamm.calculator import LaMMCalculator
 from lamm.data.graph import collate, structure_to_graph
 from lamm.data.record import StructureRecord
-from lamm.models.checkpoint import checkpoint_dict, save_checkpoint
+from lamm.models.checkpoint import checkpoint_dict, load_potential, save_checkpoint
 from lamm.single_graph import SingleGraphBuilder
 from model_support import TINY_CONFIG, ethanol, rocksalt, single_thread, tiny_potential  # noqa: F401
 
@@ -25,9 +25,15 @@ INPUT_FIELDS = (K.ATOMIC_NUMBERS, K.POSITIONS, K.CELL, K.PBC, K.NATOMS, K.BATCH,
 
 
 def calculator(tmp_path, force_mode, head="a"):
+    """A calculator, and beside it its checkpoint's potential as training builds it (the
+    calculator sets its own copy up for inference: no weight gradients, plain-autograd messages)."""
     path = tmp_path / f"{force_mode}.pt"
-    save_checkpoint(path, checkpoint_dict(tiny_potential(force_mode, stats=True).float(), {**TINY_CONFIG, "force_mode": force_mode}))
-    return LaMMCalculator(path, head=head)
+    config = {**TINY_CONFIG, "force_mode": force_mode, "painn": {**TINY_CONFIG["painn"], "recompute_messages": True}}
+    save_checkpoint(path, checkpoint_dict(tiny_potential(force_mode, stats=True).float(), config))
+    calc = LaMMCalculator(path, head=head)
+    calc.reference = load_potential(path).eval()
+    assert all(p.requires_grad for p in calc.reference.parameters())
+    return calc
 
 
 def alloy():
@@ -52,7 +58,7 @@ def collated(atoms, potential, head_index, max_neighbors=None):
 
 def batched_prediction(atoms, calc):
     """(energy, forces, stress or None) of calc's head by the training path (eV, eV/A, eV/A^3 3x3)."""
-    potential, head = calc.potential, calc.head_index
+    potential, head = calc.reference, calc.head_index
     periodic = bool(np.any(atoms.pbc))
     with torch.no_grad():
         out = potential.predict(collated(atoms, potential, head), compute_stress=periodic)
