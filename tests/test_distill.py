@@ -272,3 +272,32 @@ def test_a_committee_of_one_is_the_student_against_the_teacher(resumed, inputs):
     teacher = predict(load_potential(inputs["teacher"]), records).forces
     expected = [np.linalg.norm(s - t, axis=1).max() for s, t in zip(student, teacher)]
     np.testing.assert_allclose(run.deviations(1, records), expected, rtol=1e-6)
+
+
+def test_speed_calculators_take_turns_block_by_block():
+    """compare_speed interleaves blocks of `steps` MD steps (every calculator sees the host's
+    load of the same moment), per structure, and reports each one's fastest block."""
+    from ase.calculators.lj import LennardJones
+
+    from lamm.distill.speed import compare_speed
+
+    calls = []
+
+    class Recording(LennardJones):
+        def __init__(self, name):
+            super().__init__(sigma=2.3, epsilon=0.01, rc=5.0)
+            self.label_ = name
+
+        def calculate(self, *args, **kwargs):
+            calls.append(self.label_)
+            super().calculate(*args, **kwargs)
+
+    cells = [bulk("Cu", "fcc", a=3.6, cubic=True), molecule("H2O")]
+    out = compare_speed(cells, {"t": Recording("t"), "s": Recording("s")}, steps=3, warmup=1, repeats=2)
+    # per structure: setup + warm-up of each, then rounds of 3 steps (one force call a step) in turn
+    per_structure = ["t", "t", "s", "s"] + ["t"] * 3 + ["s"] * 3 + ["t"] * 3 + ["s"] * 3
+    assert calls == per_structure * 2
+    assert out["speed_natoms"] == [4, 3] and len(out["t_atoms_per_s_runs"]) == 2
+    for name in ("t", "s"):
+        assert out[f"{name}_atoms_per_s"] >= max(out[f"{name}_atoms_per_s_runs"]) * (1 - 1e-9)  # fastest blocks
+        assert type(out[f"{name}_atoms_per_s"]) is float and out[f"{name}_atoms_per_cpu_s"] > 0  # JSON-ready

@@ -1,9 +1,13 @@
 """The student in use: MD speed against the teacher, and energy conservation in NVE.
 
 Speed: atoms x steps / second of velocity-Verlet MD with `LaMMCalculator`, teacher and student
-in the same process on the same structures (every seed structure), after `warmup` untimed steps; the two alternate
-`repeats` times and each keeps its best repeat (the least disturbed by other work on the host);
-atoms per CPU second of the process is reported beside atoms per wall-clock second.
+in the same process on the same structures (every seed structure). Per structure each
+calculator runs its own MD (same start, same velocities), `warmup` steps untimed; then the
+calculators take turns, `repeats` rounds of `steps` steps each, and each keeps its fastest
+block per structure (the least disturbed by other work on the host). Blocks a fraction of a
+second apart see the same load: whole runs one after the other (as measured before) moved the
+ratio by +-30% between two runs on a loaded 2-core host (5.5x and 7.5x: same architectures, same cells).
+Atoms per CPU second of the process is reported beside atoms per wall-clock second.
 `min_atoms` repeats a periodic structure along its periodic axes first (production MD runs on
 larger cells than the training configurations; a molecule stays as it is).
 
@@ -52,41 +56,54 @@ def md_speed(atoms: Atoms, calculator: Calculator, *, steps: int, warmup: int, t
     """(atoms x steps per wall-clock second, per CPU second of this process) of velocity-Verlet
     MD from 300 K velocities, warm-up not timed. On a shared host the CPU-time rate moves less
     with the other processes' load (with one torch thread it is the work the steps need)."""
+    dynamics = _dynamics(atoms, calculator, timestep_fs, seed)
+    if warmup:
+        dynamics.run(warmup)
+    wall, cpu = _timed(dynamics, steps)
+    return len(atoms) * steps / wall, len(atoms) * steps / cpu
+
+
+def _dynamics(atoms: Atoms, calculator: Calculator, timestep_fs: float, seed: int) -> Any:
+    """Velocity-Verlet MD of a copy of `atoms` from Maxwell-Boltzmann velocities at 300 K."""
     from ase.md.velocitydistribution import thermalize_momenta
     from ase.md.verlet import VelocityVerlet
 
     atoms = atoms.copy()
     atoms.calc = calculator
-    thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(seed))  # Maxwell-Boltzmann
-    dynamics = VelocityVerlet(atoms, timestep=timestep_fs * units.fs, logfile=None)
-    if warmup:
-        dynamics.run(warmup)
+    thermalize_momenta(atoms, 300.0, rng=np.random.default_rng(seed))
+    return VelocityVerlet(atoms, timestep=timestep_fs * units.fs, logfile=None)
+
+
+def _timed(dynamics: Any, steps: int) -> tuple[float, float]:
+    """(wall-clock, CPU) seconds of `steps` MD steps."""
     start, cpu = time.perf_counter(), time.process_time()
     dynamics.run(steps)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return len(atoms) * steps / wall, len(atoms) * steps / max(cpu, 1e-9)
+    return max(time.perf_counter() - start, 1e-9), max(time.process_time() - cpu, 1e-9)
 
 
 def compare_speed(structures: Sequence[Atoms], calculators: Mapping[str, Calculator], *, steps: int, warmup: int,
                   repeats: int, timestep_fs: float = 0.5) -> dict[str, Any]:
-    """Atoms/s (wall clock, and per CPU second) of each calculator on all `structures` together
-    (atoms x steps summed over them, over the time of all their runs), best of `repeats`
-    alternating repeats; every repeat's wall-clock value, and the atoms measured."""
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in calculators}
-    for _ in range(repeats):
-        for name, calculator in calculators.items():
-            wall = cpu = 0.0
-            for atoms in structures:
-                rate_wall, rate_cpu = md_speed(atoms, calculator, steps=steps, warmup=warmup, timestep_fs=timestep_fs)
-                wall += len(atoms) * steps / rate_wall
-                cpu += len(atoms) * steps / rate_cpu
-            work = sum(len(atoms) for atoms in structures) * steps
-            runs[name].append((work / wall, work / cpu))
+    """Atoms/s (wall clock, and per CPU second) of each calculator on all `structures` together:
+    atoms x steps summed over them over the summed time of each one's fastest block of `steps`
+    steps, the calculators taking turns block by block (module docstring); per round, the
+    wall-clock rate of that round's blocks (`_runs`), and the atoms measured."""
+    names = list(calculators)
+    blocks = {name: np.zeros((repeats, len(structures), 2)) for name in names}  # [round, structure, (wall, cpu)] s
+    for k, atoms in enumerate(structures):
+        dynamics = {name: _dynamics(atoms, calculators[name], timestep_fs, seed=0) for name in names}
+        for name in names:
+            if warmup:
+                dynamics[name].run(warmup)
+        for r in range(repeats):
+            for name in names:
+                blocks[name][r, k] = _timed(dynamics[name], steps)
+    work = sum(len(atoms) for atoms in structures) * steps
     out: dict[str, Any] = {"speed_natoms": [len(atoms) for atoms in structures], "speed_steps": steps, "speed_repeats": repeats}
-    for name in calculators:
-        out[f"{name}_atoms_per_s"] = max(wall for wall, _ in runs[name])
-        out[f"{name}_atoms_per_cpu_s"] = max(cpu for _, cpu in runs[name])
-        out[f"{name}_atoms_per_s_runs"] = [wall for wall, _ in runs[name]]
+    for name in names:
+        fastest = blocks[name].min(axis=0).sum(axis=0)  # (wall, cpu) s: each structure's fastest block
+        out[f"{name}_atoms_per_s"] = float(work / fastest[0])  # plain floats: final.json
+        out[f"{name}_atoms_per_cpu_s"] = float(work / fastest[1])
+        out[f"{name}_atoms_per_s_runs"] = [work / float(wall) for wall in blocks[name][:, :, 0].sum(axis=1)]
     return out
 
 
