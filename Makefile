@@ -11,7 +11,7 @@ CORES ?= all
 USE_UV ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-cluster lint clean
+.PHONY: install demo test test-cluster lint clean fairchem-env
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ test: install
 test-cluster: install
 	if [ "$$(id -u)" = 0 ]; then bash scripts/slurm-up.sh; else sudo bash scripts/slurm-up.sh; fi
 	LAMM_TEST_CLUSTER=1 PATH="$(BIN):$$PATH" python -m pytest -s -m cluster tests/test_cluster.py $(PYTEST_ARGS)
+
+# A side venv with fairchem-core 1.x's EquiformerV2 on our CPU torch (torch_scatter from our shim),
+# for `lamm bench model --preset lamm-l --fairchem-python .venv-fairchem/bin/python`; also turns
+# on the fairchem test of tests/test_bench_model_fairchem.py.
+fairchem-env:
+	PYTHON=$(PYTHON) TORCH_VERSION=$(TORCH_VERSION) bash scripts/setup-fairchem.sh .venv-fairchem
 
 lint: install
 	PATH="$(BIN):$$PATH" snakemake --lint

@@ -3,13 +3,16 @@
 One batch (by default PEERS.md's: 8 periodic Cu(111) 3x3x8 slabs with one or two CO, 598
 atoms, built with ASE) goes through every case (implementation x force mode x phase x dtype),
 each case in its own worker process (`lamm.bench.model_worker`) so that peak memory is the
-case's own. The same batch file (atoms, edges, targets) feeds our potential and, when a
-schnetpack interpreter is given, schnetpack's PaiNN at the same width, depth, number of radial
-functions and cutoff, so the two are compared on identical graphs in the same run.
+case's own. The same batch file (atoms, edges, targets) feeds our potential and the peers whose
+interpreters are given: schnetpack's PaiNN at the same width, depth, number of radial functions
+and cutoff (for a PaiNN config), fairchem-core 1.x's EquiformerV2 at the same lmax/mmax,
+channels, layers, grid, cutoff and neighbors (for an EquiformerV2 config such as `lamm-l`;
+`lamm.bench.peers.fairchem_equiformer`), so they are compared on identical graphs in one run.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import logging
@@ -36,18 +39,32 @@ log = logging.getLogger(__name__)
 
 WORKER = Path(__file__).resolve().parent / "model_worker.py"
 
-# Benchmark presets: LaMM-S (FAIR-Chem PaiNN h512, 6 layers) and a small demo-sized PaiNN.
+# Benchmark presets: LaMM-S (FAIR-Chem PaiNN h512, 6 layers), LaMM-L (EquiformerV2 31M, the model
+# section of config/pretrain/lamm-l.yaml; a test keeps the two equal) and a small demo-sized PaiNN.
 PRESETS: dict[str, dict[str, Any]] = {
     "lamm-s": {
         "encoder": "painn", "cutoff": 6.0, "max_neighbors": 50, "force_mode": "direct",
         "painn": {"hidden_channels": 512, "num_layers": 6, "num_rbf": 128}, "heads": {"hidden_channels": 256},
+    },
+    "lamm-l": {
+        "encoder": "equiformer_v2", "cutoff": 12.0, "max_neighbors": 20, "force_mode": "direct",
+        "equiformer_v2": {
+            "lmax": 4, "mmax": 2, "num_layers": 8, "sphere_channels": 128, "attn_hidden_channels": 64, "num_heads": 8,
+            "attn_alpha_channels": 64, "attn_value_channels": 16, "ffn_hidden_channels": 128, "grid_mlp": True,
+            "scalar_layer_norm": True, "num_distance_basis": 600, "edge_channels": 128, "grid_resolution": 18,
+            "edge_grid_resolution": 18, "alpha_drop": 0.0, "activation_checkpointing": True,
+        },
+        "heads": {"hidden_channels": 128},
     },
     "demo": {
         "encoder": "painn", "cutoff": 5.0, "max_neighbors": 30, "force_mode": "direct",
         "painn": {"hidden_channels": 64, "num_layers": 3, "num_rbf": 32}, "heads": {"hidden_channels": 32},
     },
 }
-IMPLEMENTATIONS = ("lamm", "schnetpack")
+IMPLEMENTATIONS = ("lamm", "schnetpack", "fairchem")
+PEERS = IMPLEMENTATIONS[1:]
+# the encoder each peer reimplements: a peer case of another encoder would compare unlike models
+PEER_ENCODER = {"schnetpack": "painn", "fairchem": "equiformer_v2"}
 PHASES = ("train", "infer")
 DTYPES = ("float32", "bf16")
 
@@ -104,10 +121,27 @@ def write_batch(batch: Batch, path: str | os.PathLike, seed: int = 0) -> None:
     )
 
 
-def plan_cases(modes: Sequence[str], phases: Sequence[str], dtypes: Sequence[str], with_schnetpack: bool) -> list[Case]:
-    impls = IMPLEMENTATIONS if with_schnetpack else IMPLEMENTATIONS[:1]
-    # per (mode, phase, dtype) ours then schnetpack's, back to back, so drifting load hits both alike
+def plan_cases(
+    modes: Sequence[str], phases: Sequence[str], dtypes: Sequence[str], with_schnetpack: bool, with_fairchem: bool = False
+) -> list[Case]:
+    impls = ["lamm"] + ["schnetpack"] * with_schnetpack + ["fairchem"] * with_fairchem
+    # per (mode, phase, dtype) ours then the peers', back to back, so drifting load hits all alike
     return [Case(impl, mode, phase, dtype) for mode, phase, dtype, impl in itertools.product(modes, phases, dtypes, impls)]
+
+
+def encoder_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every keyword argument our encoder is built with: the config's section over the
+    constructor's defaults (a peer is sized from these; fairchem's own defaults differ)."""
+    encoder = config["encoder"]
+    if encoder == "equiformer_v2":
+        from lamm.models.equiformer_v2 import EquiformerV2Encoder as Encoder
+    else:
+        from lamm.models.painn import PaiNN as Encoder
+    defaults = {
+        name: parameter.default for name, parameter in inspect.signature(Encoder.__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty and name not in ("cutoff", "seed")
+    }
+    return {**defaults, **config[encoder]}
 
 
 def _run_worker(python: str, case: Case, batch_path: Path, spec: Mapping[str, Any], timeout: float) -> dict[str, Any]:
@@ -136,6 +170,7 @@ def run_model_benchmark(
     repeats: int = 3,
     seed: int = 0,
     schnetpack_python: str | None = None,
+    fairchem_python: str | None = None,
     timeout: float = 1800.0,
     source: str = "cu111_co",
     rounds: int = 1,
@@ -144,17 +179,19 @@ def run_model_benchmark(
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     config = resolve_model_config(model_config)
-    if config["encoder"] != "painn" and any(c.impl == "schnetpack" for c in cases):
-        raise ValueError("the schnetpack comparison exists for encoder painn only")
-    if any(c.impl == "schnetpack" for c in cases) and not schnetpack_python:
-        raise ValueError("schnetpack cases need schnetpack_python (the interpreter of its venv)")
+    pythons = {"lamm": sys.executable, "schnetpack": schnetpack_python, "fairchem": fairchem_python}
+    for peer in sorted({c.impl for c in cases} - {"lamm"}):
+        if config["encoder"] != PEER_ENCODER[peer]:
+            raise ValueError(f"the {peer} comparison exists for encoder {PEER_ENCODER[peer]} only, not {config['encoder']}")
+        if not pythons[peer]:
+            raise ValueError(f"{peer} cases need {peer}_python (the interpreter of its venv)")
     batch = make_batch(records, config["cutoff"], config["max_neighbors"])
     painn = config["painn"] if config["encoder"] == "painn" else {}
     common = {
         "source": source, "structures": int(batch[K.NATOMS].shape[0]), "atoms": int(batch.num_nodes),
         "edges": int(batch[K.EDGE_INDEX].shape[1]), "device": device, "encoder": config["encoder"],
-        # any encoder's own section, plus PaiNN's sizes as columns (the schnetpack comparison's axes)
-        "encoder_config": json.dumps(config[config["encoder"]], sort_keys=True),
+        # every argument the encoder is built with, plus PaiNN's sizes as columns (the schnetpack comparison's axes)
+        "encoder_config": json.dumps(encoder_arguments(config), sort_keys=True),
         "hidden_channels": painn.get("hidden_channels"), "num_layers": painn.get("num_layers"),
         "num_rbf": painn.get("num_rbf"), "cutoff": config["cutoff"], "max_neighbors": config["max_neighbors"],
         "warmup": warmup, "repeats": repeats,
@@ -172,17 +209,16 @@ def run_model_benchmark(
                 "model_config": config, "hidden_channels": common["hidden_channels"], "num_layers": common["num_layers"],
                 "num_rbf": common["num_rbf"], "cutoff": config["cutoff"], "force_mode": case.force_mode,
                 "phase": case.phase, "dtype": case.dtype, "device": device, "threads": threads,
-                "warmup": warmup, "repeats": repeats, "seed": seed,
+                "warmup": warmup, "repeats": repeats, "seed": seed, "encoder_arguments": encoder_arguments(config),
             }
-            python = sys.executable if case.impl == "lamm" else str(schnetpack_python)
-            result = _run_worker(python, case, batch_path, spec, timeout)
+            result = _run_worker(str(pythons[case.impl]), case, batch_path, spec, timeout)
             log.info("%s %s", case, {k: result.get(k) for k in ("atoms_per_s", "peak_memory_gb", "status")})
             results[case].append(result)
     for case in cases:
         best = combine_rounds(results[case])
         rows.append({
             **common, "impl": case.impl, "force_mode": case.force_mode, "phase": case.phase, "dtype": case.dtype,
-            # our memory/time switch (lamm.models.painn_message); schnetpack has none
+            # our memory/time switch (lamm.models.painn_message); the peers have none
             "recompute_messages": painn.get("recompute_messages") if case.impl == "lamm" else None,
             "rounds": rounds, **best,
         })
@@ -202,21 +238,28 @@ def combine_rounds(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Compact per-case numbers and ours / schnetpack throughput ratios."""
+    """Compact per-case numbers, and ours / each peer's throughput and peak memory (above 1: ours
+    is faster, or takes more memory)."""
     cases = [
         {k: row.get(k) for k in ("impl", "force_mode", "phase", "dtype", "atoms_per_s", "peak_memory_gb", "status")}
         for row in rows
     ]
     by_key = {(r["force_mode"], r["phase"], r["dtype"], r["impl"]): r for r in rows if r.get("status") == "ok"}
-    ratios = {}
-    for (mode, phase, dtype, impl), row in by_key.items():
-        peer = by_key.get((mode, phase, dtype, "schnetpack"))
-        if impl == "lamm" and peer:
-            ratios[f"{mode}/{phase}/{dtype}"] = row["atoms_per_s"] / peer["atoms_per_s"]
+    ratios: dict[str, dict[str, float]] = {}
+    for name in PEERS:
+        speed, memory = {}, {}
+        for (mode, phase, dtype, impl), row in by_key.items():
+            peer = by_key.get((mode, phase, dtype, name))
+            if impl == "lamm" and peer:
+                speed[f"{mode}/{phase}/{dtype}"] = row["atoms_per_s"] / peer["atoms_per_s"]
+                memory[f"{mode}/{phase}/{dtype}"] = row["peak_memory_gb"] / peer["peak_memory_gb"]
+        ratios[f"lamm_over_{name}_throughput"] = speed
+        if memory:
+            ratios[f"lamm_over_{name}_peak_memory"] = memory
     first = rows[0] if rows else {}
     return {
         "atoms": first.get("atoms"), "edges": first.get("edges"), "device": first.get("device"),
-        "cases": cases, "lamm_over_schnetpack_throughput": ratios,
+        "cases": cases, **ratios,
     }
 
 

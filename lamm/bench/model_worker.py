@@ -1,11 +1,13 @@
 """One timed case of `lamm bench model`, run in its own process so its peak memory is its own.
 
-    python model_worker.py --impl lamm|schnetpack --batch BATCH.npz --spec JSON
+    python model_worker.py --impl lamm|schnetpack|fairchem --batch BATCH.npz --spec JSON
 
-Imports only numpy and torch at module level: the schnetpack case runs with the interpreter of
-a separate throwaway venv (schnetpack pins an older sympy than torch 2.13 wants), which has
-schnetpack but not lamm. The batch (same atoms, same edges, same targets for both
-implementations) comes from `lamm.bench.model`; the last stdout line is the JSON result.
+Imports only numpy and torch at module level: the peer cases run with the interpreter of a
+separate venv (schnetpack pins an older sympy than torch 2.13 wants; fairchem-core 1.x pins
+torch 2.4, see scripts/setup-fairchem.sh), which has the peer but not lamm. The fairchem case
+lives in `peers/fairchem_equiformer.py`, loaded by file path for that reason. The batch (same
+atoms, same edges, same targets for every implementation) comes from `lamm.bench.model`; the
+last stdout line is the JSON result.
 
 A step is what a training step costs without the optimizer: forward, the universal loss
 (energy MAE + per-atom force L2 norm), backward. `phase=infer` is the forward pass with forces
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import resource
@@ -114,6 +117,16 @@ def _schnetpack_case(spec: dict[str, Any], arrays: dict[str, torch.Tensor]) -> t
     return model, step, sum(p.numel() for p in model.parameters())
 
 
+def _fairchem_module() -> Any:
+    """`peers/fairchem_equiformer.py` beside this file, imported by path: the side venv running
+    this worker has fairchem but not the lamm package."""
+    path = Path(__file__).resolve().parent / "peers" / "fairchem_equiformer.py"
+    spec = importlib.util.spec_from_file_location("lamm_bench_fairchem_equiformer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _peak_memory_gb(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 1e9, "cuda_max_allocated"
@@ -131,7 +144,8 @@ def run(impl: str, batch_path: str, spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
     arrays = _load_batch(batch_path, device)
-    builder = _lamm_case if impl == "lamm" else _schnetpack_case
+    fairchem = _fairchem_module() if impl == "fairchem" else None
+    builder = {"lamm": _lamm_case, "schnetpack": _schnetpack_case}.get(impl) or fairchem.build_case
     model, step, params = builder(spec, arrays)
     train = spec["phase"] == "train"
     model.train(train)
@@ -164,6 +178,8 @@ def run(impl: str, batch_path: str, spec: dict[str, Any]) -> dict[str, Any]:
         import schnetpack
 
         version = schnetpack.__version__
+    elif fairchem is not None:
+        version = fairchem.version()
     return {
         "impl": impl, "impl_version": version, "torch": torch.__version__, "params": params,
         "step_s_median": median, "step_s_min": min(times), "atoms_per_s": atoms / median,
@@ -175,7 +191,7 @@ def run(impl: str, batch_path: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--impl", choices=("lamm", "schnetpack"), required=True)
+    parser.add_argument("--impl", choices=("lamm", "schnetpack", "fairchem"), required=True)
     parser.add_argument("--batch", required=True, help="npz written by lamm.bench.model")
     parser.add_argument("--spec", required=True, help="JSON: the case (model, force_mode, phase, dtype, device, ...)")
     args = parser.parse_args(argv)

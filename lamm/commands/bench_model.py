@@ -1,5 +1,5 @@
 """`lamm bench model`: forward+backward throughput and peak memory of the potential, side by
-side with schnetpack's PaiNN (see `lamm.bench.model`)."""
+side with schnetpack's PaiNN or fairchem's EquiformerV2 (see `lamm.bench.model`)."""
 
 from __future__ import annotations
 
@@ -41,12 +41,13 @@ def _preset(name: str) -> str:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "model",
-        help="atoms/s and peak memory of the potential (and schnetpack's PaiNN)",
+        help="atoms/s and peak memory of the potential (and schnetpack's PaiNN, fairchem's EquiformerV2)",
         description=__doc__,
         epilog="schnetpack runs in its own venv, e.g.: python3 -m venv /tmp/spk && /tmp/spk/bin/pip install "
         "torch==2.13.0 && /tmp/spk/bin/pip install --no-deps schnetpack==2.1.1 && /tmp/spk/bin/pip install "
         "numpy ase matscipy pyyaml tqdm dirsync fasteners pytorch_lightning h5py omegaconf torch-ema; "
-        "then --schnetpack-python /tmp/spk/bin/python",
+        "then --schnetpack-python /tmp/spk/bin/python. fairchem-core 1.x (EquiformerV2, for --preset lamm-l): "
+        "make fairchem-env (scripts/setup-fairchem.sh), then --fairchem-python .venv-fairchem/bin/python",
     )
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--preset", type=_preset, default="lamm-s", help="model config preset of lamm.bench.model (default lamm-s)")
@@ -68,6 +69,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, default=1, help="run all cases this many times in turn, keep each case's fastest round")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model weights and inputs")
     parser.add_argument("--schnetpack-python", help="python of a venv with schnetpack: adds its PaiNN at the same size")
+    parser.add_argument("--fairchem-python", help="python of a venv with fairchem-core 1.x (scripts/setup-fairchem.sh): "
+                        "adds its EquiformerV2 at the same size (an equiformer_v2 model config, e.g. --preset lamm-l)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
     parser.add_argument("--out", type=Path, default=Path("results/tables/model_throughput.csv"), help="CSV to write")
     parser.set_defaults(func=run)
@@ -92,13 +95,15 @@ def run(args: argparse.Namespace) -> int:
         records, source = benchmark.store_records(args.store, args.batch_size, seed=args.seed), str(args.store)
     else:
         records, source = benchmark.cu111_co_records(args.batch_size, seed=args.seed), "cu111_co"
-    cases = benchmark.plan_cases(args.modes, args.phases, dtypes, with_schnetpack=bool(args.schnetpack_python))
+    cases = benchmark.plan_cases(args.modes, args.phases, dtypes, with_schnetpack=bool(args.schnetpack_python),
+                                 with_fairchem=bool(args.fairchem_python))
     params = {"model": name, "device": device, "source": source, "batch_size": args.batch_size, "threads": args.threads,
-              "warmup": args.warmup, "repeats": args.repeats, "rounds": args.rounds, "schnetpack": bool(args.schnetpack_python)}
+              "warmup": args.warmup, "repeats": args.repeats, "rounds": args.rounds, "schnetpack": bool(args.schnetpack_python),
+              "fairchem": bool(args.fairchem_python)}
     with RunTracker("bench", "model_throughput", params=params) as tracker:
         rows = benchmark.run_model_benchmark(
             config, records, cases, device=device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
-            seed=args.seed, schnetpack_python=args.schnetpack_python, timeout=args.timeout, source=source,
+            seed=args.seed, schnetpack_python=args.schnetpack_python, fairchem_python=args.fairchem_python, timeout=args.timeout, source=source,
             rounds=args.rounds,
         )
         for row in rows:
