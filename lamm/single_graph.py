@@ -8,8 +8,9 @@ built as a plain dict, which `Potential.forward`/`predict` accept:
 
 - edges from the same `lamm.data.graph.neighbor_list`, so a model sees identical edges, in the
   same order, as in training and in the batched path;
-- the tensors that depend only on the atomic numbers and pbc (ATOMIC_NUMBERS, BATCH, NATOMS,
-  PBC, DATASET_INDEX) are made once and reused while those stay the same (an MD run);
+- the tensors that depend only on the atomic numbers, pbc, head and device (ATOMIC_NUMBERS,
+  BATCH, NATOMS, PBC, DATASET_INDEX) are made once and reused while those stay the same (an MD
+  run); positions, cell and edges are new every call;
 - no label tensors (energy, forces, stress, masks, fixed, tags): a prediction does not read them.
 """
 
