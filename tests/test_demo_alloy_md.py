@@ -1,4 +1,4 @@
-"""The HME21-like MD prototype (`lamm.data.demo.alloy_md`) and its labeler (`VariantEMT`):
+"""The HME21-like downstream MD (`lamm.data.demo.alloy_md`) and its labeler (`VariantEMT`):
 labels are the variant's, close to plain EMT's but not equal; snapshots of one trajectory share
 a split; MD failures are counted; the same seed gives the same records."""
 
@@ -10,7 +10,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from lamm.data.demo import alloy_md
-from lamm.data.demo.catalog import FamilySpec
+from lamm.data.demo.catalog import FAMILIES, FamilySpec, frames_per_system, target_sizes
 from lamm.data.demo.generate import _build, _FamilyState
 from lamm.data.demo.labelers import DemoFailure, VariantEMT, emt_variant_parameters
 from lamm.data.demo.systems import SystemRequest, system_rng
@@ -67,8 +67,9 @@ def test_snapshots_are_variant_emt_labels_close_to_but_not_plain_emt(trajectory)
 
 
 def test_snapshots_of_one_trajectory_share_a_group_and_a_split():
-    spec = FamilySpec("hme21", alloy_md.hme21_md_system, ("hme21",), s2ef="hme21")
+    spec = FamilySpec("hme21", alloy_md.hme21_md_system, ("hme21",), frames=FRAMES)
     state = _FamilyState(spec, {"hme21": 3 * FRAMES}, FRAMES)
+    assert state.systems_needed() == 4  # ceil(3 trajectories x 1.05), not one system per snapshot
     while not state.complete:
         state.consume(_build((spec, state.next_index, 0, FRAMES)))
         state.next_index += 1
@@ -105,3 +106,10 @@ def test_an_md_gone_wrong_is_a_counted_failure():
     state = _FamilyState(spec, {"hme21": 1}, 1)
     state.consume(_build((spec, 0, 0, 1)))
     assert dict(state.failures["hme21"]) == {f"MD atoms closer than {alloy_md.MIN_DISTANCE} A": 1}
+
+
+def test_the_demo_downstream_is_the_md_family():
+    family = next(f for f in FAMILIES if f.name == "hme21")
+    assert family.build is alloy_md.hme21_md_system and family.subsets == ("hme21",)
+    assert frames_per_system(family, "small") == family.frames > 1
+    assert all(target_sizes(scale)["hme21"] % family.frames == 0 for scale in ("tiny", "small", "medium"))  # whole trajectories

@@ -281,7 +281,7 @@ def _add_demo(commands: Any) -> None:
     parser = commands.add_parser(
         "demo", help="generate the offline mini joint dataset (EMT, GFN-xTB, MMFF94s)",
         description="Generate the ten pre-training subsets and the downstream set offline, labeled by "
-        "EMT (slabs, frameworks), GFN2-xTB (molecules), GFN1-xTB (downstream) and unlabeled MMFF94s "
+        "EMT (slabs, frameworks), GFN2-xTB (molecules), a varied EMT (downstream alloy MD) and unlabeled MMFF94s "
         "conformers, one store per subset: DIR/<subset>.lmdb. The last stdout line is a JSON summary "
         "(samples, atom counts and labeling failures per subset).",
     )

@@ -10,7 +10,7 @@ behave like the releases without a download or a GPU:
 | `frameworks` (ODAC23-like) | odac23_s2ef, odac23_is2re       | EMT, CO2/H2O in MOFs, 100-300 atoms  |
 | `reactions`                | transition1x                    | GFN2-xTB energies and forces         |
 | `molecules`                | qm7x, qmugs (energy), pubchem3d | GFN2-xTB; PubChem3D unlabeled        |
-| `disordered` (downstream)  | hme21 (train/val/test)          | periodic GFN1-xTB                    |
+| `alloy_md` (downstream)    | hme21 (train/val/test)          | VariantEMT, hot MD snapshots         |
 
 `catalog` holds the subsets and their sizes per scale, `generate` the parallel, deterministic
 orchestration (`generate_demo`), `labelers` the calls into EMT and tblite.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lamm.data.demo.disordered import hme21_system
+from lamm.data.demo.alloy_md import hme21_md_system
 from lamm.data.demo.frameworks import odac_system
 from lamm.data.demo.molecules import pubchem3d_system, qm7x_system, qmugs_system
 from lamm.data.demo.reactions import transition1x_system
@@ -26,6 +26,7 @@ from lamm.data.demo.slabs import oc20_system, oc22_system
 from lamm.data.demo.systems import SystemRequest, SystemResult
 
 COMPRESSION = 0.35
+HME21_SNAPSHOTS = 2  # MD snapshots per trajectory (one system; they share a split)
 ADSORPTION_REFERENCE = {
     "oc20_is2re": "E_ads = E(relaxed slab+adsorbate) - E(relaxed clean slab) - sum_X n_X eps_X, "
     "eps_H = E(H2)/2, eps_O = E(H2O) - E(H2), eps_N = E(N2)/2, eps_C = E(CO) - eps_O "
@@ -56,6 +57,7 @@ class FamilySpec:
     subsets: tuple[str, ...]
     s2ef: str | None = None  # the subset that takes several frames per relaxation
     is2re: str | None = None
+    frames: int = 1  # frames per system of a family without an IS2RE twin (MD snapshots)
 
 
 _EMT_SLABS = "EMT L-BFGS relaxation (fmax 0.05 eV/A) of an adsorbate on a slab with fixed sub-surface"
@@ -82,9 +84,9 @@ SUBSETS: tuple[SubsetSpec, ...] = (
                "initial structures of the oc22 relaxations labeled with the relaxed total energy"),
     SubsetSpec("odac23_is2re", "odac23", "is2re", ("energy",), "adsorption", "EMT", True, "pretrain", 132e3,
                "initial structures of the odac23 relaxations labeled with the relaxed adsorption energy"),
-    SubsetSpec("hme21", "hme21", "s2ef", ("energy", "forces"), "total", "GFN1-xTB", True, "downstream", None,
-               "disordered multi-element periodic cells (substituted crystals, amorphous), 8-20 atoms, "
-               "periodic GFN1-xTB"),
+    SubsetSpec("hme21", "hme21", "s2ef", ("energy", "forces"), "total", "VariantEMT", True, "downstream", None,
+               "snapshots of 600-2000 K Langevin MD of 2-5-metal alloy cells (fcc, bcc, hcp, melts; 12-32 "
+               "atoms), labeled with EMT of a changed parameter set (as PBE is to RPBE)"),
 )
 SUBSET_NAMES = tuple(s.name for s in SUBSETS)
 
@@ -92,7 +94,7 @@ SUBSET_NAMES = tuple(s.name for s in SUBSETS)
 FAMILIES: tuple[FamilySpec, ...] = (
     FamilySpec("odac23", odac_system, ("odac23_s2ef", "odac23_is2re"), s2ef="odac23_s2ef", is2re="odac23_is2re"),
     FamilySpec("oc22", oc22_system, ("oc22_s2ef", "oc22_is2re"), s2ef="oc22_s2ef", is2re="oc22_is2re"),
-    FamilySpec("hme21", hme21_system, ("hme21",)),
+    FamilySpec("hme21", hme21_md_system, ("hme21",), frames=HME21_SNAPSHOTS),
     FamilySpec("oc20", oc20_system, ("oc20_s2ef", "oc20_is2re"), s2ef="oc20_s2ef", is2re="oc20_is2re"),
     FamilySpec("qmugs", qmugs_system, ("qmugs",)),
     FamilySpec("pubchem3d", pubchem3d_system, ("pubchem3d",)),
@@ -109,8 +111,8 @@ class Scale:
 
 
 SCALES = {
-    "tiny": Scale(largest=10, smallest=3, downstream=4),  # seconds: tests
-    "small": Scale(largest=450, smallest=50, downstream=80),  # make demo: 1-2 minutes on 2 cores
+    "tiny": Scale(largest=10, smallest=3, downstream=16),  # seconds: tests (8 MD trajectories)
+    "small": Scale(largest=450, smallest=50, downstream=240),  # make demo: 1-2 minutes on 2 cores
     "medium": Scale(largest=6000, smallest=2000, downstream=2000),  # the mini reproduction: about an hour
 }
 
@@ -144,6 +146,6 @@ def frames_per_system(family: FamilySpec, scale: str) -> int:
     Fixed per (family, scale), independent of which subsets a run writes, so a store's content
     never depends on whether its sibling subset was requested too."""
     if family.s2ef is None or family.is2re is None:
-        return 1
+        return family.frames
     targets = target_sizes(scale)
     return math.ceil(targets[family.s2ef] / targets[family.is2re])

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 VAL_EVERY = 10
 MAX_ROUNDS = 20
-GENERATOR_VERSION = 2  # bump when generators change: stores of other versions are rebuilt
+GENERATOR_VERSION = 3  # bump when generators change: stores of other versions are rebuilt
 _SINGLE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -78,7 +78,7 @@ class _FamilyState:
             deficit = self.deficit(subset)
             if deficit <= 0:
                 continue
-            per_system = self.frames if subset == self.spec.s2ef else 1
+            per_system = 1 if subset == self.spec.is2re else self.frames
             if self.consumed:
                 per_system = max(self.yields[subset] / self.consumed, 0.1)
             needed = max(needed, math.ceil(deficit / per_system * 1.05))
