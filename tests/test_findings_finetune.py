@@ -126,3 +126,22 @@ def test_comparison_outcomes(reference, treatment, outcome):
     comparison = Comparison("x", "u", reference, treatment)
     assert comparison.outcome == outcome
     assert seed_verdict([comparison]) == {"better": "supported", "worse": "contradicted"}.get(outcome, "not shown")
+
+
+def test_a_shipped_model_in_the_sweep_gets_its_own_finding_and_never_counts_as_the_last_epoch(tmp_path):
+    from lamm.analysis.findings_finetune import finetune_findings
+
+    _table3(tmp_path / "table3_finetune.csv", {
+        "scratch": [(857, 716), (830, 731), (880, 705)],
+        "2": [(840, 712), (850, 700), (860, 720)],  # the run's own short pre-training: inside the spread
+        "lamm-mini": [(400, 300), (420, 310), (410, 305)],  # a shipped model: apart
+    })
+    findings = finetune_findings(tmp_path)
+    own, _, shipped, _ = findings
+    assert own.verdict == "not shown" and "epoch 2" in own.spread and "lamm-mini" not in own.spread
+    assert shipped.claim.startswith("Fine-tuning from the shipped model lamm-mini gives lower")
+    assert shipped.verdict == "supported"
+    # 855.67 / 410 = 2.09; 717.33 / 305 = 2.35
+    assert shipped.size.startswith("energy MAE 2.09x lower than scratch") and "force MAE 2.35x lower" in shipped.size
+    assert "scratch 830-880, lamm-mini 400-420 meV/atom (apart)" in shipped.spread
+    assert findings[-1].verdict == "not run"  # no sample_efficiency.csv here

@@ -3,6 +3,7 @@ seed's scratch, the summaries, `lamm summarize`, and the workflow's seeded run f
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -96,16 +97,19 @@ def test_summarize_writes_the_table_with_seeds_and_its_summary(tmp_path, capsys)
 
 # --- the workflow: seeded run folders ----------------------------------------------------------
 
-def _finetune_jobs(tmp_path, finetune=None):
+def _finetune_jobs(tmp_path, finetune=None, env=None, shells_out=None):
     """{--out folder: --seed} of every planned `lamm finetune`, and the Table 3 shell command."""
     command = [sys.executable, "-m", "snakemake", "-n", "-p", "--forceall"]
     if finetune is not None:
         config = tmp_path / "seeds.yaml"
         config.write_text(yaml.safe_dump({"finetune": finetune}))
         command += ["--configfile", str(config)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env=None if env is None else {**os.environ, **env})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     shells = re.findall(r"^Shell command: (.*)$", result.stdout, re.M)
+    if shells_out is not None:
+        shells_out.extend(shells)
     jobs = {re.search(r"--out (\S+)", s)[1]: int(re.search(r"--seed (\d+)", s)[1]) for s in shells if " finetune --config " in s}
     [table] = [s for s in shells if " summarize finetune " in s]
     return jobs, table
@@ -127,3 +131,26 @@ def test_further_seeds_run_every_table3_and_efficiency_run_in_suffixed_folders(t
     runs = table.split(" summarize finetune ")[1].split(" --energy-threshold")[0].split()
     assert runs == [f"results/finetune/demo/{label}{suffix}" for suffix in ("", "_seed2")
                     for label in ["scratch", "epoch_0", "epoch_0.5", "epoch_2"]]
+
+
+def test_a_shipped_model_joins_the_sweep_in_a_folder_named_after_it(tmp_path):
+    models = tmp_path / "models"
+    (models / "my-model").mkdir(parents=True)
+    (models / "my-model" / "model.pt").write_bytes(b"")  # the plan only needs the file to exist
+    shells = []
+    jobs, table = _finetune_jobs(tmp_path, {"models": ["my-model"], "seeds": [0, 1]},
+                                 env={"LAMM_MODELS_DIR": str(models)}, shells_out=shells)
+    assert jobs["results/finetune/demo/my-model"] == 0 and jobs["results/finetune/demo/my-model_seed1"] == 1
+    [command] = [s for s in shells if "--out results/finetune/demo/my-model " in s]
+    assert f"--checkpoint {models / 'my-model' / 'model.pt'}" in command
+    runs = table.split(" summarize finetune ")[1].split(" --energy-threshold")[0].split()
+    assert runs[:5] == [f"results/finetune/demo/{label}" for label in ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "my-model"]]
+
+
+def test_an_unknown_shipped_model_fails_the_plan_naming_it(tmp_path):
+    config = tmp_path / "models.yaml"
+    config.write_text(yaml.safe_dump({"finetune": {"models": ["no-such-model"]}}))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(config)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=300, env={**os.environ, "LAMM_MODELS_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "finetune.models: no checkpoint file and no shipped model named 'no-such-model'" in result.stdout + result.stderr

@@ -62,8 +62,14 @@ class FinetuneRun:
 
     @property
     def epoch(self) -> float:
-        """The pre-training epoch (-1 for scratch), for ordering."""
-        return -1.0 if self.checkpoint == SCRATCH else float(self.checkpoint)
+        """The pre-training epoch (-1 for scratch, +inf for a shipped model: after the run's own
+        checkpoints), for ordering."""
+        if self.checkpoint == SCRATCH:
+            return -1.0
+        try:
+            return float(self.checkpoint)
+        except ValueError:  # a shipped model's name (lamm-mini)
+            return math.inf
 
 
 def _read_json(path: Path) -> dict[str, Any]:

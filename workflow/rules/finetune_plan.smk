@@ -1,6 +1,7 @@
 # The fine-tuning plan: run labels, their starting checkpoints and options (rules: finetune.smk).
 import re
 
+from lamm.models.pretrained import resolve_checkpoint
 from lamm.training.finetune import load_finetune_config
 
 FINETUNE = config["finetune"]
@@ -52,16 +53,27 @@ def _seeded(labels):
 
 
 FINETUNE_STARTS = ["scratch", *FINETUNE_CHECKPOINTS]  # scratch, then the epoch labels in order
-FINETUNE_SWEEP_LABELS = _seeded(["scratch", *(f"epoch_{e}" for e in FINETUNE_CHECKPOINTS)])
+# Shipped models (finetune.models) start runs named after them, beside the checkpoints.
+def _shipped_model(name):
+    try:
+        return resolve_checkpoint(name)
+    except (ValueError, FileNotFoundError) as err:
+        raise WorkflowError(f"finetune.models: {err}") from None
+
+
+FINETUNE_MODELS = {name: _shipped_model(name) for name in FINETUNE["models"]}
+FINETUNE_SWEEP_LABELS = _seeded(["scratch", *(f"epoch_{e}" for e in FINETUNE_CHECKPOINTS), *FINETUNE_MODELS])
 FINETUNE_EFFICIENCY_STARTS = ["scratch", FINETUNE_LAST]  # pre-trained (the last checkpoint) vs scratch
 FINETUNE_EFFICIENCY_LABELS = _seeded([_efficiency_label(s, f) for s in FINETUNE_EFFICIENCY_STARTS for f in FINETUNE["fractions"]])
 FINETUNE_GRADIENT_LABEL = f"epoch_{FINETUNE_LAST}_gradient"  # the MD model: the workflow's seed only
+# a label that matches nothing when no model is listed: (?!) never matches
+FINETUNE_MODEL_ALTERNATIVES = "|".join(map(re.escape, FINETUNE_MODELS)) or "(?!)"
 FINETUNE_LABEL = re.compile(
-    r"(?P<start>scratch|epoch_(?P<epoch>[0-9]+(?:\.[0-9]+)?))(?:_frac(?P<fraction>[0-9.]+))?(?P<gradient>_gradient)?(?:_seed(?P<seed>[0-9]+))?"
+    rf"(?P<start>scratch|epoch_(?P<epoch>[0-9]+(?:\.[0-9]+)?)|(?P<model>{FINETUNE_MODEL_ALTERNATIVES}))(?:_frac(?P<fraction>[0-9.]+))?(?P<gradient>_gradient)?(?:_seed(?P<seed>[0-9]+))?"
 )
 
 # the same without group names (Snakemake reads <name> in a pattern as a path variable)
-FINETUNE_LABEL_CONSTRAINT = r"(?:scratch|epoch_[0-9]+(?:\.[0-9]+)?)(?:_frac[0-9.]+)?(?:_gradient)?(?:_seed[0-9]+)?"
+FINETUNE_LABEL_CONSTRAINT = rf"(?:scratch|epoch_[0-9]+(?:\.[0-9]+)?|{FINETUNE_MODEL_ALTERNATIVES})(?:_frac[0-9.]+)?(?:_gradient)?(?:_seed[0-9]+)?"
 # a further set's folder sits beside the first set's run folders: it must not look like one
 for _name in FINETUNE_SETS:
     if re.fullmatch(FINETUNE_LABEL_CONSTRAINT, _name):
@@ -81,7 +93,7 @@ def finetune_run(label):
     if match["seed"] is not None and seed == config["seed"]:
         # one run, one folder: the workflow's seed is the bare label
         raise WorkflowError(f"{label}: seed {seed} is the workflow's seed, whose runs have no _seed suffix")
-    start = None if epoch is None else FINETUNE_CHECKPOINTS[epoch]
+    start = FINETUNE_MODELS[match["model"]] if match["model"] else None if epoch is None else FINETUNE_CHECKPOINTS[epoch]
     return start, float(match["fraction"] or 1.0), "gradient" if match["gradient"] else None, seed
 
 
