@@ -26,7 +26,7 @@ from lamm.training.stop import restore_default_signals
 COMMAND_MODULES: tuple[str, ...] = (
     "lamm.commands.data", "lamm.commands.train", "lamm.commands.bench", "lamm.commands.report",
     "lamm.commands.finetune", "lamm.commands.summarize", "lamm.commands.downstream",
-    "lamm.commands.ablation", "lamm.commands.umap", "lamm.commands.distill",
+    "lamm.commands.ablation", "lamm.commands.umap", "lamm.commands.distill", "lamm.commands.model",
 )
 
 
