@@ -103,7 +103,7 @@ def test_two_sets_plan_the_conversion_the_sweeps_and_the_tables_of_each(tmp_path
     assert "results/finetune/demo/scratch" in first and "results/finetune/demo/epoch_2_gradient" in first
     assert all("--store results/data/hme21.lmdb" in shell for _, shell in by_rule["finetune"])
     assert further == sorted(f"results/finetune/demo/my_set/{label}" for label in
-                             ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "scratch_frac0.25", "epoch_2_frac0.25"])
+                             ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "lamm-mini", "scratch_frac0.25", "epoch_2_frac0.25"])
     assert all("--store results/data/my_set.lmdb" in shell and "--parent-run demo/my_set" in shell for _, shell in by_rule["finetune_further"])
 
     outputs = {output for _, output, _ in jobs}
@@ -123,7 +123,7 @@ def test_a_single_name_plans_what_it_always_did(tmp_path):
     assert single == planned_jobs(dry_run(tmp_path, ["hme21"]))
     rules = [rule for rule, _, _ in single]
     assert not [rule for rule in rules if rule.endswith("_further") or rule == "data_convert_user"]
-    assert rules.count("finetune") == 7 and rules.count("zero_shot") == 1
+    assert rules.count("finetune") == 8  # 7 + lamm-mini and rules.count("zero_shot") == 1
     outputs = " ".join(output for _, output, _ in single)
     assert "results/finetune/demo/scratch/checkpoints/last.pt" in outputs
     assert "results/tables/table3_finetune.csv" in outputs and "_hme21" not in outputs

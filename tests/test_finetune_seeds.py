@@ -117,13 +117,14 @@ def _finetune_jobs(tmp_path, finetune=None, env=None, shells_out=None):
 
 def test_default_config_plans_todays_run_folders_with_the_workflow_seed(tmp_path):
     jobs, table = _finetune_jobs(tmp_path)
-    labels = ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "scratch_frac0.25", "epoch_2_frac0.25", "epoch_2_gradient"]
+    labels = ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "lamm-mini", "scratch_frac0.25", "epoch_2_frac0.25",
+              "epoch_2_gradient"]
     assert jobs == {f"results/finetune/demo/{label}": 0 for label in labels}
     assert "--table results/tables/table3_finetune.csv --summary results/tables/table3_summary.csv" in table
 
 
 def test_further_seeds_run_every_table3_and_efficiency_run_in_suffixed_folders(tmp_path):
-    jobs, table = _finetune_jobs(tmp_path, {"seeds": [0, 2]})
+    jobs, table = _finetune_jobs(tmp_path, {"seeds": [0, 2], "models": []})
     base = ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "scratch_frac0.25", "epoch_2_frac0.25"]
     expected = {f"results/finetune/demo/{label}": 0 for label in [*base, "epoch_2_gradient"]}
     expected |= {f"results/finetune/demo/{label}_seed2": 2 for label in base}  # the MD model: one seed
