@@ -108,13 +108,19 @@ def _schnetpack_case(spec: dict[str, Any], arrays: dict[str, torch.Tensor]) -> t
                 _, vectors = force_head((inputs["scalar_representation"], inputs["vector_representation"]))
                 forces = vectors.squeeze(-1)  # [N, 3]
         if train:
-            energy_term = (inputs["energy"] - arrays["target_energy"].to(inputs["energy"].dtype)).abs().mean()
-            per_atom = torch.sqrt(torch.sum((forces - arrays["target_forces"]) ** 2, dim=1))  # [N]
-            per_structure = torch.zeros(len(arrays["natoms"]), dtype=per_atom.dtype, device=per_atom.device)
-            per_structure.index_add_(0, arrays["batch"], per_atom)
-            (energy_term + (per_structure / arrays["natoms"]).mean()).backward()
+            peer_loss(inputs["energy"], forces, arrays).backward()
 
     return model, step, sum(p.numel() for p in model.parameters())
+
+
+def peer_loss(energy: torch.Tensor, forces: torch.Tensor, arrays: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The universal loss for one head, written out for the peers (their venvs have no lamm):
+    energy MAE + the per-structure mean of the per-atom force error norm."""
+    energy_term = (energy - arrays["target_energy"].to(energy.dtype)).abs().mean()
+    per_atom = torch.sqrt(torch.sum((forces - arrays["target_forces"]) ** 2, dim=1))  # [N]
+    per_structure = torch.zeros(len(arrays["natoms"]), dtype=per_atom.dtype, device=per_atom.device)  # [S]
+    per_structure.index_add_(0, arrays["batch"], per_atom)
+    return energy_term + (per_structure / arrays["natoms"]).mean()
 
 
 def _fairchem_module() -> Any:
@@ -145,8 +151,10 @@ def run(impl: str, batch_path: str, spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(int(spec["threads"]))
     arrays = _load_batch(batch_path, device)
     fairchem = _fairchem_module() if impl == "fairchem" else None
-    builder = {"lamm": _lamm_case, "schnetpack": _schnetpack_case}.get(impl) or fairchem.build_case
-    model, step, params = builder(spec, arrays)
+    if fairchem is not None:
+        model, step, params = fairchem.build_case(spec, arrays, peer_loss)
+    else:
+        model, step, params = (_lamm_case if impl == "lamm" else _schnetpack_case)(spec, arrays)
     train = spec["phase"] == "train"
     model.train(train)
     bf16 = spec["dtype"] == "bf16"

@@ -87,8 +87,14 @@ def graph_data(arrays: Mapping[str, torch.Tensor], pos: torch.Tensor) -> SimpleN
     )
 
 
-def build_case(spec: Mapping[str, Any], arrays: Mapping[str, torch.Tensor]) -> tuple[torch.nn.Module, Callable[[bool], None], int]:
-    """(model, step(train), parameter count) for the worker; the same loss as the other cases."""
+Loss = Callable[[torch.Tensor, torch.Tensor, Mapping[str, torch.Tensor]], torch.Tensor]
+
+
+def build_case(
+    spec: Mapping[str, Any], arrays: Mapping[str, torch.Tensor], loss: Loss
+) -> tuple[torch.nn.Module, Callable[[bool], None], int]:
+    """(model, step(train), parameter count) for the worker; `loss(energy, forces, arrays)` is
+    the worker's, the same for every peer."""
     import e3nn  # noqa: F401  fairchem's backbone refuses to build unless e3nn is imported first
     from fairchem.core.models.equiformer_v2.equiformer_v2 import EquiformerV2Backbone
     from fairchem.core.models.equiformer_v2.heads import EqV2ScalarHead, EqV2VectorHead
@@ -116,11 +122,7 @@ def build_case(spec: Mapping[str, Any], arrays: Mapping[str, torch.Tensor]) -> t
                 (gradient,) = torch.autograd.grad(energy.sum(), pos, create_graph=train)
                 forces = -gradient
         if train:
-            energy_term = (energy - arrays["target_energy"].to(energy.dtype)).abs().mean()
-            per_atom = torch.sqrt(torch.sum((forces - arrays["target_forces"]) ** 2, dim=1))  # [N]
-            per_structure = torch.zeros(len(arrays["natoms"]), dtype=per_atom.dtype, device=per_atom.device)
-            per_structure.index_add_(0, arrays["batch"], per_atom)
-            (energy_term + (per_structure / arrays["natoms"]).mean()).backward()
+            loss(energy, forces, arrays).backward()
 
     return model, step, sum(p.numel() for p in model.parameters())
 
