@@ -113,7 +113,7 @@ class Scale:
 SCALES = {
     "tiny": Scale(largest=10, smallest=3, downstream=16),  # seconds: tests (8 MD trajectories)
     "small": Scale(largest=450, smallest=50, downstream=240),  # make demo: 1-2 minutes on 2 cores
-    "medium": Scale(largest=6000, smallest=2000, downstream=2000),  # the mini reproduction: about an hour
+    "medium": Scale(largest=6000, smallest=2000, downstream=2000),  # about an hour of labeling on 2 cores
 }
 
 
