@@ -24,7 +24,7 @@ from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, load_potent
 from lamm.models.potential import edge_vectors
 from lamm.tracking import find_or_create_parent_run
 from lamm.training.finetune import (
-    finetune_schema, parameter_groups, run_finetuning, same_steps_config, starting_potential, train_records,
+    finetune_schema, head_statistics, match_head_scale, parameter_groups, run_finetuning, same_steps_config, starting_potential, train_records,
 )
 from tests.helpers.training_data import SUBSETS, tiny_trainer_config
 from tests.store_factory import MOLECULES, emt_record, rattled_molecule
@@ -116,6 +116,30 @@ def test_init_head_copies_that_channel(pretrained, downstream):
         torch.testing.assert_close(model.force_head(s, v)[..., 0], source.force_head(s, v)[..., channel])
         other = source.energy_head(s, batch[K.BATCH], 4)[:, channel + 1]
     assert not torch.allclose(mine, other)
+
+
+def test_copied_head_rescaled_to_predict_the_pretrained_ev(pretrained, downstream):
+    """After the downstream statistics replace the pre-training ones, the copied head still
+    predicts the pre-trained head's eV (up to mean and references) and eV/A."""
+    payload = load_checkpoint(pretrained)
+    source = load_potential(pretrained)
+    channel = SUBSETS.index("oc20_s2ef")
+    model, _ = starting_potential(MODEL, payload, "hme21", init_head="oc20_s2ef", seed=3)
+    old = head_statistics(payload, "oc20_s2ef")
+    assert old == {"energy_std": 2.0, "force_rms": 0.7}
+    new = {"element_references": {"29": -1.0}, "energy_mean": 0.1, "energy_std": 5.0, "force_rms": 1.75}
+    model.normalizer.set_head(0, new)
+    factors = match_head_scale(model, old, new)
+    assert factors == pytest.approx({"energy": 2.0 / 5.0, "forces": 0.7 / 1.75})
+    batch = collate([MultiStoreDataset([downstream], "train", cutoff=4.0)[i] for i in range(4)])
+    vectors = edge_vectors(batch[K.POSITIONS], batch[K.CELL], batch[K.CELL_OFFSETS], batch[K.EDGE_INDEX], batch[K.BATCH])
+    features = source.encoder(batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], vectors)
+    s, v = features[K.NODE_FEATURES], features[K.NODE_VECTORS]
+    with torch.no_grad():
+        mine_ev = model.energy_head(s, batch[K.BATCH], 4)[:, 0] * 5.0
+        theirs_ev = source.energy_head(s, batch[K.BATCH], 4)[:, channel] * 2.0
+        torch.testing.assert_close(mine_ev, theirs_ev)
+        torch.testing.assert_close(model.force_head(s, v)[..., 0] * 1.75, source.force_head(s, v)[..., channel] * 0.7)
 
 
 def test_bad_init_head_and_mismatched_model_are_clear_errors(pretrained):

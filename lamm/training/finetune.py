@@ -8,6 +8,7 @@
 2. reference energies and normalization refitted on the downstream training records actually
    used (a subsample with `train_fraction`), never the pre-training head's statistics: a head
    referenced for another subset starts off by the whole reference energy (the fairchem bug);
+   a copied `init_head` is rescaled so that it still predicts its pre-trained eV and eV/A;
 3. the same `Trainer`, loader, sampler and validation as pre-training, optionally with
    layer-wise learning-rate decay or a frozen encoder (JMP);
 4. the final EMA model evaluated on the downstream `test` split -> `test_metrics.json`.
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from lamm.config import load_yaml, validate_config
@@ -131,6 +133,33 @@ def copy_head_channel(target: Potential, source: Potential, channel: int) -> Non
         own = head.state_dict()
         selected = {name: state[name][channel_rows[name]] if name in channel_rows else state[name] for name in own}
         head.load_state_dict(selected, strict=True)
+
+
+def head_statistics(payload: Mapping[str, Any], head: str) -> dict[str, float]:
+    """energy_std (eV) and force_rms (eV/A) of a checkpoint's head: its normalizer buffers."""
+    state, channel = payload["model"], list(payload["heads"]).index(head)
+    return {name: float(state[f"normalizer.{name}"][channel]) for name in ("energy_std", "force_rms")}
+
+
+def match_head_scale(potential: Potential, pretrained: Mapping[str, Any], downstream: Mapping[str, Any]) -> dict[str, float]:
+    """Rescale a copied head (`init_head`) so it predicts the same eV and eV/A as in pre-training.
+
+    Heads predict normalized labels: energy = output * energy_std + mean + references, forces =
+    output * force_rms. The downstream statistics are refitted, so a copied head whose outputs
+    are left alone is off by std_downstream / std_pretrained in energy and force_rms ratio in
+    forces (lamm-mini's oc20_s2ef head on the demo hme21: 3.7x in forces). Both output layers are linear in their rows, so scaling
+    the rows by pretrained / downstream gives back the pre-trained predictions (up to the
+    refitted element references and mean). Returns the two factors.
+    """
+    energy_factor = float(pretrained["energy_std"]) / float(downstream["energy_std"])
+    force_factor = float(pretrained["force_rms"]) / float(downstream["force_rms"])
+    with torch.no_grad():
+        last = potential.energy_head.mlp[2]
+        last.weight.mul_(energy_factor)
+        last.bias.mul_(energy_factor)
+        if potential.force_head is not None:
+            potential.force_head.blocks[-1].vector_out.weight.mul_(force_factor)
+    return {"energy": energy_factor, "forces": force_factor}
 
 
 def starting_potential(
@@ -287,6 +316,9 @@ def run_finetuning(
             config.get("model"), payload, subset, init_head=options["init_head"], force_mode=options["force_mode"],
             seed=config["seed"], source=str(checkpoint),
         )
+        pretrained_statistics = None
+        if options["init_head"] is not None:
+            pretrained_statistics = head_statistics(payload, options["init_head"])
         del payload
         splits = plan_splits(store, config["seed"], carve_test=options["carve_test"], carve_val=options["carve_val"])
         if splits.carved:
@@ -295,6 +327,9 @@ def run_finetuning(
         # The other ranks read the cache rank 0 wrote.
         statistics = main_rank_first(lambda: downstream_statistics(store, records, config), context)
         model.normalizer.set_head(0, statistics)
+        if pretrained_statistics is not None:
+            log.info("init_head %s rescaled to the downstream statistics by %s", options["init_head"],
+                     match_head_scale(model, pretrained_statistics, statistics))
         dataset_args = dict(cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"], seed=config["seed"])
         train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)
         val_set = MultiStoreDataset([store], splits.dataset_split("val"), records=[splits.val], **dataset_args)
