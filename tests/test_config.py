@@ -95,8 +95,9 @@ def test_workflow_rejects_a_bad_key_at_start(tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [(), ("--configfile", "config/paper.yaml", "--workflow-profile", "config/profiles/slurm")],
-    ids=["demo-local", "paper-slurm"],
+    [(), ("--configfile", "config/paper.yaml", "--workflow-profile", "config/profiles/slurm"),
+     ("--configfile", "config/mini.yaml", "--workflow-profile", "config/profiles/local")],
+    ids=["demo-local", "paper-slurm", "mini-local"],
 )
 def test_workflow_dry_run_accepts_shipped_configs_and_profiles(args):
     result = snakemake("-n", *args)
