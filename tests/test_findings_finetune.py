@@ -137,11 +137,39 @@ def test_a_shipped_model_in_the_sweep_gets_its_own_finding_and_never_counts_as_t
         "lamm-mini": [(400, 300), (420, 310), (410, 305)],  # a shipped model: apart
     })
     findings = finetune_findings(tmp_path)
-    own, _, shipped, _ = findings
-    assert own.verdict == "not shown" and "epoch 2" in own.spread and "lamm-mini" not in own.spread
-    assert shipped.claim.startswith("Fine-tuning from the shipped model lamm-mini gives lower")
-    assert shipped.verdict == "supported"
+    assert len(findings) == 8  # errors, steps, the shipped model's errors, sample efficiency; each energy and forces
+    own_energy, own_forces, _, _, shipped_energy, shipped_forces, _, _ = findings
+    assert own_energy.verdict == own_forces.verdict == "not shown"
+    assert "epoch 2" in own_energy.spread and "lamm-mini" not in own_energy.spread
+    assert shipped_energy.claim.startswith("Fine-tuning from the shipped model lamm-mini gives lower energy MAE than")
+    assert shipped_energy.verdict == shipped_forces.verdict == "supported"
     # 855.67 / 410 = 2.09; 717.33 / 305 = 2.35
-    assert shipped.size.startswith("energy MAE 2.09x lower than scratch") and "force MAE 2.35x lower" in shipped.size
-    assert "scratch 830-880, lamm-mini 400-420 meV/atom (apart)" in shipped.spread
-    assert findings[-1].verdict == "not run"  # no sample_efficiency.csv here
+    assert shipped_energy.size == "energy MAE 2.09x lower than scratch vs the paper's 1.12x"
+    assert shipped_forces.size == "force MAE 2.35x lower than scratch vs the paper's 1.14x"
+    assert shipped_energy.spread == "3 seeds; energy MAE: scratch 830-880, lamm-mini 400-420 meV/atom (apart)"
+    assert findings[-1].verdict == findings[-2].verdict == "not run"  # no sample_efficiency.csv here
+
+
+def test_energies_and_forces_get_their_own_verdicts(tmp_path):
+    """Forces apart, energies inside the spread (the mini reproduction's shape): the joint claim
+    is not shown, the force claim supported, the energy claim not shown, each with its own numbers."""
+    from lamm.analysis.findings_finetune import ENERGY, FORCES, finetune_findings
+
+    path = _table3(tmp_path / "table3_finetune.csv", {
+        "scratch": [(20.5, 16.5), (19.0, 13.7), (21.5, 15.1)], "36": [(19.6, 12.3), (17.7, 11.6), (21.0, 12.0)]},
+        steps={"scratch": [(280, 523), (250, 464), (300, 560)], "36": [(256, 264), (240, 240), (270, 280)]},
+        thresholds=(30.0, 30.0))
+    assert table3_finding(path).verdict == "not shown"
+    energy, forces = table3_finding(path, metrics=(ENERGY,)), table3_finding(path, metrics=(FORCES,))
+    assert energy.verdict == "not shown" and forces.verdict == "supported"
+    assert forces.claim.endswith("gives lower force MAE than scratch at the same budget (Table 3: LaMM-S 2 epochs 1.14x lower).")
+    # (16.5 + 13.7 + 15.1) / 3 = 15.1; (12.3 + 11.6 + 12.0) / 3 = 11.97; 15.1 / 11.97 = 1.26
+    assert forces.size == "force MAE 1.26x lower than scratch vs the paper's 1.14x"
+    assert forces.spread == "3 seeds; force MAE: scratch 13.7-16.5, epoch 36 11.6-12.3 meV/A (apart)"
+    assert forces.measured == "test set MAE, mean over 3 seeds: scratch 15.1 meV/A; epoch 36 12 meV/A."
+    assert "force" not in energy.spread and "12.3" not in energy.measured
+    steps = [f for f in finetune_findings(tmp_path) if "fewer steps" in f.claim]
+    assert [f.verdict for f in steps] == ["not shown", "supported"]  # energy steps 250-300 vs 240-270 overlap
+    assert steps[1].claim.endswith("(Table 3: 1.89x fewer to 210 meV/A).")
+    # (523 + 464 + 560) / 3 = 515.67; (264 + 240 + 280) / 3 = 261.33; 1.97
+    assert steps[1].size == "steps to 30 meV/A 1.97x fewer than scratch vs the paper's 1.89x"
