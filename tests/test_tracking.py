@@ -1,6 +1,7 @@
 """The MLflow helper: what lands in a real SQLite store, and concurrent writers."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -28,7 +29,9 @@ def test_params_metrics_tags_and_artifacts_land_in_sqlite(tracking_db, tmp_path,
             tracker.log_metrics({"loss": 1.0 / (step + 1), "lr": 0.1}, step=step)
         tracker.log_artifact(artifact, "tables")
         run_id = tracker.run_id
-    assert tracking_db.is_file()
+    # the run is in this test's SQLite file, read without MLflow
+    with sqlite3.connect(tracking_db) as connection:
+        assert connection.execute("SELECT name, status FROM runs WHERE run_uuid = ?", (run_id,)).fetchall() == [("unit", "FINISHED")]
     run = client().get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params == {"model.hidden": "64", "model.layers": "[1, 2]", "lr": "0.001"}
@@ -51,12 +54,12 @@ def test_failed_job_marks_the_run_failed():
     assert client().get_run(tracker.run_id).info.status == "FAILED"
 
 
-def test_other_ranks_write_nothing(tracking_db):
+def test_other_ranks_write_nothing(absent_tracking_db):
     with RunTracker("pretrain", "rank1", params={"a": 1}, enabled=False) as tracker:
         tracker.log_metrics({"loss": 1.0}, step=0)
         tracker.log_artifact("/does/not/matter")
     assert tracker.run_id is None
-    assert not tracking_db.exists()
+    assert not absent_tracking_db.exists()
 
 
 def test_nested_and_resumed_runs():
@@ -130,8 +133,9 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_concurrent_writers_on_a_fresh_store(tracking_db):
+def test_concurrent_writers_on_a_fresh_store(absent_tracking_db):
     """Eight processes create the same experiment on a store that does not exist yet."""
+    tracking_db = absent_tracking_db
     assert not tracking_db.exists()
     processes = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(worker)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
