@@ -9,7 +9,7 @@ With one seed the spread is unknown and the verdict is at most "not shown".
 
 The report judges energies and forces apart (`finetune_findings`): a joint verdict reads "not
 shown" when either half is inside its spread, which hid a force effect well outside it behind an
-energy effect inside it (the mini reproduction: forces 1.26x, energies 1.03x).
+energy effect inside it (the mini reproduction: forces 1.25x, energies 1.03x).
 """
 
 from __future__ import annotations
