@@ -56,7 +56,10 @@ test-cluster: install
 fairchem-env:
 	PYTHON=$(PYTHON) TORCH_VERSION=$(TORCH_VERSION) bash scripts/setup-fairchem.sh .venv-fairchem
 
+# ruff (format and lint, configured in pyproject.toml) and Snakemake's own linter.
 lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	PATH="$(BIN):$$PATH" snakemake --lint
 
 clean:

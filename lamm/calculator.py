@@ -60,7 +60,9 @@ class LaMMCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, checkpoint_path: str | os.PathLike, head: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, checkpoint_path: str | os.PathLike, head: str | None = None, device: str = "cpu"
+    ) -> None:
         self._setup(load_potential(checkpoint_path, device=device), head, device)
 
     @classmethod
@@ -97,14 +99,24 @@ class LaMMCalculator(Calculator):
         self._inputs = SingleGraphBuilder(potential.cutoff, potential.max_neighbors)
 
     def calculate(
-        self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",), system_changes: Sequence[str] = all_changes
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
     ) -> None:
         Calculator.calculate(self, atoms, properties, system_changes)
         pbc = np.asarray(self.atoms.pbc, dtype=bool)
         cell = np.asarray(self.atoms.cell.array, dtype=np.float64)
         # dataset_index: gradient mode differentiates this head
-        batch = self._inputs(self.atoms.numbers, self.atoms.positions, cell, pbc, dataset_index=self.head_index,
-                             dtype=self.dtype, device=self.device)
+        batch = self._inputs(
+            self.atoms.numbers,
+            self.atoms.positions,
+            cell,
+            pbc,
+            dataset_index=self.head_index,
+            dtype=self.dtype,
+            device=self.device,
+        )
         gradient = self.potential.force_mode == "gradient"
         # free with gradient forces; NaN (no volume) for a periodic cell of zero volume
         has_volume = bool(pbc.any()) and abs(np.linalg.det(cell)) > 0
@@ -113,7 +125,9 @@ class LaMMCalculator(Calculator):
             warnings.warn(
                 "direct force mode: the stress is the strain derivative of the energy head, the forces come "
                 "from the force head; they do not describe one energy surface (use a gradient-mode potential "
-                "for cell relaxation and NPT)", UserWarning, stacklevel=2,
+                "for cell relaxation and NPT)",
+                UserWarning,
+                stacklevel=2,
             )
             self._warned_direct_stress = True
         # inference_mode (cheaper than no_grad) only where nothing needs autograd: inside it the
@@ -124,5 +138,7 @@ class LaMMCalculator(Calculator):
         forces = prediction[K.PRED_FORCES][:, :, self.head_index].detach().cpu().double().numpy()
         self.results = {"energy": energy, "free_energy": energy, "forces": forces}
         if stress:
-            stress_3x3 = prediction[K.PRED_STRESS][0, :, :, self.head_index].detach().cpu().double().numpy()
+            stress_3x3 = (
+                prediction[K.PRED_STRESS][0, :, :, self.head_index].detach().cpu().double().numpy()
+            )
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress_3x3)  # eV/Angstrom^3

@@ -24,9 +24,17 @@ from lamm.training.stop import restore_default_signals
 # Each module adds one subcommand group with `add_parser(subparsers)`; its parsers set
 # `func`, called with the parsed arguments and returning the exit status.
 COMMAND_MODULES: tuple[str, ...] = (
-    "lamm.commands.data", "lamm.commands.train", "lamm.commands.bench", "lamm.commands.report",
-    "lamm.commands.finetune", "lamm.commands.summarize", "lamm.commands.downstream",
-    "lamm.commands.ablation", "lamm.commands.umap", "lamm.commands.distill", "lamm.commands.model",
+    "lamm.commands.data",
+    "lamm.commands.train",
+    "lamm.commands.bench",
+    "lamm.commands.report",
+    "lamm.commands.finetune",
+    "lamm.commands.summarize",
+    "lamm.commands.downstream",
+    "lamm.commands.ablation",
+    "lamm.commands.umap",
+    "lamm.commands.distill",
+    "lamm.commands.model",
 )
 
 
@@ -44,16 +52,21 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         if (
-            action.option_strings and "default" not in text.lower() and "%(default)" not in text
+            action.option_strings
+            and "default" not in text.lower()
+            and "%(default)" not in text
             # identity, not ==: a default of 0 is worth stating, False (a flag) is not
-            and not any(default is nothing for nothing in (None, False, argparse.SUPPRESS)) and default != []
+            and not any(default is nothing for nothing in (None, False, argparse.SUPPRESS))
+            and default != []
             and not isinstance(action, argparse._StoreConstAction)
         ):
             text += " (default: %(default)s)"
         return text
 
 
-class RawDescriptionDefaultsHelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+class RawDescriptionDefaultsHelpFormatter(
+    DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
     """The same for parsers whose description is laid out by hand."""
 
 
@@ -79,10 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lamm {__version__}")
     verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: also libraries)")
+    verbosity.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: also libraries)"
+    )
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     parser.add_argument(
-        "--tag", action="append", type=_tag, default=[], metavar="KEY=VALUE",
+        "--tag",
+        action="append",
+        type=_tag,
+        default=[],
+        metavar="KEY=VALUE",
         help="add a tag to every MLflow run this command opens (repeatable)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -46,7 +46,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         for key in unknown:
             hint = difflib.get_close_matches(key, allowed, n=1)
             suggestion = f" (did you mean {_dotted([*where, hint[0]])}?)" if hint else ""
-            lines.append(f"unknown key {_dotted([*where, key])}{suggestion}; allowed: {', '.join(allowed)}")
+            lines.append(
+                f"unknown key {_dotted([*where, key])}{suggestion}; allowed: {', '.join(allowed)}"
+            )
         return "\n".join(lines)
     if error.validator == "required":
         return f"key {_dotted(where)}: {error.message}"
@@ -66,15 +68,24 @@ def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> None:
             _fill_defaults(instance[key], sub)
 
 
-def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | str | os.PathLike, *, name: str = "config") -> dict[str, Any]:
+def validate_config(
+    config: Mapping[str, Any],
+    schema: Mapping[str, Any] | str | os.PathLike,
+    *,
+    name: str = "config",
+) -> dict[str, Any]:
     """Return a copy of `config` with defaults filled in; raise ConfigError listing all problems."""
     if not isinstance(schema, Mapping):
         schema = load_yaml(schema)
     if not isinstance(config, Mapping):
-        raise ConfigError(f"{name} must be a mapping of keys to values, got {type(config).__name__}")
+        raise ConfigError(
+            f"{name} must be a mapping of keys to values, got {type(config).__name__}"
+        )
     instance = copy.deepcopy(dict(config))
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    errors = sorted(
+        validator.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.message)
+    )
     if errors:
         problems = "\n".join(f"  - {_describe(e)}" for e in errors)
         raise ConfigError(f"invalid {name}:\n{problems}")

@@ -29,7 +29,9 @@ class DownstreamSet:
     """One downstream set: a built-in store (made by the data stage) or a user's dataset."""
 
     name: str
-    description: Path | None = None  # the dataset description YAML of a user's dataset; None: built-in
+    description: Path | None = (
+        None  # the dataset description YAML of a user's dataset; None: built-in
+    )
     first: bool = False  # the first set keeps the unsuffixed result names
 
     @property
@@ -64,11 +66,17 @@ def description_files(path: str | os.PathLike) -> list[Path]:
     for split in SPLIT_KEYS:
         value = files.get(split)
         items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-        paths += [Path(item) if os.path.isabs(item) else path.parent / item for item in items if isinstance(item, str)]
+        paths += [
+            Path(item) if os.path.isabs(item) else path.parent / item
+            for item in items
+            if isinstance(item, str)
+        ]
     return paths
 
 
-def downstream_sets(value: str | Sequence[str | Mapping[str, str]], *, reserved: Collection[str]) -> list[DownstreamSet]:
+def downstream_sets(
+    value: str | Sequence[str | Mapping[str, str]], *, reserved: Collection[str]
+) -> list[DownstreamSet]:
     """The sets of a validated `data.downstream`, in order; checks what the schema cannot:
 
     names are unique, a user's dataset takes no built-in name (`reserved`: its store would be
@@ -85,14 +93,18 @@ def downstream_sets(value: str | Sequence[str | Mapping[str, str]], *, reserved:
             name, description = entry["name"], Path(entry["dataset"])
             where = f"data.downstream.{position} ({name})"
             if name in reserved:
-                raise ValueError(f"{where}: {name!r} is a built-in dataset name (results/data/{name}.lmdb is made by the data stage); name your dataset otherwise")
+                raise ValueError(
+                    f"{where}: {name!r} is a built-in dataset name (results/data/{name}.lmdb is made by the data stage); name your dataset otherwise"
+                )
             try:
                 found = description_name(description)
             except ValueError as err:
                 raise ValueError(f"{where}: {err}") from None
             if found != name:
-                raise ValueError(f"{where}: {description} names the dataset {found!r}, the config {name!r}; "
-                                 "the store's subset (and the fine-tuning head) takes the description's name, so make them equal")
+                raise ValueError(
+                    f"{where}: {description} names the dataset {found!r}, the config {name!r}; "
+                    "the store's subset (and the fine-tuning head) takes the description's name, so make them equal"
+                )
             item = DownstreamSet(name, description, first=position == 0)
         if item.name in seen:
             raise ValueError(f"data.downstream lists {item.name!r} twice")

@@ -26,15 +26,21 @@ SAMPLE_INDEX = "sample_index"  # [B] int64, index of the structure in its store
 
 # --- targets ----------------------------------------------------------------------------------
 ENERGY = "energy"  # [B] float64, eV (total, or adsorption for stores whose energy_kind says so)
-FORCES = "forces"  # [N, 3] float, eV/Angstrom (denoising samples: minus the applied noise, Angstrom)
+FORCES = (
+    "forces"  # [N, 3] float, eV/Angstrom (denoising samples: minus the applied noise, Angstrom)
+)
 ENERGY_MASK = "energy_mask"  # [B] bool, structure has an energy label
 FORCE_MASK = "force_mask"  # [B] bool, structure has force labels
-STRESS = "stress"  # [B, 3, 3] float, eV/Angstrom^3, ASE's sign: (1/V) dE/d(strain) (zeros when absent)
+STRESS = (
+    "stress"  # [B, 3, 3] float, eV/Angstrom^3, ASE's sign: (1/V) dE/d(strain) (zeros when absent)
+)
 STRESS_MASK = "stress_mask"  # [B] bool, structure has a stress label
 
 # --- model outputs ----------------------------------------------------------------------------
 PRED_ENERGY = "pred_energy"  # [B, D] energy per head (D = number of heads)
 PRED_FORCES = "pred_forces"  # [N, 3, D] forces per head
-PRED_STRESS = "pred_stress"  # [B, 3, 3, D] stress per head (own head only, others NaN; lamm.models.potential)
+PRED_STRESS = (
+    "pred_stress"  # [B, 3, 3, D] stress per head (own head only, others NaN; lamm.models.potential)
+)
 NODE_FEATURES = "node_features"  # [N, F] rotation-invariant atom representation (PaiNN s_i)
 NODE_VECTORS = "node_vectors"  # [N, 3, F] equivariant vector features (PaiNN v_i)

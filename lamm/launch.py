@@ -73,7 +73,9 @@ class LaunchSettings:
         if self.executor == "local" and self.nodes != 1:
             raise ValueError("the local executor runs on one node; set nodes: 1")
         if self.executor == "none" and self.nodes * self.ranks_per_node != 1:
-            raise ValueError("executor 'none' runs one rank in this process; use local or slurm for more")
+            raise ValueError(
+                "executor 'none' runs one rank in this process; use local or slurm for more"
+            )
 
     @property
     def world_size(self) -> int:
@@ -105,20 +107,30 @@ class DistributedJob(submitit.helpers.Checkpointable):
         stop.install_stop_handlers((signal.SIGTERM, environment._usr_sig()))
         if self.master_port is not None:
             os.environ["MASTER_PORT"] = str(self.master_port)
-        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        submitit.helpers.TorchDistributedEnvironment().export(
+            set_cuda_visible_devices=False, overwrite=True
+        )
         kwargs = dict(self.kwargs)
         if "resume" in kwargs and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
             kwargs["resume"] = True  # SLURM requeued this job by itself: continue from last.pt
         held = (
-            hold_rank(self.run_dir, environment.global_rank, job=environment.job_id, executor=environment.cluster)
-            if self.run_dir is not None else contextlib.nullcontext()
+            hold_rank(
+                self.run_dir,
+                environment.global_rank,
+                job=environment.job_id,
+                executor=environment.cluster,
+            )
+            if self.run_dir is not None
+            else contextlib.nullcontext()
         )
         try:
             with held:
                 return self.target(**kwargs)
         except stop.TrainingStopped as stopped:
             log.warning("rank %d: %s", environment.global_rank, stopped)
-            stop.hand_over(stopped.signum)  # submitit's preemption signal: requeue (rank 0 exits there)
+            stop.hand_over(
+                stopped.signum
+            )  # submitit's preemption signal: requeue (rank 0 exits there)
             raise SystemExit(128 + stopped.signum) from None
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
@@ -150,7 +162,11 @@ def launch(
     stop.restore_default_signals()  # a background shell's ignored SIGINT must not reach the ranks
     if run_dir is None and kwargs.get("out_dir") is not None:
         run_dir = kwargs["out_dir"]
-    held = hold_run_folder(run_dir, executor=settings.executor) if run_dir is not None else contextlib.nullcontext()
+    held = (
+        hold_run_folder(run_dir, executor=settings.executor)
+        if run_dir is not None
+        else contextlib.nullcontext()
+    )
     with held as lock:
         if settings.executor == "none":
             return _run_here(target, kwargs)
@@ -165,7 +181,11 @@ def launch(
             )
             me = os.getpid()
             job_callable = DistributedJob(
-                target, kwargs, master_port=free_port(), run_dir=_str(run_dir), launcher=(me, stop.process_start_time(me))
+                target,
+                kwargs,
+                master_port=free_port(),
+                run_dir=_str(run_dir),
+                launcher=(me, stop.process_start_time(me)),
             )
         else:
             executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
@@ -191,7 +211,13 @@ def launch(
         job = executor.submit(job_callable)
         if lock is not None:
             lock.write(job=job.job_id)
-        log.info("submitted %s job %s (%d ranks), logs in %s", settings.executor, job.job_id, settings.world_size, folder)
+        log.info(
+            "submitted %s job %s (%d ranks), logs in %s",
+            settings.executor,
+            job.job_id,
+            settings.world_size,
+            folder,
+        )
         _follow_or_cancel(job, poll_s)
         return job.results()[0]
 
@@ -241,7 +267,10 @@ def _follow_or_cancel(job: submitit.Job, poll_s: float, grace_s: float = 60.0) -
 
 def _cancel(job: submitit.Job, grace_s: float) -> None:
     """SIGTERM first (the ranks finish their step and save `last.pt`), then interrupt and kill."""
-    log.warning("interrupted: cancelling job %s so that its ranks stop too (they save last.pt first)", job.job_id)
+    log.warning(
+        "interrupted: cancelling job %s so that its ranks stop too (they save last.pt first)",
+        job.job_id,
+    )
     process = getattr(job, "_process", None)  # the local controller passes SIGTERM on to the ranks
     if process is not None:
         process.send_signal(signal.SIGTERM)
@@ -249,7 +278,9 @@ def _cancel(job: submitit.Job, grace_s: float) -> None:
         job.cancel(check=False)  # scancel: SLURM sends SIGTERM, then SIGKILL after its KillWait
     if _wait_done(job, grace_s) or process is None:
         return
-    log.warning("job %s did not stop within %.0f s of SIGTERM: interrupting it", job.job_id, grace_s)
+    log.warning(
+        "job %s did not stop within %.0f s of SIGTERM: interrupting it", job.job_id, grace_s
+    )
     job.cancel(check=False)  # SIGINT to the controller: it interrupts, then kills, the ranks
     if not _wait_done(job, 10.0):
         process.kill()

@@ -30,7 +30,9 @@ def setup_logging(verbosity: int = 0) -> None:
     # MLflow installs its own handler and level when imported (later, lazily), overriding ours;
     # it reads this variable, which child processes (ranks, workers) inherit too.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbosity >= 2 else "WARNING")
-    logging.basicConfig(level=level, format=_FORMAT, datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=level, format=_FORMAT, datefmt="%H:%M:%S", stream=sys.stderr, force=True
+    )
     for name in _NOISY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
 
@@ -42,7 +44,9 @@ def progress_enabled() -> bool:
     return os.environ.get("CI", "").lower() not in ("1", "true", "yes")
 
 
-def progress(iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
+def progress(
+    iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it"
+) -> Iterator[T]:
     """Wrap an iterable in a progress bar (see the module docstring for when it shows)."""
     interactive = sys.stderr.isatty()
     yield from tqdm(

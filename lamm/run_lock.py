@@ -97,7 +97,11 @@ class FileLock:
             if self._held_by_pid():  # no flock here: trust the pid in the file
                 handle.close()
                 return False
-            log.warning("%s: this file system has no flock (%s); the lock relies on the pid it records", self.path, err)
+            log.warning(
+                "%s: this file system has no flock (%s); the lock relies on the pid it records",
+                self.path,
+                err,
+            )
         previous = self.read()
         if previous and previous.get("pid") != os.getpid():
             log.info("%s: taking over the lock of %s (gone)", self.path, _describe(previous))
@@ -140,7 +144,9 @@ def _identity(role: str, **extra: Any) -> dict[str, Any]:
         "pid_start": process_start_time(os.getpid()),
         "host": socket.gethostname(),
         "started": datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join(Path(sys.argv[0]).name if i == 0 else arg for i, arg in enumerate(sys.argv))[:300],
+        "command": " ".join(
+            Path(sys.argv[0]).name if i == 0 else arg for i, arg in enumerate(sys.argv)
+        )[:300],
         **extra,
     }
 
@@ -150,7 +156,9 @@ _HELD: dict[Path, tuple[FileLock, int]] = {}
 
 
 @contextlib.contextmanager
-def hold_run_folder(folder: str | os.PathLike, *, executor: str = "none", rank_wait_s: float = 60.0) -> Iterator[FileLock]:
+def hold_run_folder(
+    folder: str | os.PathLike, *, executor: str = "none", rank_wait_s: float = 60.0
+) -> Iterator[FileLock]:
     """Own `folder` for the duration: refuse (RunFolderInUse) if a live run holds it, wait up to
     `rank_wait_s` for ranks of an earlier run that are still stopping, take over stale locks."""
     folder = Path(folder).resolve()
@@ -166,7 +174,9 @@ def hold_run_folder(folder: str | os.PathLike, *, executor: str = "none", rank_w
     lock = FileLock(folder / LOCK_DIR / LAUNCHER, _identity("launcher", executor=executor))
     if not lock.try_acquire():
         info = lock.read()
-        raise RunFolderInUse(f"{folder} is in use by a live run: {_describe(info)}; {_advice(info)}, or choose another --out")
+        raise RunFolderInUse(
+            f"{folder} is in use by a live run: {_describe(info)}; {_advice(info)}, or choose another --out"
+        )
     try:
         _wait_for_earlier_ranks(folder, rank_wait_s)
         _HELD[folder] = (lock, 1)
@@ -188,21 +198,35 @@ def _wait_for_earlier_ranks(folder: Path, wait_s: float) -> None:
                     f"{folder} is in use by a live run: {_describe(info)} still runs there; {_advice(info)}, or choose another --out"
                 )
             if not announced:
-                log.warning("waiting up to %.0f s for %s of an earlier run to stop", wait_s, _describe(info))
+                log.warning(
+                    "waiting up to %.0f s for %s of an earlier run to stop", wait_s, _describe(info)
+                )
                 announced = True
             time.sleep(0.5)
         probe.release()
 
 
 @contextlib.contextmanager
-def hold_rank(folder: str | os.PathLike, rank: int, *, job: str | None = None, executor: str | None = None, wait_s: float = 60.0) -> Iterator[FileLock]:
+def hold_rank(
+    folder: str | os.PathLike,
+    rank: int,
+    *,
+    job: str | None = None,
+    executor: str | None = None,
+    wait_s: float = 60.0,
+) -> Iterator[FileLock]:
     """A rank's claim on the run folder, held while it trains (see the module doc)."""
-    lock = FileLock(Path(folder) / LOCK_DIR / f"rank-{rank}.lock", _identity(f"rank {rank}", job=job, executor=executor))
+    lock = FileLock(
+        Path(folder) / LOCK_DIR / f"rank-{rank}.lock",
+        _identity(f"rank {rank}", job=job, executor=executor),
+    )
     deadline = time.monotonic() + wait_s
     while not lock.try_acquire():
         if time.monotonic() > deadline:
             info = lock.read()
-            raise RunFolderInUse(f"{folder}: {_describe(info)} still holds rank {rank}; {_advice(info)}")
+            raise RunFolderInUse(
+                f"{folder}: {_describe(info)} still holds rank {rank}; {_advice(info)}"
+            )
         time.sleep(0.5)
     try:
         yield lock

@@ -37,21 +37,28 @@ class SingleGraphBuilder:
             raise ValueError(f"cutoff must be positive, got {cutoff}")
         self.cutoff = float(cutoff)
         self.max_neighbors = max_neighbors
-        self._key: tuple[bytes, tuple[bool, ...], int, torch.device] | None = None  # what the constants were made for
+        self._key: tuple[bytes, tuple[bool, ...], int, torch.device] | None = (
+            None  # what the constants were made for
+        )
         self._constants: dict[str, torch.Tensor] = {}
 
-    def _constant_fields(self, atomic_numbers: np.ndarray, pbc: np.ndarray, dataset_index: int, device: torch.device
-                         ) -> dict[str, torch.Tensor]:
+    def _constant_fields(
+        self, atomic_numbers: np.ndarray, pbc: np.ndarray, dataset_index: int, device: torch.device
+    ) -> dict[str, torch.Tensor]:
         """The fields fixed by the atomic numbers, pbc and head, rebuilt only when one of them changes."""
         key = (atomic_numbers.tobytes(), tuple(bool(p) for p in pbc), dataset_index, device)
         if key != self._key:
             n = len(atomic_numbers)
             self._constants = {
-                K.ATOMIC_NUMBERS: torch.tensor(atomic_numbers, dtype=torch.long, device=device),  # [N]
+                K.ATOMIC_NUMBERS: torch.tensor(
+                    atomic_numbers, dtype=torch.long, device=device
+                ),  # [N]
                 K.BATCH: torch.zeros(n, dtype=torch.long, device=device),  # [N], one structure
                 K.NATOMS: torch.tensor([n], dtype=torch.long, device=device),  # [1]
                 K.PBC: torch.tensor([key[1]], dtype=torch.bool, device=device),  # [1, 3]
-                K.DATASET_INDEX: torch.tensor([dataset_index], dtype=torch.long, device=device),  # [1]
+                K.DATASET_INDEX: torch.tensor(
+                    [dataset_index], dtype=torch.long, device=device
+                ),  # [1]
             }
             self._key = key
         return self._constants

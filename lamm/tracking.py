@@ -56,7 +56,7 @@ def sqlite_path(uri: str) -> Path | None:
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
         return None
-    return Path(uri[len(prefix):]).resolve()
+    return Path(uri[len(prefix) :]).resolve()
 
 
 def extra_tags_from_env() -> dict[str, str]:
@@ -80,11 +80,15 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
             flat.update(flatten(value, prefix=name + "."))
         else:
             text = json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
-            flat[name] = text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+            flat[name] = (
+                text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+            )
     return flat
 
 
-def fingerprint(paths: Iterable[str | os.PathLike], *, full_hash_limit: int = 2**20, edge_bytes: int = 2**16) -> str:
+def fingerprint(
+    paths: Iterable[str | os.PathLike], *, full_hash_limit: int = 2**20, edge_bytes: int = 2**16
+) -> str:
     """A short, stable digest of input files or directories (their relative names and bytes).
 
     Files up to `full_hash_limit` bytes are hashed whole; larger ones by their size plus their
@@ -119,11 +123,20 @@ def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here, capture_output=True, text=True, timeout=10, check=True,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -174,7 +187,12 @@ def find_or_create_parent_run(
             with lock.held():
                 client = MlflowClient(tracking_uri=uri)
                 experiment_id = _experiment_id(client, experiment, db)
-                found = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time ASC"], max_results=1)
+                found = client.search_runs(
+                    [experiment_id],
+                    filter_string=query,
+                    order_by=["attributes.start_time ASC"],
+                    max_results=1,
+                )
                 if found:
                     return found[0].info.run_id
                 tags = {PARENT_TAG: name, "stage": stage, "git_commit": git_commit()}
@@ -273,7 +291,9 @@ class RunTracker:
             self._call(lambda: self._client.update_run(resume_run_id, status="RUNNING"))
         else:
             experiment_id = self._call(lambda: self._experiment_id(experiment, db))
-            run = self._call(lambda: self._client.create_run(experiment_id, tags=all_tags, run_name=run_name))
+            run = self._call(
+                lambda: self._client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+            )
             self.run_id = run.info.run_id
         if resume_run_id:
             self.set_tags(all_tags)
@@ -350,7 +370,9 @@ class RunTracker:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         from lamm.training.stop import TrainingStopped
 
-        stopped = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt, TrainingStopped))
+        stopped = exc_type is not None and issubclass(
+            exc_type, (KeyboardInterrupt, TrainingStopped)
+        )
         status = "FINISHED" if exc_type is None else "KILLED" if stopped else "FAILED"
         try:
             self.finish(status)

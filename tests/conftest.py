@@ -29,13 +29,17 @@ def _empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow.tracking import MlflowClient
 
     db = tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()  # creates and migrates the schema
+    MlflowClient(
+        tracking_uri=f"sqlite:///{db}"
+    ).search_experiments()  # creates and migrates the schema
     return db
 
 
 @pytest.fixture(autouse=True)
 def _isolated_tracking(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, _empty_mlflow_store: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    _empty_mlflow_store: Path,
 ) -> Path:
     db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
     shutil.copyfile(_empty_mlflow_store, db)

@@ -39,7 +39,9 @@ def labeled_slab(seed: int, adsorbate: str = "CO") -> Atoms:
     return slab
 
 
-def fairchem_data(atoms: Atoms, sid: int, fid: int, *, naming: str = "legacy", relaxed_energy: float | None = None) -> Data:
+def fairchem_data(
+    atoms: Atoms, sid: int, fid: int, *, naming: str = "legacy", relaxed_energy: float | None = None
+) -> Data:
     """A Data object as fairchem's AtomsToGraphs writes it (atomic numbers as floats, float32 positions)."""
     fields = {
         "pos": torch.tensor(atoms.positions, dtype=torch.float32),
@@ -97,7 +99,9 @@ def oc20_extxyz_frame(atoms: Atoms) -> str:
         f'energy={energy:.8f} free_energy={energy - 0.01:.8f} pbc="T T T"',
     ]
     forces = atoms.get_forces(apply_constraint=False)
-    for symbol, pos, move, tag, force in zip(atoms.get_chemical_symbols(), atoms.positions, moving, atoms.get_tags(), forces):
+    for symbol, pos, move, tag, force in zip(
+        atoms.get_chemical_symbols(), atoms.positions, moving, atoms.get_tags(), forces
+    ):
         lines.append(
             f"{symbol} {pos[0]:.8f} {pos[1]:.8f} {pos[2]:.8f} {'T' if move else 'F'} {tag} "
             f"{force[0]:.8f} {force[1]:.8f} {force[2]:.8f}"
@@ -105,7 +109,9 @@ def oc20_extxyz_frame(atoms: Atoms) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_oc20_pair(directory: Path, stem: str, frames: list[tuple[str, int, Atoms]], reference: float = -50.0) -> None:
+def write_oc20_pair(
+    directory: Path, stem: str, frames: list[tuple[str, int, Atoms]], reference: float = -50.0
+) -> None:
     """`<stem>.extxyz.xz` and `<stem>.txt.xz` (lines `random<sid>,frame<fid>,<reference>`)."""
     directory.mkdir(parents=True, exist_ok=True)
     with lzma.open(directory / f"{stem}.extxyz.xz", "wt") as handle:
@@ -130,9 +136,15 @@ def write_transition1x(path: Path, reactions: dict[str, dict[str, np.ndarray]]) 
                 for sub, frame in (("reactant", 0), ("transition_state", 1), ("product", -1)):
                     endpoint = group.create_group(sub)
                     endpoint["atomic_numbers"] = rxn["numbers"]
-                    endpoint["positions"] = rxn["positions"][frame : frame + 1 if frame != -1 else None]
-                    endpoint["wB97x_6-31G(d).energy"] = rxn["energy"][frame : frame + 1 if frame != -1 else None]
-                    endpoint["wB97x_6-31G(d).forces"] = rxn["forces"][frame : frame + 1 if frame != -1 else None]
+                    endpoint["positions"] = rxn["positions"][
+                        frame : frame + 1 if frame != -1 else None
+                    ]
+                    endpoint["wB97x_6-31G(d).energy"] = rxn["energy"][
+                        frame : frame + 1 if frame != -1 else None
+                    ]
+                    endpoint["wB97x_6-31G(d).forces"] = rxn["forces"][
+                        frame : frame + 1 if frame != -1 else None
+                    ]
     return path
 
 
@@ -148,7 +160,9 @@ def reaction(seed: int, frames: int = 3) -> dict[str, np.ndarray]:
 
 
 # --- QM7-X --------------------------------------------------------------------------------------
-def write_qm7x(path: Path, molecules: dict[str, dict[str, dict[str, np.ndarray]]], *, xz: bool = False) -> Path:
+def write_qm7x(
+    path: Path, molecules: dict[str, dict[str, dict[str, np.ndarray]]], *, xz: bool = False
+) -> Path:
     """f[idmol][idconf] with atNUM, atXYZ, ePBE0+MBD [1], totFOR and a few other QM7-X keys."""
     hdf5 = path.with_suffix(".hdf5") if xz else path
     with h5py.File(hdf5, "w") as handle:
@@ -189,14 +203,20 @@ def conformer_block(smiles: str, seed: int, props: dict[str, str]) -> tuple[str,
     return f"{block}{data}$$$$\n", mol
 
 
-def write_qmugs_tree(root: Path, molecules: dict[str, list[tuple[str, float]]]) -> dict[str, Chem.Mol]:
+def write_qmugs_tree(
+    root: Path, molecules: dict[str, list[tuple[str, float]]]
+) -> dict[str, Chem.Mol]:
     """structures/CHEMBL<id>/conf_XX.sdf with DFT:TOTAL_ENERGY in Hartree."""
     written = {}
     for chembl, conformers in molecules.items():
         directory = root / "structures" / chembl
         directory.mkdir(parents=True, exist_ok=True)
         for index, (smiles, hartree) in enumerate(conformers):
-            props = {"GFN2:TOTAL_ENERGY": f"{hartree + 0.5:.10f}", "DFT:TOTAL_ENERGY": f"{hartree:.10f}", "CHEMBL_ID": chembl}
+            props = {
+                "GFN2:TOTAL_ENERGY": f"{hartree + 0.5:.10f}",
+                "DFT:TOTAL_ENERGY": f"{hartree:.10f}",
+                "CHEMBL_ID": chembl,
+            }
             block, mol = conformer_block(smiles, index + 1, props)
             (directory / f"conf_{index:02d}.sdf").write_text(block)
             written[f"{chembl}/conf_{index:02d}"] = mol
@@ -207,7 +227,11 @@ def write_pubchem_sdf_gz(path: Path, compounds: list[tuple[int, str]]) -> list[C
     """`<first>_<last>.sdf.gz` with PubChem's CID, conformer id and MMFF94 energy tags."""
     blocks, mols = [], []
     for cid, smiles in compounds:
-        props = {"PUBCHEM_COMPOUND_CID": str(cid), "PUBCHEM_CONFORMER_ID": f"{cid:08X}00000001", "PUBCHEM_MMFF94_ENERGY": "12.5"}
+        props = {
+            "PUBCHEM_COMPOUND_CID": str(cid),
+            "PUBCHEM_CONFORMER_ID": f"{cid:08X}00000001",
+            "PUBCHEM_MMFF94_ENERGY": "12.5",
+        }
         block, mol = conformer_block(smiles, cid, props)
         blocks.append(block)
         mols.append(mol)

@@ -14,6 +14,7 @@ from lamm.data.record import StructureRecord
 from lamm.models.build import build_potential
 from lamm.models.potential import Potential
 
+
 @pytest.fixture(autouse=True)
 def single_thread():
     """Tiny models on one thread: on a shared 2-core machine, thread hand-offs for 16-channel
@@ -34,8 +35,18 @@ TINY_CONFIG = {
     "heads": {"hidden_channels": 8},
 }
 STATS = [
-    {"element_references": {"1": -13.6, "6": -1030.0, "8": -2040.0}, "energy_mean": 0.3, "energy_std": 2.5, "force_rms": 0.7},
-    {"element_references": {"11": -1300.0, "17": -12500.0}, "energy_mean": -1.0, "energy_std": 0.5, "force_rms": 1.9},
+    {
+        "element_references": {"1": -13.6, "6": -1030.0, "8": -2040.0},
+        "energy_mean": 0.3,
+        "energy_std": 2.5,
+        "force_rms": 0.7,
+    },
+    {
+        "element_references": {"11": -1300.0, "17": -12500.0},
+        "energy_mean": -1.0,
+        "energy_std": 0.5,
+        "force_rms": 1.9,
+    },
 ]
 
 
@@ -46,19 +57,35 @@ TINY_EQUIFORMER_CONFIG = {
     "cutoff": 4.0,
     "max_neighbors": None,
     "equiformer_v2": {
-        "lmax": 3, "mmax": 2, "num_layers": 2, "sphere_channels": 8, "attn_hidden_channels": 8, "num_heads": 2,
-        "attn_alpha_channels": 8, "attn_value_channels": 4, "ffn_hidden_channels": 8, "num_distance_basis": 16,
-        "edge_channels": 8, "grid_resolution": 96, "edge_grid_resolution": 48,
+        "lmax": 3,
+        "mmax": 2,
+        "num_layers": 2,
+        "sphere_channels": 8,
+        "attn_hidden_channels": 8,
+        "num_heads": 2,
+        "attn_alpha_channels": 8,
+        "attn_value_channels": 4,
+        "ffn_hidden_channels": 8,
+        "num_distance_basis": 16,
+        "edge_channels": 8,
+        "grid_resolution": 96,
+        "edge_grid_resolution": 48,
     },
     "heads": {"hidden_channels": 8},
 }
 
 
 def tiny_potential(
-    force_mode: str = "direct", heads: tuple[str, ...] = ("a", "b"), seed: int = 0, stats: bool = False, encoder: str = "painn"
+    force_mode: str = "direct",
+    heads: tuple[str, ...] = ("a", "b"),
+    seed: int = 0,
+    stats: bool = False,
+    encoder: str = "painn",
 ) -> Potential:
     config = TINY_EQUIFORMER_CONFIG if encoder == "equiformer_v2" else TINY_CONFIG
-    potential = build_potential({**config, "force_mode": force_mode}, list(heads), seed=seed).double()
+    potential = build_potential(
+        {**config, "force_mode": force_mode}, list(heads), seed=seed
+    ).double()
     if stats:
         for head, entry in enumerate(STATS[: len(heads)]):
             potential.normalizer.set_head(head, entry)
@@ -85,14 +112,18 @@ def graph_of(atoms: Atoms, cutoff: float = 4.0, dataset_index: int = 0):
         cell=np.asarray(atoms.cell.array, dtype=np.float64),
         pbc=np.asarray(atoms.pbc, dtype=bool),
     )
-    return structure_to_graph(record, cutoff=cutoff, dataset_index=dataset_index, dtype=torch.float64)
+    return structure_to_graph(
+        record, cutoff=cutoff, dataset_index=dataset_index, dtype=torch.float64
+    )
 
 
 def batch_of(*structures: Atoms, dataset_index: int = 0):
     return collate([graph_of(atoms, dataset_index=dataset_index) for atoms in structures])
 
 
-def predict(potential: Potential, atoms: Atoms, dataset_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    potential: Potential, atoms: Atoms, dataset_index: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(energies [D] in eV, forces [N, 3, D] in eV/A) of one structure."""
     out = potential.predict(batch_of(atoms, dataset_index=dataset_index))
     return out[K.PRED_ENERGY][0].detach().numpy(), out[K.PRED_FORCES].detach().numpy()

@@ -34,7 +34,9 @@ def planners(natoms, world_size, batch_per_rank, num_splits, seed):
 )
 def test_every_epoch_is_a_partition(data, world_size, batch_per_rank, num_splits, seed):
     n = data.draw(st.integers(world_size, 300), label="samples")
-    natoms = np.array(data.draw(st.lists(st.integers(1, 400), min_size=n, max_size=n), label="natoms"))
+    natoms = np.array(
+        data.draw(st.lists(st.integers(1, 400), min_size=n, max_size=n), label="natoms")
+    )
     for name, plan in planners(natoms, world_size, batch_per_rank, num_splits, seed).items():
         steps = plan.steps
         used = np.concatenate([np.concatenate(ranks) for ranks in steps])
@@ -81,17 +83,27 @@ def test_same_seed_same_batches_other_seed_other_batches():
         other = [np.concatenate(r) for r in plan(8)]
         assert not all(np.array_equal(a, b) for a, b in zip(same[0], other))
     # a seed may be a sequence (seed, epoch), as the DDP sampler passes it
-    assert not np.array_equal(plan_lamm(natoms, 4, 2, 5, (7, 0)).sample, plan_lamm(natoms, 4, 2, 5, (7, 1)).sample)
+    assert not np.array_equal(
+        plan_lamm(natoms, 4, 2, 5, (7, 0)).sample, plan_lamm(natoms, 4, 2, 5, (7, 1)).sample
+    )
 
 
 def test_lamm_balances_single_sample_batches_where_greedy_cannot():
     # atom counts spread like LaMM Fig. 4: molecules of 10-30 atoms, slabs 40-120, MOFs to 300
     rng = np.random.default_rng(0)
-    natoms = np.concatenate([rng.integers(10, 30, 6000), rng.integers(40, 120, 3000), rng.integers(100, 300, 1000)])
-    eff = {name: efficiency(plan.loads(natoms)) for name, plan in planners(natoms, 16, 1, 4, 3).items()}
-    assert eff["greedy"] == pytest.approx(eff["random"])  # LPT over one sample per rank changes nothing
+    natoms = np.concatenate(
+        [rng.integers(10, 30, 6000), rng.integers(40, 120, 3000), rng.integers(100, 300, 1000)]
+    )
+    eff = {
+        name: efficiency(plan.loads(natoms)) for name, plan in planners(natoms, 16, 1, 4, 3).items()
+    }
+    assert eff["greedy"] == pytest.approx(
+        eff["random"]
+    )  # LPT over one sample per rank changes nothing
     assert eff["lamm"] > 0.95 and eff["lamm"] > 2 * eff["random"], eff
-    eff4 = {name: efficiency(plan.loads(natoms)) for name, plan in planners(natoms, 16, 4, 4, 3).items()}
+    eff4 = {
+        name: efficiency(plan.loads(natoms)) for name, plan in planners(natoms, 16, 4, 4, 3).items()
+    }
     assert eff4["random"] < eff4["greedy"] < eff4["lamm"], eff4
 
 
@@ -123,7 +135,11 @@ def test_memory_cap_reports_what_never_fits_and_places_the_rest():
 
 @pytest.mark.parametrize(
     "natoms, world_size, message",
-    [(np.array([5, 6]), 3, "cannot give each"), (np.array([5, 0, 3]), 1, "positive"), (np.ones((2, 2), dtype=int), 1, "1-D")],
+    [
+        (np.array([5, 6]), 3, "cannot give each"),
+        (np.array([5, 0, 3]), 1, "positive"),
+        (np.ones((2, 2), dtype=int), 1, "1-D"),
+    ],
 )
 def test_bad_input(natoms, world_size, message):
     with pytest.raises(ValueError, match=message):
@@ -138,15 +154,21 @@ def test_bad_input(natoms, world_size, message):
     cap=st.integers(50, 600),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_a_capped_epoch_places_every_fitting_sample_once_within_the_cap(data, world_size, batch_per_rank, cap, seed):
+def test_a_capped_epoch_places_every_fitting_sample_once_within_the_cap(
+    data, world_size, batch_per_rank, cap, seed
+):
     n = data.draw(st.integers(world_size + 2, 200), label="samples")
-    natoms = np.array(data.draw(st.lists(st.integers(1, 300), min_size=n, max_size=n), label="natoms"))
+    natoms = np.array(
+        data.draw(st.lists(st.integers(1, 300), min_size=n, max_size=n), label="natoms")
+    )
     if (natoms <= cap).sum() < world_size:
         return
     plan = plan_lamm(natoms, world_size, batch_per_rank, 3, seed, max_atoms_per_rank=cap)
     skipped = np.concatenate([np.zeros(0, dtype=np.int64), *plan.skipped.values()])
     assert np.array_equal(np.sort(np.concatenate([plan.sample, skipped])), np.arange(n))
-    assert np.array_equal(plan.skipped.get("exceeds_max_atoms_per_rank", np.zeros(0)), np.flatnonzero(natoms > cap))
+    assert np.array_equal(
+        plan.skipped.get("exceeds_max_atoms_per_rank", np.zeros(0)), np.flatnonzero(natoms > cap)
+    )
     assert plan.loads(natoms).max() <= cap
     assert (plan.loads(np.ones(n)) >= 1).all()
     # a sample that fits alone is lost only when fewer than W are left and no rank anywhere

@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
+from lamm.bench.store_reads import (
+    PickleLmdb,
+    benchmark,
+    emt_slab,
+    fairchem_data,
+    rows,
+    write_pickle_lmdb,
+)
 from lamm.cli import build_parser
-from lamm.bench.store_reads import PickleLmdb, benchmark, emt_slab, fairchem_data, rows, write_pickle_lmdb
 from lamm.data.store import StructureStore, StructureStoreWriter
 
 
@@ -35,16 +42,28 @@ def test_both_readers_return_the_same_structures_and_rows_compare_them(tmp_path)
         assert data.atomic_numbers.tolist() == record.atomic_numbers.tolist()
     assert fairchem_data(records[0], 0).fixed.sum().item() == 36
 
-    results, count = benchmark(tmp_path / "work", store_path=tmp_path / "s.lmdb", count=100, reads=600, repeats=1)
+    results, count = benchmark(
+        tmp_path / "work", store_path=tmp_path / "s.lmdb", count=100, reads=600, repeats=1
+    )
     assert count == 6
     table = rows(results, count, 600)
     assert [(r["reader"], r["mode"]) for r in table] == [
-        ("lamm_store", "1_process"), ("lamm_store", "2_workers"), ("pickle_lmdb", "1_process"), ("pickle_lmdb", "2_workers")]
+        ("lamm_store", "1_process"),
+        ("lamm_store", "2_workers"),
+        ("pickle_lmdb", "1_process"),
+        ("pickle_lmdb", "2_workers"),
+    ]
     assert all(r["reads_per_s"] > 0 for r in table)
     for row in table:
-        pickle_rate = next(r["reads_per_s"] for r in table if r["reader"] == "pickle_lmdb" and r["mode"] == row["mode"])
+        pickle_rate = next(
+            r["reads_per_s"]
+            for r in table
+            if r["reader"] == "pickle_lmdb" and r["mode"] == row["mode"]
+        )
         assert row["speedup_vs_pickle"] == pytest.approx(row["reads_per_s"] / pickle_rate, rel=1e-2)
-    assert table[0]["bytes_per_record"] == pytest.approx(np.mean([len(r.encode()) for r in records]), abs=0.05)  # rounded to 0.1
+    assert table[0]["bytes_per_record"] == pytest.approx(
+        np.mean([len(r.encode()) for r in records]), abs=0.05
+    )  # rounded to 0.1
 
 
 def test_bench_is_a_command_group():

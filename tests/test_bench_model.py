@@ -5,11 +5,11 @@ import json
 import sys
 
 import pandas as pd
+from model_support import ethanol, rocksalt
 
 from lamm.cli import main
 from lamm.data.record import StructureRecord
 from lamm.data.store import StructureStoreWriter
-from model_support import ethanol, rocksalt
 
 
 def test_bench_model_on_a_store(tmp_path, capsys):
@@ -22,12 +22,31 @@ def test_bench_model_on_a_store(tmp_path, capsys):
         "model:\n  encoder: painn\n  cutoff: 4.0\n  painn: {hidden_channels: 8, num_layers: 1, num_rbf: 4}\n"
     )
     out = tmp_path / "throughput.csv"
-    status = main([
-        "bench", "model", "--model-config", str(config), "--store", str(store), "--batch-size", "2",
-        "--modes", "gradient", "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(out),
-        # this interpreter has no schnetpack: the peer case must fail with its reason, ours still run
-        "--schnetpack-python", sys.executable,
-    ])
+    status = main(
+        [
+            "bench",
+            "model",
+            "--model-config",
+            str(config),
+            "--store",
+            str(store),
+            "--batch-size",
+            "2",
+            "--modes",
+            "gradient",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            # this interpreter has no schnetpack: the peer case must fail with its reason, ours still run
+            "--schnetpack-python",
+            sys.executable,
+        ]
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     table = pd.read_csv(out)
     assert status == 1  # a case failed
@@ -36,7 +55,11 @@ def test_bench_model_on_a_store(tmp_path, capsys):
     assert ours["status"] == "ok" and ours["atoms"] == 17 and ours["force_mode"] == "gradient"
     assert ours["atoms_per_s"] > 0 and ours["peak_memory_gb"] > 0.05 and ours["params"] > 0
     assert peer["status"].startswith("failed") and "schnetpack" in peer["status"]
-    assert summary["table"] == str(out) and summary["atoms"] == 17 and summary["cases"][0]["status"] == "ok"
+    assert (
+        summary["table"] == str(out)
+        and summary["atoms"] == 17
+        and summary["cases"][0]["status"] == "ok"
+    )
     assert summary["lamm_over_schnetpack_throughput"] == {}
 
 
@@ -48,6 +71,10 @@ def test_rounds_keep_the_fastest_and_the_largest_memory():
         {"status": "ok", "step_s_median": 1.0, "atoms_per_s": 100.0, "peak_memory_gb": 1.2},
     ]
     best = combine_rounds(rounds)
-    assert best["atoms_per_s"] == 100.0 and best["peak_memory_gb"] == 1.5 and json.loads(best["round_step_s"]) == [2.0, 1.0]
+    assert (
+        best["atoms_per_s"] == 100.0
+        and best["peak_memory_gb"] == 1.5
+        and json.loads(best["round_step_s"]) == [2.0, 1.0]
+    )
     failed = combine_rounds(rounds + [{"status": "failed: killed by signal 9 (out of memory?)"}])
     assert failed["status"].startswith("failed: killed")

@@ -9,10 +9,15 @@ import torch
 import yaml
 
 from lamm.bench import throughput_stats as stats
+from lamm.bench.throughput import (
+    ThroughputCase,
+    case_config,
+    dataset_subsets,
+    splits_for_group_steps,
+)
 from lamm.cli import main
 from lamm.data.balance import plan_lamm
 from lamm.data.sampler import DistributedBatchSampler
-from lamm.bench.throughput import ThroughputCase, case_config, dataset_subsets, splits_for_group_steps
 from tests.helpers.training_data import SUBSETS, tiny_trainer_config, write_training_stores
 
 
@@ -21,17 +26,19 @@ def timings(rows):
     return pd.DataFrame(rows, columns=list(stats.TIMING_COLUMNS))
 
 
-HAND_MADE = timings([
-    # step 1: rank 0 computes 1.0 s, rank 1 0.6 s -> idle 0.2 s; wall 0.1+0.5+0.6+0.1 = 1.3 s
-    (1, 0, 0.1, 0.5, 0.6, 0.1, 1.0, 40, 2),
-    (1, 1, 0.0, 0.3, 0.8, 0.1, 0.6, 20, 2),
-    # step 2: equal compute -> idle 0; wall max(0.8, 0.9) = 0.9 s
-    (2, 0, 0.0, 0.3, 0.4, 0.1, 0.7, 30, 2),
-    (2, 1, 0.1, 0.3, 0.4, 0.1, 0.7, 30, 2),
-    # step 3: idle (0.9 - 0.5) / 2 = 0.2 s; wall max(1.0, 1.0) = 1.0 s
-    (3, 0, 0.0, 0.4, 0.5, 0.1, 0.9, 50, 3),
-    (3, 1, 0.0, 0.2, 0.7, 0.1, 0.5, 10, 1),
-])
+HAND_MADE = timings(
+    [
+        # step 1: rank 0 computes 1.0 s, rank 1 0.6 s -> idle 0.2 s; wall 0.1+0.5+0.6+0.1 = 1.3 s
+        (1, 0, 0.1, 0.5, 0.6, 0.1, 1.0, 40, 2),
+        (1, 1, 0.0, 0.3, 0.8, 0.1, 0.6, 20, 2),
+        # step 2: equal compute -> idle 0; wall max(0.8, 0.9) = 0.9 s
+        (2, 0, 0.0, 0.3, 0.4, 0.1, 0.7, 30, 2),
+        (2, 1, 0.1, 0.3, 0.4, 0.1, 0.7, 30, 2),
+        # step 3: idle (0.9 - 0.5) / 2 = 0.2 s; wall max(1.0, 1.0) = 1.0 s
+        (3, 0, 0.0, 0.4, 0.5, 0.1, 0.9, 50, 3),
+        (3, 1, 0.0, 0.2, 0.7, 0.1, 0.5, 10, 1),
+    ]
+)
 
 
 def test_step_table_idle_and_step_time_by_hand():
@@ -57,12 +64,16 @@ def test_summary_statistics_by_hand():
     # all ranks' compute: 1.6 + 1.4 + 1.4 s; per edge only when the timings carry edges
     assert row["compute_total_s"] == pytest.approx(4.4) and row["compute_us_per_edge"] is None
     with_edges = HAND_MADE.assign(edges=[1000, 500, 800, 800, 1200, 100])
-    assert stats.summarize_steps(stats.step_table(with_edges))["compute_us_per_edge"] == pytest.approx(1e6 * 4.4 / 4400)
+    assert stats.summarize_steps(stats.step_table(with_edges))[
+        "compute_us_per_edge"
+    ] == pytest.approx(1e6 * 4.4 / 4400)
     # repeats pool the steps and report the spread of their rates
     other = stats.step_table(HAND_MADE).assign(step_s=lambda t: 2 * t["step_s"])
     pooled = stats.summarize_repeats([stats.step_table(HAND_MADE), other])
     assert pooled["samples_per_s"] == pytest.approx(24 / 9.6)
-    assert pooled["samples_per_s_min"] == pytest.approx(12 / 6.4) and pooled["samples_per_s_max"] == pytest.approx(12 / 3.2)
+    assert pooled["samples_per_s_min"] == pytest.approx(12 / 6.4) and pooled[
+        "samples_per_s_max"
+    ] == pytest.approx(12 / 3.2)
 
 
 def test_p95_cut_and_moving_average():
@@ -74,7 +85,9 @@ def test_p95_cut_and_moving_average():
     with pytest.raises(ValueError):
         stats.cut_at_quantile(values, 0)
     steps, series = stats.rank_series(HAND_MADE, rank=0, warmup=1, window=2)
-    assert steps.tolist() == [3] and series.tolist() == pytest.approx([0.8])  # compute of steps 2, 3
+    assert steps.tolist() == [3] and series.tolist() == pytest.approx(
+        [0.8]
+    )  # compute of steps 2, 3
 
 
 def test_calibration_recovers_known_coefficients():
@@ -100,7 +113,9 @@ def test_calibration_recovers_known_coefficients():
     edges = rng.integers(100, 5000, size=len(table))
     with_edges = table.assign(edges=edges, compute_s=table["compute_s"] + 2e-5 * edges)
     model, _, r2 = stats.fit_cost_model([with_edges], use_edges=True)
-    assert (model.per_structure, model.per_atom, model.per_edge) == pytest.approx((0.004, 0.0015, 2e-5), rel=1e-6)
+    assert (model.per_structure, model.per_atom, model.per_edge) == pytest.approx(
+        (0.004, 0.0015, 2e-5), rel=1e-6
+    )
     assert r2 == pytest.approx(1.0)
     assert stats.fit_cost_model([with_edges])[2] < 0.99
     with pytest.raises(ValueError, match="edges"):
@@ -109,7 +124,9 @@ def test_calibration_recovers_known_coefficients():
 
 def test_group_splits_make_lamm_groups_last_the_requested_steps():
     natoms = np.random.default_rng(1).integers(5, 200, size=400)
-    splits = splits_for_group_steps(natoms, [400], world_size=2, temperature=None, seed=0, group_steps=5)
+    splits = splits_for_group_steps(
+        natoms, [400], world_size=2, temperature=None, seed=0, group_steps=5
+    )
     assert splits == 40  # 400 samples / (2 ranks * 5 steps)
     plan = plan_lamm(natoms, 2, 4, splits, (0, 0))
     loads = plan.loads(natoms).max(axis=1)  # [steps]
@@ -125,16 +142,32 @@ def test_whole_group_windows_hold_the_same_structures_under_every_sampler(batch_
     rng = np.random.default_rng(3)
     sizes = [250, 97, 55]
     natoms = rng.integers(3, 280, size=sum(sizes))
-    splits = splits_for_group_steps(natoms, sizes, world_size=2, temperature=2.0, seed=0, group_steps=5)
-    epoch = len(DistributedBatchSampler(natoms, sizes, world_size=2, temperature=2.0, seed=0).epoch_samples(0))
+    splits = splits_for_group_steps(
+        natoms, sizes, world_size=2, temperature=2.0, seed=0, group_steps=5
+    )
+    epoch = len(
+        DistributedBatchSampler(natoms, sizes, world_size=2, temperature=2.0, seed=0).epoch_samples(
+            0
+        )
+    )
     assert epoch % 10 and splits == -(-epoch // 10)
     windows = {}
     for strategy in ("random", "greedy", "lamm"):
-        sampler = DistributedBatchSampler(natoms, sizes, world_size=2, batch_per_rank=batch_per_rank, strategy=strategy,
-                                          temperature=2.0, num_splits=splits, seed=0)
+        sampler = DistributedBatchSampler(
+            natoms,
+            sizes,
+            world_size=2,
+            batch_per_rank=batch_per_rank,
+            strategy=strategy,
+            temperature=2.0,
+            num_splits=splits,
+            seed=0,
+        )
         plan, samples = sampler.plan(0)
         # warm-up 5 steps, then 15 measured: whole groups of 5 steps
-        windows[strategy] = np.sort(samples[np.concatenate([np.concatenate(step) for step in plan.steps[5:20]])])
+        windows[strategy] = np.sort(
+            samples[np.concatenate([np.concatenate(step) for step in plan.steps[5:20]])]
+        )
     assert len(windows["lamm"]) == 15 * 2 * batch_per_rank
     np.testing.assert_array_equal(windows["lamm"], windows["random"])
     np.testing.assert_array_equal(windows["greedy"], windows["random"])
@@ -151,11 +184,49 @@ def test_unknown_sampler_or_dataset_is_an_error(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_trainer_config()))
     with pytest.raises(SystemExit, match="unknown dataset 'oc99'"):
-        main(["bench", "throughput", "--config", str(config), "--datasets", "oc99", "--data", str(tmp_path)])
+        main(
+            [
+                "bench",
+                "throughput",
+                "--config",
+                str(config),
+                "--datasets",
+                "oc99",
+                "--data",
+                str(tmp_path),
+            ]
+        )
     with pytest.raises(SystemExit, match="unknown sampler"):
-        main(["bench", "throughput", "--config", str(config), "--samplers", "random", "sorted", "--data", str(tmp_path)])
+        main(
+            [
+                "bench",
+                "throughput",
+                "--config",
+                str(config),
+                "--samplers",
+                "random",
+                "sorted",
+                "--data",
+                str(tmp_path),
+            ]
+        )
     with pytest.raises(SystemExit, match="multiples of --group-steps"):
-        main(["bench", "throughput", "--config", str(config), "--steps", "7", "--warmup", "2", "--group-steps", "2", "--data", str(tmp_path)])
+        main(
+            [
+                "bench",
+                "throughput",
+                "--config",
+                str(config),
+                "--steps",
+                "7",
+                "--warmup",
+                "2",
+                "--group-steps",
+                "2",
+                "--data",
+                str(tmp_path),
+            ]
+        )
     with pytest.raises(ValueError, match="not a trainer timings.csv"):
         pd.DataFrame({"step": [1]}).to_csv(tmp_path / "bad.csv", index=False)
         stats.read_timings(tmp_path / "bad.csv")
@@ -166,9 +237,20 @@ def test_case_config_overrides_sampler_and_turns_logging_off():
     from lamm.training.pretrain import SCHEMA
 
     base = validate_config(tiny_trainer_config(), SCHEMA)
-    config = case_config(base, ThroughputCase("lamm", "oc20_s2ef", 3, max_atoms_per_rank=90, num_splits=7), steps=12, seed=5)
+    config = case_config(
+        base,
+        ThroughputCase("lamm", "oc20_s2ef", 3, max_atoms_per_rank=90, num_splits=7),
+        steps=12,
+        seed=5,
+    )
     assert config["data"]["subsets"] == ["oc20_s2ef"] and config["seed"] == 5
-    assert config["sampler"] == {**base["sampler"], "strategy": "lamm", "batch_per_rank": 3, "max_atoms_per_rank": 90, "num_splits": 7}
+    assert config["sampler"] == {
+        **base["sampler"],
+        "strategy": "lamm",
+        "batch_per_rank": 3,
+        "max_atoms_per_rank": 90,
+        "num_splits": 7,
+    }
     assert config["train"]["checkpoint_epochs"] == [] and config["train"]["epochs"] >= 12
     assert base["data"]["subsets"] == SUBSETS  # the base is not modified
     validate_config(config, SCHEMA)
@@ -186,13 +268,45 @@ def test_tiny_two_rank_run_end_to_end(tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_trainer_config()))
     out = tmp_path / "throughput.csv"
-    main([
-        "bench", "throughput", "--config", str(config), "--data", str(stores), "--datasets", "joint",
-        "--batch-per-rank", "2", "--capped-batch", "3", "--cap-reference-batch", "2", "--steps", "4", "--warmup", "2",
-        "--group-steps", "2", "--scaling-world-sizes", "2", "4", "--work-dir", str(tmp_path / "work"), "--out", str(out),
-        "--scaling-out", str(tmp_path / "scaling.csv"), "--figure", str(tmp_path / "fig6.png"),
-        "--repeats", "2", "--budget-minutes", "0.0001",  # the first repeat always runs; the second cannot fit
-    ])
+    main(
+        [
+            "bench",
+            "throughput",
+            "--config",
+            str(config),
+            "--data",
+            str(stores),
+            "--datasets",
+            "joint",
+            "--batch-per-rank",
+            "2",
+            "--capped-batch",
+            "3",
+            "--cap-reference-batch",
+            "2",
+            "--steps",
+            "4",
+            "--warmup",
+            "2",
+            "--group-steps",
+            "2",
+            "--scaling-world-sizes",
+            "2",
+            "4",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+            "--scaling-out",
+            str(tmp_path / "scaling.csv"),
+            "--figure",
+            str(tmp_path / "fig6.png"),
+            "--repeats",
+            "2",
+            "--budget-minutes",
+            "0.0001",  # the first repeat always runs; the second cannot fit
+        ]
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     table = pd.read_csv(out)
     assert (table["repeats"] == 1).all() and not (tmp_path / "work" / "rep1").exists()
@@ -202,15 +316,22 @@ def test_tiny_two_rank_run_end_to_end(tmp_path, capsys):
     assert (table["samples_per_s"] > 0).all() and (table["idle_mean_s"] >= 0).all()
     assert (table["step_time_p95_s"] >= table["step_time_median_s"]).all()
     capped = table[table["max_atoms_per_rank"].notna()]
-    assert (capped["sampler"] == "lamm").all() and (capped["peak_atoms_per_rank"] <= capped["max_atoms_per_rank"]).all()
+    assert (capped["sampler"] == "lamm").all() and (
+        capped["peak_atoms_per_rank"] <= capped["max_atoms_per_rank"]
+    ).all()
     # the cap is random's peak at the reference batch over a planned epoch
     assert capped["max_atoms_per_rank"].tolist() == [summary["caps"]["joint"]["cap"]]
     # random's own speedup is 1 by definition
-    assert table.loc[table["sampler"] == "random", "speedup_vs_random"].tolist() == pytest.approx([1.0])
+    assert table.loc[table["sampler"] == "random", "speedup_vs_random"].tolist() == pytest.approx(
+        [1.0]
+    )
     scaling = pd.read_csv(tmp_path / "scaling.csv")
     assert set(scaling["world_size"]) == {2, 4}
     measured = scaling[(scaling["world_size"] == 2) & (scaling["strategy"] == "lamm")]
-    assert measured["measured_speedup"].notna().all() and measured["model_on_measured_steps_speedup"].notna().all()
+    assert (
+        measured["measured_speedup"].notna().all()
+        and measured["model_on_measured_steps_speedup"].notna().all()
+    )
     assert (tmp_path / "fig6.png").stat().st_size > 0
     assert summary["world_size"] == 2 and set(summary["caps"]) == {"joint"}
 

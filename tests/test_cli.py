@@ -9,7 +9,9 @@ from tests.conftest import ROOT
 
 
 def run_lamm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lamm", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lamm", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 def test_version_from_the_installed_command():
@@ -49,14 +51,20 @@ def test_tags_are_handed_to_child_processes(monkeypatch):
     # --version exits during parsing, before tags are exported: nothing changed
     assert json.loads(os.environ["LAMM_RUN_TAGS"]) == {"inherited": "1"}
     assert main(["--tag", "snakemake_rule=all", "--tag", "x=a=b"]) == 2
-    assert json.loads(os.environ["LAMM_RUN_TAGS"]) == {"inherited": "1", "snakemake_rule": "all", "x": "a=b"}
+    assert json.loads(os.environ["LAMM_RUN_TAGS"]) == {
+        "inherited": "1",
+        "snakemake_rule": "all",
+        "x": "a=b",
+    }
 
 
 def test_parser_is_built_without_torch():
     # every `lamm` call builds every subcommand's parser: heavy libraries load only in the
     # command that runs, or each workflow job would pay seconds of imports first
     code = "import sys; from lamm.cli import build_parser; build_parser(); print(sorted(m for m in ('torch', 'ase.build', 'mlflow') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -64,9 +72,15 @@ def test_parser_is_built_without_torch():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["data", "demo", "--out", "unused", "--subsets", "oc21_s2ef"], "unknown subset(s) ['oc21_s2ef']; expected some of"),
+        (
+            ["data", "demo", "--out", "unused", "--subsets", "oc21_s2ef"],
+            "unknown subset(s) ['oc21_s2ef']; expected some of",
+        ),
         (["bench", "model", "--preset", "lamm-xl"], "unknown preset 'lamm-xl'; expected one of"),
-        (["bench", "model", "--phases", "train,eval"], "expected a comma-separated subset of train,infer"),
+        (
+            ["bench", "model", "--phases", "train,eval"],
+            "expected a comma-separated subset of train,infer",
+        ),
     ],
 )
 def test_names_checked_when_the_command_runs(args, message, capsys):
@@ -117,7 +131,10 @@ def test_data_always_names_a_folder_of_stores_and_store_a_store():
         if "--data" in action.option_strings and action.help != "==SUPPRESS==":
             assert "directory of <subset>.lmdb" in action.help, (path, action.help)
         if "--store" in action.option_strings:
-            assert "folder" not in action.help and "directory" not in action.help, (path, action.help)
+            assert "folder" not in action.help and "directory" not in action.help, (
+                path,
+                action.help,
+            )
 
 
 def test_the_old_data_name_of_evaluate_still_reads_a_store(tmp_path, caplog):
@@ -133,9 +150,33 @@ def test_user_errors_of_any_command_are_one_line(tmp_path, capsys):
 
     fake = tmp_path / "frames.extxyz"
     fake.write_text("1\nProperties=species:S:1:pos:R:3\nH 0 0 0\n")
-    assert main(["zero-shot", str(tmp_path / "model.pt"), "--store", str(fake), "--out", str(tmp_path / "z.csv")]) == 1
+    assert (
+        main(
+            [
+                "zero-shot",
+                str(tmp_path / "model.pt"),
+                "--store",
+                str(fake),
+                "--out",
+                str(tmp_path / "z.csv"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("lamm zero-shot: error: ") and "frames.extxyz" in err and "\n" not in err
-    assert main(["dynamics", str(tmp_path / "missing.pt"), "--store", str(fake), "--out", str(tmp_path / "d")]) == 1
+    assert (
+        main(
+            [
+                "dynamics",
+                str(tmp_path / "missing.pt"),
+                "--store",
+                str(fake),
+                "--out",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("lamm dynamics: error: ") and "\n" not in err

@@ -37,8 +37,12 @@ def say(text: str) -> None:
 def slurm():
     if os.environ.get("LAMM_TEST_CLUSTER") != "1":
         pytest.skip("needs a SLURM cluster: make test-cluster (scripts/slurm-up.sh starts one)")
-    result = subprocess.run(["sinfo", "-h", "-o", "%T %D %c %m"], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0 and re.search(r"idle|mixed", result.stdout), f"SLURM does not answer: {result.stderr or result.stdout}"
+    result = subprocess.run(
+        ["sinfo", "-h", "-o", "%T %D %c %m"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and re.search(r"idle|mixed", result.stdout), (
+        f"SLURM does not answer: {result.stderr or result.stdout}"
+    )
     version = subprocess.run(["sinfo", "--version"], capture_output=True, text=True).stdout.strip()
     say(f"{version}; node: {result.stdout.strip()} (state, nodes, CPUs, MB)")
 
@@ -47,38 +51,92 @@ def slurm():
 def work(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cluster")
     write_training_stores(folder / "stores")
-    config = tiny_trainer_config(train={"epochs": 6.0, "checkpoint_epochs": [0, 3.0, 6.0], "val_every_steps": 20,
-                                        "log_every_steps": 1, "save_every_minutes": 60})
+    config = tiny_trainer_config(
+        train={
+            "epochs": 6.0,
+            "checkpoint_epochs": [0, 3.0, 6.0],
+            "val_every_steps": 20,
+            "log_every_steps": 1,
+            "save_every_minutes": 60,
+        }
+    )
     (folder / "unit.yaml").write_text(yaml.safe_dump(config))
     return folder
 
 
 def pretrain(work: Path, out: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "lamm", "pretrain", "--config", str(work / "unit.yaml"), "--data", str(work / "stores"),
-               "--out", str(out), "--launcher", "slurm", "--ranks-per-node", "2", "--cpus-per-rank", "1", "--mem-gb", "4",
-               "--time-min", "30", "--partition", PARTITION, "--account", ACCOUNT, *extra]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "lamm",
+        "pretrain",
+        "--config",
+        str(work / "unit.yaml"),
+        "--data",
+        str(work / "stores"),
+        "--out",
+        str(out),
+        "--launcher",
+        "slurm",
+        "--ranks-per-node",
+        "2",
+        "--cpus-per-rank",
+        "1",
+        "--mem-gb",
+        "4",
+        "--time-min",
+        "30",
+        "--partition",
+        PARTITION,
+        "--account",
+        ACCOUNT,
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+    }
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def job_states(job: str) -> list[str]:
     """Every attempt of the job as sacct records it (requeued attempts included)."""
-    out = subprocess.run(["sacct", "-j", job, "-X", "--duplicates", "-n", "-P", "-o", "JobID,State,ExitCode,Start,End"],
-                         capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        [
+            "sacct",
+            "-j",
+            job,
+            "-X",
+            "--duplicates",
+            "-n",
+            "-P",
+            "-o",
+            "JobID,State,ExitCode,Start,End",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     return [line for line in out.splitlines() if line]
 
 
 def ended(job: str, timeout_s: float = 120) -> list[str]:
     deadline = time.monotonic() + timeout_s
-    while any(state.split("|")[1] in ("RUNNING", "COMPLETING", "PENDING") for state in job_states(job)):
+    while any(
+        state.split("|")[1] in ("RUNNING", "COMPLETING", "PENDING") for state in job_states(job)
+    ):
         assert time.monotonic() < deadline, job_states(job)
         time.sleep(1)
     return job_states(job)
 
 
 def squeue_state(job: str) -> str:
-    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True, timeout=30
+    ).stdout
     return out.strip() or "gone"
 
 
@@ -93,7 +151,12 @@ def last_step(out: Path) -> int:
 
 def final(out: Path):
     payload = load_checkpoint(out / "checkpoints" / "last.pt")
-    return payload["training"]["step"], payload["model"], payload["ema"], payload["training"]["mlflow_run_id"]
+    return (
+        payload["training"]["step"],
+        payload["model"],
+        payload["ema"],
+        payload["training"]["mlflow_run_id"],
+    )
 
 
 def watch(launcher: subprocess.Popen, job: str, until, timeout_s: float, seen: list[str]) -> None:
@@ -118,8 +181,10 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
     summary = json.loads(out.strip().splitlines()[-1])
     job_a = re.search(r"submitted slurm job (\d+)", err)[1]
     ended(job_a)  # the launcher returns with rank 0's result; the job's end follows
-    say(f"b: job {job_a} ran {summary['steps']} steps on {summary['world_size']} ranks in {time.monotonic() - started:.0f} s; "
-        f"sacct: {job_states(job_a)}")
+    say(
+        f"b: job {job_a} ran {summary['steps']} steps on {summary['world_size']} ranks in {time.monotonic() - started:.0f} s; "
+        f"sacct: {job_states(job_a)}"
+    )
     assert summary["world_size"] == 2 and summary["steps"] == summary["total_steps"]
     names = sorted(p.name for p in (work / "a" / "checkpoints").glob("*.pt"))
     assert names == ["epoch_0.pt", "epoch_3.pt", "epoch_6.pt", "last.pt"], names
@@ -131,12 +196,17 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
     run = client.get_run(run_a)
     assert run.info.status == "FINISHED" and run.data.params["world_size"] == "2"
     assert len(client.get_metric_history(run_a, "loss")) == summary["steps"]
-    say(f"b: MLflow run {run_a}: {run.info.status}, {len(run.data.metrics)} metrics, loss at {summary['steps']} steps")
+    say(
+        f"b: MLflow run {run_a}: {run.info.status}, {len(run.data.metrics)} metrics, loss at {summary['steps']} steps"
+    )
 
     # c: the same run, preempted twice
     out_b = work / "b"
     launcher = pretrain(work, out_b)
-    while not (out_b / "locks" / "launcher.lock").is_file() or "job" not in (out_b / "locks" / "launcher.lock").read_text():
+    while (
+        not (out_b / "locks" / "launcher.lock").is_file()
+        or "job" not in (out_b / "locks" / "launcher.lock").read_text()
+    ):
         assert launcher.poll() is None, launcher.communicate()
         time.sleep(0.2)
     job = str(json.loads((out_b / "locks" / "launcher.lock").read_text())["job"])
@@ -148,13 +218,23 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
     watch(launcher, job, lambda: not squeue_state(job).startswith("RUNNING"), 120, seen)
     watch(launcher, job, lambda: squeue_state(job).startswith("PENDING"), 120, seen)
     first_stop = last_step(out_b)
-    say(f"c: requeued; last.pt at step {first_stop}; SLURM holds a requeued job back (BeginTime), releasing it now")
+    say(
+        f"c: requeued; last.pt at step {first_stop}; SLURM holds a requeued job back (BeginTime), releasing it now"
+    )
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=60)
     watch(launcher, job, lambda: steps_logged(out_b) >= first_stop + 5, 900, seen)
 
-    say(f"c: time-limit signal (scancel --signal=USR2 {job}, what SLURM sends 180 s before the limit) at step {steps_logged(out_b)}")
+    say(
+        f"c: time-limit signal (scancel --signal=USR2 {job}, what SLURM sends 180 s before the limit) at step {steps_logged(out_b)}"
+    )
     subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=60)
-    watch(launcher, job, lambda: squeue_state(job).startswith("PENDING") or last_step(out_b) > first_stop, 300, seen)
+    watch(
+        launcher,
+        job,
+        lambda: squeue_state(job).startswith("PENDING") or last_step(out_b) > first_stop,
+        300,
+        seen,
+    )
     watch(launcher, job, lambda: squeue_state(job).startswith("PENDING"), 300, seen)
     second_stop = last_step(out_b)
     say(f"c: requeued by submitit; last.pt at step {second_stop}; releasing")
@@ -175,12 +255,20 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
     ranks_log = "".join(p.read_text() for p in (out_b / "submitit").glob(f"{job}_0_log.err"))
     assert f"stopped by SIGTERM after step {first_stop}" in ranks_log
     assert f"stopped by SIGUSR2 after step {second_stop}" in ranks_log
-    assert "Requeued job" in "".join(p.read_text() for p in (out_b / "submitit").glob(f"{job}_0_log.out"))
-    with open(out_b / "metrics.csv") as handle:  # each step once: both restarts went on from last.pt
-        assert [int(line.split(",")[0]) for line in list(handle)[1:]] == list(range(1, summary["steps"] + 1))
+    assert "Requeued job" in "".join(
+        p.read_text() for p in (out_b / "submitit").glob(f"{job}_0_log.out")
+    )
+    with open(
+        out_b / "metrics.csv"
+    ) as handle:  # each step once: both restarts went on from last.pt
+        assert [int(line.split(",")[0]) for line in list(handle)[1:]] == list(
+            range(1, summary["steps"] + 1)
+        )
     step_b, model_b, ema_b, run_b = final(out_b)
     assert step_b == step_a and run_b != run_a
-    same = all(torch.equal(model_a[k], model_b[k]) for k in model_a) and all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    same = all(torch.equal(model_a[k], model_b[k]) for k in model_a) and all(
+        torch.equal(ema_a[k], ema_b[k]) for k in ema_a
+    )
     say(f"c: final step {step_b}, weights equal to the uninterrupted run: {same}")
     assert same
     assert client.get_run(run_b).info.status == "FINISHED"
@@ -191,16 +279,37 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
 # sets them for their cluster; pre-training stays a local rule that starts its own ranks.
 TINY = {
     "data": {"scale": "tiny"},
-    "bench_throughput": {"steps": 6, "warmup": 2, "group_steps": 2, "repeats": 1, "budget_minutes": None, "batch_per_rank": [2]},
+    "bench_throughput": {
+        "steps": 6,
+        "warmup": 2,
+        "group_steps": 2,
+        "repeats": 1,
+        "budget_minutes": None,
+        "batch_per_rank": [2],
+    },
     "ablation_denoising": {"epochs": 1.0},
     "umap": {"atoms_per_subset": 50, "n_epochs": 20},
     "bench_batching": {"batches": 5},
 }
 RESOURCES = [
-    "--default-resources", f"slurm_account={ACCOUNT}", f"slurm_partition={PARTITION}", "mem_mb=2000", "cpus_per_task=1", "runtime=30",
-    "--set-resources", "data_demo:cpus_per_task=2",
-    *[f"{rule}:{key}" for rule in ("finetune", "bench_throughput") for key in
-      (f"slurm_partition={PARTITION}", "gpu=0", "mem_mb=3000", f"cpus_per_task={2 if rule == 'bench_throughput' else 1}")],
+    "--default-resources",
+    f"slurm_account={ACCOUNT}",
+    f"slurm_partition={PARTITION}",
+    "mem_mb=2000",
+    "cpus_per_task=1",
+    "runtime=30",
+    "--set-resources",
+    "data_demo:cpus_per_task=2",
+    *[
+        f"{rule}:{key}"
+        for rule in ("finetune", "bench_throughput")
+        for key in (
+            f"slurm_partition={PARTITION}",
+            "gpu=0",
+            "mem_mb=3000",
+            f"cpus_per_task={2 if rule == 'bench_throughput' else 1}",
+        )
+    ],
 ]
 
 
@@ -208,10 +317,23 @@ def test_the_workflow_runs_through_the_slurm_profile_to_the_end(tmp_path):
     results = tmp_path / "results"
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text(yaml.safe_dump({**TINY, "results": str(results)}))
-    command = [str(Path(sys.executable).parent / "snakemake"), "--cores", "2", "--workflow-profile", "config/profiles/slurm",
-               "--configfile", "config/config.yaml", str(tiny), *RESOURCES]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "CI": "true"}
+    command = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--cores",
+        "2",
+        "--workflow-profile",
+        "config/profiles/slurm",
+        "--configfile",
+        "config/config.yaml",
+        str(tiny),
+        *RESOURCES,
+    ]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "CI": "true",
+    }
     say("workflow: " + " ".join(command))
     started = time.monotonic()
     run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400)
@@ -220,8 +342,15 @@ def test_the_workflow_runs_through_the_slurm_profile_to_the_end(tmp_path):
     assert run.returncode == 0, log[-4000:]
     jobs = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     states = [line.split("|")[1] for job in jobs for line in job_states(job)]
-    say(f"workflow: {len(jobs)} sbatch jobs in {time.monotonic() - started:.0f} s; sacct states {sorted(set(states))}")
+    say(
+        f"workflow: {len(jobs)} sbatch jobs in {time.monotonic() - started:.0f} s; sacct states {sorted(set(states))}"
+    )
     assert len(jobs) >= 15 and states and all(state == "COMPLETED" for state in states)
     assert "steps (100%) done" in log
-    for output in ("report.html", "tables/table3_finetune.csv", "tables/throughput.csv", "figures/fig8_umap.png"):
+    for output in (
+        "report.html",
+        "tables/table3_finetune.csv",
+        "tables/throughput.csv",
+        "figures/fig8_umap.png",
+    ):
         assert (results / output).is_file(), output

@@ -24,7 +24,9 @@ def test_shipped_configs_are_valid(name):
 
 
 def test_paper_config_runs_on_64_ranks():
-    launcher = validate_config(load_yaml(ROOT / "config" / "paper.yaml"), SCHEMA)["pretrain"]["launcher"]
+    launcher = validate_config(load_yaml(ROOT / "config" / "paper.yaml"), SCHEMA)["pretrain"][
+        "launcher"
+    ]
     assert launcher["executor"] == "slurm"
     assert launcher["nodes"] * launcher["ranks_per_node"] == 64
     assert launcher["gpus_per_node"] == launcher["ranks_per_node"]
@@ -79,7 +81,11 @@ def test_unreadable_yaml_names_the_file(tmp_path):
 
 def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "snakemake", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -95,8 +101,11 @@ def test_workflow_rejects_a_bad_key_at_start(tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [(), ("--configfile", "config/paper.yaml", "--workflow-profile", "config/profiles/slurm"),
-     ("--configfile", "config/mini.yaml", "--workflow-profile", "config/profiles/local")],
+    [
+        (),
+        ("--configfile", "config/paper.yaml", "--workflow-profile", "config/profiles/slurm"),
+        ("--configfile", "config/mini.yaml", "--workflow-profile", "config/profiles/local"),
+    ],
     ids=["demo-local", "paper-slurm", "mini-local"],
 )
 def test_workflow_dry_run_accepts_shipped_configs_and_profiles(args):

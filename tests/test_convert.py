@@ -32,7 +32,12 @@ def test_random_split_keeps_each_reaction_on_one_side_and_is_idempotent(tmp_path
     out = tmp_path / "out" / "transition1x.lmdb"
     source = load_source("transition1x")
     summary = convert(source, out, train_inputs=[h5], val_fraction=0.2, seed=3)
-    assert summary.as_json() == {"source": "transition1x", "read": 120, "written": 120, "skipped": {}}
+    assert summary.as_json() == {
+        "source": "transition1x",
+        "read": 120,
+        "written": 120,
+        "skipped": {},
+    }
     store = StructureStore(out)
     sides: dict[str, set] = {}
     for index, record in enumerate(store):
@@ -43,8 +48,15 @@ def test_random_split_keeps_each_reaction_on_one_side_and_is_idempotent(tmp_path
     assert {r for r, s in sides.items() if s == {1}} == expected_val
     assert 0 < len(expected_val) < 40
     info = store.info
-    for key, value in {"subset": "transition1x", "source": "transition1x", "task": "s2ef", "energy_kind": "total",
-                       "functional": "wB97x/6-31G(d)", "periodic": False, "split_policy": "random_group"}.items():
+    for key, value in {
+        "subset": "transition1x",
+        "source": "transition1x",
+        "task": "s2ef",
+        "energy_kind": "total",
+        "functional": "wB97x/6-31G(d)",
+        "periodic": False,
+        "split_policy": "random_group",
+    }.items():
         assert info[key] == value
     first = out.read_bytes()
     convert(source, out, train_inputs=[h5], val_fraction=0.2, seed=3)
@@ -88,18 +100,44 @@ def test_bad_records_are_skipped_and_counted(tmp_path):
         _odac(slab, 6, force=good.force * float("nan")),
         _odac(slab, 7, pos=pos),  # two atoms on top of each other
         _odac(slab, 8, cell=torch.zeros(1, 3, 3)),
-        Data(pos=torch.zeros(0, 3), atomic_numbers=torch.zeros(0), cell=good.cell, raw_y=0.0, force=torch.zeros(0, 3), sid=9),
-        Data(pos=torch.tensor(grid, dtype=torch.float32), atomic_numbers=torch.full((big,), 29.0),
-             cell=torch.eye(3).view(1, 3, 3) * 14.0, raw_y=-1.0, force=torch.zeros(big, 3), sid=10),
+        Data(
+            pos=torch.zeros(0, 3),
+            atomic_numbers=torch.zeros(0),
+            cell=good.cell,
+            raw_y=0.0,
+            force=torch.zeros(0, 3),
+            sid=9,
+        ),
+        Data(
+            pos=torch.tensor(grid, dtype=torch.float32),
+            atomic_numbers=torch.full((big,), 29.0),
+            cell=torch.eye(3).view(1, 3, 3) * 14.0,
+            raw_y=-1.0,
+            force=torch.zeros(big, 3),
+            sid=10,
+        ),
         _odac(slab, 11),
     ]
     lmdb_path = B.write_fairchem_lmdb(tmp_path / "train" / "data.0000.lmdb", objects)
     source = load_source("odac23_s2ef")
-    summary = convert(source, tmp_path / "odac.lmdb", train_inputs=[lmdb_path.parent], max_atoms=source.max_atoms)
+    summary = convert(
+        source, tmp_path / "odac.lmdb", train_inputs=[lmdb_path.parent], max_atoms=source.max_atoms
+    )
     assert summary.as_json() == {
-        "source": "odac23_s2ef", "read": 11, "written": 2,
-        "skipped": {"atoms_too_close": 1, "forces_shape": 1, "invalid_cell": 1, "missing_energy": 1, "no_atoms": 1,
-                    "non_finite_coordinates": 1, "non_finite_labels": 1, "too_many_atoms": 1, "unknown_element": 1},
+        "source": "odac23_s2ef",
+        "read": 11,
+        "written": 2,
+        "skipped": {
+            "atoms_too_close": 1,
+            "forces_shape": 1,
+            "invalid_cell": 1,
+            "missing_energy": 1,
+            "no_atoms": 1,
+            "non_finite_coordinates": 1,
+            "non_finite_labels": 1,
+            "too_many_atoms": 1,
+            "unknown_element": 1,
+        },
     }
     store = StructureStore(tmp_path / "odac.lmdb")
     assert [r.source_id for r in store] == ["1/0", "11/0"]
@@ -107,7 +145,9 @@ def test_bad_records_are_skipped_and_counted(tmp_path):
     assert store.natoms.tolist() == [n, n]
     assert store.info["max_atoms"] == 300
     # without the limit the 301-atom structure is kept
-    unlimited = convert(source, tmp_path / "odac_all.lmdb", train_inputs=[lmdb_path.parent], max_atoms=None)
+    unlimited = convert(
+        source, tmp_path / "odac_all.lmdb", train_inputs=[lmdb_path.parent], max_atoms=None
+    )
     assert unlimited.written == 3
 
 
@@ -119,8 +159,13 @@ def test_official_splits_from_the_release_files(tmp_path):
     write(tmp_path / "hme21_train.xyz", slabs[:2], format="extxyz")
     write(tmp_path / "hme21_val.xyz", slabs[2:3], format="extxyz")
     write(tmp_path / "hme21_test.xyz", slabs[3:], format="extxyz")
-    summary = convert(load_source("hme21"), tmp_path / "hme21.lmdb", train_inputs=[tmp_path / "hme21_train.xyz"],
-                      val_inputs=[tmp_path / "hme21_val.xyz"], test_inputs=[tmp_path / "hme21_test.xyz"])
+    summary = convert(
+        load_source("hme21"),
+        tmp_path / "hme21.lmdb",
+        train_inputs=[tmp_path / "hme21_train.xyz"],
+        val_inputs=[tmp_path / "hme21_val.xyz"],
+        test_inputs=[tmp_path / "hme21_test.xyz"],
+    )
     assert summary.written == 4
     store = StructureStore(tmp_path / "hme21.lmdb")
     assert store.split.tolist() == [0, 0, 1, 2]
@@ -129,12 +174,17 @@ def test_official_splits_from_the_release_files(tmp_path):
 
 def test_reference_energies_turn_adsorption_into_total(tmp_path):
     slab = B.labeled_slab(0)
-    objects = [B.fairchem_data(slab, 5, 0, naming="is2re", relaxed_energy=-0.75),
-               B.fairchem_data(slab, 6, 0, naming="is2re", relaxed_energy=-0.5)]
+    objects = [
+        B.fairchem_data(slab, 5, 0, naming="is2re", relaxed_energy=-0.75),
+        B.fairchem_data(slab, 6, 0, naming="is2re", relaxed_energy=-0.5),
+    ]
     path = B.write_fairchem_lmdb(tmp_path / "data.lmdb", objects)
     source = load_source("oc20_is2re")
     adsorption = convert(source, tmp_path / "ads.lmdb", train_inputs=[path])
-    assert StructureStore(tmp_path / "ads.lmdb").energy_kind == "adsorption" and adsorption.written == 2
+    assert (
+        StructureStore(tmp_path / "ads.lmdb").energy_kind == "adsorption"
+        and adsorption.written == 2
+    )
     ref = tmp_path / "oc20_ref.pkl"
     ref.write_bytes(pickle.dumps({"random5": -310.25}))
     total = convert(source, tmp_path / "total.lmdb", train_inputs=[path], reference_energies=ref)
@@ -143,21 +193,38 @@ def test_reference_energies_turn_adsorption_into_total(tmp_path):
     assert store.get_record(0).energy == -0.75 + -310.25
     assert total.skipped == {"missing_reference_energy": 1}
     with pytest.raises(ValueError, match="fairchem LMDB sources only"):
-        convert(load_source("hme21"), tmp_path / "x.lmdb", train_inputs=[path], reference_energies=ref)
+        convert(
+            load_source("hme21"), tmp_path / "x.lmdb", train_inputs=[path], reference_energies=ref
+        )
 
 
 def test_cli_summary_mlflow_run_and_a_corrupt_file(tmp_path, capsys):
     molecules = {str(i): {f"Geom-m{i}-i1-c1-opt": B.qm7x_conformer(i)} for i in range(1, 4)}
     B.write_qm7x(tmp_path / "1000.xz", molecules, xz=True)
-    status, lines, _ = run_cli(capsys, "qm7x", "--input", str(tmp_path / "1000.xz"), "--out", str(tmp_path / "s" / "qm7x.lmdb"))
+    status, lines, _ = run_cli(
+        capsys,
+        "qm7x",
+        "--input",
+        str(tmp_path / "1000.xz"),
+        "--out",
+        str(tmp_path / "s" / "qm7x.lmdb"),
+    )
     assert status == 0
     assert json.loads(lines[-1]) == {"source": "qm7x", "read": 3, "written": 3, "skipped": {}}
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["qm7x.lmdb"]  # no decompressed leftovers
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        "qm7x.lmdb"
+    ]  # no decompressed leftovers
     from mlflow.tracking import MlflowClient
 
-    (run,) = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_runs(["0", "1"], filter_string="tags.stage = 'data'")
+    (run,) = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_runs(
+        ["0", "1"], filter_string="tags.stage = 'data'"
+    )
     assert run.info.run_name == "convert-qm7x" and run.info.status == "FINISHED"
-    assert run.data.metrics["written"] == 3 and run.data.metrics["read"] == 3 and run.data.metrics["skipped"] == 0
+    assert (
+        run.data.metrics["written"] == 3
+        and run.data.metrics["read"] == 3
+        and run.data.metrics["skipped"] == 0
+    )
 
     pubchem = tmp_path / "pubchem"
     pubchem.mkdir()
@@ -173,8 +240,12 @@ def test_cli_summary_mlflow_run_and_a_corrupt_file(tmp_path, capsys):
 
 
 def test_qmugs_tree_energy_only(tmp_path):
-    B.write_qmugs_tree(tmp_path / "qmugs", {"CHEMBL1": [("CCO", -154.5)], "CHEMBL2": [("CCC", -118.0)]})
-    summary = convert(load_source("qmugs"), tmp_path / "q.lmdb", train_inputs=[tmp_path / "qmugs" / "structures"])
+    B.write_qmugs_tree(
+        tmp_path / "qmugs", {"CHEMBL1": [("CCO", -154.5)], "CHEMBL2": [("CCC", -118.0)]}
+    )
+    summary = convert(
+        load_source("qmugs"), tmp_path / "q.lmdb", train_inputs=[tmp_path / "qmugs" / "structures"]
+    )
     assert summary.as_json() == {"source": "qmugs", "read": 2, "written": 2, "skipped": {}}
     store = StructureStore(tmp_path / "q.lmdb")
     assert store.info["with_forces"] == 0 and store.get_record(0).energy == -154.5 * B.HARTREE

@@ -38,17 +38,26 @@ def _probe(mode: str, **env) -> dict:
     import json
     import os
 
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True,
-                         env={**os.environ, **env})
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
     return json.loads(out.stdout)
 
 
 @pytest.mark.skipif(_glibc() is None, reason="needs glibc (Linux)")
 def test_tuned_malloc_keeps_large_blocks_in_the_heap():
     default = _probe("default")
-    assert default["mmapped"] == 1 and default["kept_free"] < 16 << 20  # fresh mmap, unmapped on free
+    assert (
+        default["mmapped"] == 1 and default["kept_free"] < 16 << 20
+    )  # fresh mmap, unmapped on free
     tuned = _probe("tuned")
     assert tuned["applied"] is True
-    assert tuned["mmapped"] == 0 and tuned["kept_free"] >= 16 << 20  # from the heap, kept for the next step
+    assert (
+        tuned["mmapped"] == 0 and tuned["kept_free"] >= 16 << 20
+    )  # from the heap, kept for the next step
     opted_out = _probe("tuned", LAMM_MALLOC_TUNING="0")
     assert opted_out["applied"] is False and opted_out["mmapped"] == 1

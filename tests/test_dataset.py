@@ -20,7 +20,9 @@ def stores(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dataset(stores):
-    return MultiStoreDataset(stores, "train", cutoff=5.0, max_neighbors=20, noise_sigma=0.05, seed=3)
+    return MultiStoreDataset(
+        stores, "train", cutoff=5.0, max_neighbors=20, noise_sigma=0.05, seed=3
+    )
 
 
 def test_global_indexing_and_untouched_labels(stores, dataset):
@@ -32,8 +34,19 @@ def test_global_indexing_and_untouched_labels(stores, dataset):
         record = stores[subset].get_record(record_index)
         assert dataset.natoms[index] == record.natoms
         graph = dataset[SampleKey(index, epoch=2, position=9)]
-        expected = structure_to_graph(record, cutoff=5.0, max_neighbors=20, dataset_index=subset, sample_index=record_index)
-        for field in (K.POSITIONS, K.FORCES, K.ENERGY, K.EDGE_INDEX, K.CELL_OFFSETS, K.ENERGY_MASK, K.FORCE_MASK, K.DATASET_INDEX):
+        expected = structure_to_graph(
+            record, cutoff=5.0, max_neighbors=20, dataset_index=subset, sample_index=record_index
+        )
+        for field in (
+            K.POSITIONS,
+            K.FORCES,
+            K.ENERGY,
+            K.EDGE_INDEX,
+            K.CELL_OFFSETS,
+            K.ENERGY_MASK,
+            K.FORCE_MASK,
+            K.DATASET_INDEX,
+        ):
             assert torch.equal(graph[field], expected[field]), field
         assert graph[K.ENERGY_MASK].item() and graph[K.FORCE_MASK].item()
     with pytest.raises(IndexError):
@@ -60,7 +73,15 @@ def test_denoising_samples_repeat_their_noise_per_key(stores, dataset):
 
 
 def make_sampler(dataset, rank=0, **overrides):
-    options = dict(world_size=2, rank=rank, batch_per_rank=2, strategy="lamm", temperature=2.0, num_splits=2, seed=11)
+    options = dict(
+        world_size=2,
+        rank=rank,
+        batch_per_rank=2,
+        strategy="lamm",
+        temperature=2.0,
+        num_splits=2,
+        seed=11,
+    )
     options.update(overrides)
     return DistributedBatchSampler(dataset.natoms, dataset.sizes, **options)
 
@@ -112,7 +133,9 @@ def test_loader_with_workers_yields_batches_and_resumes(dataset):
     reference.set_epoch(1)
     for batch, keys in zip(batches, reference):
         expected = collate([dataset[key] for key in keys])
-        assert torch.equal(batch[K.POSITIONS], expected[K.POSITIONS]) and torch.equal(batch[K.EDGE_INDEX], expected[K.EDGE_INDEX])
+        assert torch.equal(batch[K.POSITIONS], expected[K.POSITIONS]) and torch.equal(
+            batch[K.EDGE_INDEX], expected[K.EDGE_INDEX]
+        )
     # stop after 3 steps, save, and resume in a fresh loader: the remaining batches are identical
     loader.set_epoch(2)
     iterator = iter(loader)
@@ -121,16 +144,25 @@ def test_loader_with_workers_yields_batches_and_resumes(dataset):
     assert state["step"] == 3
     assert loader.sampler.state_dict()["step"] > 3  # the workers' prefetch ran the sampler ahead
     del iterator
-    fresh = build_loader(dataset, make_sampler(dataset, rank=0, world_size=1, batch_per_rank=3), num_workers=2, prefetch_factor=2)
+    fresh = build_loader(
+        dataset,
+        make_sampler(dataset, rank=0, world_size=1, batch_per_rank=3),
+        num_workers=2,
+        prefetch_factor=2,
+    )
     fresh.load_state_dict(state)
     fresh.set_epoch(2)
     tail = list(fresh)
-    again = build_loader(dataset, make_sampler(dataset, rank=0, world_size=1, batch_per_rank=3), num_workers=0)
+    again = build_loader(
+        dataset, make_sampler(dataset, rank=0, world_size=1, batch_per_rank=3), num_workers=0
+    )
     again.set_epoch(2)
     whole = list(again)
     assert len(head) + len(tail) == len(whole)
     for got, want in zip(head + tail, whole):
-        assert torch.equal(got[K.POSITIONS], want[K.POSITIONS]) and torch.equal(got[K.FORCES], want[K.FORCES])
+        assert torch.equal(got[K.POSITIONS], want[K.POSITIONS]) and torch.equal(
+            got[K.FORCES], want[K.FORCES]
+        )
 
 
 def test_bad_sampler_arguments(dataset):

@@ -20,7 +20,9 @@ FRAMES = 2
 
 @pytest.fixture(scope="module")
 def trajectory():
-    return alloy_md.hme21_md_system(SystemRequest("hme21", 3, FRAMES), system_rng(0, "hme21", 3)).records["hme21"]
+    return alloy_md.hme21_md_system(
+        SystemRequest("hme21", 3, FRAMES), system_rng(0, "hme21", 3)
+    ).records["hme21"]
 
 
 def _alloy():
@@ -52,7 +54,9 @@ def test_snapshots_are_variant_emt_labels_close_to_but_not_plain_emt(trajectory)
         # 20-80 meV/atom in energy, 30-40% of the force norm (measured on the prototype's snapshots)
         atoms.calc = EMT()
         energy_gap = abs(atoms.get_potential_energy() - record.energy) / len(atoms)
-        force_gap = np.linalg.norm(atoms.get_forces() - record.forces) / np.linalg.norm(record.forces)
+        force_gap = np.linalg.norm(atoms.get_forces() - record.forces) / np.linalg.norm(
+            record.forces
+        )
         assert 0.005 < energy_gap < 0.15 and 0.1 < force_gap < 0.6
     # forces are minus the gradient of the variant's energy
     atoms = trajectory[0].to_atoms()
@@ -63,7 +67,9 @@ def test_snapshots_are_variant_emt_labels_close_to_but_not_plain_emt(trajectory)
         moved.positions[atom, axis] += sign * step
         moved.calc = VariantEMT()
         energies.append(moved.get_potential_energy())
-    assert -(energies[0] - energies[1]) / (2 * step) == pytest.approx(trajectory[0].forces[atom, axis], abs=1e-4)
+    assert -(energies[0] - energies[1]) / (2 * step) == pytest.approx(
+        trajectory[0].forces[atom, axis], abs=1e-4
+    )
 
 
 def test_snapshots_of_one_trajectory_share_a_group_and_a_split():
@@ -77,11 +83,17 @@ def test_snapshots_of_one_trajectory_share_a_group_and_a_split():
     for record, split in state.records["hme21"]:
         groups.setdefault(record.source_id.rsplit("/frame", 1)[0], set()).add(split)
     assert len(groups) == 3 and all(len(splits) == 1 for splits in groups.values())
-    assert sorted(next(iter(s)) for s in groups.values()) == ["test", "train", "val"]  # ordinals 0, 1, 2
+    assert sorted(next(iter(s)) for s in groups.values()) == [
+        "test",
+        "train",
+        "val",
+    ]  # ordinals 0, 1, 2
 
 
 def test_same_seed_same_snapshots(trajectory):
-    again = alloy_md.hme21_md_system(SystemRequest("hme21", 3, FRAMES), system_rng(0, "hme21", 3)).records["hme21"]
+    again = alloy_md.hme21_md_system(
+        SystemRequest("hme21", 3, FRAMES), system_rng(0, "hme21", 3)
+    ).records["hme21"]
     for first, second in zip(trajectory, again):
         assert first.source_id == second.source_id and first.energy == second.energy
         np.testing.assert_array_equal(first.positions, second.positions)
@@ -101,8 +113,11 @@ def test_an_md_gone_wrong_is_a_counted_failure():
         alloy_md.check_snapshot(close, 0.0, forces, 1000.0)
     assert failure.value.reason == f"MD atoms closer than {alloy_md.MIN_DISTANCE} A"
     # a system that raises is counted by the orchestrator under its reason, not dropped
-    spec = FamilySpec("hme21", lambda request, rng: alloy_md.check_snapshot(close, 0.0, forces, 1000.0),
-                      ("hme21",))
+    spec = FamilySpec(
+        "hme21",
+        lambda request, rng: alloy_md.check_snapshot(close, 0.0, forces, 1000.0),
+        ("hme21",),
+    )
     state = _FamilyState(spec, {"hme21": 1}, 1)
     state.consume(_build((spec, 0, 0, 1)))
     assert dict(state.failures["hme21"]) == {f"MD atoms closer than {alloy_md.MIN_DISTANCE} A": 1}
@@ -112,4 +127,6 @@ def test_the_demo_downstream_is_the_md_family():
     family = next(f for f in FAMILIES if f.name == "hme21")
     assert family.build is alloy_md.hme21_md_system and family.subsets == ("hme21",)
     assert frames_per_system(family, "small") == family.frames > 1
-    assert all(target_sizes(scale)["hme21"] % family.frames == 0 for scale in ("tiny", "small", "medium"))  # whole trajectories
+    assert all(
+        target_sizes(scale)["hme21"] % family.frames == 0 for scale in ("tiny", "small", "medium")
+    )  # whole trajectories

@@ -26,9 +26,17 @@ from tests.conftest import ROOT
 
 # Atom-count ranges each generator promises (Table 2 / Fig. 4 shapes).
 NATOMS_RANGE = {
-    "oc20_s2ef": (24, 160), "oc20_is2re": (24, 160), "oc22_s2ef": (30, 160), "oc22_is2re": (30, 160),
-    "odac23_s2ef": (100, 300), "odac23_is2re": (100, 300), "transition1x": (3, 23), "qm7x": (2, 23),
-    "qmugs": (18, 100), "pubchem3d": (5, 160), "hme21": (12, 32),
+    "oc20_s2ef": (24, 160),
+    "oc20_is2re": (24, 160),
+    "oc22_s2ef": (30, 160),
+    "oc22_is2re": (30, 160),
+    "odac23_s2ef": (100, 300),
+    "odac23_is2re": (100, 300),
+    "transition1x": (3, 23),
+    "qm7x": (2, 23),
+    "qmugs": (18, 100),
+    "pubchem3d": (5, 160),
+    "hme21": (12, 32),
 }
 
 
@@ -53,7 +61,11 @@ def test_every_subset_written_with_its_target_count_and_metadata(tiny):
         info = store.info
         assert info["subset"] == spec.name and info["source"] == "demo"
         assert (info["task"], info["energy_kind"], info["functional"], info["periodic"]) == (
-            spec.task, spec.energy_kind, spec.functional, spec.periodic)
+            spec.task,
+            spec.energy_kind,
+            spec.functional,
+            spec.periodic,
+        )
         assert info["failures"] == report.subsets[spec.name]["failures"]
         low, high = NATOMS_RANGE[spec.name]
         assert low <= store.natoms.min() and store.natoms.max() <= high, spec.name
@@ -68,9 +80,13 @@ def test_labels_present_or_absent_as_the_task_says(tiny):
         for record in records(store):
             assert (record.energy is not None) == ("energy" in spec.labels), spec.name
             assert (record.forces is not None) == ("forces" in spec.labels), spec.name
-            assert bool(record.pbc.all()) == spec.periodic and bool(record.pbc.any()) == spec.periodic
+            assert (
+                bool(record.pbc.all()) == spec.periodic and bool(record.pbc.any()) == spec.periodic
+            )
             if spec.periodic:
-                assert np.linalg.det(record.cell) > 8.0 * record.natoms  # a cell of solid or lower density
+                assert (
+                    np.linalg.det(record.cell) > 8.0 * record.natoms
+                )  # a cell of solid or lower density
             else:
                 assert not record.cell.any()
             if record.energy is not None:
@@ -85,16 +101,23 @@ def test_same_seed_same_bytes_for_any_worker_count_and_subset_selection(tiny, tm
     chosen = ["oc20_is2re", "qm7x", "transition1x", "pubchem3d"]
     generate_demo(tmp_path, scale="tiny", seed=0, workers=1, subsets=chosen)
     for subset in chosen:
-        assert (tmp_path / f"{subset}.lmdb").read_bytes() == (out / f"{subset}.lmdb").read_bytes(), subset
+        assert (tmp_path / f"{subset}.lmdb").read_bytes() == (
+            out / f"{subset}.lmdb"
+        ).read_bytes(), subset
     assert sorted(p.name for p in tmp_path.glob("*.lmdb")) == sorted(f"{s}.lmdb" for s in chosen)
 
 
 def test_rerun_keeps_finished_stores_and_rebuilds_other_settings(tiny, tmp_path):
     out, _ = tiny
-    (tmp_path / "qm7x.lmdb").write_bytes((out / "qm7x.lmdb").read_bytes())  # as if a run stopped after qm7x
+    (tmp_path / "qm7x.lmdb").write_bytes(
+        (out / "qm7x.lmdb").read_bytes()
+    )  # as if a run stopped after qm7x
     before = (tmp_path / "qm7x.lmdb").stat()
     again = generate_demo(tmp_path, scale="tiny", seed=0, workers=1, subsets=["qm7x"])
-    assert again.subsets["qm7x"]["reused"] and (tmp_path / "qm7x.lmdb").stat().st_mtime_ns == before.st_mtime_ns
+    assert (
+        again.subsets["qm7x"]["reused"]
+        and (tmp_path / "qm7x.lmdb").stat().st_mtime_ns == before.st_mtime_ns
+    )
     assert again.subsets["qm7x"]["samples"] == target_sizes("tiny")["qm7x"]
     other = generate_demo(tmp_path, scale="tiny", seed=1, workers=1, subsets=["qm7x"])
     assert not other.subsets["qm7x"]["reused"]
@@ -120,7 +143,9 @@ def test_emt_labels_are_energy_and_minus_gradient(tiny):
         moved.positions[atom, axis] += sign * step
         moved.calc = EMT()
         energies.append(moved.get_potential_energy())
-    assert -(energies[0] - energies[1]) / (2 * step) == pytest.approx(record.forces[atom, axis], abs=1e-4)
+    assert -(energies[0] - energies[1]) / (2 * step) == pytest.approx(
+        record.forces[atom, axis], abs=1e-4
+    )
 
 
 # Recomputes with tblite in a child process with one OpenMP thread: in this process tblite
@@ -150,8 +175,14 @@ print(json.dumps(result))
 def test_xtb_labels_are_energy_and_minus_gradient(tiny):
     out, _ = tiny
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    child = subprocess.run([sys.executable, "-c", _RECOMPUTE_XTB, str(out)], capture_output=True, text=True,
-                           env=env, cwd=ROOT, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", _RECOMPUTE_XTB, str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert child.returncode == 0, child.stderr
     recomputed = json.loads(child.stdout.strip().splitlines()[-1])
     for subset in ("transition1x", "qm7x"):
@@ -223,12 +254,16 @@ def test_frames_of_one_relaxation_share_a_split(tiny):
 def test_sizes_keep_table2_order_compressed():
     for scale in ("tiny", "small", "medium"):
         sizes = target_sizes(scale)
-        pretrain = sorted((s for s in SUBSETS if s.role == "pretrain"), key=lambda s: -s.paper_samples)
+        pretrain = sorted(
+            (s for s in SUBSETS if s.role == "pretrain"), key=lambda s: -s.paper_samples
+        )
         counts = [sizes[s.name] for s in pretrain]
         assert counts == sorted(counts, reverse=True), scale  # Table 2's order, ties allowed
         assert sizes["oc20_s2ef"] == max(counts)
     small = target_sizes("small")
-    assert 5 <= small["oc20_s2ef"] / small["oc22_is2re"] <= 20  # compressed: the paper's ratio is ~2900
+    assert (
+        5 <= small["oc20_s2ef"] / small["oc22_is2re"] <= 20
+    )  # compressed: the paper's ratio is ~2900
     assert min(small.values()) >= 50
     oc20 = next(f for f in FAMILIES if f.name == "oc20")
     assert frames_per_system(oc20, "small") * small["oc20_is2re"] >= small["oc20_s2ef"]
@@ -238,17 +273,27 @@ def test_failures_are_counted_per_reason_and_generation_goes_on():
     """A family state counts whole-system and per-subset failures and keeps filling its target."""
     family = next(f for f in FAMILIES if f.name == "oc22")
     state = _FamilyState(family, {"oc22_s2ef": 3, "oc22_is2re": 2}, frames=2)
-    frame = StructureRecord(np.array([8]), np.zeros((1, 3)), np.eye(3) * 10, np.ones(3, bool), 1.0, np.zeros((1, 3)))
+    frame = StructureRecord(
+        np.array([8]), np.zeros((1, 3)), np.eye(3) * 10, np.ones(3, bool), 1.0, np.zeros((1, 3))
+    )
     state.consume(SystemFailure("no free adsorption site", ""))
-    state.consume(SystemResult({"oc22_s2ef": [frame, frame]}, {"oc22_is2re": "EMT relaxation not converged"}))
+    state.consume(
+        SystemResult({"oc22_s2ef": [frame, frame]}, {"oc22_is2re": "EMT relaxation not converged"})
+    )
     assert not state.complete and state.deficit("oc22_is2re") == 2
     state.consume(SystemResult({"oc22_s2ef": [frame, frame], "oc22_is2re": [frame]}))
     state.consume(SystemResult({"oc22_s2ef": [frame, frame], "oc22_is2re": [frame]}))
     assert state.complete and len(state.records["oc22_s2ef"]) == 3  # the last system truncated
     state.consume(SystemFailure("past the stopping point", ""))  # discarded, not counted
-    assert dict(state.failures["oc22_is2re"]) == {"no free adsorption site": 1, "EMT relaxation not converged": 1}
+    assert dict(state.failures["oc22_is2re"]) == {
+        "no free adsorption site": 1,
+        "EMT relaxation not converged": 1,
+    }
     assert dict(state.failures["oc22_s2ef"]) == {"no free adsorption site": 1}
-    assert [split for _, split in state.records["oc22_is2re"]] == ["val", "train"]  # productive ordinals 1, 2
+    assert [split for _, split in state.records["oc22_is2re"]] == [
+        "val",
+        "train",
+    ]  # productive ordinals 1, 2
 
 
 def test_unconverged_scf_is_a_counted_failure_not_a_label():
@@ -277,7 +322,11 @@ def test_curated_smiles_parse_and_decorated_molecules_are_valid():
     for smiles in (*SMALL_CHNOSCL, *DRUGS, *SCAFFOLDS, *SUBSTITUENTS):
         assert Chem.MolFromSmiles(smiles) is not None, smiles
     assert all(Chem.MolFromSmiles(s).GetNumHeavyAtoms() <= 7 for s in SMALL_CHNOSCL)
-    assert {a.GetSymbol() for s in SMALL_CHNO for a in Chem.MolFromSmiles(s).GetAtoms()} == {"C", "N", "O"}
+    assert {a.GetSymbol() for s in SMALL_CHNO for a in Chem.MolFromSmiles(s).GetAtoms()} == {
+        "C",
+        "N",
+        "O",
+    }
     rng = np.random.default_rng(3)
     for _ in range(20):
         molecule = Chem.MolFromSmiles(decorated_molecule(rng))
@@ -288,9 +337,29 @@ def test_cli_demo_writes_stores_summary_and_an_mlflow_run(tmp_path, capsys, trac
     from mlflow.tracking import MlflowClient
 
     data = tmp_path / "data"
-    assert main(["data", "demo", "--out", str(data), "--scale", "tiny", "--workers", "1", "--subsets", "qm7x"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "demo",
+                "--out",
+                str(data),
+                "--scale",
+                "tiny",
+                "--workers",
+                "1",
+                "--subsets",
+                "qm7x",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["subsets"]["qm7x"]["samples"] == target_sizes("tiny")["qm7x"] == len(StructureStore(data / "qm7x.lmdb"))
+    assert (
+        summary["subsets"]["qm7x"]["samples"]
+        == target_sizes("tiny")["qm7x"]
+        == len(StructureStore(data / "qm7x.lmdb"))
+    )
     assert sorted(p.name for p in data.iterdir()) == ["demo_summary.json", "qm7x.lmdb"]
     assert json.loads((data / "demo_summary.json").read_text())["subsets"] == summary["subsets"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tracking_db}")

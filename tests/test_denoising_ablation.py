@@ -13,7 +13,11 @@ import torch
 from lamm.analysis.denoising import crossing_epoch, learning_curve, summarize, table_rows
 from lamm.cli import main
 from lamm.data.noise import denoise
-from lamm.training.denoising_ablation import ablation_config, check_denoising_store, run_denoising_ablation
+from lamm.training.denoising_ablation import (
+    ablation_config,
+    check_denoising_store,
+    run_denoising_ablation,
+)
 from lamm.training.denoising_metric import centered_error, own_label_error, remove_mean
 from tests.helpers.training_data import tiny_trainer_config, write_training_stores
 from tests.model_support import single_thread  # noqa: F401  (autouse fixture)
@@ -28,8 +32,12 @@ def _two_structures():
 
 def test_remove_mean_by_hand():
     atom_batch = torch.tensor([0, 0, 1, 1, 1])
-    vectors = torch.tensor([[1.0, 0, 0], [3.0, 2, 0], [0, 0, 3.0], [0, 0, 0], [0, 3.0, 0]], dtype=torch.float64)
-    expected = torch.tensor([[-1.0, -1, 0], [1.0, 1, 0], [0, -1, 2.0], [0, -1, -1], [0, 2, -1]], dtype=torch.float64)
+    vectors = torch.tensor(
+        [[1.0, 0, 0], [3.0, 2, 0], [0, 0, 3.0], [0, 0, 0], [0, 3.0, 0]], dtype=torch.float64
+    )
+    expected = torch.tensor(
+        [[-1.0, -1, 0], [1.0, 1, 0], [0, -1, 2.0], [0, -1, -1], [0, 2, -1]], dtype=torch.float64
+    )
     assert torch.allclose(remove_mean(vectors, atom_batch, 2), expected)
 
 
@@ -37,13 +45,19 @@ def test_prediction_equal_to_the_noise_has_zero_error_in_both_modes():
     atom_batch, noise = _two_structures()
     relative_label = -remove_mean(noise, atom_batch, 2)
     for label in (-noise, relative_label):  # baseline, relative
-        assert torch.allclose(own_label_error(label, label, atom_batch, 2), torch.zeros(2, dtype=torch.float64))
-        assert torch.allclose(centered_error(label, label, atom_batch, 2), torch.zeros(2, dtype=torch.float64))
+        assert torch.allclose(
+            own_label_error(label, label, atom_batch, 2), torch.zeros(2, dtype=torch.float64)
+        )
+        assert torch.allclose(
+            centered_error(label, label, atom_batch, 2), torch.zeros(2, dtype=torch.float64)
+        )
     # a perfect relative model scored against baseline labels: own-label error = |mean| per atom,
     # the floor no translation-invariant model avoids; the centered error sees no error at all
     means = torch.stack([noise[:3].mean(0), noise[3:].mean(0)]).norm(dim=1)
     assert torch.allclose(own_label_error(relative_label, -noise, atom_batch, 2), means)
-    assert torch.allclose(centered_error(relative_label, -noise, atom_batch, 2), torch.zeros(2, dtype=torch.float64))
+    assert torch.allclose(
+        centered_error(relative_label, -noise, atom_batch, 2), torch.zeros(2, dtype=torch.float64)
+    )
 
 
 def test_centered_error_by_hand_and_mode_independent():
@@ -64,7 +78,10 @@ def test_centered_error_by_hand_and_mode_independent():
     a = centered_error(guess, torch.tensor(baseline), batch6, 1)
     b = centered_error(guess, torch.tensor(relative), batch6, 1)
     assert torch.allclose(a, b)
-    assert not torch.allclose(own_label_error(guess, torch.tensor(baseline), batch6, 1), own_label_error(guess, torch.tensor(relative), batch6, 1))
+    assert not torch.allclose(
+        own_label_error(guess, torch.tensor(baseline), batch6, 1),
+        own_label_error(guess, torch.tensor(relative), batch6, 1),
+    )
 
 
 def test_crossing_epoch_interpolates_and_reports_never():
@@ -74,7 +91,10 @@ def test_crossing_epoch_interpolates_and_reports_never():
 
 
 def _curve(own, centered):
-    return [{"step": 10 * k, "epoch": float(k), "val_error_a": o, "val_error_centered_a": c} for k, (o, c) in enumerate(zip(own, centered))]
+    return [
+        {"step": 10 * k, "epoch": float(k), "val_error_a": o, "val_error_centered_a": c}
+        for k, (o, c) in enumerate(zip(own, centered))
+    ]
 
 
 def test_summary_ratio_and_common_threshold():
@@ -85,7 +105,10 @@ def test_summary_ratio_and_common_threshold():
     summary = summarize(curves, threshold_a=0.03)
     assert summary["main_metric"] == "val_error_a"
     main_metric = summary["val_error_a"]
-    assert main_metric["threshold"]["epochs"] == {"baseline": None, "relative": 2.0}  # 0.031 never reaches 0.03
+    assert main_metric["threshold"]["epochs"] == {
+        "baseline": None,
+        "relative": 2.0,
+    }  # 0.031 never reaches 0.03
     assert main_metric["threshold"]["ratio"] is None
     assert main_metric["common_threshold"]["value_a"] == pytest.approx(0.031)  # the baseline's best
     # relative crosses 0.031 between epoch 1 (0.04) and 2 (0.03): 1 + 0.009 / 0.01
@@ -104,11 +127,41 @@ def test_summary_ratio_and_common_threshold():
 
 def test_ablation_config_overrides_only_what_the_ablation_changes():
     base = tiny_trainer_config()
-    config = ablation_config(base, "baseline", subset="pubchem3d", epochs=2.0, batch_per_rank=3, val_every_steps=4, val_max_samples=5)
-    assert config["data"]["subsets"] == ["pubchem3d"] and config["data"]["denoise_mode"] == "baseline"
-    assert config["seed"] == base["seed"] and config["model"] == ablation_config(base, "relative", subset="pubchem3d", epochs=2.0, batch_per_rank=3, val_every_steps=4, val_max_samples=5)["model"]
+    config = ablation_config(
+        base,
+        "baseline",
+        subset="pubchem3d",
+        epochs=2.0,
+        batch_per_rank=3,
+        val_every_steps=4,
+        val_max_samples=5,
+    )
+    assert (
+        config["data"]["subsets"] == ["pubchem3d"] and config["data"]["denoise_mode"] == "baseline"
+    )
+    assert (
+        config["seed"] == base["seed"]
+        and config["model"]
+        == ablation_config(
+            base,
+            "relative",
+            subset="pubchem3d",
+            epochs=2.0,
+            batch_per_rank=3,
+            val_every_steps=4,
+            val_max_samples=5,
+        )["model"]
+    )
     with pytest.raises(ValueError, match="unknown denoising mode"):
-        ablation_config(base, "absolute", subset="pubchem3d", epochs=1.0, batch_per_rank=1, val_every_steps=1, val_max_samples=1)
+        ablation_config(
+            base,
+            "absolute",
+            subset="pubchem3d",
+            epochs=1.0,
+            batch_per_rank=1,
+            val_every_steps=1,
+            val_max_samples=1,
+        )
 
 
 def test_unknown_subset_and_empty_or_labeled_store_are_refused(tmp_path):
@@ -125,33 +178,62 @@ def test_unknown_subset_and_empty_or_labeled_store_are_refused(tmp_path):
 def test_driver_on_a_tiny_store_writes_both_curves_and_the_summary(tmp_path):
     data = write_training_stores(tmp_path / "data")
     base = tiny_trainer_config(data={"num_workers": 0})
-    settings = dict(subset="pubchem3d", epochs=2.0, batch_per_rank=2, val_every_steps=2, val_max_samples=10)
+    settings = dict(
+        subset="pubchem3d", epochs=2.0, batch_per_rank=2, val_every_steps=2, val_max_samples=10
+    )
     summaries = run_denoising_ablation(base, data, tmp_path / "ablation", **settings)
     assert set(summaries) == {"baseline", "relative"}
-    curves = {mode: learning_curve(tmp_path / "ablation" / mode / "validation.csv", "pubchem3d") for mode in summaries}
+    curves = {
+        mode: learning_curve(tmp_path / "ablation" / mode / "validation.csv", "pubchem3d")
+        for mode in summaries
+    }
     for mode, rows in curves.items():
         assert rows[0]["step"] == 0 and rows[-1]["step"] == summaries[mode]["steps"] > 0
         assert all(math.isfinite(r["val_error_a"]) and r["val_error_a"] > 0 for r in rows)
     # same seed, same model and noise draw: at step 0 both runs score the same centered error,
     # and the baseline's own-label error is higher by its labels' unpredictable mean
-    assert curves["baseline"][0]["val_error_centered_a"] == pytest.approx(curves["relative"][0]["val_error_centered_a"], rel=1e-5)
-    assert curves["relative"][0]["val_error_a"] == pytest.approx(curves["relative"][0]["val_error_centered_a"], rel=0.05)
+    assert curves["baseline"][0]["val_error_centered_a"] == pytest.approx(
+        curves["relative"][0]["val_error_centered_a"], rel=1e-5
+    )
+    assert curves["relative"][0]["val_error_a"] == pytest.approx(
+        curves["relative"][0]["val_error_centered_a"], rel=0.05
+    )
     assert curves["baseline"][0]["val_error_a"] > curves["baseline"][0]["val_error_centered_a"]
 
     table, figure, summary = tmp_path / "t.csv", tmp_path / "f.png", tmp_path / "s.json"
-    code = main(["ablation", "denoising-summary", "--run", f"baseline={tmp_path / 'ablation' / 'baseline'}",
-                 "--run", f"relative={tmp_path / 'ablation' / 'relative'}", "--table", str(table),
-                 "--figure", str(figure), "--summary", str(summary), "--threshold", "0.03"])
+    code = main(
+        [
+            "ablation",
+            "denoising-summary",
+            "--run",
+            f"baseline={tmp_path / 'ablation' / 'baseline'}",
+            "--run",
+            f"relative={tmp_path / 'ablation' / 'relative'}",
+            "--table",
+            str(table),
+            "--figure",
+            str(figure),
+            "--summary",
+            str(summary),
+            "--threshold",
+            "0.03",
+        ]
+    )
     assert code == 0 and figure.stat().st_size > 10_000
     with open(table, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {"mode", "step", "epoch", "val_error_a", "val_error_centered_a"} <= set(rows[0])
     assert {r["mode"] for r in rows} == {"baseline", "relative"}
-    assert json.loads(summary.read_text())["val_error_a"]["modes"]["relative"]["final_step"] == summaries["relative"]["steps"]
+    assert (
+        json.loads(summary.read_text())["val_error_a"]["modes"]["relative"]["final_step"]
+        == summaries["relative"]["steps"]
+    )
 
 
 def test_learning_curve_without_denoising_metrics_names_the_file(tmp_path):
     path = tmp_path / "validation.csv"
     path.write_text("step,epoch,metric,value\n0,0.0,val/loss,1.0\n")
-    with pytest.raises(ValueError, match="validation.csv: no complete denoising validation for subset 'pubchem3d'"):
+    with pytest.raises(
+        ValueError, match="validation.csv: no complete denoising validation for subset 'pubchem3d'"
+    ):
         learning_curve(path, "pubchem3d")

@@ -29,7 +29,13 @@ from lamm.models.build import build_potential
 from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint
 from tests.store_factory import emt_record
 
-TIMING = ("explore_atoms_per_s", "explore_seconds", "train_seconds", "student_atoms_per_s", "round_seconds")
+TIMING = (
+    "explore_atoms_per_s",
+    "explore_seconds",
+    "train_seconds",
+    "student_atoms_per_s",
+    "round_seconds",
+)
 
 
 # --- selection: pure functions on hand-built force arrays ----------------------------------------
@@ -57,10 +63,18 @@ def test_selection_picks_highest_disagreement_inside_the_window_with_a_cap():
     selection = select_configurations(deviations, lo=0.05, hi=5.0, cap=3)
     assert selection.selected.tolist() == [1, 5, 3]  # 0.3, 0.3 (tie: earlier first), 0.2
     assert (selection.accurate, selection.candidates, selection.failed) == (1, 4, 2)
-    assert select_configurations(deviations, lo=0.05, hi=5.0, cap=10).selected.tolist() == [1, 5, 3, 6]
+    assert select_configurations(deviations, lo=0.05, hi=5.0, cap=10).selected.tolist() == [
+        1,
+        5,
+        3,
+        6,
+    ]
     assert select_configurations(deviations, lo=0.05, hi=5.0, cap=0).selected.tolist() == []
     # the window's ends are inclusive; above hi (an exploded configuration) is never picked
-    assert select_configurations([0.05, 5.0, 5.01], lo=0.05, hi=5.0, cap=5).selected.tolist() == [1, 0]
+    assert select_configurations([0.05, 5.0, 5.01], lo=0.05, hi=5.0, cap=5).selected.tolist() == [
+        1,
+        0,
+    ]
     with pytest.raises(ValueError, match="lo <= hi"):
         select_configurations(deviations, lo=1.0, hi=0.5, cap=3)
     stats = deviation_statistics(deviations)
@@ -71,24 +85,47 @@ def test_selection_picks_highest_disagreement_inside_the_window_with_a_cap():
 def test_stop_when_the_target_is_reached_or_no_improvement():
     assert stop_reason([500.0], target=None, patience=1, min_improvement=0.02) is None
     assert stop_reason([500.0, 400.0], target=None, patience=1, min_improvement=0.02) is None
-    assert stop_reason([500.0, 495.0], target=None, patience=1, min_improvement=0.02) == "no improvement in 1 round(s)"
+    assert (
+        stop_reason([500.0, 495.0], target=None, patience=1, min_improvement=0.02)
+        == "no improvement in 1 round(s)"
+    )
     assert stop_reason([500.0, 600.0, 450.0], target=None, patience=2, min_improvement=0.02) is None
-    assert stop_reason([500.0, 600.0, 550.0], target=None, patience=2, min_improvement=0.02) is not None
-    assert stop_reason([500.0, 90.0], target=100.0, patience=5, min_improvement=0.0) == "target reached"
+    assert (
+        stop_reason([500.0, 600.0, 550.0], target=None, patience=2, min_improvement=0.02)
+        is not None
+    )
+    assert (
+        stop_reason([500.0, 90.0], target=100.0, patience=5, min_improvement=0.0)
+        == "target reached"
+    )
 
 
 # --- a tiny distillation, run through the CLI ------------------------------------------------------
 CONFIG = {
-    "name": "unit", "seed": 0, "device": "cpu", "threads": 1,
+    "name": "unit",
+    "seed": 0,
+    "device": "cpu",
+    "threads": 1,
     "student": {
-        "model": {"encoder": "painn", "cutoff": 3.0, "force_mode": "gradient",
-                  "painn": {"hidden_channels": 8, "num_layers": 1, "num_rbf": 8}, "heads": {"hidden_channels": 8}},
-        "committee": 2, "statistics_samples": 100,
+        "model": {
+            "encoder": "painn",
+            "cutoff": 3.0,
+            "force_mode": "gradient",
+            "painn": {"hidden_channels": 8, "num_layers": 1, "num_rbf": 8},
+            "heads": {"hidden_channels": 8},
+        },
+        "committee": 2,
+        "statistics_samples": 100,
         "optimizer": {"lr": 5.0e-3, "warmup_steps": 2, "ema_decay": 0.8},
         "train": {"total_steps": 6, "val_every_steps": 100, "val_max_samples": 20},
     },
     "seeds": {"split": "train", "max_structures": 2},
-    "explore": {"temperatures_k": [300.0, 600.0], "steps": 10, "timestep_fs": 1.0, "sample_every": 5},
+    "explore": {
+        "temperatures_k": [300.0, 600.0],
+        "steps": 10,
+        "timestep_fs": 1.0,
+        "sample_every": 5,
+    },
     "validation": {"steps": 10, "sample_every": 10},
     "select": {"lo_ev_per_a": 0.0, "hi_ev_per_a": 50.0, "max_per_round": 3},
     "speed": {"steps": 3, "warmup": 1, "repeats": 1, "min_atoms": 8},
@@ -100,7 +137,10 @@ CONFIG = {
 def _module_tracking(tmp_path_factory):
     """The module's runs (set up before conftest's per-test store exists) go to a store of their own, not results/."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path_factory.mktemp('mlflow_distill') / 'mlflow.db'}")
+        patch.setenv(
+            "MLFLOW_TRACKING_URI",
+            f"sqlite:///{tmp_path_factory.mktemp('mlflow_distill') / 'mlflow.db'}",
+        )
         patch.setenv("LAMM_PROGRESS", "0")
         patch.delenv("LAMM_RUN_TAGS", raising=False)
         yield
@@ -111,16 +151,30 @@ def inputs(tmp_path_factory):
     """A direct-force teacher (gentle forces: force_rms 0.1 eV/A), a store of a periodic cell
     and a molecule with EMT labels, and the config file."""
     root = tmp_path_factory.mktemp("distill_inputs")
-    model = {"encoder": "painn", "cutoff": 4.0, "force_mode": "direct",
-             "painn": {"hidden_channels": 16, "num_layers": 2, "num_rbf": 8}, "heads": {"hidden_channels": 8}}
+    model = {
+        "encoder": "painn",
+        "cutoff": 4.0,
+        "force_mode": "direct",
+        "painn": {"hidden_channels": 16, "num_layers": 2, "num_rbf": 8},
+        "heads": {"hidden_channels": 8},
+    }
     potential = build_potential(model, ["hme21"], seed=11)
-    potential.normalizer.set_head(0, {"element_references": {"1": -1.0, "8": -2.0, "29": -3.0},
-                                      "energy_mean": 0.0, "energy_std": 0.5, "force_rms": 0.1})
+    potential.normalizer.set_head(
+        0,
+        {
+            "element_references": {"1": -1.0, "8": -2.0, "29": -3.0},
+            "energy_mean": 0.0,
+            "energy_std": 0.5,
+            "force_rms": 0.1,
+        },
+    )
     teacher = save_checkpoint(root / "teacher.pt", checkpoint_dict(potential, model))
     cell = bulk("Cu", "fcc", a=3.6, cubic=True)
     cell.positions += np.random.default_rng(0).normal(0, 0.05, cell.positions.shape)
     store = root / "seeds.lmdb"
-    with StructureStoreWriter(store, subset="hme21", source="test", extra_info={"task": "s2ef"}) as writer:
+    with StructureStoreWriter(
+        store, subset="hme21", source="test", extra_info={"task": "s2ef"}
+    ) as writer:
         for atoms in (cell, molecule("H2O")):
             writer.add(emt_record(atoms), "train")
         writer.add(emt_record(cell), "test")
@@ -130,14 +184,27 @@ def inputs(tmp_path_factory):
 
 
 def _distill(inputs, out, *extra):
-    argv = ["distill", "--teacher", str(inputs["teacher"]), "--student-config", str(inputs["config"]),
-            "--seed-structures", str(inputs["store"]), "--out", str(out), *extra]
+    argv = [
+        "distill",
+        "--teacher",
+        str(inputs["teacher"]),
+        "--student-config",
+        str(inputs["config"]),
+        "--seed-structures",
+        str(inputs["store"]),
+        "--out",
+        str(out),
+        *extra,
+    ]
     return main(argv)
 
 
 def _files(folder):
-    return {p.relative_to(folder): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _rounds(path):
@@ -163,10 +230,15 @@ def test_a_round_resumes_exactly(resumed):
     a, b = resumed["a"], resumed["b"]
     assert _files(round_dir(a, 0)) == resumed["round0"]  # round 0 untouched: reused, not redone
     rows = _rounds(a / "rounds.csv")
-    assert [row["round"] for row in rows] == ["0", "1"] and all(row["status"] == "trained" for row in rows)
+    assert [row["round"] for row in rows] == ["0", "1"] and all(
+        row["status"] == "trained" for row in rows
+    )
     assert rows == _rounds(b / "rounds.csv")  # the same counts, deviations and errors
     for r in (0, 1):
-        mine, theirs = load_checkpoint(round_dir(a, r) / "student.pt"), load_checkpoint(round_dir(b, r) / "student.pt")
+        mine, theirs = (
+            load_checkpoint(round_dir(a, r) / "student.pt"),
+            load_checkpoint(round_dir(b, r) / "student.pt"),
+        )
         assert mine["model"].keys() == theirs["model"].keys()
         for key in mine["model"]:
             assert torch.equal(mine["model"][key], theirs["model"][key]), (r, key)
@@ -174,13 +246,19 @@ def test_a_round_resumes_exactly(resumed):
     selection = json.loads((round_dir(a, 1) / "select.json").read_text())
     deviations = np.array([np.nan if d is None else d for d in selection["deviations_ev_per_a"]])
     assert len(selection["selected"]) == 3
-    assert min(deviations[selection["selected"]]) >= np.sort(deviations[np.isfinite(deviations)])[-3]
+    assert (
+        min(deviations[selection["selected"]]) >= np.sort(deviations[np.isfinite(deviations)])[-3]
+    )
 
 
 def test_the_student_is_an_ordinary_checkpoint(resumed, inputs):
     path = resumed["a"] / "student.pt"
     payload = load_checkpoint(path)
-    assert "training" not in payload and payload["model_config"]["force_mode"] == "gradient" and payload["heads"] == ["hme21"]
+    assert (
+        "training" not in payload
+        and payload["model_config"]["force_mode"] == "gradient"
+        and payload["heads"] == ["hme21"]
+    )
     atoms = StructureStore(inputs["store"]).get_atoms(0)
     atoms.calc = LaMMCalculator(path)
     assert np.isfinite(atoms.get_potential_energy()) and np.isfinite(atoms.get_forces()).all()
@@ -190,10 +268,21 @@ def test_the_student_is_an_ordinary_checkpoint(resumed, inputs):
 def test_final_checks_and_the_json_summary(resumed, inputs, capsys):
     a = resumed["a"]
     final = json.loads((a / "final.json").read_text())
-    for key in ("speedup", "teacher_atoms_per_s", "student_atoms_per_s", "student_vs_teacher_forces_mae_mev_per_a",
-                "teacher_vs_labels_forces_mae_mev_per_a", "error_ratio", "drift_over_epot_std", "seed_cell_speedup"):
+    for key in (
+        "speedup",
+        "teacher_atoms_per_s",
+        "student_atoms_per_s",
+        "student_vs_teacher_forces_mae_mev_per_a",
+        "teacher_vs_labels_forces_mae_mev_per_a",
+        "error_ratio",
+        "drift_over_epot_std",
+        "seed_cell_speedup",
+    ):
         assert np.isfinite(final[key]), key
-    assert final["speed_natoms"] == [8, 3]  # the 4-atom cell repeated to >= 8 atoms, the molecule as it is
+    assert final["speed_natoms"] == [
+        8,
+        3,
+    ]  # the 4-atom cell repeated to >= 8 atoms, the molecule as it is
     for name in ("parity.png", "rounds.png", "speed.png", "rounds.csv", "student.pt"):
         assert (a / name).is_file(), name
     capsys.readouterr()
@@ -213,7 +302,11 @@ def test_a_different_config_in_the_same_folder_is_refused(resumed, inputs, tmp_p
 def test_bad_teacher_and_config_are_one_line_errors(inputs, tmp_path, capsys):
     assert _distill({**inputs, "teacher": tmp_path / "missing.pt"}, tmp_path / "out") == 1
     err = capsys.readouterr().err
-    assert err.startswith("lamm distill: error: teacher checkpoint") and "does not exist" in err and err.count("\n") == 1
+    assert (
+        err.startswith("lamm distill: error: teacher checkpoint")
+        and "does not exist" in err
+        and err.count("\n") == 1
+    )
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
     assert _distill({**inputs, "teacher": junk}, tmp_path / "out") == 1
@@ -243,12 +336,16 @@ def test_an_exploding_trajectory_stops_and_is_counted():
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             Calculator.calculate(self, atoms, properties, system_changes)
             forces = np.zeros((len(self.atoms), 3))
-            forces[0, 0] = 100.0 if self.atoms.positions[0, 0] > 0.3 else 1.0  # blows up once atom 0 moves right
+            forces[0, 0] = (
+                100.0 if self.atoms.positions[0, 0] > 0.3 else 1.0
+            )  # blows up once atom 0 moves right
             self.results = {"energy": 0.0, "forces": forces}
 
     atoms = molecule("H2O")
     atoms.positions[0, 0] = 0.0
-    settings = ExploreSettings(temperatures_k=(300.0,), steps=200, sample_every=2, max_force_ev_per_a=50.0)
+    settings = ExploreSettings(
+        temperatures_k=(300.0,), steps=200, sample_every=2, max_force_ev_per_a=50.0
+    )
     out = explore([atoms], Exploding(), settings, seed=0, stream=1)
     assert out.trajectories == 1 and out.aborted == {"force above max_force_ev_per_a": 1}
     assert out.records[-1].source_id.endswith("/aborted") and len(out.records) >= 2
@@ -266,9 +363,13 @@ def test_a_committee_of_one_is_the_student_against_the_teacher(resumed, inputs):
 
     config = load_distill_config(inputs["config"])
     config["student"]["committee"] = 1
-    run = Distillation(config, Teacher(inputs["teacher"]), load_seed_structures(inputs["store"]), resumed["a"])
+    run = Distillation(
+        config, Teacher(inputs["teacher"]), load_seed_structures(inputs["store"]), resumed["a"]
+    )
     records = read_records(round_dir(resumed["a"], 1) / "explored.lmdb")
-    student = predict(load_potential(round_dir(resumed["a"], 0) / "member_0" / "checkpoints" / "last.pt"), records).forces
+    student = predict(
+        load_potential(round_dir(resumed["a"], 0) / "member_0" / "checkpoints" / "last.pt"), records
+    ).forces
     teacher = predict(load_potential(inputs["teacher"]), records).forces
     expected = [np.linalg.norm(s - t, axis=1).max() for s, t in zip(student, teacher)]
     np.testing.assert_allclose(run.deviations(1, records), expected, rtol=1e-6)
@@ -293,11 +394,17 @@ def test_speed_calculators_take_turns_block_by_block():
             super().calculate(*args, **kwargs)
 
     cells = [bulk("Cu", "fcc", a=3.6, cubic=True), molecule("H2O")]
-    out = compare_speed(cells, {"t": Recording("t"), "s": Recording("s")}, steps=3, warmup=1, repeats=2)
+    out = compare_speed(
+        cells, {"t": Recording("t"), "s": Recording("s")}, steps=3, warmup=1, repeats=2
+    )
     # per structure: setup + warm-up of each, then rounds of 3 steps (one force call a step) in turn
     per_structure = ["t", "t", "s", "s"] + ["t"] * 3 + ["s"] * 3 + ["t"] * 3 + ["s"] * 3
     assert calls == per_structure * 2
     assert out["speed_natoms"] == [4, 3] and len(out["t_atoms_per_s_runs"]) == 2
     for name in ("t", "s"):
-        assert out[f"{name}_atoms_per_s"] >= max(out[f"{name}_atoms_per_s_runs"]) * (1 - 1e-9)  # fastest blocks
-        assert type(out[f"{name}_atoms_per_s"]) is float and out[f"{name}_atoms_per_cpu_s"] > 0  # JSON-ready
+        assert out[f"{name}_atoms_per_s"] >= max(out[f"{name}_atoms_per_s_runs"]) * (
+            1 - 1e-9
+        )  # fastest blocks
+        assert (
+            type(out[f"{name}_atoms_per_s"]) is float and out[f"{name}_atoms_per_cpu_s"] > 0
+        )  # JSON-ready

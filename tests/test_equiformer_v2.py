@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import add_adsorbate, bulk, fcc111, molecule
+from ase.build import add_adsorbate, fcc111, molecule
 from e3nn import o3
 
 from lamm import keys as K
 from lamm.data.graph import collate, structure_to_graph
 from lamm.data.record import StructureRecord
 from lamm.models.equiformer_v2 import EquiformerV2Encoder
+from lamm.models.equiformer_v2.activation import GridSiLU, SeparableS2Activation
 from lamm.models.equiformer_v2.grid import SphereGrid
 from lamm.models.equiformer_v2.layer_norm import EquivariantLayerNorm
 from lamm.models.equiformer_v2.linear import SO3Linear
-from lamm.models.equiformer_v2.activation import GridSiLU, SeparableS2Activation
 from lamm.models.equiformer_v2.segment import segment_softmax
 from lamm.models.equiformer_v2.so2_conv import SO2Convolution
 from lamm.models.equiformer_v2.so3 import (
@@ -33,7 +33,6 @@ from lamm.models.equiformer_v2.so3 import (
     edge_frame_rotation,
     harmonics,
     l1_to_cartesian,
-    num_coefficients,
 )
 
 F64 = torch.float64
@@ -43,7 +42,9 @@ SMALL = dict(
     cutoff=CUTOFF, lmax=3, mmax=2, num_layers=2, sphere_channels=8, attn_hidden_channels=8, num_heads=2,
     attn_alpha_channels=4, attn_value_channels=4, ffn_hidden_channels=8, num_distance_basis=16, edge_channels=8,
 )  # fmt: skip
-FINE = dict(grid_resolution=96, edge_grid_resolution=48)  # quadrature error at float64 noise for SMALL
+FINE = dict(
+    grid_resolution=96, edge_grid_resolution=48
+)  # quadrature error at float64 noise for SMALL
 
 
 def rotation(seed: int) -> np.ndarray:
@@ -64,16 +65,27 @@ def rotated(atoms: Atoms, r: np.ndarray) -> Atoms:
     return out
 
 
-def inputs(structures: list[Atoms], dtype: torch.dtype = F64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def inputs(
+    structures: list[Atoms], dtype: torch.dtype = F64
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Encoder inputs through the training path: structure_to_graph, collate, keys' r_ij."""
-    graphs = [structure_to_graph(StructureRecord.from_atoms(a), cutoff=CUTOFF, dtype=dtype) for a in structures]
+    graphs = [
+        structure_to_graph(StructureRecord.from_atoms(a), cutoff=CUTOFF, dtype=dtype)
+        for a in structures
+    ]
     batch = collate(graphs)
     j, i = batch[K.EDGE_INDEX]
     shifts = torch.einsum("mk,mkl->ml", batch[K.CELL_OFFSETS], batch[K.CELL][batch[K.BATCH][i]])
-    return batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], batch[K.POSITIONS][j] - batch[K.POSITIONS][i] + shifts
+    return (
+        batch[K.ATOMIC_NUMBERS],
+        batch[K.EDGE_INDEX],
+        batch[K.POSITIONS][j] - batch[K.POSITIONS][i] + shifts,
+    )
 
 
-def encode(model: EquiformerV2Encoder, structures: list[Atoms], dtype: torch.dtype = F64) -> tuple[torch.Tensor, torch.Tensor]:
+def encode(
+    model: EquiformerV2Encoder, structures: list[Atoms], dtype: torch.dtype = F64
+) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         out = model(*inputs(structures, dtype))
     return out[K.NODE_FEATURES], out[K.NODE_VECTORS]
@@ -96,7 +108,9 @@ def slab() -> Atoms:
     return atoms
 
 
-def rotation_errors(model: EquiformerV2Encoder, atoms: Atoms, seed: int, dtype: torch.dtype = F64) -> tuple[float, float]:
+def rotation_errors(
+    model: EquiformerV2Encoder, atoms: Atoms, seed: int, dtype: torch.dtype = F64
+) -> tuple[float, float]:
     r = rotation(seed)
     scalars, vectors = encode(model, [atoms], dtype)
     scalars_r, vectors_r = encode(model, [rotated(atoms, r)], dtype)
@@ -114,11 +128,19 @@ def test_wigner_d_is_exact_and_a_representation():
     wigner = WignerD(4)
     r1 = torch.tensor(np.stack([rotation(s) for s in range(20)]))
     r2 = torch.tensor(np.stack([rotation(100 + s) for s in range(20)]))
-    v = torch.nn.functional.normalize(torch.randn(20, 3, dtype=F64, generator=torch.Generator().manual_seed(0)), dim=1)
+    v = torch.nn.functional.normalize(
+        torch.randn(20, 3, dtype=F64, generator=torch.Generator().manual_seed(0)), dim=1
+    )
     d1, d2 = wigner(r1), wigner(r2)
     # Y(R v) = D(R) Y(v), D orthogonal, D(R1 R2) = D(R1) D(R2)
-    assert torch.allclose(harmonics(4, torch.einsum("mij,mj->mi", r1, v)), torch.einsum("mpq,mq->mp", d1, harmonics(4, v)), atol=1e-13)
-    assert torch.allclose(d1 @ d1.transpose(1, 2), torch.eye(25, dtype=F64).expand(20, 25, 25), atol=1e-13)
+    assert torch.allclose(
+        harmonics(4, torch.einsum("mij,mj->mi", r1, v)),
+        torch.einsum("mpq,mq->mp", d1, harmonics(4, v)),
+        atol=1e-13,
+    )
+    assert torch.allclose(
+        d1 @ d1.transpose(1, 2), torch.eye(25, dtype=F64).expand(20, 25, 25), atol=1e-13
+    )
     assert torch.allclose(wigner(r1 @ r2), d1 @ d2, atol=1e-13)
     # e3nn's angle-based D_from_matrix agrees only to ~3e-6 even in float64; ours is the exact one above
     irreps = o3.Irreps("+".join(f"1x{l}e" for l in range(5)))
@@ -126,13 +148,24 @@ def test_wigner_d_is_exact_and_a_representation():
 
 
 def test_edge_frames_put_every_edge_on_the_pole_without_randomness():
-    axes = torch.tensor([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=F64)
-    u = torch.cat([axes, torch.nn.functional.normalize(torch.randn(50, 3, dtype=F64, generator=torch.Generator().manual_seed(1)), dim=1)])
+    axes = torch.tensor(
+        [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=F64
+    )
+    u = torch.cat(
+        [
+            axes,
+            torch.nn.functional.normalize(
+                torch.randn(50, 3, dtype=F64, generator=torch.Generator().manual_seed(1)), dim=1
+            ),
+        ]
+    )
     u.requires_grad_(True)
     frames = edge_frame_rotation(u)
     pole = torch.tensor([0.0, 1.0, 0.0], dtype=F64)
     assert torch.allclose(torch.einsum("mij,mj->mi", frames, u), pole.expand_as(u), atol=1e-14)
-    assert torch.allclose(frames @ frames.transpose(1, 2), torch.eye(3, dtype=F64).expand(len(u), 3, 3), atol=1e-14)
+    assert torch.allclose(
+        frames @ frames.transpose(1, 2), torch.eye(3, dtype=F64).expand(len(u), 3, 3), atol=1e-14
+    )
     assert torch.allclose(torch.linalg.det(frames), torch.ones(len(u), dtype=F64), atol=1e-14)
     assert torch.equal(edge_frame_rotation(u), frames)  # deterministic: no random roll
     # a vector's l = 1 coefficients rotated into its own edge frame keep only m = 0 (the pole)
@@ -165,7 +198,9 @@ def test_so2_convolution_commutes_with_rotations_about_the_edge():
     edge = torch.randn(7, 5, dtype=F64)
     y, extra = conv(x, edge)
     for angle in (0.3, 1.9, -2.5):
-        roll = WignerD(lmax)(about_y(angle)[None])[0][rows][:, rows]  # acts within the kept |m| <= mmax
+        roll = WignerD(lmax)(about_y(angle)[None])[0][rows][
+            :, rows
+        ]  # acts within the kept |m| <= mmax
         y_rolled, extra_rolled = conv(torch.einsum("pq,mqc->mpc", roll, x), edge)
         assert torch.allclose(y_rolled, torch.einsum("pq,mqc->mpc", roll, y), atol=1e-13)
         assert torch.allclose(extra_rolled, extra, atol=1e-13)  # m = 0 outputs are invariant
@@ -183,10 +218,16 @@ def test_layer_norm_and_linear_commute_with_wigner_d(scalar_layer_norm):
     x = torch.randn(4, 16, 6, dtype=F64)
     d = WignerD(lmax)(torch.tensor(rotation(4))[None])[0]
     for layer in (norm, linear):
-        assert torch.allclose(layer(torch.einsum("pq,nqc->npc", d, x)), torch.einsum("pq,nqc->npc", d, layer(x)), atol=1e-13)
+        assert torch.allclose(
+            layer(torch.einsum("pq,nqc->npc", d, x)),
+            torch.einsum("pq,nqc->npc", d, layer(x)),
+            atol=1e-13,
+        )
     balanced = EquivariantLayerNorm(lmax, 6, scalar_layer_norm).to(F64)(x)
     if scalar_layer_norm:  # l = 0 is an ordinary LayerNorm over channels
-        assert torch.allclose(balanced[:, 0], torch.nn.functional.layer_norm(x[:, 0], (6,)), atol=1e-12)
+        assert torch.allclose(
+            balanced[:, 0], torch.nn.functional.layer_norm(x[:, 0], (6,)), atol=1e-12
+        )
 
 
 def test_s2_activation_exact_for_grid_symmetries_and_converging_otherwise():
@@ -200,13 +241,19 @@ def test_s2_activation_exact_for_grid_symmetries_and_converging_otherwise():
     def error(resolution: int, r: torch.Tensor) -> float:
         act = SeparableS2Activation(SphereGrid(lmax, rows, resolution))
         d = wigner(r[None])[0]
-        return rel(act(gates, torch.einsum("pq,nqc->npc", d, x)), torch.einsum("pq,nqc->npc", d, act(gates, x)))
+        return rel(
+            act(gates, torch.einsum("pq,nqc->npc", d, x)),
+            torch.einsum("pq,nqc->npc", d, act(gates, x)),
+        )
 
     # a turn about the pole by one longitude step maps the grid onto itself: exact
     assert error(12, about_y(2 * math.pi / 12)) < 1e-13
     generic = torch.tensor(rotation(5))
     errors = [error(res, generic) for res in (8, 16, 32, 64, 96)]
-    print("S2 activation equivariance error vs grid resolution 8/16/32/64/96:", ", ".join(f"{e:.1e}" for e in errors))
+    print(
+        "S2 activation equivariance error vs grid resolution 8/16/32/64/96:",
+        ", ".join(f"{e:.1e}" for e in errors),
+    )
     assert all(b < a / 5 for a, b in zip(errors, errors[1:]))
     assert errors[-1] < 1e-10
 
@@ -239,7 +286,9 @@ def test_encoder_is_equivariant_in_float64(fine_model, structure):
     atoms = structure()
     for seed in (0, 1):
         scalar_error, vector_error = rotation_errors(fine_model, atoms, seed)
-        print(f"{structure.__name__} rotation {seed}: scalar {scalar_error:.1e}, vector {vector_error:.1e}")
+        print(
+            f"{structure.__name__} rotation {seed}: scalar {scalar_error:.1e}, vector {vector_error:.1e}"
+        )
         assert scalar_error < 1e-12 and vector_error < 1e-10
     scalars, vectors = encode(fine_model, [atoms])
     assert scalars.abs().max() > 0.1 and vectors.abs().max() > 0.01  # nothing vanished
@@ -261,7 +310,9 @@ def test_encoder_equivariance_in_float32_and_at_the_default_grid(fine_model):
     # the residual of the paper's 18 x 18 grid, documented in the README: it must shrink with resolution
     errors = []
     for resolution in (12, 18, 36):
-        model = EquiformerV2Encoder(**SMALL, grid_resolution=resolution, edge_grid_resolution=resolution).to(F64)
+        model = EquiformerV2Encoder(
+            **SMALL, grid_resolution=resolution, edge_grid_resolution=resolution
+        ).to(F64)
         errors.append(rotation_errors(model, slab(), 0))
     print("grid 12/18/36 (scalar, vector):", ", ".join(f"({s:.1e}, {v:.1e})" for s, v in errors))
     assert errors[0][1] > errors[1][1] > errors[2][1] and errors[2][1] < 1e-5
@@ -274,7 +325,9 @@ def test_a_batch_encodes_like_its_structures(fine_model):
     scalars_b, vectors_b = encode(fine_model, [b])
     assert torch.allclose(scalars, torch.cat([scalars_a, scalars_b]), atol=1e-12)
     assert torch.allclose(vectors, torch.cat([vectors_a, vectors_b]), atol=1e-12)
-    isolated, isolated_vectors = encode(fine_model, [Atoms("Cu", positions=[[0, 0, 0]])])  # no edges at all
+    isolated, isolated_vectors = encode(
+        fine_model, [Atoms("Cu", positions=[[0, 0, 0]])]
+    )  # no edges at all
     # a lone atom's features are constant on the sphere: no l >= 1 part (up to rounding)
     assert torch.isfinite(isolated).all() and isolated_vectors.abs().max() < 1e-13
 
@@ -283,7 +336,9 @@ def test_features_are_smooth_as_an_atom_crosses_the_cutoff(fine_model):
     """A readout of scalars and vectors is continuous with a continuous slope where an edge
     crosses the cutoff: for a neighbor among others, and for a lone neighbor (the pair falls
     apart into two isolated atoms, where the envelope makes the change O(eps^3))."""
-    probe = torch.randn(3, 3, fine_model.vector_dim, dtype=F64, generator=torch.Generator().manual_seed(0))
+    probe = torch.randn(
+        3, 3, fine_model.vector_dim, dtype=F64, generator=torch.Generator().manual_seed(0)
+    )
 
     def readout(atoms: Atoms) -> float:
         scalars, vectors = encode(fine_model, [atoms])
@@ -302,15 +357,21 @@ def test_features_are_smooth_as_an_atom_crosses_the_cutoff(fine_model):
             f = [readout(build(crossing + k * eps)) for k in (-2, -1, 1, 2)]
             jumps.append(abs(f[1] - f[2]))
             slopes.append(((f[1] - f[0]) / eps, (f[3] - f[2]) / eps))  # inside, outside
-        print(f"{build.__name__}: jump across +-1e-3 {jumps[0]:.1e}, +-1e-5 {jumps[1]:.1e}; slopes in/out {slopes[1][0]:.4f}/{slopes[1][1]:.4f}")
-        assert jumps[1] < 0.02 * jumps[0] + 1e-12  # falls with eps like a continuous function (a step would not)
+        print(
+            f"{build.__name__}: jump across +-1e-3 {jumps[0]:.1e}, +-1e-5 {jumps[1]:.1e}; slopes in/out {slopes[1][0]:.4f}/{slopes[1][1]:.4f}"
+        )
+        assert (
+            jumps[1] < 0.02 * jumps[0] + 1e-12
+        )  # falls with eps like a continuous function (a step would not)
         assert abs(slopes[1][0] - slopes[1][1]) < 1e-2 * abs(slopes[1][0]) + 1e-6
     assert jumps[0] < 1e-5  # the lone pair: O(eps^3)
 
 
 def test_gradients_are_finite_for_edges_along_the_axes():
     model = EquiformerV2Encoder(**SMALL).to(F64)
-    atoms = Atoms("Po", cell=np.eye(3) * 3.0, pbc=True)  # simple cubic: neighbors exactly along +-x, +-y, +-z
+    atoms = Atoms(
+        "Po", cell=np.eye(3) * 3.0, pbc=True
+    )  # simple cubic: neighbors exactly along +-x, +-y, +-z
     atomic_numbers, edge_index, vectors = inputs([atoms.repeat((2, 1, 1))])
     vectors.requires_grad_(True)
     out = model(atomic_numbers, edge_index, vectors)
@@ -324,7 +385,9 @@ def test_weights_come_from_the_seed_alone():
     assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is untouched
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     c = EquiformerV2Encoder(**SMALL, seed=4)
-    assert not torch.equal(a.blocks[0].attention.conv_1.fc_m0.weight, c.blocks[0].attention.conv_1.fc_m0.weight)
+    assert not torch.equal(
+        a.blocks[0].attention.conv_1.fc_m0.weight, c.blocks[0].attention.conv_1.fc_m0.weight
+    )
     # attention dropout: seeded, only in training
     drop = EquiformerV2Encoder(**SMALL, alpha_drop=0.5).to(F64)
     x = inputs([ethanol()])
@@ -351,7 +414,14 @@ def test_weights_come_from_the_seed_alone():
     ],
 )
 def test_invalid_arguments_raise(bad, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)").replace("*", r"\*").replace("+", r"\+")):
+    with pytest.raises(
+        ValueError,
+        match=message.replace("[", r"\[")
+        .replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("*", r"\*")
+        .replace("+", r"\+"),
+    ):
         EquiformerV2Encoder(**{**SMALL, **bad})
 
 
@@ -369,9 +439,21 @@ def test_lamm_l_parameter_count():
     n_encoder = sum(p.numel() for p in encoder.parameters())
     ffn, attention = encoder.blocks[0].feed_forward, encoder.blocks[0].attention
     c, lmax = encoder.scalar_dim, encoder.lmax
-    n_energy = sum(p.numel() for p in ffn.parameters()) - sum(p.numel() for p in ffn.linear_2.parameters()) + (lmax + 1) * ffn.linear_1.out_channels + 1
-    n_force = sum(p.numel() for p in attention.parameters()) - sum(p.numel() for p in attention.proj.parameters()) + (lmax + 1) * 128 + 1
-    n_elements_90 = n_encoder - (118 - 89) * c * (1 + 2 * (1 + len(encoder.blocks)))  # fairchem embeds 90 elements
+    n_energy = (
+        sum(p.numel() for p in ffn.parameters())
+        - sum(p.numel() for p in ffn.linear_2.parameters())
+        + (lmax + 1) * ffn.linear_1.out_channels
+        + 1
+    )
+    n_force = (
+        sum(p.numel() for p in attention.parameters())
+        - sum(p.numel() for p in attention.proj.parameters())
+        + (lmax + 1) * 128
+        + 1
+    )
+    n_elements_90 = n_encoder - (118 - 89) * c * (
+        1 + 2 * (1 + len(encoder.blocks))
+    )  # fairchem embeds 90 elements
     print(f"LaMM-L encoder: {n_encoder:,} parameters ({n_elements_90:,} with 90 elements as fairchem); "
           f"fairchem-style heads: energy FFN {n_energy:,} + force attention {n_force:,}; "
           f"total {n_elements_90 + n_energy + n_force:,} (EquiformerV2 31M); LaMM-L 33.8M")  # fmt: skip
@@ -383,8 +465,12 @@ def test_chunked_grid_silu_has_exact_first_and_second_derivatives(monkeypatch):
     monkeypatch.setattr(GridSiLU, "CHUNK_VALUES", 40)  # several chunks even for this tiny input
     grid = SphereGrid(2, list(range(9)), 5)
     to_grid, from_grid = grid.to_grid_matrix, grid.from_grid_matrix[1:]
-    x = torch.randn(6, 9, 2, dtype=F64, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    reference = torch.einsum("kp,bpc->bkc", from_grid, torch.nn.functional.silu(torch.einsum("pk,bkc->bpc", to_grid, x)))
+    x = torch.randn(
+        6, 9, 2, dtype=F64, generator=torch.Generator().manual_seed(0), requires_grad=True
+    )
+    reference = torch.einsum(
+        "kp,bpc->bkc", from_grid, torch.nn.functional.silu(torch.einsum("pk,bkc->bpc", to_grid, x))
+    )
     assert torch.allclose(GridSiLU.apply(x, to_grid, from_grid), reference, atol=1e-15)
     assert torch.autograd.gradcheck(lambda t: GridSiLU.apply(t, to_grid, from_grid), (x,))
     assert torch.autograd.gradgradcheck(lambda t: GridSiLU.apply(t, to_grid, from_grid), (x,))
@@ -399,10 +485,16 @@ def test_activation_checkpointing_changes_memory_not_results():
         v = vectors.clone().requires_grad_(True)
         out = model(atomic_numbers, edge_index, v)
         energy = out[K.NODE_FEATURES][:, :2].square().sum() + out[K.NODE_VECTORS].sum()
-        (grad,) = torch.autograd.grad(energy, v, create_graph=True)  # as gradient forces in training
-        (grad_of_grad,) = torch.autograd.grad(grad.square().sum(), model.blocks[0].attention.alpha_dot)
+        (grad,) = torch.autograd.grad(
+            energy, v, create_graph=True
+        )  # as gradient forces in training
+        (grad_of_grad,) = torch.autograd.grad(
+            grad.square().sum(), model.blocks[0].attention.alpha_dot
+        )
         grads.append((out[K.NODE_VECTORS], grad, grad_of_grad))
     for a, b in zip(*grads):
         assert torch.allclose(a, b, atol=1e-12)
-    with pytest.raises(ValueError, match="activation_checkpointing cannot be combined with alpha_drop"):
+    with pytest.raises(
+        ValueError, match="activation_checkpointing cannot be combined with alpha_drop"
+    ):
         EquiformerV2Encoder(**SMALL, activation_checkpointing=True, alpha_drop=0.1)

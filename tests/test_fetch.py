@@ -120,7 +120,10 @@ def test_dropped_connection_is_retried_from_where_it_stopped(server, tmp_path):
     server.files["/x"] = data
     server.cut_after["/x"] = 200_000
     download(f"{server.url}/x", tmp_path / "x", md5=md5(data), retries=2, backoff_s=0)
-    assert [r for _, r in server.requests] == [None, "bytes=196608-"]  # three whole 64 KiB blocks kept
+    assert [r for _, r in server.requests] == [
+        None,
+        "bytes=196608-",
+    ]  # three whole 64 KiB blocks kept
     assert (tmp_path / "x").read_bytes() == data
 
 
@@ -194,16 +197,33 @@ def test_fetch_command_through_a_mirror(server, tmp_path, monkeypatch, capsys):
     server.files["/1000.xz"] = xz
     server.files["/DupMols.dat"] = dupmols = b"Geom-m1-i1-c1\n"
     text = (datasets_dir() / "qm7x.yaml").read_text()  # the real description, with our checksums
-    text = text.replace("b50c6a5d0a4493c274368cf22285503e", md5(xz)).replace("5d886ccac38877c8cb26c07704dd1034", md5(dupmols))
+    text = text.replace("b50c6a5d0a4493c274368cf22285503e", md5(xz)).replace(
+        "5d886ccac38877c8cb26c07704dd1034", md5(dupmols)
+    )
     datasets = tmp_path / "datasets"
     datasets.mkdir()
     (datasets / "qm7x.yaml").write_text(text)
     monkeypatch.setenv("LAMM_DATASETS_DIR", str(datasets))
     dest = tmp_path / "raw" / "qm7x"
-    argv = ["data", "fetch", "qm7x", "--dest", str(dest), "--mirror", server.url, "--file", "1000.xz", "--file", "DupMols.dat"]
+    argv = [
+        "data",
+        "fetch",
+        "qm7x",
+        "--dest",
+        str(dest),
+        "--mirror",
+        server.url,
+        "--file",
+        "1000.xz",
+        "--file",
+        "DupMols.dat",
+    ]
     assert main(argv) == 0
     manifest = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert [(f["name"], f["status"]) for f in manifest["files"]] == [("1000.xz", "unpacked"), ("DupMols.dat", "downloaded")]
+    assert [(f["name"], f["status"]) for f in manifest["files"]] == [
+        ("1000.xz", "unpacked"),
+        ("DupMols.dat", "downloaded"),
+    ]
     assert (dest / "1000.hdf5").read_bytes() == hdf5
     assert json.loads((dest / "fetch-manifest.json").read_text()) == manifest
     from mlflow.tracking import MlflowClient
@@ -217,7 +237,22 @@ def test_fetch_command_through_a_mirror(server, tmp_path, monkeypatch, capsys):
     requests = len(server.requests)
     assert main(argv) == 0  # everything present: nothing is downloaded again
     assert len(server.requests) == requests
-    assert main(["data", "fetch", "qm7x", "--dest", str(dest), "--mirror", server.url, "--file", "2000.xz"]) == 1
+    assert (
+        main(
+            [
+                "data",
+                "fetch",
+                "qm7x",
+                "--dest",
+                str(dest),
+                "--mirror",
+                server.url,
+                "--file",
+                "2000.xz",
+            ]
+        )
+        == 1
+    )
     assert "2000.xz: not found on the server" in capsys.readouterr().err
     assert not (dest / "2000.xz").exists() and not (dest / "2000.xz.part").exists()
 
@@ -227,8 +262,14 @@ def test_missing_chunks_of_a_chunked_release_are_reported_and_skipped(server, tm
     names = ["00000001_00025000.sdf.gz", "00025001_00050000.sdf.gz"]
     server.files[f"/{names[0]}"] = b"\x1f\x8b chunk one"
     manifest = fetch_source(source, tmp_path, names=names, mirror=server.url, retries=0)
-    assert [(f["name"], f["status"]) for f in manifest["files"]] == [(names[0], "downloaded"), (names[1], "missing")]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["00000001_00025000.sdf.gz", "fetch-manifest.json"]
+    assert [(f["name"], f["status"]) for f in manifest["files"]] == [
+        (names[0], "downloaded"),
+        (names[1], "missing"),
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "00000001_00025000.sdf.gz",
+        "fetch-manifest.json",
+    ]
 
 
 def test_published_sizes_and_the_dry_run_plan(capsys):
@@ -244,7 +285,9 @@ def test_published_sizes_and_the_dry_run_plan(capsys):
     plan = fetch_plan(load_source("oc20_s2ef"))
     assert [f["name"] for f in plan["files"]] == ["s2ef_train_all.tar", "s2ef_val_id.tar"]
     assert plan["download_bytes"] == pytest.approx(225e9 + 1.7e9)
-    assert plan["disk_bytes"] == pytest.approx(225e9 + 1.7e9 + 1.1e12 + 8.3e9)  # archives kept beside what they unpack to
+    assert plan["disk_bytes"] == pytest.approx(
+        225e9 + 1.7e9 + 1.1e12 + 8.3e9
+    )  # archives kept beside what they unpack to
     assert main(["data", "fetch", "oc20_s2ef", "--dest", "unused", "--dry-run"]) == 0
     out = capsys.readouterr()
     assert "s2ef_train_all.tar\t225G" in out.out and "disk up to 1.3 TB" in out.err

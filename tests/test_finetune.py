@@ -12,19 +12,37 @@ import torch
 from ase.build import bulk
 
 from lamm import keys as K
-from lamm.analysis.finetune import finetune_table, load_run, moving_average, sample_efficiency_table, speedup, steps_to_threshold
+from lamm.analysis.finetune import (
+    finetune_table,
+    load_run,
+    moving_average,
+    sample_efficiency_table,
+    speedup,
+    steps_to_threshold,
+)
 from lamm.config import ConfigError, validate_config
 from lamm.data.dataset import MultiStoreDataset
 from lamm.data.graph import collate
 from lamm.data.record import MAX_ATOMIC_NUMBER
-from lamm.data.referencing import compute_statistics, fit_element_references, load_or_compute_statistics
+from lamm.data.referencing import (
+    compute_statistics,
+    fit_element_references,
+    load_or_compute_statistics,
+)
 from lamm.data.store import StructureStore, StructureStoreWriter
 from lamm.models.build import build_potential
 from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, load_potential, save_checkpoint
 from lamm.models.potential import edge_vectors
 from lamm.tracking import find_or_create_parent_run
 from lamm.training.finetune import (
-    finetune_schema, head_statistics, match_head_scale, parameter_groups, run_finetuning, same_steps_config, starting_potential, train_records,
+    finetune_schema,
+    head_statistics,
+    match_head_scale,
+    parameter_groups,
+    run_finetuning,
+    same_steps_config,
+    starting_potential,
+    train_records,
 )
 from tests.helpers.training_data import SUBSETS, tiny_trainer_config
 from tests.store_factory import MOLECULES, emt_record, rattled_molecule
@@ -43,7 +61,9 @@ def _cell(i):
 def downstream(tmp_path_factory):
     """hme21-like store: metal cells and molecules; 3 of every 5 train, then val, then test."""
     path = tmp_path_factory.mktemp("downstream") / "hme21.lmdb"
-    with StructureStoreWriter(path, subset="hme21", source="hme21", energy_kind="total", extra_info={"task": "s2ef"}) as writer:
+    with StructureStoreWriter(
+        path, subset="hme21", source="hme21", energy_kind="total", extra_info={"task": "s2ef"}
+    ) as writer:
         for i in range(30):
             atoms = _cell(i) if i % 2 else rattled_molecule(MOLECULES[i % 5], i)
             writer.add(emt_record(atoms), ["train", "train", "train", "val", "test"][i % 5])
@@ -56,7 +76,12 @@ def pretrained(tmp_path_factory):
     model = build_potential(MODEL, SUBSETS, seed=7)
     ema = build_potential(MODEL, SUBSETS, seed=8)
     for head in range(len(SUBSETS)):
-        stats = {"element_references": {"1": -3.0 - head, "29": -4.0}, "energy_mean": 0.5, "energy_std": 2.0, "force_rms": 0.7}
+        stats = {
+            "element_references": {"1": -3.0 - head, "29": -4.0},
+            "energy_mean": 0.5,
+            "energy_std": 2.0,
+            "force_rms": 0.7,
+        }
         model.normalizer.set_head(head, stats)
         ema.normalizer.set_head(head, stats)
     payload = checkpoint_dict(model, MODEL, ema_state=ema.state_dict())
@@ -65,11 +90,18 @@ def pretrained(tmp_path_factory):
 
 
 def config(**overrides):
-    raw = tiny_trainer_config(name="unit", data={"subset": "hme21", "statistics_samples": 100, "num_workers": 0})
+    raw = tiny_trainer_config(
+        name="unit", data={"subset": "hme21", "statistics_samples": 100, "num_workers": 0}
+    )
     raw.pop("data")
     raw["data"] = {"subset": "hme21", "statistics_samples": 100, "num_workers": 0}
     raw["sampler"] = {"strategy": "random", "batch_per_rank": 2, "num_splits": 1}
-    raw["train"] = {"epochs": 6.0, "checkpoint_epochs": [], "val_every_steps": 9, "log_every_steps": 1}
+    raw["train"] = {
+        "epochs": 6.0,
+        "checkpoint_epochs": [],
+        "val_every_steps": 9,
+        "log_every_steps": 1,
+    }
     raw["optimizer"] = {"lr": 1.0e-2, "warmup_steps": 3, "ema_decay": 0.8}
     for section, values in overrides.items():
         raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
@@ -79,25 +111,48 @@ def config(**overrides):
 def test_encoder_loaded_from_ema_and_heads_reinitialized(pretrained):
     payload = load_checkpoint(pretrained)
     model, model_config = starting_potential(MODEL, payload, "hme21", seed=3)
-    assert model.heads == ["hme21"] and model.energy_head.num_heads == 1 and model.force_head.num_heads == 1
-    encoder = {k.removeprefix("encoder."): v for k, v in payload["ema"].items() if k.startswith("encoder.")}
-    raw = {k.removeprefix("encoder."): v for k, v in payload["model"].items() if k.startswith("encoder.")}
+    assert (
+        model.heads == ["hme21"]
+        and model.energy_head.num_heads == 1
+        and model.force_head.num_heads == 1
+    )
+    encoder = {
+        k.removeprefix("encoder."): v for k, v in payload["ema"].items() if k.startswith("encoder.")
+    }
+    raw = {
+        k.removeprefix("encoder."): v
+        for k, v in payload["model"].items()
+        if k.startswith("encoder.")
+    }
     for name, value in model.encoder.state_dict().items():
         assert torch.equal(value, encoder[name]), name
-    assert any(not torch.equal(encoder[k], raw[k]) for k in encoder)  # so EMA, not the raw weights, was loaded
+    assert any(
+        not torch.equal(encoder[k], raw[k]) for k in encoder
+    )  # so EMA, not the raw weights, was loaded
     fresh = build_potential(model_config, ["hme21"], seed=3)
     for head in ("energy_head", "force_head"):
         for name, value in getattr(model, head).state_dict().items():
             assert torch.equal(value, getattr(fresh, head).state_dict()[name]), name
     # the pre-trained hidden layer is not what the new head starts from
-    assert not torch.equal(model.energy_head.mlp[0].weight, payload["ema"]["energy_head.mlp.0.weight"])
+    assert not torch.equal(
+        model.energy_head.mlp[0].weight, payload["ema"]["energy_head.mlp.0.weight"]
+    )
     # the normalizer is the identity until the downstream statistics are loaded
-    assert float(model.normalizer.energy_std[0]) == 1.0 and float(model.normalizer.element_references.abs().sum()) == 0.0
+    assert (
+        float(model.normalizer.energy_std[0]) == 1.0
+        and float(model.normalizer.element_references.abs().sum()) == 0.0
+    )
 
 
 def test_gradient_mode_drops_the_direct_force_head(pretrained):
-    model, model_config = starting_potential(None, load_checkpoint(pretrained), "hme21", force_mode="gradient")
-    assert model.force_head is None and model.force_mode == "gradient" and model_config["force_mode"] == "gradient"
+    model, model_config = starting_potential(
+        None, load_checkpoint(pretrained), "hme21", force_mode="gradient"
+    )
+    assert (
+        model.force_head is None
+        and model.force_mode == "gradient"
+        and model_config["force_mode"] == "gradient"
+    )
 
 
 def test_init_head_copies_that_channel(pretrained, downstream):
@@ -106,14 +161,22 @@ def test_init_head_copies_that_channel(pretrained, downstream):
     channel = SUBSETS.index("transition1x")
     model, _ = starting_potential(MODEL, payload, "hme21", init_head="transition1x", seed=3)
     batch = collate([MultiStoreDataset([downstream], "train", cutoff=4.0)[i] for i in range(4)])
-    vectors = edge_vectors(batch[K.POSITIONS], batch[K.CELL], batch[K.CELL_OFFSETS], batch[K.EDGE_INDEX], batch[K.BATCH])
+    vectors = edge_vectors(
+        batch[K.POSITIONS],
+        batch[K.CELL],
+        batch[K.CELL_OFFSETS],
+        batch[K.EDGE_INDEX],
+        batch[K.BATCH],
+    )
     features = source.encoder(batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], vectors)
     s, v = features[K.NODE_FEATURES], features[K.NODE_VECTORS]
     with torch.no_grad():
         mine = model.energy_head(s, batch[K.BATCH], 4)[:, 0]
         theirs = source.energy_head(s, batch[K.BATCH], 4)[:, channel]
         torch.testing.assert_close(mine, theirs)
-        torch.testing.assert_close(model.force_head(s, v)[..., 0], source.force_head(s, v)[..., channel])
+        torch.testing.assert_close(
+            model.force_head(s, v)[..., 0], source.force_head(s, v)[..., channel]
+        )
         other = source.energy_head(s, batch[K.BATCH], 4)[:, channel + 1]
     assert not torch.allclose(mine, other)
 
@@ -127,24 +190,40 @@ def test_copied_head_rescaled_to_predict_the_pretrained_ev(pretrained, downstrea
     model, _ = starting_potential(MODEL, payload, "hme21", init_head="oc20_s2ef", seed=3)
     old = head_statistics(payload, "oc20_s2ef")
     assert old == {"energy_std": 2.0, "force_rms": 0.7}
-    new = {"element_references": {"29": -1.0}, "energy_mean": 0.1, "energy_std": 5.0, "force_rms": 1.75}
+    new = {
+        "element_references": {"29": -1.0},
+        "energy_mean": 0.1,
+        "energy_std": 5.0,
+        "force_rms": 1.75,
+    }
     model.normalizer.set_head(0, new)
     factors = match_head_scale(model, old, new)
     assert factors == pytest.approx({"energy": 2.0 / 5.0, "forces": 0.7 / 1.75})
     batch = collate([MultiStoreDataset([downstream], "train", cutoff=4.0)[i] for i in range(4)])
-    vectors = edge_vectors(batch[K.POSITIONS], batch[K.CELL], batch[K.CELL_OFFSETS], batch[K.EDGE_INDEX], batch[K.BATCH])
+    vectors = edge_vectors(
+        batch[K.POSITIONS],
+        batch[K.CELL],
+        batch[K.CELL_OFFSETS],
+        batch[K.EDGE_INDEX],
+        batch[K.BATCH],
+    )
     features = source.encoder(batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], vectors)
     s, v = features[K.NODE_FEATURES], features[K.NODE_VECTORS]
     with torch.no_grad():
         mine_ev = model.energy_head(s, batch[K.BATCH], 4)[:, 0] * 5.0
         theirs_ev = source.energy_head(s, batch[K.BATCH], 4)[:, channel] * 2.0
         torch.testing.assert_close(mine_ev, theirs_ev)
-        torch.testing.assert_close(model.force_head(s, v)[..., 0] * 1.75, source.force_head(s, v)[..., channel] * 0.7)
+        torch.testing.assert_close(
+            model.force_head(s, v)[..., 0] * 1.75, source.force_head(s, v)[..., channel] * 0.7
+        )
 
 
 def test_bad_init_head_and_mismatched_model_are_clear_errors(pretrained):
     payload = load_checkpoint(pretrained)
-    with pytest.raises(ValueError, match=r"init_head 'oc99' is not a head of .*epoch_0.5.pt; its heads are oc20_s2ef, transition1x"):
+    with pytest.raises(
+        ValueError,
+        match=r"init_head 'oc99' is not a head of .*epoch_0.5.pt; its heads are oc20_s2ef, transition1x",
+    ):
         starting_potential(MODEL, payload, "hme21", init_head="oc99", source=str(pretrained))
     with pytest.raises(ValueError, match="needs a pre-training checkpoint"):
         starting_potential(MODEL, None, "hme21", init_head="oc20_s2ef")
@@ -158,7 +237,9 @@ def test_bad_init_head_and_mismatched_model_are_clear_errors(pretrained):
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="finetune.train_fraction"):
         config(finetune={"train_fraction": 1.5})
-    with pytest.raises(ConfigError, match=r"unknown key finetune.init_haed \(did you mean finetune.init_head\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key finetune.init_haed \(did you mean finetune.init_head\?\)"
+    ):
         config(finetune={"init_haed": "x"})
 
 
@@ -181,7 +262,12 @@ def test_train_fraction_is_seeded_nested_and_sized(downstream):
 
 
 def _direct_fit(store, records):
-    counts = np.stack([np.bincount(store.get_record(int(i)).atomic_numbers, minlength=MAX_ATOMIC_NUMBER + 1) for i in records])
+    counts = np.stack(
+        [
+            np.bincount(store.get_record(int(i)).atomic_numbers, minlength=MAX_ATOMIC_NUMBER + 1)
+            for i in records
+        ]
+    )
     energies = np.array([store.get_record(int(i)).energy for i in records])
     references = fit_element_references(counts, energies)["references"]
     return references, energies - counts @ references
@@ -195,8 +281,13 @@ def test_referencing_is_refitted_on_the_downstream_records(downstream, pretraine
         assert value == pytest.approx(references[int(z)], abs=1e-8)
     assert subset_stats["energy_std"] == pytest.approx(referenced.std(), rel=1e-9)
     full = load_or_compute_statistics(downstream)
-    assert full["provenance"]["samples_used"] == 18 and subset_stats["provenance"]["samples_used"] == 11
-    assert full["energy_mean"] != pytest.approx(subset_stats["energy_mean"]) or full["energy_std"] != pytest.approx(subset_stats["energy_std"])
+    assert (
+        full["provenance"]["samples_used"] == 18
+        and subset_stats["provenance"]["samples_used"] == 11
+    )
+    assert full["energy_mean"] != pytest.approx(subset_stats["energy_mean"]) or full[
+        "energy_std"
+    ] != pytest.approx(subset_stats["energy_std"])
     pretrain_stats = load_checkpoint(pretrained)["model"]
     assert float(pretrain_stats["normalizer.energy_std"][0]) != pytest.approx(full["energy_std"])
 
@@ -217,7 +308,9 @@ def test_layer_decay_and_frozen_encoder_groups():
 
 def test_fraction_runs_keep_the_step_budget():
     settings = config()
-    same = same_steps_config(settings, full_train=18, batches_per_epoch=3, world_size=1)  # 18 / 2 = 9 batches in full
+    same = same_steps_config(
+        settings, full_train=18, batches_per_epoch=3, world_size=1
+    )  # 18 / 2 = 9 batches in full
     assert same["train"]["epochs"] * 3 == pytest.approx(settings["train"]["epochs"] * 9)
     assert same_steps_config(settings, 18, 9, 1)["train"]["epochs"] == settings["train"]["epochs"]
 
@@ -230,14 +323,32 @@ def _rows(path):
 def test_tiny_run_end_to_end(pretrained, downstream, tmp_path, tracking_db):
     out = tmp_path / "run"
     summary = run_finetuning(config(), pretrained, downstream.path, out, parent_run="sweep")
-    for name in ("checkpoints/last.pt", "metrics.csv", "validation.csv", "summary.json", "test_metrics.json"):
+    for name in (
+        "checkpoints/last.pt",
+        "metrics.csv",
+        "validation.csv",
+        "summary.json",
+        "test_metrics.json",
+    ):
         assert (out / name).is_file(), name
-    assert summary["steps"] == 6 * 9 and summary["checkpoint"] == "0.5" and summary["train_structures"] == 18
-    forces = [(int(r["step"]), float(r["value"])) for r in _rows(out / "validation.csv") if r["metric"] == "val/hme21/forces_mae_mev_per_a"]
+    assert (
+        summary["steps"] == 6 * 9
+        and summary["checkpoint"] == "0.5"
+        and summary["train_structures"] == 18
+    )
+    forces = [
+        (int(r["step"]), float(r["value"]))
+        for r in _rows(out / "validation.csv")
+        if r["metric"] == "val/hme21/forces_mae_mev_per_a"
+    ]
     assert forces[0][0] == 0 and forces[-1][0] == summary["steps"]
     assert forces[-1][1] < 0.8 * forces[0][1], forces
     test = json.loads((out / "test_metrics.json").read_text())
-    assert test["structures"] == 6 and math.isfinite(test["forces_mae_mev_per_a"]) and math.isfinite(test["energy_mae_mev_per_atom"])
+    assert (
+        test["structures"] == 6
+        and math.isfinite(test["forces_mae_mev_per_a"])
+        and math.isfinite(test["energy_mae_mev_per_atom"])
+    )
     final = load_checkpoint(out / "checkpoints" / "last.pt")
     assert final["heads"] == ["hme21"] and final["finetune"]["checkpoint"] == "0.5"
     # the refitted statistics are in the model, not the pre-training head's
@@ -251,27 +362,53 @@ def test_tiny_run_end_to_end(pretrained, downstream, tmp_path, tracking_db):
 
     parent = find_or_create_parent_run("sweep", "finetune")
     client = MlflowClient(tracking_uri=f"sqlite:///{tracking_db}")
-    children = client.search_runs([client.get_experiment_by_name("lamm").experiment_id], "tags.stage = 'finetune'")
+    children = client.search_runs(
+        [client.get_experiment_by_name("lamm").experiment_id], "tags.stage = 'finetune'"
+    )
     nested = [r for r in children if r.data.tags.get("mlflow.parentRunId") == parent]
-    assert len(nested) == 1 and nested[0].data.metrics["test/forces_mae_mev_per_a"] == pytest.approx(test["forces_mae_mev_per_a"])
+    assert len(nested) == 1 and nested[0].data.metrics[
+        "test/forces_mae_mev_per_a"
+    ] == pytest.approx(test["forces_mae_mev_per_a"])
 
 
 def test_frozen_encoder_on_a_fraction(pretrained, downstream, tmp_path):
     out = tmp_path / "frozen"
-    summary = run_finetuning(config(finetune={"freeze_encoder": True, "train_fraction": 0.3}), pretrained, downstream.path, out)
-    assert summary["train_structures"] == 5 and summary["steps"] == 6 * 9  # same budget as the full run
+    summary = run_finetuning(
+        config(finetune={"freeze_encoder": True, "train_fraction": 0.3}),
+        pretrained,
+        downstream.path,
+        out,
+    )
+    assert (
+        summary["train_structures"] == 5 and summary["steps"] == 6 * 9
+    )  # same budget as the full run
     start, final = load_checkpoint(pretrained), load_checkpoint(out / "checkpoints" / "last.pt")
     for name, value in final["model"].items():
         if name.startswith("encoder."):
             assert torch.equal(value, start["ema"][name]), name
-    assert not torch.equal(final["model"]["energy_head.mlp.0.weight"], start["ema"]["energy_head.mlp.0.weight"][:])
+    assert not torch.equal(
+        final["model"]["energy_head.mlp.0.weight"], start["ema"]["energy_head.mlp.0.weight"][:]
+    )
 
 
 def _hand_made_run(directory, checkpoint, curves, fraction=1.0, structures=64, test=(10.0, 100.0)):
     directory.mkdir(parents=True)
-    (directory / "summary.json").write_text(json.dumps({"checkpoint": checkpoint, "steps": 40, "train_fraction": fraction,
-                                                        "train_structures": structures, "force_mode": "direct"}))
-    (directory / "test_metrics.json").write_text(json.dumps({"energy_mae_mev_per_atom": test[0], "forces_mae_mev_per_a": test[1], "structures": 8}))
+    (directory / "summary.json").write_text(
+        json.dumps(
+            {
+                "checkpoint": checkpoint,
+                "steps": 40,
+                "train_fraction": fraction,
+                "train_structures": structures,
+                "force_mode": "direct",
+            }
+        )
+    )
+    (directory / "test_metrics.json").write_text(
+        json.dumps(
+            {"energy_mae_mev_per_atom": test[0], "forces_mae_mev_per_a": test[1], "structures": 8}
+        )
+    )
     with open(directory / "validation.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "epoch", "metric", "value"])
@@ -283,35 +420,73 @@ def _hand_made_run(directory, checkpoint, curves, fraction=1.0, structures=64, t
 
 
 def test_table3_formulas_on_hand_made_runs(tmp_path):
-    scratch = _hand_made_run(tmp_path / "scratch", "scratch", [(90, 900), (50, 400), (30, 250), (26, 210), (24, 205)])
-    early = _hand_made_run(tmp_path / "epoch_0.1", "0.1", [(80, 800), (24, 300), (20, 200), (22, 190), (21, 185)])
-    never = _hand_made_run(tmp_path / "epoch_2", "2", [(80, 800), (60, 500), (40, 300), (30, 260), (28, 230)])
-    rows = {r["checkpoint"]: r for r in finetune_table([never, early, scratch], energy_threshold=25, forces_threshold=210)}
+    scratch = _hand_made_run(
+        tmp_path / "scratch", "scratch", [(90, 900), (50, 400), (30, 250), (26, 210), (24, 205)]
+    )
+    early = _hand_made_run(
+        tmp_path / "epoch_0.1", "0.1", [(80, 800), (24, 300), (20, 200), (22, 190), (21, 185)]
+    )
+    never = _hand_made_run(
+        tmp_path / "epoch_2", "2", [(80, 800), (60, 500), (40, 300), (30, 260), (28, 230)]
+    )
+    rows = {
+        r["checkpoint"]: r
+        for r in finetune_table([never, early, scratch], energy_threshold=25, forces_threshold=210)
+    }
     assert list(rows) == ["scratch", "0.1", "2"]
-    assert rows["scratch"]["energy_mae_mev_per_atom"] == 24 and rows["scratch"]["forces_mae_mev_per_a"] == 205
-    assert rows["scratch"]["steps_to_energy_threshold"] == 40 and rows["scratch"]["steps_to_forces_threshold"] == 30
-    assert rows["0.1"]["steps_to_energy_threshold"] == 10 and rows["0.1"]["steps_to_forces_threshold"] == 20
+    assert (
+        rows["scratch"]["energy_mae_mev_per_atom"] == 24
+        and rows["scratch"]["forces_mae_mev_per_a"] == 205
+    )
+    assert (
+        rows["scratch"]["steps_to_energy_threshold"] == 40
+        and rows["scratch"]["steps_to_forces_threshold"] == 30
+    )
+    assert (
+        rows["0.1"]["steps_to_energy_threshold"] == 10
+        and rows["0.1"]["steps_to_forces_threshold"] == 20
+    )
     assert rows["0.1"]["energy_speedup"] == 4.0 and rows["0.1"]["forces_speedup"] == 1.5
     assert rows["scratch"]["energy_speedup"] == 1.0
     assert rows["2"]["steps_to_energy_threshold"] is None and rows["2"]["energy_speedup"] is None
     assert rows["2"]["forces_mae_mev_per_a"] == 230
-    assert steps_to_threshold([(0, 5.0)], 5.0) == 0 and speedup(10, 0) == math.inf and speedup(None, 5) is None
+    assert (
+        steps_to_threshold([(0, 5.0)], 5.0) == 0
+        and speedup(10, 0) == math.inf
+        and speedup(None, 5) is None
+    )
     with pytest.raises(ValueError, match="exactly one scratch run"):
         finetune_table([early, never], 25, 210)
 
 
 def test_sample_efficiency_rows_and_moving_average(tmp_path):
     runs = [
-        _hand_made_run(tmp_path / "a", "scratch", [(1, 1)] * 5, fraction=1.0, structures=64, test=(5.0, 50.0)),
-        _hand_made_run(tmp_path / "b", "2", [(1, 1)] * 5, fraction=0.1, structures=6, test=(9.0, 90.0)),
-        _hand_made_run(tmp_path / "c", "scratch", [(1, 1)] * 5, fraction=0.1, structures=6, test=(20.0, 200.0)),
+        _hand_made_run(
+            tmp_path / "a", "scratch", [(1, 1)] * 5, fraction=1.0, structures=64, test=(5.0, 50.0)
+        ),
+        _hand_made_run(
+            tmp_path / "b", "2", [(1, 1)] * 5, fraction=0.1, structures=6, test=(9.0, 90.0)
+        ),
+        _hand_made_run(
+            tmp_path / "c", "scratch", [(1, 1)] * 5, fraction=0.1, structures=6, test=(20.0, 200.0)
+        ),
     ]
     rows = sample_efficiency_table(runs)
-    assert [(r["checkpoint"], r["train_structures"]) for r in rows] == [("scratch", 6), ("scratch", 64), ("2", 6)]
+    assert [(r["checkpoint"], r["train_structures"]) for r in rows] == [
+        ("scratch", 6),
+        ("scratch", 64),
+        ("2", 6),
+    ]
     assert rows[0]["test_forces_mae_mev_per_a"] == 200.0
     with pytest.raises(ValueError, match="several runs"):
         sample_efficiency_table(runs + [runs[0]])
     curve = [(i, float(i % 2)) for i in range(10)]
     smooth = moving_average(curve, window=3)
-    assert len(smooth) == 8 and smooth[0] == (1, pytest.approx(1 / 3)) and smooth[1] == (2, pytest.approx(2 / 3))
-    assert moving_average(curve[:2], window=31) == [(0, 0.5)]  # shorter than the window: one mean of all points
+    assert (
+        len(smooth) == 8
+        and smooth[0] == (1, pytest.approx(1 / 3))
+        and smooth[1] == (2, pytest.approx(2 / 3))
+    )
+    assert moving_average(curve[:2], window=31) == [
+        (0, 0.5)
+    ]  # shorter than the window: one mean of all points

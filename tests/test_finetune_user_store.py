@@ -26,7 +26,9 @@ from tests.test_finetune import config as tiny_config
 
 def user_store(path, splits, subset="my_molecules"):
     """Rattled EMT molecules; `splits` gives each record's split."""
-    with StructureStoreWriter(path, subset=subset, source="user:extxyz", extra_info={"task": "s2ef"}) as writer:
+    with StructureStoreWriter(
+        path, subset=subset, source="user:extxyz", extra_info={"task": "s2ef"}
+    ) as writer:
         for i, split in enumerate(splits):
             writer.add(emt_record(rattled_molecule(MOLECULES[i % 5], i)), split)
     return StructureStore(path)
@@ -35,7 +37,9 @@ def user_store(path, splits, subset="my_molecules"):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     model = build_potential(MODEL, SUBSETS, seed=7)
-    return save_checkpoint(tmp_path_factory.mktemp("pretrain") / "epoch_1.pt", checkpoint_dict(model, MODEL))
+    return save_checkpoint(
+        tmp_path_factory.mktemp("pretrain") / "epoch_1.pt", checkpoint_dict(model, MODEL)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,30 +54,83 @@ def test_missing_test_split_fails_fast_with_one_line_naming_the_fix(tmp_path, ch
     store = user_store(tmp_path / "my.lmdb", ["train"] * 8 + ["val"] * 2)
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "lamm", "finetune", "--checkpoint", str(checkpoint), "--store", str(store.path),
-         "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "lamm",
+            "finetune",
+            "--checkpoint",
+            str(checkpoint),
+            "--store",
+            str(store.path),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     elapsed = time.perf_counter() - start
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("lamm finetune: error: ") and "my.lmdb has no test split (0 of 10 structures)" in lines[0]
-    assert "--test-input" in lines[0] and "test_fraction" in lines[0] and "--carve-test 0.1" in lines[0]
-    assert elapsed < 10, elapsed  # checked before torch is imported (about 1 s here); no model, no ranks
+    assert (
+        lines[0].startswith("lamm finetune: error: ")
+        and "my.lmdb has no test split (0 of 10 structures)" in lines[0]
+    )
+    assert (
+        "--test-input" in lines[0]
+        and "test_fraction" in lines[0]
+        and "--carve-test 0.1" in lines[0]
+    )
+    assert elapsed < 10, (
+        elapsed
+    )  # checked before torch is imported (about 1 s here); no model, no ranks
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_val_split_and_bad_inputs_are_one_line_errors(tmp_path, checkpoint, capsys):
     store = user_store(tmp_path / "my.lmdb", ["train"] * 6 + ["test"] * 2)
-    assert main(["finetune", "--checkpoint", str(checkpoint), "--store", str(store.path), "--carve-test", "0.2"]) == 1
-    assert "my.lmdb has no val split (0 of 8 structures)" in capsys.readouterr().err  # the store has test: no carve
+    assert (
+        main(
+            [
+                "finetune",
+                "--checkpoint",
+                str(checkpoint),
+                "--store",
+                str(store.path),
+                "--carve-test",
+                "0.2",
+            ]
+        )
+        == 1
+    )
+    assert (
+        "my.lmdb has no val split (0 of 8 structures)" in capsys.readouterr().err
+    )  # the store has test: no carve
     xyz = tmp_path / "frames.lmdb"
     xyz.write_text("2\nenergy=1.0\nH 0 0 0\nH 0 0 0.74\n")
     assert main(["finetune", "--checkpoint", str(checkpoint), "--store", str(xyz)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("lamm finetune: error: ") and "not a readable structure store" in err and len(err.splitlines()) == 1
-    assert main(["finetune", "--checkpoint", str(store.path), "--store", str(store.path), "--carve-val", "0.2"]) == 1
+    assert (
+        err.startswith("lamm finetune: error: ")
+        and "not a readable structure store" in err
+        and len(err.splitlines()) == 1
+    )
+    assert (
+        main(
+            [
+                "finetune",
+                "--checkpoint",
+                str(store.path),
+                "--store",
+                str(store.path),
+                "--carve-val",
+                "0.2",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert "not a readable lamm checkpoint (UnpicklingError)" in err and len(err.splitlines()) == 1
 
@@ -82,18 +139,27 @@ def test_carved_records_are_seeded_disjoint_and_nested(tmp_path):
     store = user_store(tmp_path / "my.lmdb", ["train"] * 40)
     splits = plan_splits(store, seed=0, carve_test=0.1, carve_val=0.2)
     assert splits.carved == {"test": 4, "val": 8} and len(splits.train) == 28
-    assert not set(splits.test) & set(splits.val) and not (set(splits.test) | set(splits.val)) & set(splits.train)
-    assert sorted(np.concatenate([splits.train, splits.val, splits.test]).tolist()) == list(range(40))
+    assert not set(splits.test) & set(splits.val) and not (
+        set(splits.test) | set(splits.val)
+    ) & set(splits.train)
+    assert sorted(np.concatenate([splits.train, splits.val, splits.test]).tolist()) == list(
+        range(40)
+    )
     again = plan_splits(store, seed=0, carve_test=0.1, carve_val=0.2)
     assert np.array_equal(again.test, splits.test) and np.array_equal(again.val, splits.val)
-    assert not np.array_equal(plan_splits(store, seed=1, carve_test=0.1, carve_val=0.2).test, splits.test)
+    assert not np.array_equal(
+        plan_splits(store, seed=1, carve_test=0.1, carve_val=0.2).test, splits.test
+    )
     # a record is carved by its own key: removing other records does not change which of the rest are chosen
     assert set(carve_records(splits.test, 0.5, 0, 0x7E57)) <= set(splits.test)
     # the train fraction is nested over the remaining records, never touching the carved ones
     small = train_records(store, 0.25, 0, pool=splits.train)
     large = train_records(store, 0.5, 0, pool=splits.train)
     assert set(small) <= set(large) <= set(splits.train.tolist()) and len(small) == 7
-    assert splits.info()["test_split"] == "carved from train" and splits.info()["val_split"] == "carved from train"
+    assert (
+        splits.info()["test_split"] == "carved from train"
+        and splits.info()["val_split"] == "carved from train"
+    )
     with pytest.raises(ValueError, match="no train split"):
         plan_splits(user_store(tmp_path / "t.lmdb", ["test"] * 3), seed=0)
 
@@ -102,32 +168,92 @@ def test_carve_test_runs_end_to_end_on_the_store_subset(tmp_path, checkpoint, co
     # the config fine-tunes on hme21; the store holds my_molecules: the head is named after the store
     store = user_store(tmp_path / "my.lmdb", ["train"] * 10 + ["val"] * 2)
     out = tmp_path / "run"
-    argv = ["finetune", "--config", str(config_file), "--checkpoint", str(checkpoint), "--store", str(store.path),
-            "--carve-test", "0.2", "--max-steps", "3", "--out", str(out)]
+    argv = [
+        "finetune",
+        "--config",
+        str(config_file),
+        "--checkpoint",
+        str(checkpoint),
+        "--store",
+        str(store.path),
+        "--carve-test",
+        "0.2",
+        "--max-steps",
+        "3",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     expected = plan_splits(store, seed=0, carve_test=0.2)
-    assert summary["test_split"] == "carved from train" and summary["test_structures"] == 2 == len(expected.test)
-    assert summary["train_structures"] == 8 and summary["val_split"] == "store" and summary["steps"] == 3
+    assert summary["test_split"] == "carved from train" and summary["test_structures"] == 2 == len(
+        expected.test
+    )
+    assert (
+        summary["train_structures"] == 8
+        and summary["val_split"] == "store"
+        and summary["steps"] == 3
+    )
     test = json.loads((out / "test_metrics.json").read_text())
-    assert test["structures"] == 2 and test["test_split"] == "carved from train" and np.isfinite(test["forces_mae_mev_per_a"])
+    assert (
+        test["structures"] == 2
+        and test["test_split"] == "carved from train"
+        and np.isfinite(test["forces_mae_mev_per_a"])
+    )
     assert load_checkpoint(out / "checkpoints" / "last.pt")["heads"] == ["my_molecules"]
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["subset"] == "my_molecules"
     # --data keeps the config's subset: a store of another subset there is an error
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "hme21.lmdb").write_bytes(store.path.read_bytes())
-    assert main(["finetune", "--config", str(config_file), "--checkpoint", str(checkpoint), "--data", str(tmp_path / "dir"),
-                 "--carve-test", "0.2", "--out", str(tmp_path / "other")]) == 1
-    assert "holds subset 'my_molecules', the config fine-tunes on 'hme21'" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "finetune",
+                "--config",
+                str(config_file),
+                "--checkpoint",
+                str(checkpoint),
+                "--data",
+                str(tmp_path / "dir"),
+                "--carve-test",
+                "0.2",
+                "--out",
+                str(tmp_path / "other"),
+            ]
+        )
+        == 1
+    )
+    assert (
+        "holds subset 'my_molecules', the config fine-tunes on 'hme21'" in capsys.readouterr().err
+    )
 
 
 def test_default_config_uses_the_checkpoint_model(tmp_path, checkpoint, capsys):
     # no --config: the demo's training settings, the checkpoint's (tiny, not the demo's) model
     store = user_store(tmp_path / "my.lmdb", ["train"] * 10)
     out = tmp_path / "run"
-    argv = ["finetune", "--checkpoint", str(checkpoint), "--store", str(store.path), "--carve-test", "0.1",
-            "--carve-val", "0.1", "--max-steps", "1", "--out", str(out)]
+    argv = [
+        "finetune",
+        "--checkpoint",
+        str(checkpoint),
+        "--store",
+        str(store.path),
+        "--carve-test",
+        "0.1",
+        "--carve-val",
+        "0.1",
+        "--max-steps",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["test_split"] == summary["val_split"] == "carved from train" and summary["train_structures"] == 8
-    assert load_checkpoint(out / "checkpoints" / "last.pt")["model_config"]["painn"]["hidden_channels"] == MODEL["painn"]["hidden_channels"]
+    assert (
+        summary["test_split"] == summary["val_split"] == "carved from train"
+        and summary["train_structures"] == 8
+    )
+    assert (
+        load_checkpoint(out / "checkpoints" / "last.pt")["model_config"]["painn"]["hidden_channels"]
+        == MODEL["painn"]["hidden_channels"]
+    )

@@ -51,11 +51,15 @@ def test_vesin_agrees_with_ase(name):
 def test_max_neighbors_keeps_the_nearest():
     atoms = rattled(bulk("Cu", "fcc", a=3.6) * (2, 2, 2), seed=1)
     full, full_shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, 6.0)
-    capped, capped_shifts = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, 6.0, max_neighbors=12)
+    capped, capped_shifts = neighbor_list(
+        atoms.positions, atoms.cell.array, atoms.pbc, 6.0, max_neighbors=12
+    )
 
     def distances(edge_index, shifts):
         j, i = edge_index
-        return np.linalg.norm(atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array, axis=1)
+        return np.linalg.norm(
+            atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array, axis=1
+        )
 
     d_full, d_capped = distances(full, full_shifts), distances(capped, capped_shifts)
     for center in range(len(atoms)):
@@ -75,7 +79,11 @@ def test_edge_order_is_deterministic():
     [
         (np.zeros((3, 3)), [True, False, False], "zero cell vector"),
         (np.diag([3.0, 3.0, 0.0]), [True, False, True], "zero cell vector"),
-        (np.array([[3.0, 0, 0], [6.0, 0, 0], [0, 0, 3.0]]), [True, True, False], "linearly dependent"),
+        (
+            np.array([[3.0, 0, 0], [6.0, 0, 0], [0, 0, 3.0]]),
+            [True, True, False],
+            "linearly dependent",
+        ),
     ],
 )
 def test_bad_cells_raise_instead_of_crashing(cell, pbc, message):
@@ -99,10 +107,19 @@ def test_collate_offsets_edges_and_keeps_targets():
     slab = fcc111("Cu", size=(2, 2, 2), vacuum=5.0)
     mol = molecule("CH4")
     records = [
-        StructureRecord(**{**StructureRecord.from_atoms(slab).__dict__, "energy": -1.5, "forces": np.ones((8, 3))}),
+        StructureRecord(
+            **{
+                **StructureRecord.from_atoms(slab).__dict__,
+                "energy": -1.5,
+                "forces": np.ones((8, 3)),
+            }
+        ),
         StructureRecord.from_atoms(mol),
     ]
-    graphs = [structure_to_graph(r, cutoff=4.0, dataset_index=3 + d, sample_index=10 + d) for d, r in enumerate(records)]
+    graphs = [
+        structure_to_graph(r, cutoff=4.0, dataset_index=3 + d, sample_index=10 + d)
+        for d, r in enumerate(records)
+    ]
     batch = collate(graphs)
     assert batch.num_graphs == 2
     assert batch[K.NATOMS].tolist() == [8, 5]

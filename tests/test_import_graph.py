@@ -18,12 +18,20 @@ def import_graph(package: Path) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("lamm"):
-                for alias in node.names:  # `from lamm.data import store` imports the module lamm.data.store
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").startswith("lamm")
+            ):
+                for (
+                    alias
+                ) in node.names:  # `from lamm.data import store` imports the module lamm.data.store
                     target = f"{node.module}.{alias.name}"
                     graph[name].add(target if target in modules else node.module)
             elif isinstance(node, ast.Import):
-                graph[name].update(alias.name for alias in node.names if alias.name.startswith("lamm"))
+                graph[name].update(
+                    alias.name for alias in node.names if alias.name.startswith("lamm")
+                )
         graph[name] = {target for target in graph[name] if target in modules and target != name}
     return graph
 
@@ -78,13 +86,23 @@ def test_benchmarks_live_in_lamm_bench_and_nothing_the_pipeline_runs_imports_the
     import sys
 
     graph = import_graph(ROOT / "lamm")
-    users = sorted(name for name, targets in graph.items()
-                   if any(t == "lamm.bench" or t.startswith("lamm.bench.") for t in targets)
-                   and not name.startswith(("lamm.bench", "lamm.commands.bench")))
+    users = sorted(
+        name
+        for name, targets in graph.items()
+        if any(t == "lamm.bench" or t.startswith("lamm.bench.") for t in targets)
+        and not name.startswith(("lamm.bench", "lamm.commands.bench"))
+    )
     assert users == [], f"modules outside the benchmarks that import them: {users}"
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, lamm.data, lamm.models, lamm.training, lamm.analysis; "
-         "print(sorted(m for m in sys.modules if m.startswith('lamm.bench')))"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            "import sys, lamm.data, lamm.models, lamm.training, lamm.analysis; "
+            "print(sorted(m for m in sys.modules if m.startswith('lamm.bench')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     assert loaded.stdout.strip() == "[]"

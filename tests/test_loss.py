@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from model_support import batch_of, ethanol, rocksalt, single_thread, tiny_potential  # noqa: F401
 
 from lamm import keys as K
 from lamm.training.loss import universal_loss, universal_loss_terms
-from model_support import batch_of, ethanol, rocksalt, single_thread, tiny_potential  # noqa: F401
 
 BIG = 1000.0  # values in channels a structure must not be compared on
 
@@ -14,16 +14,25 @@ def hand_case():
     """B = 3 structures, D = 2 heads.
     s0: 2 atoms, head 0, energy + forces;  s1: 1 atom, head 1, energy only;
     s2: 3 atoms, head 1, forces only (a denoising-like sample)."""
-    pred_energy = torch.tensor([[1.0, BIG], [BIG, -1.0], [BIG, 3.0]], dtype=torch.float64, requires_grad=True)
+    pred_energy = torch.tensor(
+        [[1.0, BIG], [BIG, -1.0], [BIG, 3.0]], dtype=torch.float64, requires_grad=True
+    )
     target_energy = torch.tensor([0.5, 1.0, 77.0], dtype=torch.float64)  # 77: unlabeled, masked out
     # forces [N, 3, D]; the own channel holds prediction = target + error
     own_errors = torch.tensor(
-        [[1.0, 0.0, 0.0], [0.0, -3.0, 4.0],  # s0: |e| = 1, 5 -> mean 3
-         [9.0, 9.0, 9.0],  # s1: force-unlabeled, masked out
-         [0.0, 0.0, 2.0], [1.0, 2.0, 2.0], [0.0, 0.0, 0.0]],  # s2: |e| = 2, 3, 0 -> mean 5/3
+        [
+            [1.0, 0.0, 0.0],
+            [0.0, -3.0, 4.0],  # s0: |e| = 1, 5 -> mean 3
+            [9.0, 9.0, 9.0],  # s1: force-unlabeled, masked out
+            [0.0, 0.0, 2.0],
+            [1.0, 2.0, 2.0],
+            [0.0, 0.0, 0.0],
+        ],  # s2: |e| = 2, 3, 0 -> mean 5/3
         dtype=torch.float64,
     )
-    target_forces = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    target_forces = torch.randn(
+        6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     dataset_index = torch.tensor([0, 1, 1])
     atom_batch = torch.tensor([0, 0, 1, 2, 2, 2])
     own = dataset_index[atom_batch]
@@ -32,7 +41,16 @@ def hand_case():
     pred_forces.requires_grad_(True)
     energy_mask = torch.tensor([True, True, False])
     force_mask = torch.tensor([True, False, True])
-    return pred_energy, pred_forces, target_energy, target_forces, dataset_index, energy_mask, force_mask, atom_batch
+    return (
+        pred_energy,
+        pred_forces,
+        target_energy,
+        target_forces,
+        dataset_index,
+        energy_mask,
+        force_mask,
+        atom_batch,
+    )
 
 
 def test_matches_eq5_by_hand():
@@ -43,7 +61,9 @@ def test_matches_eq5_by_hand():
     # forces, structure-size balanced: (3 + 5/3) / 2 = 7/3  (a per-atom mean would give 11/5)
     assert terms.forces.item() == pytest.approx(7 / 3, abs=1e-12)
     assert terms.total.item() == pytest.approx(2.0 * 1.25 + 0.5 * 7 / 3, abs=1e-12)
-    assert universal_loss(*args, lambda_energy=2.0, lambda_forces=0.5).item() == pytest.approx(terms.total.item())
+    assert universal_loss(*args, lambda_energy=2.0, lambda_forces=0.5).item() == pytest.approx(
+        terms.total.item()
+    )
 
 
 def test_gradients_by_hand_and_none_to_other_channels_or_masked_samples():
@@ -82,17 +102,23 @@ def test_empty_masks_give_zero_not_nan(which):
 @pytest.mark.parametrize("force_mode", ["direct", "gradient"])
 def test_heads_of_absent_datasets_get_no_gradient(force_mode):
     potential = tiny_potential(force_mode, heads=("a", "b", "c"))
-    from lamm.data.graph import collate
     from model_support import graph_of
+
+    from lamm.data.graph import collate
 
     batch = collate([graph_of(ethanol(), dataset_index=0), graph_of(rocksalt(), dataset_index=1)])
     out = potential(batch)
     n = batch.num_nodes
     mask = torch.ones(2, dtype=torch.bool)
     loss = universal_loss(
-        out[K.PRED_ENERGY], out[K.PRED_FORCES], torch.tensor([1.0, -2.0], dtype=torch.float64),
+        out[K.PRED_ENERGY],
+        out[K.PRED_FORCES],
+        torch.tensor([1.0, -2.0], dtype=torch.float64),
         torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)),
-        batch.dataset_index, mask, mask, batch.batch,
+        batch.dataset_index,
+        mask,
+        mask,
+        batch.batch,
     )
     loss.backward()
     last = potential.energy_head.mlp[2]

@@ -41,9 +41,23 @@ def server(tmp_path):
     port = free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
     process = subprocess.Popen(
-        [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), start_new_session=True,
+        [
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "server.log", "w"),
+        start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -75,28 +89,49 @@ def test_concurrent_jobs_log_everything_to_a_server(server, tmp_path, monkeypatc
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     jobs_dir = tmp_path / "jobs"
     jobs_dir.mkdir()
-    jobs = [subprocess.Popen([sys.executable, "-c", WRITER, str(i), str(jobs_dir / f"table_{i}.csv")], cwd=jobs_dir, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(1, WRITERS + 1)]
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(i), str(jobs_dir / f"table_{i}.csv")],
+            cwd=jobs_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(1, WRITERS + 1)
+    ]
     run_ids = []
     for job in jobs:
         out, err = job.communicate(timeout=300)
         assert job.returncode == 0, err[-3000:]
         run_ids.append(out.strip().splitlines()[-1])
-    assert sorted(p.name for p in jobs_dir.iterdir()) == [f"table_{i}.csv" for i in range(1, WRITERS + 1)]  # no local store
+    assert sorted(p.name for p in jobs_dir.iterdir()) == [
+        f"table_{i}.csv" for i in range(1, WRITERS + 1)
+    ]  # no local store
 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=server)
     experiment = client.get_experiment_by_name("lamm")
-    assert len(client.search_runs([experiment.experiment_id], max_results=100)) == WRITERS  # one experiment, created once
+    assert (
+        len(client.search_runs([experiment.experiment_id], max_results=100)) == WRITERS
+    )  # one experiment, created once
     for index, run_id in enumerate(run_ids, start=1):
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED" and run.data.tags["writer"] == str(index)
-        assert run.data.params["model.width"] == str(8 * index) and run.data.params["model.layers"] == f"[1, 2, {index}]"
+        assert (
+            run.data.params["model.width"] == str(8 * index)
+            and run.data.params["model.layers"] == f"[1, 2, {index}]"
+        )
         for key in ("loss", "lr", "step_id"):
             history = client.get_metric_history(run_id, key)
             assert sorted(m.step for m in history) == list(range(1, STEPS + 1)), (run_id, key)
-        assert [m.value for m in sorted(client.get_metric_history(run_id, "step_id"), key=lambda m: m.step)] == list(range(1, STEPS + 1))
+        assert [
+            m.value
+            for m in sorted(client.get_metric_history(run_id, "step_id"), key=lambda m: m.step)
+        ] == list(range(1, STEPS + 1))
         assert [a.path for a in client.list_artifacts(run_id)] == [f"table_{index}.csv"]
-        local = client.download_artifacts(run_id, f"table_{index}.csv", str(tmp_path / f"download_{index}"))
+        local = client.download_artifacts(
+            run_id, f"table_{index}.csv", str(tmp_path / f"download_{index}")
+        )
         assert Path(local).read_text() == f"table of job {index}\n"

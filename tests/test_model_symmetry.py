@@ -8,9 +8,16 @@ and its supercell must give extensive energies and the same forces.
 import numpy as np
 import pytest
 import torch
+from model_support import (
+    batch_of,
+    ethanol,
+    predict,
+    random_rotation,
+    rocksalt,
+    tiny_potential,
+)  # noqa: F401
 
 from lamm import keys as K
-from model_support import batch_of, ethanol, predict, random_rotation, rocksalt, single_thread, tiny_potential  # noqa: F401
 
 STRUCTURES = {"molecule": ethanol, "periodic": rocksalt}
 TOL = dict(rtol=1e-9, atol=1e-9)
@@ -28,7 +35,11 @@ def channels(force_mode):
     return slice(None) if force_mode == "direct" else slice(0, 1)
 
 
-@pytest.fixture(scope="module", params=[("painn", "direct"), ("painn", "gradient"), ("equiformer_v2", "direct")], ids="-".join)
+@pytest.fixture(
+    scope="module",
+    params=[("painn", "direct"), ("painn", "gradient"), ("equiformer_v2", "direct")],
+    ids="-".join,
+)
 def potential(request):
     encoder, force_mode = request.param
     return tiny_potential(force_mode, stats=True, encoder=encoder)
@@ -57,7 +68,11 @@ def test_rotation(potential, kind):
     energy_r, forces_r = predict(potential, rotated)
     c = channels(potential.force_mode)
     np.testing.assert_allclose(energy_r[c], energy[c], **tolerance(potential))
-    np.testing.assert_allclose(forces_r[:, :, c], np.einsum("ij,njd->nid", rotation, forces[:, :, c]), **tolerance(potential))
+    np.testing.assert_allclose(
+        forces_r[:, :, c],
+        np.einsum("ij,njd->nid", rotation, forces[:, :, c]),
+        **tolerance(potential),
+    )
 
 
 @pytest.mark.parametrize("kind", STRUCTURES)
@@ -97,7 +112,9 @@ def test_supercell_is_extensive_with_the_same_forces(potential):
     np.testing.assert_allclose(energy_s[:, c], 4 * energy[:, c], rtol=1e-10)
     _, forces = predict(potential, atoms)
     _, forces_s = predict(potential, supercell)
-    np.testing.assert_allclose(forces_s[:, :, c], np.concatenate([forces] * 4)[:, :, c], **tolerance(potential))
+    np.testing.assert_allclose(
+        forces_s[:, :, c], np.concatenate([forces] * 4)[:, :, c], **tolerance(potential)
+    )
 
 
 def test_batch_equals_single(potential):
@@ -107,7 +124,9 @@ def test_batch_equals_single(potential):
     for i, atoms in enumerate(structures):
         energy, forces = predict(potential, atoms)
         c = channels(potential.force_mode)
-        np.testing.assert_allclose(together[K.PRED_ENERGY][i].detach().numpy()[c], energy[c], **tolerance(potential))
+        np.testing.assert_allclose(
+            together[K.PRED_ENERGY][i].detach().numpy()[c], energy[c], **tolerance(potential)
+        )
         block = together[K.PRED_FORCES][start : start + len(atoms)].detach().numpy()
         np.testing.assert_allclose(block[:, :, c], forces[:, :, c], **tolerance(potential))
         start += len(atoms)

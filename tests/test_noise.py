@@ -49,7 +49,14 @@ def test_torch_tensors_keep_type_dtype_and_are_reproducible():
 def test_periodic_noise_wraps_without_changing_labels_or_edges():
     slab = fcc111("Cu", size=(2, 2, 3), vacuum=6.0)
     noisy, labels = denoise(slab.positions, 0.3, "relative", np.random.default_rng(4))
-    wrapped, wrapped_labels = denoise(slab.positions, 0.3, "relative", np.random.default_rng(4), cell=slab.cell.array, pbc=slab.pbc)
+    wrapped, wrapped_labels = denoise(
+        slab.positions,
+        0.3,
+        "relative",
+        np.random.default_rng(4),
+        cell=slab.cell.array,
+        pbc=slab.pbc,
+    )
     assert np.array_equal(labels, wrapped_labels)
     fractional = np.linalg.solve(slab.cell.array.T, wrapped.T).T
     assert (fractional[:, :2] >= 0).all() and (fractional[:, :2] < 1).all()
@@ -58,7 +65,9 @@ def test_periodic_noise_wraps_without_changing_labels_or_edges():
     vectors = []
     for pos in (noisy, wrapped):
         (j, i), shifts = neighbor_list(pos, slab.cell.array, slab.pbc, 4.0)
-        vectors.append(np.sort(np.round(np.linalg.norm(pos[j] - pos[i] + shifts @ slab.cell.array, axis=1), 8)))
+        vectors.append(
+            np.sort(np.round(np.linalg.norm(pos[j] - pos[i] + shifts @ slab.cell.array, axis=1), 8))
+        )
     assert np.array_equal(*vectors)
 
 
@@ -69,7 +78,9 @@ def test_wrap_with_zero_vector_on_an_open_axis():
     assert np.allclose(wrapped, [[1.0, 3.0, 7.0]])
 
 
-@pytest.mark.parametrize("args, error", [((0.1, "other"), ValueError), ((-1.0, "relative"), ValueError)])
+@pytest.mark.parametrize(
+    "args, error", [((0.1, "other"), ValueError), ((-1.0, "relative"), ValueError)]
+)
 def test_bad_arguments(args, error):
     with pytest.raises(error):
         denoise(np.zeros((3, 3)), *args, generator=np.random.default_rng(0))

@@ -6,7 +6,12 @@ import torch
 from lamm.models.normalizer import Normalizer
 
 STATS = [
-    {"element_references": {"1": -13.6, "8": -2000.0}, "energy_mean": 0.5, "energy_std": 2.0, "force_rms": 0.25},
+    {
+        "element_references": {"1": -13.6, "8": -2000.0},
+        "energy_mean": 0.5,
+        "energy_std": 2.0,
+        "force_rms": 0.25,
+    },
     {"element_references": {"29": -10.0}, "energy_mean": -1.0, "energy_std": 4.0, "force_rms": 2.0},
 ]
 
@@ -35,14 +40,18 @@ def test_denormalize_inverts_normalize_for_each_own_head():
     normalized = normalizer.normalize_energy(energy, z, batch, dataset_index)
     every_head = normalized.view(-1, 1).expand(-1, 2)  # [B, D]
     back = normalizer.denormalize_energy(every_head, z, batch)
-    assert back.gather(1, dataset_index.view(-1, 1)).squeeze(1).tolist() == pytest.approx(energy.tolist(), abs=1e-9)
+    assert back.gather(1, dataset_index.view(-1, 1)).squeeze(1).tolist() == pytest.approx(
+        energy.tolist(), abs=1e-9
+    )
 
 
 def test_reference_energy_of_every_head():
     normalizer = Normalizer.from_statistics(STATS)
     z, batch = water_and_copper()
     reference = normalizer.reference_energy(z, batch, 2)
-    assert torch.allclose(reference, torch.tensor([[-2027.2, 0.0], [0.0, -20.0]], dtype=torch.float64))
+    assert torch.allclose(
+        reference, torch.tensor([[-2027.2, 0.0], [0.0, -20.0]], dtype=torch.float64)
+    )
 
 
 def test_forces_round_trip():

@@ -4,12 +4,12 @@ normalizer round trip, scale fitting, autocast, and bad arguments."""
 import numpy as np
 import pytest
 import torch
+from model_support import STATS, batch_of, ethanol, predict, rocksalt, single_thread, tiny_potential  # noqa: F401
 
 from lamm import keys as K
 from lamm.models.heads import DirectForceHead, EnergyHead
 from lamm.models.normalizer import Normalizer
 from lamm.models.potential import Potential
-from model_support import STATS, batch_of, ethanol, predict, rocksalt, single_thread, tiny_potential  # noqa: F401
 
 
 @pytest.mark.parametrize("kind, head", [("molecule", 0), ("periodic", 1)])
@@ -67,7 +67,9 @@ def test_predict_maps_energy_to_ev_with_references():
     references = 2 * -1030.0 + 6 * -13.6 + -2040.0
     expected = normalized * STATS[0]["energy_std"] + STATS[0]["energy_mean"] + references
     assert potential.predict(batch)[K.PRED_ENERGY].dtype == torch.float64
-    assert potential.predict(batch)[K.PRED_ENERGY][0, 0].item() == pytest.approx(expected, rel=1e-12)
+    assert potential.predict(batch)[K.PRED_ENERGY][0, 0].item() == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_isolated_atoms_have_zero_forces():
@@ -86,18 +88,26 @@ def test_fit_layer_scales_gives_unit_variance_scalars():
         batch = batch_of(atoms)
         from lamm.models.potential import edge_vectors
 
-        vectors = edge_vectors(batch.pos, batch.cell, batch.cell_offsets, batch.edge_index, batch.batch)
+        vectors = edge_vectors(
+            batch.pos, batch.cell, batch.cell_offsets, batch.edge_index, batch.batch
+        )
         inputs.append((batch.atomic_numbers, batch.edge_index, vectors))
     scales = encoder.fit_layer_scales(inputs)
     assert len(scales) == 2 and all(s > 0 and s != 1.0 for s in scales)
-    variances = [encoder(*args)[K.NODE_FEATURES].var(dim=0).mean().item() * len(args[0]) for args in inputs]
+    variances = [
+        encoder(*args)[K.NODE_FEATURES].var(dim=0).mean().item() * len(args[0]) for args in inputs
+    ]
     assert sum(variances) / sum(len(args[0]) for args in inputs) == pytest.approx(1.0, rel=1e-6)
 
 
 def test_bf16_autocast_runs_and_stays_close():
     potential = tiny_potential("direct").float()
     batch = batch_of(rocksalt())
-    batch.pos, batch.cell, batch.cell_offsets = batch.pos.float(), batch.cell.float(), batch.cell_offsets.float()
+    batch.pos, batch.cell, batch.cell_offsets = (
+        batch.pos.float(),
+        batch.cell.float(),
+        batch.cell_offsets.float(),
+    )
     reference = potential(batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = potential(batch)
@@ -108,7 +118,11 @@ def test_bf16_autocast_runs_and_stays_close():
 
 def test_bad_arguments_raise():
     potential = tiny_potential("direct")
-    encoder, energy_head, force_head = potential.encoder, potential.energy_head, potential.force_head
+    encoder, energy_head, force_head = (
+        potential.encoder,
+        potential.energy_head,
+        potential.force_head,
+    )
     with pytest.raises(ValueError, match="force_mode"):
         Potential(encoder, energy_head, force_head, Normalizer(2), ["a", "b"], force_mode="both")
     with pytest.raises(ValueError, match="unique"):
@@ -116,7 +130,9 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="3 heads"):
         Potential(encoder, energy_head, force_head, Normalizer(3), ["a", "b", "c"])
     with pytest.raises(ValueError, match="force_head=None"):
-        Potential(encoder, energy_head, force_head, Normalizer(2), ["a", "b"], force_mode="gradient")
+        Potential(
+            encoder, energy_head, force_head, Normalizer(2), ["a", "b"], force_mode="gradient"
+        )
     with pytest.raises(ValueError, match="force head"):
         Potential(encoder, EnergyHead(16, 2), None, Normalizer(2), ["a", "b"])
     with pytest.raises(ValueError, match="force head"):

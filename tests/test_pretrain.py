@@ -42,15 +42,24 @@ def read_validation(path):
 
 def test_two_ranks_learn_and_write_loadable_checkpoints(stores, tmp_path):
     out = tmp_path / "run"
-    settings = config(train={"epochs": 8.0, "checkpoint_epochs": [0, 0.5, 8.0], "val_every_steps": 20})
+    settings = config(
+        train={"epochs": 8.0, "checkpoint_epochs": [0, 0.5, 8.0], "val_every_steps": 20}
+    )
     summary = launch(
-        run_pretraining, {"config": settings, "data_dir": stores, "out_dir": out},
-        LaunchSettings(executor="local", ranks_per_node=2), folder=tmp_path / "submitit", poll_s=0.5,
+        run_pretraining,
+        {"config": settings, "data_dir": stores, "out_dir": out},
+        LaunchSettings(executor="local", ranks_per_node=2),
+        folder=tmp_path / "submitit",
+        poll_s=0.5,
     )
     assert summary["world_size"] == 2 and summary["nonfinite_steps"] == 0
     assert summary["steps"] == summary["total_steps"] > 10
     # validation loss falls (first validation is the initialized model, step 0)
-    losses = [(int(r["step"]), float(r["value"])) for r in read_validation(out / "validation.csv") if r["metric"] == "val/loss"]
+    losses = [
+        (int(r["step"]), float(r["value"]))
+        for r in read_validation(out / "validation.csv")
+        if r["metric"] == "val/loss"
+    ]
     assert losses[0][0] == 0 and losses[-1][0] == summary["steps"]
     assert losses[-1][1] < 0.8 * losses[0][1], losses
     # per-rank timings of every step, for both ranks
@@ -62,10 +71,17 @@ def test_two_ranks_learn_and_write_loadable_checkpoints(stores, tmp_path):
     # checkpoints at the requested fractional epochs, each enough to rebuild a calculator
     names = sorted(p.name for p in (out / "checkpoints").glob("*.pt"))
     assert names == ["epoch_0.5.pt", "epoch_0.pt", "epoch_8.pt", "last.pt"]
-    initial, final = load_checkpoint(out / "checkpoints" / "epoch_0.pt"), load_checkpoint(out / "checkpoints" / "epoch_8.pt")
+    initial, final = (
+        load_checkpoint(out / "checkpoints" / "epoch_0.pt"),
+        load_checkpoint(out / "checkpoints" / "epoch_8.pt"),
+    )
     assert initial["heads"] == SUBSETS and initial["training"]["step"] == 0
     assert final["training"]["step"] == summary["steps"]
-    changed = [k for k in final["model"] if k.startswith("encoder") and not torch.equal(initial["model"][k], final["model"][k])]
+    changed = [
+        k
+        for k in final["model"]
+        if k.startswith("encoder") and not torch.equal(initial["model"][k], final["model"][k])
+    ]
     assert len(changed) > 5  # the encoder's weights were trained
     atoms = fcc111("Cu", size=(2, 2, 2), vacuum=5.0)
     atoms.calc = LaMMCalculator(out / "checkpoints" / "epoch_8.pt", head="oc20_s2ef")
@@ -92,7 +108,11 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(stores, tmp_path
         assert torch.equal(ema_a[name], ema_b[name]), name
     assert training_a["samples_seen"] == training_b["samples_seen"]
     # the CSV logs of the resumed run continue without duplicated steps
-    steps = [int(r["step"]) for r in read_validation(tmp_path / "b" / "validation.csv") if r["metric"] == "val/loss"]
+    steps = [
+        int(r["step"])
+        for r in read_validation(tmp_path / "b" / "validation.csv")
+        if r["metric"] == "val/loss"
+    ]
     assert steps == sorted(set(steps)) and steps[-1] == resumed["steps"]
 
 
@@ -103,7 +123,9 @@ def add_nan_energy(stores, tmp_path):
     for subset in SUBSETS:
         (directory / f"{subset}.lmdb").write_bytes((stores / f"{subset}.lmdb").read_bytes())
     source = StructureStore(stores / "qmugs.lmdb")
-    with StructureStoreWriter(directory / "qmugs.lmdb", subset="qmugs", source="qmugs", extra_info={"task": "s2ef"}) as writer:
+    with StructureStoreWriter(
+        directory / "qmugs.lmdb", subset="qmugs", source="qmugs", extra_info={"task": "s2ef"}
+    ) as writer:
         for index, record in enumerate(source):
             if index == 0:
                 record = dataclasses.replace(record, energy=float("nan"))
@@ -114,7 +136,9 @@ def add_nan_energy(stores, tmp_path):
 def test_nan_batch_is_skipped_and_counted(stores, tmp_path):
     nan_stores = add_nan_energy(stores, tmp_path)
     # statistics must come from finite labels only; the poisoned structure is still trained on
-    settings = config(data={"statistics_samples": 100}, train={"epochs": 1.0, "checkpoint_epochs": [1.0]})
+    settings = config(
+        data={"statistics_samples": 100}, train={"epochs": 1.0, "checkpoint_epochs": [1.0]}
+    )
     summary = run_pretraining(settings, nan_stores, tmp_path / "run")
     assert summary["nonfinite_steps"] >= 1  # the structure is drawn at least once per epoch
     assert summary["steps"] == summary["total_steps"]
@@ -127,7 +151,9 @@ def test_nan_batch_is_skipped_and_counted(stores, tmp_path):
 
 def test_trainer_config_errors_name_the_key():
     bad = tiny_trainer_config(sampler={"stratgy": "lamm"})
-    with pytest.raises(ConfigError, match=r"unknown key sampler.stratgy \(did you mean sampler.strategy\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key sampler.stratgy \(did you mean sampler.strategy\?\)"
+    ):
         validate_config(bad, SCHEMA)
 
 
@@ -139,14 +165,28 @@ def test_cli_refuses_to_overwrite_a_run_without_resume(stores, tmp_path, capsys)
     (tmp_path / "out" / "checkpoints").mkdir(parents=True)
     (tmp_path / "out" / "checkpoints" / "last.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="pass --resume"):
-        main(["pretrain", "--config", str(path), "--data", str(stores), "--out", str(tmp_path / "out"), "--launcher", "none"])
+        main(
+            [
+                "pretrain",
+                "--config",
+                str(path),
+                "--data",
+                str(stores),
+                "--out",
+                str(tmp_path / "out"),
+                "--launcher",
+                "none",
+            ]
+        )
 
 
 def test_total_steps_is_a_short_run_on_a_schedule_of_its_length(stores, tmp_path):
     # --max-steps stops early on the full schedule; train.total_steps (--total-steps) is the run's
     # length, so warmup and the cosine decay fit inside it and the last step reaches the floor
-    settings = config(train={"total_steps": 12, "log_every_steps": 1, "checkpoint_epochs": [0]},
-                      optimizer={"lr": 3.0e-3, "warmup_steps": 2, "min_lr_ratio": 0.1, "ema_decay": 0.9})
+    settings = config(
+        train={"total_steps": 12, "log_every_steps": 1, "checkpoint_epochs": [0]},
+        optimizer={"lr": 3.0e-3, "warmup_steps": 2, "min_lr_ratio": 0.1, "ema_decay": 0.9},
+    )
     summary = run_pretraining(settings, stores, tmp_path / "short")
     assert summary["steps"] == 12 and summary["total_steps"] == 12
     with open(tmp_path / "short" / "metrics.csv", newline="") as handle:
@@ -155,5 +195,9 @@ def test_total_steps_is_a_short_run_on_a_schedule_of_its_length(stores, tmp_path
     # half cosine over the 10 remaining steps, ending at min_lr_ratio
     assert rates[12] == pytest.approx(3.0e-3 * 0.1)
     assert rates[7] == pytest.approx(3.0e-3 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 5 / 10))))
-    stopped = run_pretraining(config(train={"log_every_steps": 1}), stores, tmp_path / "stopped", max_steps=12)
-    assert stopped["steps"] == 12 and stopped["total_steps"] > 12  # the early stop kept the long schedule
+    stopped = run_pretraining(
+        config(train={"log_every_steps": 1}), stores, tmp_path / "stopped", max_steps=12
+    )
+    assert (
+        stopped["steps"] == 12 and stopped["total_steps"] > 12
+    )  # the early stop kept the long schedule

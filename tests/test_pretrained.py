@@ -11,8 +11,13 @@ from lamm.models.build import build_potential
 from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint
 from lamm.models.pretrained import MODELS_DIR_ENV, is_model_name, resolve_checkpoint, shipped_models
 
-MODEL = {"encoder": "painn", "cutoff": 4.0, "force_mode": "direct",
-         "painn": {"hidden_channels": 16, "num_layers": 2, "num_rbf": 8}, "heads": {"hidden_channels": 8}}
+MODEL = {
+    "encoder": "painn",
+    "cutoff": 4.0,
+    "force_mode": "direct",
+    "painn": {"hidden_channels": 16, "num_layers": 2, "num_rbf": 8},
+    "heads": {"hidden_channels": 8},
+}
 
 
 @pytest.fixture
@@ -29,9 +34,17 @@ def models(tmp_path, monkeypatch):
 def test_a_name_resolves_to_the_shipped_file_and_a_path_stays_a_path(models):
     assert shipped_models() == {"tiny-test": models / "tiny-test" / "model.pt"}
     assert resolve_checkpoint("tiny-test") == models / "tiny-test" / "model.pt"
-    assert resolve_checkpoint(models / "tiny-test" / "model.pt") == models / "tiny-test" / "model.pt"
-    assert is_model_name("lamm-mini") and not is_model_name("runs/epoch_2.pt") and not is_model_name("epoch_2.pt")
-    with pytest.raises(ValueError, match=r"no shipped model named 'lamm-nope' \(shipped models: tiny-test"):
+    assert (
+        resolve_checkpoint(models / "tiny-test" / "model.pt") == models / "tiny-test" / "model.pt"
+    )
+    assert (
+        is_model_name("lamm-mini")
+        and not is_model_name("runs/epoch_2.pt")
+        and not is_model_name("epoch_2.pt")
+    )
+    with pytest.raises(
+        ValueError, match=r"no shipped model named 'lamm-nope' \(shipped models: tiny-test"
+    ):
         resolve_checkpoint("lamm-nope")
     with pytest.raises(FileNotFoundError, match="missing/epoch_2.pt does not exist"):
         resolve_checkpoint("missing/epoch_2.pt")
@@ -55,14 +68,33 @@ def test_finetune_takes_a_model_name_and_labels_the_run_with_it(models, tmp_path
     from tests.store_factory import emt_record, slab
 
     store = tmp_path / "cu.lmdb"
-    with StructureStoreWriter(store, subset="cu_slabs", source="test", extra_info={"task": "s2ef"}) as writer:
+    with StructureStoreWriter(
+        store, subset="cu_slabs", source="test", extra_info={"task": "s2ef"}
+    ) as writer:
         for i in range(8):
             writer.add(emt_record(slab(2, i)), ("train", "train", "val", "test")[i % 4])
     # an unknown name fails before anything is loaded, naming what is shipped
     assert main(["finetune", "--checkpoint", "lamm-nope", "--store", str(store)]) == 1
-    assert "no shipped model named 'lamm-nope' (shipped models: tiny-test" in capsys.readouterr().err
+    assert (
+        "no shipped model named 'lamm-nope' (shipped models: tiny-test" in capsys.readouterr().err
+    )
     out = tmp_path / "run"
-    assert main(["finetune", "--checkpoint", "tiny-test", "--store", str(store), "--total-steps", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--checkpoint",
+                "tiny-test",
+                "--store",
+                str(store),
+                "--total-steps",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["checkpoint"] == "tiny-test"  # the run names the model it started from
     assert summary["checkpoint_path"] == str(models / "tiny-test" / "model.pt")

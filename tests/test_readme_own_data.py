@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- own-data:begin -->\s*```bash\n(.*?)```\s*<!-- own-data:end -->", text, re.S)
+    block = re.search(
+        r"<!-- own-data:begin -->\s*```bash\n(.*?)```\s*<!-- own-data:end -->", text, re.S
+    )
     assert block, "README.md lost its own-data section markers"
     return [line for line in block.group(1).splitlines() if line.strip()]
 
@@ -57,17 +59,29 @@ def test_readme_own_data_commands_run_as_written(tmp_path):
     assert 1 <= len(commands) <= 5, "the section promises at most five commands"
     write_user_file(tmp_path / "my_data.xyz")
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "CI": "true"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "CI": "true",
+    }
     for command in commands:
-        result = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        result = subprocess.run(
+            command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, (
+            f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        )
         last_line = result.stdout.strip().splitlines()[-1]
 
     store = StructureStore(tmp_path / "results/data/my_set.lmdb")
     assert len(store) == 40 and store.info["units"]["converted_from"]["energy"] == "kcal/mol"
     assert all(len(store.indices(split)) > 0 for split in ("train", "val", "test"))
     metrics = json.loads((tmp_path / "results/finetune/my_set/test_metrics.json").read_text())
-    assert np.isfinite(metrics["energy_mae_mev_per_atom"]) and np.isfinite(metrics["forces_mae_mev_per_a"])
+    assert np.isfinite(metrics["energy_mae_mev_per_atom"]) and np.isfinite(
+        metrics["forces_mae_mev_per_a"]
+    )
     assert (tmp_path / "results/evaluate/my_set/parity.png").is_file()
     trajectory = read(tmp_path / "md.traj", index=":")
-    assert len(trajectory) > 1 and np.isfinite(float(last_line))  # the MD ran and printed an energy in eV
+    assert len(trajectory) > 1 and np.isfinite(
+        float(last_line)
+    )  # the MD ran and printed an energy in eV

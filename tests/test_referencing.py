@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from lamm.data.record import StructureRecord
-from lamm.data.referencing import fit_element_references, load_or_compute_statistics, statistics_path
+from lamm.data.referencing import (
+    fit_element_references,
+    load_or_compute_statistics,
+    statistics_path,
+)
 from lamm.models.normalizer import Normalizer
 from tests.store_factory import write_store
 
@@ -18,16 +22,37 @@ def synthetic_record(numbers, energy, forces=None) -> StructureRecord:
     n = len(numbers)
     rng = np.random.default_rng(n)
     return StructureRecord(
-        atomic_numbers=np.asarray(numbers), positions=rng.uniform(0, 8, (n, 3)), cell=np.zeros((3, 3)),
-        pbc=np.zeros(3, dtype=bool), energy=energy, forces=forces,
+        atomic_numbers=np.asarray(numbers),
+        positions=rng.uniform(0, 8, (n, 3)),
+        cell=np.zeros((3, 3)),
+        pbc=np.zeros(3, dtype=bool),
+        energy=energy,
+        forces=forces,
     )
 
 
-def composition_store(tmp_path, compositions, energies, *, name="s", task="s2ef", energy_kind="total", val_every=0, forces=None):
+def composition_store(
+    tmp_path,
+    compositions,
+    energies,
+    *,
+    name="s",
+    task="s2ef",
+    energy_kind="total",
+    val_every=0,
+    forces=None,
+):
     records = []
     for i, (numbers, energy) in enumerate(zip(compositions, energies)):
         records.append(synthetic_record(numbers, energy, None if forces is None else forces[i]))
-    return write_store(tmp_path / f"{name}.lmdb", records, subset=name, task=task, energy_kind=energy_kind, val_every=val_every)
+    return write_store(
+        tmp_path / f"{name}.lmdb",
+        records,
+        subset=name,
+        task=task,
+        energy_kind=energy_kind,
+        val_every=val_every,
+    )
 
 
 def random_compositions(rng, count):
@@ -51,14 +76,27 @@ def test_recovers_known_element_energies(tmp_path):
     assert stats["energy_std"] == pytest.approx(0.02, rel=0.2)
     provenance = stats["provenance"]
     assert provenance["samples_used"] == 240 and provenance["train_samples"] == 240
-    assert provenance["rank"] == 5 and provenance["null_space"] == [] and provenance["residual_rmse"] < 0.03
+    assert (
+        provenance["rank"] == 5
+        and provenance["null_space"] == []
+        and provenance["residual_rmse"] < 0.03
+    )
     # the Normalizer built from it maps the training energies to mean 0, std 1
     normalizer = Normalizer.from_statistics([stats])
     train = [i for i in range(300) if i % 5 != 4]
     numbers = torch.tensor(np.concatenate([compositions[i] for i in train]))
-    batch = torch.repeat_interleave(torch.arange(len(train)), torch.tensor([len(compositions[i]) for i in train]))
-    normalized = normalizer.normalize_energy(torch.tensor([energies[i] for i in train], dtype=torch.float64), numbers, batch, torch.zeros(len(train), dtype=torch.long))
-    assert normalized.mean().item() == pytest.approx(0.0, abs=1e-6) and normalized.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-6)
+    batch = torch.repeat_interleave(
+        torch.arange(len(train)), torch.tensor([len(compositions[i]) for i in train])
+    )
+    normalized = normalizer.normalize_energy(
+        torch.tensor([energies[i] for i in train], dtype=torch.float64),
+        numbers,
+        batch,
+        torch.zeros(len(train), dtype=torch.long),
+    )
+    assert normalized.mean().item() == pytest.approx(0.0, abs=1e-6) and normalized.std(
+        unbiased=False
+    ).item() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_fixed_stoichiometry_is_rank_deficient_and_min_norm():
@@ -81,7 +119,9 @@ def test_single_element_and_constant_count_elements():
     counts = np.zeros((4, 119))
     counts[:, 29] = [4, 8, 12, 16]
     fit = fit_element_references(counts, np.array([-16.1, -31.9, -48.0, -64.2]))
-    assert fit["references"][29] == pytest.approx(np.dot([4, 8, 12, 16], [-16.1, -31.9, -48.0, -64.2]) / 480)
+    assert fit["references"][29] == pytest.approx(
+        np.dot([4, 8, 12, 16], [-16.1, -31.9, -48.0, -64.2]) / 480
+    )
     # one element with the same count everywhere: its reference is the mean energy per atom
     counts[:, 29] = 13
     fit = fit_element_references(counts, np.array([-40.0, -41.0, -42.0, -41.0]))
@@ -90,7 +130,9 @@ def test_single_element_and_constant_count_elements():
     counts[:, 1] = [1, 2, 3, 4]
     energies = -40.0 + np.array([1, 2, 3, 4]) * -3.0
     fit = fit_element_references(counts, energies)
-    assert 13 * fit["references"][29] == pytest.approx(-40.0) and fit["references"][1] == pytest.approx(-3.0)
+    assert 13 * fit["references"][29] == pytest.approx(-40.0) and fit["references"][
+        1
+    ] == pytest.approx(-3.0)
     assert fit["rank"] == 2 and fit["null_space"] == []
 
 
@@ -105,16 +147,27 @@ def test_forces_rms_over_all_components_and_energy_only_subsets(tmp_path):
 
 
 def test_denoising_and_adsorption_subsets(tmp_path):
-    unlabeled = composition_store(tmp_path, [[6, 1, 1], [8, 1]], [None, None], name="d", task="denoising")
+    unlabeled = composition_store(
+        tmp_path, [[6, 1, 1], [8, 1]], [None, None], name="d", task="denoising"
+    )
     stats = load_or_compute_statistics(unlabeled, noise_sigma=0.05)
-    assert (stats["element_references"], stats["energy_mean"], stats["energy_std"], stats["force_rms"]) == ({}, 0.0, 1.0, 0.05)
+    assert (
+        stats["element_references"],
+        stats["energy_mean"],
+        stats["energy_std"],
+        stats["force_rms"],
+    ) == ({}, 0.0, 1.0, 0.05)
     rng = np.random.default_rng(1)
     compositions = random_compositions(rng, 40)
     # adsorption energies that depend on the adsorbate's oxygen count, plus noise
     adsorption = np.array([-0.3 * (c == 8).sum() for c in compositions]) + rng.normal(0, 0.1, 40)
-    store = composition_store(tmp_path, compositions, adsorption, name="a", energy_kind="adsorption")
+    store = composition_store(
+        tmp_path, compositions, adsorption, name="a", energy_kind="adsorption"
+    )
     stats = load_or_compute_statistics(store)
-    assert stats["element_references"] == {} and stats["energy_mean"] == pytest.approx(adsorption.mean())
+    assert stats["element_references"] == {} and stats["energy_mean"] == pytest.approx(
+        adsorption.mean()
+    )
     assert stats["provenance"]["references"] == "none (adsorption energies)"
     forced = load_or_compute_statistics(store, fit_references=True)
     assert len(forced["element_references"]) == 5 and forced["energy_std"] < stats["energy_std"]
@@ -133,7 +186,9 @@ def test_cache_is_used_and_invalidated(tmp_path):
     cached["energy_mean"] = 123.0  # a marker: returned only when the cache is read
     path.write_text(json.dumps(cached))
     assert load_or_compute_statistics(store.path)["energy_mean"] == 123.0
-    assert load_or_compute_statistics(store, max_samples=10)["provenance"]["samples_used"] == 10  # settings changed
+    assert (
+        load_or_compute_statistics(store, max_samples=10)["provenance"]["samples_used"] == 10
+    )  # settings changed
     # a rewritten store (other content at the same path) invalidates the cache
     composition_store(tmp_path, compositions[:20], energies[:20])
     fresh = load_or_compute_statistics(store.path)
@@ -147,7 +202,11 @@ def test_seeded_subsample_and_bad_input(tmp_path):
 
     rng = np.random.default_rng(3)
     compositions = random_compositions(rng, 50)
-    store = composition_store(tmp_path, compositions, [sum(TRUE_REFERENCES[z] for z in c) + rng.normal() for c in compositions])
+    store = composition_store(
+        tmp_path,
+        compositions,
+        [sum(TRUE_REFERENCES[z] for z in c) + rng.normal() for c in compositions],
+    )
     a, b, c = (compute_statistics(store, max_samples=12, seed=s) for s in (4, 4, 5))
     assert a == b and a["energy_std"] != c["energy_std"] and a["provenance"]["samples_used"] == 12
     counts = np.zeros((3, 119))
@@ -164,17 +223,24 @@ def test_non_finite_labels_are_left_out_and_counted(tmp_path):
     from lamm.data.store import StructureStoreWriter
     from tests.store_factory import emt_record, rattled_molecule
 
-    records = [emt_record(rattled_molecule(name, i)) for i, name in enumerate(["H2O", "CH4", "NH3", "C2H6", "CH3OH"])]
+    records = [
+        emt_record(rattled_molecule(name, i))
+        for i, name in enumerate(["H2O", "CH4", "NH3", "C2H6", "CH3OH"])
+    ]
     clean = tmp_path / "clean.lmdb"
     poisoned = tmp_path / "poisoned.lmdb"
     for path, bad in ((clean, None), (poisoned, 2)):
-        with StructureStoreWriter(path, subset="m", source="t", extra_info={"task": "s2ef"}) as writer:
+        with StructureStoreWriter(
+            path, subset="m", source="t", extra_info={"task": "s2ef"}
+        ) as writer:
             for i, record in enumerate(records):
                 writer.add(record)
             if bad is not None:
                 nan_forces = records[bad].forces.copy()
                 nan_forces[0, 0] = np.nan
-                writer.add(dataclasses.replace(records[bad], energy=float("inf"), forces=nan_forces))
+                writer.add(
+                    dataclasses.replace(records[bad], energy=float("inf"), forces=nan_forces)
+                )
     from lamm.data.store import StructureStore
 
     reference = compute_statistics(StructureStore(clean), fit_references=True)

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-import torch
 import yaml
 
 from lamm.cli import main
@@ -27,13 +26,24 @@ def test_a_second_run_on_a_live_folder_is_refused(tmp_path):
     run = tmp_path / "run"
     launcher, ranks = start_launcher(tmp_path, run_dir=run)
     try:
-        with pytest.raises(RunFolderInUse, match=rf"{run} is in use by a live run: launcher pid {launcher.pid} on .*kill {launcher.pid}"):
-            launch(sleep_and_report_pid, {"pid_dir": str(tmp_path)}, LaunchSettings(executor="none", ranks_per_node=1),
-                   folder=tmp_path / "jobs2", run_dir=run)
+        with pytest.raises(
+            RunFolderInUse,
+            match=rf"{run} is in use by a live run: launcher pid {launcher.pid} on .*kill {launcher.pid}",
+        ):
+            launch(
+                sleep_and_report_pid,
+                {"pid_dir": str(tmp_path)},
+                LaunchSettings(executor="none", ranks_per_node=1),
+                folder=tmp_path / "jobs2",
+                run_dir=run,
+            )
         # the command line says the same, before it looks at last.pt
         config = tmp_path / "unit.yaml"
         config.write_text(yaml.safe_dump(tiny_trainer_config()))
-        with pytest.raises(SystemExit, match=rf"lamm pretrain: error: {run} is in use by a live run: launcher pid {launcher.pid}"):
+        with pytest.raises(
+            SystemExit,
+            match=rf"lamm pretrain: error: {run} is in use by a live run: launcher pid {launcher.pid}",
+        ):
             main(["pretrain", "--config", str(config), "--out", str(run), "--resume"])
         ranks_info = [json.loads((run / LOCK_DIR / f"rank-{r}.lock").read_text()) for r in (0, 1)]
         assert sorted(info["pid"] for info in ranks_info) == sorted(ranks)
@@ -50,11 +60,17 @@ def test_a_stale_lock_is_taken_over(tmp_path, caplog):
     gone.wait()
     lock = tmp_path / "run" / LOCK_DIR / LAUNCHER
     lock.parent.mkdir(parents=True)
-    lock.write_text(json.dumps({"role": "launcher", "pid": gone.pid, "host": os.uname().nodename, "started": "then"}))
+    lock.write_text(
+        json.dumps(
+            {"role": "launcher", "pid": gone.pid, "host": os.uname().nodename, "started": "then"}
+        )
+    )
     with caplog.at_level(logging.INFO, logger="lamm.run_lock"):
         with hold_run_folder(tmp_path / "run") as held:
             assert json.loads(lock.read_text())["pid"] == os.getpid() == held.info["pid"]
-            with hold_run_folder(tmp_path / "run"):  # re-entrant in one process (the command, then launch)
+            with hold_run_folder(
+                tmp_path / "run"
+            ):  # re-entrant in one process (the command, then launch)
                 pass
     assert f"taking over the lock of launcher pid {gone.pid}" in caplog.text
     assert lock.read_text() == ""  # released: names nobody
@@ -66,7 +82,9 @@ def test_ranks_of_a_killed_launcher_stop_and_free_the_folder(tmp_path):
     launcher.send_signal(signal.SIGKILL)
     launcher.communicate(timeout=30)
     started = time.monotonic()
-    with hold_run_folder(run, rank_wait_s=30):  # waits for the ranks' own locks, then owns the folder
+    with hold_run_folder(
+        run, rank_wait_s=30
+    ):  # waits for the ranks' own locks, then owns the folder
         assert not any(_alive(pid) for pid in ranks)
     assert time.monotonic() - started < 10
 
@@ -82,17 +100,46 @@ def test_restore_default_signals_undoes_a_background_shell():
 
 # --- a real training run: SIGKILL of its launcher, then --resume ------------------------------------
 
+
 def _pretrain(tmp_path, stores, out, *extra, background=False):
     config = tmp_path / "unit.yaml"
     if not config.exists():
-        settings = tiny_trainer_config(train={"epochs": 4.0, "checkpoint_epochs": [0, 4.0], "val_every_steps": 1000,
-                                              "log_every_steps": 1, "save_every_minutes": 60})
+        settings = tiny_trainer_config(
+            train={
+                "epochs": 4.0,
+                "checkpoint_epochs": [0, 4.0],
+                "val_every_steps": 1000,
+                "log_every_steps": 1,
+                "save_every_minutes": 60,
+            }
+        )
         config.write_text(yaml.safe_dump(settings))
-    command = [sys.executable, "-m", "lamm", "pretrain", "--config", str(config), "--data", str(stores), "--out", str(out),
-               "--world-size", "2", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "lamm",
+        "pretrain",
+        "--config",
+        str(config),
+        "--data",
+        str(stores),
+        "--out",
+        str(out),
+        "--world-size",
+        "2",
+        *extra,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_sigint,
+    )
 
 
 def _steps_logged(out):
@@ -143,14 +190,18 @@ def test_killed_launcher_ranks_save_and_a_resume_goes_on_from_there(tmp_path, st
     assert resumed.returncode == 0, stderr
     total = json.loads(out.strip().splitlines()[-1])["steps"]
     assert stopped_at < total == _final(run)[0]
-    with open(run / "metrics.csv") as handle:  # one row per step: the resumed run went on from stopped_at
+    with open(
+        run / "metrics.csv"
+    ) as handle:  # one row per step: the resumed run went on from stopped_at
         assert [int(line.split(",")[0]) for line in list(handle)[1:]] == list(range(1, total + 1))
 
 
 @pytest.mark.slow
 def test_sigterm_to_one_rank_stops_both_after_the_same_step_in_the_background(tmp_path, stores):
     run = tmp_path / "run"
-    launcher = _pretrain(tmp_path, stores, run, background=True)  # SIGINT ignored, as `lamm pretrain &`
+    launcher = _pretrain(
+        tmp_path, stores, run, background=True
+    )  # SIGINT ignored, as `lamm pretrain &`
     ranks = _wait_for_steps(launcher, run, 3)
     os.kill(ranks[1], signal.SIGTERM)
     _, stderr = launcher.communicate(timeout=120)

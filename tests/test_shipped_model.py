@@ -16,8 +16,13 @@ from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, load_potent
 from lamm.models.model_card import CARD_JSON, package_model, subset_metrics
 from lamm.models.pretrained import MODELS_DIR_ENV, models_dir, shipped_models
 
-MODEL = {"encoder": "painn", "cutoff": 4.0, "force_mode": "direct",
-         "painn": {"hidden_channels": 16, "num_layers": 2, "num_rbf": 8}, "heads": {"hidden_channels": 8}}
+MODEL = {
+    "encoder": "painn",
+    "cutoff": 4.0,
+    "force_mode": "direct",
+    "painn": {"hidden_channels": 16, "num_layers": 2, "num_rbf": 8},
+    "heads": {"hidden_channels": 8},
+}
 # the cheap tiny subsets (EMT slabs, xTB molecules): seconds to regenerate
 FAST_SUBSETS = ["oc20_s2ef", "qm7x"]
 
@@ -29,17 +34,36 @@ def tiny_stores(tmp_path_factory):
     return out
 
 
-def test_packaging_ships_the_ema_weights_and_provenance_and_a_card(tmp_path, tiny_stores, monkeypatch):
+def test_packaging_ships_the_ema_weights_and_provenance_and_a_card(
+    tmp_path, tiny_stores, monkeypatch
+):
     potential = build_potential(MODEL, FAST_SUBSETS, seed=0)
     ema = {k: v + 0.01 if v.is_floating_point() else v for k, v in potential.state_dict().items()}
-    training = {"step": 7, "epochs_done": 1.5, "samples_seen": 56, "mlflow_run_id": "abc", "config": {"name": "t"},
-                "optimizer": {"state": {}}}
-    save_checkpoint(tmp_path / "run.pt", {**checkpoint_dict(potential, MODEL, ema_state=ema), "training": training})
-    folder = package_model(tmp_path / "run.pt", "tiny-test", tmp_path / "models", evaluations={"tiny": tiny_stores},
-                           data={"source": "demo", "scale": "tiny"}, notes="## Good for\n\nnothing")
+    training = {
+        "step": 7,
+        "epochs_done": 1.5,
+        "samples_seen": 56,
+        "mlflow_run_id": "abc",
+        "config": {"name": "t"},
+        "optimizer": {"state": {}},
+    }
+    save_checkpoint(
+        tmp_path / "run.pt",
+        {**checkpoint_dict(potential, MODEL, ema_state=ema), "training": training},
+    )
+    folder = package_model(
+        tmp_path / "run.pt",
+        "tiny-test",
+        tmp_path / "models",
+        evaluations={"tiny": tiny_stores},
+        data={"source": "demo", "scale": "tiny"},
+        notes="## Good for\n\nnothing",
+    )
     shipped = load_checkpoint(folder / "model.pt")
     assert "ema" not in shipped and "optimizer" not in shipped["training"]
-    assert shipped["training"] == {k: training[k] for k in ("step", "epochs_done", "samples_seen", "mlflow_run_id", "config")}
+    assert shipped["training"] == {
+        k: training[k] for k in ("step", "epochs_done", "samples_seen", "mlflow_run_id", "config")
+    }
     for key, value in shipped["model"].items():  # the EMA weights became the model
         torch.testing.assert_close(value, ema[key])
     card = json.loads((folder / CARD_JSON).read_text())
@@ -51,8 +75,11 @@ def test_packaging_ships_the_ema_weights_and_provenance_and_a_card(tmp_path, tin
     assert LaMMCalculator("tiny-test", head="qm7x") is not None  # loads by name
 
 
-@pytest.mark.parametrize("name", sorted(shipped_models()) or [pytest.param("none", marks=pytest.mark.skip(
-    reason=f"no shipped model in {models_dir()}"))])
+@pytest.mark.parametrize(
+    "name",
+    sorted(shipped_models())
+    or [pytest.param("none", marks=pytest.mark.skip(reason=f"no shipped model in {models_dir()}"))],
+)
 def test_a_shipped_model_loads_and_matches_its_card(name, tiny_stores):
     path = shipped_models()[name]
     assert path.stat().st_size <= 20e6

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from model_support import TINY_CONFIG, ethanol, rocksalt, single_thread, tiny_potential  # noqa: F401
 
 from lamm import keys as K
 from lamm.calculator import LaMMCalculator
@@ -19,16 +20,29 @@ from lamm.data.graph import collate, structure_to_graph
 from lamm.data.record import StructureRecord
 from lamm.models.checkpoint import checkpoint_dict, load_potential, save_checkpoint
 from lamm.single_graph import SingleGraphBuilder
-from model_support import TINY_CONFIG, ethanol, rocksalt, single_thread, tiny_potential  # noqa: F401
 
-INPUT_FIELDS = (K.ATOMIC_NUMBERS, K.POSITIONS, K.CELL, K.PBC, K.NATOMS, K.BATCH, K.EDGE_INDEX, K.CELL_OFFSETS, K.DATASET_INDEX)
+INPUT_FIELDS = (
+    K.ATOMIC_NUMBERS,
+    K.POSITIONS,
+    K.CELL,
+    K.PBC,
+    K.NATOMS,
+    K.BATCH,
+    K.EDGE_INDEX,
+    K.CELL_OFFSETS,
+    K.DATASET_INDEX,
+)
 
 
 def calculator(tmp_path, force_mode, head="a"):
     """A calculator, and beside it its checkpoint's potential as training builds it (the
     calculator sets its own copy up for inference: no weight gradients, plain-autograd messages)."""
     path = tmp_path / f"{force_mode}.pt"
-    config = {**TINY_CONFIG, "force_mode": force_mode, "painn": {**TINY_CONFIG["painn"], "recompute_messages": True}}
+    config = {
+        **TINY_CONFIG,
+        "force_mode": force_mode,
+        "painn": {**TINY_CONFIG["painn"], "recompute_messages": True},
+    }
     save_checkpoint(path, checkpoint_dict(tiny_potential(force_mode, stats=True).float(), config))
     calc = LaMMCalculator(path, head=head)
     calc.reference = load_potential(path).eval()
@@ -40,19 +54,28 @@ def alloy():
     """A 16-atom periodic Cu-Au cell, sheared and rattled: the demo's MD cells in miniature."""
     atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 2, 1))
     atoms.numbers[[1, 6, 11]] = 79
-    atoms.set_cell(atoms.cell.array @ (np.eye(3) + np.triu(np.full((3, 3), 0.015), 1)), scale_atoms=True)
+    atoms.set_cell(
+        atoms.cell.array @ (np.eye(3) + np.triu(np.full((3, 3), 0.015), 1)), scale_atoms=True
+    )
     atoms.rattle(0.05, seed=3)
     return atoms
 
 
 def collated(atoms, potential, head_index, max_neighbors=None):
     record = StructureRecord(
-        atomic_numbers=atoms.numbers.astype(np.int64), positions=atoms.positions.astype(np.float64),
-        cell=atoms.cell.array.astype(np.float64), pbc=np.asarray(atoms.pbc, dtype=bool),
+        atomic_numbers=atoms.numbers.astype(np.int64),
+        positions=atoms.positions.astype(np.float64),
+        cell=atoms.cell.array.astype(np.float64),
+        pbc=np.asarray(atoms.pbc, dtype=bool),
     )
     dtype = next(potential.parameters()).dtype
-    graph = structure_to_graph(record, cutoff=potential.cutoff, max_neighbors=max_neighbors or potential.max_neighbors,
-                               dataset_index=head_index, dtype=dtype)
+    graph = structure_to_graph(
+        record,
+        cutoff=potential.cutoff,
+        max_neighbors=max_neighbors or potential.max_neighbors,
+        dataset_index=head_index,
+        dtype=dtype,
+    )
     return collate([graph])
 
 
@@ -63,7 +86,11 @@ def batched_prediction(atoms, calc):
     with torch.no_grad():
         out = potential.predict(collated(atoms, potential, head), compute_stress=periodic)
     stress = out[K.PRED_STRESS][0, :, :, head].double().numpy() if periodic else None
-    return float(out[K.PRED_ENERGY][0, head]), out[K.PRED_FORCES][:, :, head].double().numpy(), stress
+    return (
+        float(out[K.PRED_ENERGY][0, head]),
+        out[K.PRED_FORCES][:, :, head].double().numpy(),
+        stress,
+    )
 
 
 def assert_same_as_batched(atoms, calc):
@@ -85,8 +112,14 @@ def test_fields_equal_the_collated_batch(make, max_neighbors):
     atoms = make()
     potential = tiny_potential("gradient").float()
     batch = collated(atoms, potential, head_index=1, max_neighbors=max_neighbors)
-    inputs = SingleGraphBuilder(potential.cutoff, max_neighbors)(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc,
-                                                  dataset_index=1, dtype=torch.float32)
+    inputs = SingleGraphBuilder(potential.cutoff, max_neighbors)(
+        atoms.numbers,
+        atoms.positions,
+        atoms.cell.array,
+        atoms.pbc,
+        dataset_index=1,
+        dtype=torch.float32,
+    )
     assert inputs[K.EDGE_INDEX].shape[1] > 0
     for key in INPUT_FIELDS:
         assert inputs[key].dtype == batch[key].dtype, key
@@ -102,7 +135,9 @@ def test_calculator_equals_the_batched_path(tmp_path, force_mode, head):
         for atoms in (rocksalt(), ethanol(), alloy()):
             assert_same_as_batched(atoms, calc)
     # direct forces with a stress: warned once per calculator, as before
-    assert [str(w.message)[:18] for w in caught] == (["direct force mode:"] if force_mode == "direct" else [])
+    assert [str(w.message)[:18] for w in caught] == (
+        ["direct force mode:"] if force_mode == "direct" else []
+    )
 
 
 @pytest.mark.parametrize("force_mode", ["direct", "gradient"])
@@ -126,7 +161,9 @@ def test_cached_inputs_follow_numbers_pbc_and_cell(tmp_path, force_mode):
     assert_same_as_batched(atoms, calc)
     atoms.set_cell(atoms.cell.array * 1.03, scale_atoms=True)
     assert_same_as_batched(atoms, calc)
-    atoms.set_cell(atoms.cell.array @ (np.eye(3) + np.diag([0.0, 0.0, 0.04])), scale_atoms=False)  # cell only
+    atoms.set_cell(
+        atoms.cell.array @ (np.eye(3) + np.diag([0.0, 0.0, 0.04])), scale_atoms=False
+    )  # cell only
     assert_same_as_batched(atoms, calc)
 
 

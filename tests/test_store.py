@@ -34,7 +34,9 @@ def unlabeled_molecule() -> StructureRecord:
 
 def energy_only_record() -> StructureRecord:
     record = unlabeled_molecule()
-    return StructureRecord(**{**record.__dict__, "energy": -123.456789012345, "source_id": "CHEMBL1/conf_00"})
+    return StructureRecord(
+        **{**record.__dict__, "energy": -123.456789012345, "source_id": "CHEMBL1/conf_00"}
+    )
 
 
 def write_store(path, records, splits=None, **kwargs):
@@ -74,7 +76,11 @@ def test_records_round_trip_exactly(tmp_path):
 
 
 def test_metadata_counts_without_decoding(tmp_path):
-    store = write_store(tmp_path / "s.lmdb", [slab_record(0), unlabeled_molecule(), energy_only_record()], energy_kind="adsorption")
+    store = write_store(
+        tmp_path / "s.lmdb",
+        [slab_record(0), unlabeled_molecule(), energy_only_record()],
+        energy_kind="adsorption",
+    )
     assert store.info["with_energy"] == 2
     assert store.info["with_forces"] == 1
     assert store.info["atoms_total"] == 30
@@ -206,6 +212,8 @@ def test_two_views_of_one_file_and_a_rewritten_file(tmp_path):
 def test_unlabeled_store_refuses_energies(tmp_path):
     store = write_store(tmp_path / "p.lmdb", [unlabeled_molecule()], energy_kind="none")
     assert store.energy_kind == "none"
-    with StructureStoreWriter(tmp_path / "q.lmdb", subset="u", source="t", energy_kind="none") as writer:
+    with StructureStoreWriter(
+        tmp_path / "q.lmdb", subset="u", source="t", energy_kind="none"
+    ) as writer:
         with pytest.raises(ValueError, match="energy_kind is 'none'"):
             writer.add(energy_only_record())

@@ -10,14 +10,17 @@ SRC = torch.tensor([1.0, 2.0, 3.0, 4.0])
 INDEX = torch.tensor([0, 1, 0, 2])
 
 
-@pytest.mark.parametrize(("reduce", "expected"), [
-    ("sum", [4.0, 2.0, 4.0]),   # 1 + 3, 2, 4
-    ("add", [4.0, 2.0, 4.0]),
-    ("mean", [2.0, 2.0, 4.0]),  # (1 + 3) / 2
-    ("max", [3.0, 2.0, 4.0]),
-    ("min", [1.0, 2.0, 4.0]),
-    ("mul", [3.0, 2.0, 4.0]),
-])
+@pytest.mark.parametrize(
+    ("reduce", "expected"),
+    [
+        ("sum", [4.0, 2.0, 4.0]),  # 1 + 3, 2, 4
+        ("add", [4.0, 2.0, 4.0]),
+        ("mean", [2.0, 2.0, 4.0]),  # (1 + 3) / 2
+        ("max", [3.0, 2.0, 4.0]),
+        ("min", [1.0, 2.0, 4.0]),
+        ("mul", [3.0, 2.0, 4.0]),
+    ],
+)
 def test_one_dimensional_reductions(reduce, expected):
     assert scatter(SRC, INDEX, dim=0, reduce=reduce).tolist() == expected
 
@@ -62,7 +65,12 @@ def test_out_is_reduced_into_as_torch_scatter_does():
 def test_gradients_flow_to_the_sources():
     src = SRC.clone().requires_grad_(True)
     scatter(src, INDEX, dim=0, reduce="mean").sum().backward()
-    assert src.grad.tolist() == [0.5, 1.0, 0.5, 1.0]  # each of the two sources of slot 0 counts half
+    assert src.grad.tolist() == [
+        0.5,
+        1.0,
+        0.5,
+        1.0,
+    ]  # each of the two sources of slot 0 counts half
 
 
 def test_empty_input_and_unknown_reduction():

@@ -24,14 +24,18 @@ def test_params_metrics_tags_and_artifacts_land_in_sqlite(tracking_db, tmp_path,
     artifact.write_text("a,b\n1,2\n")
     monkeypatch.setenv("LAMM_RUN_TAGS", json.dumps({"snakemake_rule": "data_demo"}))
     config = {"model": {"hidden": 64, "layers": [1, 2]}, "lr": 1e-3}
-    with RunTracker("pretrain", "unit", params=config, inputs=[data], tags={"extra": "x"}) as tracker:
+    with RunTracker(
+        "pretrain", "unit", params=config, inputs=[data], tags={"extra": "x"}
+    ) as tracker:
         for step in range(5):
             tracker.log_metrics({"loss": 1.0 / (step + 1), "lr": 0.1}, step=step)
         tracker.log_artifact(artifact, "tables")
         run_id = tracker.run_id
     # the run is in this test's SQLite file, read without MLflow
     with sqlite3.connect(tracking_db) as connection:
-        assert connection.execute("SELECT name, status FROM runs WHERE run_uuid = ?", (run_id,)).fetchall() == [("unit", "FINISHED")]
+        assert connection.execute(
+            "SELECT name, status FROM runs WHERE run_uuid = ?", (run_id,)
+        ).fetchall() == [("unit", "FINISHED")]
     run = client().get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params == {"model.hidden": "64", "model.layers": "[1, 2]", "lr": "0.001"}
@@ -138,7 +142,9 @@ def test_concurrent_writers_on_a_fresh_store(absent_tracking_db):
     tracking_db = absent_tracking_db
     assert not tracking_db.exists()
     processes = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(worker)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(worker)], cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
         for worker in range(8)
     ]
     errors = [(p.wait(timeout=300), p.stderr.read()) for p in processes]

@@ -1,6 +1,5 @@
 """Checkpoint files, EMA, learning-rate schedule and the submitit launcher."""
 
-import math
 import os
 import signal
 import subprocess
@@ -13,8 +12,8 @@ import torch
 from torch import nn
 
 from lamm.launch import DistributedJob, LaunchSettings, launch
-from lamm.training.distributed import DistributedContext, main_rank_first
 from lamm.models.checkpoint import epoch_label, load_checkpoint, save_checkpoint
+from lamm.training.distributed import DistributedContext, main_rank_first
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.schedule import warmup_cosine
 from lamm.training.timing import BucketClock, StepClock
@@ -59,7 +58,12 @@ def test_ema_follows_the_formula_and_restores_weights():
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
-    state = {"model_config": {"encoder": "painn"}, "heads": ["a", "b"], "model": {"w": torch.arange(3.0)}, "training": {"step": 7}}
+    state = {
+        "model_config": {"encoder": "painn"},
+        "heads": ["a", "b"],
+        "model": {"w": torch.arange(3.0)},
+        "training": {"step": 7},
+    }
     path = save_checkpoint(tmp_path / "ckpt" / "last.pt", state)
     loaded = load_checkpoint(path)
     assert loaded["heads"] == ["a", "b"] and loaded["training"]["step"] == 7
@@ -76,7 +80,9 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 
 
 def test_checkpoint_refuses_pickled_objects(tmp_path):
-    path = save_checkpoint(tmp_path / "bad.pt", {"model_config": {}, "heads": [], "model": nn.Linear(1, 1)})
+    path = save_checkpoint(
+        tmp_path / "bad.pt", {"model_config": {}, "heads": [], "model": nn.Linear(1, 1)}
+    )
     with pytest.raises(ValueError, match="not a readable lamm checkpoint"):
         load_checkpoint(path)
 
@@ -101,7 +107,13 @@ def test_requeued_job_resumes():
 
 
 def test_local_launch_runs_two_gloo_ranks(tmp_path):
-    result = launch(sum_of_ranks, {"offset": 10.0}, LaunchSettings(executor="local", ranks_per_node=2), folder=tmp_path, poll_s=0.2)
+    result = launch(
+        sum_of_ranks,
+        {"offset": 10.0},
+        LaunchSettings(executor="local", ranks_per_node=2),
+        folder=tmp_path,
+        poll_s=0.2,
+    )
     assert result["rank"] == 0 and result["world_size"] == 2
     assert result["total"] == 21.0  # (10 + 0) + (10 + 1)
     assert result["rows"] == [[0.0, 0.0], [1.0, 2.0]]
@@ -110,9 +122,17 @@ def test_local_launch_runs_two_gloo_ranks(tmp_path):
 
 def test_main_rank_first_lets_the_other_ranks_read_what_rank_0_wrote(tmp_path):
     cache = tmp_path / "statistics.txt"
-    seen, computed_per_rank = launch(cache_seen_by_ranks, {"cache": str(cache)}, LaunchSettings(executor="local", ranks_per_node=2),
-                                     folder=tmp_path / "job", poll_s=0.2)
-    assert seen == "computed" and computed_per_rank == [1.0, 0.0]  # rank 1 waited and read the cache
+    seen, computed_per_rank = launch(
+        cache_seen_by_ranks,
+        {"cache": str(cache)},
+        LaunchSettings(executor="local", ranks_per_node=2),
+        folder=tmp_path / "job",
+        poll_s=0.2,
+    )
+    assert seen == "computed" and computed_per_rank == [
+        1.0,
+        0.0,
+    ]  # rank 1 waited and read the cache
     assert cache.read_text() == "written by rank 0"
     # alone: computes once
     calls = []
@@ -124,7 +144,14 @@ def test_step_clock_excludes_waits_for_other_ranks_from_compute():
     clock = StepClock(torch.device("cpu"))
     # data 1 s, forward 2 s, then 5 s waiting in the loss all-reduce, backward: last gradient
     # bucket ready 3 s after the all-reduce, 4 s more waiting in DDP's all-reduce, optimizer 0.5 s
-    clock.marks = {"start": 0.0, "batch": 1.0, "forward": 3.0, "reduced": 8.0, "backward": 15.0, "optimizer": 15.5}
+    clock.marks = {
+        "start": 0.0,
+        "batch": 1.0,
+        "forward": 3.0,
+        "reduced": 8.0,
+        "backward": 15.0,
+        "optimizer": 15.5,
+    }
     row = clock.row(BucketClock(last_ready=11.0), atoms=40, structures=3)
     assert row == [1.0, 2.0, 12.0, 0.5, 5.0, 40, 3]
     # without a DDP hook (one rank) compute runs to the end of the backward
@@ -140,7 +167,9 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def start_launcher(tmp_path: Path, *, background: bool = False, run_dir: Path | None = None, seconds: float = 120.0):
+def start_launcher(
+    tmp_path: Path, *, background: bool = False, run_dir: Path | None = None, seconds: float = 120.0
+):
     """`launch` of two sleeping local ranks in a child process; returns (process, rank pids).
     `background`: started as a shell starts `cmd &` (SIGINT ignored, which children inherit)."""
     pids = tmp_path / "pids"
@@ -154,8 +183,14 @@ def start_launcher(tmp_path: Path, *, background: bool = False, run_dir: Path | 
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None
-    launcher = subprocess.Popen([sys.executable, "-c", driver], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=ignore_sigint)
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", driver],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_sigint,
+    )
     deadline = time.monotonic() + 120
     while len(list(pids.glob("*.pid"))) < 2:
         assert launcher.poll() is None, launcher.stderr.read()
@@ -173,17 +208,28 @@ def wait_gone(pids, timeout_s: float) -> bool:
     return not any(_alive(pid) for pid in pids)
 
 
-@pytest.mark.parametrize("signum, background", [
-    (signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGKILL, False),
-    (signal.SIGTERM, True), (signal.SIGINT, True),  # started like `cmd &`: SIGINT ignored
-], ids=["SIGTERM", "SIGINT", "SIGKILL", "SIGTERM-background", "SIGINT-background"])
+@pytest.mark.parametrize(
+    "signum, background",
+    [
+        (signal.SIGTERM, False),
+        (signal.SIGINT, False),
+        (signal.SIGKILL, False),
+        (signal.SIGTERM, True),
+        (signal.SIGINT, True),  # started like `cmd &`: SIGINT ignored
+    ],
+    ids=["SIGTERM", "SIGINT", "SIGKILL", "SIGTERM-background", "SIGINT-background"],
+)
 def test_interrupted_launcher_stops_its_ranks(tmp_path, signum, background):
     # the launcher alone is signalled (Snakemake cancelling the rule, the OOM killer): its local
     # ranks must not outlive it, or they keep training and race the rerun for the same folder
     launcher, ranks = start_launcher(tmp_path, background=background)
     launcher.send_signal(signum)
     _, stderr = launcher.communicate(timeout=60)
-    expected = {signal.SIGTERM: 143, signal.SIGINT: -signal.SIGINT, signal.SIGKILL: -signal.SIGKILL}[signum]
+    expected = {
+        signal.SIGTERM: 143,
+        signal.SIGINT: -signal.SIGINT,
+        signal.SIGKILL: -signal.SIGKILL,
+    }[signum]
     assert launcher.returncode == expected, stderr
     if signum != signal.SIGKILL:
         assert "cancelling job" in stderr

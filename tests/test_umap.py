@@ -11,12 +11,26 @@ import pytest
 import torch
 from ase.data import atomic_numbers
 
-from lamm.analysis.umap_atoms import atom_representations, covariance_ellipse, embed, open_stores, periodic_group, sample_atoms
+from lamm.analysis.umap_atoms import (
+    atom_representations,
+    covariance_ellipse,
+    embed,
+    open_stores,
+    periodic_group,
+    sample_atoms,
+)
 from lamm.cli import main
-from lamm.models.checkpoint import checkpoint_dict, save_checkpoint
 from lamm.data.store import StructureStore
+from lamm.models.checkpoint import checkpoint_dict, save_checkpoint
 from tests.helpers.training_data import SUBSETS, write_training_stores
-from tests.model_support import TINY_CONFIG, batch_of, ethanol, random_rotation, rocksalt, single_thread, tiny_potential  # noqa: F401
+from tests.model_support import (
+    TINY_CONFIG,
+    batch_of,
+    ethanol,
+    random_rotation,
+    rocksalt,
+    tiny_potential,
+)  # noqa: F401
 from tests.store_factory import write_store
 
 
@@ -44,7 +58,9 @@ def test_sample_atoms_is_seeded_and_counts():
     other = sample_atoms(natoms, 30, np.random.default_rng(2))
     assert sum(len(a) for a in first.values()) == 30
     assert first.keys() == again.keys() and all(np.array_equal(first[k], again[k]) for k in first)
-    assert first.keys() != other.keys() or any(not np.array_equal(first[k], other[k]) for k in first)
+    assert first.keys() != other.keys() or any(
+        not np.array_equal(first[k], other[k]) for k in first
+    )
     assert all(len(np.unique(a)) == len(a) and a.max() < natoms[s] for s, a in first.items())
     everything = sample_atoms(natoms, 10_000, np.random.default_rng(0))
     assert sum(len(a) for a in everything.values()) == natoms.sum()
@@ -60,7 +76,9 @@ def test_covariance_ellipse_is_1p5_sigma_of_a_known_covariance():
     assert np.allclose(center, [2.0, -1.0])
     assert width == pytest.approx(3.0 * math.sqrt(2 * a**2 / 3))
     assert height == pytest.approx(3.0 * math.sqrt(2 * b**2 / 3))
-    assert angle % 180 == pytest.approx(0.0, abs=1e-9) or angle % 180 == pytest.approx(180.0, abs=1e-9)
+    assert angle % 180 == pytest.approx(0.0, abs=1e-9) or angle % 180 == pytest.approx(
+        180.0, abs=1e-9
+    )
     turn = math.radians(30)
     rotation = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
     _, w, h, rotated_angle = covariance_ellipse(points @ rotation.T, n_sigma=1.5)
@@ -72,8 +90,27 @@ def test_covariance_ellipse_is_1p5_sigma_of_a_known_covariance():
 
 @pytest.mark.parametrize(
     "symbol, group",
-    [("H", 1), ("Na", 1), ("Mg", 2), ("Sc", 3), ("Fe", 8), ("Pt", 10), ("Cu", 11), ("Zn", 12), ("B", 13), ("Si", 14),
-     ("O", 16), ("Cl", 17), ("Ar", 18), ("He", 18), ("La", 3), ("Ce", 3), ("U", 3), ("Hf", 4), ("Au", 11)],
+    [
+        ("H", 1),
+        ("Na", 1),
+        ("Mg", 2),
+        ("Sc", 3),
+        ("Fe", 8),
+        ("Pt", 10),
+        ("Cu", 11),
+        ("Zn", 12),
+        ("B", 13),
+        ("Si", 14),
+        ("O", 16),
+        ("Cl", 17),
+        ("Ar", 18),
+        ("He", 18),
+        ("La", 3),
+        ("Ce", 3),
+        ("U", 3),
+        ("Hf", 4),
+        ("Au", 11),
+    ],
 )
 def test_periodic_group(symbol, group):
     assert periodic_group(atomic_numbers[symbol]) == group
@@ -101,16 +138,40 @@ def test_embedding_is_seeded(tmp_path):
 def test_umap_command_writes_figure_and_embedding(tmp_path, capsys):
     data = write_training_stores(tmp_path / "data")
     potential = tiny_potential(heads=tuple(SUBSETS), stats=False).float()
-    checkpoint = save_checkpoint(tmp_path / "model.pt", checkpoint_dict(potential, {**TINY_CONFIG, "force_mode": "direct"}))
+    checkpoint = save_checkpoint(
+        tmp_path / "model.pt", checkpoint_dict(potential, {**TINY_CONFIG, "force_mode": "direct"})
+    )
     out, figure = tmp_path / "umap", tmp_path / "fig8.png"
-    code = main(["umap", str(checkpoint), "--data", str(data), "--atoms-per-subset", "25", "--n-epochs", "20",
-                 "--n-neighbors", "8", "--out", str(out), "--figure", str(figure), "--seed", "1"])
+    code = main(
+        [
+            "umap",
+            str(checkpoint),
+            "--data",
+            str(data),
+            "--atoms-per-subset",
+            "25",
+            "--n-epochs",
+            "20",
+            "--n-neighbors",
+            "8",
+            "--out",
+            str(out),
+            "--figure",
+            str(figure),
+            "--seed",
+            "1",
+        ]
+    )
     assert code == 0 and figure.stat().st_size > 10_000
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     with open(out / "embedding.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert summary["atoms"] == len(rows) == 25 * len(SUBSETS)  # every subset holds more than 25 atoms
+    assert (
+        summary["atoms"] == len(rows) == 25 * len(SUBSETS)
+    )  # every subset holds more than 25 atoms
     assert {r["subset"] for r in rows} == set(SUBSETS)
     store = StructureStore(data / "oc20_s2ef.lmdb")
     row = next(r for r in rows if r["subset"] == "oc20_s2ef")
-    assert store.get_record(int(row["sample_index"])).atomic_numbers[int(row["atom_index"])] == int(row["atomic_number"])
+    assert store.get_record(int(row["sample_index"])).atomic_numbers[int(row["atom_index"])] == int(
+        row["atomic_number"]
+    )

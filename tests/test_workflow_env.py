@@ -34,7 +34,9 @@ def test_conda_env_holds_every_pip_dependency_at_the_same_lower_bound(env_file):
     if tomllib is None:
         pytest.skip("tomllib needs Python 3.11")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = dict(_requirement(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
+    wanted = dict(
+        _requirement(s) for s in project["dependencies"] + project["optional-dependencies"]["test"]
+    )
     env = yaml.safe_load((ROOT / env_file).read_text())
     conda_specs = [s for s in env["dependencies"] if isinstance(s, str) and ">=" in s]
     pip_specs = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
@@ -42,7 +44,9 @@ def test_conda_env_holds_every_pip_dependency_at_the_same_lower_bound(env_file):
     for name, bound in wanted.items():
         conda_name = CONDA_NAMES.get(name, name)
         assert conda_name in have, f"{env_file} lacks {conda_name} (pyproject: {name}>={bound})"
-        assert _version(have[conda_name]) == _version(bound), f"{conda_name}: env >={have[conda_name]}, pyproject >={bound}"
+        assert _version(have[conda_name]) == _version(bound), (
+            f"{conda_name}: env >={have[conda_name]}, pyproject >={bound}"
+        )
     # the package itself comes from the post-deploy script: a relative path in the env file
     # would point into .snakemake/conda/, where Snakemake copies it
     assert not any(spec.startswith("-e") for spec in pip_specs)
@@ -53,7 +57,11 @@ def test_snakemake_lint_is_clean():
     # every rule declares its software (the conda env) and follows Snakemake's best practices
     bin_dir = str(Path(sys.executable).parent)
     result = subprocess.run(
-        ["snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        ["snakemake", "--lint"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")},
     )
     output = result.stdout + result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lamm.analysis.dataset_stats import StoreSummary, table2_order, summarize_store, table2
+from lamm.analysis.dataset_stats import StoreSummary, summarize_store, table2, table2_order
 from lamm.analysis.figures import MARKERS, periodic_table_position, save_figure
 
 MAX_KDE_SAMPLES = 100_000  # LaMM Fig. 4: KDE of 10^5 randomly sampled structures per subset
@@ -44,28 +44,73 @@ def element_heatmap(summaries: list[StoreSummary], path: str | os.PathLike) -> N
         row, column = periodic_table_position(z)
         y = -row - (0.4 if row >= 7 else 0.0)  # a gap above the f-block rows
         colour = cmap(norm(counts[z])) if counts[z] else (0.93, 0.93, 0.93)
-        axes.add_patch(Rectangle((column, y - 1), 0.94, 0.94, facecolor=colour, edgecolor="white", linewidth=0.5))
+        axes.add_patch(
+            Rectangle(
+                (column, y - 1), 0.94, 0.94, facecolor=colour, edgecolor="white", linewidth=0.5
+            )
+        )
         text_colour = "white" if counts[z] and counts[z] <= n_max / 2 else "black"
-        axes.text(column + 0.47, y - 0.2, chemical_symbols[z], ha="center", va="center", fontsize=10,
-                  fontweight="bold" if counts[z] else "normal", color=text_colour if counts[z] else (0.55, 0.55, 0.55))
+        axes.text(
+            column + 0.47,
+            y - 0.2,
+            chemical_symbols[z],
+            ha="center",
+            va="center",
+            fontsize=10,
+            fontweight="bold" if counts[z] else "normal",
+            color=text_colour if counts[z] else (0.55, 0.55, 0.55),
+        )
         present = [k for k, s in enumerate(summaries) if s.element_atoms[z] > 0]
         for k in present:
             mx = column + 0.14 + (k % columns) * 0.22
             my = y - 0.55 - (k // columns) * 0.22
-            axes.plot(mx, my, MARKERS[k % len(MARKERS)], color=palette[k], markersize=4.2,
-                      markeredgecolor="black", markeredgewidth=0.3)
+            axes.plot(
+                mx,
+                my,
+                MARKERS[k % len(MARKERS)],
+                color=palette[k],
+                markersize=4.2,
+                markeredgecolor="black",
+                markeredgewidth=0.3,
+            )
     axes.set_xlim(-0.2, 18.1)
     axes.set_ylim(-9.6, 0.2)
     axes.set_aspect("equal")
     axes.axis("off")
-    handles = [plt.Line2D([], [], linestyle="", marker=MARKERS[k % len(MARKERS)], color=palette[k], markersize=8,
-                          markeredgecolor="black", markeredgewidth=0.4, label=s.subset)
-               for k, s in enumerate(summaries)]
-    axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.43, 1.0), ncol=2, fontsize=10,
-                frameon=False, title="subsets containing the element", title_fontsize=10)
+    handles = [
+        plt.Line2D(
+            [],
+            [],
+            linestyle="",
+            marker=MARKERS[k % len(MARKERS)],
+            color=palette[k],
+            markersize=8,
+            markeredgecolor="black",
+            markeredgewidth=0.4,
+            label=s.subset,
+        )
+        for k, s in enumerate(summaries)
+    ]
+    axes.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.43, 1.0),
+        ncol=2,
+        fontsize=10,
+        frameon=False,
+        title="subsets containing the element",
+        title_fontsize=10,
+    )
     mappable = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    bar = figure.colorbar(mappable, ax=axes, orientation="horizontal", fraction=0.035, pad=0.01, aspect=40,
-                          ticks=np.arange(1, n_max + 1))
+    bar = figure.colorbar(
+        mappable,
+        ax=axes,
+        orientation="horizontal",
+        fraction=0.035,
+        pad=0.01,
+        aspect=40,
+        ticks=np.arange(1, n_max + 1),
+    )
     bar.set_label("number of subsets containing the element", fontsize=11)
     bar.ax.tick_params(labelsize=10)
     save_figure(figure, path)
@@ -94,17 +139,44 @@ def natoms_kde(summaries: list[StoreSummary], path: str | os.PathLike, *, seed: 
             # A KDE needs spread: mark the single size instead of hiding the subset.
             if len(natoms):
                 axes.axvline(natoms[0], color=colour, linestyle="--", linewidth=1.2)
-                axes.plot(natoms[0], 0, marker, color=colour, markersize=8, markeredgecolor="black",
-                          markeredgewidth=0.5, label=f"{summary.subset} (all {natoms[0]} atoms)", clip_on=False)
+                axes.plot(
+                    natoms[0],
+                    0,
+                    marker,
+                    color=colour,
+                    markersize=8,
+                    markeredgecolor="black",
+                    markeredgewidth=0.5,
+                    label=f"{summary.subset} (all {natoms[0]} atoms)",
+                    clip_on=False,
+                )
             continue
         lines_before = len(axes.lines)
-        sns.kdeplot(x=natoms.astype(np.float64), ax=axes, color=colour, linewidth=1.6, clip=(0, None))
+        sns.kdeplot(
+            x=natoms.astype(np.float64), ax=axes, color=colour, linewidth=1.6, clip=(0, None)
+        )
         x, y = axes.lines[lines_before].get_data()
         peak = int(np.argmax(y))
-        axes.plot(x[peak], y[peak], marker, color=colour, markersize=8, markeredgecolor="black",
-                  markeredgewidth=0.5)
-        axes.plot([], [], marker, linestyle="-", color=colour, markersize=7, markeredgecolor="black",
-                  markeredgewidth=0.5, label=f"{summary.subset} (peak {x[peak]:.0f})")
+        axes.plot(
+            x[peak],
+            y[peak],
+            marker,
+            color=colour,
+            markersize=8,
+            markeredgecolor="black",
+            markeredgewidth=0.5,
+        )
+        axes.plot(
+            [],
+            [],
+            marker,
+            linestyle="-",
+            color=colour,
+            markersize=7,
+            markeredgecolor="black",
+            markeredgewidth=0.5,
+            label=f"{summary.subset} (peak {x[peak]:.0f})",
+        )
     axes.set_xlim(0, largest * 1.03)
     axes.set_ylim(bottom=0)
     axes.set_xlabel("atoms per sample", fontsize=11)
@@ -115,8 +187,13 @@ def natoms_kde(summaries: list[StoreSummary], path: str | os.PathLike, *, seed: 
     save_figure(figure, path)
 
 
-def write_dataset_stats(stores: list[str | os.PathLike], out_dir: str | os.PathLike, *, temperature: float = 2.0,
-                        seed: int = 0) -> tuple[dict[str, Path], pd.DataFrame]:
+def write_dataset_stats(
+    stores: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    temperature: float = 2.0,
+    seed: int = 0,
+) -> tuple[dict[str, Path], pd.DataFrame]:
     """Write tables/table2_datasets.csv, figures/fig2_elements.png and figures/fig4_natoms.png."""
     if not stores:
         raise ValueError("no stores given")

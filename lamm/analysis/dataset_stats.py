@@ -20,15 +20,37 @@ from lamm.data.store import SPLITS, StructureStore
 
 # LaMM Table 2 by subset name: (task, periodic), for stores whose info does not say.
 TABLE2_DEFAULTS = {
-    "oc20_s2ef": ("s2ef", True), "oc22_s2ef": ("s2ef", True), "odac23_s2ef": ("s2ef", True),
-    "transition1x": ("s2ef", False), "qm7x": ("s2ef", False), "qmugs": ("s2ef", False),
-    "pubchem3d": ("denoising", False), "oc20_is2re": ("is2re", True), "oc22_is2re": ("is2re", True),
-    "odac23_is2re": ("is2re", True), "hme21": ("s2ef", True),
+    "oc20_s2ef": ("s2ef", True),
+    "oc22_s2ef": ("s2ef", True),
+    "odac23_s2ef": ("s2ef", True),
+    "transition1x": ("s2ef", False),
+    "qm7x": ("s2ef", False),
+    "qmugs": ("s2ef", False),
+    "pubchem3d": ("denoising", False),
+    "oc20_is2re": ("is2re", True),
+    "oc22_is2re": ("is2re", True),
+    "odac23_is2re": ("is2re", True),
+    "hme21": ("s2ef", True),
 }
 DOWNSTREAM_SUBSETS = ("hme21",)
-COLUMNS = ["subset", "role", "task", "functional", "energy_kind", "periodic", "labels", "samples",
-           "samples_train", "samples_val", "samples_test", "samples_ts", "avg_atoms", "min_atoms",
-           "max_atoms", "elements"]
+COLUMNS = [
+    "subset",
+    "role",
+    "task",
+    "functional",
+    "energy_kind",
+    "periodic",
+    "labels",
+    "samples",
+    "samples_train",
+    "samples_val",
+    "samples_test",
+    "samples_ts",
+    "avg_atoms",
+    "min_atoms",
+    "max_atoms",
+    "elements",
+]
 
 
 @dataclass
@@ -61,8 +83,14 @@ def _labels(info: dict, task: str) -> str:
     if task == "denoising":
         return "N"  # pseudo-forces drawn during training
     count = info["count"]
-    parts = [name for name, key in (("E", "with_energy"), ("F", "with_forces")) if info.get(key, 0) > 0]
-    partial = [name for name, key in (("E", "with_energy"), ("F", "with_forces")) if 0 < info.get(key, 0) < count]
+    parts = [
+        name for name, key in (("E", "with_energy"), ("F", "with_forces")) if info.get(key, 0) > 0
+    ]
+    partial = [
+        name
+        for name, key in (("E", "with_energy"), ("F", "with_forces"))
+        if 0 < info.get(key, 0) < count
+    ]
     text = ", ".join(parts) if parts else "none"
     return text + (f" (partial {', '.join(partial)})" if partial else "")
 
@@ -102,25 +130,39 @@ def table2(summaries: list[StoreSummary], temperature: float = 2.0) -> pd.DataFr
     rows = []
     for summary, ts in [*zip(pretrain, virtual), *((s, None) for s in downstream)]:
         natoms = summary.natoms
-        rows.append({
-            "subset": summary.subset, "role": summary.role, "task": summary.task,
-            "functional": summary.functional, "energy_kind": summary.energy_kind,
-            "periodic": "unknown" if summary.periodic is None else ("yes" if summary.periodic else "no"),
-            "labels": summary.labels, "samples": len(natoms),
-            **{f"samples_{name}": count for name, count in summary.split_counts.items()},
-            "samples_ts": None if ts is None else int(ts),
-            "avg_atoms": round(float(natoms.mean()), 2) if len(natoms) else float("nan"),
-            "min_atoms": int(natoms.min()) if len(natoms) else 0,
-            "max_atoms": int(natoms.max()) if len(natoms) else 0,
-            "elements": len(summary.elements),
-        })
+        rows.append(
+            {
+                "subset": summary.subset,
+                "role": summary.role,
+                "task": summary.task,
+                "functional": summary.functional,
+                "energy_kind": summary.energy_kind,
+                "periodic": "unknown"
+                if summary.periodic is None
+                else ("yes" if summary.periodic else "no"),
+                "labels": summary.labels,
+                "samples": len(natoms),
+                **{f"samples_{name}": count for name, count in summary.split_counts.items()},
+                "samples_ts": None if ts is None else int(ts),
+                "avg_atoms": round(float(natoms.mean()), 2) if len(natoms) else float("nan"),
+                "min_atoms": int(natoms.min()) if len(natoms) else 0,
+                "max_atoms": int(natoms.max()) if len(natoms) else 0,
+                "elements": len(summary.elements),
+            }
+        )
     if pretrain:
         atoms = sum(int(s.natoms.sum()) for s in pretrain)
         samples = sum(len(s.natoms) for s in pretrain)
         union = np.flatnonzero(sum(s.element_atoms for s in pretrain))
         total = {
-            "subset": "total", "role": "pretrain", "task": "", "functional": "", "energy_kind": "",
-            "periodic": "", "labels": "", "samples": samples,
+            "subset": "total",
+            "role": "pretrain",
+            "task": "",
+            "functional": "",
+            "energy_kind": "",
+            "periodic": "",
+            "labels": "",
+            "samples": samples,
             **{f"samples_{name}": sum(s.split_counts[name] for s in pretrain) for name in SPLITS},
             "samples_ts": int(np.sum(virtual)),
             "avg_atoms": round(atoms / samples, 2) if samples else float("nan"),

@@ -35,7 +35,11 @@ from lamm.analysis.figures import save_figure
 
 MODE_STYLE = {  # colour-blind-safe (Okabe-Ito), and distinct line styles
     "baseline": {"color": "#E69F00", "linestyle": "--", "label": "Baseline (label -dx)"},
-    "relative": {"color": "#0072B2", "linestyle": "-", "label": "Relative, LaMM (label -(dx - mean dx))"},
+    "relative": {
+        "color": "#0072B2",
+        "linestyle": "-",
+        "label": "Relative, LaMM (label -(dx - mean dx))",
+    },
 }
 
 
@@ -50,8 +54,12 @@ def learning_curve(validation_csv: str | os.PathLike, subset: str) -> list[dict[
         for row in csv.DictReader(handle):
             if row["metric"] not in (centered, own):
                 continue
-            point = points.setdefault(int(row["step"]), {"step": int(row["step"]), "epoch": float(row["epoch"])})
-            point["val_error_centered_a" if row["metric"] == centered else "val_error_a"] = float(row["value"])
+            point = points.setdefault(
+                int(row["step"]), {"step": int(row["step"]), "epoch": float(row["epoch"])}
+            )
+            point["val_error_centered_a" if row["metric"] == centered else "val_error_a"] = float(
+                row["value"]
+            )
     rows = [points[step] for step in sorted(points)]
     incomplete = [row["step"] for row in rows if len(row) != 4]
     if not rows or incomplete:
@@ -62,7 +70,9 @@ def learning_curve(validation_csv: str | os.PathLike, subset: str) -> list[dict[
     return rows
 
 
-def crossing_epoch(epochs: Sequence[float], errors: Sequence[float], threshold: float) -> float | None:
+def crossing_epoch(
+    epochs: Sequence[float], errors: Sequence[float], threshold: float
+) -> float | None:
     """First epoch at which the curve reaches `threshold` (linear between points), or None."""
     for k, (epoch, error) in enumerate(zip(epochs, errors)):
         if error <= threshold:
@@ -84,7 +94,9 @@ def _ratio(baseline: float | None, relative: float | None) -> float | None:
 METRICS = ("val_error_a", "val_error_centered_a")  # own labels (main, the paper's), centered
 
 
-def summarize(curves: Mapping[str, Sequence[Mapping[str, float]]], threshold_a: float) -> dict[str, Any]:
+def summarize(
+    curves: Mapping[str, Sequence[Mapping[str, float]]], threshold_a: float
+) -> dict[str, Any]:
     """Per metric: final/best errors per mode, epochs to the configured and the common threshold
     and their ratio (baseline / relative), and whether the relative run ends below the baseline."""
     missing = [mode for mode in ("baseline", "relative") if not curves.get(mode)]
@@ -97,16 +109,25 @@ def summarize(curves: Mapping[str, Sequence[Mapping[str, float]]], threshold_a: 
             rows = curves[mode]
             errors = [row[metric] for row in rows]
             result["modes"][mode] = {
-                "final_step": int(rows[-1]["step"]), "final_epoch": float(rows[-1]["epoch"]),
-                "initial_error_a": errors[0], "final_error_a": errors[-1], "best_error_a": min(errors),
+                "final_step": int(rows[-1]["step"]),
+                "final_epoch": float(rows[-1]["epoch"]),
+                "initial_error_a": errors[0],
+                "final_error_a": errors[-1],
+                "best_error_a": min(errors),
             }
         common = max(result["modes"][mode]["best_error_a"] for mode in ("baseline", "relative"))
         for name, value in (("threshold", threshold_a), ("common_threshold", common)):
             epochs = {
-                mode: crossing_epoch([r["epoch"] for r in curves[mode]], [r[metric] for r in curves[mode]], value)
+                mode: crossing_epoch(
+                    [r["epoch"] for r in curves[mode]], [r[metric] for r in curves[mode]], value
+                )
                 for mode in ("baseline", "relative")
             }
-            result[name] = {"value_a": value, "epochs": epochs, "ratio": _ratio(epochs["baseline"], epochs["relative"])}
+            result[name] = {
+                "value_a": value,
+                "epochs": epochs,
+                "ratio": _ratio(epochs["baseline"], epochs["relative"]),
+            }
         final = {mode: result["modes"][mode]["final_error_a"] for mode in ("baseline", "relative")}
         result["relative_ends_below_baseline"] = final["relative"] < final["baseline"]
         result["final_difference_a"] = final["baseline"] - final["relative"]
@@ -117,14 +138,23 @@ def summarize(curves: Mapping[str, Sequence[Mapping[str, float]]], threshold_a: 
 def table_rows(curves: Mapping[str, Sequence[Mapping[str, float]]]) -> list[dict[str, Any]]:
     """results/tables/denoising.csv rows: mode, step, epoch, val_error_a, val_error_centered_a."""
     return [
-        {"mode": mode, "step": int(row["step"]), "epoch": row["epoch"], "val_error_a": row["val_error_a"],
-         "val_error_centered_a": row["val_error_centered_a"]}
-        for mode in ("baseline", "relative") for row in curves[mode]
+        {
+            "mode": mode,
+            "step": int(row["step"]),
+            "epoch": row["epoch"],
+            "val_error_a": row["val_error_a"],
+            "val_error_centered_a": row["val_error_centered_a"],
+        }
+        for mode in ("baseline", "relative")
+        for row in curves[mode]
     ]
 
 
 def plot_denoising(
-    curves: Mapping[str, Sequence[Mapping[str, float]]], summary: Mapping[str, Any], path: str | os.PathLike, subset: str = "pubchem3d"
+    curves: Mapping[str, Sequence[Mapping[str, float]]],
+    summary: Mapping[str, Any],
+    path: str | os.PathLike,
+    subset: str = "pubchem3d",
 ) -> Path:
     """Fig. 7: validation error against epochs, both modes; left each run against its own labels
     (the paper's figure), right the centered error (like with like); thresholds as lines."""
@@ -141,7 +171,14 @@ def plot_denoising(
         for mode in ("baseline", "relative"):
             rows = curves[mode]
             style = MODE_STYLE[mode]
-            ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], marker="o", markersize=3, linewidth=1.6, **style)
+            ax.plot(
+                [r["epoch"] for r in rows],
+                [r[key] for r in rows],
+                marker="o",
+                markersize=3,
+                linewidth=1.6,
+                **style,
+            )
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -149,10 +186,18 @@ def plot_denoising(
     for ax, metric in zip(axes, METRICS):
         for name, colour in (("threshold", "0.3"), ("common_threshold", "0.6")):
             value, ratio = summary[metric][name]["value_a"], summary[metric][name]["ratio"]
-            shown = f"{ratio:.2f}x" if ratio is not None and np.isfinite(ratio) else "not reached by both"
-            label = ("threshold" if name == "threshold" else "common threshold") + f" {value:.4f} A: {shown}"
+            shown = (
+                f"{ratio:.2f}x"
+                if ratio is not None and np.isfinite(ratio)
+                else "not reached by both"
+            )
+            label = (
+                "threshold" if name == "threshold" else "common threshold"
+            ) + f" {value:.4f} A: {shown}"
             ax.axhline(value, color=colour, linewidth=0.8, linestyle=":", label=label)
         ax.legend(fontsize=8)
-    figure.suptitle(f"Denoising on {subset} alone: baseline vs relative noise labels (LaMM Fig. 7)", fontsize=11)
+    figure.suptitle(
+        f"Denoising on {subset} alone: baseline vs relative noise labels (LaMM Fig. 7)", fontsize=11
+    )
     figure.tight_layout()
     return save_figure(figure, path)

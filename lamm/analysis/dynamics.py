@@ -50,27 +50,40 @@ def max_force(atoms: Atoms) -> float:
     return float(np.linalg.norm(atoms.get_forces(), axis=1).max())
 
 
-def relax(atoms: Atoms, fmax: float, max_steps: int, trajectory: str | os.PathLike | None = None) -> dict[str, Any]:
+def relax(
+    atoms: Atoms, fmax: float, max_steps: int, trajectory: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """BFGS in place; returns steps, converged, initial/final energy (eV) and fmax (eV/A)."""
     from ase.optimize import BFGS
 
     energy_start, fmax_start = float(atoms.get_potential_energy()), max_force(atoms)
-    optimizer = BFGS(atoms, logfile=None, trajectory=None if trajectory is None else str(trajectory))
-    converged = bool(optimizer.run(fmax=fmax, steps=max_steps)) if max_steps > 0 else fmax_start < fmax
+    optimizer = BFGS(
+        atoms, logfile=None, trajectory=None if trajectory is None else str(trajectory)
+    )
+    converged = (
+        bool(optimizer.run(fmax=fmax, steps=max_steps)) if max_steps > 0 else fmax_start < fmax
+    )
     return {
-        "relax_steps": int(optimizer.nsteps), "relax_converged": converged,
-        "relax_energy_start_ev": energy_start, "relax_energy_end_ev": float(atoms.get_potential_energy()),
-        "relax_fmax_start_ev_per_a": fmax_start, "relax_fmax_end_ev_per_a": max_force(atoms),
+        "relax_steps": int(optimizer.nsteps),
+        "relax_converged": converged,
+        "relax_energy_start_ev": energy_start,
+        "relax_energy_end_ev": float(atoms.get_potential_energy()),
+        "relax_fmax_start_ev_per_a": fmax_start,
+        "relax_fmax_end_ev_per_a": max_force(atoms),
     }
 
 
-def run_nve(atoms: Atoms, settings: DynamicsSettings, trajectory: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+def run_nve(
+    atoms: Atoms, settings: DynamicsSettings, trajectory: str | os.PathLike | None = None
+) -> dict[str, np.ndarray]:
     """Velocity Verlet in place; returns time_ps, epot, ekin, etot (eV) per recorded frame."""
     from ase.io.trajectory import Trajectory
     from ase.md.velocitydistribution import Stationary, thermalize_momenta
     from ase.md.verlet import VelocityVerlet
 
-    thermalize_momenta(atoms, settings.temperature_k, rng=np.random.default_rng(settings.seed))  # Maxwell-Boltzmann
+    thermalize_momenta(
+        atoms, settings.temperature_k, rng=np.random.default_rng(settings.seed)
+    )  # Maxwell-Boltzmann
     Stationary(atoms)  # no drift of the centre of mass
     dynamics = VelocityVerlet(atoms, timestep=settings.timestep_fs * units.fs, logfile=None)
     frames: dict[str, list[float]] = {"time_ps": [], "epot": [], "ekin": [], "etot": []}
@@ -110,7 +123,9 @@ def energy_drift(frames: dict[str, np.ndarray], natoms: int) -> dict[str, float]
     }
 
 
-def plot_energies(frames: dict[str, np.ndarray], natoms: int, path: str | os.PathLike, title: str = "") -> Path:
+def plot_energies(
+    frames: dict[str, np.ndarray], natoms: int, path: str | os.PathLike, title: str = ""
+) -> Path:
     """E_pot, E_kin and E_tot per atom (shifted by their first value) against time."""
     import matplotlib
 
@@ -120,10 +135,21 @@ def plot_energies(frames: dict[str, np.ndarray], natoms: int, path: str | os.Pat
     from lamm.analysis.figures import save_figure
 
     figure, axis = plt.subplots(figsize=(6.0, 3.5))
-    styles = {"epot": ("#0173b2", "-", "E_pot"), "ekin": ("#de8f05", "--", "E_kin"), "etot": ("#029e73", "-", "E_tot")}
+    styles = {
+        "epot": ("#0173b2", "-", "E_pot"),
+        "ekin": ("#de8f05", "--", "E_kin"),
+        "etot": ("#029e73", "-", "E_tot"),
+    }
     for key, (color, line, label) in styles.items():
         values = 1000.0 * (frames[key] - frames[key][0]) / natoms
-        axis.plot(1000.0 * frames["time_ps"], values, color=color, ls=line, lw=1.5 if key == "etot" else 1.0, label=label)
+        axis.plot(
+            1000.0 * frames["time_ps"],
+            values,
+            color=color,
+            ls=line,
+            lw=1.5 if key == "etot" else 1.0,
+            label=label,
+        )
     axis.set_xlabel("time (fs)", fontsize=9)
     axis.set_ylabel("energy - value at t=0 (meV/atom)", fontsize=9)
     axis.tick_params(labelsize=9)
@@ -135,7 +161,12 @@ def plot_energies(frames: dict[str, np.ndarray], natoms: int, path: str | os.Pat
 
 
 def relax_and_run(
-    atoms: Atoms, calculator: Calculator, settings: DynamicsSettings, out_dir: str | os.PathLike, *, force_mode: str,
+    atoms: Atoms,
+    calculator: Calculator,
+    settings: DynamicsSettings,
+    out_dir: str | os.PathLike,
+    *,
+    force_mode: str,
     title: str = "",
 ) -> dict[str, Any]:
     """Relax, run NVE, write <out_dir>/{relax.traj, nve.traj, energies.csv, energies.png}; returns the summary."""
@@ -143,11 +174,19 @@ def relax_and_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     atoms = atoms.copy()
     atoms.calc = calculator
-    summary: dict[str, Any] = {"natoms": len(atoms), "formula": atoms.get_chemical_formula(), "force_mode": force_mode}
+    summary: dict[str, Any] = {
+        "natoms": len(atoms),
+        "formula": atoms.get_chemical_formula(),
+        "force_mode": force_mode,
+    }
     # trajectories are written under temporary names and renamed when complete
-    partial = {name: out_dir / f".{name}.partial-{os.getpid()}" for name in ("relax.traj", "nve.traj")}
+    partial = {
+        name: out_dir / f".{name}.partial-{os.getpid()}" for name in ("relax.traj", "nve.traj")
+    }
     try:
-        summary.update(relax(atoms, settings.fmax, settings.max_relax_steps, trajectory=partial["relax.traj"]))
+        summary.update(
+            relax(atoms, settings.fmax, settings.max_relax_steps, trajectory=partial["relax.traj"])
+        )
         atoms.set_constraint()  # NVE on every atom
         frames = run_nve(atoms, settings, trajectory=partial["nve.traj"])
         for name, path in partial.items():
@@ -167,5 +206,10 @@ def relax_and_run(
     write_csv(
         [dict(zip(frames, values)) for values in zip(*frames.values())], out_dir / "energies.csv"
     )
-    plot_energies(frames, len(atoms), out_dir / "energies.png", title=title or f"NVE {summary['formula']} ({force_mode} forces)")
+    plot_energies(
+        frames,
+        len(atoms),
+        out_dir / "energies.png",
+        title=title or f"NVE {summary['formula']} ({force_mode} forces)",
+    )
     return summary

@@ -18,17 +18,44 @@ from ase.data import chemical_symbols
 from lamm.analysis.evaluation import Predictions, energy_metrics, force_metrics
 
 COLUMNS = (
-    "split", "element", "atomic_number", "n_atoms", "n_structures", "n_energy_labels",
-    "energy_mae_mev_per_atom", "energy_rmse_mev_per_atom", "n_force_atoms", "forces_mae_mev_per_a",
-    "forces_rmse_mev_per_a", "n_cosine_atoms", "force_cosine", "force_angle_mean_deg", "force_angle_median_deg",
+    "split",
+    "element",
+    "atomic_number",
+    "n_atoms",
+    "n_structures",
+    "n_energy_labels",
+    "energy_mae_mev_per_atom",
+    "energy_rmse_mev_per_atom",
+    "n_force_atoms",
+    "forces_mae_mev_per_a",
+    "forces_rmse_mev_per_a",
+    "n_cosine_atoms",
+    "force_cosine",
+    "force_angle_mean_deg",
+    "force_angle_median_deg",
 )
 
 
-def _row(predictions: Predictions, split: str, element: str, z: int, structures: np.ndarray, atoms: np.ndarray) -> dict[str, Any]:
+def _row(
+    predictions: Predictions,
+    split: str,
+    element: str,
+    z: int,
+    structures: np.ndarray,
+    atoms: np.ndarray,
+) -> dict[str, Any]:
     """One CSV row over the structures (mask [B]) and atoms (mask [N]) given; NaN where no label."""
     values = {
-        "split": split, "element": element, "atomic_number": z, "n_atoms": int(atoms.sum()), "n_structures": int(structures.sum()),
-        **energy_metrics(predictions.energy[structures], predictions.energy_pred[structures], predictions.natoms[structures]),
+        "split": split,
+        "element": element,
+        "atomic_number": z,
+        "n_atoms": int(atoms.sum()),
+        "n_structures": int(structures.sum()),
+        **energy_metrics(
+            predictions.energy[structures],
+            predictions.energy_pred[structures],
+            predictions.natoms[structures],
+        ),
         **force_metrics(predictions.forces[atoms], predictions.forces_pred[atoms]),
     }
     return {column: values.get(column, float("nan")) for column in COLUMNS}
@@ -39,8 +66,25 @@ def element_rows(predictions: Predictions, split: str) -> list[dict[str, Any]]:
     if predictions.atomic_numbers is None:
         raise ValueError("per-element metrics need the predictions' atomic_numbers")
     everything = np.ones(len(predictions.natoms), dtype=bool)
-    rows = [_row(predictions, split, "all", 0, everything, np.ones(len(predictions.atomic_numbers), dtype=bool))]
+    rows = [
+        _row(
+            predictions,
+            split,
+            "all",
+            0,
+            everything,
+            np.ones(len(predictions.atomic_numbers), dtype=bool),
+        )
+    ]
     for z in np.flatnonzero(predictions.composition.sum(axis=0) > 0):
-        rows.append(_row(predictions, split, chemical_symbols[z], int(z), predictions.composition[:, z] > 0,
-                         predictions.atomic_numbers == z))
+        rows.append(
+            _row(
+                predictions,
+                split,
+                chemical_symbols[z],
+                int(z),
+                predictions.composition[:, z] > 0,
+                predictions.atomic_numbers == z,
+            )
+        )
     return rows

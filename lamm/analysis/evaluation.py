@@ -59,7 +59,9 @@ class Predictions:
     atomic_numbers: np.ndarray | None = None  # [N] int64
 
     def with_energy_pred(self, energy_pred: np.ndarray) -> Predictions:
-        return Predictions(**{**self.__dict__, "energy_pred": np.asarray(energy_pred, dtype=np.float64)})
+        return Predictions(
+            **{**self.__dict__, "energy_pred": np.asarray(energy_pred, dtype=np.float64)}
+        )
 
 
 def check_head(potential: Potential, head: str | None, source: str = "checkpoint") -> str:
@@ -67,7 +69,9 @@ def check_head(potential: Potential, head: str | None, source: str = "checkpoint
     if head is None:
         return potential.heads[0]
     if head not in potential.heads:
-        raise ValueError(f"{source}: unknown head {head!r}; this checkpoint has heads {potential.heads}")
+        raise ValueError(
+            f"{source}: unknown head {head!r}; this checkpoint has heads {potential.heads}"
+        )
     return head
 
 
@@ -84,7 +88,11 @@ def split_indices(store: StructureStore, split: str) -> np.ndarray:
 
 
 def predict_split(
-    potential: Potential, store: StructureStore, split: str, heads: Sequence[str], batch_size: int = 16
+    potential: Potential,
+    store: StructureStore,
+    split: str,
+    heads: Sequence[str],
+    batch_size: int = 16,
 ) -> dict[str, Predictions]:
     """Predictions of every head in `heads` on `split` of `store` (eV, eV/A).
 
@@ -100,7 +108,13 @@ def predict_split(
     dtype = next(potential.parameters()).dtype
     device = next(potential.parameters()).device
     graphs = [
-        structure_to_graph(r, cutoff=potential.cutoff, max_neighbors=potential.max_neighbors, sample_index=int(i), dtype=dtype)
+        structure_to_graph(
+            r,
+            cutoff=potential.cutoff,
+            max_neighbors=potential.max_neighbors,
+            sample_index=int(i),
+            dtype=dtype,
+        )
         for r, i in zip(records, indices)
     ]
     passes = [list(heads)] if potential.force_mode == "direct" else [[head] for head in heads]
@@ -111,18 +125,28 @@ def predict_split(
         batch = collate(graphs[start : start + batch_size]).to(device)
         for group in passes:
             # gradient mode differentiates the head in dataset_index; direct mode ignores it
-            batch[K.DATASET_INDEX] = torch.full_like(batch[K.DATASET_INDEX], potential.heads.index(group[0]))
+            batch[K.DATASET_INDEX] = torch.full_like(
+                batch[K.DATASET_INDEX], potential.heads.index(group[0])
+            )
             with torch.no_grad():  # the potential enables autograd itself for gradient forces
                 out = potential.predict(batch)
             for head in group:
                 channel = potential.heads.index(head)
-                energy_pred[head].append(out[K.PRED_ENERGY][:, channel].detach().cpu().double().numpy())
-                forces_pred[head].append(out[K.PRED_FORCES][:, :, channel].detach().cpu().double().numpy())
+                energy_pred[head].append(
+                    out[K.PRED_ENERGY][:, channel].detach().cpu().double().numpy()
+                )
+                forces_pred[head].append(
+                    out[K.PRED_FORCES][:, :, channel].detach().cpu().double().numpy()
+                )
     labels = zero_predictions(store, split, head="")
     return {
         head: Predictions(
-            **{**labels.__dict__, "head": head, "energy_pred": np.concatenate(energy_pred[head]),
-               "forces_pred": np.concatenate(forces_pred[head])}
+            **{
+                **labels.__dict__,
+                "head": head,
+                "energy_pred": np.concatenate(energy_pred[head]),
+                "forces_pred": np.concatenate(forces_pred[head]),
+            }
         )
         for head in heads
     }
@@ -136,21 +160,41 @@ def zero_predictions(store: StructureStore, split: str, head: str = "zero") -> P
     compare_forces = store.info.get("task") != "denoising"  # denoising labels are minus the noise
     natoms = np.array([r.natoms for r in records], dtype=np.int64)
     composition = np.stack(
-        [np.bincount(np.asarray(r.atomic_numbers, dtype=np.int64), minlength=MAX_ATOMIC_NUMBER + 1) for r in records]
+        [
+            np.bincount(
+                np.asarray(r.atomic_numbers, dtype=np.int64), minlength=MAX_ATOMIC_NUMBER + 1
+            )
+            for r in records
+        ]
     )
     energy = np.array([np.nan if r.energy is None else r.energy for r in records], dtype=np.float64)
     forces = np.concatenate(
-        [r.forces if (r.forces is not None and compare_forces) else np.full((r.natoms, 3), np.nan) for r in records]
+        [
+            r.forces
+            if (r.forces is not None and compare_forces)
+            else np.full((r.natoms, 3), np.nan)
+            for r in records
+        ]
     ).astype(np.float64)
     return Predictions(
-        head=head, sample_index=np.asarray(indices, dtype=np.int64), natoms=natoms, composition=composition,
-        energy=energy, energy_pred=np.zeros(len(records)), forces=forces, forces_pred=np.zeros_like(forces),
+        head=head,
+        sample_index=np.asarray(indices, dtype=np.int64),
+        natoms=natoms,
+        composition=composition,
+        energy=energy,
+        energy_pred=np.zeros(len(records)),
+        forces=forces,
+        forces_pred=np.zeros_like(forces),
         atom_structure=np.repeat(np.arange(len(records), dtype=np.int64), natoms),
-        atomic_numbers=np.concatenate([np.asarray(r.atomic_numbers, dtype=np.int64) for r in records]),
+        atomic_numbers=np.concatenate(
+            [np.asarray(r.atomic_numbers, dtype=np.int64) for r in records]
+        ),
     )
 
 
-def energy_metrics(energy: np.ndarray, energy_pred: np.ndarray, natoms: np.ndarray) -> dict[str, float | int]:
+def energy_metrics(
+    energy: np.ndarray, energy_pred: np.ndarray, natoms: np.ndarray
+) -> dict[str, float | int]:
     """n_energy_labels, and MAE/RMSE of the per-atom energy error (meV/atom) over labeled structures."""
     labeled = np.isfinite(energy)  # [B]
     metrics: dict[str, float | int] = {"n_energy_labels": int(labeled.sum())}
@@ -187,7 +231,8 @@ def force_metrics(forces: np.ndarray, forces_pred: np.ndarray) -> dict[str, floa
 def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
     """The metrics of the module docstring (energy and force entries only where labels exist)."""
     return {
-        "n_structures": int(len(predictions.natoms)), "n_atoms": int(predictions.natoms.sum()),
+        "n_structures": int(len(predictions.natoms)),
+        "n_atoms": int(predictions.natoms.sum()),
         **energy_metrics(predictions.energy, predictions.energy_pred, predictions.natoms),
         **force_metrics(predictions.forces, predictions.forces_pred),
     }
@@ -212,7 +257,11 @@ def write_predictions(predictions: Predictions, path: str | os.PathLike) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
     try:
-        arrays = {k: v for k, v in predictions.__dict__.items() if isinstance(v, np.ndarray) and k != "composition"}
+        arrays = {
+            k: v
+            for k, v in predictions.__dict__.items()
+            if isinstance(v, np.ndarray) and k != "composition"
+        }
         np.savez(tmp, head=np.array(predictions.head), **arrays)
         os.replace(tmp, path)
     finally:
@@ -242,11 +291,19 @@ def unreferenced_elements(potential: Potential, head: str, store: StructureStore
     (a warning; `lamm zero-shot` refits references for such a head)."""
     from ase.data import chemical_symbols
 
-    references = potential.normalizer.element_references[potential.heads.index(head)].detach().cpu().numpy()  # [119]
+    references = (
+        potential.normalizer.element_references[potential.heads.index(head)].detach().cpu().numpy()
+    )  # [119]
     if not np.any(references):
         return []
-    missing = [chemical_symbols[z] for z in np.flatnonzero(store.element_counts > 0) if references[z] == 0]
+    missing = [
+        chemical_symbols[z] for z in np.flatnonzero(store.element_counts > 0) if references[z] == 0
+    ]
     if missing:
-        log.warning("head %r has no reference energy for %s of %s: its energies there are not comparable",
-                    head, ", ".join(missing), store.path)
+        log.warning(
+            "head %r has no reference energy for %s of %s: its energies there are not comparable",
+            head,
+            ", ".join(missing),
+            store.path,
+        )
     return missing

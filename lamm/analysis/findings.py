@@ -34,13 +34,24 @@ from typing import Any
 import pandas as pd
 
 from lamm.analysis.findings_finetune import finetune_findings
-from lamm.analysis.verdicts import CONTRADICTED, NOT_SHOWN, NOT_TESTABLE, SUPPORTED, Finding, fmt_ratio, not_run
+from lamm.analysis.verdicts import (
+    CONTRADICTED,
+    NOT_SHOWN,
+    NOT_TESTABLE,
+    SUPPORTED,
+    Finding,
+    fmt_ratio,
+    not_run,
+)
 
 __all__ = ["Finding", "denoising_finding", "findings", "scale_finding", "throughput_finding"]
 
 # The paper's own numbers (Oyama et al. 2025; SPEC section 8)
 PAPER_THROUGHPUT = 1.80  # Fig. 6: "at most 1.80x", LaMM-S, equal batch, 1 node (4 V100)
-PAPER_THROUGHPUT_AT_SCALE = {"PaiNN": 2.44, "EquiformerV2": 3.38}  # 16 GPUs, larger batches the balance allows
+PAPER_THROUGHPUT_AT_SCALE = {
+    "PaiNN": 2.44,
+    "EquiformerV2": 3.38,
+}  # 16 GPUs, larger batches the balance allows
 PAPER_DENOISING = 2.00  # Fig. 7: epochs to 0.03 A, baseline / relative (1.36 vs 0.68)
 
 
@@ -57,9 +68,16 @@ def throughput_finding(path: Path) -> Finding:
     if not path.is_file():
         return not_run(claim, f"missing: {path.name}", path.name)
     table = pd.read_csv(path)
-    capped = table["max_atoms_per_rank"].notna() if "max_atoms_per_rank" in table else pd.Series(False, index=table.index)
+    capped = (
+        table["max_atoms_per_rank"].notna()
+        if "max_atoms_per_rank" in table
+        else pd.Series(False, index=table.index)
+    )
     lamm = table[(table["sampler"] == "lamm")]
-    randoms = {(r["dataset"], int(r["batch_per_rank"])): r for _, r in table[table["sampler"] == "random"].iterrows()}
+    randoms = {
+        (r["dataset"], int(r["batch_per_rank"])): r
+        for _, r in table[table["sampler"] == "random"].iterrows()
+    }
     parts, faster, slower_or_unknown, clearly_slower, outside = [], [], [], [], []
     equal, at_memory, repeats = [], [], []
     for _, row in lamm.iterrows():
@@ -68,7 +86,11 @@ def throughput_finding(path: Path) -> Finding:
             continue
         speedup = float(speedup)
         # a capped run is compared with random at the reference batch (the same memory per rank)
-        cap = f" capped at {int(row['max_atoms_per_rank'])} atoms/rank" if capped.loc[row.name] else ""
+        cap = (
+            f" capped at {int(row['max_atoms_per_rank'])} atoms/rank"
+            if capped.loc[row.name]
+            else ""
+        )
         reference = " at the same memory" if cap else ""
         (at_memory if cap else equal).append(speedup)
         part = (
@@ -79,7 +101,10 @@ def throughput_finding(path: Path) -> Finding:
         spread = _repeat_spread(row, baseline)
         if spread is not None:
             repeats.append(int(row["repeats"]))
-            outside.append(row["samples_per_s_min"] > baseline["samples_per_s_max"] or row["samples_per_s_max"] < baseline["samples_per_s_min"])
+            outside.append(
+                row["samples_per_s_min"] > baseline["samples_per_s_max"]
+                or row["samples_per_s_max"] < baseline["samples_per_s_min"]
+            )
         beyond = spread is not None and row["samples_per_s_max"] < baseline["samples_per_s_min"]
         if speedup <= 1.0 and not cap:
             if spread is not None and not beyond:
@@ -88,7 +113,9 @@ def throughput_finding(path: Path) -> Finding:
         parts.append(part)
         faster.append(speedup > 1.0)
         # today's rule: with one repeat a slower case counts as slower (no spread to excuse it)
-        slower_or_unknown.append(speedup <= 1.0 and (spread is None or beyond) if not cap else speedup <= 1.0)
+        slower_or_unknown.append(
+            speedup <= 1.0 and (spread is None or beyond) if not cap else speedup <= 1.0
+        )
         clearly_slower.append(beyond)
     if not faster:
         return not_run(claim, "no lamm run with a random run to compare against", path.name)
@@ -100,9 +127,13 @@ def throughput_finding(path: Path) -> Finding:
     if at_memory:
         size += f"; larger batch at the same memory: {_range(at_memory)} (the paper: {PAPER_THROUGHPUT_AT_SCALE['PaiNN']:.2f}x on 16 GPUs)"
     if outside:
-        counts = f"{min(repeats)}" if min(repeats) == max(repeats) else f"{min(repeats)}-{max(repeats)}"
-        spread_text = (f"{counts} repeats per case; lamm's and random's repeats do not overlap in "
-                       f"{sum(outside)} of {len(outside)} equal-batch comparisons")
+        counts = (
+            f"{min(repeats)}" if min(repeats) == max(repeats) else f"{min(repeats)}-{max(repeats)}"
+        )
+        spread_text = (
+            f"{counts} repeats per case; lamm's and random's repeats do not overlap in "
+            f"{sum(outside)} of {len(outside)} equal-batch comparisons"
+        )
     else:
         spread_text = "1 repeat per case: spread unknown"
     if all(faster) or (not any(slower_or_unknown) and sum(faster) > len(faster) / 2):
@@ -122,10 +153,16 @@ def _range(values: list[float]) -> str:
 def _repeat_spread(row: pd.Series, baseline: pd.Series | None) -> str | None:
     """'lamm a-b, random c-d samples/s' over the repeats, or None with fewer than 2 repeats."""
     columns = ("samples_per_s_min", "samples_per_s_max", "repeats")
-    if baseline is None or any(c not in row or pd.isna(row[c]) or pd.isna(baseline[c]) for c in columns) or row["repeats"] < 2:
+    if (
+        baseline is None
+        or any(c not in row or pd.isna(row[c]) or pd.isna(baseline[c]) for c in columns)
+        or row["repeats"] < 2
+    ):
         return None
-    return (f"lamm {row['samples_per_s_min']:.1f}-{row['samples_per_s_max']:.1f}, "
-            f"random {baseline['samples_per_s_min']:.1f}-{baseline['samples_per_s_max']:.1f} samples/s")
+    return (
+        f"lamm {row['samples_per_s_min']:.1f}-{row['samples_per_s_max']:.1f}, "
+        f"random {baseline['samples_per_s_min']:.1f}-{baseline['samples_per_s_max']:.1f} samples/s"
+    )
 
 
 def _why_not_faster(row: pd.Series) -> str:
@@ -135,28 +172,63 @@ def _why_not_faster(row: pd.Series) -> str:
     reasons = []
     gain = row.get("efficiency_speedup_vs_random")
     if gain is not None and math.isfinite(float(gain)):
-        reasons.append(f"balance {row['efficiency']:.2f} vs {row['efficiency'] / float(gain):.2f} efficiency")
+        reasons.append(
+            f"balance {row['efficiency']:.2f} vs {row['efficiency'] / float(gain):.2f} efficiency"
+        )
     dearer = row.get("compute_per_edge_vs_random")
     if dearer is not None and math.isfinite(float(dearer)):
-        reasons.append(f"compute per edge {fmt_ratio(float(dearer))} random's on the same structures")
+        reasons.append(
+            f"compute per edge {fmt_ratio(float(dearer))} random's on the same structures"
+        )
     return f" [{'; '.join(reasons)}]" if reasons else ""
 
 
 def scale_finding(path: Path) -> Finding:
     """The paper's multi-GPU numbers need GPUs and several nodes: testable only when the
     throughput table has CUDA rows at 16 ranks or more (a `device` and a `world_size` column)."""
-    claim = (f"With balancing, larger batches fit: {PAPER_THROUGHPUT_AT_SCALE['PaiNN']:.2f}x (PaiNN) and "
-             f"{PAPER_THROUGHPUT_AT_SCALE['EquiformerV2']:.2f}x (EquiformerV2) throughput on 16 GPUs (Fig. 6, section 4.2).")
+    claim = (
+        f"With balancing, larger batches fit: {PAPER_THROUGHPUT_AT_SCALE['PaiNN']:.2f}x (PaiNN) and "
+        f"{PAPER_THROUGHPUT_AT_SCALE['EquiformerV2']:.2f}x (EquiformerV2) throughput on 16 GPUs (Fig. 6, section 4.2)."
+    )
     table = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-    gpu = table[table["device"].astype(str).str.startswith("cuda")] if "device" in table else table.iloc[0:0]
+    gpu = (
+        table[table["device"].astype(str).str.startswith("cuda")]
+        if "device" in table
+        else table.iloc[0:0]
+    )
     if "world_size" in gpu and (gpu["world_size"] >= 16).any():
-        return Finding(claim, "see the throughput rows at 16 GPUs", "see throughput.csv", NOT_SHOWN,
-                       "GPU rows at 16+ ranks exist but no rule reduces them to this claim yet", path.name)
+        return Finding(
+            claim,
+            "see the throughput rows at 16 GPUs",
+            "see throughput.csv",
+            NOT_SHOWN,
+            "GPU rows at 16+ ranks exist but no rule reduces them to this claim yet",
+            path.name,
+        )
     if not path.is_file():
-        return Finding(claim, "n/a", "n/a", NOT_TESTABLE, f"{path.name} missing; the claim needs 16 GPUs on 4 nodes", path.name)
-    ran_on = "no GPU rows" if gpu.empty else f"GPU rows at most {int(gpu['world_size'].max())} ranks" if "world_size" in gpu else "GPU rows"
-    return Finding(claim, "n/a", "n/a", NOT_TESTABLE,
-                   f"this run measured {ran_on} (throughput.csv); the claim needs 16 GPUs on 4 nodes", path.name)
+        return Finding(
+            claim,
+            "n/a",
+            "n/a",
+            NOT_TESTABLE,
+            f"{path.name} missing; the claim needs 16 GPUs on 4 nodes",
+            path.name,
+        )
+    ran_on = (
+        "no GPU rows"
+        if gpu.empty
+        else f"GPU rows at most {int(gpu['world_size'].max())} ranks"
+        if "world_size" in gpu
+        else "GPU rows"
+    )
+    return Finding(
+        claim,
+        "n/a",
+        "n/a",
+        NOT_TESTABLE,
+        f"this run measured {ran_on} (throughput.csv); the claim needs 16 GPUs on 4 nodes",
+        path.name,
+    )
 
 
 def denoising_finding(path: Path) -> Finding:
@@ -179,13 +251,19 @@ def denoising_finding(path: Path) -> Finding:
     )
     centered = summary.get("val_error_centered_a")
     if centered:
-        c_final = {mode: centered["modes"][mode]["final_error_a"] for mode in ("baseline", "relative")}
+        c_final = {
+            mode: centered["modes"][mode]["final_error_a"] for mode in ("baseline", "relative")
+        }
         measured += (
             f" Like with like (mean displacement removed from both): relative {c_final['relative']:.4f} A vs "
             f"baseline {c_final['baseline']:.4f} A; the gap above is the baseline labels' unpredictable mean."
         )
     # the paper's threshold when both runs reach it, else the lowest error both reach
-    ratio, value = (paper["ratio"], paper["value_a"]) if paper["ratio"] is not None else (common["ratio"], common["value_a"])
+    ratio, value = (
+        (paper["ratio"], paper["value_a"])
+        if paper["ratio"] is not None
+        else (common["ratio"], common["value_a"])
+    )
     size = f"{fmt_ratio(ratio)} fewer epochs to {value:.3g} A vs the paper's {PAPER_DENOISING:.2f}x to 0.03 A"
     return Finding(claim, size, "1 run per mode: spread unknown", NOT_SHOWN, measured, path.name)
 

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from lamm.analysis.verdicts import Comparison, Finding, fmt_value, not_run, seed_spread, seed_verdict
+from lamm.analysis.verdicts import (
+    Comparison,
+    Finding,
+    fmt_value,
+    not_run,
+    seed_spread,
+    seed_verdict,
+)
 
 ENERGY, FORCES = "energy_mae_mev_per_atom", "forces_mae_mev_per_a"
 UNITS = {ENERGY: "meV/atom", FORCES: "meV/A"}
@@ -62,7 +69,9 @@ def _label(checkpoint: str) -> str:
 
 def shipped_models(table: pd.DataFrame) -> list[str]:
     """Starting points of the table that are shipped models (neither scratch nor an epoch)."""
-    return [name for name in table["checkpoint"].unique() if name != "scratch" and _label(name) == name]
+    return [
+        name for name in table["checkpoint"].unique() if name != "scratch" and _label(name) == name
+    ]
 
 
 def _error_columns(table: pd.DataFrame) -> tuple[dict[str, str], str]:
@@ -73,9 +82,14 @@ def _error_columns(table: pd.DataFrame) -> tuple[dict[str, str], str]:
     return {metric: metric for metric in (ENERGY, FORCES)}, "best validation"
 
 
-def _values(table: pd.DataFrame, checkpoint: str, column: str, missing: float = math.nan) -> tuple[float, ...]:
+def _values(
+    table: pd.DataFrame, checkpoint: str, column: str, missing: float = math.nan
+) -> tuple[float, ...]:
     """One value per seed; an empty cell becomes `missing` (inf for a threshold never reached)."""
-    return tuple(missing if pd.isna(v) else float(v) for v in table.loc[table["checkpoint"] == checkpoint, column])
+    return tuple(
+        missing if pd.isna(v) else float(v)
+        for v in table.loc[table["checkpoint"] == checkpoint, column]
+    )
 
 
 def _names(metrics: Sequence[str]) -> str:
@@ -98,12 +112,16 @@ def _compare(table: pd.DataFrame, path: Path, claim: str) -> tuple[pd.DataFrame,
     return table, last
 
 
-def table3_finding(path: Path, on: str = "", model: str | None = None, metrics: Sequence[str] = BOTH) -> Finding:
+def table3_finding(
+    path: Path, on: str = "", model: str | None = None, metrics: Sequence[str] = BOTH
+) -> Finding:
     """Test (or best validation) MAE of `metrics` (energy, forces or both) against scratch: of the
     last checkpoint of the run's own pre-training, or of the shipped `model` (a finetune.models entry)."""
     start = "the pre-trained checkpoint" if model is None else f"the shipped model {model}"
-    claim = (f"Fine-tuning{on} from {start} gives lower {_names(metrics)} than scratch at the same "
-             f"budget (Table 3: LaMM-S 2 epochs {_paper(PAPER_ERROR_RATIO, metrics, 'lower')}).")
+    claim = (
+        f"Fine-tuning{on} from {start} gives lower {_names(metrics)} than scratch at the same "
+        f"budget (Table 3: LaMM-S 2 epochs {_paper(PAPER_ERROR_RATIO, metrics, 'lower')})."
+    )
     found = _compare(_read(path) if path.is_file() else pd.DataFrame(), path, claim)
     if isinstance(found, Finding):
         return found
@@ -111,24 +129,47 @@ def table3_finding(path: Path, on: str = "", model: str | None = None, metrics: 
     if model is not None:
         last = model
     columns, which = _error_columns(table)
-    comparisons = [Comparison(NAMES[m], UNITS[m], _values(table, "scratch", columns[m]), _values(table, last, columns[m]),
-                              treatment_name=_label(last)) for m in metrics]
+    comparisons = [
+        Comparison(
+            NAMES[m],
+            UNITS[m],
+            _values(table, "scratch", columns[m]),
+            _values(table, last, columns[m]),
+            treatment_name=_label(last),
+        )
+        for m in metrics
+    ]
     means = []
     for checkpoint in table["checkpoint"].unique():
-        values = (float(table.loc[table["checkpoint"] == checkpoint, columns[m]].mean()) for m in metrics)
-        means.append(f"{_label(checkpoint)} " + ", ".join(f"{fmt_value(v)} {UNITS[m]}" for v, m in zip(values, metrics)))
+        values = (
+            float(table.loc[table["checkpoint"] == checkpoint, columns[m]].mean()) for m in metrics
+        )
+        means.append(
+            f"{_label(checkpoint)} "
+            + ", ".join(f"{fmt_value(v)} {UNITS[m]}" for v, m in zip(values, metrics))
+        )
     seeds = comparisons[0].seeds
-    measured = f"{which} MAE, mean over {seeds} seed{'s' if seeds != 1 else ''}: " + "; ".join(means) + "."
-    return Finding(claim, "; ".join(c.size(PAPER_ERROR_RATIO[m]) for c, m in zip(comparisons, metrics)),
-                   seed_spread(comparisons), seed_verdict(comparisons), measured, path.name)
+    measured = (
+        f"{which} MAE, mean over {seeds} seed{'s' if seeds != 1 else ''}: " + "; ".join(means) + "."
+    )
+    return Finding(
+        claim,
+        "; ".join(c.size(PAPER_ERROR_RATIO[m]) for c, m in zip(comparisons, metrics)),
+        seed_spread(comparisons),
+        seed_verdict(comparisons),
+        measured,
+        path.name,
+    )
 
 
 def steps_finding(path: Path, on: str = "", metrics: Sequence[str] = BOTH) -> Finding:
     """Validation steps to the thresholds of `metrics`: the last checkpoint against scratch (never = inf)."""
     thresholds = " / ".join(f"{PAPER_THRESHOLDS[m]:g} {UNITS[m]}" for m in metrics)
-    claim = (f"Fine-tuning{on} from the pre-trained checkpoint reaches the validation {_names(metrics)} "
-             f"threshold{'s' if len(metrics) > 1 else ''} in fewer steps than scratch (Table 3: "
-             f"{_paper(PAPER_STEPS_RATIO, metrics, 'fewer')} to {thresholds}).")
+    claim = (
+        f"Fine-tuning{on} from the pre-trained checkpoint reaches the validation {_names(metrics)} "
+        f"threshold{'s' if len(metrics) > 1 else ''} in fewer steps than scratch (Table 3: "
+        f"{_paper(PAPER_STEPS_RATIO, metrics, 'fewer')} to {thresholds})."
+    )
     found = _compare(_read(path) if path.is_file() else pd.DataFrame(), path, claim)
     if isinstance(found, Finding):
         return found
@@ -138,42 +179,81 @@ def steps_finding(path: Path, on: str = "", metrics: Sequence[str] = BOTH) -> Fi
         kind = "energy" if metric == ENERGY else "forces"
         threshold = float(table[f"{kind}_threshold"].iloc[0])
         column = f"steps_to_{kind}_threshold"
-        comparisons.append(Comparison(f"steps to {fmt_value(threshold)} {UNITS[metric]}", "steps",
-                                      _values(table, "scratch", column, math.inf), _values(table, last, column, math.inf),
-                                      treatment_name=_label(last)))
-    size = "; ".join(c.size(PAPER_STEPS_RATIO[m], lower="fewer", higher="more") for c, m in zip(comparisons, metrics))
-    measured = "first validation step at or below each threshold (never: not reached within the budget), per seed: " + "; ".join(
-        f"{c.metric}: scratch {', '.join(map(fmt_value, c.reference))}; {_label(last)} {', '.join(map(fmt_value, c.treatment))}"
-        for c in comparisons) + "."
-    return Finding(claim, size, seed_spread(comparisons), seed_verdict(comparisons), measured, path.name)
+        comparisons.append(
+            Comparison(
+                f"steps to {fmt_value(threshold)} {UNITS[metric]}",
+                "steps",
+                _values(table, "scratch", column, math.inf),
+                _values(table, last, column, math.inf),
+                treatment_name=_label(last),
+            )
+        )
+    size = "; ".join(
+        c.size(PAPER_STEPS_RATIO[m], lower="fewer", higher="more")
+        for c, m in zip(comparisons, metrics)
+    )
+    measured = (
+        "first validation step at or below each threshold (never: not reached within the budget), per seed: "
+        + "; ".join(
+            f"{c.metric}: scratch {', '.join(map(fmt_value, c.reference))}; {_label(last)} {', '.join(map(fmt_value, c.treatment))}"
+            for c in comparisons
+        )
+        + "."
+    )
+    return Finding(
+        claim, size, seed_spread(comparisons), seed_verdict(comparisons), measured, path.name
+    )
 
 
 def sample_efficiency_finding(path: Path, on: str = "", metrics: Sequence[str] = BOTH) -> Finding:
     """Test errors of `metrics` at the smallest train fraction both scratch and the pre-trained model ran."""
-    claim = (f"Pre-training makes fine-tuning{on} sample-efficient: lower test {_names(metrics)} than scratch on a small "
-             "part of the downstream training set (DPA-2 Fig. 3; the LaMM paper reports no number).")
+    claim = (
+        f"Pre-training makes fine-tuning{on} sample-efficient: lower test {_names(metrics)} than scratch on a small "
+        "part of the downstream training set (DPA-2 Fig. 3; the LaMM paper reports no number)."
+    )
     table = _read(path) if path.is_file() else pd.DataFrame()
     found = _compare(table, path, claim)
     if isinstance(found, Finding):
         return found
     table, last = found
-    fractions = sorted(set(table.loc[table["checkpoint"] == "scratch", "train_fraction"])
-                       & set(table.loc[table["checkpoint"] == last, "train_fraction"]))
+    fractions = sorted(
+        set(table.loc[table["checkpoint"] == "scratch", "train_fraction"])
+        & set(table.loc[table["checkpoint"] == last, "train_fraction"])
+    )
     if not fractions:
-        return not_run(claim, f"no train fraction run from both scratch and {_label(last)}", path.name)
+        return not_run(
+            claim, f"no train fraction run from both scratch and {_label(last)}", path.name
+        )
     fraction = fractions[0]
     rows = table[table["train_fraction"] == fraction]
     structures = int(rows["train_structures"].iloc[0])
-    comparisons = [Comparison(f"test {NAMES[m]}", UNITS[m], _values(rows, "scratch", f"test_{m}"), _values(rows, last, f"test_{m}"),
-                              treatment_name=_label(last)) for m in metrics]
-    size = (f"at {fraction:.0%} of the training set ({structures} structures): " + "; ".join(c.size(None) for c in comparisons)
-            + "; the paper gives no number")
-    measured = "; ".join(
-        f"{fraction_:.0%}: scratch {fmt_value(_mean(table, 'scratch', fraction_, ENERGY))} meV/atom, "
-        f"{fmt_value(_mean(table, 'scratch', fraction_, FORCES))} meV/A; {_label(last)} "
-        f"{fmt_value(_mean(table, last, fraction_, ENERGY))} meV/atom, {fmt_value(_mean(table, last, fraction_, FORCES))} meV/A"
-        for fraction_ in fractions) + " (test MAE, mean over seeds)."
-    return Finding(claim, size, seed_spread(comparisons), seed_verdict(comparisons), measured, path.name)
+    comparisons = [
+        Comparison(
+            f"test {NAMES[m]}",
+            UNITS[m],
+            _values(rows, "scratch", f"test_{m}"),
+            _values(rows, last, f"test_{m}"),
+            treatment_name=_label(last),
+        )
+        for m in metrics
+    ]
+    size = (
+        f"at {fraction:.0%} of the training set ({structures} structures): "
+        + "; ".join(c.size(None) for c in comparisons)
+        + "; the paper gives no number"
+    )
+    measured = (
+        "; ".join(
+            f"{fraction_:.0%}: scratch {fmt_value(_mean(table, 'scratch', fraction_, ENERGY))} meV/atom, "
+            f"{fmt_value(_mean(table, 'scratch', fraction_, FORCES))} meV/A; {_label(last)} "
+            f"{fmt_value(_mean(table, last, fraction_, ENERGY))} meV/atom, {fmt_value(_mean(table, last, fraction_, FORCES))} meV/A"
+            for fraction_ in fractions
+        )
+        + " (test MAE, mean over seeds)."
+    )
+    return Finding(
+        claim, size, seed_spread(comparisons), seed_verdict(comparisons), measured, path.name
+    )
 
 
 def _mean(table: pd.DataFrame, checkpoint: str, fraction: float, metric: str) -> float:
@@ -192,5 +272,8 @@ def finetune_findings(tables: Path, downstream: str | None = None) -> list[Findi
         *(table3_finding(table3, on, metrics=m) for m in apart),
         *(steps_finding(table3, on, metrics=m) for m in apart),
         *(table3_finding(table3, on, model, metrics=m) for model in models for m in apart),
-        *(sample_efficiency_finding(tables / "sample_efficiency.csv", on, metrics=m) for m in apart),
+        *(
+            sample_efficiency_finding(tables / "sample_efficiency.csv", on, metrics=m)
+            for m in apart
+        ),
     ]

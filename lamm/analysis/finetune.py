@@ -36,11 +36,33 @@ FORCES = "forces_mae_mev_per_a"
 SCRATCH = "scratch"
 
 TABLE3_COLUMNS = [
-    "checkpoint", "seed", ENERGY, FORCES, "steps_to_energy_threshold", "steps_to_forces_threshold",
-    "energy_speedup", "forces_speedup", "energy_threshold", "forces_threshold",
-    f"test_{ENERGY}", f"test_{FORCES}", "steps", "train_structures", "force_mode", "run_dir",
+    "checkpoint",
+    "seed",
+    ENERGY,
+    FORCES,
+    "steps_to_energy_threshold",
+    "steps_to_forces_threshold",
+    "energy_speedup",
+    "forces_speedup",
+    "energy_threshold",
+    "forces_threshold",
+    f"test_{ENERGY}",
+    f"test_{FORCES}",
+    "steps",
+    "train_structures",
+    "force_mode",
+    "run_dir",
 ]
-SAMPLE_EFFICIENCY_COLUMNS = ["checkpoint", "seed", "train_fraction", "train_structures", f"test_{ENERGY}", f"test_{FORCES}", "test_structures", "run_dir"]
+SAMPLE_EFFICIENCY_COLUMNS = [
+    "checkpoint",
+    "seed",
+    "train_fraction",
+    "train_structures",
+    f"test_{ENERGY}",
+    f"test_{FORCES}",
+    "test_structures",
+    "run_dir",
+]
 
 Curve = list[tuple[int, float]]  # (step, value), steps increasing
 
@@ -90,7 +112,9 @@ def read_validation(path: Path) -> dict[str, Curve]:
                 try:
                     metric, step, value = row["metric"], int(row["step"]), float(row["value"])
                 except (KeyError, TypeError, ValueError) as err:
-                    raise ValueError(f"{path} line {line}: expected step, metric, value columns ({err})") from None
+                    raise ValueError(
+                        f"{path} line {line}: expected step, metric, value columns ({err})"
+                    ) from None
                 for name in (ENERGY, FORCES):
                     if metric.endswith("/" + name):
                         curves[name].append((step, value))
@@ -165,7 +189,9 @@ def _seed_order(seed: int | None) -> tuple[bool, int]:
     return (seed is not None, seed or 0)
 
 
-def finetune_table(runs: Sequence[FinetuneRun], energy_threshold: float, forces_threshold: float) -> list[dict[str, Any]]:
+def finetune_table(
+    runs: Sequence[FinetuneRun], energy_threshold: float, forces_threshold: float
+) -> list[dict[str, Any]]:
     """Table 3 rows, by seed, then scratch first and by pre-training epoch. Every seed needs
     exactly one scratch run (its runs' speedups are against it) and at most one run per checkpoint."""
     by_seed: dict[int | None, list[FinetuneRun]] = {}
@@ -176,17 +202,26 @@ def finetune_table(runs: Sequence[FinetuneRun], energy_threshold: float, forces_
         group = by_seed[seed]
         scratch = [run for run in group if run.checkpoint == SCRATCH]
         if len(scratch) != 1:
-            raise ValueError(f"Table 3 needs exactly one scratch run per seed; seed {seed} has {len(scratch)} among "
-                             f"{[str(r.run_dir) for r in group]}")
+            raise ValueError(
+                f"Table 3 needs exactly one scratch run per seed; seed {seed} has {len(scratch)} among "
+                f"{[str(r.run_dir) for r in group]}"
+            )
         checkpoints = [run.checkpoint for run in group]
         if len(set(checkpoints)) != len(checkpoints):
-            raise ValueError(f"seed {seed}: several runs from the same checkpoint: {sorted(checkpoints)}")
+            raise ValueError(
+                f"seed {seed}: several runs from the same checkpoint: {sorted(checkpoints)}"
+            )
         rows += _seed_rows(group, scratch[0], seed, energy_threshold, forces_threshold)
     return rows
 
 
-def _seed_rows(group: Sequence[FinetuneRun], scratch: FinetuneRun, seed: int | None, energy_threshold: float,
-               forces_threshold: float) -> list[dict[str, Any]]:
+def _seed_rows(
+    group: Sequence[FinetuneRun],
+    scratch: FinetuneRun,
+    seed: int | None,
+    energy_threshold: float,
+    forces_threshold: float,
+) -> list[dict[str, Any]]:
     reference = {
         ENERGY: steps_to_threshold(scratch.validation[ENERGY], energy_threshold),
         FORCES: steps_to_threshold(scratch.validation[FORCES], forces_threshold),
@@ -195,24 +230,26 @@ def _seed_rows(group: Sequence[FinetuneRun], scratch: FinetuneRun, seed: int | N
     for run in sorted(group, key=lambda r: r.epoch):
         energy_steps = steps_to_threshold(run.validation[ENERGY], energy_threshold)
         forces_steps = steps_to_threshold(run.validation[FORCES], forces_threshold)
-        rows.append({
-            "checkpoint": run.checkpoint,
-            "seed": seed,
-            ENERGY: best(run.validation[ENERGY]),
-            FORCES: best(run.validation[FORCES]),
-            "steps_to_energy_threshold": energy_steps,
-            "steps_to_forces_threshold": forces_steps,
-            "energy_speedup": speedup(reference[ENERGY], energy_steps),
-            "forces_speedup": speedup(reference[FORCES], forces_steps),
-            "energy_threshold": energy_threshold,
-            "forces_threshold": forces_threshold,
-            f"test_{ENERGY}": run.test.get(ENERGY),
-            f"test_{FORCES}": run.test.get(FORCES),
-            "steps": run.summary.get("steps"),
-            "train_structures": run.summary.get("train_structures"),
-            "force_mode": run.summary.get("force_mode"),
-            "run_dir": str(run.run_dir),
-        })
+        rows.append(
+            {
+                "checkpoint": run.checkpoint,
+                "seed": seed,
+                ENERGY: best(run.validation[ENERGY]),
+                FORCES: best(run.validation[FORCES]),
+                "steps_to_energy_threshold": energy_steps,
+                "steps_to_forces_threshold": forces_steps,
+                "energy_speedup": speedup(reference[ENERGY], energy_steps),
+                "forces_speedup": speedup(reference[FORCES], forces_steps),
+                "energy_threshold": energy_threshold,
+                "forces_threshold": forces_threshold,
+                f"test_{ENERGY}": run.test.get(ENERGY),
+                f"test_{FORCES}": run.test.get(FORCES),
+                "steps": run.summary.get("steps"),
+                "train_structures": run.summary.get("train_structures"),
+                "force_mode": run.summary.get("force_mode"),
+                "run_dir": str(run.run_dir),
+            }
+        )
     return rows
 
 
@@ -234,9 +271,14 @@ def sample_efficiency_table(runs: Sequence[FinetuneRun]) -> list[dict[str, Any]]
     keys = [(row["checkpoint"], row["train_fraction"], row["seed"]) for row in rows]
     duplicates = sorted({key for key in keys if keys.count(key) > 1}, key=str)
     if duplicates:
-        raise ValueError(f"several runs for the same (checkpoint, train fraction, seed): {duplicates}")
+        raise ValueError(
+            f"several runs for the same (checkpoint, train fraction, seed): {duplicates}"
+        )
     order = {run.checkpoint: run.epoch for run in runs}
-    return sorted(rows, key=lambda row: (order[row["checkpoint"]], row["train_fraction"], _seed_order(row["seed"])))
+    return sorted(
+        rows,
+        key=lambda row: (order[row["checkpoint"]], row["train_fraction"], _seed_order(row["seed"])),
+    )
 
 
 # --- over seeds ------------------------------------------------------------------------------
@@ -251,11 +293,18 @@ def spread(values: Sequence[float | None]) -> dict[str, float]:
     """n, mean, sample std (ddof 1: NaN for one value, the spread is unknown), min and max of the
     finite values (a run that never reached a threshold has no step count: it is left out and
     counted by the caller)."""
-    finite = np.array([v for v in values if v is not None and math.isfinite(float(v))], dtype=np.float64)
+    finite = np.array(
+        [v for v in values if v is not None and math.isfinite(float(v))], dtype=np.float64
+    )
     if finite.size == 0:
         return {"n": 0, **{name: math.nan for name in STATISTICS}}
-    return {"n": int(finite.size), "mean": float(finite.mean()), "std": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
-            "min": float(finite.min()), "max": float(finite.max())}
+    return {
+        "n": int(finite.size),
+        "mean": float(finite.mean()),
+        "std": float(finite.std(ddof=1)) if finite.size > 1 else math.nan,
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+    }
 
 
 def _ratio(reference: float, value: float) -> float:
@@ -274,13 +323,20 @@ def table3_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     stats: dict[str, dict[str, dict[str, float]]] = {}
     for checkpoint in checkpoints:
         mine = [row for row in rows if row["checkpoint"] == checkpoint]
-        stats[checkpoint] = {column: spread([row[column] for row in mine]) for column in SUMMARY_ERRORS + SUMMARY_STEPS}
+        stats[checkpoint] = {
+            column: spread([row[column] for row in mine])
+            for column in SUMMARY_ERRORS + SUMMARY_STEPS
+        }
         stats[checkpoint]["seeds"] = {"n": len(mine)}
     out = []
     for checkpoint in checkpoints:
         first = next(r for r in rows if r["checkpoint"] == checkpoint)
-        row: dict[str, Any] = {"checkpoint": checkpoint, "seeds": stats[checkpoint]["seeds"]["n"],
-                               "energy_threshold": first["energy_threshold"], "forces_threshold": first["forces_threshold"]}
+        row: dict[str, Any] = {
+            "checkpoint": checkpoint,
+            "seeds": stats[checkpoint]["seeds"]["n"],
+            "energy_threshold": first["energy_threshold"],
+            "forces_threshold": first["forces_threshold"],
+        }
         for column in SUMMARY_ERRORS + SUMMARY_STEPS:
             if column in SUMMARY_STEPS:
                 row[f"{column}_reached"] = stats[checkpoint][column]["n"]
@@ -299,16 +355,30 @@ def sample_efficiency_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, 
     for row in rows:
         groups.setdefault((row["checkpoint"], row["train_fraction"]), []).append(row)
     errors = [f"test_{ENERGY}", f"test_{FORCES}"]
-    stats = {key: {column: spread([row[column] for row in group]) for column in errors} for key, group in groups.items()}
+    stats = {
+        key: {column: spread([row[column] for row in group]) for column in errors}
+        for key, group in groups.items()
+    }
     out = []
     for (checkpoint, fraction), group in groups.items():
-        row: dict[str, Any] = {"checkpoint": checkpoint, "train_fraction": fraction, "seeds": len(group),
-                               "train_structures": group[0]["train_structures"]}
+        row: dict[str, Any] = {
+            "checkpoint": checkpoint,
+            "train_fraction": fraction,
+            "seeds": len(group),
+            "train_structures": group[0]["train_structures"],
+        }
         for column in errors:
-            row.update({f"{column}_{name}": stats[(checkpoint, fraction)][column][name] for name in STATISTICS})
+            row.update(
+                {
+                    f"{column}_{name}": stats[(checkpoint, fraction)][column][name]
+                    for name in STATISTICS
+                }
+            )
         for column in errors:
             scratch = stats.get((SCRATCH, fraction), {}).get(column, {"mean": math.nan})["mean"]
-            row[f"{column}_ratio_vs_scratch"] = _ratio(scratch, stats[(checkpoint, fraction)][column]["mean"])
+            row[f"{column}_ratio_vs_scratch"] = _ratio(
+                scratch, stats[(checkpoint, fraction)][column]["mean"]
+            )
         out.append(row)
     return out
 

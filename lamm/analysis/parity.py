@@ -37,12 +37,16 @@ def composition_references(predictions: Mapping[str, Predictions]) -> np.ndarray
     return fit_element_references(composition[labeled], energy[labeled])["references"]
 
 
-def relative_energies(predictions: Predictions, references: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def relative_energies(
+    predictions: Predictions, references: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(reference, predicted) [b] eV/atom minus the composition baseline, labeled structures only."""
     labeled = np.isfinite(predictions.energy)
     baseline = predictions.composition[labeled] @ references  # [b] eV
     natoms = predictions.natoms[labeled]
-    return (predictions.energy[labeled] - baseline) / natoms, (predictions.energy_pred[labeled] - baseline) / natoms
+    return (predictions.energy[labeled] - baseline) / natoms, (
+        predictions.energy_pred[labeled] - baseline
+    ) / natoms
 
 
 def _diagonal(axis, values: list[np.ndarray]) -> None:
@@ -55,7 +59,9 @@ def _diagonal(axis, values: list[np.ndarray]) -> None:
     axis.set_aspect("equal")
 
 
-def parity_plot(predictions: Mapping[str, Predictions], path: str | os.PathLike, title: str = "") -> Path:
+def parity_plot(
+    predictions: Mapping[str, Predictions], path: str | os.PathLike, title: str = ""
+) -> Path:
     """Relative energy per atom and force components, predicted against reference, one colour per split."""
     import matplotlib
 
@@ -78,14 +84,23 @@ def parity_plot(predictions: Mapping[str, Predictions], path: str | os.PathLike,
             panels.insert(0, (np.zeros(0), np.zeros(0)))
         for index, (true, pred) in enumerate(panels):
             if len(true):
-                axes[index].scatter(true, pred, s=8, alpha=0.6, color=SPLIT_COLORS.get(split, "#0173b2"), edgecolors="none",
-                                    label=f"{split} ({len(true)})")
+                axes[index].scatter(
+                    true,
+                    pred,
+                    s=8,
+                    alpha=0.6,
+                    color=SPLIT_COLORS.get(split, "#0173b2"),
+                    edgecolors="none",
+                    label=f"{split} ({len(true)})",
+                )
                 drawn[index] += [true, pred]
         if "energy_mae_mev_per_atom" in metrics:
             notes[0].append(f"{split} MAE {metrics['energy_mae_mev_per_atom']:.1f} meV/atom")
         if "forces_mae_mev_per_a" in metrics:
-            notes[1].append(f"{split} MAE {metrics['forces_mae_mev_per_a']:.1f} meV/Å, "
-                            f"angle {metrics.get('force_angle_mean_deg', float('nan')):.0f}°")
+            notes[1].append(
+                f"{split} MAE {metrics['forces_mae_mev_per_a']:.1f} meV/Å, "
+                f"angle {metrics.get('force_angle_mean_deg', float('nan')):.0f}°"
+            )
     labels = ["(E − Σ n_Z e_Z) / N (eV/atom)", "force component (eV/Å)"]
     for index, axis in enumerate(axes):
         if drawn[index]:
@@ -93,7 +108,15 @@ def parity_plot(predictions: Mapping[str, Predictions], path: str | os.PathLike,
             if len(predictions) > 1:
                 axis.legend(fontsize=8, loc="upper left")
         else:
-            axis.text(0.5, 0.5, "no labels", ha="center", va="center", transform=axis.transAxes, fontsize=10)
+            axis.text(
+                0.5,
+                0.5,
+                "no labels",
+                ha="center",
+                va="center",
+                transform=axis.transAxes,
+                fontsize=10,
+            )
         axis.set_xlabel(f"reference {labels[index]}", fontsize=9)
         axis.set_ylabel(f"predicted {labels[index]}", fontsize=9)
         axis.set_title("\n".join(notes[index]), fontsize=8)

@@ -43,8 +43,10 @@ class Section:
 
 
 FINETUNE_TITLE = "Fine-tuning (Table 3, Fig. 9)"
-FINETUNE_TEXT = ("Fine-tuning on the downstream set from scratch and from every pre-training checkpoint, same budget, "
-                 "once per seed of finetune.seeds.")
+FINETUNE_TEXT = (
+    "Fine-tuning on the downstream set from scratch and from every pre-training checkpoint, same budget, "
+    "once per seed of finetune.seeds."
+)
 
 
 def _finetune_items(suffix: str, name: str | None = None) -> tuple[Item, ...]:
@@ -52,19 +54,37 @@ def _finetune_items(suffix: str, name: str | None = None) -> tuple[Item, ...]:
     is '' for the first set and '_<name>' for a further one, `name` prefixes the captions."""
     on = "" if name is None else f"{name}: "
     return (
-        Item(f"figures/fig9_finetune{suffix}.png", f"{on}Fig. 9: validation learning curves per starting checkpoint (top) and "
-             "training loss terms, 31-point moving average (bottom)."),
-        Item(f"tables/table3_summary{suffix}.csv", f"{on}Table 3 over seeds: test errors of the final models (mean ± std), "
-             "their ratio to scratch (> 1: lower than scratch), and validation steps to the thresholds.",
-             links=(f"tables/table3_finetune{suffix}.csv",)),
-        Item(f"tables/zero_shot{suffix}.csv", f"{on}Zero-shot: every pre-training head on the downstream test set, before any fine-tuning."),
-        Item(f"figures/sample_efficiency{suffix}.png", f"{on}Sample efficiency: test error against training structures, pre-trained against scratch."),
-        Item(f"tables/sample_efficiency_summary{suffix}.csv", f"{on}Test errors per train fraction over seeds.",
-             links=(f"tables/sample_efficiency{suffix}.csv",)),
+        Item(
+            f"figures/fig9_finetune{suffix}.png",
+            f"{on}Fig. 9: validation learning curves per starting checkpoint (top) and "
+            "training loss terms, 31-point moving average (bottom).",
+        ),
+        Item(
+            f"tables/table3_summary{suffix}.csv",
+            f"{on}Table 3 over seeds: test errors of the final models (mean ± std), "
+            "their ratio to scratch (> 1: lower than scratch), and validation steps to the thresholds.",
+            links=(f"tables/table3_finetune{suffix}.csv",),
+        ),
+        Item(
+            f"tables/zero_shot{suffix}.csv",
+            f"{on}Zero-shot: every pre-training head on the downstream test set, before any fine-tuning.",
+        ),
+        Item(
+            f"figures/sample_efficiency{suffix}.png",
+            f"{on}Sample efficiency: test error against training structures, pre-trained against scratch.",
+        ),
+        Item(
+            f"tables/sample_efficiency_summary{suffix}.csv",
+            f"{on}Test errors per train fraction over seeds.",
+            links=(f"tables/sample_efficiency{suffix}.csv",),
+        ),
     )
 
 
-NVE_ITEM = Item("tables/nve_drift.csv", "BFGS relaxation and NVE with the gradient-force fine-tuned model: total-energy drift.")
+NVE_ITEM = Item(
+    "tables/nve_drift.csv",
+    "BFGS relaxation and NVE with the gradient-force fine-tuned model: total-energy drift.",
+)
 
 # The paper's tables and figures, in the paper's order, plus what the platform adds.
 SECTIONS: tuple[Section, ...] = (
@@ -74,7 +94,9 @@ SECTIONS: tuple[Section, ...] = (
         "sampling (T = 2), atoms per structure, elements.",
         (
             Item("figures/fig2_elements.png", "Fig. 2: number of subsets containing each element."),
-            Item("figures/fig4_natoms.png", "Fig. 4: atoms per structure, kernel density per subset."),
+            Item(
+                "figures/fig4_natoms.png", "Fig. 4: atoms per structure, kernel density per subset."
+            ),
             Item("tables/table2_datasets.csv", "Table 2: the joint pre-training dataset."),
         ),
     ),
@@ -83,11 +105,20 @@ SECTIONS: tuple[Section, ...] = (
         "Measured DDP training steps with the random, greedy and LaMM samplers, and the "
         "simulation of larger clusters calibrated on them.",
         (
-            Item("figures/fig6_step_time.png", "Fig. 6: step-time distributions and forward+backward per rank."),
-            Item("tables/throughput.csv", "Measured throughput per sampler, dataset and per-rank batch; every sampler is timed on the "
-                 "same structures (whole lamm groups). The capped lamm row runs a larger batch under random's memory per rank and is "
-                 "compared with random at the reference batch. The full CSV has step-time statistics and compute per edge."),
-            Item("tables/throughput_scaling.csv", "The balance simulation with the cost model calibrated on the measured steps, at 2 (measured), 16 and 64 ranks."),
+            Item(
+                "figures/fig6_step_time.png",
+                "Fig. 6: step-time distributions and forward+backward per rank.",
+            ),
+            Item(
+                "tables/throughput.csv",
+                "Measured throughput per sampler, dataset and per-rank batch; every sampler is timed on the "
+                "same structures (whole lamm groups). The capped lamm row runs a larger batch under random's memory per rank and is "
+                "compared with random at the reference batch. The full CSV has step-time statistics and compute per edge.",
+            ),
+            Item(
+                "tables/throughput_scaling.csv",
+                "The balance simulation with the cost model calibrated on the measured steps, at 2 (measured), 16 and 64 ranks.",
+            ),
             Item("tables/balance_simulation.csv", "Simulated efficiency at 4, 16 and 64 ranks."),
         ),
     ),
@@ -95,15 +126,26 @@ SECTIONS: tuple[Section, ...] = (
         "Denoising (Fig. 7)",
         "Training on the unlabeled conformers alone with baseline and relative (LaMM) noise labels.",
         (
-            Item("figures/fig7_denoising.png", "Fig. 7: learning curves of baseline and relative denoising."),
-            Item("tables/denoising.csv", "The last validation point of each run: error against its own labels (the paper's "
-                 "metric) and with the mean displacement removed (like with like). The full CSV holds every step."),
+            Item(
+                "figures/fig7_denoising.png",
+                "Fig. 7: learning curves of baseline and relative denoising.",
+            ),
+            Item(
+                "tables/denoising.csv",
+                "The last validation point of each run: error against its own labels (the paper's "
+                "metric) and with the mean displacement removed (like with like). The full CSV holds every step.",
+            ),
         ),
     ),
     Section(
         "Atom representations (Fig. 8)",
         "UMAP of the pre-trained encoder's invariant atom features.",
-        (Item("figures/fig8_umap.png", "Fig. 8: UMAP by subset, element, group, and chosen elements."),),
+        (
+            Item(
+                "figures/fig8_umap.png",
+                "Fig. 8: UMAP by subset, element, group, and chosen elements.",
+            ),
+        ),
     ),
     Section(
         FINETUNE_TITLE,
@@ -114,13 +156,21 @@ SECTIONS: tuple[Section, ...] = (
         "Component benchmarks",
         "Store reads, model throughput.",
         (
-            Item("tables/batching_throughput.csv", "Stores to Batch objects (structures per second) with 0 and 2 DataLoader workers."),
-            Item("tables/data_throughput.csv", "Structure store against pickled torch_geometric Data (`lamm bench data`, not part of the demo DAG)."),
-            Item("tables/model_throughput.csv", "Forward+backward throughput and peak memory of the encoders (`lamm bench model`, not part of the demo DAG)."),
+            Item(
+                "tables/batching_throughput.csv",
+                "Stores to Batch objects (structures per second) with 0 and 2 DataLoader workers.",
+            ),
+            Item(
+                "tables/data_throughput.csv",
+                "Structure store against pickled torch_geometric Data (`lamm bench data`, not part of the demo DAG).",
+            ),
+            Item(
+                "tables/model_throughput.csv",
+                "Forward+backward throughput and peak memory of the encoders (`lamm bench model`, not part of the demo DAG).",
+            ),
         ),
     ),
 )
-
 
 
 def report_sections(downstream: Sequence[str] = ()) -> tuple[Section, ...]:
@@ -135,10 +185,21 @@ def report_sections(downstream: Sequence[str] = ()) -> tuple[Section, ...]:
         if section.title != FINETUNE_TITLE:
             out.append(section)
             continue
-        out.append(Section(f"Fine-tuning on {first} (Table 3, Fig. 9)", FINETUNE_TEXT.replace("the downstream set", first),
-                           (*_finetune_items("", first), NVE_ITEM)))
-        out += [Section(f"Fine-tuning on {name} (Table 3, Fig. 9)", FINETUNE_TEXT.replace("the downstream set", name),
-                        _finetune_items(f"_{name}", name)) for name in further]
+        out.append(
+            Section(
+                f"Fine-tuning on {first} (Table 3, Fig. 9)",
+                FINETUNE_TEXT.replace("the downstream set", first),
+                (*_finetune_items("", first), NVE_ITEM),
+            )
+        )
+        out += [
+            Section(
+                f"Fine-tuning on {name} (Table 3, Fig. 9)",
+                FINETUNE_TEXT.replace("the downstream set", name),
+                _finetune_items(f"_{name}", name),
+            )
+            for name in further
+        ]
     return tuple(out)
 
 
@@ -175,15 +236,20 @@ def _table(path: Path, item: Item, page: Path, max_rows: int) -> str:
     headers, rows = render_table(frame, path.stem)
     note = f" (first {max_rows} of {len(rows)} rows)" if len(rows) > max_rows else ""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows[:max_rows])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        for row in rows[:max_rows]
+    )
     links = []
     for target in (path, *(path.parent.parent / extra for extra in item.links)):
         if target.is_file():
             full = frame if target == path else pd.read_csv(target)
             links.append(f"{_link(target, page)} ({len(full.columns)} columns, {len(full)} rows)")
     caption = item.caption + _thresholds(frame)
-    return (f'<p class="caption">{html.escape(caption)}{note}</p><table><tr>{head}</tr>{body}</table>'
-            f'<p class="full">Full table: {"; ".join(links)}</p>')
+    return (
+        f'<p class="caption">{html.escape(caption)}{note}</p><table><tr>{head}</tr>{body}</table>'
+        f'<p class="full">Full table: {"; ".join(links)}</p>'
+    )
 
 
 def _thresholds(frame: pd.DataFrame) -> str:
@@ -225,19 +291,23 @@ def _runs_table(tracking_uri: str | None, ui_url: str) -> str:
     client = MlflowClient(tracking_uri=tracking_uri)
     rows = []
     for experiment in client.search_experiments():
-        for run in client.search_runs([experiment.experiment_id], max_results=5000, order_by=["attributes.start_time ASC"]):
+        for run in client.search_runs(
+            [experiment.experiment_id], max_results=5000, order_by=["attributes.start_time ASC"]
+        ):
             info, tags = run.info, run.data.tags
             link = f"{ui_url}/#/experiments/{experiment.experiment_id}/runs/{info.run_id}"
-            start = datetime.datetime.fromtimestamp(info.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
+            start = datetime.datetime.fromtimestamp(info.start_time / 1000).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            )
             rows.append(
-                f"<tr><td><a href=\"{html.escape(link)}\">{html.escape(info.run_name or info.run_id)}</a></td>"
+                f'<tr><td><a href="{html.escape(link)}">{html.escape(info.run_name or info.run_id)}</a></td>'
                 f"<td>{html.escape(tags.get('stage', ''))}</td><td>{html.escape(tags.get('snakemake_rule', ''))}</td>"
                 f"<td>{html.escape(info.status)}</td><td>{start}</td><td>{html.escape(experiment.name)}</td></tr>"
             )
     if not rows:
         return '<p class="missing">the MLflow store holds no runs</p>'
     header = "<tr><th>run</th><th>stage</th><th>rule</th><th>status</th><th>started</th><th>experiment</th></tr>"
-    return f"<p class=\"caption\">Open the links with <code>mlflow ui --backend-store-uri {html.escape(tracking_uri)}</code> running.</p><table>{header}{''.join(rows)}</table>"
+    return f'<p class="caption">Open the links with <code>mlflow ui --backend-store-uri {html.escape(tracking_uri)}</code> running.</p><table>{header}{"".join(rows)}</table>'
 
 
 def write_report(
@@ -258,11 +328,13 @@ def write_report(
     found: list[str] = []
     missing: list[str] = []
     parts = [
-        f"<!doctype html><html><head><meta charset=\"utf-8\"><title>LaMM report</title><style>{_STYLE}</style></head><body>",
+        f'<!doctype html><html><head><meta charset="utf-8"><title>LaMM report</title><style>{_STYLE}</style></head><body>',
         "<h1>LaMM: pre-training and fine-tuning report</h1>",
         f"<p>Results in <code>{html.escape(str(results))}</code>, written {datetime.datetime.now():%Y-%m-%d %H:%M} by lamm {__version__}.</p>",
         "<h2>Key results: the paper's claims, checked</h2>",
-        _findings_table(findings(results, downstream[0] if downstream else None), results / "tables", out),
+        _findings_table(
+            findings(results, downstream[0] if downstream else None), results / "tables", out
+        ),
     ]
     for section in report_sections(downstream):
         parts.append(f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.text)}</p>")
@@ -270,16 +342,24 @@ def write_report(
             path = results / item.path
             if not path.is_file():
                 missing.append(item.path)
-                parts.append(f'<p class="missing">missing: {html.escape(item.path)} ({html.escape(item.caption)})</p>')
+                parts.append(
+                    f'<p class="missing">missing: {html.escape(item.path)} ({html.escape(item.caption)})</p>'
+                )
                 continue
             found.append(item.path)
-            parts.append(_table(path, item, out, max_rows) if path.suffix == ".csv" else _figure(path, item.caption))
+            parts.append(
+                _table(path, item, out, max_rows)
+                if path.suffix == ".csv"
+                else _figure(path, item.caption)
+            )
     parts.append("<h2>MLflow runs</h2>")
     parts.append(_runs_table(tracking_uri, ui_url))
     parts.append("<h2>Configs</h2>")
     for config in configs:
         config = Path(config)
-        parts.append(f"<p class=\"caption\">{html.escape(str(config))}</p><pre>{html.escape(config.read_text())}</pre>")
+        parts.append(
+            f'<p class="caption">{html.escape(str(config))}</p><pre>{html.escape(config.read_text())}</pre>'
+        )
     parts.append("</body></html>")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

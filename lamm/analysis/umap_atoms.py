@@ -44,7 +44,9 @@ class AtomSample:
     atom_index: np.ndarray  # [n] int, index of the atom in its structure
 
 
-def sample_atoms(natoms: np.ndarray, n_atoms: int, rng: np.random.Generator, pool_factor: float = 4.0) -> dict[int, np.ndarray]:
+def sample_atoms(
+    natoms: np.ndarray, n_atoms: int, rng: np.random.Generator, pool_factor: float = 4.0
+) -> dict[int, np.ndarray]:
     """{structure index: sorted atom indices} of `n_atoms` atoms (all atoms if fewer exist)."""
     if n_atoms < 1:
         raise ValueError(f"atoms per subset must be positive, got {n_atoms}")
@@ -52,7 +54,9 @@ def sample_atoms(natoms: np.ndarray, n_atoms: int, rng: np.random.Generator, poo
     cumulative = np.cumsum(natoms[order])  # [S]
     needed = min(int(math.ceil(pool_factor * n_atoms)), int(cumulative[-1]))
     chosen = order[: int(np.searchsorted(cumulative, needed)) + 1]
-    pool = np.array([(s, a) for s in chosen for a in range(int(natoms[s]))], dtype=np.int64)  # [P, 2]
+    pool = np.array(
+        [(s, a) for s in chosen for a in range(int(natoms[s]))], dtype=np.int64
+    )  # [P, 2]
     picked = pool[rng.choice(len(pool), size=min(n_atoms, len(pool)), replace=False)]
     by_structure: dict[int, np.ndarray] = {}
     for structure in np.unique(picked[:, 0]):
@@ -83,10 +87,17 @@ def atom_representations(
         for start in range(0, len(structures), batch_size):
             records = [(s, store.get_record(s)) for s in structures[start : start + batch_size]]
             graphs = [
-                structure_to_graph(record, cutoff=potential.cutoff, max_neighbors=potential.max_neighbors, sample_index=s)
+                structure_to_graph(
+                    record,
+                    cutoff=potential.cutoff,
+                    max_neighbors=potential.max_neighbors,
+                    sample_index=s,
+                )
                 for s, record in records
             ]
-            features = potential.atom_representations(collate(graphs).to(device)).double().cpu().numpy()  # [N, F]
+            features = (
+                potential.atom_representations(collate(graphs).to(device)).double().cpu().numpy()
+            )  # [N, F]
             first = np.concatenate([[0], np.cumsum([record.natoms for _, record in records])])
             for k, (s, record) in enumerate(records):
                 atoms = chosen[s]
@@ -96,25 +107,44 @@ def atom_representations(
                 parts["sample"].append(np.full(len(atoms), s))
                 parts["atom"].append(atoms)
     return AtomSample(
-        features=np.concatenate(parts["features"]), subset=np.concatenate(parts["subset"]).astype(str),
-        atomic_number=np.concatenate(parts["z"]).astype(np.int64), sample_index=np.concatenate(parts["sample"]).astype(np.int64),
+        features=np.concatenate(parts["features"]),
+        subset=np.concatenate(parts["subset"]).astype(str),
+        atomic_number=np.concatenate(parts["z"]).astype(np.int64),
+        sample_index=np.concatenate(parts["sample"]).astype(np.int64),
         atom_index=np.concatenate(parts["atom"]).astype(np.int64),
     )
 
 
-def embed(features: np.ndarray, seed: int, *, n_neighbors: int = 15, n_epochs: int = 200, min_dist: float = 0.1) -> np.ndarray:
+def embed(
+    features: np.ndarray,
+    seed: int,
+    *,
+    n_neighbors: int = 15,
+    n_epochs: int = 200,
+    min_dist: float = 0.1,
+) -> np.ndarray:
     """[n, 2] UMAP embedding of features [n, F] (exact kNN, seeded, reproducible)."""
     import umap
     from sklearn.neighbors import NearestNeighbors
 
     n = len(features)
     if n <= n_neighbors:
-        raise ValueError(f"UMAP with n_neighbors={n_neighbors} needs more than {n_neighbors} atoms, got {n}")
+        raise ValueError(
+            f"UMAP with n_neighbors={n_neighbors} needs more than {n_neighbors} atoms, got {n}"
+        )
     features = np.asarray(features, dtype=np.float32)
-    distances, indices = NearestNeighbors(n_neighbors=n_neighbors).fit(features).kneighbors(features)  # [n, k]
+    distances, indices = (
+        NearestNeighbors(n_neighbors=n_neighbors).fit(features).kneighbors(features)
+    )  # [n, k]
     reducer = umap.UMAP(
-        n_components=2, n_neighbors=n_neighbors, n_epochs=n_epochs, min_dist=min_dist, random_state=seed,
-        init="pca", precomputed_knn=(indices, distances.astype(np.float32), None), n_jobs=1,
+        n_components=2,
+        n_neighbors=n_neighbors,
+        n_epochs=n_epochs,
+        min_dist=min_dist,
+        random_state=seed,
+        init="pca",
+        precomputed_knn=(indices, distances.astype(np.float32), None),
+        n_jobs=1,
     )
     import warnings
 
@@ -133,7 +163,9 @@ def periodic_group(z: int) -> int:
     return 3 if row >= 7 else column + 1
 
 
-def covariance_ellipse(points: np.ndarray, n_sigma: float = 1.5) -> tuple[np.ndarray, float, float, float]:
+def covariance_ellipse(
+    points: np.ndarray, n_sigma: float = 1.5
+) -> tuple[np.ndarray, float, float, float]:
     """(center [2], width, height, angle in degrees) of the n-sigma ellipse of 2-D points.
 
     The ellipse {x : (x - mu)^T C^-1 (x - mu) = n_sigma^2}: semi-axes n_sigma sqrt(lambda_k) along
@@ -147,7 +179,10 @@ def covariance_ellipse(points: np.ndarray, n_sigma: float = 1.5) -> tuple[np.nda
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
     major = eigenvectors[:, 1]
     angle = math.degrees(math.atan2(major[1], major[0]))
-    width, height = 2 * n_sigma * math.sqrt(max(eigenvalues[1], 0.0)), 2 * n_sigma * math.sqrt(max(eigenvalues[0], 0.0))
+    width, height = (
+        2 * n_sigma * math.sqrt(max(eigenvalues[1], 0.0)),
+        2 * n_sigma * math.sqrt(max(eigenvalues[0], 0.0)),
+    )
     return points.mean(axis=0), width, height, angle
 
 
@@ -158,6 +193,8 @@ def open_stores(data_dir: str | os.PathLike, subsets: Sequence[str]) -> dict[str
         path = Path(data_dir) / f"{subset}.lmdb"
         if not path.exists():
             available = sorted(p.stem for p in Path(data_dir).glob("*.lmdb"))
-            raise ValueError(f"unknown subset {subset!r}: no store {path} (stores in {data_dir}: {available})")
+            raise ValueError(
+                f"unknown subset {subset!r}: no store {path} (stores in {data_dir}: {available})"
+            )
         stores[subset] = StructureStore(path)
     return stores

@@ -17,7 +17,14 @@ from lamm.analysis.figures import MARKERS, save_figure
 from lamm.analysis.umap_atoms import ORGANIC, covariance_ellipse, periodic_group
 
 
-def choose_ellipse_elements(subset: np.ndarray, atomic_number: np.ndarray, ellipse_subset: str, *, limit: int = 8, min_atoms: int = 5) -> list[int]:
+def choose_ellipse_elements(
+    subset: np.ndarray,
+    atomic_number: np.ndarray,
+    ellipse_subset: str,
+    *,
+    limit: int = 8,
+    min_atoms: int = 5,
+) -> list[int]:
     """The most frequent non-H/C/N/O elements of `ellipse_subset` with at least `min_atoms` atoms."""
     z = atomic_number[(subset == ellipse_subset) & ~np.isin(atomic_number, ORGANIC)]
     values, counts = np.unique(z, return_counts=True)
@@ -54,7 +61,14 @@ def plot_umap(
     palette = sns.color_palette("colorblind", len(subsets))
     for k, name in enumerate(subsets):
         mask = subset == name
-        ax_subset.scatter(x[mask], y[mask], color=palette[k], marker=MARKERS[k % len(MARKERS)], label=name, **point)
+        ax_subset.scatter(
+            x[mask],
+            y[mask],
+            color=palette[k],
+            marker=MARKERS[k % len(MARKERS)],
+            label=name,
+            **point,
+        )
     ax_subset.legend(fontsize=8, markerscale=2.5, loc="best")
     ax_subset.set_title("(a) by subset")
 
@@ -63,8 +77,23 @@ def plot_umap(
     counts = {int(z): int((atomic_number == z).sum()) for z in elements}
     shown = sorted(counts, key=lambda z: -counts[z])[:12]
     ax_element.legend(
-        handles=[Line2D([], [], marker="o", linestyle="", markerfacecolor=jmol_colors[z], markeredgecolor="0.4", label=chemical_symbols[z]) for z in shown],
-        fontsize=8, ncol=2, loc="best", title="12 most frequent", title_fontsize=8,
+        handles=[
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                markerfacecolor=jmol_colors[z],
+                markeredgecolor="0.4",
+                label=chemical_symbols[z],
+            )
+            for z in shown
+        ],
+        fontsize=8,
+        ncol=2,
+        loc="best",
+        title="12 most frequent",
+        title_fontsize=8,
     )
     ax_element.set_title("(b) by element (Jmol colours)")
 
@@ -75,7 +104,13 @@ def plot_umap(
     group_colours = [c for k, c in enumerate(plt.get_cmap("tab20").colors) if k not in (14, 15)]
     for group in np.unique(groups):
         mask = groups == group
-        ax_group.scatter(x[other][mask], y[other][mask], color=group_colours[group - 1], label=f"group {group}", **{**point, "s": 10})
+        ax_group.scatter(
+            x[other][mask],
+            y[other][mask],
+            color=group_colours[group - 1],
+            label=f"group {group}",
+            **{**point, "s": 10},
+        )
     if other.any():
         ax_group.legend(fontsize=8, markerscale=2, ncol=2, loc="best")
     ax_group.set_title("(c) elements other than H, C, N, O, by periodic group")
@@ -86,16 +121,39 @@ def plot_umap(
         if mask.sum() < 2:
             continue
         colour = jmol_colors[z]
-        ax_chosen.scatter(x[mask], y[mask], color=colour, edgecolors="0.3", **{**point, "s": 10, "linewidths": 0.2})
-        center, width, height, angle = covariance_ellipse(np.column_stack([x[mask], y[mask]]), n_sigma)
-        ax_chosen.add_patch(Ellipse(center, width, height, angle=angle, fill=False, linestyle="--", edgecolor="0.2", linewidth=1.0))
-        ax_chosen.annotate(chemical_symbols[z], center, fontsize=10, fontweight="bold", ha="center", va="center")
+        ax_chosen.scatter(
+            x[mask],
+            y[mask],
+            color=colour,
+            edgecolors="0.3",
+            **{**point, "s": 10, "linewidths": 0.2},
+        )
+        center, width, height, angle = covariance_ellipse(
+            np.column_stack([x[mask], y[mask]]), n_sigma
+        )
+        ax_chosen.add_patch(
+            Ellipse(
+                center,
+                width,
+                height,
+                angle=angle,
+                fill=False,
+                linestyle="--",
+                edgecolor="0.2",
+                linewidth=1.0,
+            )
+        )
+        ax_chosen.annotate(
+            chemical_symbols[z], center, fontsize=10, fontweight="bold", ha="center", va="center"
+        )
     ax_chosen.set_title(f"(d) chosen {ellipse_subset} elements, {n_sigma:g}-sigma ellipses")
     for ax in axes.flat:
         ax.set_xlabel("UMAP 1")
         ax.set_ylabel("UMAP 2")
         ax.set_xticks([])
         ax.set_yticks([])
-    figure.suptitle("UMAP of per-atom representations s_i of the pre-trained encoder (LaMM Fig. 8)", fontsize=12)
+    figure.suptitle(
+        "UMAP of per-atom representations s_i of the pre-trained encoder (LaMM Fig. 8)", fontsize=12
+    )
     figure.tight_layout()
     return save_figure(figure, path)

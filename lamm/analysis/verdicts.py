@@ -104,7 +104,9 @@ class Comparison:
         if math.isnan(ratio):
             text = f"{self.metric}: neither reached it"
         elif math.isinf(ratio):
-            text = f"{self.metric}: {self.reference_name} never reached it, {self.treatment_name} did"
+            text = (
+                f"{self.metric}: {self.reference_name} never reached it, {self.treatment_name} did"
+            )
         elif ratio >= 1:
             text = f"{self.metric} {ratio:.2f}x {lower} than {self.reference_name}"
         else:
@@ -117,13 +119,21 @@ class Comparison:
 
     def range_text(self) -> str:
         """e.g. 'energy MAE: scratch 820-880, epoch 2 610-700 meV/atom (apart)'."""
+
         def span(values: Sequence[float]) -> str:
             low, high = min(values), max(values)
             return fmt_value(low) if low == high else f"{fmt_value(low)}-{fmt_value(high)}"
 
-        where = {"better": "apart", "worse": "apart, the other way", "inside": "overlap", "unknown": "spread unknown"}[self.outcome]
-        return (f"{self.metric}: {self.reference_name} {span(self.reference)}, {self.treatment_name} "
-                f"{span(self.treatment)} {self.unit} ({where})")
+        where = {
+            "better": "apart",
+            "worse": "apart, the other way",
+            "inside": "overlap",
+            "unknown": "spread unknown",
+        }[self.outcome]
+        return (
+            f"{self.metric}: {self.reference_name} {span(self.reference)}, {self.treatment_name} "
+            f"{span(self.treatment)} {self.unit} ({where})"
+        )
 
 
 def seed_verdict(comparisons: Sequence[Comparison]) -> str:

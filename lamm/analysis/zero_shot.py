@@ -40,7 +40,9 @@ def fit_energy_shift(composition: np.ndarray, residual: np.ndarray) -> np.ndarra
     composition = np.asarray(composition, dtype=np.float64)
     residual = np.asarray(residual, dtype=np.float64)
     if composition.ndim != 2 or residual.shape != (composition.shape[0],):
-        raise ValueError(f"composition [B, Z] and residual [B] expected, got {composition.shape} and {residual.shape}")
+        raise ValueError(
+            f"composition [B, Z] and residual [B] expected, got {composition.shape} and {residual.shape}"
+        )
     labeled = np.isfinite(residual)
     if not labeled.any():
         raise ValueError("no structure with an energy label to fit the energy shift on")
@@ -58,7 +60,11 @@ def apply_energy_shift(predictions: Predictions, shift: np.ndarray) -> Predictio
 
 def _row(checkpoint: str, head: str, train: Predictions, test: Predictions) -> dict[str, Any]:
     raw = compute_metrics(test)
-    row: dict[str, Any] = {"checkpoint": checkpoint, "head": head, "n_structures": raw["n_structures"]}
+    row: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "head": head,
+        "n_structures": raw["n_structures"],
+    }
     if "energy_mae_mev_per_atom" in raw:
         shift = fit_energy_shift(train.composition, train.energy - train.energy_pred)
         refit = compute_metrics(apply_energy_shift(test, shift))
@@ -70,14 +76,27 @@ def _row(checkpoint: str, head: str, train: Predictions, test: Predictions) -> d
     return row
 
 
-def baseline_row(store: StructureStore, *, fit_split: str = "train", eval_split: str = "test") -> dict[str, Any]:
+def baseline_row(
+    store: StructureStore, *, fit_split: str = "train", eval_split: str = "test"
+) -> dict[str, Any]:
     """The `baseline`/`composition` row of the module docstring."""
-    return _row("baseline", "composition", zero_predictions(store, fit_split), zero_predictions(store, eval_split))
+    return _row(
+        "baseline",
+        "composition",
+        zero_predictions(store, fit_split),
+        zero_predictions(store, eval_split),
+    )
 
 
 def zero_shot_rows(
-    potential: Potential, store: StructureStore, *, checkpoint: str, heads: Sequence[str] | None = None,
-    fit_split: str = "train", eval_split: str = "test", batch_size: int = 16,
+    potential: Potential,
+    store: StructureStore,
+    *,
+    checkpoint: str,
+    heads: Sequence[str] | None = None,
+    fit_split: str = "train",
+    eval_split: str = "test",
+    batch_size: int = 16,
 ) -> list[dict[str, Any]]:
     """One row per head: raw and bias-refit energy MAE on `eval_split`, force MAE and cosine."""
     heads = list(potential.heads if heads is None else heads)

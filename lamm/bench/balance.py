@@ -100,8 +100,17 @@ def workload_from_stores(
         needs_edges = work == "edges" or cost_model.per_edge > 0
         edges = edge_counts(store, cutoff, max_neighbors)[indices] if needs_edges else None
         # an isolated atom has no edges; give every structure at least one unit of work
-        works.append(np.maximum(edges, 1).astype(np.float64) if work == "edges" else cost_model(natoms[-1], edges))
-    return Workload(names, natoms, works if work != "atoms" else None, source=f"{len(paths)} stores ({split}, work {work})")
+        works.append(
+            np.maximum(edges, 1).astype(np.float64)
+            if work == "edges"
+            else cost_model(natoms[-1], edges)
+        )
+    return Workload(
+        names,
+        natoms,
+        works if work != "atoms" else None,
+        source=f"{len(paths)} stores ({split}, work {work})",
+    )
 
 
 def workload_from_file(path: str | os.PathLike) -> Workload:
@@ -115,11 +124,17 @@ def workload_from_file(path: str | os.PathLike) -> Workload:
 
         table = pd.read_csv(path)
         if "natoms" not in table:
-            raise ValueError(f"{path}: a natoms CSV needs a 'natoms' column, found {list(table.columns)}")
+            raise ValueError(
+                f"{path}: a natoms CSV needs a 'natoms' column, found {list(table.columns)}"
+            )
         groups = table.groupby("subset", sort=False) if "subset" in table else [(path.stem, table)]
         names = [str(name) for name, _ in groups]
         natoms = [group["natoms"].to_numpy(dtype=np.int64) for _, group in groups]
-        works = [group["work"].to_numpy(dtype=np.float64) for _, group in groups] if "work" in table else None
+        works = (
+            [group["work"].to_numpy(dtype=np.float64) for _, group in groups]
+            if "work" in table
+            else None
+        )
         return Workload(names, natoms, works, source=str(path))
     values = np.loadtxt(path, dtype=np.int64, ndmin=1)
     return Workload([path.stem], [values], source=str(path))
@@ -152,7 +167,9 @@ def simulate(
     rows = []
     configurations = [(w, b) for w in world_sizes for b in batches_per_rank]
     too_large: set[int] = set()
-    for world_size, batch_per_rank in progress(configurations, desc="balance simulation", unit="config"):
+    for world_size, batch_per_rank in progress(
+        configurations, desc="balance simulation", unit="config"
+    ):
         if world_size in too_large:
             continue
         group = []
@@ -160,11 +177,26 @@ def simulate(
             for strategy in ("random", *[s for s in strategies if s != "random"]):
                 cap = max_atoms_per_rank if strategy == "lamm" else None
                 sampler = DistributedBatchSampler(
-                    natoms, sizes, world_size=world_size, batch_per_rank=batch_per_rank, strategy=strategy,
-                    temperature=temperature, num_splits=num_splits, seed=seed, work=work, max_atoms_per_rank=cap,
+                    natoms,
+                    sizes,
+                    world_size=world_size,
+                    batch_per_rank=batch_per_rank,
+                    strategy=strategy,
+                    temperature=temperature,
+                    num_splits=num_splits,
+                    seed=seed,
+                    work=work,
+                    max_atoms_per_rank=cap,
                 )
-                row = {"strategy": strategy, "world_size": world_size, "batch_per_rank": batch_per_rank,
-                       "num_splits": num_splits, "temperature": temperature, "epochs": epochs, "max_atoms_per_rank": cap}
+                row = {
+                    "strategy": strategy,
+                    "world_size": world_size,
+                    "batch_per_rank": batch_per_rank,
+                    "num_splits": num_splits,
+                    "temperature": temperature,
+                    "epochs": epochs,
+                    "max_atoms_per_rank": cap,
+                }
                 group.append({**row, **_measure(sampler, natoms, work, epochs, step_overhead)})
         except TooFewSamplesError as err:
             # a small dataset (the tiny demo) has fewer samples than the larger world sizes
@@ -178,12 +210,20 @@ def simulate(
     return rows
 
 
-def _measure(sampler: DistributedBatchSampler, natoms: np.ndarray, work: np.ndarray | None, epochs: int, step_overhead: float) -> dict:
+def _measure(
+    sampler: DistributedBatchSampler,
+    natoms: np.ndarray,
+    work: np.ndarray | None,
+    epochs: int,
+    step_overhead: float,
+) -> dict:
     mean_load = max_load = steps = samples = skipped = 0.0
     peak_atoms, max_atoms_sum = 0, 0.0
     for epoch in range(epochs):
         plan, epoch_samples = sampler.plan(epoch)
-        loads = plan.loads(natoms[epoch_samples] if work is None else work[epoch_samples])  # [steps, W]
+        loads = plan.loads(
+            natoms[epoch_samples] if work is None else work[epoch_samples]
+        )  # [steps, W]
         atoms = plan.loads(natoms[epoch_samples])  # [steps, W]
         mean_load += loads.mean(axis=1).sum()
         max_load += loads.max(axis=1).sum()
@@ -193,10 +233,13 @@ def _measure(sampler: DistributedBatchSampler, natoms: np.ndarray, work: np.ndar
         peak_atoms = max(peak_atoms, int(atoms.max()))
         max_atoms_sum += atoms.max(axis=1).sum()
     return {
-        "samples": int(samples), "steps": int(steps), "skipped": int(skipped),
+        "samples": int(samples),
+        "steps": int(steps),
+        "skipped": int(skipped),
         "efficiency": float(mean_load / max_load),
         "predicted_time": float(max_load + step_overhead * steps),
-        "peak_atoms_per_rank": peak_atoms, "mean_max_atoms_per_rank": float(max_atoms_sum / steps),
+        "peak_atoms_per_rank": peak_atoms,
+        "mean_max_atoms_per_rank": float(max_atoms_sum / steps),
     }
 
 

@@ -32,12 +32,21 @@ def measure_batching(
 ) -> list[dict]:
     """One row per worker count: structures, atoms and edges per second into batches."""
     if batches < 1 or warmup < 0 or batch_size < 1:
-        raise ValueError(f"need batches >= 1, warmup >= 0, batch_size >= 1; got {batches}, {warmup}, {batch_size}")
-    dataset = MultiStoreDataset(paths, "train", cutoff=cutoff, max_neighbors=max_neighbors, seed=seed)
+        raise ValueError(
+            f"need batches >= 1, warmup >= 0, batch_size >= 1; got {batches}, {warmup}, {batch_size}"
+        )
+    dataset = MultiStoreDataset(
+        paths, "train", cutoff=cutoff, max_neighbors=max_neighbors, seed=seed
+    )
     rows = []
     for num_workers in workers:
         sampler = DistributedBatchSampler(
-            dataset.natoms, dataset.sizes, batch_per_rank=batch_size, temperature=temperature, num_splits=1, seed=seed
+            dataset.natoms,
+            dataset.sizes,
+            batch_per_rank=batch_size,
+            temperature=temperature,
+            num_splits=1,
+            seed=seed,
         )
         loader = build_loader(dataset, sampler, num_workers=num_workers)
         structures = atoms = edges = delivered = epoch = 0
@@ -57,9 +66,18 @@ def measure_batching(
             epoch += 1
         seconds = time.perf_counter() - start
         del loader  # stops the workers
-        rows.append({
-            "workers": num_workers, "batch_size": batch_size, "batches": batches, "structures": structures,
-            "seconds": seconds, "structures_per_s": structures / seconds, "atoms_per_s": atoms / seconds,
-            "edges_per_s": edges / seconds, "cutoff": cutoff, "max_neighbors": max_neighbors,
-        })
+        rows.append(
+            {
+                "workers": num_workers,
+                "batch_size": batch_size,
+                "batches": batches,
+                "structures": structures,
+                "seconds": seconds,
+                "structures_per_s": structures / seconds,
+                "atoms_per_s": atoms / seconds,
+                "edges_per_s": edges / seconds,
+                "cutoff": cutoff,
+                "max_neighbors": max_neighbors,
+            }
+        )
     return rows

@@ -43,22 +43,46 @@ WORKER = Path(__file__).resolve().parent / "model_worker.py"
 # section of config/pretrain/lamm-l.yaml; a test keeps the two equal) and a small demo-sized PaiNN.
 PRESETS: dict[str, dict[str, Any]] = {
     "lamm-s": {
-        "encoder": "painn", "cutoff": 6.0, "max_neighbors": 50, "force_mode": "direct",
-        "painn": {"hidden_channels": 512, "num_layers": 6, "num_rbf": 128}, "heads": {"hidden_channels": 256},
+        "encoder": "painn",
+        "cutoff": 6.0,
+        "max_neighbors": 50,
+        "force_mode": "direct",
+        "painn": {"hidden_channels": 512, "num_layers": 6, "num_rbf": 128},
+        "heads": {"hidden_channels": 256},
     },
     "lamm-l": {
-        "encoder": "equiformer_v2", "cutoff": 12.0, "max_neighbors": 20, "force_mode": "direct",
+        "encoder": "equiformer_v2",
+        "cutoff": 12.0,
+        "max_neighbors": 20,
+        "force_mode": "direct",
         "equiformer_v2": {
-            "lmax": 4, "mmax": 2, "num_layers": 8, "sphere_channels": 128, "attn_hidden_channels": 64, "num_heads": 8,
-            "attn_alpha_channels": 64, "attn_value_channels": 16, "ffn_hidden_channels": 128, "grid_mlp": True,
-            "scalar_layer_norm": True, "num_distance_basis": 600, "edge_channels": 128, "grid_resolution": 18,
-            "edge_grid_resolution": 18, "alpha_drop": 0.0, "activation_checkpointing": True,
+            "lmax": 4,
+            "mmax": 2,
+            "num_layers": 8,
+            "sphere_channels": 128,
+            "attn_hidden_channels": 64,
+            "num_heads": 8,
+            "attn_alpha_channels": 64,
+            "attn_value_channels": 16,
+            "ffn_hidden_channels": 128,
+            "grid_mlp": True,
+            "scalar_layer_norm": True,
+            "num_distance_basis": 600,
+            "edge_channels": 128,
+            "grid_resolution": 18,
+            "edge_grid_resolution": 18,
+            "alpha_drop": 0.0,
+            "activation_checkpointing": True,
         },
         "heads": {"hidden_channels": 128},
     },
     "demo": {
-        "encoder": "painn", "cutoff": 5.0, "max_neighbors": 30, "force_mode": "direct",
-        "painn": {"hidden_channels": 64, "num_layers": 3, "num_rbf": 32}, "heads": {"hidden_channels": 32},
+        "encoder": "painn",
+        "cutoff": 5.0,
+        "max_neighbors": 30,
+        "force_mode": "direct",
+        "painn": {"hidden_channels": 64, "num_layers": 3, "num_rbf": 32},
+        "heads": {"hidden_channels": 32},
     },
 }
 IMPLEMENTATIONS = ("lamm", "schnetpack", "fairchem")
@@ -92,20 +116,31 @@ def cu111_co_records(num_slabs: int = 8, seed: int = 0) -> list[StructureRecord]
     return records
 
 
-def store_records(path: str | os.PathLike, num_structures: int, seed: int = 0) -> list[StructureRecord]:
+def store_records(
+    path: str | os.PathLike, num_structures: int, seed: int = 0
+) -> list[StructureRecord]:
     """`num_structures` records of a store drawn without replacement (seeded)."""
     from lamm.data.store import StructureStore
 
     store = StructureStore(path)
     if len(store) == 0:
         raise ValueError(f"{path}: the store is empty")
-    chosen = np.random.default_rng(seed).choice(len(store), size=min(num_structures, len(store)), replace=False)
+    chosen = np.random.default_rng(seed).choice(
+        len(store), size=min(num_structures, len(store)), replace=False
+    )
     return [store.get_record(int(i)) for i in sorted(chosen)]
 
 
-def make_batch(records: Sequence[StructureRecord], cutoff: float, max_neighbors: int | None) -> Batch:
+def make_batch(
+    records: Sequence[StructureRecord], cutoff: float, max_neighbors: int | None
+) -> Batch:
     """The training pipeline's graphs (same `structure_to_graph` and `collate`)."""
-    return collate([structure_to_graph(r, cutoff=cutoff, max_neighbors=max_neighbors, sample_index=i) for i, r in enumerate(records)])
+    return collate(
+        [
+            structure_to_graph(r, cutoff=cutoff, max_neighbors=max_neighbors, sample_index=i)
+            for i, r in enumerate(records)
+        ]
+    )
 
 
 def write_batch(batch: Batch, path: str | os.PathLike, seed: int = 0) -> None:
@@ -114,19 +149,31 @@ def write_batch(batch: Batch, path: str | os.PathLike, seed: int = 0) -> None:
     num_atoms, num_graphs = int(batch.num_nodes), int(batch[K.NATOMS].shape[0])
     np.savez(
         path,
-        atomic_numbers=batch[K.ATOMIC_NUMBERS].numpy(), pos=batch[K.POSITIONS].float().numpy(),
-        cell=batch[K.CELL].float().numpy(), edge_index=batch[K.EDGE_INDEX].numpy(),
-        cell_offsets=batch[K.CELL_OFFSETS].float().numpy(), batch=batch[K.BATCH].numpy(), natoms=batch[K.NATOMS].numpy(),
-        target_energy=rng.normal(size=num_graphs), target_forces=rng.normal(size=(num_atoms, 3)).astype(np.float32),
+        atomic_numbers=batch[K.ATOMIC_NUMBERS].numpy(),
+        pos=batch[K.POSITIONS].float().numpy(),
+        cell=batch[K.CELL].float().numpy(),
+        edge_index=batch[K.EDGE_INDEX].numpy(),
+        cell_offsets=batch[K.CELL_OFFSETS].float().numpy(),
+        batch=batch[K.BATCH].numpy(),
+        natoms=batch[K.NATOMS].numpy(),
+        target_energy=rng.normal(size=num_graphs),
+        target_forces=rng.normal(size=(num_atoms, 3)).astype(np.float32),
     )
 
 
 def plan_cases(
-    modes: Sequence[str], phases: Sequence[str], dtypes: Sequence[str], with_schnetpack: bool, with_fairchem: bool = False
+    modes: Sequence[str],
+    phases: Sequence[str],
+    dtypes: Sequence[str],
+    with_schnetpack: bool,
+    with_fairchem: bool = False,
 ) -> list[Case]:
     impls = ["lamm"] + ["schnetpack"] * with_schnetpack + ["fairchem"] * with_fairchem
     # per (mode, phase, dtype) ours then the peers', back to back, so drifting load hits all alike
-    return [Case(impl, mode, phase, dtype) for mode, phase, dtype, impl in itertools.product(modes, phases, dtypes, impls)]
+    return [
+        Case(impl, mode, phase, dtype)
+        for mode, phase, dtype, impl in itertools.product(modes, phases, dtypes, impls)
+    ]
 
 
 def encoder_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,14 +185,26 @@ def encoder_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
     else:
         from lamm.models.painn import PaiNN as Encoder
     defaults = {
-        name: parameter.default for name, parameter in inspect.signature(Encoder.__init__).parameters.items()
+        name: parameter.default
+        for name, parameter in inspect.signature(Encoder.__init__).parameters.items()
         if parameter.default is not inspect.Parameter.empty and name not in ("cutoff", "seed")
     }
     return {**defaults, **config[encoder]}
 
 
-def _run_worker(python: str, case: Case, batch_path: Path, spec: Mapping[str, Any], timeout: float) -> dict[str, Any]:
-    command = [python, str(WORKER), "--impl", case.impl, "--batch", str(batch_path), "--spec", json.dumps(dict(spec))]
+def _run_worker(
+    python: str, case: Case, batch_path: Path, spec: Mapping[str, Any], timeout: float
+) -> dict[str, Any]:
+    command = [
+        python,
+        str(WORKER),
+        "--impl",
+        case.impl,
+        "--batch",
+        str(batch_path),
+        "--spec",
+        json.dumps(dict(spec)),
+    ]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -182,19 +241,29 @@ def run_model_benchmark(
     pythons = {"lamm": sys.executable, "schnetpack": schnetpack_python, "fairchem": fairchem_python}
     for peer in sorted({c.impl for c in cases} - {"lamm"}):
         if config["encoder"] != PEER_ENCODER[peer]:
-            raise ValueError(f"the {peer} comparison exists for encoder {PEER_ENCODER[peer]} only, not {config['encoder']}")
+            raise ValueError(
+                f"the {peer} comparison exists for encoder {PEER_ENCODER[peer]} only, not {config['encoder']}"
+            )
         if not pythons[peer]:
             raise ValueError(f"{peer} cases need {peer}_python (the interpreter of its venv)")
     batch = make_batch(records, config["cutoff"], config["max_neighbors"])
     painn = config["painn"] if config["encoder"] == "painn" else {}
     common = {
-        "source": source, "structures": int(batch[K.NATOMS].shape[0]), "atoms": int(batch.num_nodes),
-        "edges": int(batch[K.EDGE_INDEX].shape[1]), "device": device, "encoder": config["encoder"],
+        "source": source,
+        "structures": int(batch[K.NATOMS].shape[0]),
+        "atoms": int(batch.num_nodes),
+        "edges": int(batch[K.EDGE_INDEX].shape[1]),
+        "device": device,
+        "encoder": config["encoder"],
         # every argument the encoder is built with, plus PaiNN's sizes as columns (the schnetpack comparison's axes)
         "encoder_config": json.dumps(encoder_arguments(config), sort_keys=True),
-        "hidden_channels": painn.get("hidden_channels"), "num_layers": painn.get("num_layers"),
-        "num_rbf": painn.get("num_rbf"), "cutoff": config["cutoff"], "max_neighbors": config["max_neighbors"],
-        "warmup": warmup, "repeats": repeats,
+        "hidden_channels": painn.get("hidden_channels"),
+        "num_layers": painn.get("num_layers"),
+        "num_rbf": painn.get("num_rbf"),
+        "cutoff": config["cutoff"],
+        "max_neighbors": config["max_neighbors"],
+        "warmup": warmup,
+        "repeats": repeats,
     }
     rows = []
     with tempfile.TemporaryDirectory(prefix="lamm-bench-") as folder:
@@ -206,22 +275,45 @@ def run_model_benchmark(
         runs = [case for _ in range(rounds) for case in cases]
         for case in progress(runs, desc="model benchmark", unit="case"):
             spec = {
-                "model_config": config, "hidden_channels": common["hidden_channels"], "num_layers": common["num_layers"],
-                "num_rbf": common["num_rbf"], "cutoff": config["cutoff"], "force_mode": case.force_mode,
-                "phase": case.phase, "dtype": case.dtype, "device": device, "threads": threads,
-                "warmup": warmup, "repeats": repeats, "seed": seed, "encoder_arguments": encoder_arguments(config),
+                "model_config": config,
+                "hidden_channels": common["hidden_channels"],
+                "num_layers": common["num_layers"],
+                "num_rbf": common["num_rbf"],
+                "cutoff": config["cutoff"],
+                "force_mode": case.force_mode,
+                "phase": case.phase,
+                "dtype": case.dtype,
+                "device": device,
+                "threads": threads,
+                "warmup": warmup,
+                "repeats": repeats,
+                "seed": seed,
+                "encoder_arguments": encoder_arguments(config),
             }
             result = _run_worker(str(pythons[case.impl]), case, batch_path, spec, timeout)
-            log.info("%s %s", case, {k: result.get(k) for k in ("atoms_per_s", "peak_memory_gb", "status")})
+            log.info(
+                "%s %s",
+                case,
+                {k: result.get(k) for k in ("atoms_per_s", "peak_memory_gb", "status")},
+            )
             results[case].append(result)
     for case in cases:
         best = combine_rounds(results[case])
-        rows.append({
-            **common, "impl": case.impl, "force_mode": case.force_mode, "phase": case.phase, "dtype": case.dtype,
-            # our memory/time switch (lamm.models.painn_message); the peers have none
-            "recompute_messages": painn.get("recompute_messages") if case.impl == "lamm" else None,
-            "rounds": rounds, **best,
-        })
+        rows.append(
+            {
+                **common,
+                "impl": case.impl,
+                "force_mode": case.force_mode,
+                "phase": case.phase,
+                "dtype": case.dtype,
+                # our memory/time switch (lamm.models.painn_message); the peers have none
+                "recompute_messages": painn.get("recompute_messages")
+                if case.impl == "lamm"
+                else None,
+                "rounds": rounds,
+                **best,
+            }
+        )
     return rows
 
 
@@ -241,10 +333,25 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Compact per-case numbers, and ours / each peer's throughput and peak memory (above 1: ours
     is faster, or takes more memory)."""
     cases = [
-        {k: row.get(k) for k in ("impl", "force_mode", "phase", "dtype", "atoms_per_s", "peak_memory_gb", "status")}
+        {
+            k: row.get(k)
+            for k in (
+                "impl",
+                "force_mode",
+                "phase",
+                "dtype",
+                "atoms_per_s",
+                "peak_memory_gb",
+                "status",
+            )
+        }
         for row in rows
     ]
-    by_key = {(r["force_mode"], r["phase"], r["dtype"], r["impl"]): r for r in rows if r.get("status") == "ok"}
+    by_key = {
+        (r["force_mode"], r["phase"], r["dtype"], r["impl"]): r
+        for r in rows
+        if r.get("status") == "ok"
+    }
     ratios: dict[str, dict[str, float]] = {}
     for name in PEERS:
         speed, memory = {}, {}
@@ -258,8 +365,11 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             ratios[f"lamm_over_{name}_peak_memory"] = memory
     first = rows[0] if rows else {}
     return {
-        "atoms": first.get("atoms"), "edges": first.get("edges"), "device": first.get("device"),
-        "cases": cases, **ratios,
+        "atoms": first.get("atoms"),
+        "edges": first.get("edges"),
+        "device": first.get("device"),
+        "cases": cases,
+        **ratios,
     }
 
 

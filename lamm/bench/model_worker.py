@@ -37,7 +37,9 @@ def _load_batch(path: str, device: torch.device) -> dict[str, torch.Tensor]:
         return {name: torch.from_numpy(arrays[name]).to(device) for name in arrays.files}
 
 
-def _lamm_case(spec: dict[str, Any], arrays: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, Callable, int]:
+def _lamm_case(
+    spec: dict[str, Any], arrays: dict[str, torch.Tensor]
+) -> tuple[torch.nn.Module, Callable, int]:
     from lamm import keys as K
     from lamm.models.build import build_potential
     from lamm.training.loss import universal_loss
@@ -47,9 +49,14 @@ def _lamm_case(spec: dict[str, Any], arrays: dict[str, torch.Tensor]) -> tuple[t
     num_graphs = int(arrays["natoms"].shape[0])
     # a plain mapping of the batch fields: the same tensors a collated AtomicGraph holds
     batch = {
-        K.ATOMIC_NUMBERS: arrays["atomic_numbers"], K.POSITIONS: arrays["pos"], K.CELL: arrays["cell"],
-        K.EDGE_INDEX: arrays["edge_index"], K.CELL_OFFSETS: arrays["cell_offsets"], K.BATCH: arrays["batch"],
-        K.NATOMS: arrays["natoms"], K.DATASET_INDEX: torch.zeros(num_graphs, dtype=torch.long, device=arrays["pos"].device),
+        K.ATOMIC_NUMBERS: arrays["atomic_numbers"],
+        K.POSITIONS: arrays["pos"],
+        K.CELL: arrays["cell"],
+        K.EDGE_INDEX: arrays["edge_index"],
+        K.CELL_OFFSETS: arrays["cell_offsets"],
+        K.BATCH: arrays["batch"],
+        K.NATOMS: arrays["natoms"],
+        K.DATASET_INDEX: torch.zeros(num_graphs, dtype=torch.long, device=arrays["pos"].device),
     }
     mask = torch.ones(num_graphs, dtype=torch.bool, device=arrays["pos"].device)
 
@@ -57,15 +64,23 @@ def _lamm_case(spec: dict[str, Any], arrays: dict[str, torch.Tensor]) -> tuple[t
         out = model(batch)
         if train:
             loss = universal_loss(
-                out[K.PRED_ENERGY], out[K.PRED_FORCES], arrays["target_energy"], arrays["target_forces"],
-                batch[K.DATASET_INDEX], mask, mask, arrays["batch"],
+                out[K.PRED_ENERGY],
+                out[K.PRED_FORCES],
+                arrays["target_energy"],
+                arrays["target_forces"],
+                batch[K.DATASET_INDEX],
+                mask,
+                mask,
+                arrays["batch"],
             )
             loss.backward()
 
     return model, step, sum(p.numel() for p in model.parameters())
 
 
-def _schnetpack_case(spec: dict[str, Any], arrays: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, Callable, int]:
+def _schnetpack_case(
+    spec: dict[str, Any], arrays: dict[str, torch.Tensor]
+) -> tuple[torch.nn.Module, Callable, int]:
     import typing
 
     import torch.utils.data.dataloader as dataloader
@@ -79,19 +94,36 @@ def _schnetpack_case(spec: dict[str, Any], arrays: dict[str, torch.Tensor]) -> t
     torch.manual_seed(spec["seed"])
     width, cutoff = spec["hidden_channels"], spec["cutoff"]
     representation = spk.representation.PaiNN(
-        n_atom_basis=width, n_interactions=spec["num_layers"],
-        radial_basis=spk.nn.GaussianRBF(n_rbf=spec["num_rbf"], cutoff=cutoff), cutoff_fn=spk.nn.CosineCutoff(cutoff),
+        n_atom_basis=width,
+        n_interactions=spec["num_layers"],
+        radial_basis=spk.nn.GaussianRBF(n_rbf=spec["num_rbf"], cutoff=cutoff),
+        cutoff_fn=spk.nn.CosineCutoff(cutoff),
     )
-    energy_head = spk.atomistic.Atomwise(n_in=width, output_key="energy")  # MLP width -> width/2 -> 1, summed
+    energy_head = spk.atomistic.Atomwise(
+        n_in=width, output_key="energy"
+    )  # MLP width -> width/2 -> 1, summed
     gradient = spec["force_mode"] == "gradient"
-    force_head = spk.atomistic.Forces() if gradient else spk.nn.build_gated_equivariant_mlp(n_in=width, n_out=1, n_layers=2)
-    model = torch.nn.ModuleDict({"representation": representation, "energy": energy_head, "forces": force_head})
+    force_head = (
+        spk.atomistic.Forces()
+        if gradient
+        else spk.nn.build_gated_equivariant_mlp(n_in=width, n_out=1, n_layers=2)
+    )
+    model = torch.nn.ModuleDict(
+        {"representation": representation, "energy": energy_head, "forces": force_head}
+    )
     model.to(arrays["pos"].device)
     source, target = arrays["edge_index"][0], arrays["edge_index"][1]
-    offsets = torch.einsum("mk,mkl->ml", arrays["cell_offsets"], arrays["cell"][arrays["batch"][target]])
+    offsets = torch.einsum(
+        "mk,mkl->ml", arrays["cell_offsets"], arrays["cell"][arrays["batch"][target]]
+    )
     inputs0 = {
-        P.Z: arrays["atomic_numbers"], P.idx_m: arrays["batch"], P.n_atoms: arrays["natoms"],
-        P.idx_i: target, P.idx_j: source, P.offsets: offsets, P.cell: arrays["cell"],
+        P.Z: arrays["atomic_numbers"],
+        P.idx_m: arrays["batch"],
+        P.n_atoms: arrays["natoms"],
+        P.idx_i: target,
+        P.idx_j: source,
+        P.offsets: offsets,
+        P.cell: arrays["cell"],
     }
     distances = spk.atomistic.PairwiseDistances()
 
@@ -105,7 +137,9 @@ def _schnetpack_case(spec: dict[str, Any], arrays: dict[str, torch.Tensor]) -> t
             if gradient:
                 forces = force_head(inputs)["forces"]
             else:
-                _, vectors = force_head((inputs["scalar_representation"], inputs["vector_representation"]))
+                _, vectors = force_head(
+                    (inputs["scalar_representation"], inputs["vector_representation"])
+                )
                 forces = vectors.squeeze(-1)  # [N, 3]
         if train:
             peer_loss(inputs["energy"], forces, arrays).backward()
@@ -113,12 +147,16 @@ def _schnetpack_case(spec: dict[str, Any], arrays: dict[str, torch.Tensor]) -> t
     return model, step, sum(p.numel() for p in model.parameters())
 
 
-def peer_loss(energy: torch.Tensor, forces: torch.Tensor, arrays: dict[str, torch.Tensor]) -> torch.Tensor:
+def peer_loss(
+    energy: torch.Tensor, forces: torch.Tensor, arrays: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """The universal loss for one head, written out for the peers (their venvs have no lamm):
     energy MAE + the per-structure mean of the per-atom force error norm."""
     energy_term = (energy - arrays["target_energy"].to(energy.dtype)).abs().mean()
     per_atom = torch.sqrt(torch.sum((forces - arrays["target_forces"]) ** 2, dim=1))  # [N]
-    per_structure = torch.zeros(len(arrays["natoms"]), dtype=per_atom.dtype, device=per_atom.device)  # [S]
+    per_structure = torch.zeros(
+        len(arrays["natoms"]), dtype=per_atom.dtype, device=per_atom.device
+    )  # [S]
     per_structure.index_add_(0, arrays["batch"], per_atom)
     return energy_term + (per_structure / arrays["natoms"]).mean()
 
@@ -189,11 +227,18 @@ def run(impl: str, batch_path: str, spec: dict[str, Any]) -> dict[str, Any]:
     elif fairchem is not None:
         version = fairchem.version()
     return {
-        "impl": impl, "impl_version": version, "torch": torch.__version__, "params": params,
-        "step_s_median": median, "step_s_min": min(times), "atoms_per_s": atoms / median,
+        "impl": impl,
+        "impl_version": version,
+        "torch": torch.__version__,
+        "params": params,
+        "step_s_median": median,
+        "step_s_min": min(times),
+        "atoms_per_s": atoms / median,
         # CPU seconds of all threads: less sensitive than wall time to other jobs on a shared machine
         "step_cpu_s_median": statistics.median(cpu for _, cpu in measured),
-        "peak_memory_gb": peak, "memory_kind": memory_kind, "threads": torch.get_num_threads(),
+        "peak_memory_gb": peak,
+        "memory_kind": memory_kind,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -201,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--impl", choices=("lamm", "schnetpack", "fairchem"), required=True)
     parser.add_argument("--batch", required=True, help="npz written by lamm.bench.model")
-    parser.add_argument("--spec", required=True, help="JSON: the case (model, force_mode, phase, dtype, device, ...)")
+    parser.add_argument(
+        "--spec",
+        required=True,
+        help="JSON: the case (model, force_mode, phase, dtype, device, ...)",
+    )
     args = parser.parse_args(argv)
     result = run(args.impl, args.batch, json.loads(args.spec))
     print(json.dumps(result))

@@ -59,8 +59,16 @@ def emt_slab(seed: int) -> StructureRecord:
 def build_store(path: Path, count: int, seed: int, processes: int = 2) -> StructureStore:
     """A store of `count` EMT slabs (labeled in `processes` processes)."""
     seeds = [seed * 1_000_003 + i for i in range(count)]
-    with get_context("fork").Pool(processes) as pool, StructureStoreWriter(path, subset="bench", source="emt-slabs") as writer:
-        for record in progress(pool.imap(emt_slab, seeds, chunksize=16), desc="EMT slabs", total=count, unit="structures"):
+    with (
+        get_context("fork").Pool(processes) as pool,
+        StructureStoreWriter(path, subset="bench", source="emt-slabs") as writer,
+    ):
+        for record in progress(
+            pool.imap(emt_slab, seeds, chunksize=16),
+            desc="EMT slabs",
+            total=count,
+            unit="structures",
+        ):
             writer.add(record)
     return StructureStore(path)
 
@@ -73,12 +81,18 @@ def fairchem_data(record: StructureRecord, index: int) -> Data:
         cell=torch.tensor(record.cell, dtype=torch.float32).view(1, 3, 3),
         atomic_numbers=torch.tensor(np.asarray(record.atomic_numbers), dtype=torch.float32),
         natoms=n,
-        tags=torch.tensor(np.zeros(n) if record.tags is None else np.asarray(record.tags), dtype=torch.long),
-        fixed=torch.tensor(np.zeros(n) if record.fixed is None else np.asarray(record.fixed), dtype=torch.float32),
+        tags=torch.tensor(
+            np.zeros(n) if record.tags is None else np.asarray(record.tags), dtype=torch.long
+        ),
+        fixed=torch.tensor(
+            np.zeros(n) if record.fixed is None else np.asarray(record.fixed), dtype=torch.float32
+        ),
         sid=index,
         fid=0,
         y=0.0 if record.energy is None else record.energy,
-        force=torch.tensor(np.zeros((n, 3)) if record.forces is None else record.forces, dtype=torch.float32),
+        force=torch.tensor(
+            np.zeros((n, 3)) if record.forces is None else record.forces, dtype=torch.float32
+        ),
     )
 
 
@@ -86,7 +100,10 @@ def write_pickle_lmdb(path: Path, store: StructureStore, count: int) -> None:
     env = lmdb.open(str(path), subdir=False, map_size=2**40, meminit=False, map_async=True)
     with env.begin(write=True) as txn:
         for index in progress(range(count), desc="pickled Data LMDB", unit="structures"):
-            txn.put(f"{index}".encode("ascii"), pickle.dumps(fairchem_data(store.get_record(index), index), protocol=-1))
+            txn.put(
+                f"{index}".encode("ascii"),
+                pickle.dumps(fairchem_data(store.get_record(index), index), protocol=-1),
+            )
         txn.put(b"length", pickle.dumps(count, protocol=-1))
     env.sync()
     env.close()
@@ -107,8 +124,15 @@ class PickleLmdb:
         if self._pid != os.getpid():
             if self._env is not None:
                 self._env.close()  # inherited through fork: py-lmdb refuses a second open of the file
-            self._env = lmdb.open(str(self.path), subdir=False, readonly=True, lock=False, readahead=False,
-                                  meminit=False, max_readers=1)
+            self._env = lmdb.open(
+                str(self.path),
+                subdir=False,
+                readonly=True,
+                lock=False,
+                readahead=False,
+                meminit=False,
+                max_readers=1,
+            )
             self._pid = os.getpid()
         return pickle.loads(self._env.begin().get(f"{index}".encode("ascii")))
 
@@ -135,13 +159,21 @@ def reads_per_second_one_process(read: Callable[[int], Any], order: np.ndarray) 
     return len(order) / (time.perf_counter() - start)
 
 
-def reads_per_second_workers(read: Callable[[int], Any], size: int, order: np.ndarray, workers: int, batch_size: int = 64) -> float:
+def reads_per_second_workers(
+    read: Callable[[int], Any], size: int, order: np.ndarray, workers: int, batch_size: int = 64
+) -> float:
     """Rate after the first batch arrives (worker start-up excluded)."""
     if len(order) < 2 * batch_size * workers:
-        raise ValueError(f"{len(order)} reads are too few to time {workers} workers with batches of {batch_size}")
+        raise ValueError(
+            f"{len(order)} reads are too few to time {workers} workers with batches of {batch_size}"
+        )
     loader = torch.utils.data.DataLoader(
-        _Reads(read, size), batch_size=batch_size, sampler=order.tolist(), num_workers=workers,
-        collate_fn=_atom_count, multiprocessing_context="fork",
+        _Reads(read, size),
+        batch_size=batch_size,
+        sampler=order.tolist(),
+        num_workers=workers,
+        collate_fn=_atom_count,
+        multiprocessing_context="fork",
     )
     iterator = iter(loader)
     next(iterator)
@@ -169,20 +201,35 @@ def _pickle_bytes(path: Path, count: int) -> float:
     return float(np.mean(sizes))
 
 
-def run(store_path: Path, pickle_path: Path, count: int, reads: int, seed: int, repeats: int, workers: int = 2) -> list[Measurement]:
+def run(
+    store_path: Path,
+    pickle_path: Path,
+    count: int,
+    reads: int,
+    seed: int,
+    repeats: int,
+    workers: int = 2,
+) -> list[Measurement]:
     """Best of `repeats` measurements of each reader in each mode."""
     store = StructureStore(store_path)
     pickled = PickleLmdb(pickle_path)
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(count) for _ in range(-(-reads // count))])[:reads]
-    readers: dict[str, Callable[[int], Any]] = {"lamm_store": store.get_record, "pickle_lmdb": pickled.get}
+    readers: dict[str, Callable[[int], Any]] = {
+        "lamm_store": store.get_record,
+        "pickle_lmdb": pickled.get,
+    }
     sizes = {
-        "lamm_store": float(np.mean([len(store.get_record(i).encode()) for i in range(count)])),  # the stored bytes
+        "lamm_store": float(
+            np.mean([len(store.get_record(i).encode()) for i in range(count)])
+        ),  # the stored bytes
         "pickle_lmdb": _pickle_bytes(pickle_path, count),
     }
     results = []
     for name, read in readers.items():
-        reads_per_second_one_process(read, np.arange(count))  # warm-up: every record in the page cache
+        reads_per_second_one_process(
+            read, np.arange(count)
+        )  # warm-up: every record in the page cache
         best = max(reads_per_second_one_process(read, order) for _ in range(repeats))
         results.append(Measurement(name, "1_process", best, sizes[name]))
         best = max(reads_per_second_workers(read, count, order, workers) for _ in range(repeats))
@@ -204,7 +251,9 @@ def benchmark(
     if count < 1 or repeats < 1 or workers < 1:
         raise ValueError("count, repeats and workers must be positive")
     if reads < 256 * workers:
-        raise ValueError(f"reads must be at least {256 * workers} (two batches of 64 per worker, twice)")
+        raise ValueError(
+            f"reads must be at least {256 * workers} (two batches of 64 per worker, twice)"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     if store_path is None:
         store_path = workdir / "emt_slabs.lmdb"
@@ -222,7 +271,14 @@ def rows(results: Sequence[Measurement], count: int, reads: int) -> list[dict[st
     """CSV rows; `speedup_vs_pickle` compares readers in the same mode."""
     pickle_rate = {m.mode: m.reads_per_s for m in results if m.reader == "pickle_lmdb"}
     return [
-        {"reader": m.reader, "mode": m.mode, "structures": count, "reads": reads, "reads_per_s": round(m.reads_per_s, 1),
-         "bytes_per_record": round(m.bytes_per_record, 1), "speedup_vs_pickle": round(m.reads_per_s / pickle_rate[m.mode], 3)}
+        {
+            "reader": m.reader,
+            "mode": m.mode,
+            "structures": count,
+            "reads": reads,
+            "reads_per_s": round(m.reads_per_s, 1),
+            "bytes_per_record": round(m.bytes_per_record, 1),
+            "speedup_vs_pickle": round(m.reads_per_s / pickle_rate[m.mode], 3),
+        }
         for m in results
     ]

@@ -63,11 +63,15 @@ def dataset_subsets(dataset: str, subsets: Sequence[str]) -> list[str]:
     if dataset == JOINT:
         return list(subsets)
     if dataset not in subsets:
-        raise ValueError(f"unknown dataset {dataset!r}: expected {JOINT!r} or one of the config's subsets {list(subsets)}")
+        raise ValueError(
+            f"unknown dataset {dataset!r}: expected {JOINT!r} or one of the config's subsets {list(subsets)}"
+        )
     return [dataset]
 
 
-def case_config(base: Mapping[str, Any], case: ThroughputCase, *, steps: int, seed: int) -> dict[str, Any]:
+def case_config(
+    base: Mapping[str, Any], case: ThroughputCase, *, steps: int, seed: int
+) -> dict[str, Any]:
     """The trainer config of one case: the base config with sampler, data and logging overridden."""
     config = copy.deepcopy(dict(base))
     config["name"] = f"throughput-{case.name}"
@@ -76,19 +80,29 @@ def case_config(base: Mapping[str, Any], case: ThroughputCase, *, steps: int, se
     # no DataLoader worker processes: on a few shared cores they would compete with the ranks
     # and blur the compute times; batch building is then timed as data_s inside the step
     config["data"]["num_workers"] = 0
-    config["sampler"].update(strategy=case.sampler, batch_per_rank=case.batch_per_rank, max_atoms_per_rank=case.max_atoms_per_rank)
+    config["sampler"].update(
+        strategy=case.sampler,
+        batch_per_rank=case.batch_per_rank,
+        max_atoms_per_rank=case.max_atoms_per_rank,
+    )
     if case.num_splits is not None:
         config["sampler"]["num_splits"] = case.num_splits
     # epochs: the schedule must span at least `steps` (tiny single-subset epochs at large
     # batches); the run stops after `steps` anyway.
     config["train"].update(
-        epochs=float(max(1, steps)), checkpoint_epochs=[], val_every_steps=NEVER, val_max_samples=1,
-        log_every_steps=max(1, steps), save_every_minutes=float(NEVER),
+        epochs=float(max(1, steps)),
+        checkpoint_epochs=[],
+        val_every_steps=NEVER,
+        val_max_samples=1,
+        log_every_steps=max(1, steps),
+        save_every_minutes=float(NEVER),
     )
     return config
 
 
-def train_natoms(data_dir: str | os.PathLike, subsets: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+def train_natoms(
+    data_dir: str | os.PathLike, subsets: Sequence[str]
+) -> tuple[np.ndarray, list[int]]:
     """(atoms of every train sample in the dataset's order, samples per subset)."""
     natoms, sizes = [], []
     for subset in subsets:
@@ -99,7 +113,15 @@ def train_natoms(data_dir: str | os.PathLike, subsets: Sequence[str]) -> tuple[n
     return np.concatenate(natoms), sizes
 
 
-def splits_for_group_steps(natoms: np.ndarray, sizes: Sequence[int], *, world_size: int, temperature: float | None, seed: int, group_steps: int) -> int:
+def splits_for_group_steps(
+    natoms: np.ndarray,
+    sizes: Sequence[int],
+    *,
+    world_size: int,
+    temperature: float | None,
+    seed: int,
+    group_steps: int,
+) -> int:
     """LaMM's S such that each of the epoch's first groups of splits lasts exactly `group_steps` steps.
 
     The lamm plan consumes B' splits at a time from their largest samples to their smallest,
@@ -117,19 +139,37 @@ def splits_for_group_steps(natoms: np.ndarray, sizes: Sequence[int], *, world_si
     """
     if group_steps < 1:
         raise ValueError(f"group_steps must be at least 1, got {group_steps}")
-    sampler = DistributedBatchSampler(natoms, sizes, world_size=world_size, temperature=temperature, seed=seed)
+    sampler = DistributedBatchSampler(
+        natoms, sizes, world_size=world_size, temperature=temperature, seed=seed
+    )
     epoch = len(sampler.epoch_samples(0))
     return max(1, -(-epoch // (world_size * group_steps)))
 
 
 def peak_atoms_per_rank(
-    natoms: np.ndarray, sizes: Sequence[int], *, strategy: str, world_size: int, batch_per_rank: int,
-    temperature: float | None, num_splits: int, seed: int, max_atoms_per_rank: int | None = None, epochs: int = 1,
+    natoms: np.ndarray,
+    sizes: Sequence[int],
+    *,
+    strategy: str,
+    world_size: int,
+    batch_per_rank: int,
+    temperature: float | None,
+    num_splits: int,
+    seed: int,
+    max_atoms_per_rank: int | None = None,
+    epochs: int = 1,
 ) -> int:
     """Most atoms one rank holds in any step of the first `epochs` epochs (the exact training plan)."""
     sampler = DistributedBatchSampler(
-        natoms, sizes, world_size=world_size, batch_per_rank=batch_per_rank, strategy=strategy,
-        temperature=temperature, num_splits=num_splits, seed=seed, max_atoms_per_rank=max_atoms_per_rank,
+        natoms,
+        sizes,
+        world_size=world_size,
+        batch_per_rank=batch_per_rank,
+        strategy=strategy,
+        temperature=temperature,
+        num_splits=num_splits,
+        seed=seed,
+        max_atoms_per_rank=max_atoms_per_rank,
     )
     peak = 0
     for epoch in range(epochs):
@@ -152,8 +192,15 @@ def another_repeat_fits(elapsed_s: float, repeats_done: int, budget_s: float | N
 
 
 def run_cases(
-    cases: Sequence[ThroughputCase], base_config: Mapping[str, Any], data_dir: str | os.PathLike,
-    out_root: str | os.PathLike, *, steps: int, seed: int, repeats: int = 1, resume: bool = False,
+    cases: Sequence[ThroughputCase],
+    base_config: Mapping[str, Any],
+    data_dir: str | os.PathLike,
+    out_root: str | os.PathLike,
+    *,
+    steps: int,
+    seed: int,
+    repeats: int = 1,
+    resume: bool = False,
     budget_s: float | None = None,
 ) -> list[dict[str, Any]]:
     """What every rank runs: the cases one after the other in one process group.
@@ -176,25 +223,47 @@ def run_cases(
         started = time.monotonic()
         for repeat in range(repeats):
             # on the rank's device: NCCL broadcasts CUDA tensors only
-            fits = torch.tensor([int(another_repeat_fits(time.monotonic() - started, repeat, budget_s))], device=context.device)
+            fits = torch.tensor(
+                [int(another_repeat_fits(time.monotonic() - started, repeat, budget_s))],
+                device=context.device,
+            )
             if context.distributed:
                 torch.distributed.broadcast(fits, src=0)
             if not fits.item():
-                log.warning("throughput: %d of %d repeats fit the %.0f s budget", repeat, repeats, budget_s)
+                log.warning(
+                    "throughput: %d of %d repeats fit the %.0f s budget", repeat, repeats, budget_s
+                )
                 break
             for case in cases:
                 out_dir = case_dir(out_root, case, repeat)
                 config = case_config(base_config, case, steps=steps, seed=seed)
-                summary = run_pretraining(config, data_dir, out_dir, max_steps=steps, track=False, validate=False)
-                results.append({"case": case.name, "repeat": repeat, "out_dir": str(out_dir), "summary": summary})
+                summary = run_pretraining(
+                    config, data_dir, out_dir, max_steps=steps, track=False, validate=False
+                )
+                results.append(
+                    {
+                        "case": case.name,
+                        "repeat": repeat,
+                        "out_dir": str(out_dir),
+                        "summary": summary,
+                    }
+                )
         return results
     finally:
         shutdown()
 
 
 def rank_step_totals(
-    values: np.ndarray, natoms: np.ndarray, sizes: Sequence[int], case: ThroughputCase, *,
-    world_size: int, temperature: float | None, num_splits: int, seed: int, steps: int,
+    values: np.ndarray,
+    natoms: np.ndarray,
+    sizes: Sequence[int],
+    case: ThroughputCase,
+    *,
+    world_size: int,
+    temperature: float | None,
+    num_splits: int,
+    seed: int,
+    steps: int,
 ) -> np.ndarray:
     """[steps, W]: a per-sample quantity (atoms, edges) summed over the samples each rank
     trained on in each of a case's first `steps` trainer steps.
@@ -203,8 +272,15 @@ def rank_step_totals(
     followed is rebuilt here rather than logged; epochs follow each other as in the trainer.
     """
     sampler = DistributedBatchSampler(
-        natoms, sizes, world_size=world_size, batch_per_rank=case.batch_per_rank, strategy=case.sampler,
-        temperature=temperature, num_splits=case.num_splits or num_splits, seed=seed, max_atoms_per_rank=case.max_atoms_per_rank,
+        natoms,
+        sizes,
+        world_size=world_size,
+        batch_per_rank=case.batch_per_rank,
+        strategy=case.sampler,
+        temperature=temperature,
+        num_splits=case.num_splits or num_splits,
+        seed=seed,
+        max_atoms_per_rank=case.max_atoms_per_rank,
     )
     totals: list[list[float]] = []
     epoch = 0
@@ -212,6 +288,8 @@ def rank_step_totals(
         plan, samples = sampler.plan(epoch)
         per_rank = [plan.rank_steps(rank) for rank in range(world_size)]
         for k in range(min(len(plan), steps - len(totals))):
-            totals.append([float(values[samples[per_rank[rank][k]]].sum()) for rank in range(world_size)])
+            totals.append(
+                [float(values[samples[per_rank[rank][k]]].sum()) for rank in range(world_size)]
+            )
         epoch += 1
     return np.asarray(totals)

@@ -14,9 +14,13 @@ from lamm.bench.throughput_stats import cut_at_quantile, rank_series
 SAMPLER_COLORS = {"random": "#d62728", "greedy": "#ff7f0e", "lamm": "#1f77b4"}
 
 
-def _violins(ax, groups: Sequence[tuple[str, str, np.ndarray]], title: str, quantile: float) -> None:
+def _violins(
+    ax, groups: Sequence[tuple[str, str, np.ndarray]], title: str, quantile: float
+) -> None:
     """groups: (label, sampler, step times)."""
-    shown = [(label, sampler, cut_at_quantile(values, quantile)) for label, sampler, values in groups]
+    shown = [
+        (label, sampler, cut_at_quantile(values, quantile)) for label, sampler, values in groups
+    ]
     shown = [g for g in shown if len(g[2]) > 1]
     if not shown:
         ax.set_visible(False)
@@ -25,7 +29,13 @@ def _violins(ax, groups: Sequence[tuple[str, str, np.ndarray]], title: str, quan
     for body, (_, sampler, _) in zip(parts["bodies"], shown):
         body.set_facecolor(SAMPLER_COLORS.get(sampler, "grey"))
         body.set_alpha(0.6)
-    ax.set_xticks(range(1, len(shown) + 1), [label for label, _, _ in shown], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(
+        range(1, len(shown) + 1),
+        [label for label, _, _ in shown],
+        rotation=30,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_ylabel("step time (s)")
     ax.set_title(title, fontsize=10)
 
@@ -49,15 +59,30 @@ def fig6_step_time(
 
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, letter, dataset in zip(axes[:2], "ab", list(datasets)[:2]):
-        groups = [(label, sampler, values) for (d, label, sampler), values in step_times.items() if d == dataset]
-        _violins(ax, groups, f"({letter}) {dataset}: step time (cut at p{round(quantile * 100)})", quantile)
+        groups = [
+            (label, sampler, values)
+            for (d, label, sampler), values in step_times.items()
+            if d == dataset
+        ]
+        _violins(
+            ax,
+            groups,
+            f"({letter}) {dataset}: step time (cut at p{round(quantile * 100)})",
+            quantile,
+        )
     if len(datasets) < 2:
         axes[1].set_visible(False)
     ax = axes[2]
     for sampler, timings in rank_timings.items():
         for rank, style in zip(sorted(timings["rank"].unique()), ("-", "--", ":", "-.")):
             steps, values = rank_series(timings, int(rank), warmup=warmup, window=window)
-            ax.plot(steps, values, style, color=SAMPLER_COLORS.get(sampler, "grey"), label=f"{sampler} rank {rank}")
+            ax.plot(
+                steps,
+                values,
+                style,
+                color=SAMPLER_COLORS.get(sampler, "grey"),
+                label=f"{sampler} rank {rank}",
+            )
     ax.set_xlabel("step")
     ax.set_ylabel(f"forward + backward of the rank (s, {window}-step mean)")
     ax.set_title(f"(c) per-rank compute, first {warmup} steps dropped", fontsize=10)

@@ -28,7 +28,17 @@ import pandas as pd
 
 from lamm.data.cost import CostModel
 
-TIMING_COLUMNS = ("step", "rank", "data_s", "forward_s", "backward_s", "optimizer_s", "compute_s", "atoms", "structures")
+TIMING_COLUMNS = (
+    "step",
+    "rank",
+    "data_s",
+    "forward_s",
+    "backward_s",
+    "optimizer_s",
+    "compute_s",
+    "atoms",
+    "structures",
+)
 
 
 def read_timings(path: str | os.PathLike) -> pd.DataFrame:
@@ -40,7 +50,9 @@ def read_timings(path: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"{path}: not a trainer timings.csv, missing columns {missing}")
     ranks = table.groupby("step")["rank"].nunique()
     if len(table) and ranks.nunique() != 1:
-        raise ValueError(f"{path}: steps with different numbers of ranks ({sorted(ranks.unique().tolist())})")
+        raise ValueError(
+            f"{path}: steps with different numbers of ranks ({sorted(ranks.unique().tolist())})"
+        )
     return table
 
 
@@ -53,16 +65,18 @@ def step_table(timings: pd.DataFrame, warmup: int = 0) -> pd.DataFrame:
         raise ValueError(f"no steps left after dropping {warmup} warm-up steps")
     wall = timings[["data_s", "forward_s", "backward_s", "optimizer_s"]].sum(axis=1)
     grouped = timings.assign(wall_s=wall).groupby("step")
-    table = pd.DataFrame({
-        "step_s": grouped["wall_s"].max(),
-        "compute_max_s": grouped["compute_s"].max(),
-        "compute_mean_s": grouped["compute_s"].mean(),
-        "structures": grouped["structures"].sum(),
-        "atoms": grouped["atoms"].sum(),
-        "max_atoms": grouped["atoms"].max(),
-        "compute_sum_s": grouped["compute_s"].sum(),
-        "ranks": grouped["rank"].nunique(),
-    })
+    table = pd.DataFrame(
+        {
+            "step_s": grouped["wall_s"].max(),
+            "compute_max_s": grouped["compute_s"].max(),
+            "compute_mean_s": grouped["compute_s"].mean(),
+            "structures": grouped["structures"].sum(),
+            "atoms": grouped["atoms"].sum(),
+            "max_atoms": grouped["atoms"].max(),
+            "compute_sum_s": grouped["compute_s"].sum(),
+            "ranks": grouped["rank"].nunique(),
+        }
+    )
     if "edges" in timings:
         table["edges"] = grouped["edges"].sum()
     table["idle_s"] = table["compute_max_s"] - table["compute_mean_s"]
@@ -114,25 +128,33 @@ def summarize_steps(steps: pd.DataFrame) -> dict[str, float]:
         # lamm.training.cpu_memory), so a sampler that put the largest structures together paid
         # more for the same structures.
         "compute_total_s": float(steps["compute_sum_s"].sum()),
-        "compute_us_per_edge": float(1e6 * steps["compute_sum_s"].sum() / steps["edges"].sum()) if "edges" in steps else None,
+        "compute_us_per_edge": float(1e6 * steps["compute_sum_s"].sum() / steps["edges"].sum())
+        if "edges" in steps
+        else None,
         "structures_per_step": float(steps["structures"].mean()),
         "peak_atoms_per_rank": int(steps["max_atoms"].max()),
         "mean_max_atoms_per_rank": float(steps["max_atoms"].mean()),
     }
 
 
-def rank_series(timings: pd.DataFrame, rank: int, warmup: int = 0, window: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def rank_series(
+    timings: pd.DataFrame, rank: int, warmup: int = 0, window: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
     """(steps, moving average of this rank's forward + backward work) (Fig. 6c).
 
     The work is `compute_s`: backward_s also holds the waits for the other ranks at the
     all-reduces, which would make every rank's curve the slowest rank's.
     """
-    own = timings[(timings["rank"] == rank) & (timings["step"] > timings["step"].min() + warmup - 1)].sort_values("step")
+    own = timings[
+        (timings["rank"] == rank) & (timings["step"] > timings["step"].min() + warmup - 1)
+    ].sort_values("step")
     values = moving_average(own["compute_s"].to_numpy(), window)
-    return own["step"].to_numpy()[window - 1:window - 1 + len(values)], values
+    return own["step"].to_numpy()[window - 1 : window - 1 + len(values)], values
 
 
-def fit_cost_model(timings: Sequence[pd.DataFrame], warmup: int = 0, *, use_edges: bool = False) -> tuple[CostModel, float, float]:
+def fit_cost_model(
+    timings: Sequence[pd.DataFrame], warmup: int = 0, *, use_edges: bool = False
+) -> tuple[CostModel, float, float]:
     """(cost model of compute_s per rank-step, fixed overhead per step in s, R^2 of the fit).
 
     `use_edges` fits an edge term too (every table needs an `edges` column)."""
@@ -143,7 +165,12 @@ def fit_cost_model(timings: Sequence[pd.DataFrame], warmup: int = 0, *, use_edge
     if use_edges and "edges" not in data:
         raise ValueError("use_edges needs an 'edges' column in the timings")
     edges = data["edges"].to_numpy() if use_edges else None
-    model = CostModel.fit(data["structures"].to_numpy(), data["atoms"].to_numpy(), data["compute_s"].to_numpy(), edges=edges)
+    model = CostModel.fit(
+        data["structures"].to_numpy(),
+        data["atoms"].to_numpy(),
+        data["compute_s"].to_numpy(),
+        edges=edges,
+    )
     predicted = rank_cost(model, data["structures"].to_numpy(), data["atoms"].to_numpy(), edges)
     residual = data["compute_s"].to_numpy() - predicted
     total = data["compute_s"].to_numpy() - data["compute_s"].mean()
@@ -153,9 +180,13 @@ def fit_cost_model(timings: Sequence[pd.DataFrame], warmup: int = 0, *, use_edge
     return model, max(overhead, 0.0), r2
 
 
-def rank_cost(model: CostModel, structures: np.ndarray, atoms: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
+def rank_cost(
+    model: CostModel, structures: np.ndarray, atoms: np.ndarray, edges: np.ndarray | None = None
+) -> np.ndarray:
     """Cost of a rank-step holding `structures` structures with `atoms` atoms (and `edges` edges) in total."""
-    cost = model.per_structure * np.asarray(structures, dtype=np.float64) + model.per_atom * np.asarray(atoms, dtype=np.float64)
+    cost = model.per_structure * np.asarray(
+        structures, dtype=np.float64
+    ) + model.per_atom * np.asarray(atoms, dtype=np.float64)
     if model.per_edge:
         if edges is None:
             raise ValueError("this cost model needs edge counts")
@@ -163,7 +194,9 @@ def rank_cost(model: CostModel, structures: np.ndarray, atoms: np.ndarray, edges
     return cost
 
 
-def predicted_step_time(timings: pd.DataFrame, model: CostModel, overhead: float, warmup: int = 0) -> float:
+def predicted_step_time(
+    timings: pd.DataFrame, model: CostModel, overhead: float, warmup: int = 0
+) -> float:
     """Mean predicted step time of the measured steps (their own per-rank structures and atoms)."""
     timings = timings[timings["step"] > timings["step"].min() + warmup - 1]
     edges = timings["edges"].to_numpy() if "edges" in timings else None
@@ -183,8 +216,12 @@ def summarize_repeats(tables: Sequence[pd.DataFrame]) -> dict[str, float]:
     idles = [r["idle_mean_s"] for r in per_repeat]
     efficiencies = [r["efficiency"] for r in per_repeat]
     row.update(
-        repeats=len(tables), samples_per_s_min=min(rates), samples_per_s_max=max(rates),
-        idle_mean_min_s=min(idles), idle_mean_max_s=max(idles),
-        efficiency_min=min(efficiencies), efficiency_max=max(efficiencies),
+        repeats=len(tables),
+        samples_per_s_min=min(rates),
+        samples_per_s_max=max(rates),
+        idle_mean_min_s=min(idles),
+        idle_mean_max_s=max(idles),
+        efficiency_min=min(efficiencies),
+        efficiency_max=max(efficiencies),
     )
     return row

@@ -19,7 +19,9 @@ BENCHMARK_MODULES: tuple[str, ...] = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks (each writes results/tables/<name>.csv)")
+    parser = subparsers.add_parser(
+        "bench", help="benchmarks (each writes results/tables/<name>.csv)"
+    )
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     for name in BENCHMARK_MODULES:
         import_module(name).add_parser(benchmarks)

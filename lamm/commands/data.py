@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
-import os
 import logging
+import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,17 +44,40 @@ def _add_fetch(sub: Any) -> None:
         "checking published MD5s, and unpacking .tar/.tar.gz/.zip/.xz. Writes DIR/fetch-manifest.json "
         "last; the last stdout line is that manifest as JSON.",
     )
-    parser.add_argument("source", metavar="SOURCE", choices=SOURCE_NAMES, help=f"one of: {', '.join(SOURCE_NAMES)}")
-    parser.add_argument("--dest", required=True, type=Path, metavar="DIR", help="directory that receives the files")
-    parser.add_argument("--file", action="append", dest="files", metavar="NAME",
-                        help="a release file to fetch instead of the defaults (repeatable)")
-    parser.add_argument("--mirror", metavar="URL", help="download every file from URL/<file name> instead of its release URL")
+    parser.add_argument(
+        "source", metavar="SOURCE", choices=SOURCE_NAMES, help=f"one of: {', '.join(SOURCE_NAMES)}"
+    )
+    parser.add_argument(
+        "--dest", required=True, type=Path, metavar="DIR", help="directory that receives the files"
+    )
+    parser.add_argument(
+        "--file",
+        action="append",
+        dest="files",
+        metavar="NAME",
+        help="a release file to fetch instead of the defaults (repeatable)",
+    )
+    parser.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="download every file from URL/<file name> instead of its release URL",
+    )
     parser.add_argument("--no-unpack", action="store_true", help="download only")
-    parser.add_argument("--remove-archives", action="store_true", help="delete each archive once unpacked")
-    parser.add_argument("--retries", type=int, default=3, help="retries of a dropped connection per file (default 3)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="download nothing: print the files, their published sizes and the disk needed "
-                        "(last line: JSON with download_bytes, disk_bytes)")
+    parser.add_argument(
+        "--remove-archives", action="store_true", help="delete each archive once unpacked"
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries of a dropped connection per file (default 3)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="download nothing: print the files, their published sizes and the disk needed "
+        "(last line: JSON with download_bytes, disk_bytes)",
+    )
     parser.set_defaults(func=_run_fetch)
 
 
@@ -77,17 +100,30 @@ def _run_fetch(args: argparse.Namespace) -> int:
     from lamm.tracking import RunTracker
 
     _terminate_as_exit()
-    params = {"source": args.source, "dest": str(args.dest), "files": args.files, "mirror": args.mirror,
-              "unpack": not args.no_unpack, "remove_archives": args.remove_archives}
+    params = {
+        "source": args.source,
+        "dest": str(args.dest),
+        "files": args.files,
+        "mirror": args.mirror,
+        "unpack": not args.no_unpack,
+        "remove_archives": args.remove_archives,
+    }
     try:
         source = load_source(args.source)
         with RunTracker("data", f"fetch-{args.source}", params=params) as tracker:
             manifest = fetch_source(
-                source, args.dest, names=args.files, mirror=args.mirror, unpack_files=not args.no_unpack,
-                remove_archives=args.remove_archives, retries=args.retries,
+                source,
+                args.dest,
+                names=args.files,
+                mirror=args.mirror,
+                unpack_files=not args.no_unpack,
+                remove_archives=args.remove_archives,
+                retries=args.retries,
             )
             statuses = [entry["status"] for entry in manifest["files"]]
-            tracker.log_metrics({f"files_{status}": statuses.count(status) for status in sorted(set(statuses))})
+            tracker.log_metrics(
+                {f"files_{status}": statuses.count(status) for status in sorted(set(statuses))}
+            )
             tracker.log_artifact(Path(args.dest) / "fetch-manifest.json")
     except (FetchError, ValueError) as err:
         print(f"lamm data fetch: error: {err}", file=sys.stderr)
@@ -97,7 +133,11 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 
 # --- lamm data convert -------------------------------------------------------------------------
-USER_FORMATS = ("extxyz", "ase_db", "deepmd")  # lamm.data.user_dataset.USER_FORMATS, without its imports
+USER_FORMATS = (
+    "extxyz",
+    "ase_db",
+    "deepmd",
+)  # lamm.data.user_dataset.USER_FORMATS, without its imports
 ENERGY_UNIT_NAMES = ("eV", "meV", "kcal/mol", "kJ/mol", "hartree", "rydberg")
 LENGTH_UNIT_NAMES = ("angstrom", "bohr")
 
@@ -111,7 +151,7 @@ def _add_convert(sub: Any) -> None:
         "(--format, --name, --input, ...). Records that fail the checks (NaN, atoms too close, a declared\n"
         "label missing) are skipped and counted by reason; the store is written atomically in eV, Angstrom\n"
         "and eV/Angstrom and records the description, units and counts. A conversion that keeps no record\n"
-        "fails. The last stdout line is JSON {\"source\", \"read\", \"written\", \"skipped\": {reason: count}};\n"
+        'fails. The last stdout line is JSON {"source", "read", "written", "skipped": {reason: count}};\n'
         "the split sizes are in the log and in the store's info (conversion.splits).",
         epilog="examples:\n  lamm data convert hme21 --input raw/hme21_train.xyz --val-input raw/hme21_val.xyz --out hme21.lmdb\n"
         "  lamm data convert --dataset my_set.yaml --out results/data/my_set.lmdb\n"
@@ -119,50 +159,144 @@ def _add_convert(sub: Any) -> None:
         "--forces-key REF_forces --energy-unit kcal/mol --out my_set.lmdb",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", metavar="SOURCE", nargs="?", choices=SOURCE_NAMES,
-                        help=f"a built-in source: {', '.join(SOURCE_NAMES)} (or use --dataset / --format)")
-    parser.add_argument("--input", action="append", default=[], type=Path, dest="inputs", metavar="PATH",
-                        help="train input: a file or a directory (repeatable)")
-    parser.add_argument("--val-input", action="append", default=[], type=Path, metavar="PATH",
-                        help="validation input (repeatable; default: none)")
-    parser.add_argument("--test-input", action="append", default=[], type=Path, metavar="PATH",
-                        help="test input (repeatable; default: none)")
-    parser.add_argument("--out", required=True, type=Path, metavar="STORE", help="the store file to write")
-    parser.add_argument("--max-atoms", type=_optional_int, default=argparse.SUPPRESS, metavar="N",
-                        help="skip structures with more atoms ('none': no limit; default: the source's, 300 for "
-                        "ODAC23; none for your own data)")
-    parser.add_argument("--min-distance", type=float, default=None, metavar="ANGSTROM",
-                        help="skip structures with two atoms closer than this (default 0.5)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the random group split (default 0, or the description's split.seed)")
-    parser.add_argument("--val-fraction", type=float, default=None,
-                        help="share of groups in val (default: the source's, 0.01; your own data: 0.1 without "
-                        "a --val-input, else 0)")
-    parser.add_argument("--reference-energies", type=Path, metavar="PKL",
-                        help="OC20 oc20_ref.pkl: add per-system references to LMDB adsorption energies (stores totals)")
+    parser.add_argument(
+        "source",
+        metavar="SOURCE",
+        nargs="?",
+        choices=SOURCE_NAMES,
+        help=f"a built-in source: {', '.join(SOURCE_NAMES)} (or use --dataset / --format)",
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        type=Path,
+        dest="inputs",
+        metavar="PATH",
+        help="train input: a file or a directory (repeatable)",
+    )
+    parser.add_argument(
+        "--val-input",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="validation input (repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--test-input",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="test input (repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="STORE", help="the store file to write"
+    )
+    parser.add_argument(
+        "--max-atoms",
+        type=_optional_int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="skip structures with more atoms ('none': no limit; default: the source's, 300 for "
+        "ODAC23; none for your own data)",
+    )
+    parser.add_argument(
+        "--min-distance",
+        type=float,
+        default=None,
+        metavar="ANGSTROM",
+        help="skip structures with two atoms closer than this (default 0.5)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the random group split (default 0, or the description's split.seed)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="share of groups in val (default: the source's, 0.01; your own data: 0.1 without "
+        "a --val-input, else 0)",
+    )
+    parser.add_argument(
+        "--reference-energies",
+        type=Path,
+        metavar="PKL",
+        help="OC20 oc20_ref.pkl: add per-system references to LMDB adsorption energies (stores totals)",
+    )
     own = parser.add_argument_group("your own dataset (instead of SOURCE)")
-    own.add_argument("--dataset", type=Path, metavar="FILE",
-                     help="a dataset description YAML (keys: lamm/data/user_dataset.schema.yaml); replaces the flags below")
-    own.add_argument("--format", choices=USER_FORMATS, default=None,
-                     help="extxyz (.xyz/.extxyz), ase_db (.db) or deepmd (npy systems with type_map.raw)")
-    own.add_argument("--name", default=None, help="the dataset's name: the store's subset and the fine-tuning head")
-    own.add_argument("--energy-key", default=None,
-                     help="info/column/npy key of the energy (default: energy)")
-    own.add_argument("--forces-key", default=None,
-                     help="array/data/npy key of the forces (default: forces; force for deepmd)")
-    own.add_argument("--labels", nargs="+", choices=["energy", "forces"], default=None,
-                     help="labels every frame must have; others are not read (default: energy forces)")
-    own.add_argument("--energy-unit", choices=ENERGY_UNIT_NAMES, default="eV", type=_unit(ENERGY_UNIT_NAMES),
-                     help="energy unit of the files (default eV); forces are energy-unit per length-unit")
-    own.add_argument("--length-unit", choices=LENGTH_UNIT_NAMES, default="angstrom", type=_unit(LENGTH_UNIT_NAMES),
-                     help="length unit of positions, cells and forces (default angstrom)")
-    own.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
-                     help="periodic along every cell vector, or a molecule (default: as each frame says)")
-    own.add_argument("--functional", default=None, help="level of theory, recorded in the store (default: not recorded)")
-    own.add_argument("--test-fraction", type=float, default=None,
-                     help="share of groups in test (default 0.1 without a --test-input, else 0)")
-    own.add_argument("--group-by", default="frame",
-                     help="frames kept together by the split: frame, file (a deepmd system), or an info key (default frame)")
+    own.add_argument(
+        "--dataset",
+        type=Path,
+        metavar="FILE",
+        help="a dataset description YAML (keys: lamm/data/user_dataset.schema.yaml); replaces the flags below",
+    )
+    own.add_argument(
+        "--format",
+        choices=USER_FORMATS,
+        default=None,
+        help="extxyz (.xyz/.extxyz), ase_db (.db) or deepmd (npy systems with type_map.raw)",
+    )
+    own.add_argument(
+        "--name",
+        default=None,
+        help="the dataset's name: the store's subset and the fine-tuning head",
+    )
+    own.add_argument(
+        "--energy-key", default=None, help="info/column/npy key of the energy (default: energy)"
+    )
+    own.add_argument(
+        "--forces-key",
+        default=None,
+        help="array/data/npy key of the forces (default: forces; force for deepmd)",
+    )
+    own.add_argument(
+        "--labels",
+        nargs="+",
+        choices=["energy", "forces"],
+        default=None,
+        help="labels every frame must have; others are not read (default: energy forces)",
+    )
+    own.add_argument(
+        "--energy-unit",
+        choices=ENERGY_UNIT_NAMES,
+        default="eV",
+        type=_unit(ENERGY_UNIT_NAMES),
+        help="energy unit of the files (default eV); forces are energy-unit per length-unit",
+    )
+    own.add_argument(
+        "--length-unit",
+        choices=LENGTH_UNIT_NAMES,
+        default="angstrom",
+        type=_unit(LENGTH_UNIT_NAMES),
+        help="length unit of positions, cells and forces (default angstrom)",
+    )
+    own.add_argument(
+        "--periodic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="periodic along every cell vector, or a molecule (default: as each frame says)",
+    )
+    own.add_argument(
+        "--functional",
+        default=None,
+        help="level of theory, recorded in the store (default: not recorded)",
+    )
+    own.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="share of groups in test (default 0.1 without a --test-input, else 0)",
+    )
+    own.add_argument(
+        "--group-by",
+        default="frame",
+        help="frames kept together by the split: frame, file (a deepmd system), or an info key (default frame)",
+    )
     parser.set_defaults(func=_run_convert)
 
 
@@ -177,29 +311,64 @@ def _user_dataset_from_args(args: argparse.Namespace) -> Any:
     from lamm.data.user_dataset import UserDataset, UserSplit, load_user_dataset
 
     if args.dataset is not None:
-        flags = [flag for flag, value in (("--format", args.format), ("--name", args.name), ("--input", args.inputs),
-                                          ("--val-input", args.val_input), ("--test-input", args.test_input))
-                 if value]
+        flags = [
+            flag
+            for flag, value in (
+                ("--format", args.format),
+                ("--name", args.name),
+                ("--input", args.inputs),
+                ("--val-input", args.val_input),
+                ("--test-input", args.test_input),
+            )
+            if value
+        ]
         if flags:
-            raise ValueError(f"--dataset describes the files and format; drop {', '.join(flags)} (or edit {args.dataset})")
+            raise ValueError(
+                f"--dataset describes the files and format; drop {', '.join(flags)} (or edit {args.dataset})"
+            )
         dataset = load_user_dataset(args.dataset)
-        overrides = {key: value for key, value in (("seed", args.seed), ("val_fraction", args.val_fraction),
-                                                    ("test_fraction", args.test_fraction)) if value is not None}
+        overrides = {
+            key: value
+            for key, value in (
+                ("seed", args.seed),
+                ("val_fraction", args.val_fraction),
+                ("test_fraction", args.test_fraction),
+            )
+            if value is not None
+        }
         if overrides:
-            dataset = dataclasses.replace(dataset, split=dataclasses.replace(dataset.split, **overrides))
+            dataset = dataclasses.replace(
+                dataset, split=dataclasses.replace(dataset.split, **overrides)
+            )
         return dataset
-    missing = [flag for flag, value in (("--format", args.format), ("--name", args.name)) if not value]
+    missing = [
+        flag for flag, value in (("--format", args.format), ("--name", args.name)) if not value
+    ]
     if not (args.inputs or args.val_input or args.test_input):
         missing.append("--input")
     if missing:
-        raise ValueError(f"your own dataset needs {', '.join(missing)} (or a description: --dataset FILE)")
+        raise ValueError(
+            f"your own dataset needs {', '.join(missing)} (or a description: --dataset FILE)"
+        )
     return UserDataset(
-        name=args.name, format=args.format, train=tuple(args.inputs), val=tuple(args.val_input), test=tuple(args.test_input),
-        energy_key=args.energy_key, forces_key=args.forces_key,
+        name=args.name,
+        format=args.format,
+        train=tuple(args.inputs),
+        val=tuple(args.val_input),
+        test=tuple(args.test_input),
+        energy_key=args.energy_key,
+        forces_key=args.forces_key,
         labels=tuple(args.labels) if args.labels else ("energy", "forces"),
-        energy_unit=args.energy_unit, length_unit=args.length_unit, periodic=args.periodic, functional=args.functional,
-        split=UserSplit(val_fraction=args.val_fraction, test_fraction=args.test_fraction, group_by=args.group_by,
-                        seed=0 if args.seed is None else args.seed),
+        energy_unit=args.energy_unit,
+        length_unit=args.length_unit,
+        periodic=args.periodic,
+        functional=args.functional,
+        split=UserSplit(
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+            group_by=args.group_by,
+            seed=0 if args.seed is None else args.seed,
+        ),
     )
 
 
@@ -218,10 +387,19 @@ def _run_convert(args: argparse.Namespace) -> int:
             dataset = _user_dataset_from_args(args)
             summary = _convert_user(args, dataset, min_distance)
         else:
-            own_flags = [flag for flag, given in (("--dataset", args.dataset), ("--format", args.format), ("--name", args.name))
-                         if given]
+            own_flags = [
+                flag
+                for flag, given in (
+                    ("--dataset", args.dataset),
+                    ("--format", args.format),
+                    ("--name", args.name),
+                )
+                if given
+            ]
             if own_flags:
-                raise ValueError(f"give either SOURCE ({args.source}) or {', '.join(own_flags)}, not both")
+                raise ValueError(
+                    f"give either SOURCE ({args.source}) or {', '.join(own_flags)}, not both"
+                )
             if not args.inputs:
                 raise ValueError(f"{args.source} needs --input (its train release files)")
             summary = _convert_source(args, min_distance)
@@ -243,15 +421,33 @@ def _convert_source(args: argparse.Namespace, min_distance: float) -> Any:
     seed = 0 if args.seed is None else args.seed
     inputs = [*args.inputs, *args.val_input, *args.test_input]
     params = {
-        "source": args.source, "inputs": [str(p) for p in args.inputs], "val_inputs": [str(p) for p in args.val_input],
-        "test_inputs": [str(p) for p in args.test_input], "out": str(args.out), "max_atoms": max_atoms,
-        "min_distance": min_distance, "seed": seed, "val_fraction": args.val_fraction,
+        "source": args.source,
+        "inputs": [str(p) for p in args.inputs],
+        "val_inputs": [str(p) for p in args.val_input],
+        "test_inputs": [str(p) for p in args.test_input],
+        "out": str(args.out),
+        "max_atoms": max_atoms,
+        "min_distance": min_distance,
+        "seed": seed,
+        "val_fraction": args.val_fraction,
         "reference_energies": str(args.reference_energies) if args.reference_energies else None,
     }
-    with RunTracker("data", f"convert-{args.source}", params=params, inputs=[p for p in inputs if p.is_file() or p.is_dir()]) as tracker:
+    with RunTracker(
+        "data",
+        f"convert-{args.source}",
+        params=params,
+        inputs=[p for p in inputs if p.is_file() or p.is_dir()],
+    ) as tracker:
         summary = convert(
-            source, args.out, train_inputs=args.inputs, val_inputs=args.val_input, test_inputs=args.test_input,
-            max_atoms=max_atoms, min_distance=min_distance, seed=seed, val_fraction=args.val_fraction,
+            source,
+            args.out,
+            train_inputs=args.inputs,
+            val_inputs=args.val_input,
+            test_inputs=args.test_input,
+            max_atoms=max_atoms,
+            min_distance=min_distance,
+            seed=seed,
+            val_fraction=args.val_fraction,
             reference_energies=args.reference_energies,
         )
         tracker.log_metrics(summary.metrics())
@@ -264,11 +460,20 @@ def _convert_user(args: argparse.Namespace, dataset: Any, min_distance: float) -
 
     max_atoms = args.max_atoms if hasattr(args, "max_atoms") else None
     files = [p for split in ("train", "val", "test") for p in getattr(dataset, split)]
-    params = {**dataset.as_info(), "out": str(args.out), "max_atoms": max_atoms, "min_distance": min_distance,
-              "description_file": str(args.dataset) if args.dataset else None}
-    inputs = [p for p in [*files, *([args.dataset] if args.dataset else [])] if p.is_file() or p.is_dir()]
+    params = {
+        **dataset.as_info(),
+        "out": str(args.out),
+        "max_atoms": max_atoms,
+        "min_distance": min_distance,
+        "description_file": str(args.dataset) if args.dataset else None,
+    }
+    inputs = [
+        p for p in [*files, *([args.dataset] if args.dataset else [])] if p.is_file() or p.is_dir()
+    ]
     with RunTracker("data", f"convert-{dataset.name}", params=params, inputs=inputs) as tracker:
-        summary = convert_user_dataset(dataset, args.out, max_atoms=max_atoms, min_distance=min_distance)
+        summary = convert_user_dataset(
+            dataset, args.out, max_atoms=max_atoms, min_distance=min_distance
+        )
         tracker.log_metrics(summary.metrics())
     return summary
 
@@ -279,22 +484,44 @@ DEMO_SCALES = ("tiny", "small", "medium")
 
 def _add_demo(commands: Any) -> None:
     parser = commands.add_parser(
-        "demo", help="generate the offline mini joint dataset (EMT, GFN-xTB, MMFF94s)",
+        "demo",
+        help="generate the offline mini joint dataset (EMT, GFN-xTB, MMFF94s)",
         description="Generate the ten pre-training subsets and the downstream set offline, labeled by "
         "EMT (slabs, frameworks), GFN2-xTB (molecules), a varied EMT (downstream alloy MD) and unlabeled MMFF94s "
         "conformers, one store per subset: DIR/<subset>.lmdb. The last stdout line is a JSON summary "
         "(samples, atom counts and labeling failures per subset).",
     )
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory for the <subset>.lmdb stores")
-    parser.add_argument("--scale", choices=DEMO_SCALES, default="small",
-                        help="tiny: seconds (tests); small: the default demo (minutes); medium: thousands per subset")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (same seed, same bytes)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="labeling processes (default: all cores)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="directory for the <subset>.lmdb stores",
+    )
+    parser.add_argument(
+        "--scale",
+        choices=DEMO_SCALES,
+        default="small",
+        help="tiny: seconds (tests); small: the default demo (minutes); medium: thousands per subset",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of every random choice (same seed, same bytes)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="labeling processes (default: all cores)",
+    )
     # names checked when the command runs: the catalog imports the generators (ase.build), too
     # slow for building the parser of every `lamm` call
-    parser.add_argument("--subsets", nargs="+", metavar="SUBSET", default=None,
-                        help="write only these subsets (default: all; the names of Table 2, e.g. oc20_s2ef pubchem3d hme21)")
+    parser.add_argument(
+        "--subsets",
+        nargs="+",
+        metavar="SUBSET",
+        default=None,
+        help="write only these subsets (default: all; the names of Table 2, e.g. oc20_s2ef pubchem3d hme21)",
+    )
     parser.set_defaults(func=_run_demo)
 
 
@@ -305,14 +532,23 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     unknown = [name for name in args.subsets or () if name not in SUBSET_NAMES]
     if unknown:
-        print(f"lamm data demo: error: unknown subset(s) {unknown}; expected some of {', '.join(SUBSET_NAMES)}", file=sys.stderr)
+        print(
+            f"lamm data demo: error: unknown subset(s) {unknown}; expected some of {', '.join(SUBSET_NAMES)}",
+            file=sys.stderr,
+        )
         return 2
 
-    params = {"scale": args.scale, "seed": args.seed, "workers": args.workers,
-              "subsets": args.subsets or "all", "out": str(args.out)}
+    params = {
+        "scale": args.scale,
+        "seed": args.seed,
+        "workers": args.workers,
+        "subsets": args.subsets or "all",
+        "out": str(args.out),
+    }
     with RunTracker("data", f"data-demo-{args.scale}", params=params) as tracker:
-        report = generate_demo(args.out, scale=args.scale, seed=args.seed, subsets=args.subsets,
-                               workers=args.workers)
+        report = generate_demo(
+            args.out, scale=args.scale, seed=args.seed, subsets=args.subsets, workers=args.workers
+        )
         summary = report.as_dict()
         summary_path = args.out / "demo_summary.json"
         tmp = summary_path.with_name(summary_path.name + ".tmp")
@@ -332,17 +568,33 @@ def _run_demo(args: argparse.Namespace) -> int:
 # --- lamm data stats ---------------------------------------------------------------------------
 def _add_stats(commands: Any) -> None:
     parser = commands.add_parser(
-        "stats", help="Table 2 (CSV) and Figs. 2 and 4 of a set of stores",
+        "stats",
+        help="Table 2 (CSV) and Figs. 2 and 4 of a set of stores",
         description="From store metadata only (never decoding a sample): DIR/tables/table2_datasets.csv "
         "(task, labels, periodic, samples, samples with temperature sampling T=2, avg atoms, elements "
         "per subset, and a total row), DIR/figures/fig2_elements.png (periodic table: subsets "
         "containing each element) and DIR/figures/fig4_natoms.png (atom-count KDE per subset). "
         "IS2RE subsets are left out of the figures, as in the paper.",
     )
-    parser.add_argument("stores", nargs="+", type=Path, metavar="STORE", help="structure store files (.lmdb)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="results directory (tables/ and figures/ inside)")
-    parser.add_argument("--temperature", type=float, default=2.0, help="temperature of the sampling column (LaMM: 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the KDE subsample (at most 100,000 per subset)")
+    parser.add_argument(
+        "stores", nargs="+", type=Path, metavar="STORE", help="structure store files (.lmdb)"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="results directory (tables/ and figures/ inside)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=2.0,
+        help="temperature of the sampling column (LaMM: 2)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the KDE subsample (at most 100,000 per subset)"
+    )
     parser.set_defaults(func=_run_stats)
 
 
@@ -350,11 +602,17 @@ def _run_stats(args: argparse.Namespace) -> int:
     from lamm.analysis.dataset_figures import write_dataset_stats
     from lamm.tracking import RunTracker
 
-    params = {"stores": [str(p) for p in args.stores], "out": str(args.out),
-              "temperature": args.temperature, "seed": args.seed}
+    params = {
+        "stores": [str(p) for p in args.stores],
+        "out": str(args.out),
+        "temperature": args.temperature,
+        "seed": args.seed,
+    }
     with RunTracker("data", "data-stats", params=params, inputs=args.stores) as tracker:
         start = time.perf_counter()
-        outputs, table = write_dataset_stats(args.stores, args.out, temperature=args.temperature, seed=args.seed)
+        outputs, table = write_dataset_stats(
+            args.stores, args.out, temperature=args.temperature, seed=args.seed
+        )
         metrics = {"wall_s": time.perf_counter() - start}
         for row in table.to_dict("records"):
             metrics[f"samples.{row['subset']}"] = row["samples"]
@@ -371,7 +629,9 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_fetch, _add_convert, _add
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "data", help="fetch and convert datasets", description="Datasets: fetch real releases, convert them into stores."
+        "data",
+        help="fetch and convert datasets",
+        description="Datasets: fetch real releases, convert them into stores.",
     )
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     for add in SUBCOMMANDS:

@@ -46,8 +46,11 @@ def _run_distill(args: argparse.Namespace) -> int:
     config = load_distill_config(args.student_config)
     if args.seed is not None:
         config["seed"] = args.seed
-    seeds = load_seed_structures(args.seed_structures, split=config["seeds"]["split"],
-                                 max_structures=config["seeds"]["max_structures"])
+    seeds = load_seed_structures(
+        args.seed_structures,
+        split=config["seeds"]["split"],
+        max_structures=config["seeds"]["max_structures"],
+    )
     reference = _reference_store(args)
     import torch
 
@@ -58,13 +61,26 @@ def _run_distill(args: argparse.Namespace) -> int:
     load_checkpoint(teacher)  # a readable lamm checkpoint, or one clear error
     if config["threads"] is not None:
         torch.set_num_threads(config["threads"])
-    run = Distillation(config, Teacher(teacher, args.teacher_head), seeds, args.out,
-                       seeds_source=str(Path(args.seed_structures).resolve()))
+    run = Distillation(
+        config,
+        Teacher(teacher, args.teacher_head),
+        seeds,
+        args.out,
+        seeds_source=str(Path(args.seed_structures).resolve()),
+    )
     summary = run.run(args.rounds)
     if not args.skip_final:
         final = final_checks(run, run.rows, reference)
-        keys = ("speedup", "teacher_atoms_per_s", "student_atoms_per_s", "student_vs_teacher_forces_mae_mev_per_a",
-                "teacher_vs_labels_forces_mae_mev_per_a", "error_ratio", "drift_over_epot_std", "checks")
+        keys = (
+            "speedup",
+            "teacher_atoms_per_s",
+            "student_atoms_per_s",
+            "student_vs_teacher_forces_mae_mev_per_a",
+            "teacher_vs_labels_forces_mae_mev_per_a",
+            "error_ratio",
+            "drift_over_epot_std",
+            "checks",
+        )
         summary.update({k: final[k] for k in keys if k in final})
     print(json.dumps(summary))
     return 0
@@ -82,15 +98,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "rounds.csv, final.json (speed, errors, NVE drift), parity.png, rounds.png, speed.png. A rerun resumes: "
         "finished rounds are reused. The last stdout line is a JSON summary.",
     )
-    parser.add_argument("--teacher", required=True, help="the teacher checkpoint (any lamm checkpoint, direct or gradient forces)")
-    parser.add_argument("--teacher-head", default=None, help="the teacher's head (default: its first)")
-    parser.add_argument("--student-config", required=True, help="distillation config (e.g. config/distill/demo.yaml)")
-    parser.add_argument("--seed-structures", required=True,
-                        help="structure store (.lmdb; the config's seeds.split) or extended-XYZ file the MD starts from")
-    parser.add_argument("--out", required=True, help="output directory (a rerun with the same arguments resumes)")
+    parser.add_argument(
+        "--teacher",
+        required=True,
+        help="the teacher checkpoint (any lamm checkpoint, direct or gradient forces)",
+    )
+    parser.add_argument(
+        "--teacher-head", default=None, help="the teacher's head (default: its first)"
+    )
+    parser.add_argument(
+        "--student-config",
+        required=True,
+        help="distillation config (e.g. config/distill/demo.yaml)",
+    )
+    parser.add_argument(
+        "--seed-structures",
+        required=True,
+        help="structure store (.lmdb; the config's seeds.split) or extended-XYZ file the MD starts from",
+    )
+    parser.add_argument(
+        "--out", required=True, help="output directory (a rerun with the same arguments resumes)"
+    )
     parser.add_argument("--rounds", type=int, default=4, help="at most this many rounds")
-    parser.add_argument("--reference-store", default=None,
-                        help="labeled store for the teacher's own error (default: --seed-structures when it has force labels)")
+    parser.add_argument(
+        "--reference-store",
+        default=None,
+        help="labeled store for the teacher's own error (default: --seed-structures when it has force labels)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    parser.add_argument("--skip-final", action="store_true", help="skip the speed, NVE and error checks after the rounds")
+    parser.add_argument(
+        "--skip-final",
+        action="store_true",
+        help="skip the speed, NVE and error checks after the rounds",
+    )
     parser.set_defaults(func=_distill)

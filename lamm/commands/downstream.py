@@ -44,20 +44,42 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / "evaluate" / _label(args.checkpoint))
     if not Path(args.checkpoint).is_file():
         raise ValueError(f"checkpoint {args.checkpoint} does not exist")
-    params = {"checkpoint": args.checkpoint, "data": args.data, "split": args.split, "head": args.head, "batch_size": args.batch_size}
+    params = {
+        "checkpoint": args.checkpoint,
+        "data": args.data,
+        "split": args.split,
+        "head": args.head,
+        "batch_size": args.batch_size,
+    }
     with tempfile.TemporaryDirectory(prefix="lamm-evaluate-") as tmp:
         store, conversion = evaluation_store(args, Path(tmp))
         splits = evaluated_splits(store, args.split)  # the cheap checks before the model is loaded
         potential = load_potential(args.checkpoint)
         head = args.head or (store.subset if store.subset in potential.heads else None)
         head = check_head(potential, head, source=args.checkpoint)
-        with RunTracker("evaluate", f"evaluate-{_label(args.checkpoint)}", params=params, inputs=[args.checkpoint, args.data]) as tracker:
+        with RunTracker(
+            "evaluate",
+            f"evaluate-{_label(args.checkpoint)}",
+            params=params,
+            inputs=[args.checkpoint, args.data],
+        ) as tracker:
             metrics = evaluate_checkpoint(
-                potential, store, out, split=args.split, head=head, batch_size=args.batch_size,
+                potential,
+                store,
+                out,
+                split=args.split,
+                head=head,
+                batch_size=args.batch_size,
                 title=f"{_label(args.checkpoint)} on {Path(args.data).name} {'/'.join(splits)}",
                 info={"data": str(args.data), **conversion},
             )
-            tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            tracker.log_metrics(
+                {
+                    k: v
+                    for k, v in metrics.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                }
+            )
             for name in ("metrics.json", "metrics_per_element.csv", "parity.png"):
                 tracker.log_artifact(out / name)
     print(json.dumps({"out": str(out), **{k: v for k, v in metrics.items() if k != "per_split"}}))
@@ -73,32 +95,60 @@ def evaluation_store(args: argparse.Namespace, tmp: Path) -> tuple[StructureStor
     data = Path(args.data)
     if not data.exists():
         raise ValueError(f"--store {data} does not exist")
-    options = {"energy_key": args.energy_key, "forces_key": args.forces_key, "energy_unit": args.energy_unit,
-               "length_unit": args.length_unit}
+    options = {
+        "energy_key": args.energy_key,
+        "forces_key": args.forces_key,
+        "energy_unit": args.energy_unit,
+        "length_unit": args.length_unit,
+    }
     if data.suffix.lower() not in EXTXYZ_SUFFIXES:
-        given = [f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None]
+        given = [
+            f"--{key.replace('_', '-')}" for key, value in options.items() if value is not None
+        ]
         if given:
-            raise ValueError(f"{' '.join(given)} apply to an extended-XYZ --store (.xyz, .extxyz), not to the store {data}")
+            raise ValueError(
+                f"{' '.join(given)} apply to an extended-XYZ --store (.xyz, .extxyz), not to the store {data}"
+            )
         if data.is_dir():
-            raise ValueError(f"--store {data} is a folder; pass a store (.lmdb) or an extended-XYZ file (.xyz, .extxyz)")
+            raise ValueError(
+                f"--store {data} is a folder; pass a store (.lmdb) or an extended-XYZ file (.xyz, .extxyz)"
+            )
         return StructureStore(data), {}
     from lamm.data.user_dataset import UserDataset, UserSplit, convert_user_dataset
 
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", data.stem) or "data"
     dataset = UserDataset(
-        name=name, format="extxyz", test=(data,), split=UserSplit(policy="files"),
-        energy_key=args.energy_key or "energy", forces_key=args.forces_key or "forces",
-        energy_unit=args.energy_unit or "eV", length_unit=args.length_unit or "angstrom",
+        name=name,
+        format="extxyz",
+        test=(data,),
+        split=UserSplit(policy="files"),
+        energy_key=args.energy_key or "energy",
+        forces_key=args.forces_key or "forces",
+        energy_unit=args.energy_unit or "eV",
+        length_unit=args.length_unit or "angstrom",
     )
     try:
         summary = convert_user_dataset(dataset, tmp / f"{name}.lmdb")
     except ValueError as err:
         if "missing_energy" in str(err) or "missing_forces" in str(err):
-            raise ValueError(f"{err}; name the file's labels with --energy-key/--forces-key") from None
+            raise ValueError(
+                f"{err}; name the file's labels with --energy-key/--forces-key"
+            ) from None
         raise
-    log.info("%s: %d frames read, %d converted (skipped: %s)", data, summary.read, summary.written, dict(summary.skipped) or "none")
-    conversion = {"converted_from_extxyz": True, "frames_read": summary.read, "frames_written": summary.written,
-                  "frames_skipped": dict(summary.skipped), **{k: getattr(dataset, k) for k in options}}
+    log.info(
+        "%s: %d frames read, %d converted (skipped: %s)",
+        data,
+        summary.read,
+        summary.written,
+        dict(summary.skipped) or "none",
+    )
+    conversion = {
+        "converted_from_extxyz": True,
+        "frames_read": summary.read,
+        "frames_written": summary.written,
+        "frames_skipped": dict(summary.skipped),
+        **{k: getattr(dataset, k) for k in options},
+    }
     return StructureStore(tmp / f"{name}.lmdb"), conversion
 
 
@@ -109,25 +159,47 @@ def _zero_shot(args: argparse.Namespace) -> int:
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker
 
-    params = {"checkpoints": args.checkpoints, "data": args.data, "heads": args.head, "fit_split": args.fit_split, "split": args.split}
-    with RunTracker("zero_shot", "zero-shot", params=params, inputs=[*args.checkpoints, args.data]) as tracker:
+    params = {
+        "checkpoints": args.checkpoints,
+        "data": args.data,
+        "heads": args.head,
+        "fit_split": args.fit_split,
+        "split": args.split,
+    }
+    with RunTracker(
+        "zero_shot", "zero-shot", params=params, inputs=[*args.checkpoints, args.data]
+    ) as tracker:
         store = StructureStore(args.data)
         rows = [baseline_row(store, fit_split=args.fit_split, eval_split=args.split)]
         for path in args.checkpoints:
             rows += zero_shot_rows(
-                load_potential(path), store, checkpoint=_label(path), heads=args.head or None,
-                fit_split=args.fit_split, eval_split=args.split, batch_size=args.batch_size,
+                load_potential(path),
+                store,
+                checkpoint=_label(path),
+                heads=args.head or None,
+                fit_split=args.fit_split,
+                eval_split=args.split,
+                batch_size=args.batch_size,
             )
         write_csv(rows, args.out)
         for row in rows:
-            tracker.log_metrics({
-                f"{row['checkpoint']}/{row['head']}/{key}": value for key, value in row.items()
-                if key not in ("checkpoint", "head") and isinstance(value, (int, float))
-            })
+            tracker.log_metrics(
+                {
+                    f"{row['checkpoint']}/{row['head']}/{key}": value
+                    for key, value in row.items()
+                    if key not in ("checkpoint", "head") and isinstance(value, (int, float))
+                }
+            )
         tracker.log_artifact(args.out)
-    numeric = [r for r in rows[1:] if r.get("energy_mae_mev_per_atom") == r.get("energy_mae_mev_per_atom")]
+    numeric = [
+        r for r in rows[1:] if r.get("energy_mae_mev_per_atom") == r.get("energy_mae_mev_per_atom")
+    ]
     best = min(numeric, key=lambda r: r["energy_mae_mev_per_atom"]) if numeric else None
-    print(json.dumps({"out": str(args.out), "rows": len(rows), "baseline": rows[0], "best_energy": best}))
+    print(
+        json.dumps(
+            {"out": str(args.out), "rows": len(rows), "baseline": rows[0], "best_energy": best}
+        )
+    )
     return 0
 
 
@@ -140,29 +212,65 @@ def _dynamics(args: argparse.Namespace) -> int:
     from lamm.tracking import RunTracker
 
     settings = DynamicsSettings(
-        steps=args.steps, timestep_fs=args.timestep_fs, temperature_k=args.temperature_k, seed=args.seed,
-        fmax=args.fmax, max_relax_steps=args.max_relax_steps, log_every=args.log_every,
+        steps=args.steps,
+        timestep_fs=args.timestep_fs,
+        temperature_k=args.temperature_k,
+        seed=args.seed,
+        fmax=args.fmax,
+        max_relax_steps=args.max_relax_steps,
+        log_every=args.log_every,
     )
     out = Path(args.out)
-    params = {"checkpoint": args.checkpoint, "data": args.data, "split": args.split, "index": args.index, "head": args.head, **settings.__dict__}
-    with RunTracker("dynamics", f"dynamics-{_label(args.checkpoint)}", params=params, inputs=[args.checkpoint, args.data]) as tracker:
+    params = {
+        "checkpoint": args.checkpoint,
+        "data": args.data,
+        "split": args.split,
+        "index": args.index,
+        "head": args.head,
+        **settings.__dict__,
+    }
+    with RunTracker(
+        "dynamics",
+        f"dynamics-{_label(args.checkpoint)}",
+        params=params,
+        inputs=[args.checkpoint, args.data],
+    ) as tracker:
         store = StructureStore(args.data)
         indices = split_indices(store, args.split)
         if not 0 <= args.index < len(indices):
-            raise SystemExit(f"{args.data}: --index {args.index} out of range for split {args.split!r} with {len(indices)} structures")
+            raise SystemExit(
+                f"{args.data}: --index {args.index} out of range for split {args.split!r} with {len(indices)} structures"
+            )
         sample = int(indices[args.index])
         calculator = LaMMCalculator(args.checkpoint, head=args.head)
         summary = relax_and_run(
-            store.get_atoms(sample), calculator, settings, out, force_mode=calculator.potential.force_mode,
+            store.get_atoms(sample),
+            calculator,
+            settings,
+            out,
+            force_mode=calculator.potential.force_mode,
             title=f"NVE, {_label(args.checkpoint)}, {store.subset} sample {sample}",
         )
-        summary.update({"checkpoint": args.checkpoint, "head": calculator.head, "store": args.data, "sample_index": sample})
+        summary.update(
+            {
+                "checkpoint": args.checkpoint,
+                "head": calculator.head,
+                "store": args.data,
+                "sample_index": sample,
+            }
+        )
         write_json(summary, out / "summary.json")
         if args.table:
             row = {"checkpoint": _label(args.checkpoint), "checkpoint_path": args.checkpoint}
             row.update({k: v for k, v in summary.items() if k not in ("note", "checkpoint")})
             write_csv([row], args.table)
-        tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracker.log_metrics(
+            {
+                k: v
+                for k, v in summary.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+        )
         for name in ("summary.json", "energies.csv", "energies.png"):
             tracker.log_artifact(out / name)
     print(json.dumps({"out": str(out), **summary}))
@@ -173,8 +281,16 @@ class _OldDataName(argparse.Action):
     """`--data STORE`, the old name of `--store` here: accepted with a warning, since `--data`
     names a folder of <subset>.lmdb stores in every other command."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
-        log.warning("%s: --data is now --store (elsewhere --data names a folder of stores)", parser.prog)
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        log.warning(
+            "%s: --data is now --store (elsewhere --data names a folder of stores)", parser.prog
+        )
         setattr(namespace, self.dest, values)
 
 
@@ -197,16 +313,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("checkpoint", help="a lamm checkpoint (.pt)")
     add_store_option(evaluate, "structure store (.lmdb) or extended-XYZ file (.xyz, .extxyz)")
-    evaluate.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
-                          help="the split to score, or all non-empty ones (default test)")
-    evaluate.add_argument("--head", default=None,
-                          help="head name (default: the store's subset if the checkpoint has that head, else its first head)")
+    evaluate.add_argument(
+        "--split",
+        default="test",
+        choices=["train", "val", "test", "all"],
+        help="the split to score, or all non-empty ones (default test)",
+    )
+    evaluate.add_argument(
+        "--head",
+        default=None,
+        help="head name (default: the store's subset if the checkpoint has that head, else its first head)",
+    )
     xyz = evaluate.add_argument_group("extended-XYZ --store")
     xyz.add_argument("--energy-key", default=None, help="info key of the energy (default energy)")
-    xyz.add_argument("--forces-key", default=None, help="per-atom array of the forces (default forces)")
-    xyz.add_argument("--energy-unit", default=None, help="eV, meV, kcal/mol, kJ/mol, hartree or rydberg (default eV)")
+    xyz.add_argument(
+        "--forces-key", default=None, help="per-atom array of the forces (default forces)"
+    )
+    xyz.add_argument(
+        "--energy-unit",
+        default=None,
+        help="eV, meV, kcal/mol, kJ/mol, hartree or rydberg (default eV)",
+    )
     xyz.add_argument("--length-unit", default=None, help="angstrom or bohr (default angstrom)")
-    evaluate.add_argument("--out", default=None, help="output directory (default results/evaluate/<checkpoint label>)")
+    evaluate.add_argument(
+        "--out", default=None, help="output directory (default results/evaluate/<checkpoint label>)"
+    )
     evaluate.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
     evaluate.set_defaults(func=_evaluate)
 
@@ -218,11 +349,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     zero_shot.add_argument("checkpoints", nargs="+", help="lamm checkpoints (.pt)")
     add_store_option(zero_shot, "the downstream structure store (.lmdb)")
-    zero_shot.add_argument("--out", required=True, help="CSV file (e.g. results/tables/zero_shot.csv)")
-    zero_shot.add_argument("--head", action="append", default=[], help="evaluate only this head (repeatable; default all)")
-    zero_shot.add_argument("--fit-split", default="train", choices=["train", "val", "test"],
-                           help="split the per-element energy shift is fitted on")
-    zero_shot.add_argument("--split", default="test", choices=["train", "val", "test"], help="split that is scored")
+    zero_shot.add_argument(
+        "--out", required=True, help="CSV file (e.g. results/tables/zero_shot.csv)"
+    )
+    zero_shot.add_argument(
+        "--head",
+        action="append",
+        default=[],
+        help="evaluate only this head (repeatable; default all)",
+    )
+    zero_shot.add_argument(
+        "--fit-split",
+        default="train",
+        choices=["train", "val", "test"],
+        help="split the per-element energy shift is fitted on",
+    )
+    zero_shot.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="split that is scored"
+    )
     zero_shot.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
     zero_shot.set_defaults(func=_zero_shot)
 
@@ -235,16 +379,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     dynamics.add_argument("checkpoint", help="a lamm checkpoint (.pt)")
     add_store_option(dynamics, "structure store (.lmdb)")
-    dynamics.add_argument("--split", default="test", choices=["train", "val", "test"], help="split the structure comes from")
-    dynamics.add_argument("--index", type=int, default=0, help="position of the structure within the split")
-    dynamics.add_argument("--head", default=None, help="head name (default: the checkpoint's first head)")
+    dynamics.add_argument(
+        "--split",
+        default="test",
+        choices=["train", "val", "test"],
+        help="split the structure comes from",
+    )
+    dynamics.add_argument(
+        "--index", type=int, default=0, help="position of the structure within the split"
+    )
+    dynamics.add_argument(
+        "--head", default=None, help="head name (default: the checkpoint's first head)"
+    )
     dynamics.add_argument("--out", required=True, help="output directory")
-    dynamics.add_argument("--table", default=None, help="also write the summary as a one-row CSV (e.g. results/tables/nve_drift.csv)")
+    dynamics.add_argument(
+        "--table",
+        default=None,
+        help="also write the summary as a one-row CSV (e.g. results/tables/nve_drift.csv)",
+    )
     dynamics.add_argument("--steps", type=int, default=200, help="NVE steps")
     dynamics.add_argument("--timestep-fs", type=float, default=0.5, help="MD time step, fs")
-    dynamics.add_argument("--temperature-k", type=float, default=300.0, help="initial Maxwell-Boltzmann temperature")
+    dynamics.add_argument(
+        "--temperature-k", type=float, default=300.0, help="initial Maxwell-Boltzmann temperature"
+    )
     dynamics.add_argument("--seed", type=int, default=0, help="seed of the initial velocities")
     dynamics.add_argument("--fmax", type=float, default=0.05, help="BFGS convergence, eV/Angstrom")
     dynamics.add_argument("--max-relax-steps", type=int, default=100, help="BFGS step limit")
-    dynamics.add_argument("--log-every", type=int, default=1, help="MD steps between recorded frames")
+    dynamics.add_argument(
+        "--log-every", type=int, default=1, help="MD steps between recorded frames"
+    )
     dynamics.set_defaults(func=_dynamics)

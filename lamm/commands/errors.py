@@ -21,7 +21,9 @@ def one_line(err: BaseException) -> str:
     """The message of `err` on one line (a multi-line config error joined with '; ')."""
     text = str(err.args[0] if isinstance(err, KeyError) and err.args else err)
     cause = str(err.__cause__ or "")
-    if cause and cause in text and (len(cause) > 120 or "\n" in cause):  # torch.load's page-long advice
+    if (
+        cause and cause in text and (len(cause) > 120 or "\n" in cause)
+    ):  # torch.load's page-long advice
         text = text.replace(cause, type(err.__cause__).__name__)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return "; ".join(lines) or type(err).__name__

@@ -45,7 +45,9 @@ def _check_store_splits(args: argparse.Namespace, seed: int = 0) -> None:
     raw = load_yaml(args.config or DEFAULT_CONFIG).get("finetune") or {}  # validated later
     carve_test = args.carve_test if args.carve_test is not None else raw.get("carve_test")
     carve_val = args.carve_val if args.carve_val is not None else raw.get("carve_val")
-    plan_splits(StructureStore(path), seed, carve_test=carve_test, carve_val=carve_val, name=str(path))
+    plan_splits(
+        StructureStore(path), seed, carve_test=carve_test, carve_val=carve_val, name=str(path)
+    )
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
@@ -53,7 +55,12 @@ def _run_finetune(args: argparse.Namespace) -> int:
         _check_store_splits(args)
     from lamm.data.store import StructureStore
     from lamm.models.pretrained import is_model_name, resolve_checkpoint
-    from lamm.training.finetune import SCRATCH, check_starting_checkpoint, load_finetune_config, run_finetuning
+    from lamm.training.finetune import (
+        SCRATCH,
+        check_starting_checkpoint,
+        load_finetune_config,
+        run_finetuning,
+    )
     from lamm.training.finetune_splits import plan_splits
 
     config = load_finetune_config(args.config or DEFAULT_CONFIG)
@@ -61,15 +68,22 @@ def _run_finetune(args: argparse.Namespace) -> int:
         config["seed"] = args.seed
     if args.total_steps is not None:
         config["train"]["total_steps"] = args.total_steps
-    overrides = {"init_head": args.init_head, "train_fraction": args.train_fraction, "force_mode": args.force_mode,
-                 "carve_test": args.carve_test, "carve_val": args.carve_val}
+    overrides = {
+        "init_head": args.init_head,
+        "train_fraction": args.train_fraction,
+        "force_mode": args.force_mode,
+        "carve_test": args.carve_test,
+        "carve_val": args.carve_val,
+    }
     config["finetune"].update({key: value for key, value in overrides.items() if value is not None})
     try:  # a checkpoint file, or a shipped model's name (lamm.models.pretrained)
         checkpoint = None if args.checkpoint == SCRATCH else resolve_checkpoint(args.checkpoint)
     except FileNotFoundError as err:
         raise ValueError(f"{err} (or pass --checkpoint scratch)") from None
     if args.config is None and checkpoint is not None:
-        config["model"] = None  # the default config's model is the demo's: fine-tune the checkpoint's own
+        config["model"] = (
+            None  # the default config's model is the demo's: fine-tune the checkpoint's own
+        )
     if args.store:
         store_path = Path(args.store)
     else:
@@ -78,15 +92,27 @@ def _run_finetune(args: argparse.Namespace) -> int:
         raise ValueError(f"downstream store {store_path} does not exist")
     store = StructureStore(store_path)
     # the cheap checks first (store metadata), so a store without val/test fails in a second
-    plan_splits(store, config["seed"], carve_test=config["finetune"]["carve_test"],
-                carve_val=config["finetune"]["carve_val"], name=str(store_path))
+    plan_splits(
+        store,
+        config["seed"],
+        carve_test=config["finetune"]["carve_test"],
+        carve_val=config["finetune"]["carve_val"],
+        name=str(store_path),
+    )
     named = config["data"]["subset"]
     if store.subset != named and not args.store:
-        raise ValueError(f"{store_path} holds subset {store.subset!r}, the config fine-tunes on {named!r}")
+        raise ValueError(
+            f"{store_path} holds subset {store.subset!r}, the config fine-tunes on {named!r}"
+        )
     if checkpoint is not None:
         check_starting_checkpoint(config, checkpoint)
     if store.subset != named:
-        log.info("fine-tuning on %s: its subset %r (the config names %r) is the new head", store_path, store.subset, named)
+        log.info(
+            "fine-tuning on %s: its subset %r (the config names %r) is the new head",
+            store_path,
+            store.subset,
+            named,
+        )
         config["data"]["subset"] = store.subset
     if checkpoint is None:
         label = "scratch"
@@ -95,15 +121,26 @@ def _run_finetune(args: argparse.Namespace) -> int:
     else:
         label = f"epoch_{checkpoint.stem.removeprefix('epoch_')}"
     if args.config is None:
-        config["name"] = store.subset  # the run's name (MLflow, default --out) is the user's dataset, not "demo"
+        config["name"] = (
+            store.subset
+        )  # the run's name (MLflow, default --out) is the user's dataset, not "demo"
     out_dir = Path(args.out or Path("results") / "finetune" / config["name"] / label)
     last = out_dir / "checkpoints" / "last.pt"
     if last.exists() and not args.resume:
-        raise ValueError(f"{last} exists: pass --resume to continue that run, or choose another --out")
+        raise ValueError(
+            f"{last} exists: pass --resume to continue that run, or choose another --out"
+        )
     summary = launch(
         run_finetuning,
-        {"config": config, "checkpoint": checkpoint, "store_path": store_path, "out_dir": out_dir, "resume": args.resume,
-         "max_steps": args.max_steps, "parent_run": args.parent_run},
+        {
+            "config": config,
+            "checkpoint": checkpoint,
+            "store_path": store_path,
+            "out_dir": out_dir,
+            "resume": args.resume,
+            "max_steps": args.max_steps,
+            "parent_run": args.parent_run,
+        },
         launch_settings(args),
         folder=out_dir / "submitit",
         name=f"lamm-finetune-{config['name']}-{out_dir.name}",
@@ -122,26 +159,67 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and test_metrics.json (the final EMA model on the test split). The store needs train, val and test "
         "splits (checked first); --carve-test/--carve-val take a seeded share of the training records instead.",
     )
-    parser.add_argument("--config", default=None,
-                        help="fine-tuning config (default: config/finetune/demo.yaml of this checkout, with the "
-                        "checkpoint's own model)")
-    parser.add_argument("--checkpoint", required=True,
-                        help="a pre-training checkpoint file, a shipped model's name (models/<name>/), or 'scratch'")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="fine-tuning config (default: config/finetune/demo.yaml of this checkout, with the "
+        "checkpoint's own model)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a pre-training checkpoint file, a shipped model's name (models/<name>/), or 'scratch'",
+    )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--data", default=None, help="directory of <subset>.lmdb (default: the config's data.dir)")
-    where.add_argument("--store", default=None,
-                       help="the downstream store itself; its subset names the new head (overrides the config's data.subset)")
-    parser.add_argument("--out", default=None, help="output directory (default results/finetune/<name>/<scratch|epoch_E>)")
-    parser.add_argument("--init-head", default=None, help="start the new head from this pre-training head (DPA-2)")
-    parser.add_argument("--train-fraction", type=float, default=None, help="use this fraction of the training split (seeded subset)")
-    parser.add_argument("--force-mode", choices=["direct", "gradient"], default=None, help="direct force head or conservative forces")
-    parser.add_argument("--carve-test", type=_fraction, default=None, metavar="FRACTION",
-                        help="if the store has no test split: test on this seeded share of the training records")
-    parser.add_argument("--carve-val", type=_fraction, default=None, metavar="FRACTION",
-                        help="if the store has no val split: validate on this seeded share of the training records")
+    where.add_argument(
+        "--data", default=None, help="directory of <subset>.lmdb (default: the config's data.dir)"
+    )
+    where.add_argument(
+        "--store",
+        default=None,
+        help="the downstream store itself; its subset names the new head (overrides the config's data.subset)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default results/finetune/<name>/<scratch|epoch_E>)",
+    )
+    parser.add_argument(
+        "--init-head", default=None, help="start the new head from this pre-training head (DPA-2)"
+    )
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=None,
+        help="use this fraction of the training split (seeded subset)",
+    )
+    parser.add_argument(
+        "--force-mode",
+        choices=["direct", "gradient"],
+        default=None,
+        help="direct force head or conservative forces",
+    )
+    parser.add_argument(
+        "--carve-test",
+        type=_fraction,
+        default=None,
+        metavar="FRACTION",
+        help="if the store has no test split: test on this seeded share of the training records",
+    )
+    parser.add_argument(
+        "--carve-val",
+        type=_fraction,
+        default=None,
+        metavar="FRACTION",
+        help="if the store has no val split: validate on this seeded share of the training records",
+    )
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     add_length_arguments(parser)
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if it exists")
-    parser.add_argument("--parent-run", default=None, help="MLflow parent run (a sweep) this run is nested under")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if it exists"
+    )
+    parser.add_argument(
+        "--parent-run", default=None, help="MLflow parent run (a sweep) this run is nested under"
+    )
     add_launch_arguments(parser)
     parser.set_defaults(func=_finetune, launcher="none")

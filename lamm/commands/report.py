@@ -13,10 +13,22 @@ def _report(args: argparse.Namespace) -> int:
 
     results = Path(args.results)
     out = Path(args.out or results / "report.html")
-    with RunTracker("report", "report", params={"results": str(results), "configs": [str(c) for c in args.config]}) as tracker:
-        summary = write_report(results, out, configs=args.config, tracking_uri=tracking_uri(), ui_url=args.ui_url,
-                               downstream=args.downstream)
-        tracker.log_metrics({"items_found": len(summary["found"]), "items_missing": len(summary["missing"])})
+    with RunTracker(
+        "report",
+        "report",
+        params={"results": str(results), "configs": [str(c) for c in args.config]},
+    ) as tracker:
+        summary = write_report(
+            results,
+            out,
+            configs=args.config,
+            tracking_uri=tracking_uri(),
+            ui_url=args.ui_url,
+            downstream=args.downstream,
+        )
+        tracker.log_metrics(
+            {"items_found": len(summary["found"]), "items_missing": len(summary["missing"])}
+        )
         tracker.log_artifact(out)
     print(json.dumps({"report": str(out), **summary}))
     return 0
@@ -32,9 +44,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--results", default="results", help="the workflow's results directory")
     parser.add_argument("--out", default=None, help="the HTML file (default <results>/report.html)")
-    parser.add_argument("--config", action="append", default=[], help="a config file to show (repeatable)")
-    parser.add_argument("--downstream", nargs="+", default=[], metavar="NAME",
-                        help="the downstream sets in the workflow's order (data.downstream): one fine-tuning section "
-                        "each, the first with tables/table3_finetune.csv ..., a further NAME with table3_finetune_NAME.csv ...")
-    parser.add_argument("--ui-url", default="http://127.0.0.1:5000", help="where `mlflow ui` serves, for the run links")
+    parser.add_argument(
+        "--config", action="append", default=[], help="a config file to show (repeatable)"
+    )
+    parser.add_argument(
+        "--downstream",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="the downstream sets in the workflow's order (data.downstream): one fine-tuning section "
+        "each, the first with tables/table3_finetune.csv ..., a further NAME with table3_finetune_NAME.csv ...",
+    )
+    parser.add_argument(
+        "--ui-url",
+        default="http://127.0.0.1:5000",
+        help="where `mlflow ui` serves, for the run links",
+    )
     parser.set_defaults(func=_report)

@@ -10,7 +10,10 @@ from pathlib import Path
 
 def _clean(rows):
     # JSON summary: inf/NaN are not JSON
-    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()} for row in rows]
+    return [
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        for row in rows
+    ]
 
 
 def _summary_path(table: str, summary: str | None, stem: str) -> str:
@@ -25,14 +28,23 @@ def _summary_path(table: str, summary: str | None, stem: str) -> str:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from lamm.analysis.finetune import ENERGY, FORCES, TABLE3_COLUMNS, finetune_table, load_run, table3_summary
+    from lamm.analysis.finetune import (
+        ENERGY,
+        FORCES,
+        TABLE3_COLUMNS,
+        finetune_table,
+        load_run,
+        table3_summary,
+    )
     from lamm.analysis.finetune_figures import finetune_curves
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker
 
     runs = [load_run(d) for d in args.runs]
     thresholds = {ENERGY: args.energy_threshold, FORCES: args.forces_threshold}
-    with RunTracker("analysis", "table3-finetune", params={"runs": args.runs, **thresholds}, inputs=args.runs) as tracker:
+    with RunTracker(
+        "analysis", "table3-finetune", params={"runs": args.runs, **thresholds}, inputs=args.runs
+    ) as tracker:
         rows = finetune_table(runs, args.energy_threshold, args.forces_threshold)
         write_csv([{c: row[c] for c in TABLE3_COLUMNS} for row in rows], args.table)
         summary_path = _summary_path(args.table, args.summary, "table3_finetune")
@@ -40,21 +52,41 @@ def _finetune(args: argparse.Namespace) -> int:
         write_csv(summary, summary_path)
         finetune_curves(runs, args.figure, thresholds=thresholds, window=args.window)
         for row in summary:  # the mean over seeds (one seed: that run's value)
-            tracker.log_metrics({f"{row['checkpoint']}/{ENERGY}": row[f"{ENERGY}_mean"],
-                                 f"{row['checkpoint']}/{FORCES}": row[f"{FORCES}_mean"]})
+            tracker.log_metrics(
+                {
+                    f"{row['checkpoint']}/{ENERGY}": row[f"{ENERGY}_mean"],
+                    f"{row['checkpoint']}/{FORCES}": row[f"{FORCES}_mean"],
+                }
+            )
         for path in (args.table, summary_path, args.figure):
             tracker.log_artifact(path)
-    print(json.dumps({"table": args.table, "summary": summary_path, "figure": args.figure, "rows": _clean(rows)}))
+    print(
+        json.dumps(
+            {
+                "table": args.table,
+                "summary": summary_path,
+                "figure": args.figure,
+                "rows": _clean(rows),
+            }
+        )
+    )
     return 0
 
 
 def _sample_efficiency(args: argparse.Namespace) -> int:
-    from lamm.analysis.finetune import SAMPLE_EFFICIENCY_COLUMNS, load_run, sample_efficiency_summary, sample_efficiency_table
+    from lamm.analysis.finetune import (
+        SAMPLE_EFFICIENCY_COLUMNS,
+        load_run,
+        sample_efficiency_summary,
+        sample_efficiency_table,
+    )
     from lamm.analysis.finetune_figures import sample_efficiency
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker
 
-    with RunTracker("analysis", "sample-efficiency", params={"runs": args.runs}, inputs=args.runs) as tracker:
+    with RunTracker(
+        "analysis", "sample-efficiency", params={"runs": args.runs}, inputs=args.runs
+    ) as tracker:
         rows = sample_efficiency_table([load_run(d) for d in args.runs])
         write_csv([{c: row[c] for c in SAMPLE_EFFICIENCY_COLUMNS} for row in rows], args.table)
         summary_path = _summary_path(args.table, args.summary, "sample_efficiency")
@@ -62,15 +94,28 @@ def _sample_efficiency(args: argparse.Namespace) -> int:
         sample_efficiency(rows, args.figure)
         for path in (args.table, summary_path, args.figure):
             tracker.log_artifact(path)
-    print(json.dumps({"table": args.table, "summary": summary_path, "figure": args.figure, "rows": _clean(rows)}))
+    print(
+        json.dumps(
+            {
+                "table": args.table,
+                "summary": summary_path,
+                "figure": args.figure,
+                "rows": _clean(rows),
+            }
+        )
+    )
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("summarize", help="tables and figures from fine-tuning runs (Table 3, Fig. 9, sample efficiency)")
+    parser = subparsers.add_parser(
+        "summarize",
+        help="tables and figures from fine-tuning runs (Table 3, Fig. 9, sample efficiency)",
+    )
     commands = parser.add_subparsers(dest="summary", metavar="SUMMARY", required=True)
     table3 = commands.add_parser(
-        "finetune", help="Table 3 and Fig. 9: best validation MAE, steps to thresholds, speedup vs scratch",
+        "finetune",
+        help="Table 3 and Fig. 9: best validation MAE, steps to thresholds, speedup vs scratch",
         description="Reads `lamm finetune` run folders (exactly one from scratch per seed) and writes Table 3 "
         "(one row per run and seed: best validation energy/force MAE, test MAE, first validation step at or below "
         "each threshold, speedup = the same seed's scratch steps / the run's), its summary over seeds (per "
@@ -78,23 +123,53 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "terms as moving averages).",
     )
     table3.add_argument("runs", nargs="+", help="fine-tuning run folders")
-    table3.add_argument("--energy-threshold", type=float, required=True, help="validation energy MAE threshold, meV/atom")
-    table3.add_argument("--forces-threshold", type=float, required=True, help="validation force MAE threshold, meV/A")
-    table3.add_argument("--window", type=int, default=31, help="moving-average window of the training curves (paper: 31)")
-    table3.add_argument("--table", required=True, help="output CSV (results/tables/table3_finetune.csv)")
-    table3.add_argument("--summary", default=None,
-                        help="per-checkpoint summary over seeds (default: table3_summary.csv beside --table)")
-    table3.add_argument("--figure", required=True, help="output figure (results/figures/fig9_finetune.png)")
+    table3.add_argument(
+        "--energy-threshold",
+        type=float,
+        required=True,
+        help="validation energy MAE threshold, meV/atom",
+    )
+    table3.add_argument(
+        "--forces-threshold",
+        type=float,
+        required=True,
+        help="validation force MAE threshold, meV/A",
+    )
+    table3.add_argument(
+        "--window",
+        type=int,
+        default=31,
+        help="moving-average window of the training curves (paper: 31)",
+    )
+    table3.add_argument(
+        "--table", required=True, help="output CSV (results/tables/table3_finetune.csv)"
+    )
+    table3.add_argument(
+        "--summary",
+        default=None,
+        help="per-checkpoint summary over seeds (default: table3_summary.csv beside --table)",
+    )
+    table3.add_argument(
+        "--figure", required=True, help="output figure (results/figures/fig9_finetune.png)"
+    )
     table3.set_defaults(func=_finetune)
     efficiency = commands.add_parser(
-        "sample-efficiency", help="final test error against downstream training-set size, pre-trained vs scratch",
+        "sample-efficiency",
+        help="final test error against downstream training-set size, pre-trained vs scratch",
         description="Reads `lamm finetune` run folders trained on fractions of the downstream training split "
         "and writes their test energy/force MAE against the number of training structures (one row per run and "
         "seed), and the summary over seeds per checkpoint and fraction.",
     )
     efficiency.add_argument("runs", nargs="+", help="fine-tuning run folders")
-    efficiency.add_argument("--table", required=True, help="output CSV (results/tables/sample_efficiency.csv)")
-    efficiency.add_argument("--summary", default=None,
-                            help="per checkpoint and fraction over seeds (default: sample_efficiency_summary.csv beside --table)")
-    efficiency.add_argument("--figure", required=True, help="output figure (results/figures/sample_efficiency.png)")
+    efficiency.add_argument(
+        "--table", required=True, help="output CSV (results/tables/sample_efficiency.csv)"
+    )
+    efficiency.add_argument(
+        "--summary",
+        default=None,
+        help="per checkpoint and fraction over seeds (default: sample_efficiency_summary.csv beside --table)",
+    )
+    efficiency.add_argument(
+        "--figure", required=True, help="output figure (results/figures/sample_efficiency.png)"
+    )
     efficiency.set_defaults(func=_sample_efficiency)

@@ -69,9 +69,14 @@ class EpochPlan:
     @property
     def steps(self) -> list[list[np.ndarray]]:
         """steps[k][r] = the sample indices rank r trains on at step k."""
-        bounds = np.searchsorted(self.step * self.world_size + self.rank, np.arange(self.num_steps * self.world_size + 1))
+        bounds = np.searchsorted(
+            self.step * self.world_size + self.rank, np.arange(self.num_steps * self.world_size + 1)
+        )
         return [
-            [self.sample[bounds[k * self.world_size + r] : bounds[k * self.world_size + r + 1]] for r in range(self.world_size)]
+            [
+                self.sample[bounds[k * self.world_size + r] : bounds[k * self.world_size + r + 1]]
+                for r in range(self.world_size)
+            ]
             for k in range(self.num_steps)
         ]
 
@@ -116,7 +121,9 @@ def plan_lamm(
     """LaMM's three steps (module docstring). `num_splits` is capped so every split holds at
     least one chunk of W samples; `max_atoms_per_rank` defers samples that would overfill a rank
     to the pool and reports those that exceed it alone."""
-    natoms, work, candidates, skipped = _prepare(natoms, work, world_size, batch_per_rank, max_atoms_per_rank)
+    natoms, work, candidates, skipped = _prepare(
+        natoms, work, world_size, batch_per_rank, max_atoms_per_rank
+    )
     if num_splits < 1:
         raise ValueError(f"num_splits must be at least 1, got {num_splits}")
     w, b = world_size, batch_per_rank
@@ -147,15 +154,26 @@ def plan_lamm(
     builder.add(*assign_lpt(batches, work, natoms, w, max_atoms_per_rank), blocks=blocks)
     leftovers = np.concatenate([*pool, builder.deferred])
     pool_block = -(-num_splits // b)  # after the last group
-    return builder.finish(leftovers, work, natoms, b, max_atoms_per_rank, skipped, pool_block, sort_pool=True)
+    return builder.finish(
+        leftovers, work, natoms, b, max_atoms_per_rank, skipped, pool_block, sort_pool=True
+    )
 
 
-def plan_greedy(natoms: np.ndarray, world_size: int, batch_per_rank: int, seed: Seed, *, work: np.ndarray | None = None) -> EpochPlan:
+def plan_greedy(
+    natoms: np.ndarray,
+    world_size: int,
+    batch_per_rank: int,
+    seed: Seed,
+    *,
+    work: np.ndarray | None = None,
+) -> EpochPlan:
     """fairchem's BalancedBatchSampler: random global batches of W * B', LPT inside each."""
     natoms, work, candidates, skipped = _prepare(natoms, work, world_size, batch_per_rank, None)
     order = np.random.default_rng(seed).permutation(candidates)
     # the whole (shuffled) epoch is the "pool", cut in order into global batches
-    return _PlanBuilder(world_size).finish(order, work, natoms, batch_per_rank, None, skipped, 0, sort_pool=False)
+    return _PlanBuilder(world_size).finish(
+        order, work, natoms, batch_per_rank, None, skipped, 0, sort_pool=False
+    )
 
 
 def plan_random(natoms: np.ndarray, world_size: int, batch_per_rank: int, seed: Seed) -> EpochPlan:
@@ -166,8 +184,18 @@ def plan_random(natoms: np.ndarray, world_size: int, batch_per_rank: int, seed: 
     cuts = _step_cuts(len(order), per_step, world_size)
     sample = order
     step = np.repeat(np.arange(len(cuts) - 1), np.diff(cuts))
-    rank = np.concatenate([np.arange(cuts[k + 1] - cuts[k]) % world_size for k in range(len(cuts) - 1)])
-    return _build(sample, step, rank, len(cuts) - 1, world_size, np.zeros(len(cuts) - 1, dtype=np.int64), skipped)
+    rank = np.concatenate(
+        [np.arange(cuts[k + 1] - cuts[k]) % world_size for k in range(len(cuts) - 1)]
+    )
+    return _build(
+        sample,
+        step,
+        rank,
+        len(cuts) - 1,
+        world_size,
+        np.zeros(len(cuts) - 1, dtype=np.int64),
+        skipped,
+    )
 
 
 # --- the interface of INTERFACES.md: nested lists ----------------------------------------------
@@ -183,18 +211,39 @@ def balanced_batches(
 ) -> list[list[np.ndarray]]:
     """steps[k][r] = indices rank r trains on at step k (LaMM). Raises ValueError when a cap
     leaves samples unplaced; use `plan_lamm` to get them reported instead."""
-    plan = plan_lamm(natoms, world_size, batch_per_rank, num_splits, seed, work=work, max_atoms_per_rank=max_atoms_per_rank)
+    plan = plan_lamm(
+        natoms,
+        world_size,
+        batch_per_rank,
+        num_splits,
+        seed,
+        work=work,
+        max_atoms_per_rank=max_atoms_per_rank,
+    )
     if plan.skipped:
-        detail = ", ".join(f"{len(v)} {reason} (e.g. {v[:5].tolist()})" for reason, v in plan.skipped.items())
-        raise ValueError(f"samples that fit on no rank under max_atoms_per_rank={max_atoms_per_rank}: {detail}")
+        detail = ", ".join(
+            f"{len(v)} {reason} (e.g. {v[:5].tolist()})" for reason, v in plan.skipped.items()
+        )
+        raise ValueError(
+            f"samples that fit on no rank under max_atoms_per_rank={max_atoms_per_rank}: {detail}"
+        )
     return plan.steps
 
 
-def greedy_batches(natoms: np.ndarray, world_size: int, batch_per_rank: int, seed: Seed, *, work: np.ndarray | None = None) -> list[list[np.ndarray]]:
+def greedy_batches(
+    natoms: np.ndarray,
+    world_size: int,
+    batch_per_rank: int,
+    seed: Seed,
+    *,
+    work: np.ndarray | None = None,
+) -> list[list[np.ndarray]]:
     return plan_greedy(natoms, world_size, batch_per_rank, seed, work=work).steps
 
 
-def random_batches(natoms: np.ndarray, world_size: int, batch_per_rank: int, seed: Seed) -> list[list[np.ndarray]]:
+def random_batches(
+    natoms: np.ndarray, world_size: int, batch_per_rank: int, seed: Seed
+) -> list[list[np.ndarray]]:
     return plan_random(natoms, world_size, batch_per_rank, seed).steps
 
 
@@ -207,7 +256,9 @@ def _prepare(natoms, work, world_size, batch_per_rank, max_atoms_per_rank):
         raise ValueError("natoms must be positive integers (atoms per sample)")
     natoms = natoms.astype(np.int64)
     if world_size < 1 or batch_per_rank < 1:
-        raise ValueError(f"world_size and batch_per_rank must be at least 1, got {world_size} and {batch_per_rank}")
+        raise ValueError(
+            f"world_size and batch_per_rank must be at least 1, got {world_size} and {batch_per_rank}"
+        )
     if work is None:
         work = natoms.astype(np.float64)
     else:
@@ -226,7 +277,9 @@ def _prepare(natoms, work, world_size, batch_per_rank, max_atoms_per_rank):
             skipped["exceeds_max_atoms_per_rank"] = candidates[too_large]
             candidates = candidates[~too_large]
     if len(candidates) < world_size:
-        raise TooFewSamplesError(f"{len(candidates)} schedulable samples cannot give each of {world_size} ranks one sample")
+        raise TooFewSamplesError(
+            f"{len(candidates)} schedulable samples cannot give each of {world_size} ranks one sample"
+        )
     return natoms, work, candidates, skipped
 
 
@@ -257,7 +310,9 @@ class _PlanBuilder:
         self.num_steps += count
         self.deferred = deferred
 
-    def finish(self, leftovers, work, natoms, batch_per_rank, cap, skipped, pool_block, *, sort_pool) -> EpochPlan:
+    def finish(
+        self, leftovers, work, natoms, batch_per_rank, cap, skipped, pool_block, *, sort_pool
+    ) -> EpochPlan:
         w = self.world_size
         leftovers = np.asarray(leftovers, dtype=np.int64)
         while len(leftovers) >= w:
@@ -280,11 +335,14 @@ class _PlanBuilder:
             if len(unplaced):
                 # Under a cap the last step may be full: move the smallest samples of ranks that
                 # hold more than one into a final step beside the unplaced ones (one per rank).
-                sample, step, rank, unplaced = self._final_step(sample, step, rank, unplaced, natoms, work, cap)
+                sample, step, rank, unplaced = self._final_step(
+                    sample, step, rank, unplaced, natoms, work, cap
+                )
             if len(unplaced):
                 skipped = {**skipped, "no_room_under_max_atoms_per_rank": np.sort(unplaced)}
-        return _build(sample, step, rank, self.num_steps, w, np.asarray(self.blocks, dtype=np.int64), skipped)
-
+        return _build(
+            sample, step, rank, self.num_steps, w, np.asarray(self.blocks, dtype=np.int64), skipped
+        )
 
     def _final_step(self, sample, step, rank, unplaced, natoms, work, cap):
         w = self.world_size
@@ -307,8 +365,12 @@ class _PlanBuilder:
         self.blocks.append(self.blocks[-1])
         self.num_steps += 1
         step_of_final = np.full(len(final_sample), self.num_steps - 1)
-        return (np.concatenate([sample[keep], final_sample]), np.concatenate([step[keep], step_of_final]),
-                np.concatenate([rank[keep], final_rank]), left)
+        return (
+            np.concatenate([sample[keep], final_sample]),
+            np.concatenate([step[keep], step_of_final]),
+            np.concatenate([rank[keep], final_rank]),
+            left,
+        )
 
 
 def _build(sample, step, rank, num_steps, world_size, block, skipped) -> EpochPlan:

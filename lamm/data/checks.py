@@ -48,7 +48,12 @@ def check_record(
     """None if `record` may be stored, else the reason to skip it."""
     numbers = np.asarray(record.atomic_numbers)
     n = numbers.shape[0] if numbers.ndim == 1 else -1
-    if n < 0 or np.shape(record.positions) != (n, 3) or np.shape(record.cell) != (3, 3) or np.shape(record.pbc) != (3,):
+    if (
+        n < 0
+        or np.shape(record.positions) != (n, 3)
+        or np.shape(record.cell) != (3, 3)
+        or np.shape(record.pbc) != (3,)
+    ):
         return INCONSISTENT_ARRAYS
     if n == 0:
         return NO_ATOMS

@@ -62,11 +62,16 @@ def open_reader(
     fields = source.fields
     if source.format == "fairchem_lmdb":
         return read_fairchem_lmdb(
-            path, energy_fields=fields.energy, forces_fields=fields.forces, periodic=source.periodic,
+            path,
+            energy_fields=fields.energy,
+            forces_fields=fields.forces,
+            periodic=source.periodic,
             reference_energies=reference_energies,
         )
     if reference_energies is not None:
-        raise ValueError(f"reference energies apply to fairchem LMDB sources only, not to {source.name} ({source.format})")
+        raise ValueError(
+            f"reference energies apply to fairchem LMDB sources only, not to {source.name} ({source.format})"
+        )
     if source.format == "oc20_extxyz":
         return read_oc20_extxyz(path)
     if source.format == "extxyz":
@@ -74,7 +79,12 @@ def open_reader(
     if source.format == "transition1x_h5":
         return read_transition1x(path, energy_field=fields.energy[0], forces_field=fields.forces[0])
     if source.format == "qm7x_h5":
-        return read_qm7x(path, energy_field=fields.energy[0], forces_field=fields.forces[0], scratch_dir=scratch_dir)
+        return read_qm7x(
+            path,
+            energy_field=fields.energy[0],
+            forces_field=fields.forces[0],
+            scratch_dir=scratch_dir,
+        )
     if source.format == "qmugs_sdf":
         return read_qmugs(path, energy_field=fields.energy[0])
     if source.format == "pubchem3d_sdf":
@@ -92,10 +102,19 @@ class ConversionSummary:
 
     def as_json(self) -> dict[str, Any]:
         """The summary `lamm data convert` prints (INTERFACES.md)."""
-        return {"source": self.source, "read": self.read, "written": self.written, "skipped": dict(sorted(self.skipped.items()))}
+        return {
+            "source": self.source,
+            "read": self.read,
+            "written": self.written,
+            "skipped": dict(sorted(self.skipped.items())),
+        }
 
     def metrics(self) -> dict[str, float]:
-        metrics = {"read": self.read, "written": self.written, "skipped": sum(self.skipped.values())}
+        metrics = {
+            "read": self.read,
+            "written": self.written,
+            "skipped": sum(self.skipped.values()),
+        }
         metrics.update({f"skipped_{reason}": count for reason, count in self.skipped.items()})
         metrics.update({f"split_{name}": count for name, count in self.splits.items()})
         return metrics
@@ -131,7 +150,10 @@ def convert(
     out = Path(out)
     official = bool(val_inputs or test_inputs)
     if not official and source.split.policy == "official":
-        log.warning("%s has official splits but no validation input was given: using the random group split", source.name)
+        log.warning(
+            "%s has official splits but no validation input was given: using the random group split",
+            source.name,
+        )
     references = None if reference_energies is None else load_reference_energies(reference_energies)
     energy_kind = "total" if references is not None else source.energy.kind
     info = {
@@ -141,7 +163,8 @@ def convert(
         "labels": list(source.labels),
         "title": source.title,
         "energy_reference": (
-            f"{source.energy.reference} (applied: {Path(reference_energies).name})" if references is not None
+            f"{source.energy.reference} (applied: {Path(reference_energies).name})"
+            if references is not None
             else source.energy.reference
         ),
         "split_policy": "official" if official else "random_group",
@@ -151,13 +174,25 @@ def convert(
         "max_atoms": max_atoms,
         "min_distance": min_distance,
     }
-    inputs = [(split, Path(path)) for split, paths in (("train", train_inputs), ("val", val_inputs), ("test", test_inputs))
-              for path in paths]
+    inputs = [
+        (split, Path(path))
+        for split, paths in (("train", train_inputs), ("val", val_inputs), ("test", test_inputs))
+        for path in paths
+    ]
     scratch_dir = out.parent
     return write_store(
-        out, subset=source.name, source=source.name, energy_kind=energy_kind, info=info, inputs=inputs,
-        open_items=lambda path: open_reader(source, path, reference_energies=references, scratch_dir=scratch_dir),
-        labels=source.labels, max_atoms=max_atoms, min_distance=min_distance,
+        out,
+        subset=source.name,
+        source=source.name,
+        energy_kind=energy_kind,
+        info=info,
+        inputs=inputs,
+        open_items=lambda path: open_reader(
+            source, path, reference_energies=references, scratch_dir=scratch_dir
+        ),
+        labels=source.labels,
+        max_atoms=max_atoms,
+        min_distance=min_distance,
         target=lambda split, group: split if official else split_of(group, seed, val_fraction),
     )
 
@@ -184,13 +219,17 @@ def write_store(
     """
     summary = ConversionSummary(subset)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with StructureStoreWriter(out, subset=subset, source=source, energy_kind=energy_kind, extra_info=info) as writer:
+    with StructureStoreWriter(
+        out, subset=subset, source=source, energy_kind=energy_kind, extra_info=info
+    ) as writer:
         for split, path in inputs:
             for item in progress(open_items(path), desc=f"{subset} {path.name}", unit="records"):
                 summary.read += 1
                 reason = item.skip_reason
                 if reason is None:
-                    reason = check_record(item.record, labels=labels, max_atoms=max_atoms, min_distance=min_distance)
+                    reason = check_record(
+                        item.record, labels=labels, max_atoms=max_atoms, min_distance=min_distance
+                    )
                 if reason is not None:
                     summary.skipped[reason] += 1
                     continue
@@ -203,7 +242,15 @@ def write_store(
                 f"{subset}: no record kept of {summary.read} read from {', '.join(str(p) for _, p in inputs)}"
                 f" (skipped: {dict(summary.skipped) or 'none'}); no store written"
             )
-        writer.update_info({"conversion": {**summary.as_json(), "splits": dict(sorted(summary.splits.items()))}})
-    log.info("%s: read %d, wrote %d (%s), skipped %s", subset, summary.read, summary.written,
-             dict(summary.splits), dict(summary.skipped) or "none")
+        writer.update_info(
+            {"conversion": {**summary.as_json(), "splits": dict(sorted(summary.splits.items()))}}
+        )
+    log.info(
+        "%s: read %d, wrote %d (%s), skipped %s",
+        subset,
+        summary.read,
+        summary.written,
+        dict(summary.splits),
+        dict(summary.skipped) or "none",
+    )
     return summary

@@ -33,7 +33,9 @@ class CostModel:
     def __post_init__(self) -> None:
         values = (self.per_structure, self.per_atom, self.per_edge)
         if min(values) < 0 or not max(values) > 0:
-            raise ValueError(f"cost coefficients must be non-negative and not all zero, got {values}")
+            raise ValueError(
+                f"cost coefficients must be non-negative and not all zero, got {values}"
+            )
 
     def __call__(self, natoms: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
         natoms = np.asarray(natoms, dtype=np.float64)
@@ -45,7 +47,13 @@ class CostModel:
         return cost
 
     @classmethod
-    def fit(cls, structures: np.ndarray, atoms: np.ndarray, times: np.ndarray, edges: np.ndarray | None = None) -> CostModel:
+    def fit(
+        cls,
+        structures: np.ndarray,
+        atoms: np.ndarray,
+        times: np.ndarray,
+        edges: np.ndarray | None = None,
+    ) -> CostModel:
         """Least squares of measured `times` against (structures, atoms[, edges]) per measurement.
 
         Each measurement is one rank-step (sums over its structures) or one structure. Terms
@@ -58,10 +66,19 @@ class CostModel:
         times = np.asarray(times, dtype=np.float64)
         names = list(columns)
         while names:
-            matrix = np.stack([np.asarray(columns[n], dtype=np.float64) for n in names], axis=1)  # [m, terms]
+            matrix = np.stack(
+                [np.asarray(columns[n], dtype=np.float64) for n in names], axis=1
+            )  # [m, terms]
             solution, *_ = np.linalg.lstsq(matrix, times, rcond=None)
             if (solution >= 0).all():
-                return cls(**{"per_structure": 0.0, "per_atom": 0.0, "per_edge": 0.0, **dict(zip(names, solution.tolist()))})
+                return cls(
+                    **{
+                        "per_structure": 0.0,
+                        "per_atom": 0.0,
+                        "per_edge": 0.0,
+                        **dict(zip(names, solution.tolist())),
+                    }
+                )
             del names[int(np.argmin(solution))]
         raise ValueError("no non-negative cost model fits these times")
 
@@ -69,18 +86,27 @@ class CostModel:
         return asdict(self)
 
 
-def edge_counts(store: StructureStore, cutoff: float, max_neighbors: int | None = None) -> np.ndarray:
+def edge_counts(
+    store: StructureStore, cutoff: float, max_neighbors: int | None = None
+) -> np.ndarray:
     """[len(store)] directed edges of every structure's radius graph, cached beside the store."""
     path = Path(f"{store.path}.edges.npz")
-    identity = json.dumps({"cutoff": float(cutoff), "max_neighbors": max_neighbors, "store": store_key(store)}, sort_keys=True)
+    identity = json.dumps(
+        {"cutoff": float(cutoff), "max_neighbors": max_neighbors, "store": store_key(store)},
+        sort_keys=True,
+    )
     if path.exists():
         with np.load(path) as cached:
             if str(cached["identity"]) == identity:
                 return cached["edges"]
     edges = np.zeros(len(store), dtype=np.int64)
-    for index in progress(range(len(store)), desc=f"edges {store.subset}", total=len(store), unit="structure"):
+    for index in progress(
+        range(len(store)), desc=f"edges {store.subset}", total=len(store), unit="structure"
+    ):
         record = store.get_record(index)
-        edges[index] = neighbor_list(record.positions, record.cell, record.pbc, cutoff, max_neighbors)[0].shape[1]
+        edges[index] = neighbor_list(
+            record.positions, record.cell, record.pbc, cutoff, max_neighbors
+        )[0].shape[1]
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.npz")
     try:
         np.savez(tmp, edges=edges, identity=np.array(identity))

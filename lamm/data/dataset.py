@@ -71,18 +71,32 @@ class MultiStoreDataset(Dataset):
             raise ValueError(f"noise_sigma must be positive, got {noise_sigma}")
         if not cutoff > 0:
             raise ValueError(f"cutoff must be positive, got {cutoff}")
-        self.stores = [store if isinstance(store, StructureStore) else StructureStore(store) for store in stores]
+        self.stores = [
+            store if isinstance(store, StructureStore) else StructureStore(store)
+            for store in stores
+        ]
         self.split = split
         self.cutoff, self.max_neighbors = float(cutoff), max_neighbors
-        self.noise_sigma, self.noise_mode, self.seed, self.dtype = float(noise_sigma), noise_mode, int(seed), dtype
-        self.store_indices = [store.indices(split) for store in self.stores]  # split sample -> record
+        self.noise_sigma, self.noise_mode, self.seed, self.dtype = (
+            float(noise_sigma),
+            noise_mode,
+            int(seed),
+            dtype,
+        )
+        self.store_indices = [
+            store.indices(split) for store in self.stores
+        ]  # split sample -> record
         if records is not None:
             if len(records) != len(self.stores):
-                raise ValueError(f"records: one index array per store expected ({len(self.stores)}), got {len(records)}")
+                raise ValueError(
+                    f"records: one index array per store expected ({len(self.stores)}), got {len(records)}"
+                )
             for store, split_records, chosen in zip(self.stores, self.store_indices, records):
                 outside = np.setdiff1d(np.asarray(chosen, dtype=np.int64), split_records)
                 if len(outside):
-                    raise ValueError(f"{store.path}: records {outside[:5].tolist()} are not in the {split!r} split")
+                    raise ValueError(
+                        f"{store.path}: records {outside[:5].tolist()} are not in the {split!r} split"
+                    )
             self.store_indices = [np.asarray(chosen, dtype=np.int64) for chosen in records]
         self.sizes = np.array([len(i) for i in self.store_indices], dtype=np.int64)  # [D]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])  # [D + 1]
@@ -95,7 +109,9 @@ class MultiStoreDataset(Dataset):
     @functools.cached_property
     def natoms(self) -> np.ndarray:
         """[len] atom count of every sample, in global order (what samplers balance)."""
-        return np.concatenate([store.natoms[idx] for store, idx in zip(self.stores, self.store_indices)]).astype(np.int64)
+        return np.concatenate(
+            [store.natoms[idx] for store, idx in zip(self.stores, self.store_indices)]
+        ).astype(np.int64)
 
     @property
     def dataset_index(self) -> np.ndarray:
@@ -119,13 +135,23 @@ class MultiStoreDataset(Dataset):
         record = self.stores[subset].get_record(record_index)
         if self.denoising[subset]:
             noisy, labels = denoise(
-                record.positions, self.noise_sigma, self.noise_mode, self.noise_generator(key),
-                cell=record.cell if record.pbc.any() else None, pbc=record.pbc if record.pbc.any() else None,
+                record.positions,
+                self.noise_sigma,
+                self.noise_mode,
+                self.noise_generator(key),
+                cell=record.cell if record.pbc.any() else None,
+                pbc=record.pbc if record.pbc.any() else None,
             )
-            record = dataclasses.replace(record, positions=noisy, forces=labels, energy=None, stress=None)
+            record = dataclasses.replace(
+                record, positions=noisy, forces=labels, energy=None, stress=None
+            )
         return structure_to_graph(
-            record, cutoff=self.cutoff, max_neighbors=self.max_neighbors, dataset_index=subset,
-            sample_index=record_index, dtype=self.dtype,
+            record,
+            cutoff=self.cutoff,
+            max_neighbors=self.max_neighbors,
+            dataset_index=subset,
+            sample_index=record_index,
+            dtype=self.dtype,
         )
 
     def __repr__(self) -> str:

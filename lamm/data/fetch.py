@@ -106,9 +106,15 @@ def download(
                     raise FetchError(f"{url}: not found on the server (HTTP 404)", not_found=True)
                 response.raise_for_status()
                 if offset and response.status_code == 206:
-                    start = (response.headers.get("Content-Range") or "").removeprefix("bytes ").split("-")[0]
+                    start = (
+                        (response.headers.get("Content-Range") or "")
+                        .removeprefix("bytes ")
+                        .split("-")[0]
+                    )
                     if start != str(offset):
-                        raise FetchError(f"{url}: asked for bytes from {offset}, server sent {response.headers.get('Content-Range')}")
+                        raise FetchError(
+                            f"{url}: asked for bytes from {offset}, server sent {response.headers.get('Content-Range')}"
+                        )
                     mode = "ab"
                 else:
                     offset, mode = 0, "wb"  # the server ignored the Range header: start over
@@ -119,14 +125,22 @@ def download(
                 total = offset + int(length) if length is not None else None
                 blocks = math.ceil((total - offset) / BLOCK) if total is not None else None
                 with open(part, mode) as handle:
-                    for block in progress(response.iter_content(BLOCK), desc=dest.name, total=blocks, unit="x64KiB"):
+                    for block in progress(
+                        response.iter_content(BLOCK), desc=dest.name, total=blocks, unit="x64KiB"
+                    ):
                         handle.write(block)
                         digest.update(block)
                         hashed += len(block)
                 if total is not None and hashed != total:
-                    raise requests.ConnectionError(f"connection closed after {hashed} of {total} bytes")
+                    raise requests.ConnectionError(
+                        f"connection closed after {hashed} of {total} bytes"
+                    )
                 break
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as err:
             received = part.stat().st_size if part.exists() else 0
             if attempt == retries:
                 if not connected:
@@ -139,7 +153,14 @@ def download(
                     f"download of {url} broke off after {received} bytes ({err}); the partial file {part} is kept "
                     f"and the next run resumes from it"
                 ) from None
-            log.warning("%s: %s; retrying from byte %d (attempt %d of %d)", dest.name, err, received, attempt + 2, retries + 1)
+            log.warning(
+                "%s: %s; retrying from byte %d (attempt %d of %d)",
+                dest.name,
+                err,
+                received,
+                attempt + 2,
+                retries + 1,
+            )
             time.sleep(backoff_s * 2**attempt)
         except requests.HTTPError as err:
             raise FetchError(f"{url}: {err}") from None
@@ -183,7 +204,9 @@ def unpack(archive: Path, kind: str, dest_dir: Path, unpacked_name: str | None =
         tmp = dest_dir / f".{unpacked_name}.tmp-{os.getpid()}"
         try:
             with lzma.open(archive) as source, open(tmp, "wb") as sink:
-                for block in progress(iter(lambda: source.read(CHUNK), b""), desc=f"unpack {archive.name}", unit="MiB"):
+                for block in progress(
+                    iter(lambda: source.read(CHUNK), b""), desc=f"unpack {archive.name}", unit="MiB"
+                ):
                     sink.write(block)
             os.replace(tmp, target)
         except lzma.LZMAError as err:
@@ -198,7 +221,9 @@ def unpack(archive: Path, kind: str, dest_dir: Path, unpacked_name: str | None =
         try:
             if kind == "zip":
                 with zipfile.ZipFile(archive) as bundle:
-                    for member in progress(bundle.infolist(), desc=f"unpack {archive.name}", unit="files"):
+                    for member in progress(
+                        bundle.infolist(), desc=f"unpack {archive.name}", unit="files"
+                    ):
                         bundle.extract(member, staging)
             else:
                 with tarfile.open(archive, "r:gz" if kind == "tar.gz" else "r:") as bundle:
@@ -207,7 +232,9 @@ def unpack(archive: Path, kind: str, dest_dir: Path, unpacked_name: str | None =
             for entry in sorted(staging.iterdir()):
                 _move_into(entry, dest_dir / entry.name)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
-            raise FetchError(f"{archive}: cannot be unpacked ({type(err).__name__}: {err})") from None
+            raise FetchError(
+                f"{archive}: cannot be unpacked ({type(err).__name__}: {err})"
+            ) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     else:
@@ -222,7 +249,9 @@ def mirrored(release: ReleaseFile, mirror: str | None) -> str:
 
 # "1.7G (8.2G unpacked)", "344M": a size is a number with a unit that ends the text or precedes
 # its "(... unpacked)" note or a comma; "about 9.6M frames" is a count, not a size.
-_SIZE = re.compile(r"(?:about\s+)?([0-9]+(?:\.[0-9]+)?)\s*([KMGT])B?(?=\s*(?:\(|,|;|$))", re.IGNORECASE)
+_SIZE = re.compile(
+    r"(?:about\s+)?([0-9]+(?:\.[0-9]+)?)\s*([KMGT])B?(?=\s*(?:\(|,|;|$))", re.IGNORECASE
+)
 _UNPACKED = re.compile(r"\(\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT])B?\s+unpacked", re.IGNORECASE)
 _UNIT = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
@@ -256,24 +285,43 @@ def fetch_plan(source: Source, names: list[str] | None = None) -> dict[str, Any]
     files, download, unpacked, unknown = [], 0.0, 0.0, 0
     for release in source.release_files(names):
         size_bytes, unpacked_bytes = parse_size(release.size)
-        files.append({"name": release.name, "url": release.url, "size": release.size,
-                      "bytes": size_bytes, "unpacked_bytes": unpacked_bytes})
+        files.append(
+            {
+                "name": release.name,
+                "url": release.url,
+                "size": release.size,
+                "bytes": size_bytes,
+                "unpacked_bytes": unpacked_bytes,
+            }
+        )
         if size_bytes is None:
             unknown += 1
             continue
         download += size_bytes
         unpacked += unpacked_bytes if unpacked_bytes is not None else size_bytes
-    return {"source": source.name, "files": files, "download_bytes": download, "unpacked_bytes": unpacked,
-            "disk_bytes": download + unpacked, "unknown_size": unknown}
+    return {
+        "source": source.name,
+        "files": files,
+        "download_bytes": download,
+        "unpacked_bytes": unpacked,
+        "disk_bytes": download + unpacked,
+        "unknown_size": unknown,
+    }
 
 
 def plan_line(plan: Mapping[str, Any]) -> str:
     """One line for a log or a Snakemake message: the files and the totals."""
-    names = ", ".join(f"{f['name']} ({f['size'] or 'size not published'})" for f in plan["files"][:6])
+    names = ", ".join(
+        f"{f['name']} ({f['size'] or 'size not published'})" for f in plan["files"][:6]
+    )
     more = f" and {len(plan['files']) - 6} more" if len(plan["files"]) > 6 else ""
-    unknown = f"; {plan['unknown_size']} file(s) without a published size" if plan["unknown_size"] else ""
-    return (f"{plan['source']}: {len(plan['files'])} file(s): {names}{more}; download {human_bytes(plan['download_bytes'])}, "
-            f"disk up to {human_bytes(plan['disk_bytes'])} with archives kept{unknown}")
+    unknown = (
+        f"; {plan['unknown_size']} file(s) without a published size" if plan["unknown_size"] else ""
+    )
+    return (
+        f"{plan['source']}: {len(plan['files'])} file(s): {names}{more}; download {human_bytes(plan['download_bytes'])}, "
+        f"disk up to {human_bytes(plan['disk_bytes'])} with archives kept{unknown}"
+    )
 
 
 def fetch_source(
@@ -292,17 +340,35 @@ def fetch_source(
     dest.mkdir(parents=True, exist_ok=True)
     session = requests.Session()
     # Chunks a release may lack (PubChem3D's numbering has gaps): reported and skipped.
-    skippable = {f.name for e in source.files if e.chunks is not None and e.chunks.missing_ok for f in e.expand()}
+    skippable = {
+        f.name
+        for e in source.files
+        if e.chunks is not None and e.chunks.missing_ok
+        for f in e.expand()
+    }
     entries = []
     for release in source.release_files(names):
         marker = dest / f".{release.name}.unpacked"
-        entry = {"name": release.name, "url": release.url, "md5": release.md5, "unpack": release.unpack}
+        entry = {
+            "name": release.name,
+            "url": release.url,
+            "md5": release.md5,
+            "unpack": release.unpack,
+        }
         if release.unpack != "none" and marker.exists():
-            entries.append({**entry, "status": "unpacked"})  # archive may have been removed after unpacking
+            entries.append(
+                {**entry, "status": "unpacked"}
+            )  # archive may have been removed after unpacking
             continue
         try:
-            path = download(mirrored(release, mirror), dest / release.name, md5=release.md5, retries=retries,
-                            backoff_s=backoff_s, session=session)
+            path = download(
+                mirrored(release, mirror),
+                dest / release.name,
+                md5=release.md5,
+                retries=retries,
+                backoff_s=backoff_s,
+                session=session,
+            )
         except FetchError as err:
             if err.not_found and release.name in skippable:
                 log.warning("%s: %s (chunk skipped; the release has gaps)", source.name, err)
@@ -313,10 +379,14 @@ def fetch_source(
             unpack(path, release.unpack, dest, release.unpacked_name)
             if remove_archives and release.unpack != "none":
                 path.unlink()
-        entries.append({**entry, "status": "unpacked" if unpack_files and release.unpack != "none" else "downloaded"})
+        entries.append(
+            {
+                **entry,
+                "status": "unpacked" if unpack_files and release.unpack != "none" else "downloaded",
+            }
+        )
     manifest = {"source": source.name, "files": entries}
     tmp = dest / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, dest / MANIFEST)
     return manifest
-

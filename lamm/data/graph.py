@@ -45,7 +45,9 @@ def neighbor_list(
     # vesin's pair order is a deterministic function of its input, so sums over edges are
     # reproducible without sorting; only the max_neighbors cut needs edges ordered by distance.
     quantities = "ijSd" if max_neighbors is not None else "ijS"
-    i, j, shifts, *rest = calculator.compute(positions, cell, pbc.tolist(), quantities=quantities, copy=False)
+    i, j, shifts, *rest = calculator.compute(
+        positions, cell, pbc.tolist(), quantities=quantities, copy=False
+    )
     i = i.astype(np.int64)
     j = j.astype(np.int64)
     shifts = shifts.astype(np.int64)
@@ -68,7 +70,9 @@ def _check_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
         raise ValueError(f"pbc must have 3 entries, got shape {pbc.shape}")
     periodic = cell[pbc]
     if len(periodic) and (np.linalg.norm(periodic, axis=1) < 1e-8).any():
-        raise ValueError(f"a periodic axis has a zero cell vector (pbc={pbc.tolist()}, cell={cell.tolist()})")
+        raise ValueError(
+            f"a periodic axis has a zero cell vector (pbc={pbc.tolist()}, cell={cell.tolist()})"
+        )
     if len(periodic) and np.linalg.matrix_rank(periodic) < len(periodic):
         raise ValueError(f"the periodic cell vectors are linearly dependent (cell={cell.tolist()})")
 
@@ -101,7 +105,9 @@ def structure_to_graph(
     Missing labels become zeros with their mask False, as the universal loss expects.
     """
     n = record.natoms
-    edge_index, offsets = neighbor_list(record.positions, record.cell, record.pbc, cutoff, max_neighbors)
+    edge_index, offsets = neighbor_list(
+        record.positions, record.cell, record.pbc, cutoff, max_neighbors
+    )
     energy = 0.0 if record.energy is None else record.energy
     forces = np.zeros((n, 3)) if record.forces is None else record.forces
     stress = np.zeros((3, 3)) if record.stress is None else record.stress
@@ -121,8 +127,12 @@ def structure_to_graph(
             K.STRESS: torch.tensor(stress, dtype=dtype).view(1, 3, 3),
             K.STRESS_MASK: torch.tensor([record.stress is not None]),
             K.DATASET_INDEX: torch.tensor([dataset_index], dtype=torch.long),
-            K.FIXED: torch.zeros(n, dtype=torch.bool) if record.fixed is None else torch.tensor(np.asarray(record.fixed), dtype=torch.bool),
-            K.TAGS: torch.full((n,), -1, dtype=torch.long) if record.tags is None else torch.tensor(np.asarray(record.tags), dtype=torch.long),
+            K.FIXED: torch.zeros(n, dtype=torch.bool)
+            if record.fixed is None
+            else torch.tensor(np.asarray(record.fixed), dtype=torch.bool),
+            K.TAGS: torch.full((n,), -1, dtype=torch.long)
+            if record.tags is None
+            else torch.tensor(np.asarray(record.tags), dtype=torch.long),
             K.SAMPLE_INDEX: torch.tensor([sample_index], dtype=torch.long),
         }
     )

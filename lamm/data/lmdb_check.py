@@ -51,15 +51,21 @@ def expected_size(path: str | os.PathLike) -> tuple[int, int, int]:
         first = handle.read(_META_END)
         meta0 = _meta(first, 0)
         if meta0 is None or meta0[0] != MAGIC:
-            raise LmdbFileError(f"{path} is not a readable structure store: not an LMDB file (no LMDB header in its first bytes; {size} bytes)")
+            raise LmdbFileError(
+                f"{path} is not a readable structure store: not an LMDB file (no LMDB header in its first bytes; {size} bytes)"
+            )
         psize = meta0[1]
         if not (_MIN_PAGE <= psize <= _MAX_PAGE) or psize & (psize - 1):
-            raise LmdbFileError(f"{path} is not a readable structure store: corrupted LMDB header (page size {psize})")
+            raise LmdbFileError(
+                f"{path} is not a readable structure store: corrupted LMDB header (page size {psize})"
+            )
         handle.seek(psize)
         second = handle.read(_META_END)
     (version,) = struct.unpack_from("=I", first, _MAGIC_AT + 4)
     if version != DATA_VERSION:
-        raise LmdbFileError(f"{path} is not a readable structure store: LMDB data version {version}, expected {DATA_VERSION}")
+        raise LmdbFileError(
+            f"{path} is not a readable structure store: LMDB data version {version}, expected {DATA_VERSION}"
+        )
     metas = [meta0]
     meta1 = _meta(second, 0)
     if meta1 is None:

@@ -65,7 +65,9 @@ class EpochLoader:
         if num_workers < 0:
             raise ValueError(f"num_workers must be non-negative, got {num_workers}")
         if len(sampler.natoms) != len(dataset):
-            raise ValueError(f"the sampler covers {len(sampler.natoms)} samples, the dataset has {len(dataset)}")
+            raise ValueError(
+                f"the sampler covers {len(sampler.natoms)} samples, the dataset has {len(dataset)}"
+            )
         self.dataset, self.sampler = dataset, sampler
         if num_workers and not _KILL_AT_EXIT:
             atexit.register(_kill_workers)
@@ -113,4 +115,10 @@ def build_loader(
     pin_memory: bool = False,
 ) -> EpochLoader:
     """The training loader of one rank (see `EpochLoader`)."""
-    return EpochLoader(dataset, sampler, num_workers=num_workers, prefetch_factor=prefetch_factor, pin_memory=pin_memory)
+    return EpochLoader(
+        dataset,
+        sampler,
+        num_workers=num_workers,
+        prefetch_factor=prefetch_factor,
+        pin_memory=pin_memory,
+    )

@@ -12,7 +12,11 @@ import numpy as np
 
 
 def assign_lpt(
-    batches: list[np.ndarray], work: np.ndarray, natoms: np.ndarray, world_size: int, cap: int | None
+    batches: list[np.ndarray],
+    work: np.ndarray,
+    natoms: np.ndarray,
+    world_size: int,
+    cap: int | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """LPT inside every batch at once: largest sample first, to the least loaded rank with room.
 
@@ -36,7 +40,9 @@ def assign_lpt(
     filled = np.zeros((len(batches), world_size), dtype=np.int64)  # [K, W] atoms per rank
     rank = np.full(index.shape, -1, dtype=np.int64)
     for p in range(index.shape[1]):
-        candidates = loads if cap is None else np.where(filled + atoms[:, p : p + 1] <= cap, loads, np.inf)
+        candidates = (
+            loads if cap is None else np.where(filled + atoms[:, p : p + 1] <= cap, loads, np.inf)
+        )
         best = candidates.argmin(axis=1)  # [K]
         ok = valid[:, p] & np.isfinite(candidates[rows, best])
         rank[ok, p] = best[ok]

@@ -73,14 +73,18 @@ def _denoise_numpy(positions, sigma, mode, generator, cell, pbc):
     if generator is None:
         generator = np.random.default_rng()
     if not isinstance(generator, np.random.Generator):
-        raise TypeError(f"numpy positions need a numpy.random.Generator, got {type(generator).__name__}")
+        raise TypeError(
+            f"numpy positions need a numpy.random.Generator, got {type(generator).__name__}"
+        )
     dtype = positions.dtype if np.issubdtype(positions.dtype, np.floating) else np.float64
     noise = generator.standard_normal(positions.shape) * sigma  # [n, 3] float64
     if mode == "relative" and len(noise):
         noise -= noise.mean(axis=0, keepdims=True)
     noisy = positions.astype(np.float64) + noise
     if cell is not None or pbc is not None:
-        noisy = wrap_positions(noisy, np.asarray(cell, dtype=np.float64), np.asarray(pbc, dtype=bool))
+        noisy = wrap_positions(
+            noisy, np.asarray(cell, dtype=np.float64), np.asarray(pbc, dtype=bool)
+        )
     return noisy.astype(dtype, copy=False), (-noise).astype(dtype, copy=False)
 
 
@@ -91,13 +95,17 @@ def _denoise_torch(positions, sigma, mode, generator, cell, pbc):
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"torch positions need a torch.Generator, got {type(generator).__name__}")
     dtype = positions.dtype if positions.is_floating_point() else torch.float64
-    noise = torch.randn(positions.shape, generator=generator, dtype=dtype, device=positions.device) * sigma  # [n, 3]
+    noise = (
+        torch.randn(positions.shape, generator=generator, dtype=dtype, device=positions.device)
+        * sigma
+    )  # [n, 3]
     if mode == "relative" and len(noise):
         noise = noise - noise.mean(dim=0, keepdim=True)
     noisy = positions.to(dtype) + noise
     if cell is not None or pbc is not None:
         wrapped = wrap_positions(
-            noisy.detach().cpu().double().numpy(), np.asarray(torch.as_tensor(cell).cpu(), dtype=np.float64),
+            noisy.detach().cpu().double().numpy(),
+            np.asarray(torch.as_tensor(cell).cpu(), dtype=np.float64),
             np.asarray(torch.as_tensor(pbc).cpu(), dtype=bool),
         )
         noisy = torch.as_tensor(wrapped, dtype=dtype, device=positions.device)
@@ -111,7 +119,9 @@ def wrap_positions(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> 
     if not pbc.any():
         return positions
     if np.linalg.matrix_rank(cell[pbc]) < int(pbc.sum()):
-        raise ValueError(f"cannot wrap: the periodic cell vectors are degenerate (cell={cell.tolist()})")
+        raise ValueError(
+            f"cannot wrap: the periodic cell vectors are degenerate (cell={cell.tolist()})"
+        )
     # Non-periodic axes may have zero cell vectors: complete the cell to an invertible basis
     # (an orthogonal complement) so fractional coordinates exist, then wrap periodic axes only.
     basis = cell.copy()

@@ -46,7 +46,9 @@ def convert_arguments(real: Mapping[str, Any], subset: str, raw_dir: str | Path,
     source = load_source(subset)
     raw = Path(raw_dir) / subset
     names = release_names(real, subset)
-    inputs = real["inputs"].get(subset) or {split: source.inputs(split, names) for split in ("train", "val", "test")}
+    inputs = real["inputs"].get(subset) or {
+        split: source.inputs(split, names) for split in ("train", "val", "test")
+    }
     args = []
     for split, option in (("train", "--input"), ("val", "--val-input"), ("test", "--test-input")):
         args += [f"{option} {shlex.quote(str(raw / path))}" for path in inputs.get(split, [])]
@@ -55,5 +57,7 @@ def convert_arguments(real: Mapping[str, Any], subset: str, raw_dir: str | Path,
         args.append(f"--max-atoms {'none' if limit is None else limit}")
     if subset in real["total_energies"]:
         args.append(f"--reference-energies {shlex.quote(str(raw / source.reference(names)))}")
-    args.append(f"--min-distance {real['min_distance']} --val-fraction {real['val_fraction']} --seed {seed}")
+    args.append(
+        f"--min-distance {real['min_distance']} --val-fraction {real['val_fraction']} --seed {seed}"
+    )
     return " ".join(args)

@@ -55,7 +55,9 @@ class StructureRecord:
     fixed: np.ndarray | None = None  # [n] bool
     tags: np.ndarray | None = None  # [n] integer
     source_id: str = ""
-    stress: np.ndarray | None = None  # [3, 3] float64, eV/Angstrom^3, ASE's sign: (1/V) dE/d(strain)
+    stress: np.ndarray | None = (
+        None  # [3, 3] float64, eV/Angstrom^3, ASE's sign: (1/V) dE/d(strain)
+    )
 
     @property
     def natoms(self) -> int:
@@ -156,7 +158,11 @@ class StructureRecord:
             flags |= int(bool(self.pbc[axis])) << (_PBC_SHIFT + axis)
         sid = self.source_id.encode("utf-8")
         energy = float("nan") if self.energy is None else float(self.energy)
-        parts = [_HEADER.pack(ENCODING_VERSION, flags, len(sid), n, energy), sid, b"\0" * (_pad8(len(sid)) - len(sid))]
+        parts = [
+            _HEADER.pack(ENCODING_VERSION, flags, len(sid), n, energy),
+            sid,
+            b"\0" * (_pad8(len(sid)) - len(sid)),
+        ]
         parts.append(np.ascontiguousarray(self.cell, dtype="<f8").tobytes())
         parts.append(np.ascontiguousarray(self.positions, dtype="<f8").tobytes())
         if self.forces is not None:
@@ -177,7 +183,9 @@ class StructureRecord:
         """Inverse of `encode`; arrays are read-only views into `buffer` (copy before writing)."""
         version, flags, sid_len, n, energy = _HEADER.unpack_from(buffer, 0)
         if version != ENCODING_VERSION:
-            raise ValueError(f"record encoding version {version} is not supported (expected {ENCODING_VERSION})")
+            raise ValueError(
+                f"record encoding version {version} is not supported (expected {ENCODING_VERSION})"
+            )
         offset = _HEADER.size
         source_id = bytes(buffer[offset : offset + sid_len]).decode("utf-8")
         offset += _pad8(sid_len)

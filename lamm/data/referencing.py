@@ -69,7 +69,9 @@ def fit_element_references(counts: np.ndarray, energies: np.ndarray) -> dict[str
     counts = np.asarray(counts, dtype=np.float64)
     energies = np.asarray(energies, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != NUM_ELEMENTS or counts.shape[0] != energies.shape[0]:
-        raise ValueError(f"counts must be [n, {NUM_ELEMENTS}] matching energies [n], got {counts.shape} and {energies.shape}")
+        raise ValueError(
+            f"counts must be [n, {NUM_ELEMENTS}] matching energies [n], got {counts.shape} and {energies.shape}"
+        )
     if len(energies) == 0:
         raise ValueError("no energies to fit references to")
     if not np.isfinite(energies).all():
@@ -88,7 +90,11 @@ def fit_element_references(counts: np.ndarray, energies: np.ndarray) -> dict[str
         {str(int(z)): round(float(c), 6) for z, c in zip(elements, vector) if abs(c) > 1e-9}
         for vector in vt[rank:]
     ]
-    constant = [int(z) for z, column in zip(elements, matrix.T) if len(column) > 1 and (column == column[0]).all()]
+    constant = [
+        int(z)
+        for z, column in zip(elements, matrix.T)
+        if len(column) > 1 and (column == column[0]).all()
+    ]
     return {
         "references": references,
         "elements": elements.tolist(),
@@ -132,19 +138,30 @@ def compute_statistics(
         provenance["train_subsample"] = True
     provenance["train_samples"] = len(train)
     if task == "denoising":
-        provenance.update(samples_used=0, references="none (denoising: no energies)", force_rms_source="noise sigma")
+        provenance.update(
+            samples_used=0,
+            references="none (denoising: no energies)",
+            force_rms_source="noise sigma",
+        )
         return _result({}, 0.0, 1.0, float(noise_sigma), provenance)
     if len(train) > max_samples:
         train = np.sort(np.random.default_rng(seed).choice(train, size=max_samples, replace=False))
     provenance["samples_used"] = len(train)
     counts, energies, squares, components = [], [], 0.0, 0
-    non_finite = {"energy": 0, "forces": 0}  # labels left out of the fit, counted (converted stores have none)
+    non_finite = {
+        "energy": 0,
+        "forces": 0,
+    }  # labels left out of the fit, counted (converted stores have none)
     for index in progress(train.tolist(), desc=f"statistics {store.subset}", unit="sample"):
         record = store.get_record(index)
         if record.energy is not None and not np.isfinite(record.energy):
             non_finite["energy"] += 1
         elif record.energy is not None:
-            counts.append(np.bincount(np.asarray(record.atomic_numbers, dtype=np.int64), minlength=NUM_ELEMENTS))
+            counts.append(
+                np.bincount(
+                    np.asarray(record.atomic_numbers, dtype=np.int64), minlength=NUM_ELEMENTS
+                )
+            )
             energies.append(record.energy)
         if record.forces is not None and not np.isfinite(record.forces).all():
             non_finite["forces"] += 1
@@ -179,7 +196,9 @@ def compute_statistics(
         reference_dict = {}
     std = float(referenced.std())
     if std < MIN_STD:
-        provenance["energy_std_fallback"] = f"referenced energies vary by {std:.3g} eV; scale 1 eV used"
+        provenance["energy_std_fallback"] = (
+            f"referenced energies vary by {std:.3g} eV; scale 1 eV used"
+        )
         std = 1.0
     return _result(reference_dict, float(referenced.mean()), std, force_rms, provenance)
 
@@ -200,7 +219,11 @@ def _settings(store, noise_sigma, max_samples, seed, fit_references) -> dict[str
     if fit_references not in ("auto", True, False):
         raise ValueError(f"fit_references must be 'auto', True or False, got {fit_references!r}")
     fit = store.energy_kind != "adsorption" if fit_references == "auto" else bool(fit_references)
-    settings: dict[str, Any] = {"max_samples": int(max_samples), "seed": int(seed), "fit_references": fit}
+    settings: dict[str, Any] = {
+        "max_samples": int(max_samples),
+        "seed": int(seed),
+        "fit_references": fit,
+    }
     if store.info.get("task") == "denoising":
         if not noise_sigma > 0:
             raise ValueError(f"noise_sigma must be positive, got {noise_sigma}")
@@ -214,7 +237,11 @@ def store_key(store: StructureStore) -> dict[str, Any]:
     digest = hashlib.sha256(json.dumps(store.info, sort_keys=True).encode())
     digest.update(store.natoms.tobytes())
     digest.update(store.split.tobytes())
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "metadata_sha256": digest.hexdigest()[:16]}
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "metadata_sha256": digest.hexdigest()[:16],
+    }
 
 
 def statistics_path(store_path: str | os.PathLike) -> Path:
@@ -248,7 +275,13 @@ def load_or_compute_statistics(
             log.info("%s is stale (store or settings changed); recomputing", path)
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             log.warning("ignoring unreadable statistics cache %s: %s", path, err)
-    stats = compute_statistics(store, noise_sigma=noise_sigma, max_samples=max_samples, seed=seed, fit_references=fit_references)
+    stats = compute_statistics(
+        store,
+        noise_sigma=noise_sigma,
+        max_samples=max_samples,
+        seed=seed,
+        fit_references=fit_references,
+    )
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
@@ -268,6 +301,12 @@ def statistics_for(
 ) -> list[dict[str, Any]]:
     """One statistics dict per store, in head order (for `Normalizer.from_statistics`)."""
     return [
-        load_or_compute_statistics(store, noise_sigma=noise_sigma, max_samples=max_samples, seed=seed, fit_references=fit_references)
+        load_or_compute_statistics(
+            store,
+            noise_sigma=noise_sigma,
+            max_samples=max_samples,
+            seed=seed,
+            fit_references=fit_references,
+        )
         for store in stores
     ]

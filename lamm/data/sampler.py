@@ -66,15 +66,24 @@ class DistributedBatchSampler(Sampler[list[SampleKey]]):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         if max_atoms_per_rank is not None and strategy != "lamm":
-            raise ValueError("max_atoms_per_rank needs strategy 'lamm' (the baselines have no memory cap)")
+            raise ValueError(
+                "max_atoms_per_rank needs strategy 'lamm' (the baselines have no memory cap)"
+            )
         self.natoms = np.asarray(natoms, dtype=np.int64)
         self.subset_sizes = np.asarray(subset_sizes, dtype=np.int64)
         if self.subset_sizes.sum() != len(self.natoms):
-            raise ValueError(f"subset sizes sum to {self.subset_sizes.sum()}, but natoms has {len(self.natoms)} samples")
+            raise ValueError(
+                f"subset sizes sum to {self.subset_sizes.sum()}, but natoms has {len(self.natoms)} samples"
+            )
         self.offsets = np.concatenate([[0], np.cumsum(self.subset_sizes)])
         self.work = None if work is None else np.asarray(work, dtype=np.float64)
         self.world_size, self.rank, self.batch_per_rank = world_size, rank, batch_per_rank
-        self.strategy, self.temperature, self.num_splits, self.seed = strategy, temperature, num_splits, seed
+        self.strategy, self.temperature, self.num_splits, self.seed = (
+            strategy,
+            temperature,
+            num_splits,
+            seed,
+        )
         self.max_atoms_per_rank = max_atoms_per_rank
         self.epoch = 0
         self._start_step = 0  # first step of the next iteration (set by load_state_dict)
@@ -98,7 +107,15 @@ class DistributedBatchSampler(Sampler[list[SampleKey]]):
         seed = (self.seed, epoch, _PLAN_STREAM)
         w, b = self.world_size, self.batch_per_rank
         if self.strategy == "lamm":
-            plan = plan_lamm(natoms, w, b, self.num_splits, seed, work=work, max_atoms_per_rank=self.max_atoms_per_rank)
+            plan = plan_lamm(
+                natoms,
+                w,
+                b,
+                self.num_splits,
+                seed,
+                work=work,
+                max_atoms_per_rank=self.max_atoms_per_rank,
+            )
         elif self.strategy == "greedy":
             plan = plan_greedy(natoms, w, b, seed, work=work)
         else:
@@ -162,16 +179,28 @@ class DistributedBatchSampler(Sampler[list[SampleKey]]):
         step = self._yielded if steps_done is None else int(steps_done)
         if not 0 <= step <= len(self):
             raise ValueError(f"steps_done {step} outside 0..{len(self)}")
-        return {"format": STATE_FORMAT, "version": 1, "epoch": self.epoch, "step": step, **self._identity()}
+        return {
+            "format": STATE_FORMAT,
+            "version": 1,
+            "epoch": self.epoch,
+            "step": step,
+            **self._identity(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue where `state` stopped: the next iteration starts at step `state["step"]`."""
         if state.get("format") != STATE_FORMAT or state.get("version") != 1:
-            raise ValueError(f"not a batch sampler state: format {state.get('format')!r} version {state.get('version')!r}")
+            raise ValueError(
+                f"not a batch sampler state: format {state.get('format')!r} version {state.get('version')!r}"
+            )
         mine = self._identity()
-        differences = [f"{k}: saved {state.get(k)!r}, now {v!r}" for k, v in mine.items() if state.get(k) != v]
+        differences = [
+            f"{k}: saved {state.get(k)!r}, now {v!r}" for k, v in mine.items() if state.get(k) != v
+        ]
         if differences:
-            raise ValueError("cannot resume mid-epoch with a different sampler: " + "; ".join(differences))
+            raise ValueError(
+                "cannot resume mid-epoch with a different sampler: " + "; ".join(differences)
+            )
         self.epoch, self._yielded = int(state["epoch"]), int(state["step"])
         if not 0 <= self._yielded <= len(self):
             raise ValueError(f"saved step {self._yielded} outside the epoch's {len(self)} steps")

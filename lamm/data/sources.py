@@ -26,11 +26,28 @@ from typing import Any, Literal
 import yaml
 
 SOURCE_NAMES = (
-    "oc20_s2ef", "oc20_is2re", "oc22_s2ef", "oc22_is2re", "odac23_s2ef", "odac23_is2re",
-    "transition1x", "qm7x", "qmugs", "pubchem3d", "hme21",
+    "oc20_s2ef",
+    "oc20_is2re",
+    "oc22_s2ef",
+    "oc22_is2re",
+    "odac23_s2ef",
+    "odac23_is2re",
+    "transition1x",
+    "qm7x",
+    "qmugs",
+    "pubchem3d",
+    "hme21",
 )
 # Reader formats; `lamm.data.convert.open_reader` maps each to one module of lamm/data/readers/.
-FORMATS = ("fairchem_lmdb", "oc20_extxyz", "extxyz", "transition1x_h5", "qm7x_h5", "qmugs_sdf", "pubchem3d_sdf")
+FORMATS = (
+    "fairchem_lmdb",
+    "oc20_extxyz",
+    "extxyz",
+    "transition1x_h5",
+    "qm7x_h5",
+    "qmugs_sdf",
+    "pubchem3d_sdf",
+)
 DATASETS_DIR_ENV = "LAMM_DATASETS_DIR"
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -86,11 +103,20 @@ class ReleaseFile:
             last = first + self.chunks.size - 1
             names = {"first": first, "last": last}
             provides = Provides(
-                **{split: tuple(p.format(**names) for p in getattr(self.provides, split)) for split in ("train", "val", "test")}
+                **{
+                    split: tuple(p.format(**names) for p in getattr(self.provides, split))
+                    for split in ("train", "val", "test")
+                }
             )
-            files.append(dataclasses.replace(
-                self, name=self.name.format(**names), url=self.url.format(**names), chunks=None, provides=provides
-            ))
+            files.append(
+                dataclasses.replace(
+                    self,
+                    name=self.name.format(**names),
+                    url=self.url.format(**names),
+                    chunks=None,
+                    provides=provides,
+                )
+            )
         return files
 
 
@@ -150,7 +176,9 @@ class Source:
             elif name in templates:
                 chosen.extend(templates[name])
             else:
-                raise ValueError(f"source {self.name} has no release file {name!r}; files: {', '.join(sorted(by_name))}")
+                raise ValueError(
+                    f"source {self.name} has no release file {name!r}; files: {', '.join(sorted(by_name))}"
+                )
         return chosen
 
     def inputs(self, split: SplitName, names: list[str] | None = None) -> list[str]:

@@ -64,8 +64,18 @@ def _environment(path: Path, file_id: tuple[int, int]) -> tuple[lmdb.Environment
         # Inherited through fork (a DataLoader worker): drop the parent's mapping in this
         # process, then open our own.
         entry[1].close()
-    check_lmdb_file(path)  # a file cut short would SIGBUS inside LMDB's mmap: fail with a message instead
-    env = lmdb.open(str(path), subdir=False, readonly=True, lock=False, readahead=False, meminit=False, max_dbs=2)
+    check_lmdb_file(
+        path
+    )  # a file cut short would SIGBUS inside LMDB's mmap: fail with a message instead
+    env = lmdb.open(
+        str(path),
+        subdir=False,
+        readonly=True,
+        lock=False,
+        readahead=False,
+        meminit=False,
+        max_dbs=2,
+    )
     try:
         handles = (env, env.open_db(_RECORDS, create=False), env.open_db(_META, create=False))
     except lmdb.Error:
@@ -101,7 +111,9 @@ class StructureStore:
         self.natoms: np.ndarray = np.frombuffer(natoms_raw, dtype="<i4").copy()
         self.split: np.ndarray = np.frombuffer(split_raw, dtype="u1").copy()
         if len(self.natoms) != self.info["count"] or len(self.split) != self.info["count"]:
-            raise ValueError(f"{self.path}: metadata arrays disagree with count {self.info['count']}")
+            raise ValueError(
+                f"{self.path}: metadata arrays disagree with count {self.info['count']}"
+            )
 
     def __len__(self) -> int:
         return int(self.info["count"])
@@ -134,7 +146,9 @@ class StructureStore:
             with env.begin(db=records, buffers=False) as txn:
                 raw = txn.get(_key(index))
         except lmdb.Error as err:  # a corrupted page (MDB_CORRUPTED, MDB_PAGE_NOTFOUND)
-            raise ValueError(f"{self.path}: record {index} cannot be read, the store is corrupted: {err}") from err
+            raise ValueError(
+                f"{self.path}: record {index} cannot be read, the store is corrupted: {err}"
+            ) from err
         if raw is None:
             raise KeyError(f"{self.path}: record {index} missing although count is {len(self)}")
         return StructureRecord.decode(raw)
@@ -180,7 +194,13 @@ class StructureStoreWriter:
         self.tmp_path = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
         self.tmp_path.unlink(missing_ok=True)
         self._env = lmdb.open(
-            str(self.tmp_path), subdir=False, map_size=_MAP_SIZE, lock=False, max_dbs=2, meminit=True, sync=False
+            str(self.tmp_path),
+            subdir=False,
+            map_size=_MAP_SIZE,
+            lock=False,
+            max_dbs=2,
+            meminit=True,
+            sync=False,
         )
         self._records = self._env.open_db(_RECORDS)
         self._meta = self._env.open_db(_META)
@@ -208,7 +228,9 @@ class StructureStoreWriter:
 
     def update_info(self, extra: Mapping[str, Any]) -> None:
         """Add keys to the store's info (e.g. counts known only at the end of a conversion)."""
-        reserved = sorted(set(extra) & {"format", "version", "subset", "source", "energy_kind", "count"})
+        reserved = sorted(
+            set(extra) & {"format", "version", "subset", "source", "energy_kind", "count"}
+        )
         if reserved:
             raise ValueError(f"info keys {reserved} are the writer's own")
         self._info.update(extra)
@@ -217,14 +239,18 @@ class StructureStoreWriter:
         """Append one record; returns its index."""
         record.validate()
         if record.energy is not None and self._info["energy_kind"] == "none":
-            raise ValueError(f"record {record.source_id!r} has an energy but the store's energy_kind is 'none'")
+            raise ValueError(
+                f"record {record.source_id!r} has an energy but the store's energy_kind is 'none'"
+            )
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
         index = len(self._natoms)
         self._txn.put(_key(index), record.encode(), append=True)
         self._natoms.append(record.natoms)
         self._split.append(SPLITS[split])
-        counts = np.bincount(np.asarray(record.atomic_numbers, dtype=np.int64), minlength=MAX_ATOMIC_NUMBER + 1)
+        counts = np.bincount(
+            np.asarray(record.atomic_numbers, dtype=np.int64), minlength=MAX_ATOMIC_NUMBER + 1
+        )
         self._element_atoms += counts
         self._element_structures += counts > 0
         self._with_energy += record.energy is not None

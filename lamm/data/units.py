@@ -76,8 +76,12 @@ class Units:
             positions=np.asarray(record.positions, dtype=np.float64) * length,
             cell=np.asarray(record.cell, dtype=np.float64) * length,
             energy=None if record.energy is None else float(record.energy) * energy,
-            forces=None if record.forces is None else np.asarray(record.forces, dtype=np.float64) * self.forces_factor,
-            stress=None if record.stress is None else np.asarray(record.stress, dtype=np.float64) * (energy / length**3),
+            forces=None
+            if record.forces is None
+            else np.asarray(record.forces, dtype=np.float64) * self.forces_factor,
+            stress=None
+            if record.stress is None
+            else np.asarray(record.stress, dtype=np.float64) * (energy / length**3),
         )
 
     def as_dict(self) -> dict[str, str]:

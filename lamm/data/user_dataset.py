@@ -45,7 +45,11 @@ log = logging.getLogger(__name__)
 SCHEMA = Path(__file__).with_name("user_dataset.schema.yaml")
 USER_FORMATS = ("extxyz", "ase_db", "deepmd")
 # The key each format uses when the description names none.
-DEFAULT_KEYS = {"extxyz": ("energy", "forces"), "ase_db": ("energy", "forces"), "deepmd": ("energy", "force")}
+DEFAULT_KEYS = {
+    "extxyz": ("energy", "forces"),
+    "ase_db": ("energy", "forces"),
+    "deepmd": ("energy", "force"),
+}
 RANDOM_DEFAULT_FRACTION = 0.1  # val and test shares of a random split: small datasets need both
 
 
@@ -82,24 +86,34 @@ class UserDataset:
 
     def __post_init__(self) -> None:
         if self.format not in USER_FORMATS:
-            raise ValueError(f"dataset {self.name}: format {self.format!r} is not one of {', '.join(USER_FORMATS)}")
+            raise ValueError(
+                f"dataset {self.name}: format {self.format!r} is not one of {', '.join(USER_FORMATS)}"
+            )
         if not (self.train or self.val or self.test):
             raise ValueError(f"dataset {self.name}: no input files (give train, val or test files)")
         unknown = sorted(set(self.labels) - {"energy", "forces"})
         if unknown:
-            raise ValueError(f"dataset {self.name}: unknown labels {unknown}; expected energy and/or forces")
+            raise ValueError(
+                f"dataset {self.name}: unknown labels {unknown}; expected energy and/or forces"
+            )
         if self.energy_kind not in ("total", "adsorption"):
-            raise ValueError(f"dataset {self.name}: energy_kind must be total or adsorption, not {self.energy_kind!r}")
+            raise ValueError(
+                f"dataset {self.name}: energy_kind must be total or adsorption, not {self.energy_kind!r}"
+            )
         if self.policy == "random" and (self.val or self.test):
             raise ValueError(
                 f"dataset {self.name}: split policy random takes train files only, but val/test files are given;"
                 " use policy files (or leave the policy out)"
             )
         if self.format == "deepmd" and self.split.group_by not in ("frame", "file"):
-            raise ValueError(f"dataset {self.name}: deepmd frames have no info keys; group_by must be frame or file (a system)")
+            raise ValueError(
+                f"dataset {self.name}: deepmd frames have no info keys; group_by must be frame or file (a system)"
+            )
         for fraction in (self.split.val_fraction, self.split.test_fraction):
             if fraction is not None and not 0 <= fraction < 1:
-                raise ValueError(f"dataset {self.name}: split fractions must lie in [0, 1), got {fraction}")
+                raise ValueError(
+                    f"dataset {self.name}: split fractions must lie in [0, 1), got {fraction}"
+                )
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError(f"dataset {self.name}: val_fraction + test_fraction must be below 1")
         self.units  # raises on an unknown unit
@@ -150,7 +164,10 @@ class UserDataset:
         return {
             "name": self.name,
             "format": self.format,
-            "files": {split: [str(p.resolve()) for p in getattr(self, split)] for split in ("train", "val", "test")},
+            "files": {
+                split: [str(p.resolve()) for p in getattr(self, split)]
+                for split in ("train", "val", "test")
+            },
             "energy_key": energy_key,
             "forces_key": forces_key,
             "labels": list(self.labels),
@@ -159,8 +176,13 @@ class UserDataset:
             "functional": self.functional,
             "energy_kind": self.energy_kind,
             "description": self.description,
-            "split": {"policy": self.policy, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
-                      "group_by": self.split.group_by, "seed": self.split.seed},
+            "split": {
+                "policy": self.policy,
+                "val_fraction": self.val_fraction,
+                "test_fraction": self.test_fraction,
+                "group_by": self.split.group_by,
+                "seed": self.split.seed,
+            },
         }
 
 
@@ -171,22 +193,36 @@ def _paths(value: str | Sequence[str] | None, base: Path) -> tuple[Path, ...]:
     return tuple(Path(item) if os.path.isabs(item) else base / item for item in items)
 
 
-def user_dataset_from_mapping(mapping: Mapping[str, Any], base: str | os.PathLike = ".", *, where: str = "dataset description") -> UserDataset:
+def user_dataset_from_mapping(
+    mapping: Mapping[str, Any], base: str | os.PathLike = ".", *, where: str = "dataset description"
+) -> UserDataset:
     """A `UserDataset` from a description mapping (the YAML's content); paths relative to `base`."""
     config = validate_config(mapping, SCHEMA, name=where)
     base = Path(base)
     files, units, split = config["files"], config.get("units", {}), config.get("split", {})
     try:
         return UserDataset(
-            name=config["name"], format=config["format"],
-            train=_paths(files.get("train"), base), val=_paths(files.get("val"), base), test=_paths(files.get("test"), base),
-            energy_key=config["energy_key"], forces_key=config["forces_key"], labels=tuple(config["labels"]),
-            energy_unit=units.get("energy", "eV"), length_unit=units.get("length", "angstrom"),
-            periodic=config["periodic"], functional=config["functional"], energy_kind=config["energy_kind"],
+            name=config["name"],
+            format=config["format"],
+            train=_paths(files.get("train"), base),
+            val=_paths(files.get("val"), base),
+            test=_paths(files.get("test"), base),
+            energy_key=config["energy_key"],
+            forces_key=config["forces_key"],
+            labels=tuple(config["labels"]),
+            energy_unit=units.get("energy", "eV"),
+            length_unit=units.get("length", "angstrom"),
+            periodic=config["periodic"],
+            functional=config["functional"],
+            energy_kind=config["energy_kind"],
             description=config["description"],
-            split=UserSplit(policy=split.get("policy"), val_fraction=split.get("val_fraction"),
-                            test_fraction=split.get("test_fraction"), group_by=split.get("group_by", "frame"),
-                            seed=split.get("seed", 0)),
+            split=UserSplit(
+                policy=split.get("policy"),
+                val_fraction=split.get("val_fraction"),
+                test_fraction=split.get("test_fraction"),
+                group_by=split.get("group_by", "frame"),
+                seed=split.get("seed", 0),
+            ),
         )
     except ValueError as err:
         raise ConfigError(f"invalid {where}: {err}") from None
@@ -195,12 +231,19 @@ def user_dataset_from_mapping(mapping: Mapping[str, Any], base: str | os.PathLik
 def load_user_dataset(path: str | os.PathLike) -> UserDataset:
     """Read and check a dataset description YAML (errors name the file and the key)."""
     path = Path(path)
-    return user_dataset_from_mapping(load_yaml(path), path.parent, where=f"dataset description {path}")
+    return user_dataset_from_mapping(
+        load_yaml(path), path.parent, where=f"dataset description {path}"
+    )
 
 
 def _open_items(dataset: UserDataset, path: Path) -> Iterator[SourceItem]:
     energy_key, forces_key = dataset.keys
-    options = dict(energy_key=energy_key, forces_key=forces_key, units=dataset.units, group_by=dataset.split.group_by)
+    options = dict(
+        energy_key=energy_key,
+        forces_key=forces_key,
+        units=dataset.units,
+        group_by=dataset.split.group_by,
+    )
     if dataset.format == "extxyz":
         from lamm.data.readers.extxyz import read_extxyz
 
@@ -222,7 +265,9 @@ def _with_pbc(item: SourceItem, periodic: bool) -> SourceItem:
     """Impose the description's periodicity (a periodic frame without a cell then fails the cell check)."""
     if item.record is None:
         return item
-    return dataclasses.replace(item, record=dataclasses.replace(item.record, pbc=np.full(3, periodic)))
+    return dataclasses.replace(
+        item, record=dataclasses.replace(item.record, pbc=np.full(3, periodic))
+    )
 
 
 def convert_user_dataset(
@@ -238,14 +283,18 @@ def convert_user_dataset(
     """
     if min_distance <= 0:
         raise ValueError(f"min_distance must be positive, got {min_distance}")
-    inputs = [(split, path) for split in ("train", "val", "test") for path in getattr(dataset, split)]
+    inputs = [
+        (split, path) for split in ("train", "val", "test") for path in getattr(dataset, split)
+    ]
     info = {
         "task": "s2ef",
         "functional": dataset.functional,
         "periodic": dataset.periodic,
         "labels": list(dataset.labels),
         "title": dataset.description or dataset.name,
-        "energy_reference": "already total" if dataset.energy_kind == "total" else "adsorption energies as given",
+        "energy_reference": "already total"
+        if dataset.energy_kind == "total"
+        else "adsorption energies as given",
         "split_policy": dataset.policy,
         "split_group": dataset.split.group_by,
         "split_seed": dataset.split.seed,
@@ -254,12 +303,24 @@ def convert_user_dataset(
         "max_atoms": max_atoms,
         "min_distance": min_distance,
         "user_dataset": dataset.as_info(),
-        "units": {"energy": "eV", "length": "angstrom", "forces": "eV/angstrom",
-                  "converted_from": dataset.units.as_dict()},
+        "units": {
+            "energy": "eV",
+            "length": "angstrom",
+            "forces": "eV/angstrom",
+            "converted_from": dataset.units.as_dict(),
+        },
     }
     energy_kind = dataset.energy_kind if "energy" in dataset.labels else "none"
     return write_store(
-        Path(out), subset=dataset.name, source=f"user:{dataset.format}", energy_kind=energy_kind, info=info,
-        inputs=inputs, open_items=lambda path: _open_items(dataset, path), labels=dataset.labels,
-        max_atoms=max_atoms, min_distance=min_distance, target=dataset.target,
+        Path(out),
+        subset=dataset.name,
+        source=f"user:{dataset.format}",
+        energy_kind=energy_kind,
+        info=info,
+        inputs=inputs,
+        open_items=lambda path: _open_items(dataset, path),
+        labels=dataset.labels,
+        max_atoms=max_atoms,
+        min_distance=min_distance,
+        target=dataset.target,
     )

@@ -13,7 +13,9 @@ from lamm.distill.explore import ExploreSettings
 SCHEMA = Path(__file__).with_name("distill.schema.yaml")
 
 
-def validate_distill_config(raw: Mapping[str, Any], name: str = "distillation config") -> dict[str, Any]:
+def validate_distill_config(
+    raw: Mapping[str, Any], name: str = "distillation config"
+) -> dict[str, Any]:
     """Defaults filled; errors name the key. The student's model is resolved (checked) too."""
     from lamm.models.build import resolve_model_config
 
@@ -24,7 +26,9 @@ def validate_distill_config(raw: Mapping[str, Any], name: str = "distillation co
         raise ValueError(f"{name}: student.model: {err}") from None
     window = config["select"]
     if window["lo_ev_per_a"] > window["hi_ev_per_a"]:
-        raise ValueError(f"{name}: select.lo_ev_per_a {window['lo_ev_per_a']} is above select.hi_ev_per_a {window['hi_ev_per_a']}")
+        raise ValueError(
+            f"{name}: select.lo_ev_per_a {window['lo_ev_per_a']} is above select.hi_ev_per_a {window['hi_ev_per_a']}"
+        )
     return config
 
 
@@ -38,10 +42,17 @@ def load_distill_config(path: str | os.PathLike) -> dict[str, Any]:
 def explore_settings(config: Mapping[str, Any], *, validation: bool = False) -> ExploreSettings:
     """The exploration MD; with `validation`, the validation set's trajectory length and sampling."""
     explore = config["explore"]
-    steps, every = (config["validation"]["steps"], config["validation"]["sample_every"]) if validation else (
-        explore["steps"], explore["sample_every"])
+    steps, every = (
+        (config["validation"]["steps"], config["validation"]["sample_every"])
+        if validation
+        else (explore["steps"], explore["sample_every"])
+    )
     return ExploreSettings(
-        temperatures_k=tuple(float(t) for t in explore["temperatures_k"]), steps=steps, timestep_fs=explore["timestep_fs"],
-        friction_per_fs=explore["friction_per_fs"], sample_every=every, max_force_ev_per_a=explore["max_force_ev_per_a"],
+        temperatures_k=tuple(float(t) for t in explore["temperatures_k"]),
+        steps=steps,
+        timestep_fs=explore["timestep_fs"],
+        friction_per_fs=explore["friction_per_fs"],
+        sample_every=every,
+        max_force_ev_per_a=explore["max_force_ev_per_a"],
         min_distance_a=explore["min_distance_a"],
     )

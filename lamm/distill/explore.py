@@ -40,11 +40,22 @@ class ExploreSettings:
 
     def __post_init__(self) -> None:
         if not self.temperatures_k or any(t < 0 for t in self.temperatures_k):
-            raise ValueError(f"explore.temperatures_k must be a non-empty list of temperatures >= 0, got {self.temperatures_k}")
+            raise ValueError(
+                f"explore.temperatures_k must be a non-empty list of temperatures >= 0, got {self.temperatures_k}"
+            )
         if self.steps < 1 or self.sample_every < 1:
-            raise ValueError(f"explore.steps and explore.sample_every must be positive, got {self.steps}, {self.sample_every}")
-        if not (self.timestep_fs > 0 and self.friction_per_fs >= 0 and self.max_force_ev_per_a > 0 and self.min_distance_a >= 0):
-            raise ValueError(f"explore: timestep_fs and max_force_ev_per_a must be positive, friction and min_distance >= 0: {self}")
+            raise ValueError(
+                f"explore.steps and explore.sample_every must be positive, got {self.steps}, {self.sample_every}"
+            )
+        if not (
+            self.timestep_fs > 0
+            and self.friction_per_fs >= 0
+            and self.max_force_ev_per_a > 0
+            and self.min_distance_a >= 0
+        ):
+            raise ValueError(
+                f"explore: timestep_fs and max_force_ev_per_a must be positive, friction and min_distance >= 0: {self}"
+            )
 
 
 @dataclass
@@ -52,7 +63,9 @@ class Exploration:
     """The sampled configurations (unlabeled records) and what the trajectories did."""
 
     records: list[StructureRecord] = field(default_factory=list)
-    temperatures: list[float] = field(default_factory=list)  # [frames] K, of each record's trajectory
+    temperatures: list[float] = field(
+        default_factory=list
+    )  # [frames] K, of each record's trajectory
     trajectories: int = 0
     aborted: dict[str, int] = field(default_factory=dict)  # reason -> trajectories
     atom_steps: int = 0  # sum over trajectories of atoms x steps run
@@ -81,8 +94,13 @@ def _record(atoms: Atoms, source_id: str) -> StructureRecord:
 
 
 def run_trajectory(
-    atoms: Atoms, calculator: Calculator, temperature_k: float, settings: ExploreSettings, rng: np.random.Generator,
-    label: str, out: Exploration,
+    atoms: Atoms,
+    calculator: Calculator,
+    temperature_k: float,
+    settings: ExploreSettings,
+    rng: np.random.Generator,
+    label: str,
+    out: Exploration,
 ) -> None:
     """One Langevin trajectory from `atoms` (not modified); its samples are appended to `out`."""
     from ase.md.langevin import Langevin
@@ -92,8 +110,14 @@ def run_trajectory(
     atoms.calc = calculator
     thermalize_momenta(atoms, temperature_k, rng=rng)  # Maxwell-Boltzmann
     Stationary(atoms)
-    dynamics = Langevin(atoms, settings.timestep_fs * units.fs, temperature_K=temperature_k,
-                        friction=settings.friction_per_fs / units.fs, fixcm=False, rng=rng)
+    dynamics = Langevin(
+        atoms,
+        settings.timestep_fs * units.fs,
+        temperature_K=temperature_k,
+        friction=settings.friction_per_fs / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
 
     def check() -> None:
         forces = atoms.get_forces()  # cached: the step just computed them
@@ -125,12 +149,26 @@ def run_trajectory(
 
 
 def explore(
-    seeds: Sequence[Atoms], calculator: Calculator, settings: ExploreSettings, *, seed: int, stream: int, prefix: str = ""
+    seeds: Sequence[Atoms],
+    calculator: Calculator,
+    settings: ExploreSettings,
+    *,
+    seed: int,
+    stream: int,
+    prefix: str = "",
 ) -> Exploration:
     """Every seed structure at every temperature; samples in (structure, temperature, step) order."""
     out = Exploration()
     for s, atoms in enumerate(seeds):
         for t, temperature in enumerate(settings.temperatures_k):
             rng = np.random.default_rng([seed, stream, s, t])
-            run_trajectory(atoms, calculator, temperature, settings, rng, f"{prefix}seed{s}/T{temperature:g}", out)
+            run_trajectory(
+                atoms,
+                calculator,
+                temperature,
+                settings,
+                rng,
+                f"{prefix}seed{s}/T{temperature:g}",
+                out,
+            )
     return out

@@ -29,27 +29,44 @@ from lamm.models.potential import Potential
 
 def with_labels(record: StructureRecord, energy: float, forces: np.ndarray) -> StructureRecord:
     """`record` with the given energy (eV) and forces (eV/Angstrom)."""
-    return StructureRecord(**{**record.__dict__, "energy": float(energy), "forces": np.asarray(forces, dtype=np.float64)})
+    return StructureRecord(
+        **{
+            **record.__dict__,
+            "energy": float(energy),
+            "forces": np.asarray(forces, dtype=np.float64),
+        }
+    )
 
 
 def unlabeled(record: StructureRecord) -> StructureRecord:
     return StructureRecord(**{**record.__dict__, "energy": None, "forces": None, "stress": None})
 
 
-def teacher_label(teacher: Potential, records: Sequence[StructureRecord], *, head: int, batch_size: int = 16) -> list[StructureRecord]:
+def teacher_label(
+    teacher: Potential, records: Sequence[StructureRecord], *, head: int, batch_size: int = 16
+) -> list[StructureRecord]:
     """The records labeled with the teacher's head `head` (direct or gradient forces alike)."""
     labels = predict(teacher, records, head=head, batch_size=batch_size)
     return [with_labels(r, e, f) for r, e, f in zip(records, labels.energy, labels.forces)]
 
 
 def write_store(
-    path: str | os.PathLike, records: Iterable[tuple[StructureRecord, str]], *, subset: str, labeled: bool,
+    path: str | os.PathLike,
+    records: Iterable[tuple[StructureRecord, str]],
+    *,
+    subset: str,
+    labeled: bool,
     info: Mapping[str, Any] | None = None,
 ) -> StructureStore:
     """An atomic store of (record, split) pairs (it exists whole or not at all)."""
     extra = {"task": "s2ef", "labels": ["energy", "forces"] if labeled else [], **dict(info or {})}
-    with StructureStoreWriter(path, subset=subset, source="distill", energy_kind="total" if labeled else "none",
-                              extra_info=extra) as writer:
+    with StructureStoreWriter(
+        path,
+        subset=subset,
+        source="distill",
+        energy_kind="total" if labeled else "none",
+        extra_info=extra,
+    ) as writer:
         for record, split in records:
             writer.add(record if labeled else unlabeled(record), split)
     return StructureStore(path)
@@ -63,11 +80,21 @@ def read_records(path: str | os.PathLike, split: str | None = None) -> list[Stru
 
 
 def training_store(
-    path: str | os.PathLike, labeled: Sequence[StructureRecord], validation: Sequence[StructureRecord], *, subset: str,
+    path: str | os.PathLike,
+    labeled: Sequence[StructureRecord],
+    validation: Sequence[StructureRecord],
+    *,
+    subset: str,
     info: Mapping[str, Any] | None = None,
 ) -> StructureStore:
     """`train.lmdb` of the module docstring."""
     if not labeled:
-        raise ValueError("no labeled configurations to train the students on (every explored configuration was rejected)")
-    pairs = [(r, "train") for r in labeled] + [(r, "val") for r in validation] + [(r, "test") for r in validation]
+        raise ValueError(
+            "no labeled configurations to train the students on (every explored configuration was rejected)"
+        )
+    pairs = (
+        [(r, "train") for r in labeled]
+        + [(r, "val") for r in validation]
+        + [(r, "test") for r in validation]
+    )
     return write_store(Path(path), pairs, subset=subset, labeled=True, info=info)

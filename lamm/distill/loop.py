@@ -55,7 +55,20 @@ from lamm.tables import write_csv
 log = logging.getLogger(__name__)
 
 VALIDATION_STREAM = 0  # exploration streams: 0 the validation set, r + 1 round r
-DEVIATION_EDGES = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, math.inf]  # eV/A, the per-round histogram
+DEVIATION_EDGES = [
+    0.0,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    math.inf,
+]  # eV/A, the per-round histogram
 
 
 @dataclass(frozen=True)
@@ -68,7 +81,9 @@ def round_dir(out: Path, r: int) -> Path:
     return out / "rounds" / f"round_{r:03d}"
 
 
-def stop_reason(errors: Sequence[float], *, target: float | None, patience: int, min_improvement: float) -> str | None:
+def stop_reason(
+    errors: Sequence[float], *, target: float | None, patience: int, min_improvement: float
+) -> str | None:
     """Why to stop after the last of `errors` (validation force MAE per round, meV/A), or None."""
     if not errors:
         return None
@@ -98,12 +113,24 @@ def slim_checkpoint(source: Path, target: Path, extra: Mapping[str, Any]) -> Pat
 class Distillation:
     """One distillation run in `out` (see the module docstring); `run(rounds)` does the rounds."""
 
-    def __init__(self, config: Mapping[str, Any], teacher: Teacher, seeds: Sequence[Atoms], out: str | Path,
-                 *, seeds_source: str = "") -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        teacher: Teacher,
+        seeds: Sequence[Atoms],
+        out: str | Path,
+        *,
+        seeds_source: str = "",
+    ) -> None:
         from lamm.calculator import LaMMCalculator
         from lamm.distill.predict import head_index
 
-        self.config, self.teacher, self.seeds, self.out = dict(config), teacher, list(seeds), Path(out)
+        self.config, self.teacher, self.seeds, self.out = (
+            dict(config),
+            teacher,
+            list(seeds),
+            Path(out),
+        )
         if not self.seeds:
             raise ValueError("no seed structures")
         self.teacher_calc = LaMMCalculator(teacher.path, head=teacher.head, device=self._device())
@@ -122,16 +149,23 @@ class Distillation:
     def check_identity(self) -> None:
         """Write DIR/run.json, or check that the run in DIR is this one (rounds aside)."""
         identity = {
-            "config": self.config, "teacher": str(self.teacher.path.resolve()), "teacher_head": self.subset,
-            "seed_structures": self.seeds_source, "seed_formulas": [a.get_chemical_formula() for a in self.seeds],
+            "config": self.config,
+            "teacher": str(self.teacher.path.resolve()),
+            "teacher_head": self.subset,
+            "seed_structures": self.seeds_source,
+            "seed_formulas": [a.get_chemical_formula() for a in self.seeds],
         }
         path = self.out / "run.json"
         if path.is_file():
             previous = json.loads(path.read_text())
             if json.loads(json.dumps(identity)) != previous:
-                changed = sorted(k for k in identity if json.loads(json.dumps(identity[k])) != previous.get(k))
-                raise ValueError(f"{self.out} holds a distillation run with another {', '.join(changed)}; "
-                                 "resume it with the same arguments, or choose another --out")
+                changed = sorted(
+                    k for k in identity if json.loads(json.dumps(identity[k])) != previous.get(k)
+                )
+                raise ValueError(
+                    f"{self.out} holds a distillation run with another {', '.join(changed)}; "
+                    "resume it with the same arguments, or choose another --out"
+                )
             return
         write_json(identity, path)
 
@@ -140,14 +174,29 @@ class Distillation:
         path = self.out / "validation.lmdb"
         if not path.is_file():
             settings = explore_settings(self.config, validation=True)
-            exploration = explore(self.seeds, self.teacher_calc, settings, seed=self.config["seed"], stream=VALIDATION_STREAM,
-                                  prefix="validation/")
+            exploration = explore(
+                self.seeds,
+                self.teacher_calc,
+                settings,
+                seed=self.config["seed"],
+                stream=VALIDATION_STREAM,
+                prefix="validation/",
+            )
             if not exploration.records:
-                raise ValueError("the teacher's validation MD kept no configuration (every trajectory aborted: "
-                                 f"{exploration.aborted}); check the seed structures and explore settings")
-            labeled = L.teacher_label(self.teacher_calc.potential, exploration.records, head=self.teacher_head)
-            L.write_store(path, [(r, "val") for r in labeled], subset=self.subset, labeled=True,
-                          info={"distill": "validation", "aborted": exploration.aborted})
+                raise ValueError(
+                    "the teacher's validation MD kept no configuration (every trajectory aborted: "
+                    f"{exploration.aborted}); check the seed structures and explore settings"
+                )
+            labeled = L.teacher_label(
+                self.teacher_calc.potential, exploration.records, head=self.teacher_head
+            )
+            L.write_store(
+                path,
+                [(r, "val") for r in labeled],
+                subset=self.subset,
+                labeled=True,
+                info={"distill": "validation", "aborted": exploration.aborted},
+            )
             log.info("validation set: %d teacher-labeled configurations -> %s", len(labeled), path)
         return L.read_records(path)
 
@@ -157,26 +206,47 @@ class Distillation:
 
         if r == 0:
             return self.teacher_calc, "teacher"
-        return LaMMCalculator(round_dir(self.out, r - 1) / "student.pt", device=self._device()), "student"
+        return LaMMCalculator(
+            round_dir(self.out, r - 1) / "student.pt", device=self._device()
+        ), "student"
 
     def _explore(self, r: int, folder: Path) -> tuple[list, dict[str, Any]]:
         stats_path, store_path = folder / "explore.json", folder / "explored.lmdb"
         if stats_path.is_file() and store_path.is_file():
             return L.read_records(store_path), json.loads(stats_path.read_text())
         calculator, driver = self._driver(r)
-        exploration = explore(self.seeds, calculator, explore_settings(self.config), seed=self.config["seed"], stream=r + 1,
-                              prefix=f"round{r}/")
-        L.write_store(store_path, [(rec, "train") for rec in exploration.records], subset=self.subset, labeled=False,
-                      info={"distill": f"round {r} exploration"})
-        stats = {"explored": len(exploration.records), "trajectories": exploration.trajectories,
-                 "aborted_trajectories": int(sum(exploration.aborted.values())), "aborted": exploration.aborted,
-                 "explore_driver": driver, "explore_atoms_per_s": exploration.atoms_per_second,
-                 "explore_seconds": exploration.md_seconds}
+        exploration = explore(
+            self.seeds,
+            calculator,
+            explore_settings(self.config),
+            seed=self.config["seed"],
+            stream=r + 1,
+            prefix=f"round{r}/",
+        )
+        L.write_store(
+            store_path,
+            [(rec, "train") for rec in exploration.records],
+            subset=self.subset,
+            labeled=False,
+            info={"distill": f"round {r} exploration"},
+        )
+        stats = {
+            "explored": len(exploration.records),
+            "trajectories": exploration.trajectories,
+            "aborted_trajectories": int(sum(exploration.aborted.values())),
+            "aborted": exploration.aborted,
+            "explore_driver": driver,
+            "explore_atoms_per_s": exploration.atoms_per_second,
+            "explore_seconds": exploration.md_seconds,
+        }
         write_json(stats, stats_path)
         return exploration.records, stats
 
     def _members(self, r: int) -> list[Path]:
-        return [round_dir(self.out, r) / f"member_{k}" / "checkpoints" / "last.pt" for k in range(self.committee)]
+        return [
+            round_dir(self.out, r) / f"member_{k}" / "checkpoints" / "last.pt"
+            for k in range(self.committee)
+        ]
 
     def deviations(self, r: int, records: Sequence) -> np.ndarray:
         """Force deviation of each explored configuration under round r-1's committee (or its
@@ -186,11 +256,16 @@ class Distillation:
         from lamm.distill.predict import predict
         from lamm.models.checkpoint import load_potential
 
-        members = [predict(load_potential(path, device=self._device()), records).forces for path in self._members(r - 1)]
+        members = [
+            predict(load_potential(path, device=self._device()), records).forces
+            for path in self._members(r - 1)
+        ]
         if self.committee == 1:
             teacher = predict(self.teacher_calc.potential, records, head=self.teacher_head).forces
             return np.array([pair_deviation(s, t) for s, t in zip(members[0], teacher)])
-        return np.array([committee_deviation(np.stack([m[i] for m in members])) for i in range(len(records))])
+        return np.array(
+            [committee_deviation(np.stack([m[i] for m in members])) for i in range(len(records))]
+        )
 
     def _select(self, r: int, folder: Path, records: Sequence) -> dict[str, Any]:
         path = folder / "select.json"
@@ -202,13 +277,23 @@ class Distillation:
             chosen = evenly_spaced(len(records), window["max_per_round"])
             counts = {"accurate": 0, "candidates": len(records), "failed": 0}
         else:
-            selection = select_configurations(deviations, window["lo_ev_per_a"], window["hi_ev_per_a"], window["max_per_round"])
+            selection = select_configurations(
+                deviations, window["lo_ev_per_a"], window["hi_ev_per_a"], window["max_per_round"]
+            )
             chosen = selection.selected
-            counts = {"accurate": selection.accurate, "candidates": selection.candidates, "failed": selection.failed}
-        result = {"selected": [int(i) for i in chosen], **counts, **deviation_statistics(deviations),
-                  "deviation_edges_ev_per_a": DEVIATION_EDGES[:-1] + ["inf"],
-                  "deviation_histogram": deviation_histogram(deviations, DEVIATION_EDGES),
-                  "deviations_ev_per_a": [None if not math.isfinite(d) else float(d) for d in deviations]}
+            counts = {
+                "accurate": selection.accurate,
+                "candidates": selection.candidates,
+                "failed": selection.failed,
+            }
+        result = {
+            "selected": [int(i) for i in chosen],
+            **counts,
+            **deviation_statistics(deviations),
+            "deviation_edges_ev_per_a": DEVIATION_EDGES[:-1] + ["inf"],
+            "deviation_histogram": deviation_histogram(deviations, DEVIATION_EDGES),
+            "deviations_ev_per_a": [None if not math.isfinite(d) else float(d) for d in deviations],
+        }
         write_json(result, path)
         return result
 
@@ -216,9 +301,18 @@ class Distillation:
         path = folder / "labels.lmdb"
         if not path.is_file():
             chosen = [records[i] for i in selected]
-            labeled = L.teacher_label(self.teacher_calc.potential, chosen, head=self.teacher_head) if chosen else []
-            L.write_store(path, [(rec, "train") for rec in labeled], subset=self.subset, labeled=True,
-                          info={"distill": "teacher labels"})
+            labeled = (
+                L.teacher_label(self.teacher_calc.potential, chosen, head=self.teacher_head)
+                if chosen
+                else []
+            )
+            L.write_store(
+                path,
+                [(rec, "train") for rec in labeled],
+                subset=self.subset,
+                labeled=True,
+                info={"distill": "teacher labels"},
+            )
         return L.read_records(path)
 
     def _train(self, r: int, folder: Path, validation: Sequence) -> list[dict[str, Any]]:
@@ -226,14 +320,37 @@ class Distillation:
 
         store = folder / "train.lmdb"
         if not store.is_file():
-            labeled = [rec for q in range(r + 1) for rec in L.read_records(round_dir(self.out, q) / "labels.lmdb")]
-            L.training_store(store, labeled, validation, subset=self.subset, info={"distill": f"round {r} training set"})
+            labeled = [
+                rec
+                for q in range(r + 1)
+                for rec in L.read_records(round_dir(self.out, q) / "labels.lmdb")
+            ]
+            L.training_store(
+                store,
+                labeled,
+                validation,
+                subset=self.subset,
+                info={"distill": f"round {r} training set"},
+            )
         results = []
         for k in range(self.committee):
-            config = student_finetune_config(self.config, subset=self.subset, seed=self.config["seed"] + k)
+            config = student_finetune_config(
+                self.config, subset=self.subset, seed=self.config["seed"] + k
+            )
             start = time.perf_counter()
-            summary = train_student(config, store, folder / f"member_{k}", parent_run=f"distill-{self.config['name']}-students")
-            results.append({**summary["test"], "seconds": time.perf_counter() - start, "steps": summary["steps"]})
+            summary = train_student(
+                config,
+                store,
+                folder / f"member_{k}",
+                parent_run=f"distill-{self.config['name']}-students",
+            )
+            results.append(
+                {
+                    **summary["test"],
+                    "seconds": time.perf_counter() - start,
+                    "steps": summary["steps"],
+                }
+            )
         return results
 
     def run_round(self, r: int, validation: Sequence, tracker: Any) -> dict[str, Any]:
@@ -244,21 +361,41 @@ class Distillation:
         records, explored = self._explore(r, folder)
         selection = self._select(r, folder, records)
         labels = self._labels(folder, records, selection["selected"])
-        row: dict[str, Any] = {"round": r, **{k: v for k, v in explored.items() if k != "aborted"},
-                               "selected": len(labels), **{k: selection[k] for k in ("accurate", "candidates", "failed")},
-                               **{k: selection[k] for k in ("dev_min", "dev_mean", "dev_median", "dev_p90", "dev_max")}}
+        row: dict[str, Any] = {
+            "round": r,
+            **{k: v for k, v in explored.items() if k != "aborted"},
+            "selected": len(labels),
+            **{k: selection[k] for k in ("accurate", "candidates", "failed")},
+            **{
+                k: selection[k] for k in ("dev_min", "dev_mean", "dev_median", "dev_p90", "dev_max")
+            },
+        }
         if r > 0 and not labels:
             row.update(status="converged", labels_total=self._labels_total(r))
             return row
         members = self._train(r, folder, validation)
         errors = [m["forces_mae_mev_per_a"] for m in members]
         best = int(np.nanargmin(errors)) if np.isfinite(errors).any() else 0
-        slim_checkpoint(self._members(r)[best], folder / "student.pt",
-                        {"distill": {"round": r, "member": best, "seed": self.config["seed"] + best, "teacher": str(self.teacher.path)}})
+        slim_checkpoint(
+            self._members(r)[best],
+            folder / "student.pt",
+            {
+                "distill": {
+                    "round": r,
+                    "member": best,
+                    "seed": self.config["seed"] + best,
+                    "teacher": str(self.teacher.path),
+                }
+            },
+        )
         row.update(
-            status="trained", labels_total=self._labels_total(r), student_member=best,
-            student_forces_mae_mev_per_a=errors[best], student_energy_mae_mev_per_atom=members[best]["energy_mae_mev_per_atom"],
-            committee_forces_mae_mean_mev_per_a=float(np.nanmean(errors)), train_seconds=float(sum(m["seconds"] for m in members)),
+            status="trained",
+            labels_total=self._labels_total(r),
+            student_member=best,
+            student_forces_mae_mev_per_a=errors[best],
+            student_energy_mae_mev_per_atom=members[best]["energy_mae_mev_per_atom"],
+            committee_forces_mae_mean_mev_per_a=float(np.nanmean(errors)),
+            train_seconds=float(sum(m["seconds"] for m in members)),
             train_steps=members[best]["steps"],
         )
         row.update(self._student_speed(folder / "student.pt"))
@@ -268,7 +405,9 @@ class Distillation:
     def _labels_total(self, r: int) -> int:
         from lamm.data.store import StructureStore
 
-        return int(sum(len(StructureStore(round_dir(self.out, q) / "labels.lmdb")) for q in range(r + 1)))
+        return int(
+            sum(len(StructureStore(round_dir(self.out, q) / "labels.lmdb")) for q in range(r + 1))
+        )
 
     def _student_speed(self, checkpoint: Path) -> dict[str, float]:
         from lamm.calculator import LaMMCalculator
@@ -276,8 +415,12 @@ class Distillation:
 
         speed = self.config["speed"]
         atoms = speed_structure(self.seeds[0], speed["min_atoms"])
-        value = md_atoms_per_second(atoms, LaMMCalculator(checkpoint, device=self._device()), steps=speed["steps"],
-                                    warmup=speed["warmup"])
+        value = md_atoms_per_second(
+            atoms,
+            LaMMCalculator(checkpoint, device=self._device()),
+            steps=speed["steps"],
+            warmup=speed["warmup"],
+        )
         return {"student_atoms_per_s": value}
 
     # --- the rounds ---------------------------------------------------------------------------------
@@ -300,19 +443,41 @@ class Distillation:
                 row = json.loads(done.read_text())
                 log.info("round %d: finished earlier, reused (%s)", r, done)
             else:
-                parent = parent or find_or_create_parent_run(f"distill-{self.config['name']}", "distill")
-                params = {**self.config, "teacher": str(self.teacher.path), "round": r, "out": str(self.out)}
-                with RunTracker("distill", f"distill-{self.config['name']}-round{r}", params=params,
-                                inputs=[self.teacher.path], parent_run_id=parent) as tracker:
+                parent = parent or find_or_create_parent_run(
+                    f"distill-{self.config['name']}", "distill"
+                )
+                params = {
+                    **self.config,
+                    "teacher": str(self.teacher.path),
+                    "round": r,
+                    "out": str(self.out),
+                }
+                with RunTracker(
+                    "distill",
+                    f"distill-{self.config['name']}-round{r}",
+                    params=params,
+                    inputs=[self.teacher.path],
+                    parent_run_id=parent,
+                ) as tracker:
                     row = self.run_round(r, validation, tracker)
                     tracker.log_metrics({k: float(v) for k, v in row.items() if _number(v)}, step=r)
                     write_json(row, done)
                     tracker.log_artifact(done)
             rows.append(row)
             write_csv(rows, self.out / "rounds.csv")
-            errors = [x["student_forces_mae_mev_per_a"] for x in rows if x.get("status") == "trained"]
-            reason = "no configuration above the trust window's lo" if row.get("status") == "converged" else stop_reason(
-                errors, target=stop["target_forces_mae_mev_per_a"], patience=stop["patience"], min_improvement=stop["min_improvement"])
+            errors = [
+                x["student_forces_mae_mev_per_a"] for x in rows if x.get("status") == "trained"
+            ]
+            reason = (
+                "no configuration above the trust window's lo"
+                if row.get("status") == "converged"
+                else stop_reason(
+                    errors,
+                    target=stop["target_forces_mae_mev_per_a"],
+                    patience=stop["patience"],
+                    min_improvement=stop["min_improvement"],
+                )
+            )
             if reason:
                 log.info("stopping after round %d: %s", r, reason)
                 break
@@ -321,10 +486,17 @@ class Distillation:
         best = min(trained, key=lambda x: (x["student_forces_mae_mev_per_a"], x["round"]))
         student = self.out / "student.pt"
         slim_checkpoint(round_dir(self.out, best["round"]) / "student.pt", student, {})
-        return {"out": str(self.out), "student": str(student), "rounds_done": len(rows), "best_round": best["round"],
-                "stop_reason": reason or f"--rounds {rounds} done", "validation_configurations": len(validation),
-                "student_forces_mae_mev_per_a": best["student_forces_mae_mev_per_a"],
-                "student_energy_mae_mev_per_atom": best["student_energy_mae_mev_per_atom"], "labels_total": rows[-1]["labels_total"]}
+        return {
+            "out": str(self.out),
+            "student": str(student),
+            "rounds_done": len(rows),
+            "best_round": best["round"],
+            "stop_reason": reason or f"--rounds {rounds} done",
+            "validation_configurations": len(validation),
+            "student_forces_mae_mev_per_a": best["student_forces_mae_mev_per_a"],
+            "student_energy_mae_mev_per_atom": best["student_energy_mae_mev_per_atom"],
+            "labels_total": rows[-1]["labels_total"],
+        }
 
 
 def _number(value: Any) -> bool:

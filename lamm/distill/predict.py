@@ -33,11 +33,15 @@ def head_index(potential: Potential, head: str | None, source: str = "checkpoint
     if head is None:
         return 0
     if head not in potential.heads:
-        raise ValueError(f"{source}: unknown head {head!r}; its heads are {', '.join(potential.heads)}")
+        raise ValueError(
+            f"{source}: unknown head {head!r}; its heads are {', '.join(potential.heads)}"
+        )
     return potential.heads.index(head)
 
 
-def predict(potential: Potential, records: Sequence[StructureRecord], *, head: int = 0, batch_size: int = 16) -> Labels:
+def predict(
+    potential: Potential, records: Sequence[StructureRecord], *, head: int = 0, batch_size: int = 16
+) -> Labels:
     """Energy and forces of channel `head` for each record, `batch_size` structures per pass."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -48,8 +52,13 @@ def predict(potential: Potential, records: Sequence[StructureRecord], *, head: i
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         graphs = [
-            structure_to_graph(r, cutoff=potential.cutoff, max_neighbors=potential.max_neighbors, dataset_index=head,
-                               dtype=parameter.dtype)
+            structure_to_graph(
+                r,
+                cutoff=potential.cutoff,
+                max_neighbors=potential.max_neighbors,
+                dataset_index=head,
+                dtype=parameter.dtype,
+            )
             for r in chunk
         ]
         batch = collate(graphs).to(parameter.device)

@@ -13,7 +13,9 @@ from lamm.distill.select import evenly_spaced
 XYZ_SUFFIXES = (".xyz", ".extxyz")
 
 
-def load_seed_structures(path: str | os.PathLike, *, split: str = "train", max_structures: int = 4) -> list[Atoms]:
+def load_seed_structures(
+    path: str | os.PathLike, *, split: str = "train", max_structures: int = 4
+) -> list[Atoms]:
     """At most `max_structures` structures, evenly spread over the store's `split` (`all`: every
     record) or over the frames of an extended-XYZ file; labels and calculators dropped."""
     path = Path(path)
@@ -28,18 +30,24 @@ def load_seed_structures(path: str | os.PathLike, *, split: str = "train", max_s
         from lamm.data.store import StructureStore
 
         if path.is_dir():
-            raise ValueError(f"--seed-structures {path} is a folder; pass a store (.lmdb) or an extended-XYZ file")
+            raise ValueError(
+                f"--seed-structures {path} is a folder; pass a store (.lmdb) or an extended-XYZ file"
+            )
         store = StructureStore(path)
         indices = np.arange(len(store)) if split == "all" else store.indices(split)
         if len(indices) == 0:
             raise ValueError(f"--seed-structures {path}: split {split!r} is empty")
-        frames = [store.get_atoms(int(indices[i])) for i in evenly_spaced(len(indices), max_structures)]
+        frames = [
+            store.get_atoms(int(indices[i])) for i in evenly_spaced(len(indices), max_structures)
+        ]
     if not frames:
         raise ValueError(f"--seed-structures {path} holds no structure")
     chosen = [frames[i] for i in evenly_spaced(len(frames), max_structures)]
     seeds = []
     for atoms in chosen:
-        clean = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+        clean = Atoms(
+            numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc
+        )
         if atoms.constraints:
             clean.set_constraint([c.copy() for c in atoms.constraints])
         seeds.append(clean)

@@ -42,9 +42,14 @@ def committee_deviation(forces: np.ndarray) -> float:
 
 def pair_deviation(forces: np.ndarray, reference: np.ndarray) -> float:
     """forces, reference [N, 3] -> max over atoms of |F - F_ref| (eV/Angstrom); NaN when not finite."""
-    forces, reference = np.asarray(forces, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    forces, reference = (
+        np.asarray(forces, dtype=np.float64),
+        np.asarray(reference, dtype=np.float64),
+    )
     if forces.shape != reference.shape or forces.ndim != 2 or forces.shape[1] != 3:
-        raise ValueError(f"forces and reference must both have shape [N, 3], got {forces.shape} and {reference.shape}")
+        raise ValueError(
+            f"forces and reference must both have shape [N, 3], got {forces.shape} and {reference.shape}"
+        )
     if not (np.isfinite(forces).all() and np.isfinite(reference).all()):
         return math.nan
     if len(forces) == 0:
@@ -62,7 +67,9 @@ class Selection:
     failed: int  # dev > hi or not finite
 
 
-def select_configurations(deviations: Sequence[float] | np.ndarray, lo: float, hi: float, cap: int) -> Selection:
+def select_configurations(
+    deviations: Sequence[float] | np.ndarray, lo: float, hi: float, cap: int
+) -> Selection:
     """The candidates of the trust window [lo, hi], highest deviation first, at most `cap`
     (ties: the earlier configuration first, so the choice is reproducible)."""
     if not 0 <= lo <= hi:
@@ -73,7 +80,9 @@ def select_configurations(deviations: Sequence[float] | np.ndarray, lo: float, h
     finite = np.isfinite(dev)
     inside = finite & (dev >= lo) & (dev <= hi)
     candidates = np.flatnonzero(inside)
-    order = candidates[np.lexsort((candidates, -dev[candidates]))]  # deviation descending, then index
+    order = candidates[
+        np.lexsort((candidates, -dev[candidates]))
+    ]  # deviation descending, then index
     return Selection(
         selected=order[:cap].astype(np.int64),
         accurate=int((finite & (dev < lo)).sum()),
@@ -102,7 +111,9 @@ def deviation_statistics(deviations: Sequence[float] | np.ndarray) -> dict[str, 
     return {name: float(value) for name, value in zip(names, values)}
 
 
-def deviation_histogram(deviations: Sequence[float] | np.ndarray, edges: Sequence[float]) -> list[int]:
+def deviation_histogram(
+    deviations: Sequence[float] | np.ndarray, edges: Sequence[float]
+) -> list[int]:
     """Counts of the finite deviations in the bins of `edges` (the per-round distribution)."""
     dev = np.asarray(deviations, dtype=np.float64).reshape(-1)
     counts, _ = np.histogram(dev[np.isfinite(dev)], bins=np.asarray(edges, dtype=np.float64))

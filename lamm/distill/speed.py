@@ -45,14 +45,30 @@ def speed_structure(atoms: Atoms, min_atoms: int) -> Atoms:
     return atoms.repeat(reps)
 
 
-def md_atoms_per_second(atoms: Atoms, calculator: Calculator, *, steps: int, warmup: int, timestep_fs: float = 0.5,
-                        seed: int = 0) -> float:
+def md_atoms_per_second(
+    atoms: Atoms,
+    calculator: Calculator,
+    *,
+    steps: int,
+    warmup: int,
+    timestep_fs: float = 0.5,
+    seed: int = 0,
+) -> float:
     """atoms x steps / s (wall clock) of velocity-Verlet MD from 300 K velocities (warm-up not timed)."""
-    return md_speed(atoms, calculator, steps=steps, warmup=warmup, timestep_fs=timestep_fs, seed=seed)[0]
+    return md_speed(
+        atoms, calculator, steps=steps, warmup=warmup, timestep_fs=timestep_fs, seed=seed
+    )[0]
 
 
-def md_speed(atoms: Atoms, calculator: Calculator, *, steps: int, warmup: int, timestep_fs: float = 0.5,
-             seed: int = 0) -> tuple[float, float]:
+def md_speed(
+    atoms: Atoms,
+    calculator: Calculator,
+    *,
+    steps: int,
+    warmup: int,
+    timestep_fs: float = 0.5,
+    seed: int = 0,
+) -> tuple[float, float]:
     """(atoms x steps per wall-clock second, per CPU second of this process) of velocity-Verlet
     MD from 300 K velocities, warm-up not timed. On a shared host the CPU-time rate moves less
     with the other processes' load (with one torch thread it is the work the steps need)."""
@@ -81,16 +97,27 @@ def _timed(dynamics: Any, steps: int) -> tuple[float, float]:
     return max(time.perf_counter() - start, 1e-9), max(time.process_time() - cpu, 1e-9)
 
 
-def compare_speed(structures: Sequence[Atoms], calculators: Mapping[str, Calculator], *, steps: int, warmup: int,
-                  repeats: int, timestep_fs: float = 0.5) -> dict[str, Any]:
+def compare_speed(
+    structures: Sequence[Atoms],
+    calculators: Mapping[str, Calculator],
+    *,
+    steps: int,
+    warmup: int,
+    repeats: int,
+    timestep_fs: float = 0.5,
+) -> dict[str, Any]:
     """Atoms/s (wall clock, and per CPU second) of each calculator on all `structures` together:
     atoms x steps summed over them over the summed time of each one's fastest block of `steps`
     steps, the calculators taking turns block by block (module docstring); per round, the
     wall-clock rate of that round's blocks (`_runs`), and the atoms measured."""
     names = list(calculators)
-    blocks = {name: np.zeros((repeats, len(structures), 2)) for name in names}  # [round, structure, (wall, cpu)] s
+    blocks = {
+        name: np.zeros((repeats, len(structures), 2)) for name in names
+    }  # [round, structure, (wall, cpu)] s
     for k, atoms in enumerate(structures):
-        dynamics = {name: _dynamics(atoms, calculators[name], timestep_fs, seed=0) for name in names}
+        dynamics = {
+            name: _dynamics(atoms, calculators[name], timestep_fs, seed=0) for name in names
+        }
         for name in names:
             if warmup:
                 dynamics[name].run(warmup)
@@ -98,17 +125,32 @@ def compare_speed(structures: Sequence[Atoms], calculators: Mapping[str, Calcula
             for name in names:
                 blocks[name][r, k] = _timed(dynamics[name], steps)
     work = sum(len(atoms) for atoms in structures) * steps
-    out: dict[str, Any] = {"speed_natoms": [len(atoms) for atoms in structures], "speed_steps": steps, "speed_repeats": repeats}
+    out: dict[str, Any] = {
+        "speed_natoms": [len(atoms) for atoms in structures],
+        "speed_steps": steps,
+        "speed_repeats": repeats,
+    }
     for name in names:
-        fastest = blocks[name].min(axis=0).sum(axis=0)  # (wall, cpu) s: each structure's fastest block
+        fastest = (
+            blocks[name].min(axis=0).sum(axis=0)
+        )  # (wall, cpu) s: each structure's fastest block
         out[f"{name}_atoms_per_s"] = float(work / fastest[0])  # plain floats: final.json
         out[f"{name}_atoms_per_cpu_s"] = float(work / fastest[1])
-        out[f"{name}_atoms_per_s_runs"] = [work / float(wall) for wall in blocks[name][:, :, 0].sum(axis=1)]
+        out[f"{name}_atoms_per_s_runs"] = [
+            work / float(wall) for wall in blocks[name][:, :, 0].sum(axis=1)
+        ]
     return out
 
 
-def nve_drift(atoms: Atoms, calculator: Calculator, *, steps: int, timestep_fs: float, temperature_k: float, seed: int = 0
-              ) -> dict[str, float]:
+def nve_drift(
+    atoms: Atoms,
+    calculator: Calculator,
+    *,
+    steps: int,
+    timestep_fs: float,
+    temperature_k: float,
+    seed: int = 0,
+) -> dict[str, float]:
     """NVE of `atoms` with `calculator`: lamm.analysis.dynamics.energy_drift plus the ratios of
     the module docstring."""
     from lamm.analysis.dynamics import DynamicsSettings, energy_drift, run_nve
@@ -116,15 +158,21 @@ def nve_drift(atoms: Atoms, calculator: Calculator, *, steps: int, timestep_fs: 
     atoms = atoms.copy()
     atoms.set_constraint()
     atoms.calc = calculator
-    settings = DynamicsSettings(steps=steps, timestep_fs=timestep_fs, temperature_k=temperature_k, seed=seed)
+    settings = DynamicsSettings(
+        steps=steps, timestep_fs=timestep_fs, temperature_k=temperature_k, seed=seed
+    )
     frames = run_nve(atoms, settings)
     drift = energy_drift(frames, len(atoms))
     linear = abs(drift["drift_ev_per_atom_per_ps"]) * drift["simulated_ps"]  # eV/atom over the run
     scale = drift["epot_std_ev_per_atom"]
     return {
-        "nve_natoms": len(atoms), "nve_steps": steps, "nve_timestep_fs": timestep_fs,
+        "nve_natoms": len(atoms),
+        "nve_steps": steps,
+        "nve_timestep_fs": timestep_fs,
         **{f"nve_{k}": v for k, v in drift.items()},
         "nve_linear_drift_ev_per_atom": linear,
         "drift_over_epot_std": linear / scale if scale > 0 else math.nan,
-        "max_drift_over_epot_std": drift["max_abs_drift_ev_per_atom"] / scale if scale > 0 else math.nan,
+        "max_drift_over_epot_std": drift["max_abs_drift_ev_per_atom"] / scale
+        if scale > 0
+        else math.nan,
     }

@@ -34,28 +34,43 @@ def student_finetune_config(config: Mapping[str, Any], *, subset: str, seed: int
     student = config["student"]
     model = resolve_model_config(student["model"])
     if model["force_mode"] != "gradient":
-        log.warning("student force_mode %r: its forces are not -dE/dx, its MD will not conserve energy", model["force_mode"])
+        log.warning(
+            "student force_mode %r: its forces are not -dE/dx, its MD will not conserve energy",
+            model["force_mode"],
+        )
     raw = {
         "name": f"distill-{config['name']}",
         "seed": seed,
         "device": config["device"],
         "threads_per_rank": config["threads"],
         "model": model,
-        "data": {"subset": subset, "statistics_samples": student["statistics_samples"], "num_workers": 0},
+        "data": {
+            "subset": subset,
+            "statistics_samples": student["statistics_samples"],
+            "num_workers": 0,
+        },
         "finetune": {"force_mode": model["force_mode"]},
         "sampler": {**_SAMPLER, **dict(student["sampler"])},
         "loss": dict(student["loss"]),
         "optimizer": dict(student["optimizer"]),
         "train": {**_TRAIN, **dict(student["train"])},
     }
-    return validate_config(raw, finetune_schema(), name=f"student training of distillation config {config['name']!r}")
+    return validate_config(
+        raw, finetune_schema(), name=f"student training of distillation config {config['name']!r}"
+    )
 
 
 def train_student(
-    finetune_config: Mapping[str, Any], store_path: str | os.PathLike, out_dir: str | os.PathLike, *, parent_run: str | None = None
+    finetune_config: Mapping[str, Any],
+    store_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    parent_run: str | None = None,
 ) -> dict[str, Any]:
     """Train (or finish training) one student in `out_dir`; returns run_finetuning's summary,
     whose `test` entry is the student's error against the teacher on the validation set."""
     from lamm.training.finetune import run_finetuning
 
-    return run_finetuning(finetune_config, None, store_path, Path(out_dir), resume=True, parent_run=parent_run)
+    return run_finetuning(
+        finetune_config, None, store_path, Path(out_dir), resume=True, parent_run=parent_run
+    )

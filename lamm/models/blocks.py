@@ -38,10 +38,14 @@ class GatedEquivariantBlock(nn.Module):
     through the channel-mixing W1, W2, so v_out is equivariant and s_out invariant.
     """
 
-    def __init__(self, scalar_in: int, vector_in: int, out_channels: int, scalar_activation: bool = True) -> None:
+    def __init__(
+        self, scalar_in: int, vector_in: int, out_channels: int, scalar_activation: bool = True
+    ) -> None:
         super().__init__()
         if min(scalar_in, vector_in, out_channels) < 1:
-            raise ValueError(f"channel counts must be positive, got {scalar_in}, {vector_in}, {out_channels}")
+            raise ValueError(
+                f"channel counts must be positive, got {scalar_in}, {vector_in}, {out_channels}"
+            )
         self.out_channels = out_channels
         self.vector_mix = nn.Linear(vector_in, vector_in, bias=False)
         self.vector_out = nn.Linear(vector_in, out_channels, bias=False)
@@ -60,7 +64,9 @@ class GatedEquivariantBlock(nn.Module):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, scalars: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, scalars: torch.Tensor, vectors: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """scalars [N, S], vectors [N, 3, V] -> ([N, out], [N, 3, out])."""
         norms = vector_norm(self.vector_mix(vectors))  # [N, V]
         hidden = self.gate_net(torch.cat([scalars, norms.to(scalars.dtype)], dim=-1))  # [N, 2 out]

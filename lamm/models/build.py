@@ -41,8 +41,14 @@ DEFAULTS: dict[str, Any] = {
     "cutoff": 6.0,
     "max_neighbors": None,
     "force_mode": "direct",
-    "painn": {"hidden_channels": 512, "num_layers": 6, "num_rbf": 128, "envelope_exponent": 5, "max_atomic_number": MAX_ATOMIC_NUMBER,
-              "recompute_messages": True},
+    "painn": {
+        "hidden_channels": 512,
+        "num_layers": 6,
+        "num_rbf": 128,
+        "envelope_exponent": 5,
+        "max_atomic_number": MAX_ATOMIC_NUMBER,
+        "recompute_messages": True,
+    },
     "equiformer_v2": {},
     "heads": {"hidden_channels": None},
 }
@@ -51,14 +57,18 @@ DEFAULTS: dict[str, Any] = {
 def _check_keys(section: Mapping[str, Any], allowed: Mapping[str, Any], where: str) -> None:
     unknown = sorted(set(section) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown key(s) in {where}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        raise ValueError(
+            f"unknown key(s) in {where}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def _positive_int(value: Any, where: str, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{where} must be a positive integer{' or null' if allow_none else ''}, got {value!r}")
+        raise ValueError(
+            f"{where} must be a positive integer{' or null' if allow_none else ''}, got {value!r}"
+        )
     return value
 
 
@@ -80,17 +90,35 @@ def resolve_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
         if key != "equiformer_v2":  # that encoder's builder checks its own section
             _check_keys(section, DEFAULTS[key], f"model config section {key}")
         config[key] = {**copy.deepcopy(DEFAULTS[key]), **dict(section)}
-    if isinstance(config["cutoff"], bool) or not isinstance(config["cutoff"], (int, float)) or not config["cutoff"] > 0:
-        raise ValueError(f"model config: cutoff must be a positive number (Angstrom), got {config['cutoff']!r}")
+    if (
+        isinstance(config["cutoff"], bool)
+        or not isinstance(config["cutoff"], (int, float))
+        or not config["cutoff"] > 0
+    ):
+        raise ValueError(
+            f"model config: cutoff must be a positive number (Angstrom), got {config['cutoff']!r}"
+        )
     config["cutoff"] = float(config["cutoff"])
     _positive_int(config["max_neighbors"], "model config: max_neighbors", allow_none=True)
     if config["force_mode"] not in FORCE_MODES:
-        raise ValueError(f"model config: force_mode must be one of {FORCE_MODES}, got {config['force_mode']!r}")
-    for key in ("hidden_channels", "num_layers", "num_rbf", "envelope_exponent", "max_atomic_number"):
+        raise ValueError(
+            f"model config: force_mode must be one of {FORCE_MODES}, got {config['force_mode']!r}"
+        )
+    for key in (
+        "hidden_channels",
+        "num_layers",
+        "num_rbf",
+        "envelope_exponent",
+        "max_atomic_number",
+    ):
         _positive_int(config["painn"][key], f"model config: painn.{key}")
     if not isinstance(config["painn"]["recompute_messages"], bool):
-        raise ValueError(f"model config: painn.recompute_messages must be true or false, got {config['painn']['recompute_messages']!r}")
-    _positive_int(config["heads"]["hidden_channels"], "model config: heads.hidden_channels", allow_none=True)
+        raise ValueError(
+            f"model config: painn.recompute_messages must be true or false, got {config['painn']['recompute_messages']!r}"
+        )
+    _positive_int(
+        config["heads"]["hidden_channels"], "model config: heads.hidden_channels", allow_none=True
+    )
     return config
 
 
@@ -98,7 +126,11 @@ def _equiformer_v2(config: Mapping[str, Any], seed: int) -> nn.Module:
     from lamm.models.equiformer_v2 import EquiformerV2Encoder
 
     section = dict(config["equiformer_v2"])
-    allowed = set(inspect.signature(EquiformerV2Encoder.__init__).parameters) - {"self", "cutoff", "seed"}
+    allowed = set(inspect.signature(EquiformerV2Encoder.__init__).parameters) - {
+        "self",
+        "cutoff",
+        "seed",
+    }
     _check_keys(section, dict.fromkeys(allowed), "model config section equiformer_v2")
     # The cutoff is the model's (graphs are built with it); the seed is the potential's.
     return EquiformerV2Encoder(cutoff=config["cutoff"], seed=seed, **section)
@@ -110,7 +142,9 @@ def build_encoder(config: Mapping[str, Any], seed: int = 0) -> nn.Module:
         painn = config["painn"]
         return PaiNN(
             radial_basis=GaussianBasis(num_rbf=painn["num_rbf"], cutoff=config["cutoff"]),
-            envelope=PolynomialEnvelope(cutoff=config["cutoff"], exponent=painn["envelope_exponent"]),
+            envelope=PolynomialEnvelope(
+                cutoff=config["cutoff"], exponent=painn["envelope_exponent"]
+            ),
             hidden_channels=painn["hidden_channels"],
             num_layers=painn["num_layers"],
             max_atomic_number=painn["max_atomic_number"],
@@ -121,16 +155,22 @@ def build_encoder(config: Mapping[str, Any], seed: int = 0) -> nn.Module:
     raise ValueError(f"unknown encoder {config['encoder']!r}")
 
 
-def build_heads(config: Mapping[str, Any], encoder: nn.Module, num_heads: int) -> tuple[EnergyHead, DirectForceHead | None]:
+def build_heads(
+    config: Mapping[str, Any], encoder: nn.Module, num_heads: int
+) -> tuple[EnergyHead, DirectForceHead | None]:
     """Fresh energy and force heads for `encoder` (fine-tuning re-creates them this way)."""
     hidden = config["heads"]["hidden_channels"]
     energy_head = EnergyHead(encoder.scalar_dim, num_heads, hidden_channels=hidden)
     if config["force_mode"] == "gradient":
         return energy_head, None
-    return energy_head, DirectForceHead(encoder.scalar_dim, encoder.vector_dim, num_heads, hidden_channels=hidden)
+    return energy_head, DirectForceHead(
+        encoder.scalar_dim, encoder.vector_dim, num_heads, hidden_channels=hidden
+    )
 
 
-def build_potential(model_config: Mapping[str, Any], heads: Sequence[str], seed: int = 0) -> Potential:
+def build_potential(
+    model_config: Mapping[str, Any], heads: Sequence[str], seed: int = 0
+) -> Potential:
     """A freshly initialized `Potential` with one output channel per head name.
 
     Same seed, same weights. `nn.init` only draws from torch's global generator, so the

@@ -58,7 +58,9 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
-        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **checkpoint}, partial)
+        torch.save(
+            {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **checkpoint}, partial
+        )
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -73,8 +75,10 @@ def epoch_label(epoch: float) -> str:
 
 def _plain_state(state: Mapping[str, Any]) -> dict[str, Any]:
     # torch.optim.swa_utils.AveragedModel keeps the model under "module." plus a counter.
-    if "n_averaged" in state and all(key == "n_averaged" or key.startswith("module.") for key in state):
-        return {key[len("module."):]: value for key, value in state.items() if key != "n_averaged"}
+    if "n_averaged" in state and all(
+        key == "n_averaged" or key.startswith("module.") for key in state
+    ):
+        return {key[len("module.") :]: value for key, value in state.items() if key != "n_averaged"}
     return dict(state)
 
 
@@ -97,9 +101,13 @@ def check_archive(path: str | os.PathLike) -> None:
             "directory at its end is missing); an interrupted copy or write? Copy it again"
         ) from None
     except (EOFError, OSError, zlib.error) as err:
-        raise ValueError(f"{path}: not a readable lamm checkpoint: corrupted ({size} bytes): {err}") from None
+        raise ValueError(
+            f"{path}: not a readable lamm checkpoint: corrupted ({size} bytes): {err}"
+        ) from None
     if bad is not None:
-        raise ValueError(f"{path}: not a readable lamm checkpoint: corrupted ({size} bytes): its record {bad} fails the CRC check")
+        raise ValueError(
+            f"{path}: not a readable lamm checkpoint: corrupted ({size} bytes): its record {bad} fails the CRC check"
+        )
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -115,7 +123,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     if not isinstance(checkpoint, Mapping) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a lamm checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     if checkpoint.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {checkpoint.get('version')!r}, this lamm reads {CHECKPOINT_VERSION}")
+        raise ValueError(
+            f"{path}: checkpoint version {checkpoint.get('version')!r}, this lamm reads {CHECKPOINT_VERSION}"
+        )
     missing = [key for key in ("model_config", "heads", "model") if key not in checkpoint]
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
@@ -128,7 +138,9 @@ def potential_from_checkpoint(
     """Rebuild the potential and load its weights (the EMA weights when present and `use_ema`)."""
     heads: Sequence[str] = checkpoint["heads"]
     potential = build_potential(checkpoint["model_config"], heads)
-    state = checkpoint["ema"] if use_ema and checkpoint.get("ema") is not None else checkpoint["model"]
+    state = (
+        checkpoint["ema"] if use_ema and checkpoint.get("ema") is not None else checkpoint["model"]
+    )
     try:
         potential.load_state_dict(_plain_state(state), strict=True)
     except RuntimeError as err:
@@ -136,7 +148,11 @@ def potential_from_checkpoint(
     return potential
 
 
-def load_potential(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> Potential:
+def load_potential(
+    path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True
+) -> Potential:
     """`load_checkpoint` + `potential_from_checkpoint`, on `device`, in eval mode."""
-    potential = potential_from_checkpoint(load_checkpoint(path, device), use_ema=use_ema, source=str(path))
+    potential = potential_from_checkpoint(
+        load_checkpoint(path, device), use_ema=use_ema, source=str(path)
+    )
     return potential.to(device).eval()

@@ -31,18 +31,28 @@ def _sum_dtype(dtype: torch.dtype) -> torch.dtype:
 class EnergyHead(nn.Module):
     """E[b, d] = sum over atoms n of structure b of MLP_d(s_n) (FAIR-Chem's PaiNN output MLP)."""
 
-    def __init__(self, in_channels: int, num_heads: int, hidden_channels: int | None = None) -> None:
+    def __init__(
+        self, in_channels: int, num_heads: int, hidden_channels: int | None = None
+    ) -> None:
         super().__init__()
         hidden_channels = hidden_channels or max(in_channels // 2, 1)
         if min(in_channels, num_heads, hidden_channels) < 1:
-            raise ValueError(f"channel counts must be positive, got {in_channels}, {num_heads}, {hidden_channels}")
+            raise ValueError(
+                f"channel counts must be positive, got {in_channels}, {num_heads}, {hidden_channels}"
+            )
         self.num_heads = num_heads
-        self.mlp = nn.Sequential(nn.Linear(in_channels, hidden_channels), ScaledSiLU(), nn.Linear(hidden_channels, num_heads))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_channels, hidden_channels),
+            ScaledSiLU(),
+            nn.Linear(hidden_channels, num_heads),
+        )
         for layer in (self.mlp[0], self.mlp[2]):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
 
-    def forward(self, node_features: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    def forward(
+        self, node_features: torch.Tensor, batch: torch.Tensor, num_graphs: int
+    ) -> torch.Tensor:
         """node_features [N, F], batch [N] structure index -> [B, D]."""
         per_atom = self.mlp(node_features)  # [N, D]
         dtype = _sum_dtype(per_atom.dtype)
@@ -53,14 +63,18 @@ class EnergyHead(nn.Module):
 class DirectForceHead(nn.Module):
     """F[n, :, d] from the vector features: gated block (F -> hidden), gated block (hidden -> D)."""
 
-    def __init__(self, scalar_dim: int, vector_dim: int, num_heads: int, hidden_channels: int | None = None) -> None:
+    def __init__(
+        self, scalar_dim: int, vector_dim: int, num_heads: int, hidden_channels: int | None = None
+    ) -> None:
         super().__init__()
         hidden_channels = hidden_channels or max(scalar_dim // 2, 1)
         self.num_heads = num_heads
         self.blocks = nn.ModuleList(
             [
                 GatedEquivariantBlock(scalar_dim, vector_dim, hidden_channels),
-                GatedEquivariantBlock(hidden_channels, hidden_channels, num_heads, scalar_activation=False),
+                GatedEquivariantBlock(
+                    hidden_channels, hidden_channels, num_heads, scalar_activation=False
+                ),
             ]
         )
 
@@ -91,5 +105,7 @@ class EnergyGradients(nn.Module):
             return []
         if not energy.requires_grad:  # nothing depends on the inputs (e.g. frozen, edgeless)
             return [torch.zeros_like(x) for x in inputs]
-        gradients = torch.autograd.grad(energy.sum(), list(inputs), create_graph=self.training, allow_unused=True)
+        gradients = torch.autograd.grad(
+            energy.sum(), list(inputs), create_graph=self.training, allow_unused=True
+        )
         return [torch.zeros_like(x) if g is None else g for g, x in zip(gradients, inputs)]

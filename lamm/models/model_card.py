@@ -22,7 +22,12 @@ from typing import Any
 
 from lamm.analysis.evaluation import compute_metrics, predict_split
 from lamm.data.store import StructureStore
-from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, potential_from_checkpoint, save_checkpoint
+from lamm.models.checkpoint import (
+    checkpoint_dict,
+    load_checkpoint,
+    potential_from_checkpoint,
+    save_checkpoint,
+)
 from lamm.models.potential import Potential
 from lamm.models.pretrained import CARD_FILE, MODEL_FILE
 
@@ -42,8 +47,9 @@ def shipped_checkpoint(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     return shipped
 
 
-def subset_metrics(potential: Potential, data_dir: str | os.PathLike, split: str = "val",
-                   batch_size: int = 16) -> dict[str, dict[str, float | int]]:
+def subset_metrics(
+    potential: Potential, data_dir: str | os.PathLike, split: str = "val", batch_size: int = 16
+) -> dict[str, dict[str, float | int]]:
     """Per head of `potential` with a store `<data_dir>/<head>.lmdb`: the CARD_METRICS of that
     head on the store's `split` (heads without a store or without labels are left out)."""
     metrics = {}
@@ -54,7 +60,9 @@ def subset_metrics(potential: Potential, data_dir: str | os.PathLike, split: str
         store = StructureStore(path)
         if not len(store.indices(split)):
             continue
-        values = compute_metrics(predict_split(potential, store, split, [head], batch_size=batch_size)[head])
+        values = compute_metrics(
+            predict_split(potential, store, split, [head], batch_size=batch_size)[head]
+        )
         kept = {key: values[key] for key in CARD_METRICS if key in values}
         if set(kept) - {"n_structures"}:  # PubChem3D (denoising) has no energy or force labels
             metrics[head] = kept
@@ -63,15 +71,27 @@ def subset_metrics(potential: Potential, data_dir: str | os.PathLike, split: str
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def package_model(checkpoint_path: str | os.PathLike, name: str, models_dir: str | os.PathLike, *,
-                  evaluations: Mapping[str, str | os.PathLike], data: Mapping[str, Any],
-                  notes: str = "", split: str = "val") -> Path:
+def package_model(
+    checkpoint_path: str | os.PathLike,
+    name: str,
+    models_dir: str | os.PathLike,
+    *,
+    evaluations: Mapping[str, str | os.PathLike],
+    data: Mapping[str, Any],
+    notes: str = "",
+    split: str = "val",
+) -> Path:
     """Write `models_dir/name/` (model.pt, card.json, README.md) and return the folder.
 
     `evaluations`: label -> folder of demo stores whose `split` is scored per head; `data`: what
@@ -94,7 +114,9 @@ def package_model(checkpoint_path: str | os.PathLike, name: str, models_dir: str
         "file_bytes": model_path.stat().st_size,
         "data": dict(data),
         "metrics_split": split,
-        "metrics": {label: subset_metrics(potential, path, split) for label, path in evaluations.items()},
+        "metrics": {
+            label: subset_metrics(potential, path, split) for label, path in evaluations.items()
+        },
         "evaluation_data": {label: str(path) for label, path in evaluations.items()},
     }
     _write_text(folder / CARD_JSON, json.dumps(card, indent=1, default=str) + "\n")
@@ -118,7 +140,7 @@ def card_markdown(card: Mapping[str, Any], config: Mapping[str, Any] | None, not
         "",
         f"A {encoder} encoder ({card['parameters']:,} parameters, {card['file_bytes'] / 1e6:.1f} MB) with one "
         f"head per pre-training subset, pre-trained with LaMM's recipe. Load it by name: "
-        f"`lamm finetune --checkpoint {card['name']}`, `LaMMCalculator(\"{card['name']}\")`, or "
+        f'`lamm finetune --checkpoint {card["name"]}`, `LaMMCalculator("{card["name"]}")`, or '
         f"`finetune: {{models: [{card['name']}]}}` in the workflow config.",
         "",
         "## Provenance",
@@ -129,17 +151,32 @@ def card_markdown(card: Mapping[str, Any], config: Mapping[str, Any] | None, not
         f"- model: `{json.dumps(model, sort_keys=True)}`",
     ]
     if config:
-        lines.append(f"- trainer: `{json.dumps({k: config[k] for k in ('sampler', 'loss', 'optimizer', 'train') if k in config}, sort_keys=True)}`")
+        lines.append(
+            f"- trainer: `{json.dumps({k: config[k] for k in ('sampler', 'loss', 'optimizer', 'train') if k in config}, sort_keys=True)}`"
+        )
     lines += ["", "## Data", ""]
     lines += [f"- {key}: {value}" for key, value in card["data"].items()]
-    lines += ["", f"## Validation metrics per subset ({card['metrics_split']} split, EMA weights)", ""]
+    lines += [
+        "",
+        f"## Validation metrics per subset ({card['metrics_split']} split, EMA weights)",
+        "",
+    ]
     for label, per_head in card["metrics"].items():
-        lines += [f"On `{card['evaluation_data'][label]}` ({label}):", "",
-                  "| subset (head) | structures | energy MAE (meV/atom) | force MAE (meV/A) |", "|---|---|---|---|"]
+        lines += [
+            f"On `{card['evaluation_data'][label]}` ({label}):",
+            "",
+            "| subset (head) | structures | energy MAE (meV/atom) | force MAE (meV/A) |",
+            "|---|---|---|---|",
+        ]
         for head, values in per_head.items():
-            energy, forces = values.get("energy_mae_mev_per_atom"), values.get("forces_mae_mev_per_a")
-            lines.append(f"| {head} | {values.get('n_structures')} | {'-' if energy is None else f'{energy:.1f}'} | "
-                         f"{'-' if forces is None else f'{forces:.1f}'} |")
+            energy, forces = (
+                values.get("energy_mae_mev_per_atom"),
+                values.get("forces_mae_mev_per_a"),
+            )
+            lines.append(
+                f"| {head} | {values.get('n_structures')} | {'-' if energy is None else f'{energy:.1f}'} | "
+                f"{'-' if forces is None else f'{forces:.1f}'} |"
+            )
         lines.append("")
     if notes:
         lines += [notes.strip(), ""]

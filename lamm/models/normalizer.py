@@ -37,7 +37,9 @@ class Normalizer(nn.Module):
         super().__init__()
         if num_heads < 1:
             raise ValueError(f"num_heads must be at least 1, got {num_heads}")
-        self.register_buffer("element_references", torch.zeros(num_heads, NUM_ELEMENTS, dtype=torch.float64))
+        self.register_buffer(
+            "element_references", torch.zeros(num_heads, NUM_ELEMENTS, dtype=torch.float64)
+        )
         self.register_buffer("energy_mean", torch.zeros(num_heads, dtype=torch.float64))
         self.register_buffer("energy_std", torch.ones(num_heads, dtype=torch.float64))
         self.register_buffer("force_rms", torch.ones(num_heads, dtype=torch.float64))
@@ -62,33 +64,47 @@ class Normalizer(nn.Module):
             references[int(z)] = float(value)
         std, rms = float(stats.get("energy_std", 1.0)), float(stats.get("force_rms", 1.0))
         if not std > 0 or not rms > 0:
-            raise ValueError(f"head {head}: energy_std and force_rms must be positive, got {std}, {rms}")
+            raise ValueError(
+                f"head {head}: energy_std and force_rms must be positive, got {std}, {rms}"
+            )
         with torch.no_grad():
             self.element_references[head] = references.to(self.element_references.device)
             self.energy_mean[head] = float(stats.get("energy_mean", 0.0))
             self.energy_std[head] = std
             self.force_rms[head] = rms
 
-    def reference_energy(self, atomic_numbers: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    def reference_energy(
+        self, atomic_numbers: torch.Tensor, batch: torch.Tensor, num_graphs: int
+    ) -> torch.Tensor:
         """[B, D] float64: sum of the element references of each structure, for every head."""
         per_atom = self.element_references[:, atomic_numbers].T  # [N, D]
         out = torch.zeros(num_graphs, self.num_heads, dtype=torch.float64, device=per_atom.device)
         return out.index_add_(0, batch, per_atom)
 
     def normalize_energy(
-        self, energy: torch.Tensor, atomic_numbers: torch.Tensor, batch: torch.Tensor, dataset_index: torch.Tensor
+        self,
+        energy: torch.Tensor,
+        atomic_numbers: torch.Tensor,
+        batch: torch.Tensor,
+        dataset_index: torch.Tensor,
     ) -> torch.Tensor:
         """[B] eV -> [B] normalized target of each structure's own head (float64)."""
         reference = self.reference_energy(atomic_numbers, batch, energy.shape[0])
         own = reference.gather(1, dataset_index.view(-1, 1)).squeeze(1)  # [B]
-        return (energy.double() - own - self.energy_mean[dataset_index]) / self.energy_std[dataset_index]
+        return (energy.double() - own - self.energy_mean[dataset_index]) / self.energy_std[
+            dataset_index
+        ]
 
-    def denormalize_energy(self, prediction: torch.Tensor, atomic_numbers: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    def denormalize_energy(
+        self, prediction: torch.Tensor, atomic_numbers: torch.Tensor, batch: torch.Tensor
+    ) -> torch.Tensor:
         """[B, D] normalized -> [B, D] eV (float64), every head with its own statistics."""
         reference = self.reference_energy(atomic_numbers, batch, prediction.shape[0])
         return prediction.double() * self.energy_std + self.energy_mean + reference
 
-    def normalize_forces(self, forces: torch.Tensor, atom_dataset_index: torch.Tensor) -> torch.Tensor:
+    def normalize_forces(
+        self, forces: torch.Tensor, atom_dataset_index: torch.Tensor
+    ) -> torch.Tensor:
         """[N, 3] eV/Angstrom -> [N, 3] normalized by the force RMS of each atom's head."""
         return forces / self.force_rms[atom_dataset_index].to(forces.dtype).unsqueeze(1)
 

@@ -48,7 +48,9 @@ class PaiNNMessage(nn.Module):
         self.recompute = recompute
         self.layer_norm = nn.LayerNorm(hidden_channels)
         self.scalar_net = nn.Sequential(
-            nn.Linear(hidden_channels, hidden_channels), ScaledSiLU(), nn.Linear(hidden_channels, 3 * hidden_channels)
+            nn.Linear(hidden_channels, hidden_channels),
+            ScaledSiLU(),
+            nn.Linear(hidden_channels, 3 * hidden_channels),
         )
         self.filter_net = nn.Linear(num_rbf, 3 * hidden_channels, bias=False)
         # 1/sqrt(3) on the v_j gate, applied per atom before the gather instead of per edge after it.
@@ -70,8 +72,13 @@ class PaiNNMessage(nn.Module):
         """Returns (ds [N, F], dv [N, 3, F]); `vectors` None means all zero (first layer)."""
         per_atom = self.scalar_net(self.layer_norm(scalars))  # [N, 3F]
         per_atom = per_atom * self.channel_scale.to(per_atom.dtype)
-        ds, dv = painn_message(per_atom, self.filter_net(rbf), vectors, unit_vectors, edge_index, self.recompute)
-        return ds, dv * self.inv_sqrt_f  # 1/sqrt(F) after the sum: N x 3F products instead of M x 3F
+        ds, dv = painn_message(
+            per_atom, self.filter_net(rbf), vectors, unit_vectors, edge_index, self.recompute
+        )
+        return (
+            ds,
+            dv * self.inv_sqrt_f,
+        )  # 1/sqrt(F) after the sum: N x 3F products instead of M x 3F
 
 
 class PaiNNUpdate(nn.Module):
@@ -82,18 +89,24 @@ class PaiNNUpdate(nn.Module):
         self.hidden_channels = hidden_channels
         self.vector_mix = nn.Linear(hidden_channels, 2 * hidden_channels, bias=False)
         self.scalar_net = nn.Sequential(
-            nn.Linear(2 * hidden_channels, hidden_channels), ScaledSiLU(), nn.Linear(hidden_channels, 3 * hidden_channels)
+            nn.Linear(2 * hidden_channels, hidden_channels),
+            ScaledSiLU(),
+            nn.Linear(hidden_channels, 3 * hidden_channels),
         )
         self.inv_sqrt_2 = 1.0 / math.sqrt(2.0)
         self.inv_sqrt_f = 1.0 / math.sqrt(hidden_channels)
         for layer in (self.vector_mix, self.scalar_net[0], self.scalar_net[2]):
             _init_linear(layer)
 
-    def forward(self, scalars: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, scalars: torch.Tensor, vectors: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """scalars [N, F], vectors [N, 3, F] -> (ds [N, F], dv [N, 3, F])."""
         u, w = torch.split(self.vector_mix(vectors), self.hidden_channels, dim=-1)  # 2 x [N, 3, F]
         dot = torch.sum(u * w, dim=1) * self.inv_sqrt_f  # [N, F], invariant
-        mixed = self.scalar_net(torch.cat([scalars, vector_norm(w).to(scalars.dtype)], dim=-1))  # [N, 3F]
+        mixed = self.scalar_net(
+            torch.cat([scalars, vector_norm(w).to(scalars.dtype)], dim=-1)
+        )  # [N, 3F]
         a_ss, a_sv, a_vv = torch.split(mixed, self.hidden_channels, dim=-1)
         ds = (a_ss + a_sv * dot) * self.inv_sqrt_2  # [N, F]
         dv = a_vv.unsqueeze(1) * u  # [N, 3, F]
@@ -119,9 +132,13 @@ class PaiNN(nn.Module):
     ) -> None:
         super().__init__()
         if hidden_channels < 1 or num_layers < 1:
-            raise ValueError(f"hidden_channels and num_layers must be positive, got {hidden_channels}, {num_layers}")
+            raise ValueError(
+                f"hidden_channels and num_layers must be positive, got {hidden_channels}, {num_layers}"
+            )
         if abs(radial_basis.cutoff - envelope.cutoff) > 1e-9:
-            raise ValueError(f"radial basis cutoff {radial_basis.cutoff} != envelope cutoff {envelope.cutoff}")
+            raise ValueError(
+                f"radial basis cutoff {radial_basis.cutoff} != envelope cutoff {envelope.cutoff}"
+            )
         self.radial_basis = radial_basis
         self.envelope = envelope
         self.cutoff = float(envelope.cutoff)
@@ -129,9 +146,14 @@ class PaiNN(nn.Module):
         self.num_layers = num_layers
         self.scalar_dim = hidden_channels
         self.vector_dim = hidden_channels
-        self.embedding = nn.Embedding(max_atomic_number + 1, hidden_channels)  # row = Z; row 0 unused
+        self.embedding = nn.Embedding(
+            max_atomic_number + 1, hidden_channels
+        )  # row = Z; row 0 unused
         nn.init.uniform_(self.embedding.weight, -math.sqrt(3.0), math.sqrt(3.0))  # unit variance
-        self.messages = nn.ModuleList(PaiNNMessage(hidden_channels, radial_basis.num_rbf, recompute_messages) for _ in range(num_layers))
+        self.messages = nn.ModuleList(
+            PaiNNMessage(hidden_channels, radial_basis.num_rbf, recompute_messages)
+            for _ in range(num_layers)
+        )
         self.updates = nn.ModuleList(PaiNNUpdate(hidden_channels) for _ in range(num_layers))
         self.register_buffer("layer_scales", torch.ones(num_layers, dtype=torch.float32))
         self.inv_sqrt_2 = 1.0 / math.sqrt(2.0)
@@ -143,7 +165,11 @@ class PaiNN(nn.Module):
         return {K.NODE_FEATURES: scalars, K.NODE_VECTORS: vectors}
 
     def _encode(
-        self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor, num_layers: int
+        self,
+        atomic_numbers: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_vectors: torch.Tensor,
+        num_layers: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # edges have nonzero length: the radius graph never pairs an atom with itself at distance 0
         distances = torch.sqrt(torch.sum(edge_vectors**2, dim=-1))  # [M]
@@ -162,7 +188,9 @@ class PaiNN(nn.Module):
         return scalars, vectors
 
     @torch.no_grad()
-    def fit_layer_scales(self, inputs: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> list[float]:
+    def fit_layer_scales(
+        self, inputs: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> list[float]:
         """FAIR-Chem's scale fitting: layer by layer, set the scale so the scalars leaving the
         update have unit variance (variance over atoms, averaged over channels) on `inputs`,
         a few batches of (atomic_numbers, edge_index, edge_vectors). Returns the scales."""
@@ -177,6 +205,8 @@ class PaiNN(nn.Module):
                 weighted_variance += float(scalars.var(dim=0).mean()) * scalars.shape[0]
                 count += scalars.shape[0]
             if count < 2 or not weighted_variance > 0:
-                raise ValueError(f"cannot fit layer {layer}: the inputs have no variance over atoms")
+                raise ValueError(
+                    f"cannot fit layer {layer}: the inputs have no variance over atoms"
+                )
             self.layer_scales[layer] = math.sqrt(count / weighted_variance)
         return self.layer_scales.tolist()

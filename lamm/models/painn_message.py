@@ -37,7 +37,9 @@ class _FusedMessage(torch.autograd.Function):
         return message_sum(per_atom, filters, vectors, unit_vectors, source, target)
 
     @staticmethod
-    def backward(ctx: Any, grad_ds: torch.Tensor, grad_dv: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(
+        ctx: Any, grad_ds: torch.Tensor, grad_dv: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         per_atom, filters, vectors, unit_vectors, source, target = ctx.saved_tensors
         needs_per_atom, needs_filters, needs_vectors, needs_unit = ctx.needs_input_grad[:4]
         n, f = per_atom.shape[0], per_atom.shape[1] // 3
@@ -50,19 +52,27 @@ class _FusedMessage(torch.autograd.Function):
         grad_gate_r = torch.sum(grad_edge_v * unit_vectors.to(dtype).unsqueeze(2), dim=1)  # [M, F]
         grad_unit = grad_vectors = None
         if needs_unit:  # only when differentiating with respect to positions (gradient forces)
-            grad_unit = torch.sum(grad_edge_v * gate_r.unsqueeze(1), dim=2).to(unit_vectors.dtype)  # [M, 3]
+            grad_unit = torch.sum(grad_edge_v * gate_r.unsqueeze(1), dim=2).to(
+                unit_vectors.dtype
+            )  # [M, 3]
         if vectors is None:
             grad_gate_v = torch.zeros_like(grad_a)
         else:
-            grad_gate_v = torch.sum(grad_edge_v * vectors.to(dtype).index_select(0, source), dim=1)  # [M, F]
+            grad_gate_v = torch.sum(
+                grad_edge_v * vectors.to(dtype).index_select(0, source), dim=1
+            )  # [M, F]
             if needs_vectors:
-                grad_vectors = torch.zeros(n, 3, f, dtype=dtype, device=per_atom.device).index_add(
-                    0, source, grad_edge_v * gate_v.unsqueeze(1)
-                ).to(vectors.dtype)  # [N, 3, F]
+                grad_vectors = (
+                    torch.zeros(n, 3, f, dtype=dtype, device=per_atom.device)
+                    .index_add(0, source, grad_edge_v * gate_v.unsqueeze(1))
+                    .to(vectors.dtype)
+                )  # [N, 3, F]
         grad_per_edge = torch.cat([grad_a, grad_gate_v, grad_gate_r], dim=-1)  # [M, 3F]
         grad_per_atom = grad_filters = None
         if needs_per_atom:
-            grad_per_atom = torch.zeros_like(per_atom).index_add(0, source, grad_per_edge * filters)  # [N, 3F]
+            grad_per_atom = torch.zeros_like(per_atom).index_add(
+                0, source, grad_per_edge * filters
+            )  # [N, 3F]
         if needs_filters:
             grad_filters = grad_per_edge * gathered  # [M, 3F]
         return grad_per_atom, grad_filters, grad_vectors, grad_unit, None, None
@@ -83,9 +93,13 @@ def message_sum(
     a, gate_v, gate_r = torch.split(per_edge, f, dim=-1)  # 3 x [M, F]
     edge_v = gate_r.unsqueeze(1) * unit_vectors.to(dtype).unsqueeze(2)  # [M, 3, F]
     if vectors is not None:
-        edge_v = edge_v + vectors.to(dtype).index_select(0, source) * gate_v.unsqueeze(1)  # [M, 3, F]
+        edge_v = edge_v + vectors.to(dtype).index_select(0, source) * gate_v.unsqueeze(
+            1
+        )  # [M, 3, F]
     ds = torch.zeros(n, f, dtype=dtype, device=per_atom.device).index_add_(0, target, a)  # [N, F]
-    dv = torch.zeros(n, 3, f, dtype=dtype, device=per_atom.device).index_add_(0, target, edge_v)  # [N, 3, F]
+    dv = torch.zeros(n, 3, f, dtype=dtype, device=per_atom.device).index_add_(
+        0, target, edge_v
+    )  # [N, 3, F]
     return ds, dv
 
 

@@ -47,14 +47,24 @@ GraphBatch = Union["Data", Mapping[str, torch.Tensor]]
 FORCE_MODES = ("direct", "gradient")
 
 
-def edge_vectors(positions: torch.Tensor, cell: torch.Tensor, cell_offsets: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+def edge_vectors(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    cell_offsets: torch.Tensor,
+    edge_index: torch.Tensor,
+    batch: torch.Tensor,
+) -> torch.Tensor:
     """r_ij = pos[j] - pos[i] + cell_offsets @ cell[batch[i]]  (lamm.keys), [M, 3] Angstrom."""
     source, target = edge_index[0], edge_index[1]
     # index_select rather than x[index]: a cheaper backward (see lamm.models.painn)
     cells = cell.index_select(0, batch.index_select(0, target))  # [M, 3, 3]
     # elementwise, not einsum: autocast would run a matmul in bf16 and round the image shifts
     shifts = (cell_offsets.to(cells.dtype).unsqueeze(2) * cells).sum(dim=1)  # [M, 3]
-    return positions.index_select(0, source) - positions.index_select(0, target) + shifts.to(positions.dtype)
+    return (
+        positions.index_select(0, source)
+        - positions.index_select(0, target)
+        + shifts.to(positions.dtype)
+    )
 
 
 class Potential(nn.Module):
@@ -85,7 +95,9 @@ class Potential(nn.Module):
         if force_mode == "direct" and (force_head is None or force_head.num_heads != len(heads)):
             raise ValueError(f"direct force mode needs a force head with {len(heads)} outputs")
         if force_mode == "gradient" and force_head is not None:
-            raise ValueError("gradient force mode computes -dE/dx; pass force_head=None (it would be unused)")
+            raise ValueError(
+                "gradient force mode computes -dE/dx; pass force_head=None (it would be unused)"
+            )
         if max_neighbors is not None and max_neighbors < 1:
             raise ValueError(f"max_neighbors must be positive or None, got {max_neighbors}")
         self.encoder = encoder
@@ -109,14 +121,22 @@ class Potential(nn.Module):
         if gradient and not positions.requires_grad:
             positions = positions.detach().requires_grad_(True)
         num_graphs = int(batch[K.NATOMS].shape[0])
-        atom_batch = batch[K.BATCH] if K.BATCH in batch else torch.zeros_like(batch[K.ATOMIC_NUMBERS])
+        atom_batch = (
+            batch[K.BATCH] if K.BATCH in batch else torch.zeros_like(batch[K.ATOMIC_NUMBERS])
+        )
         # Gradient forces and stress need autograd even when the caller evaluates under no_grad.
         with torch.enable_grad() if gradient or compute_stress else contextlib.nullcontext():
-            vectors = edge_vectors(positions, batch[K.CELL], batch[K.CELL_OFFSETS], batch[K.EDGE_INDEX], atom_batch)
+            vectors = edge_vectors(
+                positions, batch[K.CELL], batch[K.CELL_OFFSETS], batch[K.EDGE_INDEX], atom_batch
+            )
             strain = None
             if compute_stress:
-                strain = torch.zeros(num_graphs, 3, 3, dtype=vectors.dtype, device=vectors.device, requires_grad=True)
-                vectors = strained_edge_vectors(vectors, strain, atom_batch.index_select(0, batch[K.EDGE_INDEX][1]))
+                strain = torch.zeros(
+                    num_graphs, 3, 3, dtype=vectors.dtype, device=vectors.device, requires_grad=True
+                )
+                vectors = strained_edge_vectors(
+                    vectors, strain, atom_batch.index_select(0, batch[K.EDGE_INDEX][1])
+                )
             features = self.encoder(batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], vectors)
             energy = self.energy_head(features[K.NODE_FEATURES], atom_batch, num_graphs)  # [B, D]
             inputs = ([positions] if gradient else []) + ([strain] if strain is not None else [])
@@ -124,47 +144,89 @@ class Potential(nn.Module):
                 own_energy = energy.gather(1, batch[K.DATASET_INDEX].view(-1, 1)).squeeze(1)  # [B]
                 gradients = self.energy_gradients(own_energy, inputs)
             if self.force_head is not None:
-                forces = self.force_head(features[K.NODE_FEATURES], features[K.NODE_VECTORS])  # [N, 3, D]
+                forces = self.force_head(
+                    features[K.NODE_FEATURES], features[K.NODE_VECTORS]
+                )  # [N, 3, D]
             else:
                 forces = self._own_head_forces(-gradients[0], batch[K.DATASET_INDEX], atom_batch)
-        out = {K.PRED_ENERGY: energy, K.PRED_FORCES: forces, K.NODE_FEATURES: features[K.NODE_FEATURES]}
+        out = {
+            K.PRED_ENERGY: energy,
+            K.PRED_FORCES: forces,
+            K.NODE_FEATURES: features[K.NODE_FEATURES],
+        }
         if strain is not None:
-            out[K.PRED_STRESS] = self._own_head_stress(gradients[-1], batch[K.CELL], batch[K.PBC], batch[K.DATASET_INDEX])
+            out[K.PRED_STRESS] = self._own_head_stress(
+                gradients[-1], batch[K.CELL], batch[K.PBC], batch[K.DATASET_INDEX]
+            )
         return out
 
     def atom_representations(self, batch: GraphBatch) -> torch.Tensor:
         """[N, F] the encoder's rotation-invariant per-atom features (PaiNN s_i, LaMM Fig. 8);
         the heads are not run."""
-        atom_batch = batch[K.BATCH] if K.BATCH in batch else torch.zeros_like(batch[K.ATOMIC_NUMBERS])
-        vectors = edge_vectors(batch[K.POSITIONS], batch[K.CELL], batch[K.CELL_OFFSETS], batch[K.EDGE_INDEX], atom_batch)
+        atom_batch = (
+            batch[K.BATCH] if K.BATCH in batch else torch.zeros_like(batch[K.ATOMIC_NUMBERS])
+        )
+        vectors = edge_vectors(
+            batch[K.POSITIONS],
+            batch[K.CELL],
+            batch[K.CELL_OFFSETS],
+            batch[K.EDGE_INDEX],
+            atom_batch,
+        )
         return self.encoder(batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], vectors)[K.NODE_FEATURES]
 
     def _own_channel(self, values: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
         """values [K, ...] of each row's own head `head` [K] -> [K, ..., D], NaN in the other channels."""
-        own = nn.functional.one_hot(head, len(self.heads)).bool().view(head.shape[0], *([1] * (values.dim() - 1)), -1)
+        own = (
+            nn.functional.one_hot(head, len(self.heads))
+            .bool()
+            .view(head.shape[0], *([1] * (values.dim() - 1)), -1)
+        )
         not_computed = torch.full((), float("nan"), dtype=values.dtype, device=values.device)
         return torch.where(own, values.unsqueeze(-1), not_computed)
 
-    def _own_head_forces(self, minus_gradient: torch.Tensor, dataset_index: torch.Tensor, atom_batch: torch.Tensor) -> torch.Tensor:
+    def _own_head_forces(
+        self, minus_gradient: torch.Tensor, dataset_index: torch.Tensor, atom_batch: torch.Tensor
+    ) -> torch.Tensor:
         """-dE_norm/dx [N, 3] -> normalized forces [N, 3, D] (see the module docstring)."""
         atom_head = dataset_index[atom_batch]  # [N]
         scale = (self.normalizer.energy_std / self.normalizer.force_rms)[atom_head]  # [N] float64
-        return self._own_channel(minus_gradient * scale.to(minus_gradient.dtype).unsqueeze(1), atom_head)  # [N, 3, D]
+        return self._own_channel(
+            minus_gradient * scale.to(minus_gradient.dtype).unsqueeze(1), atom_head
+        )  # [N, 3, D]
 
-    def _own_head_stress(self, strain_gradient: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, dataset_index: torch.Tensor) -> torch.Tensor:
+    def _own_head_stress(
+        self,
+        strain_gradient: torch.Tensor,
+        cell: torch.Tensor,
+        pbc: torch.Tensor,
+        dataset_index: torch.Tensor,
+    ) -> torch.Tensor:
         """dE_norm/d(strain) [B, 3, 3] -> normalized stress [B, 3, 3, D] (see the module docstring)."""
-        scale = (self.normalizer.energy_std / self.normalizer.force_rms)[dataset_index]  # [B] float64
+        scale = (self.normalizer.energy_std / self.normalizer.force_rms)[
+            dataset_index
+        ]  # [B] float64
         stress = stress_from_strain_gradient(strain_gradient, cell, pbc)  # [B, 3, 3]
-        return self._own_channel(stress * scale.to(stress.dtype).view(-1, 1, 1), dataset_index)  # [B, 3, 3, D]
+        return self._own_channel(
+            stress * scale.to(stress.dtype).view(-1, 1, 1), dataset_index
+        )  # [B, 3, 3, D]
 
     def predict(self, batch: GraphBatch, compute_stress: bool = False) -> dict[str, torch.Tensor]:
         """forward, in eV (PRED_ENERGY [B, D] float64), eV/Angstrom (PRED_FORCES [N, 3, D]) and,
         with `compute_stress`, eV/Angstrom^3 (PRED_STRESS [B, 3, 3, D], ASE's sign convention)."""
         out = self(batch, compute_stress=compute_stress)
-        atom_batch = batch[K.BATCH] if K.BATCH in batch else torch.zeros_like(batch[K.ATOMIC_NUMBERS])
-        energy = self.normalizer.denormalize_energy(out[K.PRED_ENERGY], batch[K.ATOMIC_NUMBERS], atom_batch)
+        atom_batch = (
+            batch[K.BATCH] if K.BATCH in batch else torch.zeros_like(batch[K.ATOMIC_NUMBERS])
+        )
+        energy = self.normalizer.denormalize_energy(
+            out[K.PRED_ENERGY], batch[K.ATOMIC_NUMBERS], atom_batch
+        )
         forces = self.normalizer.denormalize_forces(out[K.PRED_FORCES])
-        prediction = {K.PRED_ENERGY: energy, K.PRED_FORCES: forces, K.NODE_FEATURES: out[K.NODE_FEATURES]}
+        prediction = {
+            K.PRED_ENERGY: energy,
+            K.PRED_FORCES: forces,
+            K.NODE_FEATURES: out[K.NODE_FEATURES],
+        }
         if compute_stress:
             prediction[K.PRED_STRESS] = self.normalizer.denormalize_stress(out[K.PRED_STRESS])
         return prediction

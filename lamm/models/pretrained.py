@@ -29,7 +29,11 @@ def shipped_models() -> dict[str, Path]:
     root = models_dir()
     if not root.is_dir():
         return {}
-    return {folder.name: folder / MODEL_FILE for folder in sorted(root.iterdir()) if (folder / MODEL_FILE).is_file()}
+    return {
+        folder.name: folder / MODEL_FILE
+        for folder in sorted(root.iterdir())
+        if (folder / MODEL_FILE).is_file()
+    }
 
 
 def is_model_name(spec: str | os.PathLike) -> bool:
@@ -51,6 +55,8 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
         if str(spec) in models:
             return models[str(spec)]
         shipped = ", ".join(models) or "none in this checkout"
-        raise ValueError(f"no checkpoint file and no shipped model named {str(spec)!r} (shipped models: {shipped}; "
-                         f"looked in {models_dir()})")
+        raise ValueError(
+            f"no checkpoint file and no shipped model named {str(spec)!r} (shipped models: {shipped}; "
+            f"looked in {models_dir()})"
+        )
     raise FileNotFoundError(f"checkpoint {path} does not exist")

@@ -34,7 +34,9 @@ class GaussianBasis(nn.Module):
     def forward(self, distances: torch.Tensor) -> torch.Tensor:
         """[M] Angstrom -> [M, num_rbf]."""
         scaled = distances / self.cutoff  # [M]
-        return torch.exp(self.coefficient * (scaled.unsqueeze(-1) - self.centers) ** 2)  # [M, num_rbf]
+        return torch.exp(
+            self.coefficient * (scaled.unsqueeze(-1) - self.centers) ** 2
+        )  # [M, num_rbf]
 
 
 class PolynomialEnvelope(nn.Module):

@@ -22,7 +22,9 @@ from __future__ import annotations
 import torch
 
 
-def strained_edge_vectors(vectors: torch.Tensor, strain: torch.Tensor, edge_batch: torch.Tensor) -> torch.Tensor:
+def strained_edge_vectors(
+    vectors: torch.Tensor, strain: torch.Tensor, edge_batch: torch.Tensor
+) -> torch.Tensor:
     """r (I + sym(eps)) for every edge: vectors [M, 3], strain [B, 3, 3], edge_batch [M] -> [M, 3].
 
     Symmetrized so the derivative (the stress) is symmetric to rounding. An elementwise
@@ -33,7 +35,9 @@ def strained_edge_vectors(vectors: torch.Tensor, strain: torch.Tensor, edge_batc
     return vectors + (vectors.unsqueeze(2) * per_edge.to(vectors.dtype)).sum(dim=1)  # [M, 3]
 
 
-def stress_from_strain_gradient(energy_gradient: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor) -> torch.Tensor:
+def stress_from_strain_gradient(
+    energy_gradient: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
+) -> torch.Tensor:
     """(1 / V) dE/d(eps) [B, 3, 3] from dE/d(eps) [B, 3, 3], cell [B, 3, 3] and pbc [B, 3].
 
     Zero for structures with no periodic axis; NaN for periodic ones with a zero-volume cell.
@@ -44,5 +48,7 @@ def stress_from_strain_gradient(energy_gradient: torch.Tensor, cell: torch.Tenso
     has_volume = periodic & (volume > 0)
     safe_volume = torch.where(has_volume, volume, torch.ones_like(volume))  # [B]
     stress = energy_gradient / safe_volume.view(-1, 1, 1)  # [B, 3, 3]
-    fill = torch.where(periodic, torch.full_like(volume, float("nan")), torch.zeros_like(volume))  # [B]
+    fill = torch.where(
+        periodic, torch.full_like(volume, float("nan")), torch.zeros_like(volume)
+    )  # [B]
     return torch.where(has_volume.view(-1, 1, 1), stress, fill.view(-1, 1, 1))

@@ -55,7 +55,11 @@ def retain_freed_memory() -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    settings = ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD), (M_TOP_PAD, TOP_PAD))
+    settings = (
+        (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        (M_TOP_PAD, TOP_PAD),
+    )
     applied = all(libc.mallopt(parameter, value) == 1 for parameter, value in settings)
     if not applied:
         log.warning("glibc refused the malloc settings; CPU training runs with the defaults")

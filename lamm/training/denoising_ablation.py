@@ -32,14 +32,20 @@ def check_denoising_store(data_dir: str | os.PathLike, subset: str) -> Path:
     path = Path(data_dir) / f"{subset}.lmdb"
     if not path.exists():
         available = sorted(p.stem for p in Path(data_dir).glob("*.lmdb"))
-        raise ValueError(f"unknown subset {subset!r}: no store {path} (stores in {data_dir}: {available})")
+        raise ValueError(
+            f"unknown subset {subset!r}: no store {path} (stores in {data_dir}: {available})"
+        )
     store = StructureStore(path)
     task = store.info.get("task")
     if task != "denoising":
-        raise ValueError(f"{path}: task is {task!r}, the denoising ablation needs a store with task 'denoising'")
+        raise ValueError(
+            f"{path}: task is {task!r}, the denoising ablation needs a store with task 'denoising'"
+        )
     for split in ("train", "val"):
         if len(store.indices(split)) == 0:
-            raise ValueError(f"{path}: the {split} split is empty; the ablation trains on train and validates on val")
+            raise ValueError(
+                f"{path}: the {split} split is empty; the ablation trains on train and validates on val"
+            )
     return path
 
 
@@ -59,18 +65,30 @@ def ablation_config(
         raise ValueError(f"unknown denoising mode {mode!r}; expected one of {ABLATION_MODES}")
     config = copy.deepcopy(dict(base))
     config["name"] = f"denoising-{mode}"
-    config["data"] = {**config["data"], "subsets": [subset], "denoise_mode": mode, "num_workers": num_workers}
+    config["data"] = {
+        **config["data"],
+        "subsets": [subset],
+        "denoise_mode": mode,
+        "num_workers": num_workers,
+    }
     config["sampler"] = {**config.get("sampler", {}), "batch_per_rank": batch_per_rank}
     # No fractional-epoch checkpoints: only the final `last.pt` (the curves are the result).
     config["train"] = {
-        **config.get("train", {}), "epochs": epochs, "val_every_steps": val_every_steps,
-        "val_max_samples": val_max_samples, "checkpoint_epochs": [],
+        **config.get("train", {}),
+        "epochs": epochs,
+        "val_every_steps": val_every_steps,
+        "val_max_samples": val_max_samples,
+        "checkpoint_epochs": [],
     }
     return validate_config(config, SCHEMA, name=f"denoising ablation config ({mode})")
 
 
 def run_denoising_mode(
-    base: Mapping[str, Any], mode: str, data_dir: str | os.PathLike, out_dir: str | os.PathLike, **settings: Any
+    base: Mapping[str, Any],
+    mode: str,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    **settings: Any,
 ) -> dict[str, Any]:
     """Train one mode into `out_dir` (validation.csv, metrics.csv, checkpoints/last.pt, summary.json)."""
     check_denoising_store(data_dir, settings["subset"])
@@ -87,4 +105,7 @@ def run_denoising_ablation(
     **settings: Any,
 ) -> dict[str, dict[str, Any]]:
     """Every mode one after the other into `out_dir/<mode>`; {mode: training summary}."""
-    return {mode: run_denoising_mode(base, mode, data_dir, Path(out_dir) / mode, **settings) for mode in modes}
+    return {
+        mode: run_denoising_mode(base, mode, data_dir, Path(out_dir) / mode, **settings)
+        for mode in modes
+    }

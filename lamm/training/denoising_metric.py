@@ -40,26 +40,38 @@ def remove_mean(vectors: torch.Tensor, atom_batch: torch.Tensor, num_graphs: int
     """[N, 3] vectors minus the mean of their structure (atom_batch [N] = structure index)."""
     counts = torch.zeros(num_graphs, dtype=vectors.dtype, device=vectors.device)
     counts.index_add_(0, atom_batch, torch.ones_like(atom_batch, dtype=vectors.dtype))  # [B]
-    sums = torch.zeros(num_graphs, 3, dtype=vectors.dtype, device=vectors.device).index_add_(0, atom_batch, vectors)  # [B, 3]
+    sums = torch.zeros(num_graphs, 3, dtype=vectors.dtype, device=vectors.device).index_add_(
+        0, atom_batch, vectors
+    )  # [B, 3]
     means = sums / counts.clamp(min=1).unsqueeze(1)  # [B, 3]
     return vectors - means.index_select(0, atom_batch)
 
 
-def structure_l2_error(error: torch.Tensor, atom_batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+def structure_l2_error(
+    error: torch.Tensor, atom_batch: torch.Tensor, num_graphs: int
+) -> torch.Tensor:
     """[B] mean over each structure's atoms of the per-atom norm of error [N, 3]."""
     per_atom = error.norm(dim=1)  # [N]
-    sums = torch.zeros(num_graphs, dtype=per_atom.dtype, device=per_atom.device).index_add_(0, atom_batch, per_atom)
+    sums = torch.zeros(num_graphs, dtype=per_atom.dtype, device=per_atom.device).index_add_(
+        0, atom_batch, per_atom
+    )
     counts = torch.zeros(num_graphs, dtype=per_atom.dtype, device=per_atom.device)
     counts.index_add_(0, atom_batch, torch.ones_like(per_atom))
     return sums / counts.clamp(min=1)
 
 
-def own_label_error(prediction: torch.Tensor, label: torch.Tensor, atom_batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+def own_label_error(
+    prediction: torch.Tensor, label: torch.Tensor, atom_batch: torch.Tensor, num_graphs: int
+) -> torch.Tensor:
     """[B] structure-balanced L2 error of the predicted against the run's own label, Angstrom."""
     return structure_l2_error(prediction - label, atom_batch, num_graphs)
 
 
-def centered_error(prediction: torch.Tensor, label: torch.Tensor, atom_batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+def centered_error(
+    prediction: torch.Tensor, label: torch.Tensor, atom_batch: torch.Tensor, num_graphs: int
+) -> torch.Tensor:
     """[B] the same error with each structure's mean removed from prediction and label first."""
-    difference = remove_mean(prediction, atom_batch, num_graphs) - remove_mean(label, atom_batch, num_graphs)  # [N, 3]
+    difference = remove_mean(prediction, atom_batch, num_graphs) - remove_mean(
+        label, atom_batch, num_graphs
+    )  # [N, 3]
     return structure_l2_error(difference, atom_batch, num_graphs)

@@ -35,7 +35,9 @@ class DistributedContext:
         return self.world_size > 1
 
 
-def init_distributed(device: str = "auto", threads_per_rank: int | None = None) -> DistributedContext:
+def init_distributed(
+    device: str = "auto", threads_per_rank: int | None = None
+) -> DistributedContext:
     """Join the process group described by the environment (or run alone).
 
     `device`: "auto" (a GPU per local rank when CUDA is available, else CPU), "cpu" or "cuda".
@@ -66,7 +68,9 @@ def init_distributed(device: str = "auto", threads_per_rank: int | None = None) 
             world_size=world_size,
             device_id=target if use_cuda else None,
         )
-    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=target)
+    return DistributedContext(
+        rank=rank, world_size=world_size, local_rank=local_rank, device=target
+    )
 
 
 def shutdown() -> None:

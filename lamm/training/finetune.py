@@ -43,10 +43,21 @@ from lamm.models.checkpoint import epoch_label, load_checkpoint, potential_from_
 from lamm.models.potential import Potential
 from lamm.models.pretrained import MODEL_FILE
 from lamm.tracking import RunTracker, find_or_create_parent_run
-from lamm.training.distributed import DistributedContext, init_distributed, main_rank_first, shutdown
+from lamm.training.distributed import (
+    DistributedContext,
+    init_distributed,
+    main_rank_first,
+    shutdown,
+)
 from lamm.training.finetune_splits import plan_splits
 from lamm.training.pretrain import SCHEMA as TRAINER_SCHEMA
-from lamm.training.run_setup import build_train_loader, fit, resume_state, validation, write_run_inputs
+from lamm.training.run_setup import (
+    build_train_loader,
+    fit,
+    resume_state,
+    validation,
+    write_run_inputs,
+)
 from lamm.training.trainer import Trainer
 from lamm.training.validation import evaluate
 
@@ -73,7 +84,9 @@ def load_finetune_config(path: str | os.PathLike) -> dict[str, Any]:
     return validate_config(load_yaml(path), finetune_schema(), name=f"fine-tuning config {path}")
 
 
-def checkpoint_label(path: str | os.PathLike | None, payload: Mapping[str, Any] | None = None) -> str:
+def checkpoint_label(
+    path: str | os.PathLike | None, payload: Mapping[str, Any] | None = None
+) -> str:
     """`scratch`, or the pre-training epoch of a checkpoint (`epoch_0.1.pt` -> `0.1`)."""
     if path is None:
         return SCRATCH
@@ -87,7 +100,9 @@ def checkpoint_label(path: str | os.PathLike | None, payload: Mapping[str, Any] 
     return Path(path).stem
 
 
-def train_records(store: StructureStore, fraction: float, seed: int, *, pool: np.ndarray | None = None) -> np.ndarray:
+def train_records(
+    store: StructureStore, fraction: float, seed: int, *, pool: np.ndarray | None = None
+) -> np.ndarray:
     """The training records of a `fraction` run: round(fraction * n) of them (at least 1), sorted.
 
     One seeded permutation of the split (or of `pool`, the training records left after carving
@@ -123,25 +138,38 @@ def copy_head_channel(target: Potential, source: Potential, channel: int) -> Non
     if target.force_head is not None and source.force_head is not None:
         last = len(source.force_head.blocks) - 1
         gate_rows = [channel, source.force_head.num_heads + channel]
-        pairs.append((target.force_head, source.force_head, {
-            f"blocks.{last}.vector_out.weight": rows,
-            f"blocks.{last}.gate_net.2.weight": gate_rows,
-            f"blocks.{last}.gate_net.2.bias": gate_rows,
-        }))
+        pairs.append(
+            (
+                target.force_head,
+                source.force_head,
+                {
+                    f"blocks.{last}.vector_out.weight": rows,
+                    f"blocks.{last}.gate_net.2.weight": gate_rows,
+                    f"blocks.{last}.gate_net.2.bias": gate_rows,
+                },
+            )
+        )
     for head, pretrained, channel_rows in pairs:
         state = pretrained.state_dict()
         own = head.state_dict()
-        selected = {name: state[name][channel_rows[name]] if name in channel_rows else state[name] for name in own}
+        selected = {
+            name: state[name][channel_rows[name]] if name in channel_rows else state[name]
+            for name in own
+        }
         head.load_state_dict(selected, strict=True)
 
 
 def head_statistics(payload: Mapping[str, Any], head: str) -> dict[str, float]:
     """energy_std (eV) and force_rms (eV/A) of a checkpoint's head: its normalizer buffers."""
     state, channel = payload["model"], list(payload["heads"]).index(head)
-    return {name: float(state[f"normalizer.{name}"][channel]) for name in ("energy_std", "force_rms")}
+    return {
+        name: float(state[f"normalizer.{name}"][channel]) for name in ("energy_std", "force_rms")
+    }
 
 
-def match_head_scale(potential: Potential, pretrained: Mapping[str, Any], downstream: Mapping[str, Any]) -> dict[str, float]:
+def match_head_scale(
+    potential: Potential, pretrained: Mapping[str, Any], downstream: Mapping[str, Any]
+) -> dict[str, float]:
     """Rescale a copied head (`init_head`) so it predicts the same eV and eV/A as in pre-training.
 
     Heads predict normalized labels: energy = output * energy_std + mean + references, forces =
@@ -181,9 +209,13 @@ def starting_potential(
     """
     if checkpoint is None:
         if init_head is not None:
-            raise ValueError(f"init_head {init_head!r} needs a pre-training checkpoint, not scratch")
+            raise ValueError(
+                f"init_head {init_head!r} needs a pre-training checkpoint, not scratch"
+            )
         if not model_config:
-            raise ValueError("fine-tuning from scratch needs the model section in the fine-tuning config")
+            raise ValueError(
+                "fine-tuning from scratch needs the model section in the fine-tuning config"
+            )
         config = resolve_model_config(model_config)
     else:
         config = resolve_model_config(checkpoint["model_config"])
@@ -199,7 +231,9 @@ def starting_potential(
         return potential, config
     heads = list(checkpoint["heads"])
     if init_head is not None and init_head not in heads:
-        raise ValueError(f"init_head {init_head!r} is not a head of {source}; its heads are {', '.join(heads)}")
+        raise ValueError(
+            f"init_head {init_head!r} is not a head of {source}; its heads are {', '.join(heads)}"
+        )
     pretrained = potential_from_checkpoint(checkpoint, use_ema=True, source=source)
     potential.encoder.load_state_dict(pretrained.encoder.state_dict(), strict=True)
     if init_head is not None:
@@ -208,7 +242,11 @@ def starting_potential(
 
 
 def parameter_groups(
-    potential: Potential, lr: float, *, layer_decay: float | None = None, freeze_encoder: bool = False
+    potential: Potential,
+    lr: float,
+    *,
+    layer_decay: float | None = None,
+    freeze_encoder: bool = False,
 ) -> list[dict[str, Any]]:
     """AdamW groups: the heads at `lr`; the encoder frozen, or at lr * decay^(L + 1 - k) (JMP).
 
@@ -233,11 +271,19 @@ def parameter_groups(
     num_layers = max(depth.values(), default=0)
     for k in sorted(set(depth.values())):
         params = [p for name, p in encoder if depth[name] == k]
-        groups.append({"params": params, "lr": lr * layer_decay ** (num_layers + 1 - k), "name": f"encoder_layer_{k}"})
+        groups.append(
+            {
+                "params": params,
+                "lr": lr * layer_decay ** (num_layers + 1 - k),
+                "name": f"encoder_layer_{k}",
+            }
+        )
     return groups
 
 
-def same_steps_config(config: Mapping[str, Any], full_train: int, batches_per_epoch: int, world_size: int) -> dict[str, Any]:
+def same_steps_config(
+    config: Mapping[str, Any], full_train: int, batches_per_epoch: int, world_size: int
+) -> dict[str, Any]:
     """`config` with `train.epochs` rescaled so a run on a fraction of the training split takes as
     many optimizer steps as on the whole split (`train.epochs` counts epochs of the whole split):
     a sample-efficiency curve then compares training-set sizes, not training lengths."""
@@ -254,14 +300,22 @@ def check_starting_checkpoint(config: Mapping[str, Any], checkpoint: str | os.Pa
     payload = load_checkpoint(checkpoint)
     init_head, heads = config["finetune"]["init_head"], list(payload["heads"])
     if init_head is not None and init_head not in heads:
-        raise ValueError(f"init_head {init_head!r} is not a head of {checkpoint}; its heads are {', '.join(heads)}")
+        raise ValueError(
+            f"init_head {init_head!r} is not a head of {checkpoint}; its heads are {', '.join(heads)}"
+        )
     model_config = config.get("model")
-    if model_config and not _same_architecture(resolve_model_config(model_config), resolve_model_config(payload["model_config"])):
-        raise ValueError(f"{checkpoint}: its model differs from the fine-tuning config's model section; "
-                         "drop that section (or pass --config without one) to fine-tune the checkpoint's own architecture")
+    if model_config and not _same_architecture(
+        resolve_model_config(model_config), resolve_model_config(payload["model_config"])
+    ):
+        raise ValueError(
+            f"{checkpoint}: its model differs from the fine-tuning config's model section; "
+            "drop that section (or pass --config without one) to fine-tune the checkpoint's own architecture"
+        )
 
 
-def downstream_statistics(store: StructureStore, records: np.ndarray, config: Mapping[str, Any]) -> dict[str, Any]:
+def downstream_statistics(
+    store: StructureStore, records: np.ndarray, config: Mapping[str, Any]
+) -> dict[str, Any]:
     """Referencing and normalization of the records trained on (the whole split: cached beside the store)."""
     samples, seed = config["data"]["statistics_samples"], config["seed"]
     if len(records) == len(store.indices("train")):
@@ -269,16 +323,38 @@ def downstream_statistics(store: StructureStore, records: np.ndarray, config: Ma
     return compute_statistics(store, max_samples=samples, seed=seed, indices=records)
 
 
-def evaluate_test(model: nn.Module, store: StructureStore, model_config: Mapping[str, Any], context: DistributedContext,
-                  *, max_samples: int, batch_size: int, records: np.ndarray | None = None, split: str = "test") -> dict[str, float]:
+def evaluate_test(
+    model: nn.Module,
+    store: StructureStore,
+    model_config: Mapping[str, Any],
+    context: DistributedContext,
+    *,
+    max_samples: int,
+    batch_size: int,
+    records: np.ndarray | None = None,
+    split: str = "test",
+) -> dict[str, float]:
     """Energy MAE (meV/atom) and force MAE (meV/A) of `model` on the store's `test` split, or on
     `records` of `split` (a test set carved from the training split)."""
-    test_set = MultiStoreDataset([store], split, cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"],
-                                 records=None if records is None else [records])
+    test_set = MultiStoreDataset(
+        [store],
+        split,
+        cutoff=model_config["cutoff"],
+        max_neighbors=model_config["max_neighbors"],
+        records=None if records is None else [records],
+    )
     if len(test_set) == 0:
         raise ValueError(f"{store.path}: the test split is empty")
-    metrics = evaluate(model, test_set, [store.subset], [False], context, max_per_subset=max_samples, batch_size=batch_size,
-                       gradient_forces=model_config["force_mode"] == "gradient")
+    metrics = evaluate(
+        model,
+        test_set,
+        [store.subset],
+        [False],
+        context,
+        max_per_subset=max_samples,
+        batch_size=batch_size,
+        gradient_forces=model_config["force_mode"] == "gradient",
+    )
     prefix = f"val/{store.subset}/"
     return {
         "energy_mae_mev_per_atom": metrics.get(prefix + "energy_mae_mev_per_atom", float("nan")),
@@ -309,63 +385,129 @@ def run_finetuning(
         store = StructureStore(store_path)
         subset = data["subset"]
         if store.subset != subset:
-            raise ValueError(f"{store.path} holds subset {store.subset!r}, the config fine-tunes on {subset!r}")
+            raise ValueError(
+                f"{store.path} holds subset {store.subset!r}, the config fine-tunes on {subset!r}"
+            )
         payload = load_checkpoint(checkpoint) if checkpoint is not None else None
         label = checkpoint_label(checkpoint, payload)
         model, model_config = starting_potential(
-            config.get("model"), payload, subset, init_head=options["init_head"], force_mode=options["force_mode"],
-            seed=config["seed"], source=str(checkpoint),
+            config.get("model"),
+            payload,
+            subset,
+            init_head=options["init_head"],
+            force_mode=options["force_mode"],
+            seed=config["seed"],
+            source=str(checkpoint),
         )
         pretrained_statistics = None
         if options["init_head"] is not None:
             pretrained_statistics = head_statistics(payload, options["init_head"])
         del payload
-        splits = plan_splits(store, config["seed"], carve_test=options["carve_test"], carve_val=options["carve_val"])
+        splits = plan_splits(
+            store, config["seed"], carve_test=options["carve_test"], carve_val=options["carve_val"]
+        )
         if splits.carved:
-            log.info("%s: carved from the training split for this run: %s", store.path, splits.carved)
+            log.info(
+                "%s: carved from the training split for this run: %s", store.path, splits.carved
+            )
         records = train_records(store, options["train_fraction"], config["seed"], pool=splits.train)
         # The other ranks read the cache rank 0 wrote.
         statistics = main_rank_first(lambda: downstream_statistics(store, records, config), context)
         model.normalizer.set_head(0, statistics)
         if pretrained_statistics is not None:
-            log.info("init_head %s rescaled to the downstream statistics by %s", options["init_head"],
-                     match_head_scale(model, pretrained_statistics, statistics))
-        dataset_args = dict(cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"], seed=config["seed"])
+            log.info(
+                "init_head %s rescaled to the downstream statistics by %s",
+                options["init_head"],
+                match_head_scale(model, pretrained_statistics, statistics),
+            )
+        dataset_args = dict(
+            cutoff=model_config["cutoff"],
+            max_neighbors=model_config["max_neighbors"],
+            seed=config["seed"],
+        )
         train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)
-        val_set = MultiStoreDataset([store], splits.dataset_split("val"), records=[splits.val], **dataset_args)
+        val_set = MultiStoreDataset(
+            [store], splits.dataset_split("val"), records=[splits.val], **dataset_args
+        )
         loader = build_train_loader(train_set, config, context, temperature=None)
         config = same_steps_config(config, len(splits.train), len(loader), context.world_size)
-        groups = parameter_groups(model, config["optimizer"]["lr"], layer_decay=options["layer_decay"], freeze_encoder=options["freeze_encoder"])
+        groups = parameter_groups(
+            model,
+            config["optimizer"]["lr"],
+            layer_decay=options["layer_decay"],
+            freeze_encoder=options["freeze_encoder"],
+        )
         last, state = resume_state(out_dir, resume)
         run_info = {
-            "checkpoint": label, "checkpoint_path": str(checkpoint) if checkpoint is not None else None,
-            "train_fraction": options["train_fraction"], "train_structures": len(records),
-            "force_mode": model_config["force_mode"], "init_head": options["init_head"], **splits.info(),
+            "checkpoint": label,
+            "checkpoint_path": str(checkpoint) if checkpoint is not None else None,
+            "train_fraction": options["train_fraction"],
+            "train_structures": len(records),
+            "force_mode": model_config["force_mode"],
+            "init_head": options["init_head"],
+            **splits.info(),
         }
         if context.is_main:
             write_run_inputs(out_dir, config, [statistics])
         validate = validation(val_set, [subset], [False], context, config, model_config)
-        parent_id = find_or_create_parent_run(parent_run, "finetune") if parent_run and context.is_main and state is None else None
+        parent_id = (
+            find_or_create_parent_run(parent_run, "finetune")
+            if parent_run and context.is_main and state is None
+            else None
+        )
         tracker = RunTracker(
-            "finetune", f"{config['name']}-{out_dir.name}", params={**config, **run_info, "world_size": context.world_size},
-            inputs=[store.path] + ([checkpoint] if checkpoint is not None else []), enabled=context.is_main,
-            parent_run_id=parent_id, resume_run_id=state["training"]["mlflow_run_id"] if state else None,
+            "finetune",
+            f"{config['name']}-{out_dir.name}",
+            params={**config, **run_info, "world_size": context.world_size},
+            inputs=[store.path] + ([checkpoint] if checkpoint is not None else []),
+            enabled=context.is_main,
+            parent_run_id=parent_id,
+            resume_run_id=state["training"]["mlflow_run_id"] if state else None,
         )
         with tracker:
             trainer = Trainer(
-                model, loader, validate, context=context, config=config, out_dir=out_dir, tracker=tracker,
-                checkpoint_extra={"model_config": model_config, "heads": [subset], "statistics": [statistics], "finetune": run_info},
-                max_steps=max_steps, param_groups=groups,
+                model,
+                loader,
+                validate,
+                context=context,
+                config=config,
+                out_dir=out_dir,
+                tracker=tracker,
+                checkpoint_extra={
+                    "model_config": model_config,
+                    "heads": [subset],
+                    "statistics": [statistics],
+                    "finetune": run_info,
+                },
+                max_steps=max_steps,
+                param_groups=groups,
             )
             summary = fit(trainer, state, last)
             with trainer.ema.applied_to(trainer.model) if trainer.ema else contextlib.nullcontext():
-                test = evaluate_test(trainer.model, store, model_config, context, max_samples=options["test_max_samples"],
-                                     batch_size=sampler_config["batch_per_rank"], records=splits.test,
-                                     split=splits.dataset_split("test"))
+                test = evaluate_test(
+                    trainer.model,
+                    store,
+                    model_config,
+                    context,
+                    max_samples=options["test_max_samples"],
+                    batch_size=sampler_config["batch_per_rank"],
+                    records=splits.test,
+                    split=splits.dataset_split("test"),
+                )
             summary.update(run_info, world_size=context.world_size, test=test)
-            tracker.log_metrics({f"test/{k}": v for k, v in test.items() if k != "structures"}, step=trainer.step)
+            tracker.log_metrics(
+                {f"test/{k}": v for k, v in test.items() if k != "structures"}, step=trainer.step
+            )
             if context.is_main:
-                _write_json(out_dir / "test_metrics.json", {**test, **run_info, "split": "test", "model": "ema" if trainer.ema else "final"})
+                _write_json(
+                    out_dir / "test_metrics.json",
+                    {
+                        **test,
+                        **run_info,
+                        "split": "test",
+                        "model": "ema" if trainer.ema else "final",
+                    },
+                )
                 _write_json(out_dir / "summary.json", summary)
                 for name in ("validation.csv", "test_metrics.json"):
                     tracker.log_artifact(out_dir / name)
@@ -378,4 +520,3 @@ def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(value, indent=1))
     os.replace(tmp, path)
-

@@ -62,13 +62,20 @@ def splitmix64(seed: int, stream: int, index: np.ndarray) -> np.ndarray:
     """[n] uint64 keys, a pure function of (seed, stream, index): SplitMix64 of the combined value."""
     with np.errstate(over="ignore"):
         x = np.asarray(index, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        x = (x + np.uint64((seed * 0xD1B54A32D192ED03 + stream * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF)) & _MASK64
+        x = (
+            x
+            + np.uint64(
+                (seed * 0xD1B54A32D192ED03 + stream * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+            )
+        ) & _MASK64
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return x ^ (x >> np.uint64(31))
 
 
-def carve_records(pool: np.ndarray, fraction: float, seed: int, stream: int, *, of: int | None = None) -> np.ndarray:
+def carve_records(
+    pool: np.ndarray, fraction: float, seed: int, stream: int, *, of: int | None = None
+) -> np.ndarray:
     """The round(fraction * of) records of `pool` (at least 1; `of` defaults to len(pool)) with the
     smallest keys, sorted. Deterministic in (seed, stream, record index)."""
     if not 0 < fraction < 1:
@@ -76,13 +83,19 @@ def carve_records(pool: np.ndarray, fraction: float, seed: int, stream: int, *, 
     pool = np.asarray(pool, dtype=np.int64)
     size = max(1, round(fraction * (len(pool) if of is None else of)))
     if size >= len(pool):
-        raise ValueError(f"carving {size} records leaves none of the {len(pool)} training records to train on")
+        raise ValueError(
+            f"carving {size} records leaves none of the {len(pool)} training records to train on"
+        )
     order = np.argsort(splitmix64(seed, stream, pool), kind="stable")
     return np.sort(pool[order[:size]])
 
 
 def plan_splits(
-    store: StructureStore, seed: int, *, carve_test: float | None = None, carve_val: float | None = None,
+    store: StructureStore,
+    seed: int,
+    *,
+    carve_test: float | None = None,
+    carve_val: float | None = None,
     name: str | None = None,
 ) -> RunSplits:
     """The run's train pool, val and test records (module docstring); a missing split raises
@@ -91,22 +104,32 @@ def plan_splits(
     total = len(store)
     train = store.indices("train")
     if len(train) == 0:
-        raise ValueError(f"{name} has no train split (0 of {total} structures); fine-tuning needs training records "
-                         "(convert the training files as --input / train files)")
+        raise ValueError(
+            f"{name} has no train split (0 of {total} structures); fine-tuning needs training records "
+            "(convert the training files as --input / train files)"
+        )
     splits, carved = {"train": train}, {}
     for role, fraction in (("test", carve_test), ("val", carve_val)):
         own = store.indices(role)
         if len(own) or fraction is None:
             if len(own) and fraction is not None:
-                log.warning("%s has its own %s split (%d structures): not carving one", name, role, len(own))
+                log.warning(
+                    "%s has its own %s split (%d structures): not carving one", name, role, len(own)
+                )
             if not len(own):
-                raise ValueError(f"{name} has no {role} split (0 of {total} structures); {_FIXES[role]}")
+                raise ValueError(
+                    f"{name} has no {role} split (0 of {total} structures); {_FIXES[role]}"
+                )
             splits[role] = own
             continue
         try:
-            records = carve_records(splits["train"], fraction, seed, CARVE_STREAMS[role], of=len(train))
+            records = carve_records(
+                splits["train"], fraction, seed, CARVE_STREAMS[role], of=len(train)
+            )
         except ValueError as err:
-            raise ValueError(f"{name}: cannot carve a {role} split from {len(splits['train'])} training records: {err}") from None
+            raise ValueError(
+                f"{name}: cannot carve a {role} split from {len(splits['train'])} training records: {err}"
+            ) from None
         splits[role] = records
         splits["train"] = np.setdiff1d(splits["train"], records)
         carved[role] = int(len(records))

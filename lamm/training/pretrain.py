@@ -26,8 +26,19 @@ from lamm.data.referencing import load_or_compute_statistics
 from lamm.data.store import StructureStore
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.tracking import RunTracker
-from lamm.training.distributed import DistributedContext, init_distributed, main_rank_first, shutdown
-from lamm.training.run_setup import build_train_loader, fit, resume_state, validation, write_run_inputs
+from lamm.training.distributed import (
+    DistributedContext,
+    init_distributed,
+    main_rank_first,
+    shutdown,
+)
+from lamm.training.run_setup import (
+    build_train_loader,
+    fit,
+    resume_state,
+    validation,
+    write_run_inputs,
+)
 from lamm.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -40,14 +51,21 @@ def load_trainer_config(path: str | os.PathLike) -> dict[str, Any]:
     return validate_config(load_yaml(path), SCHEMA, name=f"trainer config {path}")
 
 
-def prepare_statistics(stores: list[StructureStore], config: Mapping[str, Any], context: DistributedContext) -> list[dict[str, Any]]:
+def prepare_statistics(
+    stores: list[StructureStore], config: Mapping[str, Any], context: DistributedContext
+) -> list[dict[str, Any]]:
     """Per-subset statistics, computed once by rank 0 (cached beside each store), read by all."""
     data = config["data"]
     sigma = data["denoise_sigma"] or DEFAULT_SIGMA
 
     def compute() -> list[dict[str, Any]]:
         return [
-            load_or_compute_statistics(store, noise_sigma=sigma, max_samples=data["statistics_samples"], seed=config["seed"])
+            load_or_compute_statistics(
+                store,
+                noise_sigma=sigma,
+                max_samples=data["statistics_samples"],
+                seed=config["seed"],
+            )
             for store in stores
         ]
 
@@ -89,8 +107,11 @@ def run_pretraining(
         for head, stats in enumerate(statistics):
             model.normalizer.set_head(head, stats)
         dataset_args = dict(
-            cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"],
-            noise_sigma=data["denoise_sigma"] or DEFAULT_SIGMA, noise_mode=data["denoise_mode"], seed=config["seed"],
+            cutoff=model_config["cutoff"],
+            max_neighbors=model_config["max_neighbors"],
+            noise_sigma=data["denoise_sigma"] or DEFAULT_SIGMA,
+            noise_mode=data["denoise_mode"],
+            seed=config["seed"],
         )
         train_set = MultiStoreDataset(stores, "train", **dataset_args)
         val_set = MultiStoreDataset(stores, "val", **dataset_args)
@@ -99,16 +120,33 @@ def run_pretraining(
         if context.is_main:
             write_run_inputs(out_dir, config, statistics)
         denoising = [store.info.get("task") == "denoising" for store in stores]
-        validate_model = validation(val_set, data["subsets"], denoising, context, config, model_config) if validate else _no_validation
+        validate_model = (
+            validation(val_set, data["subsets"], denoising, context, config, model_config)
+            if validate
+            else _no_validation
+        )
         tracker = RunTracker(
-            stage, config["name"], params={**config, "world_size": context.world_size},
-            inputs=[s.path for s in stores], enabled=context.is_main and track,
+            stage,
+            config["name"],
+            params={**config, "world_size": context.world_size},
+            inputs=[s.path for s in stores],
+            enabled=context.is_main and track,
             resume_run_id=payload["training"]["mlflow_run_id"] if payload else None,
         )
         with tracker:
             trainer = Trainer(
-                model, loader, validate_model, context=context, config=config, out_dir=out_dir, tracker=tracker,
-                checkpoint_extra={"model_config": model_config, "heads": list(data["subsets"]), "statistics": statistics},
+                model,
+                loader,
+                validate_model,
+                context=context,
+                config=config,
+                out_dir=out_dir,
+                tracker=tracker,
+                checkpoint_extra={
+                    "model_config": model_config,
+                    "heads": list(data["subsets"]),
+                    "statistics": statistics,
+                },
                 max_steps=max_steps,
             )
             summary = fit(trainer, payload, last)

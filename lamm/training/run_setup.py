@@ -30,19 +30,32 @@ log = logging.getLogger(__name__)
 
 
 def build_train_loader(
-    train_set: MultiStoreDataset, config: Mapping[str, Any], context: DistributedContext, *, temperature: float | None
+    train_set: MultiStoreDataset,
+    config: Mapping[str, Any],
+    context: DistributedContext,
+    *,
+    temperature: float | None,
 ) -> EpochLoader:
     """This rank's training loader: the config's sampler over `train_set` (temperature None:
     subsets drawn in proportion to their size, as fine-tuning's single subset needs)."""
     sampler_config = config["sampler"]
     sampler = DistributedBatchSampler(
-        train_set.natoms, train_set.sizes, world_size=context.world_size, rank=context.rank,
-        batch_per_rank=sampler_config["batch_per_rank"], strategy=sampler_config["strategy"],
-        temperature=temperature, num_splits=sampler_config["num_splits"], seed=config["seed"],
+        train_set.natoms,
+        train_set.sizes,
+        world_size=context.world_size,
+        rank=context.rank,
+        batch_per_rank=sampler_config["batch_per_rank"],
+        strategy=sampler_config["strategy"],
+        temperature=temperature,
+        num_splits=sampler_config["num_splits"],
+        seed=config["seed"],
         max_atoms_per_rank=sampler_config["max_atoms_per_rank"],
     )
     if sampler.skipped:
-        log.warning("samples that never fit under max_atoms_per_rank: %s", {k: len(v) for k, v in sampler.skipped.items()})
+        log.warning(
+            "samples that never fit under max_atoms_per_rank: %s",
+            {k: len(v) for k, v in sampler.skipped.items()},
+        )
     return build_loader(train_set, sampler, num_workers=config["data"]["num_workers"])
 
 
@@ -56,10 +69,16 @@ def validation(
 ) -> Callable[[nn.Module], dict[str, float]]:
     """The Trainer's validation: `evaluate` on `val_set` with the config's limits and loss weights."""
     return functools.partial(
-        evaluate, dataset=val_set, subsets=list(subsets), denoising=list(denoising), context=context,
-        max_per_subset=config["train"]["val_max_samples"], batch_size=config["sampler"]["batch_per_rank"],
+        evaluate,
+        dataset=val_set,
+        subsets=list(subsets),
+        denoising=list(denoising),
+        context=context,
+        max_per_subset=config["train"]["val_max_samples"],
+        batch_size=config["sampler"]["batch_per_rank"],
         gradient_forces=model_config["force_mode"] == "gradient",
-        lambda_energy=config["loss"]["lambda_energy"], lambda_forces=config["loss"]["lambda_forces"],
+        lambda_energy=config["loss"]["lambda_energy"],
+        lambda_forces=config["loss"]["lambda_forces"],
     )
 
 
@@ -69,7 +88,9 @@ def resume_state(out_dir: Path, resume: bool) -> tuple[Path, dict[str, Any] | No
     return last, load_checkpoint(last) if resume and last.is_file() else None
 
 
-def write_run_inputs(out_dir: Path, config: Mapping[str, Any], statistics: Sequence[Mapping[str, Any]]) -> None:
+def write_run_inputs(
+    out_dir: Path, config: Mapping[str, Any], statistics: Sequence[Mapping[str, Any]]
+) -> None:
     """The run folder with the config and the per-head statistics it trains with (main rank only)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))

@@ -12,7 +12,9 @@ def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, min_lr_rati
     down to `min_lr_ratio` at `total_steps`, and stays there.
     """
     if total_steps < 1 or warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
-        raise ValueError(f"bad schedule: total_steps={total_steps}, warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}")
+        raise ValueError(
+            f"bad schedule: total_steps={total_steps}, warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}"
+        )
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     decay_steps = max(1, total_steps - warmup_steps)

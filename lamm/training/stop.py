@@ -36,7 +36,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GRACE_S = 90.0  # a stop not honoured by then (a rank stuck in a collective) ends the process hard
+DEFAULT_GRACE_S = (
+    90.0  # a stop not honoured by then (a rank stuck in a collective) ends the process hard
+)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -44,17 +46,23 @@ class TrainingStopped(Exception):
     """A training loop stopped on a signal after saving `last.pt` (rank 0)."""
 
     def __init__(self, signum: int, step: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; last.pt holds that step")
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} after step {step}; last.pt holds that step"
+        )
         self.signum, self.step = signum, step
 
 
 class _State:
     requested: int = 0  # the signal number of a pending stop request, 0 when none
-    stopping: bool = False  # a stop is under way (honoured, or exiting): later signals change nothing
+    stopping: bool = (
+        False  # a stop is under way (honoured, or exiting): later signals change nothing
+    )
     listening: int = 0  # training loops that check for requests at their step ends
     grace_s: float = DEFAULT_GRACE_S
     timer: threading.Timer | None = None
-    delegate: dict[int, Any] = {}  # handlers we replaced (submitit's SIGUSR2) to call when not listening
+    delegate: dict[
+        int, Any
+    ] = {}  # handlers we replaced (submitit's SIGUSR2) to call when not listening
 
 
 def restore_default_signals() -> None:
@@ -74,7 +82,11 @@ def pending() -> int:
 
 
 def _hard_exit(signum: int) -> None:
-    log.error("stop on %s not done within %.0f s: exiting now", signal.Signals(signum).name, _State.grace_s)
+    log.error(
+        "stop on %s not done within %.0f s: exiting now",
+        signal.Signals(signum).name,
+        _State.grace_s,
+    )
     logging.shutdown()
     os._exit(128 + signum)
 
@@ -87,7 +99,9 @@ def _start_grace_timer(signum: int) -> None:
 
 
 def _on_stop_signal(signum: int, frame: Any) -> None:
-    if _State.requested or _State.stopping:  # one stop is enough (SIGTERM may come from several sides)
+    if (
+        _State.requested or _State.stopping
+    ):  # one stop is enough (SIGTERM may come from several sides)
         log.info("%s: already stopping", signal.Signals(signum).name)
         return
     if not _State.listening:
@@ -112,7 +126,9 @@ def honour(signum: int, step: int) -> TrainingStopped:
     return TrainingStopped(signum, step)
 
 
-def install_stop_handlers(signals: tuple[int, ...] = (signal.SIGTERM,), grace_s: float = DEFAULT_GRACE_S) -> None:
+def install_stop_handlers(
+    signals: tuple[int, ...] = (signal.SIGTERM,), grace_s: float = DEFAULT_GRACE_S
+) -> None:
     """SIGTERM (and e.g. submitit's SIGUSR2) ask for a stop; main thread only."""
     if threading.current_thread() is not threading.main_thread():
         return
@@ -181,7 +197,9 @@ def alive(pid: int, start_time: str | None = None) -> bool:
     return now is not None and (start_time is None or now == start_time)
 
 
-def watch_process(pid: int, start_time: str | None, on_gone: Callable[[], None], interval_s: float = 0.5) -> threading.Thread:
+def watch_process(
+    pid: int, start_time: str | None, on_gone: Callable[[], None], interval_s: float = 0.5
+) -> threading.Thread:
     """A daemon thread that calls `on_gone()` once when process `pid` has ended."""
 
     def watch() -> None:

@@ -35,7 +35,9 @@ class BucketClock:
     synchronize: bool = False
 
 
-def timed_allreduce_hook(state: BucketClock, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+def timed_allreduce_hook(
+    state: BucketClock, bucket: dist.GradBucket
+) -> torch.futures.Future[torch.Tensor]:
     """DDP comm hook: note when this bucket's gradients are ready, then all-reduce as usual."""
     if state.synchronize and bucket.buffer().is_cuda:
         torch.cuda.synchronize(bucket.buffer().device)
@@ -60,7 +62,17 @@ class StepClock:
         m = self.marks
         forward = m["forward"] - m["batch"]
         backward = m["backward"] - m["forward"]
-        compute_end = bucket_clock.last_ready if bucket_clock and bucket_clock.last_ready else m["backward"]
+        compute_end = (
+            bucket_clock.last_ready if bucket_clock and bucket_clock.last_ready else m["backward"]
+        )
         backward_start = m.get("reduced", m["forward"])
         compute = forward + max(0.0, min(compute_end, m["backward"]) - backward_start)
-        return [m["batch"] - m["start"], forward, backward, m["optimizer"] - m["backward"], compute, atoms, structures]
+        return [
+            m["batch"] - m["start"],
+            forward,
+            backward,
+            m["optimizer"] - m["backward"],
+            compute,
+            atoms,
+            structures,
+        ]

@@ -32,12 +32,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lamm import keys as K
 from lamm.log import progress
-from lamm.tracking import RunTracker
 from lamm.models.checkpoint import epoch_label, save_checkpoint
+from lamm.tracking import RunTracker
+from lamm.training import stop
 from lamm.training.distributed import DistributedContext, all_gather_rows, all_reduce_sum
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.loss import universal_loss_terms
-from lamm.training import stop
 from lamm.training.schedule import warmup_cosine
 from lamm.training.timing import COLUMNS as TIMING_COLUMNS
 from lamm.training.timing import BucketClock, StepClock, timed_allreduce_hook
@@ -52,14 +52,18 @@ class NonFiniteLossError(RuntimeError):
 class CsvLog:
     """Append rows to a CSV; on resume, rows after the resumed step are dropped (they are redone)."""
 
-    def __init__(self, path: Path, columns: Sequence[str], keep_until_step: int | None, enabled: bool) -> None:
+    def __init__(
+        self, path: Path, columns: Sequence[str], keep_until_step: int | None, enabled: bool
+    ) -> None:
         self.path, self.columns, self.enabled = path, list(columns), enabled
         if not enabled:
             return
         kept: list[dict[str, str]] = []
         if keep_until_step is not None and path.is_file():
             with open(path, newline="") as handle:
-                kept = [row for row in csv.DictReader(handle) if int(row["step"]) <= keep_until_step]
+                kept = [
+                    row for row in csv.DictReader(handle) if int(row["step"]) <= keep_until_step
+                ]
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writeheader()
@@ -103,7 +107,12 @@ class Trainer:
         max_steps: int | None = None,
         param_groups: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
-        self.context, self.config, self.out_dir, self.tracker = context, config, Path(out_dir), tracker
+        self.context, self.config, self.out_dir, self.tracker = (
+            context,
+            config,
+            Path(out_dir),
+            tracker,
+        )
         self.model = model.to(context.device)
         self.loader, self.validate = loader, validate
         self.checkpoint_extra = dict(checkpoint_extra)
@@ -111,38 +120,56 @@ class Trainer:
         self.bucket_clock = BucketClock(synchronize=context.device.type == "cuda")
         if context.distributed:
             self.wrapped: nn.Module = DistributedDataParallel(
-                self.model, device_ids=[context.device.index] if context.device.type == "cuda" else None,
-                forward_sync_buffers=False, find_unused_parameters=False,
+                self.model,
+                device_ids=[context.device.index] if context.device.type == "cuda" else None,
+                forward_sync_buffers=False,
+                find_unused_parameters=False,
             )
             self.wrapped.register_comm_hook(self.bucket_clock, timed_allreduce_hook)
         else:
             self.wrapped = self.model
         if train["compile"]:
             self.wrapped = torch.compile(self.wrapped, dynamic=True)
-        groups = [dict(group) for group in param_groups] if param_groups is not None else self.model.parameters()
+        groups = (
+            [dict(group) for group in param_groups]
+            if param_groups is not None
+            else self.model.parameters()
+        )
         self.optimizer = torch.optim.AdamW(
             groups, lr=optim["lr"], betas=tuple(optim["betas"]), weight_decay=optim["weight_decay"]
         )
         self.batches_per_epoch = len(loader)
         self.accumulate = int(optim["accumulate"])
         total_batches = math.ceil(train["epochs"] * self.batches_per_epoch)
-        self.total_steps = max(1, total_batches // self.accumulate) if train.get("total_steps") is None else int(train["total_steps"])
+        self.total_steps = (
+            max(1, total_batches // self.accumulate)
+            if train.get("total_steps") is None
+            else int(train["total_steps"])
+        )
         # `max_steps` stops early as an interruption would: the schedule still spans the whole
         # run, so stopping at step k and resuming reproduces the uninterrupted run exactly.
         self.stop_step = self.total_steps if max_steps is None else min(self.total_steps, max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda step: warmup_cosine(
-                step, total_steps=self.total_steps, warmup_steps=optim["warmup_steps"], min_lr_ratio=optim["min_lr_ratio"]
+                step,
+                total_steps=self.total_steps,
+                warmup_steps=optim["warmup_steps"],
+                min_lr_ratio=optim["min_lr_ratio"],
             ),
         )
-        self.ema = ExponentialMovingAverage(self.model, optim["ema_decay"]) if optim["ema_decay"] else None
+        self.ema = (
+            ExponentialMovingAverage(self.model, optim["ema_decay"]) if optim["ema_decay"] else None
+        )
         precision = train["precision"] if context.device.type == "cuda" else "fp32"
-        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
+            precision
+        ]
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
         # the fractional epochs to keep, as optimizer steps
         self.checkpoint_steps = {
-            min(self.total_steps, round(e * self.batches_per_epoch / self.accumulate)): float(e) for e in train["checkpoint_epochs"]
+            min(self.total_steps, round(e * self.batches_per_epoch / self.accumulate)): float(e)
+            for e in train["checkpoint_epochs"]
         }
         self.skip_update = False  # a micro-batch of this step had a non-finite loss
         self.step = 0  # optimizer steps done
@@ -190,7 +217,10 @@ class Trainer:
         self.loader.load_state_dict(training["loader"])
         torch.set_rng_state(training["torch_rng"])
         self.step, self.epoch = int(training["step"]), int(training["epoch"])
-        self.nonfinite, self.samples_seen = int(training["nonfinite"]), int(training["samples_seen"])
+        self.nonfinite, self.samples_seen = (
+            int(training["nonfinite"]),
+            int(training["samples_seen"]),
+        )
 
     # --- one step ------------------------------------------------------------------------------
     def _loss(self, batch: Any, clock: StepClock) -> tuple[torch.Tensor, dict[str, float], bool]:
@@ -201,45 +231,96 @@ class Trainer:
         """
         normalizer = self.model.normalizer
         atom_subset = batch[K.DATASET_INDEX][batch[K.BATCH]]
-        target_energy = normalizer.normalize_energy(batch[K.ENERGY], batch[K.ATOMIC_NUMBERS], batch[K.BATCH], batch[K.DATASET_INDEX])
+        target_energy = normalizer.normalize_energy(
+            batch[K.ENERGY], batch[K.ATOMIC_NUMBERS], batch[K.BATCH], batch[K.DATASET_INDEX]
+        )
         target_forces = normalizer.normalize_forces(batch[K.FORCES], atom_subset)
         loss_config = self.config["loss"]
         lambda_stress = float(loss_config.get("lambda_stress", 0.0))
-        with torch.autocast(self.context.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None):
+        with torch.autocast(
+            self.context.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
             # the stress (a strain derivative) is computed only when the loss uses it
-            output = self.wrapped(batch, compute_stress=True) if lambda_stress > 0 else self.wrapped(batch)
+            output = (
+                self.wrapped(batch, compute_stress=True)
+                if lambda_stress > 0
+                else self.wrapped(batch)
+            )
         stress = {}
         if lambda_stress > 0:
             target_stress = normalizer.normalize_stress(batch[K.STRESS], batch[K.DATASET_INDEX])
-            stress = {"pred_stress": output[K.PRED_STRESS].float(), "target_stress": target_stress.float(), "stress_mask": batch[K.STRESS_MASK]}
+            stress = {
+                "pred_stress": output[K.PRED_STRESS].float(),
+                "target_stress": target_stress.float(),
+                "stress_mask": batch[K.STRESS_MASK],
+            }
         terms = universal_loss_terms(
-            output[K.PRED_ENERGY].float(), output[K.PRED_FORCES].float(), target_energy.float(), target_forces.float(),
-            batch[K.DATASET_INDEX], batch[K.ENERGY_MASK], batch[K.FORCE_MASK], batch[K.BATCH], **stress,
+            output[K.PRED_ENERGY].float(),
+            output[K.PRED_FORCES].float(),
+            target_energy.float(),
+            target_forces.float(),
+            batch[K.DATASET_INDEX],
+            batch[K.ENERGY_MASK],
+            batch[K.FORCE_MASK],
+            batch[K.BATCH],
+            **stress,
         )
         # One all-reduce: label counts (for the global normalization), the three summed terms (for
         # logging) and the number of ranks whose loss is not finite (all ranks skip together).
-        stress_count = batch[K.STRESS_MASK].sum() if stress else torch.zeros((), device=batch[K.ENERGY_MASK].device)
-        local_counts = torch.stack([batch[K.ENERGY_MASK].sum(), batch[K.FORCE_MASK].sum(), stress_count]).double().cpu()
-        local_sums = torch.stack([terms.energy.detach(), terms.forces.detach(), terms.stress.detach()]).double().cpu() * local_counts
+        stress_count = (
+            batch[K.STRESS_MASK].sum()
+            if stress
+            else torch.zeros((), device=batch[K.ENERGY_MASK].device)
+        )
+        local_counts = (
+            torch.stack([batch[K.ENERGY_MASK].sum(), batch[K.FORCE_MASK].sum(), stress_count])
+            .double()
+            .cpu()
+        )
+        local_sums = (
+            torch.stack([terms.energy.detach(), terms.forces.detach(), terms.stress.detach()])
+            .double()
+            .cpu()
+            * local_counts
+        )
         finite_local = bool(torch.isfinite(local_sums).all())
         clock.mark("forward")
-        shared = torch.cat([local_counts, torch.nan_to_num(local_sums), torch.tensor([0.0 if finite_local else 1.0], dtype=torch.float64)])
+        shared = torch.cat(
+            [
+                local_counts,
+                torch.nan_to_num(local_sums),
+                torch.tensor([0.0 if finite_local else 1.0], dtype=torch.float64),
+            ]
+        )
         shared = all_reduce_sum(shared, self.context)
         clock.mark("reduced")
         global_counts = shared[:3].clamp(min=1)
         finite = bool(shared[6] == 0)
-        scale = (self.context.world_size * local_counts / global_counts).to(terms.energy.device)  # [3]
-        loss = loss_config["lambda_energy"] * terms.energy * scale[0] + loss_config["lambda_forces"] * terms.forces * scale[1]
+        scale = (self.context.world_size * local_counts / global_counts).to(
+            terms.energy.device
+        )  # [3]
+        loss = (
+            loss_config["lambda_energy"] * terms.energy * scale[0]
+            + loss_config["lambda_forces"] * terms.forces * scale[1]
+        )
         if stress:
             loss = loss + lambda_stress * terms.stress * scale[2]
         global_means = (shared[3:6] / global_counts).tolist()
-        parts = {"loss/energy": global_means[0], "loss/forces": global_means[1], **({"loss/stress": global_means[2]} if stress else {})}
+        parts = {
+            "loss/energy": global_means[0],
+            "loss/forces": global_means[1],
+            **({"loss/stress": global_means[2]} if stress else {}),
+        }
         return loss / self.accumulate, parts, finite
 
     def _optimizer_step(self) -> tuple[float, bool]:
         self.scaler.unscale_(self.optimizer)
         clip = self.config["optimizer"]["grad_clip"]
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else float("inf"))
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), clip if clip else float("inf")
+        )
         finite = bool(torch.isfinite(grad_norm))
         if finite:
             self.scaler.step(self.optimizer)
@@ -260,16 +341,47 @@ class Trainer:
     def _fit(self, resume_step: int | None) -> dict[str, Any]:
         train = self.config["train"]
         main = self.context.is_main
-        metrics_log = CsvLog(self.out_dir / "metrics.csv", ["step", "epoch", "loss", "loss/energy", "loss/forces", "lr", "grad_norm", "samples_per_s", "atoms_per_s", "nonfinite"], resume_step, main)
-        val_log = CsvLog(self.out_dir / "validation.csv", ["step", "epoch", "metric", "value"], resume_step, main)
-        timing_log = CsvLog(self.out_dir / "timings.csv", ["step", "rank", *TIMING_COLUMNS], resume_step, main)
+        metrics_log = CsvLog(
+            self.out_dir / "metrics.csv",
+            [
+                "step",
+                "epoch",
+                "loss",
+                "loss/energy",
+                "loss/forces",
+                "lr",
+                "grad_norm",
+                "samples_per_s",
+                "atoms_per_s",
+                "nonfinite",
+            ],
+            resume_step,
+            main,
+        )
+        val_log = CsvLog(
+            self.out_dir / "validation.csv", ["step", "epoch", "metric", "value"], resume_step, main
+        )
+        timing_log = CsvLog(
+            self.out_dir / "timings.csv", ["step", "rank", *TIMING_COLUMNS], resume_step, main
+        )
         if self.step == 0:
             self._validate(val_log)  # the starting point of every learning curve
             if 0 in self.checkpoint_steps:
                 self.save(f"epoch_{epoch_label(self.checkpoint_steps[0])}")
         last_save = time.monotonic()
         self.model.train()
-        bar = iter(progress(range(self.step, self.stop_step), desc="train", total=self.stop_step - self.step, unit="step")) if main else None
+        bar = (
+            iter(
+                progress(
+                    range(self.step, self.stop_step),
+                    desc="train",
+                    total=self.stop_step - self.step,
+                    unit="step",
+                )
+            )
+            if main
+            else None
+        )
         start_wall = time.monotonic()
         pending: dict[str, float] = {}
         while self.step < self.stop_step:
@@ -304,14 +416,27 @@ class Trainer:
                     next(bar, None)
                 row = clock.row(self.bucket_clock, int(batch.num_nodes), int(batch.num_graphs))
                 # the per-step all-gather also carries each rank's pending stop signal (0: none)
-                rows = all_gather_rows(torch.tensor([*row, stop.pending()], dtype=torch.float64), self.context)
+                rows = all_gather_rows(
+                    torch.tensor([*row, stop.pending()], dtype=torch.float64), self.context
+                )
                 stop_signal, rows = int(rows[:, -1].max()), rows[:, :-1]
-                timing_log.write([{"step": self.step, "rank": r, **dict(zip(TIMING_COLUMNS, values))} for r, values in enumerate(rows.tolist())])
+                timing_log.write(
+                    [
+                        {"step": self.step, "rank": r, **dict(zip(TIMING_COLUMNS, values))}
+                        for r, values in enumerate(rows.tolist())
+                    ]
+                )
                 if not finite:
                     self.nonfinite += 1
-                    log.warning("step %d: non-finite loss or gradient (%d so far); step skipped", self.step, self.nonfinite)
+                    log.warning(
+                        "step %d: non-finite loss or gradient (%d so far); step skipped",
+                        self.step,
+                        self.nonfinite,
+                    )
                     if self.nonfinite > train["max_nonfinite_steps"]:
-                        raise NonFiniteLossError(f"stopped after {self.nonfinite} steps with a non-finite loss or gradient")
+                        raise NonFiniteLossError(
+                            f"stopped after {self.nonfinite} steps with a non-finite loss or gradient"
+                        )
                 step_time = rows[:, 1:4].sum(dim=1).max().item() + rows[:, 0].max().item()
                 compute = rows[:, 4]
                 pending = {
@@ -326,8 +451,12 @@ class Trainer:
                     "nonfinite": self.nonfinite,
                 }
                 if self.step % train["log_every_steps"] == 0 or self.step == self.stop_step:
-                    self.tracker.log_metrics({k: v for k, v in pending.items() if math.isfinite(v)}, step=self.step)
-                    metrics_log.write([{"step": self.step, "epoch": self._epochs_done(), **pending}])
+                    self.tracker.log_metrics(
+                        {k: v for k, v in pending.items() if math.isfinite(v)}, step=self.step
+                    )
+                    metrics_log.write(
+                        [{"step": self.step, "epoch": self._epochs_done(), **pending}]
+                    )
                 if self.step % train["val_every_steps"] == 0 or self.step == self.stop_step:
                     self._validate(val_log)
                 if self.step in self.checkpoint_steps:
@@ -346,8 +475,17 @@ class Trainer:
                 self.epoch += 1
         self.save("last")
         wall = time.monotonic() - start_wall
-        summary = {"steps": self.step, "total_steps": self.total_steps, "epochs": self._epochs_done(), "samples_seen": self.samples_seen, "nonfinite_steps": self.nonfinite, "wall_s": wall}
-        self.tracker.log_metrics({"summary/wall_s": wall, "summary/samples_seen": self.samples_seen}, step=self.step)
+        summary = {
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "epochs": self._epochs_done(),
+            "samples_seen": self.samples_seen,
+            "nonfinite_steps": self.nonfinite,
+            "wall_s": wall,
+        }
+        self.tracker.log_metrics(
+            {"summary/wall_s": wall, "summary/samples_seen": self.samples_seen}, step=self.step
+        )
         return summary
 
     def _epochs_done(self) -> float:
@@ -360,7 +498,14 @@ class Trainer:
         else:
             metrics = self.validate(self.model)
         self.tracker.log_metrics(metrics, step=self.step)
-        val_log.write([{"step": self.step, "epoch": self._epochs_done(), "metric": k, "value": v} for k, v in metrics.items()])
+        val_log.write(
+            [
+                {"step": self.step, "epoch": self._epochs_done(), "metric": k, "value": v}
+                for k, v in metrics.items()
+            ]
+        )
         if self.context.is_main:
-            shown = ", ".join(f"{k.removeprefix('val/')}={v:.4g}" for k, v in sorted(metrics.items()))
+            shown = ", ".join(
+                f"{k.removeprefix('val/')}={v:.4g}" for k, v in sorted(metrics.items())
+            )
             log.info("step %d validation: %s", self.step, shown)

@@ -37,18 +37,29 @@ _FIELDS = 11
 
 
 def _accumulate(
-    sums: torch.Tensor, batch: Batch, prediction: dict[str, torch.Tensor], denoising: Sequence[bool], normalizer: nn.Module
+    sums: torch.Tensor,
+    batch: Batch,
+    prediction: dict[str, torch.Tensor],
+    denoising: Sequence[bool],
+    normalizer: nn.Module,
 ) -> None:
     subset = batch[K.DATASET_INDEX]  # [B]
     atom_subset = subset[batch[K.BATCH]]  # [N]
     natoms = batch[K.NATOMS].double()  # [B]
     energy = prediction[K.PRED_ENERGY].gather(1, subset.view(-1, 1)).squeeze(1)  # [B] eV, own head
-    forces = prediction[K.PRED_FORCES].gather(2, atom_subset.view(-1, 1, 1).expand(-1, 3, 1)).squeeze(2)  # [N, 3]
+    forces = (
+        prediction[K.PRED_FORCES].gather(2, atom_subset.view(-1, 1, 1).expand(-1, 3, 1)).squeeze(2)
+    )  # [N, 3]
     energy_error = (energy - batch[K.ENERGY].double()).abs() / natoms  # [B] eV/atom
-    force_error = (forces.double() - batch[K.FORCES].double())  # [N, 3]
+    force_error = forces.double() - batch[K.FORCES].double()  # [N, 3]
     per_atom_l2 = force_error.norm(dim=1)  # [N]
-    l2_per_structure = torch.zeros(len(natoms), dtype=torch.float64).index_add_(0, batch[K.BATCH], per_atom_l2) / natoms
-    centered_per_structure = centered_error(forces.double(), batch[K.FORCES].double(), batch[K.BATCH], len(natoms))  # [B]
+    l2_per_structure = (
+        torch.zeros(len(natoms), dtype=torch.float64).index_add_(0, batch[K.BATCH], per_atom_l2)
+        / natoms
+    )
+    centered_per_structure = centered_error(
+        forces.double(), batch[K.FORCES].double(), batch[K.BATCH], len(natoms)
+    )  # [B]
     is_denoising = torch.tensor(denoising, dtype=torch.bool)[subset]  # [B]
     energy_mask = batch[K.ENERGY_MASK]
     force_mask = batch[K.FORCE_MASK] & ~is_denoising
@@ -56,9 +67,17 @@ def _accumulate(
     atom_force_mask = force_mask[batch[K.BATCH]]  # [N]
     # the loss terms in normalized units (both sides normalized with the same statistics)
     z, atom_batch = batch[K.ATOMIC_NUMBERS], batch[K.BATCH]
-    energy_norm_error = (normalizer.normalize_energy(energy, z, atom_batch, subset) - normalizer.normalize_energy(batch[K.ENERGY], z, atom_batch, subset)).abs()  # [B]
+    energy_norm_error = (
+        normalizer.normalize_energy(energy, z, atom_batch, subset)
+        - normalizer.normalize_energy(batch[K.ENERGY], z, atom_batch, subset)
+    ).abs()  # [B]
     force_norm_l2 = normalizer.normalize_forces(force_error, atom_subset).norm(dim=1)  # [N]
-    force_norm_per_structure = torch.zeros(len(natoms), dtype=torch.float64).index_add_(0, atom_batch, force_norm_l2.double()) / natoms
+    force_norm_per_structure = (
+        torch.zeros(len(natoms), dtype=torch.float64).index_add_(
+            0, atom_batch, force_norm_l2.double()
+        )
+        / natoms
+    )
     labeled_forces = batch[K.FORCE_MASK]
     for d in subset.unique().tolist():
         in_subset = subset == d
@@ -68,11 +87,16 @@ def _accumulate(
         f = labeled_forces & in_subset
         sums[d] += torch.tensor(
             [
-                e.sum().item(), energy_error[e].sum().item(),
-                3 * f_atoms.sum().item(), force_error[f_atoms].abs().sum().item(),
-                n.sum().item(), l2_per_structure[n].sum().item(),
-                e.sum().item(), energy_norm_error[e].sum().item(),
-                f.sum().item(), force_norm_per_structure[f].sum().item(),
+                e.sum().item(),
+                energy_error[e].sum().item(),
+                3 * f_atoms.sum().item(),
+                force_error[f_atoms].abs().sum().item(),
+                n.sum().item(),
+                l2_per_structure[n].sum().item(),
+                e.sum().item(),
+                energy_norm_error[e].sum().item(),
+                f.sum().item(),
+                force_norm_per_structure[f].sum().item(),
                 centered_per_structure[n].sum().item(),
             ],
             dtype=torch.float64,
@@ -98,7 +122,12 @@ def evaluate(
     denoising subsets, so every validation sees the same inputs).
     """
     offsets = np.concatenate([[0], np.cumsum(dataset.sizes)])
-    indices = np.concatenate([np.arange(offsets[d], min(offsets[d + 1], offsets[d] + max_per_subset)) for d in range(len(subsets))])
+    indices = np.concatenate(
+        [
+            np.arange(offsets[d], min(offsets[d + 1], offsets[d] + max_per_subset))
+            for d in range(len(subsets))
+        ]
+    )
     shard = indices[context.rank :: context.world_size]
     sums = torch.zeros(len(subsets), _FIELDS, dtype=torch.float64)
     normalizer = copy.deepcopy(model.normalizer).cpu()  # metrics are summed on the CPU
@@ -106,16 +135,25 @@ def evaluate(
     model.eval()
     try:
         for start in range(0, len(shard), batch_size):
-            batch = collate([dataset[int(i)] for i in shard[start : start + batch_size]]).to(context.device)
+            batch = collate([dataset[int(i)] for i in shard[start : start + batch_size]]).to(
+                context.device
+            )
             with torch.set_grad_enabled(gradient_forces):
                 prediction = model.predict(batch)
-            _accumulate(sums, batch.cpu(), {k: v.detach().cpu() for k, v in prediction.items()}, denoising, normalizer)
+            _accumulate(
+                sums,
+                batch.cpu(),
+                {k: v.detach().cpu() for k, v in prediction.items()},
+                denoising,
+                normalizer,
+            )
     finally:
         model.train(was_training)
     sums = all_reduce_sum(sums, context)
     totals = sums.sum(dim=0).tolist()
     metrics: dict[str, float] = {
-        "val/loss": lambda_energy * totals[7] / max(totals[6], 1.0) + lambda_forces * totals[9] / max(totals[8], 1.0)
+        "val/loss": lambda_energy * totals[7] / max(totals[6], 1.0)
+        + lambda_forces * totals[9] / max(totals[8], 1.0)
     }
     for d, name in enumerate(subsets):
         n_e, e_sum, n_f, f_sum, n_n, n_sum = sums[d].tolist()[:6]

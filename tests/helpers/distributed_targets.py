@@ -2,7 +2,13 @@
 
 import torch
 
-from lamm.training.distributed import all_gather_rows, all_reduce_sum, init_distributed, main_rank_first, shutdown
+from lamm.training.distributed import (
+    all_gather_rows,
+    all_reduce_sum,
+    init_distributed,
+    main_rank_first,
+    shutdown,
+)
 
 
 def sum_of_ranks(offset: float, resume: bool = False) -> dict:
@@ -10,7 +16,13 @@ def sum_of_ranks(offset: float, resume: bool = False) -> dict:
     total = all_reduce_sum(torch.tensor([offset + context.rank], dtype=torch.float64), context)
     rows = all_gather_rows(torch.tensor([float(context.rank), 2.0 * context.rank]), context)
     shutdown()
-    return {"rank": context.rank, "world_size": context.world_size, "total": total.item(), "rows": rows.tolist(), "resume": resume}
+    return {
+        "rank": context.rank,
+        "world_size": context.world_size,
+        "total": total.item(),
+        "rows": rows.tolist(),
+        "resume": resume,
+    }
 
 
 def sleep_and_report_pid(pid_dir: str, seconds: float = 120.0, resume: bool = False) -> None:

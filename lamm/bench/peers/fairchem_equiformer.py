@@ -37,10 +37,18 @@ import torch
 
 # Our encoder's option -> fairchem's constructor argument of the same meaning (renamed only).
 RENAMED = {
-    "num_layers": "num_layers", "sphere_channels": "sphere_channels", "attn_hidden_channels": "attn_hidden_channels",
-    "num_heads": "num_heads", "attn_alpha_channels": "attn_alpha_channels", "attn_value_channels": "attn_value_channels",
-    "ffn_hidden_channels": "ffn_hidden_channels", "edge_channels": "edge_channels", "grid_mlp": "use_grid_mlp",
-    "grid_resolution": "grid_resolution", "alpha_drop": "alpha_drop", "avg_degree": "avg_degree",
+    "num_layers": "num_layers",
+    "sphere_channels": "sphere_channels",
+    "attn_hidden_channels": "attn_hidden_channels",
+    "num_heads": "num_heads",
+    "attn_alpha_channels": "attn_alpha_channels",
+    "attn_value_channels": "attn_value_channels",
+    "ffn_hidden_channels": "ffn_hidden_channels",
+    "edge_channels": "edge_channels",
+    "grid_mlp": "use_grid_mlp",
+    "grid_resolution": "grid_resolution",
+    "alpha_drop": "alpha_drop",
+    "avg_degree": "avg_degree",
     "activation_checkpointing": "activation_checkpoint",
 }
 # fairchem's GaussianSmearing has 600 functions whatever num_distance_basis says (gaussian basis)
@@ -57,20 +65,31 @@ def backbone_arguments(
     node and the edge grids; its Gaussian basis has 600 functions)."""
     problems = []
     if encoder["edge_grid_resolution"] != encoder["grid_resolution"]:
-        problems.append("edge_grid_resolution differs from grid_resolution (fairchem has one grid resolution)")
+        problems.append(
+            "edge_grid_resolution differs from grid_resolution (fairchem has one grid resolution)"
+        )
     if encoder["num_distance_basis"] != FAIRCHEM_DISTANCE_BASIS:
-        problems.append(f"num_distance_basis is {encoder['num_distance_basis']} (fairchem's Gaussian basis has {FAIRCHEM_DISTANCE_BASIS})")
+        problems.append(
+            f"num_distance_basis is {encoder['num_distance_basis']} (fairchem's Gaussian basis has {FAIRCHEM_DISTANCE_BASIS})"
+        )
     if problems:
         raise ValueError("fairchem EquiformerV2 cannot match this config: " + "; ".join(problems))
     arguments = {theirs: encoder[name] for name, theirs in RENAMED.items()}
     arguments.update(
-        lmax_list=[encoder["lmax"]], mmax_list=[encoder["mmax"]],
+        lmax_list=[encoder["lmax"]],
+        mmax_list=[encoder["mmax"]],
         norm_type="layer_norm_sh" if encoder["scalar_layer_norm"] else "rms_norm_sh",
         max_num_elements=encoder["max_atomic_number"] + 1,  # both index embeddings by Z
-        max_radius=float(cutoff), max_neighbors=int(max_neighbors or 10**6),
-        use_pbc=True, otf_graph=False, regress_forces=not direct_forces,
-        distance_function="gaussian", num_distance_basis=FAIRCHEM_DISTANCE_BASIS,
-        weight_init="uniform", drop_path_rate=0.0, proj_drop=0.0,  # the OC20 31M model's initialization
+        max_radius=float(cutoff),
+        max_neighbors=int(max_neighbors or 10**6),
+        use_pbc=True,
+        otf_graph=False,
+        regress_forces=not direct_forces,
+        distance_function="gaussian",
+        num_distance_basis=FAIRCHEM_DISTANCE_BASIS,
+        weight_init="uniform",
+        drop_path_rate=0.0,
+        proj_drop=0.0,  # the OC20 31M model's initialization
     )
     return arguments
 
@@ -81,8 +100,13 @@ def graph_data(arrays: Mapping[str, torch.Tensor], pos: torch.Tensor) -> SimpleN
     num_graphs = int(arrays["natoms"].shape[0])
     edge_graph = arrays["batch"][arrays["edge_index"][1]]  # [M]
     return SimpleNamespace(
-        pos=pos, atomic_numbers=arrays["atomic_numbers"], natoms=arrays["natoms"], batch=arrays["batch"],
-        cell=arrays["cell"], edge_index=arrays["edge_index"], cell_offsets=arrays["cell_offsets"],
+        pos=pos,
+        atomic_numbers=arrays["atomic_numbers"],
+        natoms=arrays["natoms"],
+        batch=arrays["batch"],
+        cell=arrays["cell"],
+        edge_index=arrays["edge_index"],
+        cell_offsets=arrays["cell_offsets"],
         neighbors=torch.bincount(edge_graph, minlength=num_graphs),  # [S] edges per structure
     )
 
@@ -102,11 +126,15 @@ def build_case(
     direct = spec["force_mode"] == "direct"
     torch.manual_seed(spec["seed"])
     config = spec["model_config"]
-    arguments = backbone_arguments(spec["encoder_arguments"], config["cutoff"], config["max_neighbors"], direct_forces=direct)
+    arguments = backbone_arguments(
+        spec["encoder_arguments"], config["cutoff"], config["max_neighbors"], direct_forces=direct
+    )
     backbone = EquiformerV2Backbone(**arguments)
     energy_head = EqV2ScalarHead(backbone)
     force_head = EqV2VectorHead(backbone) if direct else None
-    model = torch.nn.ModuleDict({"backbone": backbone, "energy": energy_head, **({"forces": force_head} if direct else {})})
+    model = torch.nn.ModuleDict(
+        {"backbone": backbone, "energy": energy_head, **({"forces": force_head} if direct else {})}
+    )
     model.to(arrays["pos"].device)
 
     def step(train: bool) -> None:

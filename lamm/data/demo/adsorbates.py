@@ -21,7 +21,9 @@ from ase import Atoms
 
 from lamm.data.demo.labelers import emt_relax
 
-_TETRA = np.array([[0.0, 0.943, 0.333], [0.816, -0.471, 0.333], [-0.816, -0.471, 0.333]])  # unit vectors, up-pointing
+_TETRA = np.array(
+    [[0.0, 0.943, 0.333], [0.816, -0.471, 0.333], [-0.816, -0.471, 0.333]]
+)  # unit vectors, up-pointing
 
 # name -> list of (symbol, x, y, z) in Angstrom; binding atom first, at the origin.
 ADSORBATE_GEOMETRIES: dict[str, list[tuple[str, float, float, float]]] = {
@@ -40,8 +42,15 @@ ADSORBATE_GEOMETRIES: dict[str, list[tuple[str, float, float, float]]] = {
     "CH3": [("C", 0, 0, 0)] + [("H", *(1.09 * v)) for v in _TETRA],
     "CHO": [("C", 0, 0, 0), ("O", 1.04, 0, 0.6), ("H", -0.94, 0, 0.55)],
     "COH": [("C", 0, 0, 0), ("O", 0, 0, 1.33), ("H", 0.92, 0, 1.64)],
-    "CH2OH": [("C", 0, 0, 0), ("H", 0.9, 0.5, -0.3), ("H", -0.9, 0.5, -0.3), ("O", 0, -0.7, 1.25), ("H", 0, -0.2, 2.05)],
-    "OCH3": [("O", 0, 0, 0), ("C", 0, 0, 1.42)] + [("H", *(np.array([0, 0, 1.42]) + 1.09 * v)) for v in _TETRA],
+    "CH2OH": [
+        ("C", 0, 0, 0),
+        ("H", 0.9, 0.5, -0.3),
+        ("H", -0.9, 0.5, -0.3),
+        ("O", 0, -0.7, 1.25),
+        ("H", 0, -0.2, 2.05),
+    ],
+    "OCH3": [("O", 0, 0, 0), ("C", 0, 0, 1.42)]
+    + [("H", *(np.array([0, 0, 1.42]) + 1.09 * v)) for v in _TETRA],
     "NH": [("N", 0, 0, 0), ("H", 0, 0, 1.02)],
     "NH2": [("N", 0, 0, 0), ("H", 0.82, 0, 0.6), ("H", -0.82, 0, 0.6)],
     "NH3": [("N", 0, 0, 0)] + [("H", *(1.01 * v)) for v in _TETRA],
@@ -52,8 +61,26 @@ ADSORBATE_GEOMETRIES: dict[str, list[tuple[str, float, float, float]]] = {
 
 # OC20-like adsorbates (C/H/N/O, 1-6 atoms) and OC22-like ones (oxygen chemistry, OER/ORR).
 OC20_ADSORBATES = (
-    "H", "O", "C", "N", "OH", "H2O", "CO", "CH", "CH2", "CH3", "CHO", "COH",
-    "CH2OH", "OCH3", "NH", "NH2", "NH3", "NO", "N2", "CN",
+    "H",
+    "O",
+    "C",
+    "N",
+    "OH",
+    "H2O",
+    "CO",
+    "CH",
+    "CH2",
+    "CH3",
+    "CHO",
+    "COH",
+    "CH2OH",
+    "OCH3",
+    "NH",
+    "NH2",
+    "NH3",
+    "NO",
+    "N2",
+    "CN",
 )
 OC22_ADSORBATES = ("O", "H", "OH", "OOH", "O2", "H2O", "CO", "CO2", "C", "N")
 

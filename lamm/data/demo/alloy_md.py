@@ -86,8 +86,13 @@ def crystal(lattice: str, a_fcc: float, rng: np.random.Generator) -> Atoms:
         cell = bulk("X", "hcp", a=a_fcc / 2**0.5, c=a_fcc / 2**0.5 * (8 / 3) ** 0.5)
     else:
         raise ValueError(f"unknown lattice {lattice!r}")
-    options = [(i, j, k) for i in range(1, 5) for j in range(1, 5) for k in range(1, 5)
-               if i >= j >= k and MIN_ATOMS <= i * j * k * len(cell) <= MAX_ATOMS]
+    options = [
+        (i, j, k)
+        for i in range(1, 5)
+        for j in range(1, 5)
+        for k in range(1, 5)
+        if i >= j >= k and MIN_ATOMS <= i * j * k * len(cell) <= MAX_ATOMS
+    ]
     return cell.repeat(options[int(rng.integers(len(options)))])
 
 
@@ -104,7 +109,9 @@ def alloy_cell(rng: np.random.Generator) -> tuple[Atoms, str]:
         kind = f"{kind}-v{vacancies}"
     atoms.symbols = rng.choice(symbols, size=len(atoms), p=fractions)
     atoms.pbc = True
-    strain = np.eye(3) * rng.uniform(*VOLUME_FACTOR) ** (1 / 3) + np.triu(rng.uniform(-0.02, 0.02, size=(3, 3)), 1)
+    strain = np.eye(3) * rng.uniform(*VOLUME_FACTOR) ** (1 / 3) + np.triu(
+        rng.uniform(-0.02, 0.02, size=(3, 3)), 1
+    )
     atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
     return atoms, kind
 
@@ -123,8 +130,14 @@ def check_snapshot(atoms: Atoms, energy: float, forces: np.ndarray, temperature:
 
 
 def _langevin(atoms: Atoms, temperature: float, rng: np.random.Generator) -> Langevin:
-    return Langevin(atoms, TIMESTEP_FS * units.fs, temperature_K=temperature, friction=FRICTION / units.fs,
-                    fixcm=False, rng=rng)
+    return Langevin(
+        atoms,
+        TIMESTEP_FS * units.fs,
+        temperature_K=temperature,
+        friction=FRICTION / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
 
 
 def hme21_md_system(request: SystemRequest, rng: np.random.Generator) -> SystemResult:
@@ -147,6 +160,13 @@ def hme21_md_system(request: SystemRequest, rng: np.random.Generator) -> SystemR
         energy = float(atoms.get_potential_energy())
         forces = np.array(atoms.get_forces(), dtype=np.float64)
         check_snapshot(atoms, energy, forces, temperature)
-        records.append(to_record(atoms, energy=energy, forces=forces, keep_fixed_and_tags=False,
-                                 source_id=f"{source}/frame{snapshot * SNAPSHOT_EVERY:04d}"))
+        records.append(
+            to_record(
+                atoms,
+                energy=energy,
+                forces=forces,
+                keep_fixed_and_tags=False,
+                source_id=f"{source}/frame{snapshot * SNAPSHOT_EVERY:04d}",
+            )
+        )
     return SystemResult(records={"hme21": records})

@@ -60,42 +60,163 @@ class FamilySpec:
     frames: int = 1  # frames per system of a family without an IS2RE twin (MD snapshots)
 
 
-_EMT_SLABS = "EMT L-BFGS relaxation (fmax 0.05 eV/A) of an adsorbate on a slab with fixed sub-surface"
+_EMT_SLABS = (
+    "EMT L-BFGS relaxation (fmax 0.05 eV/A) of an adsorbate on a slab with fixed sub-surface"
+)
 SUBSETS: tuple[SubsetSpec, ...] = (
-    SubsetSpec("oc20_s2ef", "oc20", "s2ef", ("energy", "forces"), "total", "EMT", True, "pretrain", 134e6,
-               f"frames along {_EMT_SLABS}: Al/Ni/Cu/Pd/Ag/Pt/Au metals and binary alloys, C/H/N/O adsorbates"),
-    SubsetSpec("oc22_s2ef", "oc22", "s2ef", ("energy", "forces"), "total", "EMT", True, "pretrain", 8.2e6,
-               f"frames along {_EMT_SLABS}: oxygen-covered (surface-oxide) metal and alloy slabs"),
-    SubsetSpec("odac23_s2ef", "odac23", "s2ef", ("energy", "forces"), "total", "EMT", True, "pretrain", 29e6,
-               "frames along EMT relaxations of CO2/H2O at open metal sites of fixed pillared-paddlewheel "
-               "MOFs (100-300 atoms)"),
-    SubsetSpec("transition1x", "transition1x", "s2ef", ("energy", "forces"), "total", "GFN2-xTB", False,
-               "pretrain", 9.5e6, "C/H/N/O molecules (<=7 heavy atoms) along H-transfer, bond-stretch and "
-               "torsion paths"),
-    SubsetSpec("qm7x", "qm7x", "s2ef", ("energy", "forces"), "total", "GFN2-xTB", False, "pretrain", 4.2e6,
-               "displaced MMFF94 conformers of H/C/N/O/S/Cl molecules with <=7 heavy atoms"),
-    SubsetSpec("qmugs", "qmugs", "s2ef", ("energy",), "total", "GFN2-xTB", False, "pretrain", 2.0e6,
-               "MMFF94 conformers of drug molecules, energy only"),
-    SubsetSpec("pubchem3d", "pubchem3d", "denoising", (), "none", "none (MMFF94s conformers)", False, "pretrain",
-               94e6, "RDKit ETKDG + MMFF94s conformers of drugs and scaffold+substituent molecules, unlabeled"),
-    SubsetSpec("oc20_is2re", "oc20", "is2re", ("energy",), "adsorption", "EMT", True, "pretrain", 460e3,
-               "initial structures of the oc20 relaxations labeled with the relaxed adsorption energy"),
-    SubsetSpec("oc22_is2re", "oc22", "is2re", ("energy",), "total", "EMT", True, "pretrain", 46e3,
-               "initial structures of the oc22 relaxations labeled with the relaxed total energy"),
-    SubsetSpec("odac23_is2re", "odac23", "is2re", ("energy",), "adsorption", "EMT", True, "pretrain", 132e3,
-               "initial structures of the odac23 relaxations labeled with the relaxed adsorption energy"),
-    SubsetSpec("hme21", "hme21", "s2ef", ("energy", "forces"), "total", "VariantEMT", True, "downstream", None,
-               "snapshots of 600-2000 K Langevin MD of 2-5-metal alloy cells (fcc, bcc, hcp, melts; 12-32 "
-               "atoms), labeled with EMT of a changed parameter set (as PBE is to RPBE)"),
+    SubsetSpec(
+        "oc20_s2ef",
+        "oc20",
+        "s2ef",
+        ("energy", "forces"),
+        "total",
+        "EMT",
+        True,
+        "pretrain",
+        134e6,
+        f"frames along {_EMT_SLABS}: Al/Ni/Cu/Pd/Ag/Pt/Au metals and binary alloys, C/H/N/O adsorbates",
+    ),
+    SubsetSpec(
+        "oc22_s2ef",
+        "oc22",
+        "s2ef",
+        ("energy", "forces"),
+        "total",
+        "EMT",
+        True,
+        "pretrain",
+        8.2e6,
+        f"frames along {_EMT_SLABS}: oxygen-covered (surface-oxide) metal and alloy slabs",
+    ),
+    SubsetSpec(
+        "odac23_s2ef",
+        "odac23",
+        "s2ef",
+        ("energy", "forces"),
+        "total",
+        "EMT",
+        True,
+        "pretrain",
+        29e6,
+        "frames along EMT relaxations of CO2/H2O at open metal sites of fixed pillared-paddlewheel "
+        "MOFs (100-300 atoms)",
+    ),
+    SubsetSpec(
+        "transition1x",
+        "transition1x",
+        "s2ef",
+        ("energy", "forces"),
+        "total",
+        "GFN2-xTB",
+        False,
+        "pretrain",
+        9.5e6,
+        "C/H/N/O molecules (<=7 heavy atoms) along H-transfer, bond-stretch and torsion paths",
+    ),
+    SubsetSpec(
+        "qm7x",
+        "qm7x",
+        "s2ef",
+        ("energy", "forces"),
+        "total",
+        "GFN2-xTB",
+        False,
+        "pretrain",
+        4.2e6,
+        "displaced MMFF94 conformers of H/C/N/O/S/Cl molecules with <=7 heavy atoms",
+    ),
+    SubsetSpec(
+        "qmugs",
+        "qmugs",
+        "s2ef",
+        ("energy",),
+        "total",
+        "GFN2-xTB",
+        False,
+        "pretrain",
+        2.0e6,
+        "MMFF94 conformers of drug molecules, energy only",
+    ),
+    SubsetSpec(
+        "pubchem3d",
+        "pubchem3d",
+        "denoising",
+        (),
+        "none",
+        "none (MMFF94s conformers)",
+        False,
+        "pretrain",
+        94e6,
+        "RDKit ETKDG + MMFF94s conformers of drugs and scaffold+substituent molecules, unlabeled",
+    ),
+    SubsetSpec(
+        "oc20_is2re",
+        "oc20",
+        "is2re",
+        ("energy",),
+        "adsorption",
+        "EMT",
+        True,
+        "pretrain",
+        460e3,
+        "initial structures of the oc20 relaxations labeled with the relaxed adsorption energy",
+    ),
+    SubsetSpec(
+        "oc22_is2re",
+        "oc22",
+        "is2re",
+        ("energy",),
+        "total",
+        "EMT",
+        True,
+        "pretrain",
+        46e3,
+        "initial structures of the oc22 relaxations labeled with the relaxed total energy",
+    ),
+    SubsetSpec(
+        "odac23_is2re",
+        "odac23",
+        "is2re",
+        ("energy",),
+        "adsorption",
+        "EMT",
+        True,
+        "pretrain",
+        132e3,
+        "initial structures of the odac23 relaxations labeled with the relaxed adsorption energy",
+    ),
+    SubsetSpec(
+        "hme21",
+        "hme21",
+        "s2ef",
+        ("energy", "forces"),
+        "total",
+        "VariantEMT",
+        True,
+        "downstream",
+        None,
+        "snapshots of 600-2000 K Langevin MD of 2-5-metal alloy cells (fcc, bcc, hcp, melts; 12-32 "
+        "atoms), labeled with EMT of a changed parameter set (as PBE is to RPBE)",
+    ),
 )
 SUBSET_NAMES = tuple(s.name for s in SUBSETS)
 
 # Ordered by cost per system, most expensive first, so the pool starts the long jobs early.
 FAMILIES: tuple[FamilySpec, ...] = (
-    FamilySpec("odac23", odac_system, ("odac23_s2ef", "odac23_is2re"), s2ef="odac23_s2ef", is2re="odac23_is2re"),
-    FamilySpec("oc22", oc22_system, ("oc22_s2ef", "oc22_is2re"), s2ef="oc22_s2ef", is2re="oc22_is2re"),
+    FamilySpec(
+        "odac23",
+        odac_system,
+        ("odac23_s2ef", "odac23_is2re"),
+        s2ef="odac23_s2ef",
+        is2re="odac23_is2re",
+    ),
+    FamilySpec(
+        "oc22", oc22_system, ("oc22_s2ef", "oc22_is2re"), s2ef="oc22_s2ef", is2re="oc22_is2re"
+    ),
     FamilySpec("hme21", hme21_md_system, ("hme21",), frames=HME21_SNAPSHOTS),
-    FamilySpec("oc20", oc20_system, ("oc20_s2ef", "oc20_is2re"), s2ef="oc20_s2ef", is2re="oc20_is2re"),
+    FamilySpec(
+        "oc20", oc20_system, ("oc20_s2ef", "oc20_is2re"), s2ef="oc20_s2ef", is2re="oc20_is2re"
+    ),
     FamilySpec("qmugs", qmugs_system, ("qmugs",)),
     FamilySpec("pubchem3d", pubchem3d_system, ("pubchem3d",)),
     FamilySpec("transition1x", transition1x_system, ("transition1x",)),
@@ -113,7 +234,9 @@ class Scale:
 SCALES = {
     "tiny": Scale(largest=10, smallest=3, downstream=16),  # seconds: tests (8 MD trajectories)
     "small": Scale(largest=450, smallest=50, downstream=240),  # make demo: 1-2 minutes on 2 cores
-    "medium": Scale(largest=6000, smallest=2000, downstream=2000),  # about an hour of labeling on 2 cores
+    "medium": Scale(
+        largest=6000, smallest=2000, downstream=2000
+    ),  # about an hour of labeling on 2 cores
 }
 
 

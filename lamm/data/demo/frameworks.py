@@ -33,7 +33,13 @@ from ase.constraints import FixAtoms
 
 from lamm.data.demo.adsorbates import gas_energy, relaxed_adsorbate
 from lamm.data.demo.labelers import DemoFailure, emt_energy_forces, emt_relax
-from lamm.data.demo.systems import SystemRequest, SystemResult, pick_by_size, relaxation_records, to_record
+from lamm.data.demo.systems import (
+    SystemRequest,
+    SystemResult,
+    pick_by_size,
+    relaxation_records,
+    to_record,
+)
 
 METALS = ("Cu", "Ni")
 # Dicarboxylates (in-plane linkers) and N-donor pillars, as SMILES of the bound forms.
@@ -135,11 +141,18 @@ def framework(rng: np.random.Generator) -> tuple[Atoms, np.ndarray, str]:
     pillar = str(rng.choice(list(PILLARS)))
     cell = unit_cell(metal, linker_a, linker_b, pillar)
     n_pillar = len(pillar_local(pillar)[0])
-    options = [(i, j, k) for i in range(1, 5) for j in range(1, 5) for k in range(1, 4)
-               if MIN_ATOMS <= i * j * k * len(cell) - n_pillar <= MAX_ATOMS - 6]
+    options = [
+        (i, j, k)
+        for i in range(1, 5)
+        for j in range(1, 5)
+        for k in range(1, 4)
+        if MIN_ATOMS <= i * j * k * len(cell) - n_pillar <= MAX_ATOMS - 6
+    ]
     if not options:
         raise AssertionError(f"no supercell of {len(cell)} atoms fits {MIN_ATOMS}..{MAX_ATOMS}")
-    repeat = options[pick_by_size([int(np.prod(o)) * len(cell) for o in options], rng, MEAN_ATOMS, 60.0)]
+    repeat = options[
+        pick_by_size([int(np.prod(o)) * len(cell) for o in options], rng, MEAN_ATOMS, 60.0)
+    ]
     supercell = cell.repeat(repeat)  # image-major: the first len(cell) atoms are the first cell
     pillar_atoms = np.arange(len(cell) - n_pillar, len(cell))
     nitrogens = pillar_atoms[supercell.numbers[pillar_atoms] == 7][:2]
@@ -152,8 +165,14 @@ def framework(rng: np.random.Generator) -> tuple[Atoms, np.ndarray, str]:
     return supercell, sites, name
 
 
-def bind(host: Atoms, molecule: Atoms, site: np.ndarray, upward: bool, rng: np.random.Generator,
-         tries: int = 50) -> Atoms:
+def bind(
+    host: Atoms,
+    molecule: Atoms,
+    site: np.ndarray,
+    upward: bool,
+    rng: np.random.Generator,
+    tries: int = 50,
+) -> Atoms:
     """`host` plus `molecule` (binding atom first, pointing +z) with its binding atom at `site`,
     pointing away from the metal, turned about the axis until it clears the framework."""
     for _ in range(tries):
@@ -165,7 +184,10 @@ def bind(host: Atoms, molecule: Atoms, site: np.ndarray, upward: bool, rng: np.r
         placed.translate(site)
         combined = host + placed
         n = len(host)
-        gaps = [combined.get_distances(n + i, np.arange(n), mic=True).min() for i in range(1, len(placed))]
+        gaps = [
+            combined.get_distances(n + i, np.arange(n), mic=True).min()
+            for i in range(1, len(placed))
+        ]
         if not gaps or min(gaps) >= MIN_GAP:
             return combined
     raise DemoFailure("adsorbate clashes with the framework at the open metal site")
@@ -176,7 +198,9 @@ def odac_system(request: SystemRequest, rng: np.random.Generator) -> SystemResul
     adsorption energy."""
     host, sites, name = framework(rng)
     # Two molecules face each other across the missing pillar: only where that gap is wide.
-    choices = [a for a in ADSORBATE_SETS if len(a) == 1 or np.linalg.norm(sites[1] - sites[0]) > 5.0]
+    choices = [
+        a for a in ADSORBATE_SETS if len(a) == 1 or np.linalg.norm(sites[1] - sites[0]) > 5.0
+    ]
     adsorbates = choices[int(rng.integers(len(choices)))]
     system = host.copy()
     for k, adsorbate in enumerate(adsorbates):
@@ -184,15 +208,19 @@ def odac_system(request: SystemRequest, rng: np.random.Generator) -> SystemResul
     system.set_tags(np.where(np.arange(len(system)) < len(host), 0, 2))
     system.set_constraint(FixAtoms(indices=np.arange(len(host))))
     initial = system.copy()
-    initial.positions[len(host):] += rng.normal(0.0, 0.03, size=(len(system) - len(host), 3))
+    initial.positions[len(host) :] += rng.normal(0.0, 0.03, size=(len(system) - len(host), 3))
     system.positions[:] = initial.positions
     source = f"odac23/{request.index:06d}/{name}+{'+'.join(adsorbates)}"
     frames, converged = emt_relax(system, fmax=FMAX, max_steps=MAX_STEPS)
-    result = SystemResult(records={"odac23_s2ef": relaxation_records(initial, frames, request.frames, source)})
+    result = SystemResult(
+        records={"odac23_s2ef": relaxation_records(initial, frames, request.frames, source)}
+    )
     if not converged:
         result.failures["odac23_is2re"] = f"EMT relaxation not converged in {MAX_STEPS} steps"
         return result
     empty_energy, _ = emt_energy_forces(host)
     e_ads = frames[-1].energy - empty_energy - sum(gas_energy(a) for a in adsorbates)
-    result.records["odac23_is2re"] = [to_record(initial, energy=e_ads, source_id=f"{source}/initial")]
+    result.records["odac23_is2re"] = [
+        to_record(initial, energy=e_ads, source_id=f"{source}/initial")
+    ]
     return result

@@ -62,7 +62,9 @@ class _FamilyState:
     productive: int = 0  # systems that yielded records (the split ordinal)
     records: dict[str, list[tuple[StructureRecord, str]]] = field(default_factory=dict)
     failures: dict[str, Counter] = field(default_factory=dict)
-    yields: Counter = field(default_factory=Counter)  # records obtained per subset, before truncation
+    yields: Counter = field(
+        default_factory=Counter
+    )  # records obtained per subset, before truncation
 
     def deficit(self, subset: str) -> int:
         return self.wanted[subset] - len(self.records.setdefault(subset, []))
@@ -124,7 +126,9 @@ class SystemFailure:
 def _build(task: tuple[FamilySpec, int, int, int]) -> SystemResult | SystemFailure:
     family, index, seed, frames = task
     try:
-        return family.build(SystemRequest(family.name, index, frames), system_rng(seed, family.name, index))
+        return family.build(
+            SystemRequest(family.name, index, frames), system_rng(seed, family.name, index)
+        )
     except DemoFailure as failure:
         return SystemFailure(failure.reason, failure.detail)
 
@@ -138,12 +142,23 @@ class DemoReport:
     subsets: dict[str, dict[str, Any]]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "seed": self.seed, "workers": self.workers,
-                "wall_s": round(self.wall_s, 2), "subsets": self.subsets}
+        return {
+            "scale": self.scale,
+            "seed": self.seed,
+            "workers": self.workers,
+            "wall_s": round(self.wall_s, 2),
+            "subsets": self.subsets,
+        }
 
 
-def generate_demo(out_dir: str | os.PathLike, *, scale: str = "small", seed: int = 0,
-                  subsets: list[str] | None = None, workers: int = 1) -> DemoReport:
+def generate_demo(
+    out_dir: str | os.PathLike,
+    *,
+    scale: str = "small",
+    seed: int = 0,
+    subsets: list[str] | None = None,
+    workers: int = 1,
+) -> DemoReport:
     """Write `out_dir/<subset>.lmdb` for the requested subsets (default: all eleven).
 
     Each family's stores are written as soon as the family is complete; a rerun keeps stores
@@ -166,7 +181,9 @@ def generate_demo(out_dir: str | os.PathLike, *, scale: str = "small", seed: int
             continue
         existing = {s: _reusable(out / f"{s}.lmdb", scale, seed, n) for s, n in wanted.items()}
         if all(store is not None for store in existing.values()):
-            log.info("%s: keeping %s (same scale, seed and generator)", family.name, ", ".join(wanted))
+            log.info(
+                "%s: keeping %s (same scale, seed and generator)", family.name, ", ".join(wanted)
+            )
             report.update({s: {**_summary(store), "reused": True} for s, store in existing.items()})
             continue
         states.append(_FamilyState(family, wanted, frames_per_system(family, scale)))
@@ -176,7 +193,9 @@ def generate_demo(out_dir: str | os.PathLike, *, scale: str = "small", seed: int
     return DemoReport(scale, seed, workers, time.perf_counter() - start, ordered)
 
 
-def _run(states: list[_FamilyState], out: Path, scale: str, seed: int, workers: int) -> dict[str, dict[str, Any]]:
+def _run(
+    states: list[_FamilyState], out: Path, scale: str, seed: int, workers: int
+) -> dict[str, dict[str, Any]]:
     report: dict[str, dict[str, Any]] = {}
     # Labelers run single-threaded in each worker: threads would fight over the same cores
     # (and change floating-point summation order between machines).
@@ -190,16 +209,31 @@ def _run(states: list[_FamilyState], out: Path, scale: str, seed: int, workers: 
                     if state.complete:
                         continue
                     count = state.systems_needed()
-                    tasks += [(state.spec, state.next_index + i, seed, state.frames) for i in range(count)]
+                    tasks += [
+                        (state.spec, state.next_index + i, seed, state.frames) for i in range(count)
+                    ]
                     state.next_index += count
                 if not tasks:
                     break
                 by_family = {state.spec.name: state for state in states}
                 results = pool.imap(_build, tasks, chunksize=1)
-                for task, result in zip(tasks, progress(results, desc=f"demo {scale} round {round_number}",
-                                                        total=len(tasks), unit="system")):
+                for task, result in zip(
+                    tasks,
+                    progress(
+                        results,
+                        desc=f"demo {scale} round {round_number}",
+                        total=len(tasks),
+                        unit="system",
+                    ),
+                ):
                     if isinstance(result, SystemFailure):
-                        log.info("%s system %d failed: %s %s", task[0].name, task[1], result.reason, result.detail)
+                        log.info(
+                            "%s system %d failed: %s %s",
+                            task[0].name,
+                            task[1],
+                            result.reason,
+                            result.detail,
+                        )
                     state = by_family[task[0].name]
                     state.consume(result)
                     if state.complete and not any(s in report for s in state.wanted):
@@ -211,10 +245,16 @@ def _run(states: list[_FamilyState], out: Path, scale: str, seed: int, workers: 
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    unfinished = [f"{s}: {st.wanted[s] - st.deficit(s)}/{st.wanted[s]} (failures {dict(st.failures.get(s, {}))})"
-                  for st in states for s in st.wanted if st.deficit(s) > 0]
+    unfinished = [
+        f"{s}: {st.wanted[s] - st.deficit(s)}/{st.wanted[s]} (failures {dict(st.failures.get(s, {}))})"
+        for st in states
+        for s in st.wanted
+        if st.deficit(s) > 0
+    ]
     if unfinished:
-        raise RuntimeError(f"demo data incomplete after {MAX_ROUNDS} rounds: {'; '.join(unfinished)}")
+        raise RuntimeError(
+            f"demo data incomplete after {MAX_ROUNDS} rounds: {'; '.join(unfinished)}"
+        )
     return report
 
 
@@ -227,12 +267,19 @@ def _reusable(path: Path, scale: str, seed: int, count: int) -> StructureStore |
     except (OSError, ValueError):
         return None
     demo = store.info.get("demo", {})
-    same = (store.info.get("source") == "demo" and demo.get("version") == GENERATOR_VERSION
-            and demo.get("scale") == scale and demo.get("seed") == seed and len(store) == count)
+    same = (
+        store.info.get("source") == "demo"
+        and demo.get("version") == GENERATOR_VERSION
+        and demo.get("scale") == scale
+        and demo.get("seed") == seed
+        and len(store) == count
+    )
     return store if same else None
 
 
-def _write_store(out_dir: Path, subset: str, state: _FamilyState, scale: str, seed: int) -> dict[str, Any]:
+def _write_store(
+    out_dir: Path, subset: str, state: _FamilyState, scale: str, seed: int
+) -> dict[str, Any]:
     spec = subset_spec(subset)
     failures = dict(sorted(state.failures.get(subset, Counter()).items()))
     info = {
@@ -242,20 +289,34 @@ def _write_store(out_dir: Path, subset: str, state: _FamilyState, scale: str, se
         "labels": list(spec.labels),
         "role": spec.role,
         "description": spec.description,
-        "demo": {"version": GENERATOR_VERSION, "scale": scale, "seed": seed, "family": state.spec.name,
-                 "systems": state.consumed, "frames_per_system": state.frames if subset == state.spec.s2ef else 1},
+        "demo": {
+            "version": GENERATOR_VERSION,
+            "scale": scale,
+            "seed": seed,
+            "family": state.spec.name,
+            "systems": state.consumed,
+            "frames_per_system": state.frames if subset == state.spec.s2ef else 1,
+        },
         "failures": failures,
     }
     if subset in ADSORPTION_REFERENCE:
         info["adsorption_reference"] = ADSORPTION_REFERENCE[subset]
     path = out_dir / f"{subset}.lmdb"
-    with StructureStoreWriter(path, subset=subset, source="demo", energy_kind=spec.energy_kind,
-                              extra_info=info) as writer:
+    with StructureStoreWriter(
+        path, subset=subset, source="demo", energy_kind=spec.energy_kind, extra_info=info
+    ) as writer:
         for record, split in state.records[subset]:
             writer.add(record, split)
         summary = _summary(writer.close())
-    log.info("%s: %d samples (%s), %d-%d atoms, failures %s", subset, summary["samples"], summary["splits"],
-             summary["natoms_min"], summary["natoms_max"], failures or "none")
+    log.info(
+        "%s: %d samples (%s), %d-%d atoms, failures %s",
+        subset,
+        summary["samples"],
+        summary["splits"],
+        summary["natoms_min"],
+        summary["natoms_max"],
+        failures or "none",
+    )
     return summary
 
 
@@ -264,7 +325,14 @@ def _summary(store: StructureStore) -> dict[str, Any]:
     natoms = store.natoms
     splits = {name: int((store.split == code).sum()) for name, code in SPLITS.items()}
     failures = dict(store.info.get("failures", {}))
-    return {"path": str(store.path), "samples": len(store), "splits": {k: v for k, v in splits.items() if v},
-            "natoms_min": int(natoms.min()), "natoms_max": int(natoms.max()),
-            "natoms_mean": round(float(natoms.mean()), 2), "failures": failures,
-            "failed": sum(failures.values()), "reused": False}
+    return {
+        "path": str(store.path),
+        "samples": len(store),
+        "splits": {k: v for k, v in splits.items() if v},
+        "natoms_min": int(natoms.min()),
+        "natoms_max": int(natoms.max()),
+        "natoms_mean": round(float(natoms.mean()), 2),
+        "failures": failures,
+        "failed": sum(failures.values()),
+        "reused": False,
+    }

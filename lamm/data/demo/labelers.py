@@ -139,9 +139,13 @@ def emt_variant_parameters(factors: dict[str, float] | None = None) -> dict[str,
     factors = EMT_VARIANT_FACTORS if factors is None else factors
     unknown = set(factors) - set(_EMT_FIELDS)
     if unknown:
-        raise ValueError(f"unknown EMT parameters {sorted(unknown)}; expected some of {_EMT_FIELDS}")
-    return {symbol: tuple(value * factors.get(name, 1.0) for name, value in zip(_EMT_FIELDS, row))
-            for symbol, row in parameters.items()}
+        raise ValueError(
+            f"unknown EMT parameters {sorted(unknown)}; expected some of {_EMT_FIELDS}"
+        )
+    return {
+        symbol: tuple(value * factors.get(name, 1.0) for name, value in zip(_EMT_FIELDS, row))
+        for symbol, row in parameters.items()
+    }
 
 
 class VariantEMT(EMT):

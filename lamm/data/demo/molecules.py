@@ -30,7 +30,9 @@ def atom_count_weights(smiles: tuple[str, ...], power: float) -> np.ndarray:
     """Sampling weights proportional to (atoms incl. H) ** power."""
     from rdkit import Chem
 
-    counts = np.array([Chem.AddHs(Chem.MolFromSmiles(s)).GetNumAtoms() for s in smiles], dtype=np.float64)
+    counts = np.array(
+        [Chem.AddHs(Chem.MolFromSmiles(s)).GetNumAtoms() for s in smiles], dtype=np.float64
+    )
     weights = counts**power
     return weights / weights.sum()
 
@@ -39,7 +41,9 @@ def pick(smiles: tuple[str, ...], rng: np.random.Generator, power: float) -> str
     return smiles[int(rng.choice(len(smiles), p=atom_count_weights(smiles, power)))]
 
 
-def conformer(smiles: str, rng: np.random.Generator, *, force_field: str | None, max_iterations: int = 500):
+def conformer(
+    smiles: str, rng: np.random.Generator, *, force_field: str | None, max_iterations: int = 500
+):
     """(RDKit molecule with H, numbers [n], positions [n, 3]) of an ETKDG conformer, optionally
     minimized with MMFF94 or MMFF94s. Raises DemoFailure when RDKit cannot embed or type it."""
     from rdkit import Chem
@@ -59,12 +63,22 @@ def conformer(smiles: str, rng: np.random.Generator, *, force_field: str | None,
     return molecule, numbers, np.array(molecule.GetConformer().GetPositions(), dtype=np.float64)
 
 
-def molecule_record(numbers: np.ndarray, positions: np.ndarray, source_id: str,
-                    energy: float | None = None, forces: np.ndarray | None = None) -> StructureRecord:
+def molecule_record(
+    numbers: np.ndarray,
+    positions: np.ndarray,
+    source_id: str,
+    energy: float | None = None,
+    forces: np.ndarray | None = None,
+) -> StructureRecord:
     """A non-periodic record (zero cell, no pbc)."""
     return StructureRecord(
-        atomic_numbers=numbers, positions=positions, cell=np.zeros((3, 3)), pbc=np.zeros(3, dtype=bool),
-        energy=energy, forces=forces, source_id=source_id,
+        atomic_numbers=numbers,
+        positions=positions,
+        cell=np.zeros((3, 3)),
+        pbc=np.zeros(3, dtype=bool),
+        energy=energy,
+        forces=forces,
+        source_id=source_id,
     )
 
 
@@ -76,7 +90,9 @@ def qm7x_system(request: SystemRequest, rng: np.random.Generator) -> SystemResul
     positions = positions + displacement - displacement.mean(axis=0)
     energy, forces = xtb_energy_forces(numbers, positions, method="GFN2-xTB")
     source = f"qm7x/{request.index:06d}/{smiles}/d{amplitude:.3f}"
-    return SystemResult(records={"qm7x": [molecule_record(numbers, positions, source, energy, forces)]})
+    return SystemResult(
+        records={"qm7x": [molecule_record(numbers, positions, source, energy, forces)]}
+    )
 
 
 def qmugs_system(request: SystemRequest, rng: np.random.Generator) -> SystemResult:
@@ -99,17 +115,31 @@ def decorated_molecule(rng: np.random.Generator) -> str:
             parts.insert(0, str(rng.choice(SCAFFOLDS)))
         try:
             for part in parts:
-                sites = [a.GetIdx() for a in molecule.GetAtoms() if a.GetTotalNumHs() > 0 and a.GetSymbol() in "CN"]
+                sites = [
+                    a.GetIdx()
+                    for a in molecule.GetAtoms()
+                    if a.GetTotalNumHs() > 0 and a.GetSymbol() in "CN"
+                ]
                 if not sites:
                     break
                 site = int(rng.choice(sites))
                 fragment = Chem.MolFromSmiles(part)
                 offset = molecule.GetNumAtoms()
                 molecule.InsertMol(fragment)
-                anchor = offset + (int(rng.choice([a.GetIdx() for a in fragment.GetAtoms() if a.GetTotalNumHs() > 0]))
-                                   if part in SCAFFOLDS else 0)
+                anchor = offset + (
+                    int(
+                        rng.choice(
+                            [a.GetIdx() for a in fragment.GetAtoms() if a.GetTotalNumHs() > 0]
+                        )
+                    )
+                    if part in SCAFFOLDS
+                    else 0
+                )
                 molecule.AddBond(site, anchor, Chem.BondType.SINGLE)
-                for index in (site, anchor):  # an aromatic [nH] loses its explicit H when substituted
+                for index in (
+                    site,
+                    anchor,
+                ):  # an aromatic [nH] loses its explicit H when substituted
                     atom = molecule.GetAtomWithIdx(index)
                     atom.SetNumExplicitHs(max(0, atom.GetNumExplicitHs() - 1))
                 Chem.SanitizeMol(molecule)

@@ -91,8 +91,11 @@ def bond_stretch(molecule, numbers, positions, rng) -> tuple[np.ndarray, str] | 
 
 
 def torsion(molecule, numbers, positions, rng) -> tuple[np.ndarray, str] | None:
-    bonds = [(i, j) for i, j in _chain_bonds(molecule, single_only=True, with_hydrogen=False)
-             if molecule.GetAtomWithIdx(i).GetDegree() > 1 and molecule.GetAtomWithIdx(j).GetDegree() > 1]
+    bonds = [
+        (i, j)
+        for i, j in _chain_bonds(molecule, single_only=True, with_hydrogen=False)
+        if molecule.GetAtomWithIdx(i).GetDegree() > 1 and molecule.GetAtomWithIdx(j).GetDegree() > 1
+    ]
     if not bonds:
         return None
     i, j = bonds[int(rng.integers(len(bonds)))]
@@ -102,8 +105,11 @@ def torsion(molecule, numbers, positions, rng) -> tuple[np.ndarray, str] | None:
     axis = _unit(positions[j] - positions[i])
     # Rodrigues rotation of the side about the i-j axis through atom j
     r = positions[side] - positions[j]
-    rotated = (r * np.cos(angle) + np.cross(axis, r) * np.sin(angle)
-               + np.outer(r @ axis, axis) * (1 - np.cos(angle)))
+    rotated = (
+        r * np.cos(angle)
+        + np.cross(axis, r) * np.sin(angle)
+        + np.outer(r @ axis, axis) * (1 - np.cos(angle))
+    )
     moved = positions.copy()
     moved[side] = positions[j] + rotated
     return moved, f"torsion{i}-{j}@{np.degrees(angle):.0f}"
@@ -128,4 +134,6 @@ def transition1x_system(request: SystemRequest, rng: np.random.Generator) -> Sys
         raise DemoFailure(f"atoms closer than {MIN_DISTANCE} A on the path")
     energy, forces = xtb_energy_forces(numbers, moved, method="GFN2-xTB")
     source = f"transition1x/{request.index:06d}/{smiles}/{path}"
-    return SystemResult(records={"transition1x": [molecule_record(numbers, moved, source, energy, forces)]})
+    return SystemResult(
+        records={"transition1x": [molecule_record(numbers, moved, source, energy, forces)]}
+    )

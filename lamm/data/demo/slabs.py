@@ -29,7 +29,13 @@ from lamm.data.demo.adsorbates import (
     relaxed_adsorbate,
 )
 from lamm.data.demo.labelers import DemoFailure, Frame, emt_relax
-from lamm.data.demo.systems import SystemRequest, SystemResult, pick_by_size, relaxation_records, to_record
+from lamm.data.demo.systems import (
+    SystemRequest,
+    SystemResult,
+    pick_by_size,
+    relaxation_records,
+    to_record,
+)
 
 EMT_METALS = ("Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au")
 VACUUM = 7.0  # Angstrom each side: 14 A between periodic images, beyond a 6 A cutoff
@@ -56,7 +62,9 @@ def _layers(slab: Atoms, spacing: float) -> np.ndarray:
     return np.round((z.max() - z) / spacing).astype(int)
 
 
-def metal_slab(rng: np.random.Generator, *, mean_atoms: float, min_atoms: int = 24, max_atoms: int = 150) -> Atoms:
+def metal_slab(
+    rng: np.random.Generator, *, mean_atoms: float, min_atoms: int = 24, max_atoms: int = 150
+) -> Atoms:
     """A unary or random binary fcc slab, facet (111), (100), (110) or (211), its size drawn
     around `mean_atoms`."""
     n_metals = 1 if rng.random() < 0.4 else 2
@@ -93,8 +101,15 @@ def oxide_slab(rng: np.random.Generator, *, mean_atoms: float, max_atoms: int = 
     top = top_layer(slab)
     n_oxygen = max(1, int(round(rng.uniform(0.5, 1.0) * len(top))))
     for _ in range(n_oxygen):
-        add_adsorbate(slab, Atoms("O"), rng, sites=top, tag=1, avoid=np.flatnonzero(slab.numbers == 8),
-                      min_separation=2.2)
+        add_adsorbate(
+            slab,
+            Atoms("O"),
+            rng,
+            sites=top,
+            tag=1,
+            avoid=np.flatnonzero(slab.numbers == 8),
+            min_separation=2.2,
+        )
     if rng.random() < 0.4:  # sub-surface oxygen under the overlayer
         z_top = slab.positions[top, 2].mean()
         for index in rng.choice(top, size=max(1, len(top) // 3), replace=False):
@@ -117,14 +132,23 @@ def _clearance(slab: Atoms, numbers: np.ndarray, positions: np.ndarray) -> float
     probe += Atoms(numbers, positions=positions)
     n = len(slab)
     ratios = [
-        probe.get_distances(n + i, np.arange(n), mic=True) / (covalent_radii[z] + covalent_radii[slab.numbers])
+        probe.get_distances(n + i, np.arange(n), mic=True)
+        / (covalent_radii[z] + covalent_radii[slab.numbers])
         for i, z in enumerate(numbers)
     ]
     return float(np.min(ratios)) if n else np.inf
 
 
-def add_adsorbate(slab: Atoms, adsorbate: Atoms, rng: np.random.Generator, *, sites: np.ndarray, tag: int = 2,
-                  avoid: np.ndarray | None = None, min_separation: float = 0.0) -> bool:
+def add_adsorbate(
+    slab: Atoms,
+    adsorbate: Atoms,
+    rng: np.random.Generator,
+    *,
+    sites: np.ndarray,
+    tag: int = 2,
+    avoid: np.ndarray | None = None,
+    min_separation: float = 0.0,
+) -> bool:
     """Put `adsorbate` (binding atom first, pointing up) on a random ontop, bridge or hollow site
     formed by atoms `sites`; False if no site lies `min_separation` (A, in the surface plane)
     from the atoms `avoid` (the O overlayer placed so far).
@@ -135,7 +159,9 @@ def add_adsorbate(slab: Atoms, adsorbate: Atoms, rng: np.random.Generator, *, si
     avoid = np.zeros(0, dtype=int) if avoid is None else avoid
     for _ in range(20):
         first = int(rng.choice(sites))
-        vectors = slab.get_distances(first, sites, mic=True, vector=True)  # [n_sites, 3] minimum image
+        vectors = slab.get_distances(
+            first, sites, mic=True, vector=True
+        )  # [n_sites, 3] minimum image
         lengths = np.linalg.norm(vectors, axis=1)
         d_min = lengths[lengths > 0.1].min()
         neighbours = np.flatnonzero((lengths > 0.1) & (lengths < 1.2 * d_min))
@@ -144,13 +170,22 @@ def add_adsorbate(slab: Atoms, adsorbate: Atoms, rng: np.random.Generator, *, si
         if n_site >= 2:
             second = int(rng.choice(neighbours))
             members.append(vectors[second])
-            mutual = [j for j in neighbours if j != second and np.linalg.norm(vectors[j] - vectors[second]) < 1.2 * d_min]
+            mutual = [
+                j
+                for j in neighbours
+                if j != second and np.linalg.norm(vectors[j] - vectors[second]) < 1.2 * d_min
+            ]
             if n_site == 3 and mutual:
                 members.append(vectors[int(rng.choice(mutual))])
         site_positions = slab.positions[first] + np.array(members)  # [k, 3] unwrapped
         site = site_positions.mean(axis=0)
-        if len(avoid) and np.min(np.linalg.norm(
-                _wrapped_xy(slab, slab.positions[avoid] - site)[:, :2], axis=1)) < min_separation:
+        if (
+            len(avoid)
+            and np.min(
+                np.linalg.norm(_wrapped_xy(slab, slab.positions[avoid] - site)[:, :2], axis=1)
+            )
+            < min_separation
+        ):
             continue
         bond = covalent_radii[adsorbate.numbers[0]] + covalent_radii[slab.numbers[first]]
         lateral = np.linalg.norm(site_positions[:, :2] - site[:2], axis=1).min()
@@ -196,17 +231,29 @@ def oc20_system(request: SystemRequest, rng: np.random.Generator) -> SystemResul
         raise DemoFailure("no free adsorption site")
     source = f"oc20/{request.index:06d}/{slab.get_chemical_formula()}+{name}"
     initial, frames, converged = _relax(system, rng)
-    result = SystemResult(records={"oc20_s2ef": relaxation_records(initial, frames, request.frames, source)})
+    result = SystemResult(
+        records={"oc20_s2ef": relaxation_records(initial, frames, request.frames, source)}
+    )
     if not converged:
         result.failures["oc20_is2re"] = f"EMT relaxation not converged in {MAX_STEPS} steps"
         return result
-    clean = initial[initial.get_tags() != 2]  # the same slab atoms the system relaxation started from
+    clean = initial[
+        initial.get_tags() != 2
+    ]  # the same slab atoms the system relaxation started from
     slab_frames, slab_converged = emt_relax(clean, fmax=FMAX, max_steps=MAX_STEPS)
     if not slab_converged:
-        result.failures["oc20_is2re"] = f"EMT clean-slab relaxation not converged in {MAX_STEPS} steps"
+        result.failures["oc20_is2re"] = (
+            f"EMT clean-slab relaxation not converged in {MAX_STEPS} steps"
+        )
         return result
-    adsorbate_symbols = [s for s, t in zip(initial.get_chemical_symbols(), initial.get_tags()) if t == 2]
-    e_ads = frames[-1].energy - slab_frames[-1].energy - reference_energy(adsorbate_symbols, oc20_gas_references())
+    adsorbate_symbols = [
+        s for s, t in zip(initial.get_chemical_symbols(), initial.get_tags()) if t == 2
+    ]
+    e_ads = (
+        frames[-1].energy
+        - slab_frames[-1].energy
+        - reference_energy(adsorbate_symbols, oc20_gas_references())
+    )
     result.records["oc20_is2re"] = [to_record(initial, energy=e_ads, source_id=f"{source}/initial")]
     return result
 
@@ -222,9 +269,13 @@ def oc22_system(request: SystemRequest, rng: np.random.Generator) -> SystemResul
         raise DemoFailure("no free adsorption site")
     source = f"oc22/{request.index:06d}/{slab.get_chemical_formula()}+{name}"
     initial, frames, converged = _relax(system, rng)
-    result = SystemResult(records={"oc22_s2ef": relaxation_records(initial, frames, request.frames, source)})
+    result = SystemResult(
+        records={"oc22_s2ef": relaxation_records(initial, frames, request.frames, source)}
+    )
     if converged:
-        result.records["oc22_is2re"] = [to_record(initial, energy=frames[-1].energy, source_id=f"{source}/initial")]
+        result.records["oc22_is2re"] = [
+            to_record(initial, energy=frames[-1].energy, source_id=f"{source}/initial")
+        ]
     else:
         result.failures["oc22_is2re"] = f"EMT relaxation not converged in {MAX_STEPS} steps"
     return result

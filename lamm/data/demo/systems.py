@@ -45,7 +45,9 @@ def spread(frames: list[Frame], count: int) -> list[Frame]:
     """`count` frames evenly spaced along a trajectory, first and last included (fewer if short)."""
     if count <= 0 or not frames:
         return []
-    picks = np.unique(np.round(np.linspace(0, len(frames) - 1, min(count, len(frames)))).astype(int))
+    picks = np.unique(
+        np.round(np.linspace(0, len(frames) - 1, min(count, len(frames)))).astype(int)
+    )
     return [frames[i] for i in picks]
 
 
@@ -78,13 +80,20 @@ def to_record(
     )
 
 
-def relaxation_records(atoms: Atoms, frames: list[Frame], count: int, source_id: str) -> list[StructureRecord]:
+def relaxation_records(
+    atoms: Atoms, frames: list[Frame], count: int, source_id: str
+) -> list[StructureRecord]:
     """S2EF-T records: `count` frames of a relaxation with total energy and forces."""
     picked = spread(frames, count)
     index_of = {id(frame): i for i, frame in enumerate(frames)}
     return [
-        to_record(atoms, positions=f.positions, energy=f.energy, forces=f.forces,
-                  source_id=f"{source_id}/frame{index_of[id(f)]:03d}")
+        to_record(
+            atoms,
+            positions=f.positions,
+            energy=f.energy,
+            forces=f.forces,
+            source_id=f"{source_id}/frame{index_of[id(f)]:03d}",
+        )
         for f in picked
     ]
 

@@ -42,8 +42,18 @@ class CorruptInputError(ValueError):
 
 # Errors that mean "this file is damaged or not what it claims to be".
 _FILE_ERRORS = (
-    OSError, EOFError, ValueError, KeyError, TypeError, IndexError, AttributeError,
-    lzma.LZMAError, zlib.error, pickle.UnpicklingError, lmdb.Error, sqlite3.Error,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    lzma.LZMAError,
+    zlib.error,
+    pickle.UnpicklingError,
+    lmdb.Error,
+    sqlite3.Error,
 )
 
 

@@ -33,11 +33,15 @@ def _row_value(row: Any, key: str) -> Any:
     return data.get(key)
 
 
-def row_labels(row: Any, energy_key: str | None, forces_key: str | None) -> tuple[float | None, np.ndarray | None]:
+def row_labels(
+    row: Any, energy_key: str | None, forces_key: str | None
+) -> tuple[float | None, np.ndarray | None]:
     """(energy, forces) of a row under the given keys (None: not read, or absent)."""
     energy = _row_value(row, energy_key) if energy_key else None
     forces = _row_value(row, forces_key) if forces_key else None
-    return (None if energy is None else float(energy)), (None if forces is None else np.asarray(forces, dtype=np.float64))
+    return (None if energy is None else float(energy)), (
+        None if forces is None else np.asarray(forces, dtype=np.float64)
+    )
 
 
 def read_ase_db(
@@ -58,7 +62,14 @@ def read_ase_db(
                 yield _item(row, file, energy_key, forces_key, units, group_by)
 
 
-def _item(row: Any, file: Path, energy_key: str | None, forces_key: str | None, units: Units, group_by: str) -> SourceItem:
+def _item(
+    row: Any,
+    file: Path,
+    energy_key: str | None,
+    forces_key: str | None,
+    units: Units,
+    group_by: str,
+) -> SourceItem:
     source_id = f"{file.name}:id={row.id}"
     group = group_of(row.key_value_pairs, group_by, source_id, file)
     if group is None:

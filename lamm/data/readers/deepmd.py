@@ -33,7 +33,9 @@ def find_systems(path: str | Path) -> list[Path]:
         return [path]
     systems = sorted(p.parent for p in path.rglob("type.raw"))
     if not systems:
-        raise FileNotFoundError(f"no deepmd system (a folder with type.raw and set.*/) at or below {path}")
+        raise FileNotFoundError(
+            f"no deepmd system (a folder with type.raw and set.*/) at or below {path}"
+        )
     return systems
 
 
@@ -41,7 +43,9 @@ def _type_numbers(system: Path) -> np.ndarray:
     """Atomic number of each type index, from type_map.raw."""
     type_map = system / "type_map.raw"
     if not type_map.is_file():
-        raise CorruptInputError(f"{system}: no type_map.raw; write the element of each type there, one per line (e.g. O then H)")
+        raise CorruptInputError(
+            f"{system}: no type_map.raw; write the element of each type there, one per line (e.g. O then H)"
+        )
     names = type_map.read_text().split()
     unknown = [name for name in names if name not in atomic_numbers]
     if unknown:
@@ -56,12 +60,21 @@ def _load(set_dir: Path, stem: str | None, frames: int, width: int | None) -> np
     array = np.load(set_dir / f"{stem}.npy")
     shape = (frames,) if width is None else (frames, width)
     if array.size != int(np.prod(shape)):
-        raise CorruptInputError(f"{set_dir / f'{stem}.npy'}: shape {array.shape} does not fit {frames} frames (expected {shape})")
+        raise CorruptInputError(
+            f"{set_dir / f'{stem}.npy'}: shape {array.shape} does not fit {frames} frames (expected {shape})"
+        )
     return array.reshape(shape).astype(np.float64)
 
 
-def read_deepmd_system(system: Path, *, energy_key: str | None, forces_key: str | None, units: Units,
-                       group_by: str, name: str) -> Iterator[SourceItem]:
+def read_deepmd_system(
+    system: Path,
+    *,
+    energy_key: str | None,
+    forces_key: str | None,
+    units: Units,
+    group_by: str,
+    name: str,
+) -> Iterator[SourceItem]:
     with reading(system, "deepmd system"):
         numbers_of_type = _type_numbers(system)
         types = np.loadtxt(system / "type.raw", dtype=np.int64, ndmin=1)
@@ -80,17 +93,25 @@ def read_deepmd_system(system: Path, *, energy_key: str | None, forces_key: str 
             coords = _load(set_dir, "coord", frames, 3 * natoms).reshape(frames, natoms, 3)
             boxes = _load(set_dir, "box", frames, 9) if periodic else None
             if periodic and boxes is None:
-                raise CorruptInputError(f"{set_dir}: no box.npy (add a `nopbc` file to {system} for a molecule)")
+                raise CorruptInputError(
+                    f"{set_dir}: no box.npy (add a `nopbc` file to {system} for a molecule)"
+                )
             energies = _load(set_dir, energy_key, frames, None)
             forces = _load(set_dir, forces_key, frames, 3 * natoms)
             frame_types = None
             if (set_dir / "real_atom_types.npy").is_file():
-                frame_types = np.load(set_dir / "real_atom_types.npy").reshape(frames, natoms).astype(np.int64)
+                frame_types = (
+                    np.load(set_dir / "real_atom_types.npy")
+                    .reshape(frames, natoms)
+                    .astype(np.int64)
+                )
         for index in range(frames):
             source_id = f"{name}/{set_dir.name}:{index}"
             frame_type = types if frame_types is None else frame_types[index]
             if frame_type.min() < 0 or frame_type.max() >= len(numbers_of_type):
-                raise CorruptInputError(f"{set_dir}: frame {index} uses a type outside type_map.raw ({len(numbers_of_type)} types)")
+                raise CorruptInputError(
+                    f"{set_dir}: frame {index} uses a type outside type_map.raw ({len(numbers_of_type)} types)"
+                )
             record = StructureRecord(
                 atomic_numbers=numbers_of_type[frame_type],
                 positions=coords[index],
@@ -113,9 +134,17 @@ def read_deepmd(
 ) -> Iterator[SourceItem]:
     """Every frame of the deepmd systems at or below `path`, in eV and Angstrom."""
     if group_by not in ("frame", "file"):
-        raise ValueError(f"deepmd frames have no info keys: group_by must be frame or file (a system), not {group_by!r}")
+        raise ValueError(
+            f"deepmd frames have no info keys: group_by must be frame or file (a system), not {group_by!r}"
+        )
     root = Path(path)
     for system in find_systems(root):
         name = system.name if system == root else str(system.relative_to(root))
-        yield from read_deepmd_system(system, energy_key=energy_key, forces_key=forces_key, units=units,
-                                      group_by=group_by, name=name)
+        yield from read_deepmd_system(
+            system,
+            energy_key=energy_key,
+            forces_key=forces_key,
+            units=units,
+            group_by=group_by,
+            name=name,
+        )

@@ -56,11 +56,15 @@ def iter_frames(handle: TextIO, path: Path) -> Iterator[Atoms]:
         try:
             natoms = int(header.split()[0])
         except ValueError:
-            raise CorruptInputError(f"{path}: frame {index}: expected an atom count, got {header.strip()[:60]!r}") from None
+            raise CorruptInputError(
+                f"{path}: frame {index}: expected an atom count, got {header.strip()[:60]!r}"
+            ) from None
         lines = [header, handle.readline()]
         lines.extend(handle.readline() for _ in range(natoms))
         if not all(lines):
-            raise CorruptInputError(f"{path}: frame {index} ends early (expected {natoms} atom lines; truncated file?)")
+            raise CorruptInputError(
+                f"{path}: frame {index} ends early (expected {natoms} atom lines; truncated file?)"
+            )
         with reading(path, f"frame {index}"):
             atoms = next(read_xyz(io.StringIO("".join(lines)), index=0))
         yield atoms
@@ -76,7 +80,9 @@ def _label(atoms: Atoms, key: str, per_atom: bool) -> object | None:
     return atoms.arrays.get(key) if per_atom else atoms.info.get(key)
 
 
-def frame_labels(atoms: Atoms, energy_key: str | None, forces_key: str | None) -> tuple[float | None, np.ndarray | None]:
+def frame_labels(
+    atoms: Atoms, energy_key: str | None, forces_key: str | None
+) -> tuple[float | None, np.ndarray | None]:
     """(energy, forces) of a frame under the given keys (None: not read, or absent).
 
     Raises ValueError when a value is present but not a number (array)."""

@@ -139,7 +139,13 @@ def read_fairchem_lmdb(
     for file in input_files(path, (".lmdb",)):
         with reading(file):
             env = lmdb.open(
-                str(file), subdir=False, readonly=True, lock=False, readahead=True, meminit=False, max_readers=1
+                str(file),
+                subdir=False,
+                readonly=True,
+                lock=False,
+                readahead=True,
+                meminit=False,
+                max_readers=1,
             )
             try:
                 length = lmdb_length(env)
@@ -147,7 +153,9 @@ def read_fairchem_lmdb(
                     for index in range(length):
                         raw = txn.get(f"{index}".encode("ascii"))
                         if raw is None:
-                            raise KeyError(f"key {index} missing although the file holds {length} objects")
+                            raise KeyError(
+                                f"key {index} missing although the file holds {length} objects"
+                            )
                         with reading(file, f"object {index}"):
                             item = data_to_item(
                                 pickle.loads(raw),
@@ -167,5 +175,7 @@ def load_reference_energies(path: str | Path) -> dict[str, float]:
     with reading(path), open(path, "rb") as handle:
         table = pickle.load(handle)
     if not isinstance(table, Mapping):
-        raise ValueError(f"{path}: expected a pickled dict of reference energies, got {type(table).__name__}")
+        raise ValueError(
+            f"{path}: expected a pickled dict of reference energies, got {type(table).__name__}"
+        )
     return {str(key): float(value) for key, value in table.items()}

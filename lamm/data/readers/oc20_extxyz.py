@@ -32,9 +32,13 @@ def parse_frame_log(line: str, path: Path, index: int) -> tuple[str, str, float]
     try:
         system, frame, reference = parts[0], parts[1], float(parts[2])
     except (IndexError, ValueError):
-        raise CorruptInputError(f"{path}: line {index + 1}: expected 'random<sid>,frame<fid>,<energy>', got {line.strip()[:80]!r}") from None
+        raise CorruptInputError(
+            f"{path}: line {index + 1}: expected 'random<sid>,frame<fid>,<energy>', got {line.strip()[:80]!r}"
+        ) from None
     if not system.startswith("random") or not frame.startswith("frame"):
-        raise CorruptInputError(f"{path}: line {index + 1}: expected 'random<sid>,frame<fid>,...', got {line.strip()[:80]!r}")
+        raise CorruptInputError(
+            f"{path}: line {index + 1}: expected 'random<sid>,frame<fid>,...', got {line.strip()[:80]!r}"
+        )
     return system, frame, reference
 
 
@@ -50,10 +54,14 @@ def read_oc20_extxyz(path: str | Path) -> Iterator[SourceItem]:
             count = 0
             for index, atoms in enumerate(iter_frames(handle, file)):
                 if index >= len(logs):
-                    raise CorruptInputError(f"{file}: more frames than the {len(logs)} lines of {log_path.name}")
+                    raise CorruptInputError(
+                        f"{file}: more frames than the {len(logs)} lines of {log_path.name}"
+                    )
                 system, frame, _ = parse_frame_log(logs[index], log_path, index)
                 record = StructureRecord.from_atoms(atoms, source_id=f"{system}/{frame}")
                 yield SourceItem(record, system)
                 count += 1
         if count != len(logs):
-            raise CorruptInputError(f"{file}: {count} frames but {len(logs)} lines in {log_path.name}")
+            raise CorruptInputError(
+                f"{file}: {count} frames but {len(logs)} lines in {log_path.name}"
+            )

@@ -32,8 +32,16 @@ def read_pubchem3d(path: str | Path) -> Iterator[SourceItem]:
                 if mol is None:
                     yield SourceItem(None, f"{file.name}:{index}", UNPARSABLE_RECORD)
                     continue
-                cid = mol.GetProp("PUBCHEM_COMPOUND_CID").strip() if mol.HasProp("PUBCHEM_COMPOUND_CID") else ""
+                cid = (
+                    mol.GetProp("PUBCHEM_COMPOUND_CID").strip()
+                    if mol.HasProp("PUBCHEM_COMPOUND_CID")
+                    else ""
+                )
                 group = f"CID{cid}" if cid else f"{file.name}:{index}"
-                conformer = mol.GetProp("PUBCHEM_CONFORMER_ID").strip() if mol.HasProp("PUBCHEM_CONFORMER_ID") else ""
+                conformer = (
+                    mol.GetProp("PUBCHEM_CONFORMER_ID").strip()
+                    if mol.HasProp("PUBCHEM_CONFORMER_ID")
+                    else ""
+                )
                 source_id = f"{group}/{conformer}" if conformer else group
                 yield SourceItem(mol_to_record(mol, None, source_id), group)

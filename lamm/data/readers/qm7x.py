@@ -30,7 +30,9 @@ from lamm.data.record import StructureRecord
 def qm7x_files(path: str | Path) -> list[Path]:
     files = input_files(path, (".hdf5", ".h5", ".xz"))
     plain = {f.name.rsplit(".", 1)[0] for f in files if not f.name.endswith(".xz")}
-    return [f for f in files if not f.name.endswith(".xz") or f.name[:-3].rsplit(".", 1)[0] not in plain]
+    return [
+        f for f in files if not f.name.endswith(".xz") or f.name[:-3].rsplit(".", 1)[0] not in plain
+    ]
 
 
 @contextlib.contextmanager
@@ -65,7 +67,9 @@ def read_qm7x(
                         energy = np.asarray(group[energy_field][()], dtype=np.float64).reshape(-1)
                         forces = np.asarray(group[forces_field][()], dtype=np.float64)
                     if energy.size != 1:
-                        raise CorruptInputError(f"{file} (/{molecule}/{conformer}): {energy_field} has {energy.size} values, expected 1")
+                        raise CorruptInputError(
+                            f"{file} (/{molecule}/{conformer}): {energy_field} has {energy.size} values, expected 1"
+                        )
                     record = StructureRecord(
                         atomic_numbers=numbers,
                         positions=positions,

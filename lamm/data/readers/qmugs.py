@@ -22,7 +22,9 @@ def molecule_dirs(path: str | Path) -> list[Path]:
     """The CHEMBL<id> directories under `path` (the `structures` dir or its parent)."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"input {path} is not a directory (expected the QMugs structures/ tree)")
+        raise FileNotFoundError(
+            f"input {path} is not a directory (expected the QMugs structures/ tree)"
+        )
     if (path / "structures").is_dir():
         path = path / "structures"
     dirs = sorted(p for p in path.iterdir() if p.is_dir())

@@ -39,7 +39,11 @@ def parse_sdf_block(block: str) -> Chem.Mol | None:
 def mol_to_record(mol: Chem.Mol, energy: float | None, source_id: str) -> StructureRecord:
     """A molecule (first conformer, Angstrom) as a non-periodic record."""
     numbers = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64)
-    positions = mol.GetConformer().GetPositions() if mol.GetNumConformers() else np.full((len(numbers), 3), np.nan)
+    positions = (
+        mol.GetConformer().GetPositions()
+        if mol.GetNumConformers()
+        else np.full((len(numbers), 3), np.nan)
+    )
     return StructureRecord(
         atomic_numbers=numbers,
         positions=np.asarray(positions, dtype=np.float64).reshape(len(numbers), 3),

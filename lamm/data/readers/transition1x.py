@@ -38,7 +38,9 @@ def read_transition1x(
         raise FileNotFoundError(f"input {path} does not exist")
     with reading(path), h5py.File(path, "r") as handle:
         if split_group not in handle:
-            raise CorruptInputError(f"{path}: no group /{split_group} (groups: {', '.join(handle)})")
+            raise CorruptInputError(
+                f"{path}: no group /{split_group} (groups: {', '.join(handle)})"
+            )
         for formula, reactions in handle[split_group].items():
             for rxn, group in reactions.items():
                 where = f"/{split_group}/{formula}/{rxn}"

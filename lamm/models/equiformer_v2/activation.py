@@ -46,10 +46,16 @@ class GridSiLU(torch.autograd.Function):
     CHUNK_VALUES = 1 << 20
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, to_grid: torch.Tensor, from_grid: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(
+        ctx, x: torch.Tensor, to_grid: torch.Tensor, from_grid: torch.Tensor
+    ) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, to_grid, from_grid)
         out = [
-            torch.einsum("kp,bpc->bkc", from_grid, nn.functional.silu(torch.einsum("pk,bkc->bpc", to_grid, chunk)))
+            torch.einsum(
+                "kp,bpc->bkc",
+                from_grid,
+                nn.functional.silu(torch.einsum("pk,bkc->bpc", to_grid, chunk)),
+            )
             for chunk in x.split(GridSiLU._chunk(x, to_grid))
         ]
         return torch.cat(out) if out else x.new_zeros((0, from_grid.shape[0], x.shape[2]))

@@ -45,7 +45,11 @@ class EquivariantGraphAttention(nn.Module):
         dropout_seed: int = 0,
     ) -> None:
         super().__init__()
-        self.num_heads, self.alpha_channels, self.value_channels = num_heads, alpha_channels, value_channels
+        self.num_heads, self.alpha_channels, self.value_channels = (
+            num_heads,
+            alpha_channels,
+            value_channels,
+        )
         self.alpha_drop = alpha_drop
         self.dropout_seed = dropout_seed
         self._dropout_generators: dict[torch.device, torch.Generator] = {}
@@ -80,23 +84,33 @@ class EquivariantGraphAttention(nn.Module):
         """`x` `[N, F, C]` -> `[N, F, C]`; `to_edge` `[M, K, F]`, `from_edge` `[M, F, K]` from EdgeRotation."""
         source, target = edge_index
         n_edges = source.shape[0]
-        scalars = self.edge_scalars(distance_basis, atomic_numbers, edge_index)  # [M, n_basis + 2 E]
+        scalars = self.edge_scalars(
+            distance_basis, atomic_numbers, edge_index
+        )  # [M, n_basis + 2 E]
         message = torch.cat([x[source], x[target]], dim=2)  # [M, F, 2C]
         message = torch.bmm(to_edge, message)  # [M, K, 2C], edge frame
 
         hidden, extra = self.conv_1(message, scalars)  # [M, K, H], [M, heads * alpha + H]
-        alpha_features, gates = extra.split([self.num_heads * self.alpha_channels, hidden.shape[2]], dim=1)
+        alpha_features, gates = extra.split(
+            [self.num_heads * self.alpha_channels, hidden.shape[2]], dim=1
+        )
         hidden = self.activation(gates, hidden)  # [M, K, H]
         values, _ = self.conv_2(hidden)  # [M, K, heads * V]
 
-        alpha_features = self.alpha_act(self.alpha_norm(alpha_features.reshape(n_edges, self.num_heads, self.alpha_channels)))
+        alpha_features = self.alpha_act(
+            self.alpha_norm(alpha_features.reshape(n_edges, self.num_heads, self.alpha_channels))
+        )
         logits = torch.einsum("mha,ha->mh", alpha_features, self.alpha_dot)  # [M, heads]
         alpha = segment_softmax(logits, target, x.shape[0], weights=envelope)  # [M, heads]
         alpha = self._dropout(alpha) * envelope.view(-1, 1)
 
         n_coeff = values.shape[1]
-        values = values.view(n_edges, n_coeff, self.num_heads, self.value_channels) * alpha.view(n_edges, 1, self.num_heads, 1)
-        values = torch.bmm(from_edge, values.view(n_edges, n_coeff, self.num_heads * self.value_channels))  # [M, F, heads * V], global frame
+        values = values.view(n_edges, n_coeff, self.num_heads, self.value_channels) * alpha.view(
+            n_edges, 1, self.num_heads, 1
+        )
+        values = torch.bmm(
+            from_edge, values.view(n_edges, n_coeff, self.num_heads * self.value_channels)
+        )  # [M, F, heads * V], global frame
         return self.proj(segment_sum(values, target, x.shape[0]))  # [N, F, C]
 
     def _dropout(self, alpha: torch.Tensor) -> torch.Tensor:
@@ -107,5 +121,8 @@ class EquivariantGraphAttention(nn.Module):
         if generator is None:
             generator = torch.Generator(device=alpha.device).manual_seed(self.dropout_seed)
             self._dropout_generators[alpha.device] = generator
-        keep = torch.rand(alpha.shape, generator=generator, device=alpha.device, dtype=alpha.dtype) >= self.alpha_drop
+        keep = (
+            torch.rand(alpha.shape, generator=generator, device=alpha.device, dtype=alpha.dtype)
+            >= self.alpha_drop
+        )
         return alpha * keep / (1.0 - self.alpha_drop)

@@ -35,5 +35,13 @@ class TransformerBlock(nn.Module):
         from_edge: torch.Tensor,
     ) -> torch.Tensor:
         """`[N, F, C]` -> `[N, F, C]`."""
-        x = x + self.attention(self.norm_attention(x), distance_basis, envelope, atomic_numbers, edge_index, to_edge, from_edge)
+        x = x + self.attention(
+            self.norm_attention(x),
+            distance_basis,
+            envelope,
+            atomic_numbers,
+            edge_index,
+            to_edge,
+            from_edge,
+        )
         return x + self.feed_forward(self.norm_feed_forward(x))

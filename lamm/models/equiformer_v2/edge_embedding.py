@@ -26,9 +26,13 @@ class AtomEdgeScalars(nn.Module):
         for embedding in (self.source, self.target):
             nn.init.uniform_(embedding.weight, -0.001, 0.001, generator=generator)
 
-    def forward(self, distance_basis: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, distance_basis: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor
+    ) -> torch.Tensor:
         """`[M, n_basis]` -> `[M, n_basis + 2 channels]`."""
-        source = self.source(atomic_numbers[edge_index[0]]).to(distance_basis.dtype)  # [M, channels]
+        source = self.source(atomic_numbers[edge_index[0]]).to(
+            distance_basis.dtype
+        )  # [M, channels]
         target = self.target(atomic_numbers[edge_index[1]]).to(distance_basis.dtype)
         return torch.cat([distance_basis, source, target], dim=1)
 
@@ -42,13 +46,23 @@ class EdgeDegreeEmbedding(nn.Module):
     divided by `avg_degree` (a fixed normalization, as fairchem) and scaled by the envelope.
     """
 
-    def __init__(self, lmax: int, channels: int, num_elements: int, num_basis: int, edge_channels: int, avg_degree: float) -> None:
+    def __init__(
+        self,
+        lmax: int,
+        channels: int,
+        num_elements: int,
+        num_basis: int,
+        edge_channels: int,
+        avg_degree: float,
+    ) -> None:
         super().__init__()
         self.lmax = lmax
         self.channels = channels
         self.avg_degree = avg_degree
         self.edge_scalars = AtomEdgeScalars(num_elements, edge_channels)
-        self.radial = RadialMLP([num_basis + 2 * edge_channels, edge_channels, edge_channels, (lmax + 1) * channels])
+        self.radial = RadialMLP(
+            [num_basis + 2 * edge_channels, edge_channels, edge_channels, (lmax + 1) * channels]
+        )
 
     def forward(
         self,
@@ -62,7 +76,9 @@ class EdgeDegreeEmbedding(nn.Module):
 
         Returns `[N, (lmax + 1)^2, channels]`.
         """
-        scalars = self.edge_scalars(distance_basis, atomic_numbers, edge_index)  # [M, n_basis + 2 E]
+        scalars = self.edge_scalars(
+            distance_basis, atomic_numbers, edge_index
+        )  # [M, n_basis + 2 E]
         m0 = self.radial(scalars).view(-1, self.lmax + 1, self.channels)  # [M, lmax + 1, C]
         m0 = m0 * envelope.view(-1, 1, 1)
         messages = torch.bmm(rotate_back_m0, m0)  # [M, F, C]

@@ -67,7 +67,12 @@ from lamm.models.equiformer_v2.layer_norm import EquivariantLayerNorm
 from lamm.models.equiformer_v2.linear import SO3Linear
 from lamm.models.equiformer_v2.radial import GaussianBasis, PolynomialEnvelope
 from lamm.models.equiformer_v2.so2_conv import SO2Convolution
-from lamm.models.equiformer_v2.so3 import EdgeRotation, edge_coefficient_indices, l1_to_cartesian, num_coefficients
+from lamm.models.equiformer_v2.so3 import (
+    EdgeRotation,
+    edge_coefficient_indices,
+    l1_to_cartesian,
+    num_coefficients,
+)
 
 # Mean number of neighbors in OC20 IS2RE 100k at 5 A (fairchem's constant for the edge-degree embedding).
 OC20_AVG_DEGREE = 23.395238876342773
@@ -120,7 +125,9 @@ class EquiformerV2Encoder(nn.Module):
             self.distance_basis = GaussianBasis(cutoff, num_distance_basis)
             self.envelope = PolynomialEnvelope(cutoff, envelope_exponent)
             self.atom_embedding = nn.Embedding(num_elements, sphere_channels)
-            self.edge_degree = EdgeDegreeEmbedding(lmax, sphere_channels, num_elements, num_distance_basis, edge_channels, avg_degree)
+            self.edge_degree = EdgeDegreeEmbedding(
+                lmax, sphere_channels, num_elements, num_distance_basis, edge_channels, avg_degree
+            )
 
             def norm() -> EquivariantLayerNorm:
                 return EquivariantLayerNorm(lmax, sphere_channels, scalar_layer_norm)
@@ -128,11 +135,23 @@ class EquiformerV2Encoder(nn.Module):
             self.blocks = nn.ModuleList(
                 TransformerBlock(
                     attention=EquivariantGraphAttention(
-                        lmax, mmax, sphere_channels, attn_hidden_channels, num_heads, attn_alpha_channels,
-                        attn_value_channels, num_elements, num_distance_basis, edge_channels, edge_grid,
-                        alpha_drop=alpha_drop, dropout_seed=seed + 1 + layer,
+                        lmax,
+                        mmax,
+                        sphere_channels,
+                        attn_hidden_channels,
+                        num_heads,
+                        attn_alpha_channels,
+                        attn_value_channels,
+                        num_elements,
+                        num_distance_basis,
+                        edge_channels,
+                        edge_grid,
+                        alpha_drop=alpha_drop,
+                        dropout_seed=seed + 1 + layer,
                     ),  # fmt: skip
-                    feed_forward=FeedForward(lmax, sphere_channels, ffn_hidden_channels, node_grid, grid_mlp),
+                    feed_forward=FeedForward(
+                        lmax, sphere_channels, ffn_hidden_channels, node_grid, grid_mlp
+                    ),
                     norm_attention=norm(),
                     norm_feed_forward=norm(),
                 )
@@ -162,24 +181,38 @@ class EquiformerV2Encoder(nn.Module):
             elif isinstance(module, EquivariantGraphAttention):
                 module.reset_alpha_dot(generator)
 
-    def forward(self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Edge e runs from source j = edge_index[0, e] to center i = edge_index[1, e] and
         edge_vectors[e] = r_ij = pos_j - pos_i (+ cell shift), Angstrom, shorter than the cutoff.
 
         Returns NODE_FEATURES `[N, C]` (the l = 0 channels, invariant) and NODE_VECTORS
         `[N, 3, C]` (the l = 1 channels in Cartesian x, y, z, equivariant).
         """
-        if atomic_numbers.numel() and (atomic_numbers.min() < 1 or atomic_numbers.max() > self.max_atomic_number):
-            raise ValueError(f"atomic numbers must lie in 1..{self.max_atomic_number}, got {atomic_numbers.min()}..{atomic_numbers.max()}")
+        if atomic_numbers.numel() and (
+            atomic_numbers.min() < 1 or atomic_numbers.max() > self.max_atomic_number
+        ):
+            raise ValueError(
+                f"atomic numbers must lie in 1..{self.max_atomic_number}, got {atomic_numbers.min()}..{atomic_numbers.max()}"
+            )
         n_atoms = atomic_numbers.shape[0]
         distances = edge_vectors.norm(dim=1)  # [M]
         distance_basis = self.distance_basis(distances)  # [M, n_basis]
         envelope = self.envelope(distances)  # [M]
         to_edge, from_edge = self.rotation(edge_vectors)  # [M, K, F], [M, F, K]
 
-        x = torch.zeros(n_atoms, num_coefficients(self.lmax), self.scalar_dim, dtype=edge_vectors.dtype, device=edge_vectors.device)
+        x = torch.zeros(
+            n_atoms,
+            num_coefficients(self.lmax),
+            self.scalar_dim,
+            dtype=edge_vectors.dtype,
+            device=edge_vectors.device,
+        )
         x[:, 0, :] = self.atom_embedding(atomic_numbers)
-        x = x + self.edge_degree(distance_basis, envelope, atomic_numbers, edge_index, from_edge[:, :, : self.lmax + 1])
+        x = x + self.edge_degree(
+            distance_basis, envelope, atomic_numbers, edge_index, from_edge[:, :, : self.lmax + 1]
+        )
         for block in self.blocks:
             edge_inputs = (distance_basis, envelope, atomic_numbers, edge_index, to_edge, from_edge)
             if self.activation_checkpointing and torch.is_grad_enabled():
@@ -188,7 +221,9 @@ class EquiformerV2Encoder(nn.Module):
             else:
                 x = block(x, *edge_inputs)
         x = self.final_norm(x)  # [N, F, C]
-        vectors = torch.einsum("ak,nac->nkc", self.l1_to_cartesian.to(x.dtype), x[:, 1:4, :])  # [N, 3, C]
+        vectors = torch.einsum(
+            "ak,nac->nkc", self.l1_to_cartesian.to(x.dtype), x[:, 1:4, :]
+        )  # [N, 3, C]
         return {K.NODE_FEATURES: x[:, 0, :], K.NODE_VECTORS: vectors}
 
 
@@ -199,7 +234,9 @@ def _check_arguments(args: dict) -> None:
     for name, parameter in inspect.signature(EquiformerV2Encoder.__init__).parameters.items():
         if name in args and parameter.annotation in expected:
             value = args[name]
-            if not isinstance(value, expected[parameter.annotation]) or (parameter.annotation != "bool" and isinstance(value, bool)):
+            if not isinstance(value, expected[parameter.annotation]) or (
+                parameter.annotation != "bool" and isinstance(value, bool)
+            ):
                 problems.append(f"{name} must be {parameter.annotation}, got {value!r}")
     if problems:  # the checks below compare numbers
         raise ValueError("EquiformerV2Encoder: " + "; ".join(problems))
@@ -208,7 +245,9 @@ def _check_arguments(args: dict) -> None:
     if not 1 <= args["max_atomic_number"] <= 118:
         problems.append(f"max_atomic_number must lie in 1..118, got {args['max_atomic_number']}")
     if args["lmax"] < 1:
-        problems.append(f"lmax must be >= 1 (the l = 1 channels are the vector features), got {args['lmax']}")
+        problems.append(
+            f"lmax must be >= 1 (the l = 1 channels are the vector features), got {args['lmax']}"
+        )
     if not 0 <= args["mmax"] <= args["lmax"]:
         problems.append(f"mmax must lie in 0..lmax = {args['lmax']}, got {args['mmax']}")
     for name in ("num_layers", "sphere_channels", "attn_hidden_channels", "num_heads", "attn_alpha_channels",
@@ -219,7 +258,9 @@ def _check_arguments(args: dict) -> None:
         problems.append(f"num_distance_basis must be >= 2, got {args['num_distance_basis']}")
     for name in ("grid_resolution", "edge_grid_resolution"):
         if args[name] < 2 * args["lmax"] + 1:
-            problems.append(f"{name} must be >= 2 * lmax + 1 = {2 * args['lmax'] + 1}, got {args[name]}")
+            problems.append(
+                f"{name} must be >= 2 * lmax + 1 = {2 * args['lmax'] + 1}, got {args[name]}"
+            )
     if not args["avg_degree"] > 0:
         problems.append(f"avg_degree must be positive, got {args['avg_degree']}")
     if not 0.0 <= args["alpha_drop"] < 1.0:

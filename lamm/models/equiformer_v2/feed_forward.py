@@ -22,7 +22,14 @@ class FeedForward(nn.Module):
       l = 0 by Linear(input l = 0).
     """
 
-    def __init__(self, lmax: int, channels: int, hidden_channels: int, grid: SphereGrid, grid_mlp: bool = True) -> None:
+    def __init__(
+        self,
+        lmax: int,
+        channels: int,
+        hidden_channels: int,
+        grid: SphereGrid,
+        grid_mlp: bool = True,
+    ) -> None:
         super().__init__()
         self.grid = grid
         self.grid_mlp = grid_mlp
@@ -57,4 +64,6 @@ class FeedForward(nn.Module):
 
     def _grid_mlp(self, hidden: torch.Tensor) -> torch.Tensor:
         on_grid = self.point_mlp(self.grid.to_grid(hidden))  # [N, P, H]
-        return self.grid.from_grid(on_grid, first=1)  # [N, F - 1, H], l = 0 comes from the scalar path
+        return self.grid.from_grid(
+            on_grid, first=1
+        )  # [N, F - 1, H], l = 0 comes from the scalar path

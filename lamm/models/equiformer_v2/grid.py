@@ -31,15 +31,21 @@ class SphereGrid(nn.Module):
     def __init__(self, lmax: int, coefficient_indices: list[int], resolution: int) -> None:
         super().__init__()
         if resolution < 2 * lmax + 1:
-            raise ValueError(f"grid resolution {resolution} is below 2 * lmax + 1 = {2 * lmax + 1}: not even a band-limited function round-trips")
+            raise ValueError(
+                f"grid resolution {resolution} is below 2 * lmax + 1 = {2 * lmax + 1}: not even a band-limited function round-trips"
+            )
         self.lmax = lmax
         self.resolution = resolution
         points, weights = sphere_quadrature(resolution, resolution)
-        values = harmonics(lmax, torch.tensor(points, dtype=torch.float64))[:, coefficient_indices]  # [P, K]
+        values = harmonics(lmax, torch.tensor(points, dtype=torch.float64))[
+            :, coefficient_indices
+        ]  # [P, K]
         weights_t = torch.tensor(weights, dtype=torch.float64)
         # constants rebuilt from the arguments (not saved); float64 so that a float64 model is exact
         self.register_buffer("to_grid_matrix", values, persistent=False)  # [P, K]
-        self.register_buffer("from_grid_matrix", (values * weights_t[:, None]).T.contiguous(), persistent=False)  # [K, P]
+        self.register_buffer(
+            "from_grid_matrix", (values * weights_t[:, None]).T.contiguous(), persistent=False
+        )  # [K, P]
 
     @property
     def num_points(self) -> int:

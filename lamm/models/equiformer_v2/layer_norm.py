@@ -22,16 +22,24 @@ from lamm.models.equiformer_v2.so3 import degree_of_coefficients
 
 
 class EquivariantLayerNorm(nn.Module):
-    def __init__(self, lmax: int, channels: int, scalar_layer_norm: bool = True, eps: float = 1e-5) -> None:
+    def __init__(
+        self, lmax: int, channels: int, scalar_layer_norm: bool = True, eps: float = 1e-5
+    ) -> None:
         super().__init__()
         if scalar_layer_norm and lmax < 1:
-            raise ValueError("scalar_layer_norm needs lmax >= 1 (it normalizes l = 0 and l > 0 separately)")
+            raise ValueError(
+                "scalar_layer_norm needs lmax >= 1 (it normalizes l = 0 and l > 0 separately)"
+            )
         self.lmax = lmax
         self.eps = eps
         self.scalar_layer_norm = scalar_layer_norm
         degree = degree_of_coefficients(lmax)
         first = 1 if scalar_layer_norm else 0  # lowest degree in the shared RMS
-        balance = torch.where(degree >= first, 1.0 / (2 * degree + 1).to(torch.float64), torch.zeros((), dtype=torch.float64))
+        balance = torch.where(
+            degree >= first,
+            1.0 / (2 * degree + 1).to(torch.float64),
+            torch.zeros((), dtype=torch.float64),
+        )
         balance = balance / (lmax + 1 - first)  # [F], sums to 1 over the degrees in the RMS
         self.register_buffer("balance", balance, persistent=False)
         self.register_buffer("degree", degree, persistent=False)

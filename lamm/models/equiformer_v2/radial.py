@@ -44,7 +44,12 @@ class PolynomialEnvelope(nn.Module):
         p = self.p
         x = distances / self.cutoff
         xp = x**p
-        value = 1.0 - 0.5 * (p + 1) * (p + 2) * xp + p * (p + 2) * xp * x - 0.5 * p * (p + 1) * xp * x * x
+        value = (
+            1.0
+            - 0.5 * (p + 1) * (p + 2) * xp
+            + p * (p + 2) * xp * x
+            - 0.5 * p * (p + 1) * xp * x * x
+        )
         return torch.where(x < 1.0, value, torch.zeros_like(value))
 
 

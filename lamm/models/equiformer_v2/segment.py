@@ -27,7 +27,9 @@ def segment_softmax(
     """
     expand = index.view(-1, 1).expand_as(logits)  # [M, H]
     seg_max = torch.zeros((num_segments, logits.shape[1]), dtype=logits.dtype, device=logits.device)
-    seg_max = seg_max.scatter_reduce(0, expand, logits.detach(), reduce="amax", include_self=False)  # [S, H]
+    seg_max = seg_max.scatter_reduce(
+        0, expand, logits.detach(), reduce="amax", include_self=False
+    )  # [S, H]
     exp = torch.exp(logits - seg_max[index])  # [M, H], each segment's largest is exp(0) = 1
     if weights is not None:
         exp = exp * weights.view(-1, 1)

@@ -43,10 +43,15 @@ class SO2Convolution(nn.Module):
         self.fc_m0 = nn.Linear(n0 * in_channels, n0 * out_channels + extra_m0_channels)
         # one complex-style map per m > 0: columns [:half] are W_r, [half:] are W_i
         self.fc_m = nn.ModuleList(
-            nn.Linear((lmax + 1 - m) * in_channels, 2 * (lmax + 1 - m) * out_channels, bias=False) for m in range(1, mmax + 1)
+            nn.Linear((lmax + 1 - m) * in_channels, 2 * (lmax + 1 - m) * out_channels, bias=False)
+            for m in range(1, mmax + 1)
         )
         self.radial_sizes = [n0 * in_channels] + [fc.in_features for fc in self.fc_m]
-        self.radial = None if radial_channels is None else RadialMLP([*radial_channels, sum(self.radial_sizes)])
+        self.radial = (
+            None
+            if radial_channels is None
+            else RadialMLP([*radial_channels, sum(self.radial_sizes)])
+        )
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """U(+-1/sqrt(fan_in)) weights, zero bias; the m > 0 maps scaled by 1/sqrt(2) (they sum two terms)."""
@@ -59,15 +64,25 @@ class SO2Convolution(nn.Module):
             for fc in self.fc_m:
                 fc.weight.mul_(1.0 / math.sqrt(2.0))
 
-    def forward(self, x: torch.Tensor, edge_scalars: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, edge_scalars: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         n_edges = x.shape[0]
         if (self.radial is None) != (edge_scalars is None):
-            raise ValueError("edge_scalars must be given exactly when the convolution has a radial function")
-        radial = None if self.radial is None else torch.split(self.radial(edge_scalars), self.radial_sizes, dim=1)
+            raise ValueError(
+                "edge_scalars must be given exactly when the convolution has a radial function"
+            )
+        radial = (
+            None
+            if self.radial is None
+            else torch.split(self.radial(edge_scalars), self.radial_sizes, dim=1)
+        )
 
         # split/unbind rather than slicing: their backward concatenates instead of zero-filling
         n0 = self.lmax + 1
-        blocks = torch.split(x, [n0] + [2 * (self.lmax + 1 - m) for m in range(1, self.mmax + 1)], dim=1)
+        blocks = torch.split(
+            x, [n0] + [2 * (self.lmax + 1 - m) for m in range(1, self.mmax + 1)], dim=1
+        )
         x0 = blocks[0].reshape(n_edges, n0 * self.in_channels)  # [M, (lmax+1) C_in]
         if radial is not None:
             x0 = x0 * radial[0]
@@ -80,6 +95,8 @@ class SO2Convolution(nn.Module):
             real, imag = fc(xm).chunk(2, dim=2)  # W_r x, W_i x: [M, 2, (lmax+1-m) C_out] each
             real_plus, real_minus = real.unbind(1)
             imag_plus, imag_minus = imag.unbind(1)
-            ym = torch.stack([real_plus - imag_minus, real_minus + imag_plus], dim=1)  # [M, 2, (lmax+1-m) C_out]
+            ym = torch.stack(
+                [real_plus - imag_minus, real_minus + imag_plus], dim=1
+            )  # [M, 2, (lmax+1-m) C_out]
             out.append(ym.view(n_edges, 2 * (self.lmax + 1 - m), self.out_channels))
         return torch.cat(out, dim=1), extra

@@ -54,7 +54,9 @@ def edge_coefficient_indices(lmax: int, mmax: int) -> list[int]:
 
 def harmonics(lmax: int, unit_vectors: torch.Tensor) -> torch.Tensor:
     """Real spherical harmonics of degrees 0..lmax at unit vectors: `[..., (lmax + 1)^2]`."""
-    return o3.spherical_harmonics(list(range(lmax + 1)), unit_vectors, normalize=False, normalization="component")
+    return o3.spherical_harmonics(
+        list(range(lmax + 1)), unit_vectors, normalize=False, normalization="component"
+    )
 
 
 def sphere_quadrature(n_latitudes: int, n_longitudes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +118,9 @@ def edge_frame_rotation(unit_vectors: torch.Tensor) -> torch.Tensor:
     )  # [M, 3, 3]
     eye = torch.eye(3, dtype=unit_vectors.dtype, device=unit_vectors.device)
     minimal = eye + k + (k @ k) / (1.0 + uy.abs()).view(-1, 1, 1)  # [M, 3, 3], u -> s e_y
-    flip = torch.stack([sign, sign, torch.ones_like(sign)], -1)  # diag(s, s, 1): -e_y -> e_y when s = -1
+    flip = torch.stack(
+        [sign, sign, torch.ones_like(sign)], -1
+    )  # diag(s, s, 1): -e_y -> e_y when s = -1
     return flip.unsqueeze(-1) * minimal
 
 
@@ -129,12 +133,16 @@ class WignerD(nn.Module):
         # degree 2 lmax needs lmax + 1 Gauss-Legendre latitudes and 2 lmax + 1 longitudes
         points, weights = sphere_quadrature(lmax + 1, 2 * lmax + 1)
         points_t = torch.tensor(points, dtype=torch.float64)
-        weighted = harmonics(lmax, points_t) * torch.tensor(weights, dtype=torch.float64)[:, None]  # [K, F]
+        weighted = (
+            harmonics(lmax, points_t) * torch.tensor(weights, dtype=torch.float64)[:, None]
+        )  # [K, F]
         degree = degree_of_coefficients(lmax)
         # constants rebuilt from lmax (not saved); float64 so that a float64 model is exact
         self.register_buffer("points", points_t, persistent=False)  # [K, 3]
         self.register_buffer("weighted_harmonics", weighted, persistent=False)  # [K, F]
-        self.register_buffer("same_degree", (degree[:, None] == degree[None, :]).to(torch.float64), persistent=False)
+        self.register_buffer(
+            "same_degree", (degree[:, None] == degree[None, :]).to(torch.float64), persistent=False
+        )
 
     def forward(self, rotations: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
         """D(R) `[M, len(rows), (lmax + 1)^2]` for R `[M, 3, 3]`; `rows` selects output rows."""
@@ -164,7 +172,9 @@ class EdgeRotation(nn.Module):
         self.wigner = WignerD(lmax)
         self.rows = edge_coefficient_indices(lmax, mmax)
         degree = degree_of_coefficients(lmax).to(torch.float64)
-        rescale = torch.where(degree > mmax, torch.sqrt((2 * degree + 1) / (2 * mmax + 1)), torch.ones_like(degree))
+        rescale = torch.where(
+            degree > mmax, torch.sqrt((2 * degree + 1) / (2 * mmax + 1)), torch.ones_like(degree)
+        )
         self.register_buffer("rescale", rescale.view(-1, 1), persistent=False)  # [F, 1]
 
     def forward(self, edge_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

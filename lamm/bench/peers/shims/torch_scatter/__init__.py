@@ -68,13 +68,23 @@ def scatter(
     return out.scatter_add_(dim, index, src)
 
 
-def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim: int = -1, out: torch.Tensor | None = None,
-                dim_size: int | None = None) -> torch.Tensor:
+def scatter_sum(
+    src: torch.Tensor,
+    index: torch.Tensor,
+    dim: int = -1,
+    out: torch.Tensor | None = None,
+    dim_size: int | None = None,
+) -> torch.Tensor:
     return scatter(src, index, dim, out, dim_size, "sum")
 
 
-def scatter_mean(src: torch.Tensor, index: torch.Tensor, dim: int = -1, out: torch.Tensor | None = None,
-                 dim_size: int | None = None) -> torch.Tensor:
+def scatter_mean(
+    src: torch.Tensor,
+    index: torch.Tensor,
+    dim: int = -1,
+    out: torch.Tensor | None = None,
+    dim_size: int | None = None,
+) -> torch.Tensor:
     return scatter(src, index, dim, out, dim_size, "mean")
 
 
