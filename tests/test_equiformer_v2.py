@@ -307,7 +307,7 @@ def test_encoder_equivariance_in_float32_and_at_the_default_grid(fine_model):
         scalar_error, vector_error = rotation_errors(model32, atoms, 0, torch.float32)
         print(f"float32, fine grid: scalar {scalar_error:.1e}, vector {vector_error:.1e}")
         assert scalar_error < 1e-5 and vector_error < 1e-4
-    # the residual of the paper's 18 x 18 grid, documented in the README: it must shrink with resolution
+    # the residual of the paper's 18 x 18 grid, documented in docs/models.md: it must shrink with resolution
     errors = []
     for resolution in (12, 18, 36):
         model = EquiformerV2Encoder(
