@@ -133,11 +133,9 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 
 # --- lamm data convert -------------------------------------------------------------------------
-USER_FORMATS = (
-    "extxyz",
-    "ase_db",
-    "deepmd",
-)  # lamm.data.user_dataset.USER_FORMATS, without its imports
+# lamm.data.user_dataset.USER_FORMATS and POLICIES, without their imports
+USER_FORMATS = ("auto", "ase", "dpdata", "extxyz", "ase_db", "deepmd")
+SPLIT_POLICIES = ("auto", "groups", "blocks", "random")
 ENERGY_UNIT_NAMES = ("eV", "meV", "kcal/mol", "kJ/mol", "hartree", "rydberg")
 LENGTH_UNIT_NAMES = ("angstrom", "bohr")
 
@@ -154,6 +152,8 @@ def _add_convert(sub: Any) -> None:
         'fails. The last stdout line is JSON {"source", "read", "written", "skipped": {reason: count}};\n'
         "the split sizes are in the log and in the store's info (conversion.splits).",
         epilog="examples:\n  lamm data convert hme21 --input raw/hme21_train.xyz --val-input raw/hme21_val.xyz --out hme21.lmdb\n"
+        "  lamm data convert --name water --input 'runs/*/vasprun.xml' --out water.lmdb   (format detected)\n"
+        "  lamm data convert --name feo --input cp2k.out --format dpdata --dpdata-format cp2k/output --out feo.lmdb\n"
         "  lamm data convert --dataset my_set.yaml --out results/data/my_set.lmdb\n"
         "  lamm data convert --format extxyz --name my_set --input train.xyz --energy-key REF_energy "
         "--forces-key REF_forces --energy-unit kcal/mol --out my_set.lmdb",
@@ -173,7 +173,7 @@ def _add_convert(sub: Any) -> None:
         type=Path,
         dest="inputs",
         metavar="PATH",
-        help="train input: a file or a directory (repeatable)",
+        help="train input: a file, a directory, or a glob in quotes ('runs/*/OUTCAR'); repeatable",
     )
     parser.add_argument(
         "--val-input",
@@ -239,7 +239,31 @@ def _add_convert(sub: Any) -> None:
         "--format",
         choices=USER_FORMATS,
         default=None,
-        help="extxyz (.xyz/.extxyz), ase_db (.db) or deepmd (npy systems with type_map.raw)",
+        help="auto (the default: detected per file), ase (any file ase.io reads: vasprun.xml, "
+        "OUTCAR, QE, CASTEP, GPAW, FHI-aims, traj, also .gz/.xz), dpdata (CP2K, ABACUS, Gaussian, "
+        "...), extxyz (.xyz/.extxyz), ase_db (.db) or deepmd (npy systems with type_map.raw)",
+    )
+    own.add_argument(
+        "--ase-format", default=None, help="the ase.io format name, when --format ase cannot tell"
+    )
+    own.add_argument(
+        "--dpdata-format",
+        default=None,
+        help="dpdata's format name for --format dpdata (cp2k/output, cp2k/aimd_output, abacus/md, "
+        "gaussian/log, ...; detected for --format auto)",
+    )
+    own.add_argument(
+        "--energy",
+        choices=["free", "zero-smearing"],
+        default="free",
+        help="where a DFT output reports both: the free energy (VASP TOTEN; consistent with the "
+        "forces) or the sigma->0 energy; recorded in the store",
+    )
+    own.add_argument(
+        "--stress-key",
+        default=None,
+        help="extxyz info key of the stress (6 or 9 values, ASE's sign, energy/length^3 of the "
+        "file; default: stress, else -virial/V)",
     )
     own.add_argument(
         "--name",
@@ -294,8 +318,18 @@ def _add_convert(sub: Any) -> None:
     )
     own.add_argument(
         "--group-by",
-        default="frame",
-        help="frames kept together by the split: frame, file (a deepmd system), or an info key (default frame)",
+        default="file",
+        help="frames kept together by the split: file (one run per file; a deepmd system), frame, "
+        "or an info key such as config_group (default file)",
+    )
+    own.add_argument(
+        "--split",
+        choices=SPLIT_POLICIES,
+        default=None,
+        dest="split_policy",
+        help="auto: whole groups when there are 10 or more, else contiguous blocks within each "
+        "group; groups; blocks; random (each group hashed); default auto (files with "
+        "--val-input/--test-input)",
     )
     parser.set_defaults(func=_run_convert)
 
@@ -304,6 +338,24 @@ def _unit(names: tuple[str, ...]) -> Callable[[str], str]:
     """Case-insensitive unit names (EV, Hartree), reported in their canonical spelling."""
     canonical = {name.lower(): name for name in names}
     return lambda text: canonical.get(text.lower(), text)
+
+
+def expand_inputs(paths: list[Path]) -> tuple[Path, ...]:
+    """Each --input as given, or the sorted files a glob pattern in it matches (the shell did not
+    expand it: quoted, or run by Snakemake); a pattern that matches nothing is an error."""
+    import glob
+
+    out: list[Path] = []
+    for path in paths:
+        text = str(path)
+        if path.exists() or not glob.has_magic(text):
+            out.append(path)
+            continue
+        matches = sorted(glob.glob(text, recursive=True))
+        if not matches:
+            raise FileNotFoundError(f"--input {text}: the pattern matches no file")
+        out.extend(Path(m) for m in matches)
+    return tuple(out)
 
 
 def _user_dataset_from_args(args: argparse.Namespace) -> Any:
@@ -341,9 +393,7 @@ def _user_dataset_from_args(args: argparse.Namespace) -> Any:
                 dataset, split=dataclasses.replace(dataset.split, **overrides)
             )
         return dataset
-    missing = [
-        flag for flag, value in (("--format", args.format), ("--name", args.name)) if not value
-    ]
+    missing = [flag for flag, value in (("--name", args.name),) if not value]
     if not (args.inputs or args.val_input or args.test_input):
         missing.append("--input")
     if missing:
@@ -352,10 +402,14 @@ def _user_dataset_from_args(args: argparse.Namespace) -> Any:
         )
     return UserDataset(
         name=args.name,
-        format=args.format,
-        train=tuple(args.inputs),
-        val=tuple(args.val_input),
-        test=tuple(args.test_input),
+        format=args.format or "auto",
+        train=expand_inputs(args.inputs),
+        val=expand_inputs(args.val_input),
+        test=expand_inputs(args.test_input),
+        energy=args.energy,
+        stress_key=args.stress_key,
+        ase_format=args.ase_format,
+        dpdata_format=args.dpdata_format,
         energy_key=args.energy_key,
         forces_key=args.forces_key,
         labels=tuple(args.labels) if args.labels else ("energy", "forces"),
@@ -364,6 +418,7 @@ def _user_dataset_from_args(args: argparse.Namespace) -> Any:
         periodic=args.periodic,
         functional=args.functional,
         split=UserSplit(
+            policy=args.split_policy,
             val_fraction=args.val_fraction,
             test_fraction=args.test_fraction,
             group_by=args.group_by,

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lamm.data.checks import DEFAULT_MIN_DISTANCE, check_record
 from lamm.data.readers import SourceItem
 from lamm.data.readers.extxyz import read_extxyz
@@ -99,6 +101,17 @@ class ConversionSummary:
     written: int = 0
     skipped: Counter = field(default_factory=Counter)
     splits: Counter = field(default_factory=Counter)
+    # label sizes of the records written, for the unit sanity checks (lamm.data.sanity)
+    energy_per_atom: list = field(default_factory=list)  # eV/atom, one per record with an energy
+    force_squares: float = 0.0  # sum of squared force components, (eV/A)^2
+    force_components: int = 0
+
+    def add_labels(self, record: Any) -> None:
+        if record.energy is not None:
+            self.energy_per_atom.append(float(record.energy) / max(record.natoms, 1))
+        if record.forces is not None:
+            self.force_squares += float(np.square(record.forces).sum())
+            self.force_components += int(np.size(record.forces))
 
     def as_json(self) -> dict[str, Any]:
         """The summary `lamm data convert` prints (INTERFACES.md)."""
@@ -209,15 +222,23 @@ def write_store(
     labels: Sequence[str],
     max_atoms: int | None,
     min_distance: float,
-    target: Callable[[str, str], str],
+    target: Callable[[str, str], str] | None = None,
+    assign: Callable[[list[tuple[str, str]]], list[str]] | None = None,
+    finish: Callable[[ConversionSummary], Mapping[str, Any]] | None = None,
 ) -> ConversionSummary:
     """Read every (split, path) input, check each record, write the good ones to the store `out`.
 
-    `target(input_split, group)` is the split a record goes to. The store's info gets `info` and
-    the conversion's counts (`conversion`). A conversion that keeps no record fails with the skip
-    reasons and leaves no store: an empty store would only fail later, far from the cause.
+    `target(input_split, group)` is the split a record goes to as it is written; or `assign`
+    gets every written record's (input split, group) at the end and returns their splits (a
+    splitter that needs the whole input). The store's info gets `info`, the conversion's counts
+    (`conversion`) and what `finish(summary)` returns (called before the store is closed). A
+    conversion that keeps no record fails with the skip reasons and leaves no store: an empty
+    store would only fail later, far from the cause.
     """
+    if (target is None) == (assign is None):
+        raise ValueError("write_store needs exactly one of target and assign")
     summary = ConversionSummary(subset)
+    pending: list[tuple[str, str]] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     with StructureStoreWriter(
         out, subset=subset, source=source, energy_kind=energy_kind, extra_info=info
@@ -233,15 +254,26 @@ def write_store(
                 if reason is not None:
                     summary.skipped[reason] += 1
                     continue
-                split_name = target(split, item.group)
+                if assign is None:
+                    split_name = target(split, item.group)
+                    summary.splits[split_name] += 1
+                else:
+                    split_name = "train"
+                    pending.append((split, item.group))
                 writer.add(item.record, split_name)
                 summary.written += 1
-                summary.splits[split_name] += 1
+                summary.add_labels(item.record)
         if summary.written == 0:
             raise ValueError(
                 f"{subset}: no record kept of {summary.read} read from {', '.join(str(p) for _, p in inputs)}"
                 f" (skipped: {dict(summary.skipped) or 'none'}); no store written"
             )
+        if assign is not None:
+            splits = assign(pending)
+            writer.set_splits(splits)
+            summary.splits.update(splits)
+        if finish is not None:
+            writer.update_info(dict(finish(summary)))
         writer.update_info(
             {"conversion": {**summary.as_json(), "splits": dict(sorted(summary.splits.items()))}}
         )

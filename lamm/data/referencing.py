@@ -5,7 +5,10 @@ For one subset (one store, its training split):
    counts, E_i ~ sum_Z c_iZ e_Z, without an intercept (as OC22/fairchem and JMP fit them: a
    constant term has no meaning for total energies, which scale with the atom count).
 2. `energy_mean`, `energy_std` of the referenced energies E_i - sum_Z c_iZ e_Z, and `force_rms`,
-   the root mean square over all force components of the training labels.
+   the root mean square over all force components of the training labels; `stress_scale`
+   (eV/Angstrom^3), the median over structures with a stress label of the RMS of their 9 stress
+   components (a median: equation-of-state scans reach thousands of GPa at their smallest
+   volumes, and an RMS would be theirs alone), the force RMS when no structure has one.
 The result is one JSON-able dict with exactly the keys `Normalizer.set_head` reads plus a
 `provenance` entry (samples used, energy kind, fit residual, rank, settings, store key).
 
@@ -54,7 +57,7 @@ from lamm.log import progress
 log = logging.getLogger(__name__)
 
 STATS_FORMAT = "lamm-subset-statistics"
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: stress_scale
 DEFAULT_MAX_SAMPLES = 100_000
 MIN_STD = 1e-6  # eV; below this (a perfect fit, one sample) the energy scale falls back to 1
 NUM_ELEMENTS = MAX_ATOMIC_NUMBER + 1
@@ -147,7 +150,7 @@ def compute_statistics(
     if len(train) > max_samples:
         train = np.sort(np.random.default_rng(seed).choice(train, size=max_samples, replace=False))
     provenance["samples_used"] = len(train)
-    counts, energies, squares, components = [], [], 0.0, 0
+    counts, energies, squares, components, stresses = [], [], 0.0, 0, []
     non_finite = {
         "energy": 0,
         "forces": 0,
@@ -168,6 +171,8 @@ def compute_statistics(
         elif record.forces is not None:
             squares += float(np.square(record.forces).sum())
             components += record.forces.size
+        if record.stress is not None and np.isfinite(record.stress).all():
+            stresses.append(float(np.sqrt(np.square(record.stress).mean())))
     provenance["samples_with_energy"] = len(energies)
     if any(non_finite.values()):
         provenance["non_finite_labels_skipped"] = non_finite
@@ -177,9 +182,14 @@ def compute_statistics(
     if components and not force_rms > 0:
         force_rms = 1.0
         provenance["force_rms_fallback"] = "all force labels are zero"
+    provenance["samples_with_stress"] = len(stresses)
+    stress_scale = float(np.median(stresses)) if stresses else force_rms
+    if not stress_scale > 0:
+        stress_scale = force_rms
+        provenance["stress_scale_fallback"] = "all stress labels are zero"
     if not energies:
         provenance["references"] = "none (no energy labels)"
-        return _result({}, 0.0, 1.0, force_rms, provenance)
+        return _result({}, 0.0, 1.0, force_rms, provenance, stress_scale)
     energies_array = np.asarray(energies, dtype=np.float64)
     provenance["energy_std_unreferenced"] = float(energies_array.std())
     fit = settings["fit_references"]
@@ -200,15 +210,18 @@ def compute_statistics(
             f"referenced energies vary by {std:.3g} eV; scale 1 eV used"
         )
         std = 1.0
-    return _result(reference_dict, float(referenced.mean()), std, force_rms, provenance)
+    return _result(
+        reference_dict, float(referenced.mean()), std, force_rms, provenance, stress_scale
+    )
 
 
-def _result(references, mean, std, force_rms, provenance) -> dict[str, Any]:
+def _result(references, mean, std, force_rms, provenance, stress_scale=None) -> dict[str, Any]:
     return {
         "element_references": references,
         "energy_mean": mean,
         "energy_std": std,
         "force_rms": force_rms,
+        "stress_scale": force_rms if stress_scale is None else stress_scale,
         "provenance": provenance,
     }
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,14 @@ class StructureStore:
         """[119] int64: number of atoms of each element (index = atomic number)."""
         return np.asarray(self.info["element_atoms"], dtype=np.int64)
 
+    @property
+    def has_stress(self) -> bool:
+        """Whether any record has a stress label: the writer's count (`with_stress`), or for a
+        store written before that count existed, whether one of its first 64 records has one."""
+        if "with_stress" in self.info:
+            return int(self.info["with_stress"]) > 0
+        return any(self.get_record(i).stress is not None for i in range(min(len(self), 64)))
+
     def indices(self, split: str) -> np.ndarray:
         """Sample indices of one split (`train`, `val`, `test`)."""
         if split not in SPLITS:
@@ -221,6 +229,7 @@ class StructureStoreWriter:
         self._element_structures = np.zeros(MAX_ATOMIC_NUMBER + 1, dtype=np.int64)
         self._with_energy = 0
         self._with_forces = 0
+        self._with_stress = 0
         self._closed = False
 
     def __len__(self) -> int:
@@ -255,10 +264,21 @@ class StructureStoreWriter:
         self._element_structures += counts > 0
         self._with_energy += record.energy is not None
         self._with_forces += record.forces is not None
+        self._with_stress += record.stress is not None
         if (index + 1) % self._commit_every == 0:
             self._txn.commit()
             self._txn = self._env.begin(write=True, db=self._records)
         return index
+
+    def set_splits(self, splits: Sequence[str]) -> None:
+        """Assign every record written so far to a split at once (a splitter that needs the
+        whole input first, `lamm.data.splitting`); one name per record, in write order."""
+        if len(splits) != len(self._natoms):
+            raise ValueError(f"{len(splits)} split names for {len(self._natoms)} records")
+        unknown = sorted(set(splits) - set(SPLITS))
+        if unknown:
+            raise ValueError(f"unknown split(s) {unknown}; expected some of {sorted(SPLITS)}")
+        self._split = [SPLITS[name] for name in splits]
 
     def close(self) -> StructureStore:
         """Write the metadata, flush, and move the file into place. Returns the opened store."""
@@ -271,6 +291,7 @@ class StructureStoreWriter:
             "count": len(natoms),
             "with_energy": self._with_energy,
             "with_forces": self._with_forces,
+            "with_stress": self._with_stress,
             "atoms_total": int(natoms.sum()),
             "element_atoms": self._element_atoms.tolist(),
             "element_structures": self._element_structures.tolist(),

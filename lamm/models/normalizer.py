@@ -4,13 +4,23 @@ LaMM (after OC22 and JMP, SPEC section 3) trains every head on referenced, norma
 
     E_norm = (E - sum_j e_{d, Z_j} - mean_d) / std_d          per structure, head d
     F_norm = F / rms_d
-    S_norm = S / rms_d                                        stress, eV/Angstrom^3 (no own statistics)
+    S_norm = S / stress_scale_d                                 stress, eV/Angstrom^3
 
 with per-element reference energies e_{d, Z} fitted by least squares on the training split of
 subset d, and mean/std/rms measured on the referenced training labels (see
 `lamm.data.referencing`). The model predicts normalized values; this module maps them back,
 so users and metrics always see eV and eV/Angstrom. It is part of the model's state_dict, so a
 checkpoint alone converts its predictions.
+
+The stress has its own scale, `stress_scale` (eV/Angstrom^3, the median over training structures
+of the RMS of their 9 components; `lamm.data.referencing`): stress and force have different
+units, and dividing the stress by the force RMS (what this module did first) made the weight of
+the stress in the loss depend on the material: typical stresses of a few GPa are 0.01-0.02
+eV/Angstrom^3, so over a force RMS of about 1 eV/A the stress term moved the model 100 times less
+than the force term at equal weights. The median, not the RMS, because equation-of-state scans
+reach thousands of GPa at their most compressed cells and would set the scale alone. A
+checkpoint written before `stress_scale` existed loads with stress_scale = force_rms, which is
+exactly what it was trained with.
 
 Energies are handled in float64: total energies reach 1e5 eV, where float32 resolves only
 about 0.01 eV.
@@ -28,7 +38,8 @@ NUM_ELEMENTS = 119  # index = atomic number; 0 unused
 
 
 class Normalizer(nn.Module):
-    """Buffers per head d: element_references [D, 119] (eV), energy_mean/std [D] (eV), force_rms [D].
+    """Buffers per head d: element_references [D, 119] (eV), energy_mean/std [D] (eV), force_rms [D]
+    (eV/Angstrom), stress_scale [D] (eV/Angstrom^3).
 
     The identity (zeros, ones) until statistics are loaded.
     """
@@ -43,6 +54,13 @@ class Normalizer(nn.Module):
         self.register_buffer("energy_mean", torch.zeros(num_heads, dtype=torch.float64))
         self.register_buffer("energy_std", torch.ones(num_heads, dtype=torch.float64))
         self.register_buffer("force_rms", torch.ones(num_heads, dtype=torch.float64))
+        self.register_buffer("stress_scale", torch.ones(num_heads, dtype=torch.float64))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # checkpoints from before stress_scale: their stress was scaled by the force RMS
+        if prefix + "stress_scale" not in state_dict and prefix + "force_rms" in state_dict:
+            state_dict[prefix + "stress_scale"] = state_dict[prefix + "force_rms"].clone()
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @property
     def num_heads(self) -> int:
@@ -51,7 +69,8 @@ class Normalizer(nn.Module):
     @classmethod
     def from_statistics(cls, statistics: Sequence[Mapping[str, Any]]) -> Normalizer:
         """One mapping per head with `element_references` ({Z: eV}), `energy_mean`,
-        `energy_std` and `force_rms` (the JSON of `lamm.data.referencing`)."""
+        `energy_std`, `force_rms` and `stress_scale` (the JSON of `lamm.data.referencing`; without
+        `stress_scale`, the force RMS)."""
         normalizer = cls(len(statistics))
         for head, stats in enumerate(statistics):
             normalizer.set_head(head, stats)
@@ -63,15 +82,17 @@ class Normalizer(nn.Module):
         for z, value in (stats.get("element_references") or {}).items():
             references[int(z)] = float(value)
         std, rms = float(stats.get("energy_std", 1.0)), float(stats.get("force_rms", 1.0))
-        if not std > 0 or not rms > 0:
+        stress_scale = float(stats.get("stress_scale", rms))
+        if not std > 0 or not rms > 0 or not stress_scale > 0:
             raise ValueError(
-                f"head {head}: energy_std and force_rms must be positive, got {std}, {rms}"
+                f"head {head}: energy_std, force_rms and stress_scale must be positive, got {std}, {rms}, {stress_scale}"
             )
         with torch.no_grad():
             self.element_references[head] = references.to(self.element_references.device)
             self.energy_mean[head] = float(stats.get("energy_mean", 0.0))
             self.energy_std[head] = std
             self.force_rms[head] = rms
+            self.stress_scale[head] = stress_scale
 
     def reference_energy(
         self, atomic_numbers: torch.Tensor, batch: torch.Tensor, num_graphs: int
@@ -113,13 +134,13 @@ class Normalizer(nn.Module):
         return prediction * self.force_rms.to(prediction.dtype)
 
     def normalize_stress(self, stress: torch.Tensor, dataset_index: torch.Tensor) -> torch.Tensor:
-        """[B, 3, 3] eV/Angstrom^3 -> [B, 3, 3] divided by the force RMS of each structure's head.
+        """[B, 3, 3] eV/Angstrom^3 -> [B, 3, 3] divided by the stress RMS of each structure's head.
 
-        The scale of gradient forces: the potential's normalized stress is (energy_std /
-        force_rms) (1/V) dE_norm/d(strain), as its forces are -(energy_std / force_rms) dE_norm/dx.
+        The potential's normalized stress is (energy_std / stress_scale) (1/V) dE_norm/d(strain),
+        as its gradient forces are -(energy_std / force_rms) dE_norm/dx.
         """
-        return stress / self.force_rms[dataset_index].to(stress.dtype).view(-1, 1, 1)
+        return stress / self.stress_scale[dataset_index].to(stress.dtype).view(-1, 1, 1)
 
     def denormalize_stress(self, prediction: torch.Tensor) -> torch.Tensor:
         """[B, 3, 3, D] normalized -> [B, 3, 3, D] eV/Angstrom^3."""
-        return prediction * self.force_rms.to(prediction.dtype)
+        return prediction * self.stress_scale.to(prediction.dtype)

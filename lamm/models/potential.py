@@ -14,8 +14,8 @@ How PRED_FORCES [N, 3, D] is filled:
   To get head d's forces for a structure, set its `dataset_index` to d (the calculator does).
 
 PRED_STRESS [B, 3, 3, D] (only with `compute_stress=True`; `lamm.models.stress`): the strain
-derivative of each structure's own head, in normalized units (energy_std_d / force_rms_d) *
-(1/V) dE_norm_d/d(strain), i.e. stress / force_rms_d, so `Normalizer.denormalize_stress` gives
+derivative of each structure's own head, in normalized units (energy_std_d / stress_scale_d) *
+(1/V) dE_norm_d/d(strain), i.e. stress / stress_scale_d, so `Normalizer.denormalize_stress` gives
 eV/Angstrom^3 (ASE's sign); other channels NaN, as for gradient forces. Both force modes: the
 stress is always the derivative of the energy head. In gradient mode forces and stress come
 from one backward pass and describe one energy surface; in direct mode the forces come from the
@@ -203,7 +203,7 @@ class Potential(nn.Module):
         dataset_index: torch.Tensor,
     ) -> torch.Tensor:
         """dE_norm/d(strain) [B, 3, 3] -> normalized stress [B, 3, 3, D] (see the module docstring)."""
-        scale = (self.normalizer.energy_std / self.normalizer.force_rms)[
+        scale = (self.normalizer.energy_std / self.normalizer.stress_scale)[
             dataset_index
         ]  # [B] float64
         stress = stress_from_strain_gradient(strain_gradient, cell, pbc)  # [B, 3, 3]

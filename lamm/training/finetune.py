@@ -56,6 +56,7 @@ from lamm.training.run_setup import (
     fit,
     resume_state,
     validation,
+    with_stress_weight,
     write_run_inputs,
 )
 from lamm.training.trainer import Trainer
@@ -431,6 +432,7 @@ def run_finetuning(
         )
         loader = build_train_loader(train_set, config, context, temperature=None)
         config = same_steps_config(config, len(splits.train), len(loader), context.world_size)
+        config, has_stress = with_stress_weight(config, [store])
         groups = parameter_groups(
             model,
             config["optimizer"]["lr"],
@@ -449,7 +451,9 @@ def run_finetuning(
         }
         if context.is_main:
             write_run_inputs(out_dir, config, [statistics])
-        validate = validation(val_set, [subset], [False], context, config, model_config)
+        validate = validation(
+            val_set, [subset], [False], context, config, model_config, compute_stress=has_stress
+        )
         parent_id = (
             find_or_create_parent_run(parent_run, "finetune")
             if parent_run and context.is_main and state is None

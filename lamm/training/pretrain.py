@@ -37,6 +37,7 @@ from lamm.training.run_setup import (
     fit,
     resume_state,
     validation,
+    with_stress_weight,
     write_run_inputs,
 )
 from lamm.training.trainer import Trainer
@@ -113,6 +114,7 @@ def run_pretraining(
             noise_mode=data["denoise_mode"],
             seed=config["seed"],
         )
+        config, has_stress = with_stress_weight(config, stores)
         train_set = MultiStoreDataset(stores, "train", **dataset_args)
         val_set = MultiStoreDataset(stores, "val", **dataset_args)
         loader = build_train_loader(train_set, config, context, temperature=data["temperature"])
@@ -121,7 +123,15 @@ def run_pretraining(
             write_run_inputs(out_dir, config, statistics)
         denoising = [store.info.get("task") == "denoising" for store in stores]
         validate_model = (
-            validation(val_set, data["subsets"], denoising, context, config, model_config)
+            validation(
+                val_set,
+                data["subsets"],
+                denoising,
+                context,
+                config,
+                model_config,
+                compute_stress=has_stress,
+            )
             if validate
             else _no_validation
         )

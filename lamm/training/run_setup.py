@@ -21,12 +21,34 @@ from torch import nn
 from lamm.data.dataset import MultiStoreDataset
 from lamm.data.loader import EpochLoader, build_loader
 from lamm.data.sampler import DistributedBatchSampler
+from lamm.data.store import StructureStore
 from lamm.models.checkpoint import load_checkpoint
 from lamm.training.distributed import DistributedContext
 from lamm.training.trainer import Trainer
 from lamm.training.validation import evaluate
 
 log = logging.getLogger(__name__)
+
+# The stress weight when `loss.lambda_stress` is null (auto) and a training store has stress
+# labels; the stress target is normalized by its own RMS (`lamm.models.normalizer`).
+DEFAULT_LAMBDA_STRESS = 1.0
+
+
+def with_stress_weight(
+    config: Mapping[str, Any], stores: Sequence[StructureStore]
+) -> tuple[dict[str, Any], bool]:
+    """(`config` with `loss.lambda_stress` resolved, whether the stores have stress labels).
+
+    null (the default) means DEFAULT_LAMBDA_STRESS when a store has stress labels, else 0; a
+    number is kept (0 turns the stress off). Stress labels also turn on the validation stress MAE.
+    """
+    has_stress = any(store.has_stress for store in stores)
+    weight = config["loss"].get("lambda_stress")
+    if weight is None:
+        weight = DEFAULT_LAMBDA_STRESS if has_stress else 0.0
+    if has_stress:
+        log.info("stress labels found: stress loss weight %g", weight)
+    return {**config, "loss": {**config["loss"], "lambda_stress": float(weight)}}, has_stress
 
 
 def build_train_loader(
@@ -66,8 +88,11 @@ def validation(
     context: DistributedContext,
     config: Mapping[str, Any],
     model_config: Mapping[str, Any],
+    *,
+    compute_stress: bool = False,
 ) -> Callable[[nn.Module], dict[str, float]]:
-    """The Trainer's validation: `evaluate` on `val_set` with the config's limits and loss weights."""
+    """The Trainer's validation: `evaluate` on `val_set` with the config's limits and loss weights
+    (`compute_stress`: the stores have stress labels, so the stress MAE is measured too)."""
     return functools.partial(
         evaluate,
         dataset=val_set,
@@ -79,6 +104,8 @@ def validation(
         gradient_forces=model_config["force_mode"] == "gradient",
         lambda_energy=config["loss"]["lambda_energy"],
         lambda_forces=config["loss"]["lambda_forces"],
+        lambda_stress=config["loss"].get("lambda_stress") or 0.0,
+        compute_stress=compute_stress,
     )
 
 

@@ -236,7 +236,9 @@ class Trainer:
         )
         target_forces = normalizer.normalize_forces(batch[K.FORCES], atom_subset)
         loss_config = self.config["loss"]
-        lambda_stress = float(loss_config.get("lambda_stress", 0.0))
+        lambda_stress = float(
+            loss_config.get("lambda_stress") or 0.0
+        )  # null: resolved by the caller
         with torch.autocast(
             self.context.device.type,
             dtype=self.autocast_dtype or torch.float32,

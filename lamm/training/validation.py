@@ -11,8 +11,12 @@ rank ends with the same numbers.
   `denoising_error_centered_a` is the same with each structure's mean displacement removed from
   prediction and label, comparable between baseline and relative labels
   (`lamm.training.denoising_metric`)
+- stress MAE (GPa, `stress_mae_gpa`): mean over structures with a stress label and the 9
+  components of |S_pred - S| (eV/Angstrom^3, times 160.2 GPa per eV/Angstrom^3); only when the
+  validation set has stress labels (`compute_stress`), the stress being a strain derivative
 - `val/loss`: the universal loss (eq. 5) over the whole validation set, in the normalized units
-  training minimizes (so it is comparable across subsets and with the training loss)
+  training minimizes (so it is comparable across subsets and with the training loss); with
+  `lambda_stress` and `compute_stress`, its stress term too
 """
 
 from __future__ import annotations
@@ -32,8 +36,27 @@ from lamm.training.distributed import DistributedContext, all_reduce_sum
 
 # per subset: [energy structures, sum |dE|/N, force components, sum |dF|, denoise structures, sum L2/N,
 #              normalized: energy structures, sum |dE_norm|, force structures, sum of per-structure mean L2 of dF_norm,
-#              denoising: sum of the centered per-structure L2 error]
-_FIELDS = 11
+#              denoising: sum of the centered per-structure L2 error,
+#              stress: structures, sum of the mean |dS| component (eV/A^3), sum of ||dS_norm||_F]
+_FIELDS = 14
+GPA_PER_EV_PER_A3 = 160.21766208  # 1 eV/Angstrom^3 in GPa (ase.units.GPa = 1 / 160.2...)
+
+
+def _stress_sums(
+    batch: Batch, prediction: dict[str, torch.Tensor], normalizer: nn.Module
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per structure [B]: has a stress label and a prediction, mean |dS| (eV/A^3), ||dS_norm||_F."""
+    subset = batch[K.DATASET_INDEX]
+    labeled = batch[K.STRESS_MASK].bool() if K.STRESS_MASK in batch else None
+    if K.PRED_STRESS not in prediction or labeled is None:
+        zeros = torch.zeros(len(subset), dtype=torch.float64)
+        return zeros.bool(), zeros, zeros
+    own = prediction[K.PRED_STRESS].gather(3, subset.view(-1, 1, 1, 1).expand(-1, 3, 3, 1))
+    error = own.squeeze(3).double() - batch[K.STRESS].double()  # [B, 3, 3] eV/A^3
+    labeled = labeled & torch.isfinite(error).flatten(1).all(dim=1)
+    error = torch.where(labeled.view(-1, 1, 1), error, 0.0)
+    normalized = normalizer.normalize_stress(error, subset)  # [B, 3, 3]
+    return labeled, error.abs().mean(dim=(1, 2)), normalized.flatten(1).norm(dim=1)
 
 
 def _accumulate(
@@ -79,12 +102,14 @@ def _accumulate(
         / natoms
     )
     labeled_forces = batch[K.FORCE_MASK]
+    stress_mask, stress_error, stress_norm_error = _stress_sums(batch, prediction, normalizer)
     for d in subset.unique().tolist():
         in_subset = subset == d
         e = energy_mask & in_subset
         f_atoms = atom_force_mask & (atom_subset == d)
         n = denoise_mask & in_subset
         f = labeled_forces & in_subset
+        s = stress_mask & in_subset
         sums[d] += torch.tensor(
             [
                 e.sum().item(),
@@ -98,6 +123,9 @@ def _accumulate(
                 f.sum().item(),
                 force_norm_per_structure[f].sum().item(),
                 centered_per_structure[n].sum().item(),
+                s.sum().item(),
+                stress_error[s].sum().item(),
+                stress_norm_error[s].sum().item(),
             ],
             dtype=torch.float64,
         )
@@ -115,11 +143,14 @@ def evaluate(
     gradient_forces: bool = False,
     lambda_energy: float = 1.0,
     lambda_forces: float = 1.0,
+    lambda_stress: float = 0.0,
+    compute_stress: bool = False,
 ) -> dict[str, float]:
     """Metrics per subset `val/<subset>/energy_mae_mev_per_atom` etc. (only those the subset has).
 
     `dataset` is a MultiStoreDataset of the validation split (integer items: fixed noise for
-    denoising subsets, so every validation sees the same inputs).
+    denoising subsets, so every validation sees the same inputs). `compute_stress`: predict the
+    stress too (a strain derivative: pass it only when the set has stress labels).
     """
     offsets = np.concatenate([[0], np.cumsum(dataset.sizes)])
     indices = np.concatenate(
@@ -139,7 +170,7 @@ def evaluate(
                 context.device
             )
             with torch.set_grad_enabled(gradient_forces):
-                prediction = model.predict(batch)
+                prediction = model.predict(batch, compute_stress=compute_stress)
             _accumulate(
                 sums,
                 batch.cpu(),
@@ -154,6 +185,7 @@ def evaluate(
     metrics: dict[str, float] = {
         "val/loss": lambda_energy * totals[7] / max(totals[6], 1.0)
         + lambda_forces * totals[9] / max(totals[8], 1.0)
+        + (lambda_stress * totals[13] / max(totals[11], 1.0) if compute_stress else 0.0)
     }
     for d, name in enumerate(subsets):
         n_e, e_sum, n_f, f_sum, n_n, n_sum = sums[d].tolist()[:6]
@@ -164,4 +196,8 @@ def evaluate(
         if n_n:
             metrics[f"val/{name}/denoising_error_a"] = n_sum / n_n
             metrics[f"val/{name}/denoising_error_centered_a"] = sums[d, 10].item() / n_n
+        if sums[d, 11] > 0:
+            metrics[f"val/{name}/stress_mae_gpa"] = (
+                GPA_PER_EV_PER_A3 * sums[d, 12].item() / sums[d, 11].item()
+            )
     return metrics

@@ -6,6 +6,8 @@ A system is a folder with `type.raw` (the type index of each atom, whitespace se
 `nopbc` file), `energy.npy` [frames] and `force.npy` [frames, 3 natoms]. dpdata's "mixed type"
 systems keep per-frame types in `set.*/real_atom_types.npy` [frames, natoms]. A set without the
 npy of a declared label yields its frames without that label, which the checks then skip.
+A set's `virial.npy` [frames, 9] (eV, deepmd's virial W = -V stress) becomes the stress
+-W / V in ASE's sign, for periodic systems.
 
 `--input` is a system folder, or any folder above systems (searched recursively for `type.raw`).
 The group of a frame is the frame, or with `group_by: file` its whole system.
@@ -98,6 +100,7 @@ def read_deepmd_system(
                 )
             energies = _load(set_dir, energy_key, frames, None)
             forces = _load(set_dir, forces_key, frames, 3 * natoms)
+            virials = _load(set_dir, "virial", frames, 9) if periodic else None
             frame_types = None
             if (set_dir / "real_atom_types.npy").is_file():
                 frame_types = (
@@ -112,14 +115,19 @@ def read_deepmd_system(
                 raise CorruptInputError(
                     f"{set_dir}: frame {index} uses a type outside type_map.raw ({len(numbers_of_type)} types)"
                 )
+            cell = boxes[index].reshape(3, 3) if boxes is not None else np.zeros((3, 3))
+            volume = abs(float(np.linalg.det(cell)))
             record = StructureRecord(
                 atomic_numbers=numbers_of_type[frame_type],
                 positions=coords[index],
-                cell=boxes[index].reshape(3, 3) if boxes is not None else np.zeros((3, 3)),
+                cell=cell,
                 pbc=np.full(3, periodic),
                 energy=None if energies is None else float(energies[index]),
                 forces=None if forces is None else forces[index].reshape(natoms, 3),
                 source_id=source_id,
+                stress=-virials[index].reshape(3, 3) / volume
+                if virials is not None and volume > 0
+                else None,
             )
             yield SourceItem(units.apply(record), name if group_by == "file" else source_id)
 

@@ -12,7 +12,9 @@ grouping information is published.
 
 A user's file names its labels as it likes (`REF_energy=` in the comment line, a `DFT_forces:R:3`
 column): ASE keeps keys other than its own in `atoms.info` and `atoms.arrays`, where
-`frame_labels` finds them; `Units` scales the frame to eV and Angstrom.
+`frame_labels` finds them; `Units` scales the frame to eV and Angstrom. The stress is ASE's
+calculator stress (a `stress=` of 6 or 9 values in the comment line, ASE's sign), or the info key
+`stress_key` names, or else a `virial=` (eV, as MACE and nequip files write it) as -virial / V.
 """
 
 from __future__ import annotations
@@ -93,6 +95,30 @@ def frame_labels(
     return energy, forces
 
 
+def frame_stress(atoms: Atoms, stress_key: str | None) -> np.ndarray | None:
+    """The 3 x 3 stress of a frame (module docstring), in the file's energy/length^3; None
+    when the frame has none. Raises ValueError for a value that is not 6 or 9 numbers."""
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    results = atoms.calc.results if atoms.calc is not None else {}
+    if stress_key not in (None, "stress"):
+        value = atoms.info.get(stress_key)
+    else:
+        value = results.get("stress", atoms.info.get("stress"))
+    sign = 1.0
+    if value is None and stress_key is None and "virial" in atoms.info:
+        volume = abs(float(np.linalg.det(atoms.cell.array)))
+        if volume > 0:
+            value, sign = np.asarray(atoms.info["virial"], dtype=np.float64) / volume, -1.0
+    if value is None:
+        return None
+    value = np.asarray(value, dtype=np.float64).reshape(-1)
+    if value.size not in (6, 9):
+        raise ValueError(f"stress has {value.size} values, expected 6 or 9")
+    full = voigt_6_to_full_3x3_stress(value) if value.size == 6 else value.reshape(3, 3)
+    return sign * full
+
+
 def group_of(info: Mapping[str, object], group_by: str, source_id: str, file: Path) -> str | None:
     """The split group of a frame: itself, its file, or the value of one of its info keys
     (extxyz `atoms.info`, ASE db `key_value_pairs`); None when that key is absent."""
@@ -111,6 +137,7 @@ def read_extxyz(
     forces_key: str | None = "forces",
     units: Units = Units(),
     group_by: str = "frame",
+    stress_key: str | None = None,
 ) -> Iterator[SourceItem]:
     """Every frame of an extxyz file (or of the extxyz files of a directory), in eV and Angstrom.
 
@@ -127,9 +154,10 @@ def read_extxyz(
                     continue
                 try:
                     energy, forces = frame_labels(atoms, energy_key, forces_key)
+                    stress = frame_stress(atoms, stress_key)
                 except (TypeError, ValueError):
                     yield SourceItem(None, group, UNPARSABLE_RECORD)
                     continue
                 record = StructureRecord.from_atoms(atoms, source_id=source_id)
-                record = dataclasses.replace(record, energy=energy, forces=forces)
+                record = dataclasses.replace(record, energy=energy, forces=forces, stress=stress)
                 yield SourceItem(units.apply(record), group)
