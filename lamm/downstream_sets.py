@@ -13,6 +13,7 @@ Kept out of the .smk files so the checks are plain functions the tests call; err
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,7 +72,12 @@ def description_files(path: str | os.PathLike) -> list[Path]:
             for item in items
             if isinstance(item, str)
         ]
-    return paths
+    # a glob pattern stands for the files it matches (as `lamm data convert` expands it)
+    return [
+        p
+        for entry in paths
+        for p in sorted(map(Path, glob.glob(str(entry), recursive=True))) or [entry]
+    ]
 
 
 def downstream_sets(

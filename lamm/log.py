@@ -1,7 +1,8 @@
 """One logging setup and one progress-bar helper for the whole package.
 
-Progress bars are shown on a terminal, throttled to one line every 30 s when stderr is a file
-(Snakemake logs), and switched off under CI (`CI` set) or with `LAMM_PROGRESS=0`.
+Progress bars are drawn only when stderr is a terminal: a redirected log (Snakemake's, SLURM's,
+`2> run.log`) gets none, its lines are the log records. `LAMM_PROGRESS=0` (or CI) switches them
+off on a terminal too, `LAMM_PROGRESS=1` forces them on.
 """
 
 from __future__ import annotations
@@ -38,24 +39,41 @@ def setup_logging(verbosity: int = 0) -> None:
 
 
 def progress_enabled() -> bool:
-    """Whether progress bars should be drawn in this process."""
-    if os.environ.get("LAMM_PROGRESS", "").lower() in ("0", "false", "no", "off"):
+    """Whether progress bars should be drawn in this process (module docstring)."""
+    setting = os.environ.get("LAMM_PROGRESS", "").lower()
+    if setting in ("0", "false", "no", "off"):
         return False
-    return os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return False
+    return sys.stderr.isatty()
+
+
+def progress_bar(*, desc: str, total: int | None = None, unit: str = "it") -> tqdm:
+    """A progress bar to `update()` by hand (an optimizer's or an MD integrator's callback)."""
+    return tqdm(
+        desc=desc,
+        total=total,
+        unit=unit,
+        disable=not progress_enabled(),
+        mininterval=0.5,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
 
 
 def progress(
     iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "it"
 ) -> Iterator[T]:
     """Wrap an iterable in a progress bar (see the module docstring for when it shows)."""
-    interactive = sys.stderr.isatty()
     yield from tqdm(
         iterable,
         desc=desc,
         total=total,
         unit=unit,
         disable=not progress_enabled(),
-        mininterval=0.5 if interactive else 30.0,
-        dynamic_ncols=interactive,
+        mininterval=0.5,
+        dynamic_ncols=True,
         file=sys.stderr,
     )

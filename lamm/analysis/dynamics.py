@@ -16,6 +16,7 @@ summary says which kind of forces the run used.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,10 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
 
+from lamm.log import progress_bar
 from lamm.tables import write_csv
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,16 +57,27 @@ def max_force(atoms: Atoms) -> float:
 def relax(
     atoms: Atoms, fmax: float, max_steps: int, trajectory: str | os.PathLike | None = None
 ) -> dict[str, Any]:
-    """BFGS in place; returns steps, converged, initial/final energy (eV) and fmax (eV/A)."""
+    """BFGS in place; returns steps, converged, initial/final energy (eV) and fmax (eV/A).
+    A relaxation that stops at `max_steps` above `fmax` is logged as a warning."""
     from ase.optimize import BFGS
 
     energy_start, fmax_start = float(atoms.get_potential_energy()), max_force(atoms)
     optimizer = BFGS(
         atoms, logfile=None, trajectory=None if trajectory is None else str(trajectory)
     )
-    converged = (
-        bool(optimizer.run(fmax=fmax, steps=max_steps)) if max_steps > 0 else fmax_start < fmax
-    )
+    with progress_bar(desc="relax (BFGS)", total=max_steps, unit="step") as bar:
+        optimizer.attach(lambda: bar.update(1) if optimizer.nsteps else None)
+        converged = (
+            bool(optimizer.run(fmax=fmax, steps=max_steps)) if max_steps > 0 else fmax_start < fmax
+        )
+    if not converged:
+        log.warning(
+            "the relaxation did not converge: max force %.3g eV/A after %d steps (fmax %.3g); "
+            "the MD starts from there (raise --max-relax-steps, or check the structure)",
+            max_force(atoms),
+            optimizer.nsteps,
+            fmax,
+        )
     return {
         "relax_steps": int(optimizer.nsteps),
         "relax_converged": converged,
@@ -99,9 +114,12 @@ def run_nve(
             writer.write(atoms)
 
     dynamics.attach(record, interval=settings.log_every)
+    bar = progress_bar(desc="NVE", total=settings.steps, unit="step")
+    dynamics.attach(lambda: bar.update(1) if dynamics.nsteps else None, interval=1)
     try:
         dynamics.run(settings.steps)  # also calls `record` at step 0
     finally:
+        bar.close()
         if writer is not None:
             writer.close()
     return {key: np.asarray(values, dtype=np.float64) for key, values in frames.items()}

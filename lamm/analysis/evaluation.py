@@ -12,8 +12,11 @@ metrics, a denoising store's "forces" are noise labels and are not compared):
                             force is below COSINE_MIN_NORM (eV/A) are left out (no direction)
 - force_angle_mean_deg, force_angle_median_deg: the angle between F_pred and F in degrees,
                             atan2(|F_pred x F|, F_pred . F), over the same atoms as the cosine
+- stress_mae_gpa, stress_rmse_gpa = over structures with a stress label and their 9 components
+                            of S_pred - S (GPa; the stress is the strain derivative of the energy),
+                            for stores with stress labels; pressure_mae_gpa: |tr(S_pred - S)| / 3
 - RMSEs beside the MAEs (energy_rmse_mev_per_atom, forces_rmse_mev_per_a)
-- counts: n_structures, n_energy_labels, n_force_atoms, n_cosine_atoms
+- counts: n_structures, n_energy_labels, n_force_atoms, n_cosine_atoms, n_stress_labels
 
 `evaluate_checkpoint` scores one split or all non-empty ones (`split="all"`), and per element
 (`lamm.analysis.element_metrics`), and draws the parity plot (`lamm.analysis.parity`).
@@ -36,11 +39,13 @@ from lamm import keys as K
 from lamm.data.graph import collate, structure_to_graph
 from lamm.data.record import MAX_ATOMIC_NUMBER
 from lamm.data.store import SPLITS, StructureStore
+from lamm.log import progress
 from lamm.models.potential import Potential
 
 log = logging.getLogger(__name__)
 
 COSINE_MIN_NORM = 1e-6  # eV/Angstrom
+GPA_PER_EV_PER_A3 = 160.21766208  # 1 eV/Angstrom^3 in GPa
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Predictions:
     forces_pred: np.ndarray  # [N, 3] float64 eV/A
     atom_structure: np.ndarray  # [N] int64, row of each atom in the structure arrays
     atomic_numbers: np.ndarray | None = None  # [N] int64
+    stress: np.ndarray | None = None  # [B, 3, 3] float64 eV/A^3, NaN without a label
+    stress_pred: np.ndarray | None = None  # [B, 3, 3] float64 eV/A^3 (stores with stress labels)
 
     def with_energy_pred(self, energy_pred: np.ndarray) -> Predictions:
         return Predictions(
@@ -120,16 +127,28 @@ def predict_split(
     passes = [list(heads)] if potential.force_mode == "direct" else [[head] for head in heads]
     energy_pred = {head: [] for head in heads}
     forces_pred = {head: [] for head in heads}
+    stress_pred = {head: [] for head in heads}
+    with_stress = any(r.stress is not None for r in records)
     potential.eval()
-    for start in range(0, len(graphs), batch_size):
+    starts = range(0, len(graphs), batch_size)
+    for start in progress(starts, desc=f"predict {split}", total=len(starts), unit="batch"):
         batch = collate(graphs[start : start + batch_size]).to(device)
         for group in passes:
-            # gradient mode differentiates the head in dataset_index; direct mode ignores it
-            batch[K.DATASET_INDEX] = torch.full_like(
-                batch[K.DATASET_INDEX], potential.heads.index(group[0])
-            )
-            with torch.no_grad():  # the potential enables autograd itself for gradient forces
-                out = potential.predict(batch)
+            # gradient mode differentiates the head in dataset_index (and the stress of that
+            # head is computed); direct mode ignores it
+            stress_groups = [[head] for head in group] if with_stress else [[]]
+            for stress_heads in stress_groups:
+                head = (stress_heads or group)[0]
+                batch[K.DATASET_INDEX] = torch.full_like(
+                    batch[K.DATASET_INDEX], potential.heads.index(head)
+                )
+                with torch.no_grad():  # the potential enables autograd itself where it needs it
+                    out = potential.predict(batch, compute_stress=with_stress)
+                for name in stress_heads:
+                    channel = potential.heads.index(name)
+                    stress_pred[name].append(
+                        out[K.PRED_STRESS][:, :, :, channel].detach().cpu().double().numpy()
+                    )
             for head in group:
                 channel = potential.heads.index(head)
                 energy_pred[head].append(
@@ -146,6 +165,7 @@ def predict_split(
                 "head": head,
                 "energy_pred": np.concatenate(energy_pred[head]),
                 "forces_pred": np.concatenate(forces_pred[head]),
+                "stress_pred": np.concatenate(stress_pred[head]) if with_stress else None,
             }
         )
         for head in heads
@@ -176,8 +196,18 @@ def zero_predictions(store: StructureStore, split: str, head: str = "zero") -> P
             for r in records
         ]
     ).astype(np.float64)
+    with_stress = any(r.stress is not None for r in records)
+    stress = (
+        np.stack(
+            [np.full((3, 3), np.nan) if r.stress is None else np.asarray(r.stress) for r in records]
+        ).astype(np.float64)
+        if with_stress
+        else None
+    )
     return Predictions(
         head=head,
+        stress=stress,
+        stress_pred=None if stress is None else np.zeros_like(stress),
         sample_index=np.asarray(indices, dtype=np.int64),
         natoms=natoms,
         composition=composition,
@@ -228,13 +258,29 @@ def force_metrics(forces: np.ndarray, forces_pred: np.ndarray) -> dict[str, floa
     return metrics
 
 
+def stress_metrics(stress: np.ndarray | None, stress_pred: np.ndarray | None) -> dict[str, Any]:
+    """n_stress_labels, stress MAE/RMSE over the 9 components and pressure MAE (GPa); nothing for
+    a store without stress labels."""
+    if stress is None or stress_pred is None:
+        return {}
+    labeled = np.isfinite(stress).all(axis=(1, 2)) & np.isfinite(stress_pred).all(axis=(1, 2))
+    metrics: dict[str, Any] = {"n_stress_labels": int(labeled.sum())}
+    if labeled.any():
+        error = GPA_PER_EV_PER_A3 * (stress_pred - stress)[labeled]  # [b, 3, 3] GPa
+        metrics["stress_mae_gpa"] = float(np.abs(error).mean())
+        metrics["stress_rmse_gpa"] = float(np.sqrt((error**2).mean()))
+        metrics["pressure_mae_gpa"] = float(np.abs(np.trace(error, axis1=1, axis2=2)).mean() / 3)
+    return metrics
+
+
 def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
-    """The metrics of the module docstring (energy and force entries only where labels exist)."""
+    """The metrics of the module docstring (energy, force and stress entries only where labels exist)."""
     return {
         "n_structures": int(len(predictions.natoms)),
         "n_atoms": int(predictions.natoms.sum()),
         **energy_metrics(predictions.energy, predictions.energy_pred, predictions.natoms),
         **force_metrics(predictions.forces, predictions.forces_pred),
+        **stress_metrics(predictions.stress, predictions.stress_pred),
     }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import re
@@ -31,8 +32,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+log = logging.getLogger(__name__)
+
 ENERGY = "energy_mae_mev_per_atom"
 FORCES = "forces_mae_mev_per_a"
+STRESS = "stress_mae_gpa"  # validation and test, for stores with stress labels
 SCRATCH = "scratch"
 
 TABLE3_COLUMNS = [
@@ -51,6 +55,9 @@ TABLE3_COLUMNS = [
     "steps",
     "train_structures",
     "force_mode",
+    "budget_steps",
+    STRESS,
+    "test_stress_mae_gpa",
     "run_dir",
 ]
 SAMPLE_EFFICIENCY_COLUMNS = [
@@ -83,6 +90,12 @@ class FinetuneRun:
         return str(self.summary["checkpoint"])
 
     @property
+    def budget(self) -> int | None:
+        """The run's schedule length in optimizer steps (its training budget)."""
+        steps = self.summary.get("total_steps")
+        return None if steps is None else int(steps)
+
+    @property
     def epoch(self) -> float:
         """The pre-training epoch (-1 for scratch, +inf for a shipped model: after the run's own
         checkpoints), for ordering."""
@@ -104,8 +117,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def read_validation(path: Path) -> dict[str, Curve]:
-    """ENERGY and FORCES curves of a validation.csv (any subset's `val/<subset>/<metric>`)."""
-    curves: dict[str, Curve] = {ENERGY: [], FORCES: []}
+    """ENERGY, FORCES and STRESS curves of a validation.csv (any subset's `val/<subset>/<metric>`;
+    STRESS empty for a store without stress labels)."""
+    curves: dict[str, Curve] = {ENERGY: [], FORCES: [], STRESS: []}
     try:
         with open(path, newline="") as handle:
             for line, row in enumerate(csv.DictReader(handle), start=2):
@@ -115,7 +129,7 @@ def read_validation(path: Path) -> dict[str, Curve]:
                     raise ValueError(
                         f"{path} line {line}: expected step, metric, value columns ({err})"
                     ) from None
-                for name in (ENERGY, FORCES):
+                for name in (ENERGY, FORCES, STRESS):
                     if metric.endswith("/" + name):
                         curves[name].append((step, value))
     except FileNotFoundError:
@@ -189,42 +203,66 @@ def _seed_order(seed: int | None) -> tuple[bool, int]:
     return (seed is not None, seed or 0)
 
 
+def default_thresholds(runs: Sequence[FinetuneRun]) -> dict[str, float]:
+    """The thresholds when none are given: for energy and forces, the largest best validation MAE
+    among the scratch runs (every scratch run reaches it at its best step, so a speedup says how
+    much sooner a pre-trained run gets where scratch ends); without scratch runs, the largest
+    best validation MAE of all runs."""
+    pool = [run for run in runs if run.checkpoint == SCRATCH] or list(runs)
+    return {
+        column: max((best(run.validation[column]) for run in pool), default=math.nan)
+        for column in (ENERGY, FORCES)
+    }
+
+
 def finetune_table(
-    runs: Sequence[FinetuneRun], energy_threshold: float, forces_threshold: float
+    runs: Sequence[FinetuneRun],
+    energy_threshold: float | None = None,
+    forces_threshold: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Table 3 rows, by seed, then scratch first and by pre-training epoch. Every seed needs
-    exactly one scratch run (its runs' speedups are against it) and at most one run per checkpoint."""
-    by_seed: dict[int | None, list[FinetuneRun]] = {}
+    """Table 3 rows, by seed and budget (`total_steps`), then scratch first and by pre-training
+    epoch. Within one seed and budget, at most one run per checkpoint; speedups are against that
+    group's scratch run (None without one). Thresholds default to `default_thresholds`."""
+    defaults = default_thresholds(runs)
+    energy_threshold = defaults[ENERGY] if energy_threshold is None else energy_threshold
+    forces_threshold = defaults[FORCES] if forces_threshold is None else forces_threshold
+    groups: dict[tuple[int | None, int | None], list[FinetuneRun]] = {}
     for run in runs:
-        by_seed.setdefault(run.seed, []).append(run)
+        groups.setdefault((run.seed, run.budget), []).append(run)
     rows = []
-    for seed in sorted(by_seed, key=_seed_order):
-        group = by_seed[seed]
-        scratch = [run for run in group if run.checkpoint == SCRATCH]
-        if len(scratch) != 1:
-            raise ValueError(
-                f"Table 3 needs exactly one scratch run per seed; seed {seed} has {len(scratch)} among "
-                f"{[str(r.run_dir) for r in group]}"
-            )
+    for seed, budget in sorted(groups, key=lambda k: (_seed_order(k[0]), k[1] or 0)):
+        group = groups[(seed, budget)]
         checkpoints = [run.checkpoint for run in group]
         if len(set(checkpoints)) != len(checkpoints):
             raise ValueError(
-                f"seed {seed}: several runs from the same checkpoint: {sorted(checkpoints)}"
+                f"seed {seed}, {budget} steps: several runs from the same checkpoint: "
+                f"{sorted(str(r.run_dir) for r in group)} (fine-tune them with other seeds)"
             )
-        rows += _seed_rows(group, scratch[0], seed, energy_threshold, forces_threshold)
+        scratch = [run for run in group if run.checkpoint == SCRATCH]
+        if not scratch:
+            log.warning(
+                "seed %s, %s steps: no scratch run to compare with: no speedups", seed, budget
+            )
+        rows += _seed_rows(
+            group, scratch[0] if scratch else None, seed, energy_threshold, forces_threshold
+        )
     return rows
 
 
 def _seed_rows(
     group: Sequence[FinetuneRun],
-    scratch: FinetuneRun,
+    scratch: FinetuneRun | None,
     seed: int | None,
     energy_threshold: float,
     forces_threshold: float,
 ) -> list[dict[str, Any]]:
     reference = {
-        ENERGY: steps_to_threshold(scratch.validation[ENERGY], energy_threshold),
-        FORCES: steps_to_threshold(scratch.validation[FORCES], forces_threshold),
+        ENERGY: None
+        if scratch is None
+        else steps_to_threshold(scratch.validation[ENERGY], energy_threshold),
+        FORCES: None
+        if scratch is None
+        else steps_to_threshold(scratch.validation[FORCES], forces_threshold),
     }
     rows = []
     for run in sorted(group, key=lambda r: r.epoch):
@@ -247,6 +285,9 @@ def _seed_rows(
                 "steps": run.summary.get("steps"),
                 "train_structures": run.summary.get("train_structures"),
                 "force_mode": run.summary.get("force_mode"),
+                "budget_steps": run.budget,
+                "test_stress_mae_gpa": run.test.get("stress_mae_gpa"),
+                STRESS: best(run.validation.get(STRESS, [])),
                 "run_dir": str(run.run_dir),
             }
         )
@@ -315,35 +356,38 @@ def _ratio(reference: float, value: float) -> float:
 
 
 def table3_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per checkpoint (scratch first, Table 3's order) over its seeds: `seeds`, the
-    thresholds, then per error and steps column `<column>_{mean,std,min,max}`; `<steps column>_reached` = seeds that
-    reached the threshold (the statistics are over those); `<column>_ratio_vs_scratch` = scratch's
-    mean / this checkpoint's mean (> 1: lower error, or fewer steps, than scratch)."""
-    checkpoints = list(dict.fromkeys(row["checkpoint"] for row in rows))
-    stats: dict[str, dict[str, dict[str, float]]] = {}
-    for checkpoint in checkpoints:
-        mine = [row for row in rows if row["checkpoint"] == checkpoint]
-        stats[checkpoint] = {
+    """One row per checkpoint and budget (scratch first, Table 3's order) over its seeds: `seeds`,
+    the thresholds, then per error and steps column `<column>_{mean,std,min,max}`;
+    `<steps column>_reached` = seeds that reached the threshold (the statistics are over those);
+    `<column>_ratio_vs_scratch` = the mean of scratch at the same budget / this mean (> 1: lower
+    error, or fewer steps, than scratch)."""
+    keys = list(dict.fromkeys((row["checkpoint"], row.get("budget_steps")) for row in rows))
+    stats: dict[tuple, dict[str, dict[str, float]]] = {}
+    for key in keys:
+        mine = [row for row in rows if (row["checkpoint"], row.get("budget_steps")) == key]
+        stats[key] = {
             column: spread([row[column] for row in mine])
             for column in SUMMARY_ERRORS + SUMMARY_STEPS
         }
-        stats[checkpoint]["seeds"] = {"n": len(mine)}
+        stats[key]["seeds"] = {"n": len(mine)}
     out = []
-    for checkpoint in checkpoints:
-        first = next(r for r in rows if r["checkpoint"] == checkpoint)
+    for key in keys:
+        checkpoint, budget = key
+        first = next(r for r in rows if (r["checkpoint"], r.get("budget_steps")) == key)
         row: dict[str, Any] = {
             "checkpoint": checkpoint,
-            "seeds": stats[checkpoint]["seeds"]["n"],
+            "budget_steps": budget,
+            "seeds": stats[key]["seeds"]["n"],
             "energy_threshold": first["energy_threshold"],
             "forces_threshold": first["forces_threshold"],
         }
         for column in SUMMARY_ERRORS + SUMMARY_STEPS:
             if column in SUMMARY_STEPS:
-                row[f"{column}_reached"] = stats[checkpoint][column]["n"]
-            row.update({f"{column}_{name}": stats[checkpoint][column][name] for name in STATISTICS})
+                row[f"{column}_reached"] = stats[key][column]["n"]
+            row.update({f"{column}_{name}": stats[key][column][name] for name in STATISTICS})
         for column in SUMMARY_ERRORS + SUMMARY_STEPS:
-            scratch = stats.get(SCRATCH, {}).get(column, {"mean": math.nan})["mean"]
-            row[f"{column}_ratio_vs_scratch"] = _ratio(scratch, stats[checkpoint][column]["mean"])
+            scratch = stats.get((SCRATCH, budget), {}).get(column, {"mean": math.nan})["mean"]
+            row[f"{column}_ratio_vs_scratch"] = _ratio(scratch, stats[key][column]["mean"])
         out.append(row)
     return out
 

@@ -343,19 +343,9 @@ def _unit(names: tuple[str, ...]) -> Callable[[str], str]:
 def expand_inputs(paths: list[Path]) -> tuple[Path, ...]:
     """Each --input as given, or the sorted files a glob pattern in it matches (the shell did not
     expand it: quoted, or run by Snakemake); a pattern that matches nothing is an error."""
-    import glob
+    from lamm.data.user_dataset import expand_glob
 
-    out: list[Path] = []
-    for path in paths:
-        text = str(path)
-        if path.exists() or not glob.has_magic(text):
-            out.append(path)
-            continue
-        matches = sorted(glob.glob(text, recursive=True))
-        if not matches:
-            raise FileNotFoundError(f"--input {text}: the pattern matches no file")
-        out.extend(Path(m) for m in matches)
-    return tuple(out)
+    return tuple(p for path in paths for p in expand_glob(path))
 
 
 def _user_dataset_from_args(args: argparse.Namespace) -> Any:

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from lamm.commands.errors import USER_ERRORS, fail
+from lamm.device import add_device_argument
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ def _run_distill(args: argparse.Namespace) -> int:
     config = load_distill_config(args.student_config)
     if args.seed is not None:
         config["seed"] = args.seed
+    if args.device is not None:
+        config["device"] = args.device
     seeds = load_seed_structures(
         args.seed_structures,
         split=config["seeds"]["split"],
@@ -61,6 +64,9 @@ def _run_distill(args: argparse.Namespace) -> int:
     load_checkpoint(teacher)  # a readable lamm checkpoint, or one clear error
     if config["threads"] is not None:
         torch.set_num_threads(config["threads"])
+    from lamm.device import log_device, resolve_device
+
+    log_device(resolve_device(config["device"]), "distillation (teacher labels, student training)")
     run = Distillation(
         config,
         Teacher(teacher, args.teacher_head),
@@ -126,6 +132,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="labeled store for the teacher's own error (default: --seed-structures when it has force labels)",
     )
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    add_device_argument(parser, default=None)
     parser.add_argument(
         "--skip-final",
         action="store_true",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lamm.commands.errors import USER_ERRORS, fail
+from lamm.device import add_device_argument
 
 if TYPE_CHECKING:
     from lamm.data.store import StructureStore
@@ -38,8 +39,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from lamm.analysis.checkpoint_evaluation import evaluate_checkpoint
     from lamm.analysis.evaluation import check_head, evaluated_splits
-    from lamm.models.checkpoint import load_potential
+    from lamm.device import log_device, resolve_device
+    from lamm.models.checkpoint import load_checkpoint, potential_from_checkpoint
     from lamm.tracking import RunTracker
+    from lamm.training.finetune_splits import carved_splits
 
     out = Path(args.out or Path("results") / "evaluate" / _label(args.checkpoint))
     if not Path(args.checkpoint).is_file():
@@ -51,10 +54,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         "head": args.head,
         "batch_size": args.batch_size,
     }
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory(prefix="lamm-evaluate-") as tmp:
         store, conversion = evaluation_store(args, Path(tmp))
-        splits = evaluated_splits(store, args.split)  # the cheap checks before the model is loaded
-        potential = load_potential(args.checkpoint)
+        payload = load_checkpoint(args.checkpoint, device)
+        store = carved_splits(payload, store, args.split) or store  # a run's carved test set
+        splits = evaluated_splits(store, args.split)  # the cheap checks before the model is built
+        potential = potential_from_checkpoint(payload, source=args.checkpoint).to(device).eval()
+        del payload
+        params["device"] = log_device(device, "evaluate")
         head = args.head or (store.subset if store.subset in potential.heads else None)
         head = check_head(potential, head, source=args.checkpoint)
         with RunTracker(
@@ -208,6 +216,7 @@ def _dynamics(args: argparse.Namespace) -> int:
     from lamm.analysis.evaluation import split_indices, write_json
     from lamm.calculator import LaMMCalculator
     from lamm.data.store import StructureStore
+    from lamm.device import log_device, resolve_device
     from lamm.tables import write_csv
     from lamm.tracking import RunTracker
 
@@ -242,7 +251,9 @@ def _dynamics(args: argparse.Namespace) -> int:
                 f"{args.data}: --index {args.index} out of range for split {args.split!r} with {len(indices)} structures"
             )
         sample = int(indices[args.index])
-        calculator = LaMMCalculator(args.checkpoint, head=args.head)
+        device = resolve_device(args.device)
+        calculator = LaMMCalculator(args.checkpoint, head=args.head, device=device)
+        tracker.log_params({"device": log_device(device, "dynamics")})
         summary = relax_and_run(
             store.get_atoms(sample),
             calculator,
@@ -339,6 +350,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", default=None, help="output directory (default results/evaluate/<checkpoint label>)"
     )
     evaluate.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
+    add_device_argument(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
     zero_shot = subparsers.add_parser(
@@ -408,4 +420,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     dynamics.add_argument(
         "--log-every", type=int, default=1, help="MD steps between recorded frames"
     )
+    add_device_argument(dynamics)
     dynamics.set_defaults(func=_dynamics)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lamm.commands.errors import USER_ERRORS, fail
 from lamm.commands.train import add_launch_arguments, add_length_arguments, launch_settings
+from lamm.device import add_device_argument
 from lamm.launch import launch
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,11 @@ def _run_finetune(args: argparse.Namespace) -> int:
         "carve_val": args.carve_val,
     }
     config["finetune"].update({key: value for key, value in overrides.items() if value is not None})
+    if args.lambda_stress is not None:
+        config["loss"]["lambda_stress"] = args.lambda_stress
+    # by hand (no --config) the device is auto; a config keeps its own unless --device says
+    if args.device is not None or args.config is None:
+        config["device"] = args.device or "auto"
     try:  # a checkpoint file, or a shipped model's name (lamm.models.pretrained)
         checkpoint = None if args.checkpoint == SCRATCH else resolve_checkpoint(args.checkpoint)
     except FileNotFoundError as err:
@@ -213,6 +219,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="FRACTION",
         help="if the store has no val split: validate on this seeded share of the training records",
     )
+    parser.add_argument(
+        "--lambda-stress",
+        type=float,
+        default=None,
+        metavar="W",
+        help="weight of the stress term (default: the config's; null there means 1 when the "
+        "store has stress labels, else 0; 0 turns the stress off)",
+    )
+    add_device_argument(parser, default=None)
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     add_length_arguments(parser)
     parser.add_argument(

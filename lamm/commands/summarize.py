@@ -32,6 +32,7 @@ def _finetune(args: argparse.Namespace) -> int:
         ENERGY,
         FORCES,
         TABLE3_COLUMNS,
+        default_thresholds,
         finetune_table,
         load_run,
         table3_summary,
@@ -41,11 +42,15 @@ def _finetune(args: argparse.Namespace) -> int:
     from lamm.tracking import RunTracker
 
     runs = [load_run(d) for d in args.runs]
-    thresholds = {ENERGY: args.energy_threshold, FORCES: args.forces_threshold}
+    defaults = default_thresholds(runs)
+    thresholds = {
+        ENERGY: defaults[ENERGY] if args.energy_threshold is None else args.energy_threshold,
+        FORCES: defaults[FORCES] if args.forces_threshold is None else args.forces_threshold,
+    }
     with RunTracker(
         "analysis", "table3-finetune", params={"runs": args.runs, **thresholds}, inputs=args.runs
     ) as tracker:
-        rows = finetune_table(runs, args.energy_threshold, args.forces_threshold)
+        rows = finetune_table(runs, thresholds[ENERGY], thresholds[FORCES])
         write_csv([{c: row[c] for c in TABLE3_COLUMNS} for row in rows], args.table)
         summary_path = _summary_path(args.table, args.summary, "table3_finetune")
         summary = table3_summary(rows)
@@ -66,6 +71,7 @@ def _finetune(args: argparse.Namespace) -> int:
                 "table": args.table,
                 "summary": summary_path,
                 "figure": args.figure,
+                "thresholds": thresholds,
                 "rows": _clean(rows),
             }
         )
@@ -116,6 +122,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     table3 = commands.add_parser(
         "finetune",
         help="Table 3 and Fig. 9: best validation MAE, steps to thresholds, speedup vs scratch",
+        epilog="Runs with different budgets (total_steps) are told apart: a row and a summary row "
+        "per checkpoint and budget, speedups against the scratch run of the same seed and budget.",
         description="Reads `lamm finetune` run folders (exactly one from scratch per seed) and writes Table 3 "
         "(one row per run and seed: best validation energy/force MAE, test MAE, first validation step at or below "
         "each threshold, speedup = the same seed's scratch steps / the run's), its summary over seeds (per "
@@ -126,14 +134,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     table3.add_argument(
         "--energy-threshold",
         type=float,
-        required=True,
-        help="validation energy MAE threshold, meV/atom",
+        default=None,
+        help="validation energy MAE threshold, meV/atom (default: the largest best validation "
+        "MAE of the scratch runs, i.e. where scratch ends; of all runs without scratch)",
     )
     table3.add_argument(
         "--forces-threshold",
         type=float,
-        required=True,
-        help="validation force MAE threshold, meV/A",
+        default=None,
+        help="validation force MAE threshold, meV/A (default: as for energy)",
     )
     table3.add_argument(
         "--window",
@@ -142,7 +151,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="moving-average window of the training curves (paper: 31)",
     )
     table3.add_argument(
-        "--table", required=True, help="output CSV (results/tables/table3_finetune.csv)"
+        "--table",
+        default="table3_finetune.csv",
+        help="output CSV (the workflow: results/tables/table3_finetune.csv)",
     )
     table3.add_argument(
         "--summary",
@@ -150,7 +161,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="per-checkpoint summary over seeds (default: table3_summary.csv beside --table)",
     )
     table3.add_argument(
-        "--figure", required=True, help="output figure (results/figures/fig9_finetune.png)"
+        "--figure",
+        default="fig9_finetune.png",
+        help="output figure (the workflow: results/figures/fig9_finetune.png)",
     )
     table3.set_defaults(func=_finetune)
     efficiency = commands.add_parser(

@@ -252,11 +252,24 @@ class UserDataset:
         }
 
 
+def expand_glob(path: Path) -> list[Path]:
+    """`path`, or the sorted paths a glob pattern in it matches (none: FileNotFoundError)."""
+    import glob
+
+    if path.exists() or not glob.has_magic(str(path)):
+        return [path]
+    matches = sorted(glob.glob(str(path), recursive=True))
+    if not matches:
+        raise FileNotFoundError(f"input {path}: the pattern matches no file")
+    return [Path(m) for m in matches]
+
+
 def _paths(value: str | Sequence[str] | None, base: Path) -> tuple[Path, ...]:
     if value is None:
         return ()
     items = [value] if isinstance(value, str) else list(value)
-    return tuple(Path(item) if os.path.isabs(item) else base / item for item in items)
+    paths = [Path(item) if os.path.isabs(item) else base / item for item in items]
+    return tuple(p for path in paths for p in expand_glob(path))
 
 
 def user_dataset_from_mapping(

@@ -38,6 +38,7 @@ from lamm.config import load_yaml, validate_config
 from lamm.data.dataset import MultiStoreDataset
 from lamm.data.referencing import compute_statistics, load_or_compute_statistics
 from lamm.data.store import StructureStore
+from lamm.device import log_device
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.models.checkpoint import epoch_label, load_checkpoint, potential_from_checkpoint
 from lamm.models.potential import Potential
@@ -382,6 +383,7 @@ def run_finetuning(
     options, data, sampler_config = config["finetune"], config["data"], config["sampler"]
     context = init_distributed(config["device"], config["threads_per_rank"])
     out_dir = Path(out_dir)
+    device_line = log_device(context.device, f"fine-tuning (rank {context.rank})")
     try:
         store = StructureStore(store_path)
         subset = data["subset"]
@@ -447,10 +449,13 @@ def run_finetuning(
             "train_structures": len(records),
             "force_mode": model_config["force_mode"],
             "init_head": options["init_head"],
+            "device": device_line,
+            "lambda_stress": config["loss"]["lambda_stress"],
             **splits.info(),
         }
         if context.is_main:
             write_run_inputs(out_dir, config, [statistics])
+            _write_json(out_dir / "splits.json", splits.record(store))
         validate = validation(
             val_set, [subset], [False], context, config, model_config, compute_stress=has_stress
         )
@@ -482,6 +487,7 @@ def run_finetuning(
                     "heads": [subset],
                     "statistics": [statistics],
                     "finetune": run_info,
+                    "splits": splits.record(store),
                 },
                 max_steps=max_steps,
                 param_groups=groups,

@@ -14,6 +14,10 @@ when asked (`carve_test` / `carve_val`, `lamm finetune --carve-test 0.1`), takes
   train fraction of `train_records` is then a nested subset of the remaining records).
 
 Only the store's metadata is read (`StructureStore.indices`): this runs in well under a second.
+
+The run records its records (`RunSplits.record`: `<out>/splits.json` and the checkpoint's
+`splits`), so `lamm evaluate CHECKPOINT --store STORE --split test` scores the very records a
+run carved (`StoreSplits`), not an empty split.
 """
 
 from __future__ import annotations
@@ -47,6 +51,17 @@ class RunSplits:
     def dataset_split(self, role: str) -> str:
         """The store split whose records `role` uses (`MultiStoreDataset(split=..., records=...)`)."""
         return "train" if role in self.carved else role
+
+    def record(self, store: StructureStore) -> dict[str, object]:
+        """What the run folder (splits.json) and the checkpoint keep: the store, and the val and
+        test records when they were carved from the training split."""
+        return {
+            "store": str(store.path),
+            "subset": store.subset,
+            "structures": len(store),
+            "carved": dict(self.carved),
+            **{role: getattr(self, role).tolist() for role in self.carved},
+        }
 
     def info(self) -> dict[str, int | str]:
         """What summary.json and test_metrics.json record about the splits."""
@@ -134,3 +149,43 @@ def plan_splits(
         splits["train"] = np.setdiff1d(splits["train"], records)
         carved[role] = int(len(records))
     return RunSplits(train=splits["train"], val=splits["val"], test=splits["test"], carved=carved)
+
+
+class StoreSplits:
+    """A store whose splits named in `records` are given record indices (a run's carved val or
+    test records); everything else is the store's own."""
+
+    def __init__(self, store: StructureStore, records: dict[str, np.ndarray]) -> None:
+        self._store, self._records = store, records
+
+    def indices(self, split: str) -> np.ndarray:
+        if split in self._records:
+            return np.asarray(self._records[split], dtype=np.int64)
+        return self._store.indices(split)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def carved_splits(
+    payload: dict[str, object], store: StructureStore, split: str
+) -> StoreSplits | None:
+    """The store with a checkpoint's carved records for `split` (and `all`: every carved one),
+    when the store's own split is empty and the checkpoint was fine-tuned on this store (same
+    subset and size); else None."""
+    recorded = payload.get("splits") or {}
+    carved = recorded.get("carved") or {}
+    wanted = [s for s in carved if split in (s, "all") and not len(store.indices(s))]
+    if not wanted or recorded.get("subset") != store.subset:
+        return None
+    if recorded.get("structures") != len(store):
+        log.warning(
+            "the checkpoint carved its %s records from a store of %s structures, %s has %d: not reused",
+            "/".join(wanted),
+            recorded.get("structures"),
+            store.path,
+            len(store),
+        )
+        return None
+    log.info("%s: scoring the %s records the fine-tuning run carved", store.path, "/".join(wanted))
+    return StoreSplits(store, {s: np.asarray(recorded[s], dtype=np.int64) for s in wanted})
