@@ -62,9 +62,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         splits = evaluated_splits(store, args.split)  # the cheap checks before the model is built
         potential = potential_from_checkpoint(payload, source=args.checkpoint).to(device).eval()
         del payload
-        params["device"] = log_device(device, "evaluate")
         head = args.head or (store.subset if store.subset in potential.heads else None)
         head = check_head(potential, head, source=args.checkpoint)
+        params["device"] = log_device(device, "evaluate")
         with RunTracker(
             "evaluate",
             f"evaluate-{_label(args.checkpoint)}",

@@ -173,7 +173,11 @@ class UserDataset:
     @property
     def keys(self) -> tuple[str | None, str | None]:
         """(energy key, forces key) actually read: None for a label not listed in `labels`."""
-        default_energy, default_forces = DEFAULT_KEYS[self.format]
+        return self.keys_for(self.format)
+
+    def keys_for(self, reader: str) -> tuple[str | None, str | None]:
+        """The keys for one input's reader (`auto` resolves per file: deepmd's is force)."""
+        default_energy, default_forces = DEFAULT_KEYS[reader]
         energy = (self.energy_key or default_energy) if "energy" in self.labels else None
         forces = (self.forces_key or default_forces) if "forces" in self.labels else None
         return energy, forces
@@ -351,7 +355,7 @@ def _open_items(
     dataset: UserDataset, path: Path, choices: dict[str, Any] | None = None
 ) -> Iterator[SourceItem]:
     reader, name = resolve_format(dataset, path)
-    energy_key, forces_key = dataset.keys
+    energy_key, forces_key = dataset.keys_for(reader)
     options = dict(
         energy_key=energy_key,
         forces_key=forces_key,
@@ -505,12 +509,13 @@ def _with_label_hint(message: str, dataset: UserDataset, inputs: Sequence[tuple[
     from lamm.data.readers.keys import available_keys
 
     path = inputs[0][1]
+    reader = dataset.format
     try:
         reader, _ = resolve_format(dataset, path)
         keys = available_keys(reader, path)
     except (OSError, ValueError, KeyError, StopIteration):
         keys = "keys that could not be listed"
-    energy_key, forces_key = dataset.keys
+    energy_key, forces_key = dataset.keys_for(reader)
     flags = {
         "energy": f"--energy-key (read: {energy_key})",
         "forces": f"--forces-key (read: {forces_key})",

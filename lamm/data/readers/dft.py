@@ -186,7 +186,7 @@ def element_of(name: str) -> int:
     with one (CP2K's Fe1, Fe_up, O2)."""
     match = re.match(r"[A-Z][a-z]?", str(name))
     for symbol in (match.group(0), match.group(0)[:1]) if match else ():
-        if symbol in atomic_numbers:
+        if atomic_numbers.get(symbol, 0) > 0:  # not ASE's dummy X (0)
             return atomic_numbers[symbol]
     raise ValueError(f"atom name {name!r} does not start with an element symbol")
 

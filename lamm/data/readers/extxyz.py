@@ -19,7 +19,9 @@ calculator stress (a `stress=` of 6 or 9 values in the comment line, ASE's sign)
 
 from __future__ import annotations
 
+import bz2
 import dataclasses
+import gzip
 import io
 import lzma
 from collections.abc import Iterator, Mapping
@@ -36,13 +38,19 @@ from lamm.data.units import Units
 
 MISSING_GROUP = "missing_group_key"  # group_by names an info key this frame does not have
 
-EXTXYZ_SUFFIXES = (".extxyz", ".xyz", ".extxyz.xz", ".xyz.xz")
+EXTXYZ_SUFFIXES = tuple(
+    stem + compression for stem in (".extxyz", ".xyz") for compression in ("", ".xz", ".gz", ".bz2")
+)
 
 
 def open_text(path: Path) -> TextIO:
-    """A text stream of a plain or `.xz`-compressed file."""
+    """A text stream of a plain, `.xz`-, `.gz`- or `.bz2`-compressed file."""
     if path.name.endswith(".xz"):
         return lzma.open(path, "rt", encoding="utf-8")
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    if path.name.endswith(".bz2"):
+        return bz2.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
 
 
