@@ -202,6 +202,16 @@ def test_carve_test_runs_end_to_end_on_the_store_subset(tmp_path, checkpoint, co
     )
     assert load_checkpoint(out / "checkpoints" / "last.pt")["heads"] == ["my_molecules"]
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["subset"] == "my_molecules"
+    # the carved records are recorded, and `lamm evaluate --split test` scores exactly them
+    recorded = json.loads((out / "splits.json").read_text())
+    assert recorded["carved"] == {"test": 2} and recorded["test"] == expected.test.tolist()
+    assert summary["device"].startswith(("cpu", "cuda")) and summary["lambda_stress"] == 0.0
+    argv = ["evaluate", str(out / "checkpoints" / "last.pt"), "--store", str(store.path)]
+    assert main([*argv, "--split", "test", "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["n_structures"] == 2 and metrics["split"] == "test"
+    scored = np.load(tmp_path / "eval" / "predictions.npz")["sample_index"]
+    np.testing.assert_array_equal(scored, expected.test)
     # --data keeps the config's subset: a store of another subset there is an error
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "hme21.lmdb").write_bytes(store.path.read_bytes())

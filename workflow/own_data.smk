@@ -14,7 +14,7 @@ from lamm.data.user_dataset import load_user_dataset
 from lamm.downstream_sets import description_files
 
 
-configfile: "config/own_data.yaml"
+configfile: Path(workflow.basedir).parent / "config" / "own_data.yaml"
 
 
 if not config.get("dataset"):
