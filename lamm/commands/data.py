@@ -228,7 +228,12 @@ def _add_convert(sub: Any) -> None:
         metavar="PKL",
         help="OC20 oc20_ref.pkl: add per-system references to LMDB adsorption energies (stores totals)",
     )
-    own = parser.add_argument_group("your own dataset (instead of SOURCE)")
+    _add_own_dataset_arguments(parser.add_argument_group("your own dataset (instead of SOURCE)"))
+    parser.set_defaults(func=_run_convert)
+
+
+def _add_own_dataset_arguments(own: Any) -> None:
+    """The flags of `lamm data convert` for a user's dataset (lamm.data.user_dataset)."""
     own.add_argument(
         "--dataset",
         type=Path,
@@ -285,6 +290,11 @@ def _add_convert(sub: Any) -> None:
         default=None,
         help="labels every frame must have; others are not read (default: energy forces)",
     )
+    _add_own_units_and_split_arguments(own)
+
+
+def _add_own_units_and_split_arguments(own: Any) -> None:
+    """Units, periodicity and the split of a user's dataset (`lamm data convert`)."""
     own.add_argument(
         "--energy-unit",
         choices=ENERGY_UNIT_NAMES,
@@ -331,7 +341,6 @@ def _add_convert(sub: Any) -> None:
         "group; groups; blocks; random (each group hashed); default auto (files with "
         "--val-input/--test-input)",
     )
-    parser.set_defaults(func=_run_convert)
 
 
 def _unit(names: tuple[str, ...]) -> Callable[[str], str]:

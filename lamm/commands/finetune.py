@@ -51,6 +51,15 @@ def _check_store_splits(args: argparse.Namespace, seed: int = 0) -> None:
     )
 
 
+def _stress_and_device(config: dict, args: argparse.Namespace) -> None:
+    """--lambda-stress and --device into `config`: by hand (no --config) the device is auto; a
+    config keeps its own unless --device says otherwise."""
+    if args.lambda_stress is not None:
+        config["loss"]["lambda_stress"] = args.lambda_stress
+    if args.device is not None or args.config is None:
+        config["device"] = args.device or "auto"
+
+
 def _run_finetune(args: argparse.Namespace) -> int:
     if args.store:
         _check_store_splits(args)
@@ -77,11 +86,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         "carve_val": args.carve_val,
     }
     config["finetune"].update({key: value for key, value in overrides.items() if value is not None})
-    if args.lambda_stress is not None:
-        config["loss"]["lambda_stress"] = args.lambda_stress
-    # by hand (no --config) the device is auto; a config keeps its own unless --device says
-    if args.device is not None or args.config is None:
-        config["device"] = args.device or "auto"
+    _stress_and_device(config, args)
     try:  # a checkpoint file, or a shipped model's name (lamm.models.pretrained)
         checkpoint = None if args.checkpoint == SCRATCH else resolve_checkpoint(args.checkpoint)
     except FileNotFoundError as err:
@@ -155,6 +160,18 @@ def _run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_stress_and_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lambda-stress",
+        type=float,
+        default=None,
+        metavar="W",
+        help="weight of the stress term (default: the config's; null there means 1 when the "
+        "store has stress labels, else 0; 0 turns the stress off)",
+    )
+    add_device_argument(parser, default=None)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "finetune",
@@ -219,15 +236,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="FRACTION",
         help="if the store has no val split: validate on this seeded share of the training records",
     )
-    parser.add_argument(
-        "--lambda-stress",
-        type=float,
-        default=None,
-        metavar="W",
-        help="weight of the stress term (default: the config's; null there means 1 when the "
-        "store has stress labels, else 0; 0 turns the stress off)",
-    )
-    add_device_argument(parser, default=None)
+    _add_stress_and_device(parser)
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     add_length_arguments(parser)
     parser.add_argument(

@@ -150,29 +150,7 @@ def compute_statistics(
     if len(train) > max_samples:
         train = np.sort(np.random.default_rng(seed).choice(train, size=max_samples, replace=False))
     provenance["samples_used"] = len(train)
-    counts, energies, squares, components, stresses = [], [], 0.0, 0, []
-    non_finite = {
-        "energy": 0,
-        "forces": 0,
-    }  # labels left out of the fit, counted (converted stores have none)
-    for index in progress(train.tolist(), desc=f"statistics {store.subset}", unit="sample"):
-        record = store.get_record(index)
-        if record.energy is not None and not np.isfinite(record.energy):
-            non_finite["energy"] += 1
-        elif record.energy is not None:
-            counts.append(
-                np.bincount(
-                    np.asarray(record.atomic_numbers, dtype=np.int64), minlength=NUM_ELEMENTS
-                )
-            )
-            energies.append(record.energy)
-        if record.forces is not None and not np.isfinite(record.forces).all():
-            non_finite["forces"] += 1
-        elif record.forces is not None:
-            squares += float(np.square(record.forces).sum())
-            components += record.forces.size
-        if record.stress is not None and np.isfinite(record.stress).all():
-            stresses.append(float(np.sqrt(np.square(record.stress).mean())))
+    counts, energies, squares, components, stresses, non_finite = _label_sums(store, train)
     provenance["samples_with_energy"] = len(energies)
     if any(non_finite.values()):
         provenance["non_finite_labels_skipped"] = non_finite
@@ -182,11 +160,7 @@ def compute_statistics(
     if components and not force_rms > 0:
         force_rms = 1.0
         provenance["force_rms_fallback"] = "all force labels are zero"
-    provenance["samples_with_stress"] = len(stresses)
-    stress_scale = float(np.median(stresses)) if stresses else force_rms
-    if not stress_scale > 0:
-        stress_scale = force_rms
-        provenance["stress_scale_fallback"] = "all stress labels are zero"
+    stress_scale = _stress_scale(stresses, force_rms, provenance)
     if not energies:
         provenance["references"] = "none (no energy labels)"
         return _result({}, 0.0, 1.0, force_rms, provenance, stress_scale)
@@ -213,6 +187,42 @@ def compute_statistics(
     return _result(
         reference_dict, float(referenced.mean()), std, force_rms, provenance, stress_scale
     )
+
+
+def _stress_scale(stresses: list[float], force_rms: float, provenance: dict[str, Any]) -> float:
+    """The median of the per-structure stress RMS (module docstring); the force RMS without one."""
+    provenance["samples_with_stress"] = len(stresses)
+    scale = float(np.median(stresses)) if stresses else force_rms
+    if not scale > 0:
+        provenance["stress_scale_fallback"] = "all stress labels are zero"
+        return force_rms
+    return scale
+
+
+def _label_sums(store: StructureStore, train: np.ndarray) -> tuple:
+    """Per training record: element counts and energies, force squares and components, the RMS
+    of each stress label, and the non-finite labels left out."""
+    counts, energies, squares, components, stresses = [], [], 0.0, 0, []
+    non_finite = {"energy": 0, "forces": 0}  # left out of the fit (converted stores have none)
+    for index in progress(train.tolist(), desc=f"statistics {store.subset}", unit="sample"):
+        record = store.get_record(index)
+        if record.energy is not None and not np.isfinite(record.energy):
+            non_finite["energy"] += 1
+        elif record.energy is not None:
+            counts.append(
+                np.bincount(
+                    np.asarray(record.atomic_numbers, dtype=np.int64), minlength=NUM_ELEMENTS
+                )
+            )
+            energies.append(record.energy)
+        if record.forces is not None and not np.isfinite(record.forces).all():
+            non_finite["forces"] += 1
+        elif record.forces is not None:
+            squares += float(np.square(record.forces).sum())
+            components += record.forces.size
+        if record.stress is not None and np.isfinite(record.stress).all():
+            stresses.append(float(np.sqrt(np.square(record.stress).mean())))
+    return counts, energies, squares, components, stresses, non_finite
 
 
 def _result(references, mean, std, force_rms, provenance, stress_scale=None) -> dict[str, Any]:
