@@ -101,6 +101,8 @@ def test_validation_and_evaluation_stress_errors_by_hand():
     errors = GPA_PER_EV_PER_A3 * np.abs(pred.numpy() - label.numpy())
     assert metrics["stress_mae_gpa"] == pytest.approx(errors.mean())
     assert metrics["pressure_mae_gpa"] == pytest.approx(GPA_PER_EV_PER_A3 * 3.0 / 3 / 2)
+    zero = GPA_PER_EV_PER_A3 * np.abs(label.numpy()).mean()
+    assert metrics["stress_mae_gpa_zero_baseline"] == pytest.approx(zero)
     nan_label = label.numpy().copy()
     nan_label[1] = np.nan
     assert stress_metrics(nan_label, pred.numpy())["n_stress_labels"] == 1

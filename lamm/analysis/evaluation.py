@@ -14,7 +14,8 @@ metrics, a denoising store's "forces" are noise labels and are not compared):
                             atan2(|F_pred x F|, F_pred . F), over the same atoms as the cosine
 - stress_mae_gpa, stress_rmse_gpa = over structures with a stress label and their 9 components
                             of S_pred - S (GPa; the stress is the strain derivative of the energy),
-                            for stores with stress labels; pressure_mae_gpa: |tr(S_pred - S)| / 3
+                            for stores with stress labels; pressure_mae_gpa: |tr(S_pred - S)| / 3;
+                            stress_mae_gpa_zero_baseline: the MAE of predicting zero stress
 - RMSEs beside the MAEs (energy_rmse_mev_per_atom, forces_rmse_mev_per_a)
 - counts: n_structures, n_energy_labels, n_force_atoms, n_cosine_atoms, n_stress_labels
 
@@ -270,6 +271,10 @@ def stress_metrics(stress: np.ndarray | None, stress_pred: np.ndarray | None) ->
         metrics["stress_mae_gpa"] = float(np.abs(error).mean())
         metrics["stress_rmse_gpa"] = float(np.sqrt((error**2).mean()))
         metrics["pressure_mae_gpa"] = float(np.abs(np.trace(error, axis1=1, axis2=2)).mean() / 3)
+        # the error of predicting no stress at all: what a stress MAE is worth
+        metrics["stress_mae_gpa_zero_baseline"] = float(
+            GPA_PER_EV_PER_A3 * np.abs(stress[labeled]).mean()
+        )
     return metrics
 
 
