@@ -246,3 +246,13 @@ def test_vasp_md_is_the_same_from_outcar_and_vasprun(tmp_path, capsys):
         np.testing.assert_allclose(ra.positions, rb.positions, atol=1e-5)
         np.testing.assert_allclose(ra.forces, rb.forces, atol=1e-6)
         np.testing.assert_allclose(ra.stress, rb.stress, atol=1e-7)
+
+
+def test_a_vasprun_read_as_extxyz_names_format_auto(tmp_path, capsys):
+    path = tmp_path / "vasprun.xml"
+    path.write_text('<?xml version="1.0" encoding="ISO-8859-1"?>\n<modeling>\n</modeling>\n')
+    status, _, err = convert(
+        capsys, "--name", "x", "--format", "extxyz", "--input", str(path), "--out",
+        str(tmp_path / "x.lmdb"),
+    )  # fmt: skip
+    assert status == 1 and "--format auto detects the format" in err

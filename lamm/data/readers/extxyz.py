@@ -67,7 +67,9 @@ def iter_frames(handle: TextIO, path: Path) -> Iterator[Atoms]:
             natoms = int(header.split()[0])
         except ValueError:
             raise CorruptInputError(
-                f"{path}: frame {index}: expected an atom count, got {header.strip()[:60]!r}"
+                f"{path}: frame {index}: expected an atom count, got {header.strip()[:60]!r}; "
+                "not an extended-XYZ file? --format auto detects the format (vasprun.xml, "
+                "OUTCAR, QE, CP2K, ...)"
             ) from None
         lines = [header, handle.readline()]
         lines.extend(handle.readline() for _ in range(natoms))
