@@ -336,8 +336,9 @@ def evaluate_test(
     records: np.ndarray | None = None,
     split: str = "test",
 ) -> dict[str, float]:
-    """Energy MAE (meV/atom) and force MAE (meV/A) of `model` on the store's `test` split, or on
-    `records` of `split` (a test set carved from the training split)."""
+    """Energy MAE (meV/atom), force MAE (meV/A) and, for a store with stress labels, stress MAE
+    (GPa) of `model` on the store's `test` split, or on `records` of `split` (a test set carved
+    from the training split)."""
     test_set = MultiStoreDataset(
         [store],
         split,
@@ -356,11 +357,14 @@ def evaluate_test(
         max_per_subset=max_samples,
         batch_size=batch_size,
         gradient_forces=model_config["force_mode"] == "gradient",
+        compute_stress=store.has_stress,
     )
     prefix = f"val/{store.subset}/"
+    stress = {"stress_mae_gpa": metrics[prefix + "stress_mae_gpa"]} if store.has_stress else {}
     return {
         "energy_mae_mev_per_atom": metrics.get(prefix + "energy_mae_mev_per_atom", float("nan")),
         "forces_mae_mev_per_a": metrics.get(prefix + "forces_mae_mev_per_a", float("nan")),
+        **stress,
         "structures": min(len(test_set), max_samples),
     }
 
