@@ -56,7 +56,8 @@ def _for_inference(potential: Potential) -> Potential:
 
 
 class LaMMCalculator(Calculator):
-    """Energy, forces and stress of one head of a LaMM potential (checkpoint format: lamm.models.checkpoint)."""
+    """Energy, forces and stress of one head of a LaMM potential (checkpoint format:
+    lamm.models.checkpoint)."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
@@ -123,8 +124,10 @@ class LaMMCalculator(Calculator):
         stress = "stress" in properties or (gradient and has_volume)
         if stress and not gradient and not self._warned_direct_stress:
             warnings.warn(
-                "direct force mode: the stress is the strain derivative of the energy head, the forces come "
-                "from the force head; they do not describe one energy surface (use a gradient-mode potential "
+                "direct force mode: the stress is the strain derivative of the energy "
+                "head, the forces come "
+                "from the force head; they do not describe one energy surface (use a "
+                "gradient-mode potential "
                 "for cell relaxation and NPT)",
                 UserWarning,
                 stacklevel=2,

@@ -193,7 +193,8 @@ def finetune_table(
     runs: Sequence[FinetuneRun], energy_threshold: float, forces_threshold: float
 ) -> list[dict[str, Any]]:
     """Table 3 rows, by seed, then scratch first and by pre-training epoch. Every seed needs
-    exactly one scratch run (its runs' speedups are against it) and at most one run per checkpoint."""
+    exactly one scratch run (its runs' speedups are against it) and at most one run per
+    checkpoint."""
     by_seed: dict[int | None, list[FinetuneRun]] = {}
     for run in runs:
         by_seed.setdefault(run.seed, []).append(run)
@@ -203,7 +204,8 @@ def finetune_table(
         scratch = [run for run in group if run.checkpoint == SCRATCH]
         if len(scratch) != 1:
             raise ValueError(
-                f"Table 3 needs exactly one scratch run per seed; seed {seed} has {len(scratch)} among "
+                f"Table 3 needs exactly one scratch run per seed; seed {seed} has "
+                f"{len(scratch)} among "
                 f"{[str(r.run_dir) for r in group]}"
             )
         checkpoints = [run.checkpoint for run in group]
@@ -283,7 +285,8 @@ def sample_efficiency_table(runs: Sequence[FinetuneRun]) -> list[dict[str, Any]]
 
 # --- over seeds ------------------------------------------------------------------------------
 
-# Table 3's per-seed columns reduced over seeds: errors (lower is better) and steps to the thresholds
+# Table 3's per-seed columns reduced over seeds: errors (lower is better) and steps to the
+# thresholds
 SUMMARY_ERRORS = [f"test_{ENERGY}", f"test_{FORCES}", ENERGY, FORCES]
 SUMMARY_STEPS = ["steps_to_energy_threshold", "steps_to_forces_threshold"]
 STATISTICS = ("mean", "std", "min", "max")
@@ -316,9 +319,10 @@ def _ratio(reference: float, value: float) -> float:
 
 def table3_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per checkpoint (scratch first, Table 3's order) over its seeds: `seeds`, the
-    thresholds, then per error and steps column `<column>_{mean,std,min,max}`; `<steps column>_reached` = seeds that
-    reached the threshold (the statistics are over those); `<column>_ratio_vs_scratch` = scratch's
-    mean / this checkpoint's mean (> 1: lower error, or fewer steps, than scratch)."""
+    thresholds, then per error and steps column `<column>_{mean,std,min,max}`; `<steps
+    column>_reached` = seeds that reached the threshold (the statistics are over those);
+    `<column>_ratio_vs_scratch` = scratch's mean / this checkpoint's mean (> 1: lower error, or
+    fewer steps, than scratch)."""
     checkpoints = list(dict.fromkeys(row["checkpoint"] for row in rows))
     stats: dict[str, dict[str, dict[str, float]]] = {}
     for checkpoint in checkpoints:
@@ -350,7 +354,8 @@ def table3_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def sample_efficiency_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (checkpoint, train fraction) over its seeds: `seeds`, `train_structures`, the
-    test errors' mean/std/min/max and the ratio of scratch's mean at the same fraction to this mean."""
+    test errors' mean/std/min/max and the ratio of scratch's mean at the same fraction to this
+    mean."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["checkpoint"], row["train_fraction"]), []).append(row)
@@ -384,7 +389,8 @@ def sample_efficiency_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, 
 
 
 def moving_average(curve: Curve, window: int = 31) -> Curve:
-    """Centered moving average over `window` points (the paper's 31); shorter curves use all points."""
+    """Centered moving average over `window` points (the paper's 31); shorter curves use all
+    points."""
     if not curve:
         return []
     window = max(1, min(window, len(curve)))
@@ -393,4 +399,4 @@ def moving_average(curve: Curve, window: int = 31) -> Curve:
     kernel = np.ones(window) / window
     smoothed = np.convolve(values, kernel, mode="valid")  # [len - window + 1]
     centers = np.convolve(steps, kernel, mode="valid")
-    return [(int(round(s)), float(v)) for s, v in zip(centers, smoothed)]
+    return [(int(round(s)), float(v)) for s, v in zip(centers, smoothed, strict=True)]

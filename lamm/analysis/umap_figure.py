@@ -25,7 +25,8 @@ def choose_ellipse_elements(
     limit: int = 8,
     min_atoms: int = 5,
 ) -> list[int]:
-    """The most frequent non-H/C/N/O elements of `ellipse_subset` with at least `min_atoms` atoms."""
+    """The most frequent non-H/C/N/O elements of `ellipse_subset` with at least `min_atoms`
+    atoms."""
     z = atomic_number[(subset == ellipse_subset) & ~np.isin(atomic_number, ORGANIC)]
     values, counts = np.unique(z, return_counts=True)
     order = np.argsort(-counts, kind="stable")

@@ -242,7 +242,8 @@ def run_model_benchmark(
     for peer in sorted({c.impl for c in cases} - {"lamm"}):
         if config["encoder"] != PEER_ENCODER[peer]:
             raise ValueError(
-                f"the {peer} comparison exists for encoder {PEER_ENCODER[peer]} only, not {config['encoder']}"
+                f"the {peer} comparison exists for encoder {PEER_ENCODER[peer]} only, not "
+                f"{config['encoder']}"
             )
         if not pythons[peer]:
             raise ValueError(f"{peer} cases need {peer}_python (the interpreter of its venv)")
@@ -255,7 +256,8 @@ def run_model_benchmark(
         "edges": int(batch[K.EDGE_INDEX].shape[1]),
         "device": device,
         "encoder": config["encoder"],
-        # every argument the encoder is built with, plus PaiNN's sizes as columns (the schnetpack comparison's axes)
+        # every argument the encoder is built with, plus PaiNN's sizes as columns (the schnetpack
+        # comparison's axes)
         "encoder_config": json.dumps(encoder_arguments(config), sort_keys=True),
         "hidden_channels": painn.get("hidden_channels"),
         "num_layers": painn.get("num_layers"),

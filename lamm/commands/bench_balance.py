@@ -13,8 +13,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "balance",
         help="load-balance simulation of the samplers (efficiency, predicted speedup, peak atoms)",
-        description="Plans epochs exactly as the training sampler would and reports, per world size W, "
-        "per-rank batch B' and strategy: efficiency (sum of mean rank load / sum of max rank load), "
+        description="Plans epochs exactly as the training sampler would and reports, per "
+        "world size W, "
+        "per-rank batch B' and strategy: efficiency (sum of mean rank load / sum of max "
+        "rank load), "
         "the predicted epoch speedup over random, and the peak atoms on one rank. The last stdout "
         "line is a JSON summary.",
     )
@@ -174,6 +176,6 @@ def run(args: argparse.Namespace) -> int:
                 }
             )
         tracker.log_artifact(path)
-    samples = {name: len(n) for name, n in zip(workload.names, workload.natoms)}
+    samples = {name: len(n) for name, n in zip(workload.names, workload.natoms, strict=True)}
     print(json.dumps({"table": str(path), "input": workload.source, "samples": samples, **summary}))
     return 0

@@ -23,8 +23,10 @@ from lamm.data.balance import STRATEGIES  # numpy only: `lamm --help` stays fast
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "throughput",
-        help="measured DDP step throughput of the samplers (Fig. 6) and the calibrated scaling simulation",
-        description="Runs real DDP training steps for each sampler, dataset and per-rank batch, and "
+        help="measured DDP step throughput of the samplers (Fig. 6) and the calibrated "
+        "scaling simulation",
+        description="Runs real DDP training steps for each sampler, dataset and per-rank "
+        "batch, and "
         "writes samples/s, step-time statistics and idle time per configuration, Fig. 6, and the "
         "balance simulation with a cost model fitted to the measured steps. The last stdout line "
         "is a JSON summary.",
@@ -32,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--config",
         required=True,
-        help="trainer config whose model and data settings are used (e.g. config/pretrain/demo.yaml)",
+        help="trainer config whose model and data settings are used (e.g. "
+        "config/pretrain/demo.yaml)",
     )
     parser.add_argument(
         "--data",
@@ -76,7 +79,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--group-steps",
         type=int,
         default=5,
-        help="steps one lamm group of splits lasts (sets S); warm-up and measured steps must be whole groups",
+        help="steps one lamm group of splits lasts (sets S); warm-up and measured steps "
+        "must be whole groups",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs of every configuration (interleaved)"
@@ -140,7 +144,8 @@ def _check(args: argparse.Namespace, subsets: list[str]) -> None:
     unknown = [s for s in args.samplers if s not in STRATEGIES]
     if unknown:
         raise SystemExit(
-            f"lamm bench throughput: unknown sampler(s) {unknown}; expected some of {list(STRATEGIES)}"
+            f"lamm bench throughput: unknown sampler(s) {unknown}; expected some of "
+            f"{list(STRATEGIES)}"
         )
     for dataset in args.datasets:
         try:
@@ -149,7 +154,8 @@ def _check(args: argparse.Namespace, subsets: list[str]) -> None:
             raise SystemExit(f"lamm bench throughput: {err} ({args.config})") from None
     if args.steps <= args.warmup + 1:
         raise SystemExit(
-            f"lamm bench throughput: --steps {args.steps} leaves fewer than 2 steps after --warmup {args.warmup}"
+            f"lamm bench throughput: --steps {args.steps} leaves fewer than 2 steps after "
+            f"--warmup {args.warmup}"
         )
     if (
         args.group_steps < 1
@@ -157,8 +163,10 @@ def _check(args: argparse.Namespace, subsets: list[str]) -> None:
         or (args.steps - args.warmup) % args.group_steps
     ):
         raise SystemExit(
-            f"lamm bench throughput: --warmup {args.warmup} and --steps minus --warmup ({args.steps - args.warmup}) "
-            f"must be multiples of --group-steps {args.group_steps} (lamm's epoch runs large to small within a group)"
+            f"lamm bench throughput: --warmup {args.warmup} and --steps minus --warmup "
+            f"({args.steps - args.warmup}) "
+            f"must be multiples of --group-steps {args.group_steps} (lamm's epoch runs "
+            "large to small within a group)"
         )
     if min(args.batch_per_rank) < 1 or args.capped_batch < 0 or args.repeats < 1:
         raise SystemExit("lamm bench throughput: batches and repeats must be positive")
@@ -256,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
             ]
             if missing:
                 raise SystemExit(
-                    f"lamm bench throughput --reuse: no timings.csv in {missing[:3]}{' ...' if len(missing) > 3 else ''}"
+                    "lamm bench throughput --reuse: no timings.csv in "
+                    f"{missing[:3]}{' ...' if len(missing) > 3 else ''}"
                 )
         else:
             launch(
@@ -324,7 +333,9 @@ def run(args: argparse.Namespace) -> int:
                 # the rebuilt plan must be the one the trainer followed
                 if not np.array_equal(table["atoms"].to_numpy(), atoms.reshape(-1)):
                     raise SystemExit(
-                        f"lamm bench throughput: {case_dir(args.work_dir, case, r)}/timings.csv does not match the planned atoms per rank"
+                        "lamm bench throughput: "
+                        f"{case_dir(args.work_dir, case, r)}/timings.csv does not match the "
+                        "planned atoms per rank"
                     )
                 table["edges"] = edges.reshape(-1)
         rows, step_times = [], {}
@@ -442,12 +453,17 @@ def run(args: argparse.Namespace) -> int:
                     )
                     row["measured_speedup"] = measured_row["speedup_vs_random"]
                     row["measured_efficiency"] = measured_row["efficiency"]
-                    predict = lambda c: np.mean(
-                        [
-                            stats.predicted_step_time(t, model, overhead, args.warmup)
-                            for t in timings[c]
-                        ]
-                    )  # noqa: E731
+
+                    def predict(case: ThroughputCase) -> float:
+                        return float(
+                            np.mean(
+                                [
+                                    stats.predicted_step_time(t, model, overhead, args.warmup)
+                                    for t in timings[case]
+                                ]
+                            )
+                        )
+
                     row["model_on_measured_steps_speedup"] = predict(base) / predict(mine)
             scaling.extend(simulated)
 

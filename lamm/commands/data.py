@@ -41,7 +41,8 @@ def _add_fetch(sub: Any) -> None:
         help="download (resumable, MD5-checked) and unpack the release files of a real dataset",
         description="Download the release files of SOURCE into DIR (the files marked default in "
         "config/datasets/SOURCE.yaml unless --file names others), resuming partial downloads, "
-        "checking published MD5s, and unpacking .tar/.tar.gz/.zip/.xz. Writes DIR/fetch-manifest.json "
+        "checking published MD5s, and unpacking .tar/.tar.gz/.zip/.xz. Writes "
+        "DIR/fetch-manifest.json "
         "last; the last stdout line is that manifest as JSON.",
     )
     parser.add_argument(
@@ -146,16 +147,23 @@ def _add_convert(sub: Any) -> None:
     parser = sub.add_parser(
         "convert",
         help="convert real release files, or your own dataset, into one structure store",
-        description="Three ways in: a built-in SOURCE and its release files; your own dataset described by\n"
+        description="Three ways in: a built-in SOURCE and its release files; your own "
+        "dataset described by\n"
         "--dataset FILE (a YAML: name, format, files, keys, units, split); or the same with flags\n"
-        "(--format, --name, --input, ...). Records that fail the checks (NaN, atoms too close, a declared\n"
-        "label missing) are skipped and counted by reason; the store is written atomically in eV, Angstrom\n"
-        "and eV/Angstrom and records the description, units and counts. A conversion that keeps no record\n"
-        'fails. The last stdout line is JSON {"source", "read", "written", "skipped": {reason: count}};\n'
+        "(--format, --name, --input, ...). Records that fail the checks (NaN, atoms too "
+        "close, a declared\n"
+        "label missing) are skipped and counted by reason; the store is written atomically "
+        "in eV, Angstrom\n"
+        "and eV/Angstrom and records the description, units and counts. A conversion that "
+        "keeps no record\n"
+        'fails. The last stdout line is JSON {"source", "read", "written", "skipped": '
+        "{reason: count}};\n"
         "the split sizes are in the log and in the store's info (conversion.splits).",
-        epilog="examples:\n  lamm data convert hme21 --input raw/hme21_train.xyz --val-input raw/hme21_val.xyz --out hme21.lmdb\n"
+        epilog="examples:\n  lamm data convert hme21 --input raw/hme21_train.xyz "
+        "--val-input raw/hme21_val.xyz --out hme21.lmdb\n"
         "  lamm data convert --dataset my_set.yaml --out results/data/my_set.lmdb\n"
-        "  lamm data convert --format extxyz --name my_set --input train.xyz --energy-key REF_energy "
+        "  lamm data convert --format extxyz --name my_set --input train.xyz --energy-key "
+        "REF_energy "
         "--forces-key REF_forces --energy-unit kcal/mol --out my_set.lmdb",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -226,14 +234,16 @@ def _add_convert(sub: Any) -> None:
         "--reference-energies",
         type=Path,
         metavar="PKL",
-        help="OC20 oc20_ref.pkl: add per-system references to LMDB adsorption energies (stores totals)",
+        help="OC20 oc20_ref.pkl: add per-system references to LMDB adsorption energies "
+        "(stores totals)",
     )
     own = parser.add_argument_group("your own dataset (instead of SOURCE)")
     own.add_argument(
         "--dataset",
         type=Path,
         metavar="FILE",
-        help="a dataset description YAML (keys: lamm/data/user_dataset.schema.yaml); replaces the flags below",
+        help="a dataset description YAML (keys: lamm/data/user_dataset.schema.yaml); "
+        "replaces the flags below",
     )
     own.add_argument(
         "--format",
@@ -295,7 +305,8 @@ def _add_convert(sub: Any) -> None:
     own.add_argument(
         "--group-by",
         default="frame",
-        help="frames kept together by the split: frame, file (a deepmd system), or an info key (default frame)",
+        help="frames kept together by the split: frame, file (a deepmd system), or an info "
+        "key (default frame)",
     )
     parser.set_defaults(func=_run_convert)
 
@@ -324,7 +335,8 @@ def _user_dataset_from_args(args: argparse.Namespace) -> Any:
         ]
         if flags:
             raise ValueError(
-                f"--dataset describes the files and format; drop {', '.join(flags)} (or edit {args.dataset})"
+                f"--dataset describes the files and format; drop {', '.join(flags)} (or "
+                f"edit {args.dataset})"
             )
         dataset = load_user_dataset(args.dataset)
         overrides = {
@@ -486,9 +498,12 @@ def _add_demo(commands: Any) -> None:
     parser = commands.add_parser(
         "demo",
         help="generate the offline mini joint dataset (EMT, GFN-xTB, MMFF94s)",
-        description="Generate the ten pre-training subsets and the downstream set offline, labeled by "
-        "EMT (slabs, frameworks), GFN2-xTB (molecules), a varied EMT (downstream alloy MD) and unlabeled MMFF94s "
-        "conformers, one store per subset: DIR/<subset>.lmdb. The last stdout line is a JSON summary "
+        description="Generate the ten pre-training subsets and the downstream set offline, "
+        "labeled by "
+        "EMT (slabs, frameworks), GFN2-xTB (molecules), a varied EMT (downstream alloy MD) "
+        "and unlabeled MMFF94s "
+        "conformers, one store per subset: DIR/<subset>.lmdb. The last stdout line is a "
+        "JSON summary "
         "(samples, atom counts and labeling failures per subset).",
     )
     parser.add_argument(
@@ -502,7 +517,8 @@ def _add_demo(commands: Any) -> None:
         "--scale",
         choices=DEMO_SCALES,
         default="small",
-        help="tiny: seconds (tests); small: the default demo (minutes); medium: thousands per subset",
+        help="tiny: seconds (tests); small: the default demo (minutes); medium: thousands "
+        "per subset",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice (same seed, same bytes)"
@@ -520,7 +536,8 @@ def _add_demo(commands: Any) -> None:
         nargs="+",
         metavar="SUBSET",
         default=None,
-        help="write only these subsets (default: all; the names of Table 2, e.g. oc20_s2ef pubchem3d hme21)",
+        help="write only these subsets (default: all; the names of Table 2, e.g. oc20_s2ef "
+        "pubchem3d hme21)",
     )
     parser.set_defaults(func=_run_demo)
 
@@ -533,7 +550,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     unknown = [name for name in args.subsets or () if name not in SUBSET_NAMES]
     if unknown:
         print(
-            f"lamm data demo: error: unknown subset(s) {unknown}; expected some of {', '.join(SUBSET_NAMES)}",
+            f"lamm data demo: error: unknown subset(s) {unknown}; expected some of "
+            f"{', '.join(SUBSET_NAMES)}",
             file=sys.stderr,
         )
         return 2
@@ -570,8 +588,10 @@ def _add_stats(commands: Any) -> None:
     parser = commands.add_parser(
         "stats",
         help="Table 2 (CSV) and Figs. 2 and 4 of a set of stores",
-        description="From store metadata only (never decoding a sample): DIR/tables/table2_datasets.csv "
-        "(task, labels, periodic, samples, samples with temperature sampling T=2, avg atoms, elements "
+        description="From store metadata only (never decoding a sample): "
+        "DIR/tables/table2_datasets.csv "
+        "(task, labels, periodic, samples, samples with temperature sampling T=2, avg "
+        "atoms, elements "
         "per subset, and a total row), DIR/figures/fig2_elements.png (periodic table: subsets "
         "containing each element) and DIR/figures/fig4_natoms.png (atom-count KDE per subset). "
         "IS2RE subsets are left out of the figures, as in the paper.",

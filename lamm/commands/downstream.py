@@ -88,8 +88,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def evaluation_store(args: argparse.Namespace, tmp: Path) -> tuple[StructureStore, dict]:
     """The store `--store` names, or an extended-XYZ file converted into a store in `tmp` (every
-    frame in the test split, labels read with --energy-key/--forces-key in --energy-unit/--length-unit);
-    and what to record about the conversion."""
+    frame in the test split, labels read with --energy-key/--forces-key in
+    --energy-unit/--length-unit); and what to record about the conversion."""
     from lamm.data.store import StructureStore
 
     data = Path(args.data)
@@ -107,11 +107,13 @@ def evaluation_store(args: argparse.Namespace, tmp: Path) -> tuple[StructureStor
         ]
         if given:
             raise ValueError(
-                f"{' '.join(given)} apply to an extended-XYZ --store (.xyz, .extxyz), not to the store {data}"
+                f"{' '.join(given)} apply to an extended-XYZ --store (.xyz, .extxyz), not "
+                f"to the store {data}"
             )
         if data.is_dir():
             raise ValueError(
-                f"--store {data} is a folder; pass a store (.lmdb) or an extended-XYZ file (.xyz, .extxyz)"
+                f"--store {data} is a folder; pass a store (.lmdb) or an extended-XYZ file "
+                "(.xyz, .extxyz)"
             )
         return StructureStore(data), {}
     from lamm.data.user_dataset import UserDataset, UserSplit, convert_user_dataset
@@ -239,7 +241,8 @@ def _dynamics(args: argparse.Namespace) -> int:
         indices = split_indices(store, args.split)
         if not 0 <= args.index < len(indices):
             raise SystemExit(
-                f"{args.data}: --index {args.index} out of range for split {args.split!r} with {len(indices)} structures"
+                f"{args.data}: --index {args.index} out of range for split {args.split!r} "
+                f"with {len(indices)} structures"
             )
         sample = int(indices[args.index])
         calculator = LaMMCalculator(args.checkpoint, head=args.head)
@@ -304,11 +307,16 @@ def add_store_option(parser: argparse.ArgumentParser, help_text: str) -> None:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate",
-        help="test-set metrics of one checkpoint head: energy MAE/atom, force MAE, force cosine, parity plots",
-        description="Predict a store split (or every split: --split all) with one head of a checkpoint; write "
-        "<out>/metrics.json (the test split, or the last one scored, at the top; every split under per_split), "
-        "metrics_per_element.csv, parity.png (energies minus a per-element composition fit) and predictions.npz. "
-        "--store may be an extended-XYZ file: it is converted first (every frame a test structure). "
+        help="test-set metrics of one checkpoint head: energy MAE/atom, force MAE, force "
+        "cosine, parity plots",
+        description="Predict a store split (or every split: --split all) with one head of "
+        "a checkpoint; write "
+        "<out>/metrics.json (the test split, or the last one scored, at the top; every "
+        "split under per_split), "
+        "metrics_per_element.csv, parity.png (energies minus a per-element composition "
+        "fit) and predictions.npz. "
+        "--store may be an extended-XYZ file: it is converted first (every frame a test "
+        "structure). "
         "Only labels the data has are scored.",
     )
     evaluate.add_argument("checkpoint", help="a lamm checkpoint (.pt)")
@@ -322,7 +330,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--head",
         default=None,
-        help="head name (default: the store's subset if the checkpoint has that head, else its first head)",
+        help="head name (default: the store's subset if the checkpoint has that head, else "
+        "its first head)",
     )
     xyz = evaluate.add_argument_group("extended-XYZ --store")
     xyz.add_argument("--energy-key", default=None, help="info key of the energy (default energy)")
@@ -343,9 +352,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     zero_shot = subparsers.add_parser(
         "zero-shot",
-        help="every head of pre-training checkpoints on the downstream test split, energy reference refit (change-bias)",
-        description="For each checkpoint and head: fit a per-element energy shift on --fit-split to "
-        "true - predicted (least squares, as deepmd's change-bias), then score --split. Writes one CSV row per head.",
+        help="every head of pre-training checkpoints on the downstream test split, energy "
+        "reference refit (change-bias)",
+        description="For each checkpoint and head: fit a per-element energy shift on "
+        "--fit-split to "
+        "true - predicted (least squares, as deepmd's change-bias), then score --split. "
+        "Writes one CSV row per head.",
     )
     zero_shot.add_argument("checkpoints", nargs="+", help="lamm checkpoints (.pt)")
     add_store_option(zero_shot, "the downstream structure store (.lmdb)")
@@ -372,9 +384,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     dynamics = subparsers.add_parser(
         "dynamics",
-        help="relax a store structure with BFGS, then NVE MD with the LaMMCalculator; reports total-energy drift",
-        description="BFGS relaxation then velocity-Verlet NVE from Maxwell-Boltzmann velocities. Writes "
-        "<out>/relax.traj, nve.traj, energies.csv, energies.png, summary.json. Only gradient-force models "
+        help="relax a store structure with BFGS, then NVE MD with the LaMMCalculator; "
+        "reports total-energy drift",
+        description="BFGS relaxation then velocity-Verlet NVE from Maxwell-Boltzmann "
+        "velocities. Writes "
+        "<out>/relax.traj, nve.traj, energies.csv, energies.png, summary.json. Only "
+        "gradient-force models "
         "conserve the total energy.",
     )
     dynamics.add_argument("checkpoint", help="a lamm checkpoint (.pt)")

@@ -34,7 +34,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _check_store_splits(args: argparse.Namespace, seed: int = 0) -> None:
     """The store's splits (metadata only), before torch is imported: a store without a test
-    split fails in about a second. The carve sizes, and so their errors, do not depend on the seed."""
+    split fails in about a second. The carve sizes, and so their errors, do not depend on the
+    seed."""
     from lamm.config import load_yaml
     from lamm.data.store import StructureStore
     from lamm.training.finetune_splits import plan_splits
@@ -153,11 +154,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "finetune",
         help="fine-tune a pre-trained (or fresh) model on the downstream subset",
-        description="Fine-tune the encoder of a pre-training checkpoint with one new head on the downstream "
-        "store (reference energies and normalization refitted on its training split), or train the same "
-        "model from scratch. Writes <out>/checkpoints/last.pt, metrics.csv, validation.csv, summary.json "
-        "and test_metrics.json (the final EMA model on the test split). The store needs train, val and test "
-        "splits (checked first); --carve-test/--carve-val take a seeded share of the training records instead.",
+        description="Fine-tune the encoder of a pre-training checkpoint with one new head "
+        "on the downstream "
+        "store (reference energies and normalization refitted on its training split), or "
+        "train the same "
+        "model from scratch. Writes <out>/checkpoints/last.pt, metrics.csv, "
+        "validation.csv, summary.json "
+        "and test_metrics.json (the final EMA model on the test split). The store needs "
+        "train, val and test "
+        "splits (checked first); --carve-test/--carve-val take a seeded share of the "
+        "training records instead.",
     )
     parser.add_argument(
         "--config",
@@ -168,7 +174,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="a pre-training checkpoint file, a shipped model's name (models/<name>/), or 'scratch'",
+        help="a pre-training checkpoint file, a shipped model's name (models/<name>/), or "
+        "'scratch'",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -177,7 +184,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument(
         "--store",
         default=None,
-        help="the downstream store itself; its subset names the new head (overrides the config's data.subset)",
+        help="the downstream store itself; its subset names the new head (overrides the "
+        "config's data.subset)",
     )
     parser.add_argument(
         "--out",

@@ -71,6 +71,7 @@ def _umap(args: argparse.Namespace) -> int:
                 sample.sample_index,
                 sample.atom_index,
                 embedding,
+                strict=True,
             )
         ]
         write_csv(rows, out / "embedding.csv")
@@ -118,9 +119,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "umap",
         help="UMAP map of a checkpoint's per-atom representations (Fig. 8)",
-        description="Sample N atoms per subset (seeded), compute the encoder's rotation-invariant atom "
-        "representations, embed them in 2-D with UMAP (seeded) and draw the four panels of LaMM Fig. 8. "
-        "Writes <out>/embedding.csv (subset, element, x, y, ...), <out>/summary.json and the figure.",
+        description="Sample N atoms per subset (seeded), compute the encoder's "
+        "rotation-invariant atom "
+        "representations, embed them in 2-D with UMAP (seeded) and draw the four panels of "
+        "LaMM Fig. 8. "
+        "Writes <out>/embedding.csv (subset, element, x, y, ...), <out>/summary.json and "
+        "the figure.",
     )
     parser.add_argument(
         "checkpoint", help="a lamm checkpoint (e.g. results/pretrain/demo/checkpoints/epoch_2.pt)"
@@ -130,7 +134,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--subsets",
         nargs="+",
         default=None,
-        help="subsets to map (default: the checkpoint's heads without the IS2RE ones, as in the paper)",
+        help="subsets to map (default: the checkpoint's heads without the IS2RE ones, as "
+        "in the paper)",
     )
     parser.add_argument(
         "--atoms-per-subset", type=int, default=300, help="atoms sampled per subset (paper: 1000)"
@@ -149,7 +154,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         type=_symbol,
         default=None,
-        help="elements with ellipses in panel (d) (default: the 8 most frequent non-H/C/N/O of that subset)",
+        help="elements with ellipses in panel (d) (default: the 8 most frequent "
+        "non-H/C/N/O of that subset)",
     )
     parser.add_argument(
         "--out", default="results/umap", help="directory for embedding.csv and summary.json"

@@ -113,7 +113,8 @@ def download(
                     )
                     if start != str(offset):
                         raise FetchError(
-                            f"{url}: asked for bytes from {offset}, server sent {response.headers.get('Content-Range')}"
+                            f"{url}: asked for bytes from {offset}, server sent "
+                            f"{response.headers.get('Content-Range')}"
                         )
                     mode = "ab"
                 else:
@@ -146,11 +147,13 @@ def download(
                 if not connected:
                     kept = f"the partial file {part} is kept" if received else "nothing was written"
                     raise FetchError(
-                        f"cannot reach {host} to download {dest.name}: {err}. Is the network reachable from this "
+                        f"cannot reach {host} to download {dest.name}: {err}. Is the "
+                        "network reachable from this "
                         f"machine? Rerun `lamm data fetch` when it is ({kept})."
                     ) from None
                 raise FetchError(
-                    f"download of {url} broke off after {received} bytes ({err}); the partial file {part} is kept "
+                    f"download of {url} broke off after {received} bytes ({err}); the "
+                    f"partial file {part} is kept "
                     f"and the next run resumes from it"
                 ) from None
             log.warning(
@@ -171,7 +174,8 @@ def download(
         if digest.hexdigest() != md5:
             part.unlink()
             raise FetchError(
-                f"{dest.name}: MD5 {digest.hexdigest()} does not match the published {md5}; the download was "
+                f"{dest.name}: MD5 {digest.hexdigest()} does not match the published {md5}; "
+                "the download was "
                 f"deleted (run again to download it anew)"
             )
     os.replace(part, dest)
@@ -319,7 +323,8 @@ def plan_line(plan: Mapping[str, Any]) -> str:
         f"; {plan['unknown_size']} file(s) without a published size" if plan["unknown_size"] else ""
     )
     return (
-        f"{plan['source']}: {len(plan['files'])} file(s): {names}{more}; download {human_bytes(plan['download_bytes'])}, "
+        f"{plan['source']}: {len(plan['files'])} file(s): {names}{more}; download "
+        f"{human_bytes(plan['download_bytes'])}, "
         f"disk up to {human_bytes(plan['disk_bytes'])} with archives kept{unknown}"
     )
 
@@ -335,7 +340,8 @@ def fetch_source(
     retries: int = 3,
     backoff_s: float = 2.0,
 ) -> dict[str, Any]:
-    """Download (and unpack) the chosen release files of `source` into `dest`; returns the manifest."""
+    """Download (and unpack) the chosen release files of `source` into `dest`; returns the
+    manifest."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     session = requests.Session()

@@ -70,7 +70,8 @@ def fit_element_references(counts: np.ndarray, energies: np.ndarray) -> dict[str
     energies = np.asarray(energies, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != NUM_ELEMENTS or counts.shape[0] != energies.shape[0]:
         raise ValueError(
-            f"counts must be [n, {NUM_ELEMENTS}] matching energies [n], got {counts.shape} and {energies.shape}"
+            f"counts must be [n, {NUM_ELEMENTS}] matching energies [n], got {counts.shape} "
+            f"and {energies.shape}"
         )
     if len(energies) == 0:
         raise ValueError("no energies to fit references to")
@@ -87,12 +88,16 @@ def fit_element_references(counts: np.ndarray, energies: np.ndarray) -> dict[str
     padded = np.vstack([matrix, np.zeros((max(0, len(elements) - len(matrix)), len(elements)))])
     _, _, vt = np.linalg.svd(padded, full_matrices=False)  # [n_elements, n_elements]
     null_space = [
-        {str(int(z)): round(float(c), 6) for z, c in zip(elements, vector) if abs(c) > 1e-9}
+        {
+            str(int(z)): round(float(c), 6)
+            for z, c in zip(elements, vector, strict=True)
+            if abs(c) > 1e-9
+        }
         for vector in vt[rank:]
     ]
     constant = [
         int(z)
-        for z, column in zip(elements, matrix.T)
+        for z, column in zip(elements, matrix.T, strict=True)
         if len(column) > 1 and (column == column[0]).all()
     ]
     return {

@@ -66,7 +66,8 @@ class UserSplit:
 
 @dataclass(frozen=True)
 class UserDataset:
-    """A user's dataset: files per split, format, label keys, units, physics (see the module docstring)."""
+    """A user's dataset: files per split, format, label keys, units, physics (see the module
+    docstring)."""
 
     name: str
     format: str
@@ -87,7 +88,8 @@ class UserDataset:
     def __post_init__(self) -> None:
         if self.format not in USER_FORMATS:
             raise ValueError(
-                f"dataset {self.name}: format {self.format!r} is not one of {', '.join(USER_FORMATS)}"
+                f"dataset {self.name}: format {self.format!r} is not one of "
+                f"{', '.join(USER_FORMATS)}"
             )
         if not (self.train or self.val or self.test):
             raise ValueError(f"dataset {self.name}: no input files (give train, val or test files)")
@@ -98,16 +100,19 @@ class UserDataset:
             )
         if self.energy_kind not in ("total", "adsorption"):
             raise ValueError(
-                f"dataset {self.name}: energy_kind must be total or adsorption, not {self.energy_kind!r}"
+                f"dataset {self.name}: energy_kind must be total or adsorption, not "
+                f"{self.energy_kind!r}"
             )
         if self.policy == "random" and (self.val or self.test):
             raise ValueError(
-                f"dataset {self.name}: split policy random takes train files only, but val/test files are given;"
+                f"dataset {self.name}: split policy random takes train files only, but "
+                "val/test files are given;"
                 " use policy files (or leave the policy out)"
             )
         if self.format == "deepmd" and self.split.group_by not in ("frame", "file"):
             raise ValueError(
-                f"dataset {self.name}: deepmd frames have no info keys; group_by must be frame or file (a system)"
+                f"dataset {self.name}: deepmd frames have no info keys; group_by must be "
+                "frame or file (a system)"
             )
         for fraction in (self.split.val_fraction, self.split.test_fraction):
             if fraction is not None and not 0 <= fraction < 1:
@@ -116,7 +121,7 @@ class UserDataset:
                 )
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError(f"dataset {self.name}: val_fraction + test_fraction must be below 1")
-        self.units  # raises on an unknown unit
+        _ = self.units  # raises on an unknown unit
 
     # --- resolved settings -------------------------------------------------------------------
     @property
@@ -262,7 +267,8 @@ def _open_items(dataset: UserDataset, path: Path) -> Iterator[SourceItem]:
 
 
 def _with_pbc(item: SourceItem, periodic: bool) -> SourceItem:
-    """Impose the description's periodicity (a periodic frame without a cell then fails the cell check)."""
+    """Impose the description's periodicity (a periodic frame without a cell then fails the cell
+    check)."""
     if item.record is None:
         return item
     return dataclasses.replace(

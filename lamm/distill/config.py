@@ -27,7 +27,8 @@ def validate_distill_config(
     window = config["select"]
     if window["lo_ev_per_a"] > window["hi_ev_per_a"]:
         raise ValueError(
-            f"{name}: select.lo_ev_per_a {window['lo_ev_per_a']} is above select.hi_ev_per_a {window['hi_ev_per_a']}"
+            f"{name}: select.lo_ev_per_a {window['lo_ev_per_a']} is above "
+            f"select.hi_ev_per_a {window['hi_ev_per_a']}"
         )
     return config
 
@@ -40,7 +41,8 @@ def load_distill_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def explore_settings(config: Mapping[str, Any], *, validation: bool = False) -> ExploreSettings:
-    """The exploration MD; with `validation`, the validation set's trajectory length and sampling."""
+    """The exploration MD; with `validation`, the validation set's trajectory length and
+    sampling."""
     explore = config["explore"]
     steps, every = (
         (config["validation"]["steps"], config["validation"]["sample_every"])

@@ -124,7 +124,7 @@ def final_checks(
         measured["student_atoms_per_cpu_s"] / measured["teacher_atoms_per_cpu_s"]
     )
     if any(
-        len(a) > len(b) for a, b in zip(structures, run.seeds)
+        len(a) > len(b) for a, b in zip(structures, run.seeds, strict=True)
     ):  # the seed cells as they are: overhead weighs more
         cell = compare_speed(
             run.seeds,

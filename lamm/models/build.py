@@ -13,7 +13,8 @@ The mapping (the `model:` section of a training config; every key optional excep
       envelope_exponent: 5        # polynomial envelope
       max_atomic_number: 118
       recompute_messages: true    # 2x less training memory for ~10-20% more time (CPU)
-    equiformer_v2: {...}          # used when encoder: equiformer_v2 (EquiformerV2Encoder's keyword arguments)
+    equiformer_v2: {...}          # used when encoder: equiformer_v2 (EquiformerV2Encoder's keyword
+    arguments)
     heads:
       hidden_channels: null       # hidden width of energy and force heads; null = scalar_dim // 2
 
@@ -58,7 +59,8 @@ def _check_keys(section: Mapping[str, Any], allowed: Mapping[str, Any], where: s
     unknown = sorted(set(section) - set(allowed))
     if unknown:
         raise ValueError(
-            f"unknown key(s) in {where}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+            f"unknown key(s) in {where}: {', '.join(unknown)} (allowed: "
+            f"{', '.join(sorted(allowed))})"
         )
 
 
@@ -114,7 +116,8 @@ def resolve_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
         _positive_int(config["painn"][key], f"model config: painn.{key}")
     if not isinstance(config["painn"]["recompute_messages"], bool):
         raise ValueError(
-            f"model config: painn.recompute_messages must be true or false, got {config['painn']['recompute_messages']!r}"
+            "model config: painn.recompute_messages must be true or false, got "
+            f"{config['painn']['recompute_messages']!r}"
         )
     _positive_int(
         config["heads"]["hidden_channels"], "model config: heads.hidden_channels", allow_none=True

@@ -4,7 +4,8 @@ LaMM (after OC22 and JMP, SPEC section 3) trains every head on referenced, norma
 
     E_norm = (E - sum_j e_{d, Z_j} - mean_d) / std_d          per structure, head d
     F_norm = F / rms_d
-    S_norm = S / rms_d                                        stress, eV/Angstrom^3 (no own statistics)
+    S_norm = S / rms_d                                        stress, eV/Angstrom^3 (no own
+    statistics)
 
 with per-element reference energies e_{d, Z} fitted by least squares on the training split of
 subset d, and mean/std/rms measured on the referenced training labels (see
@@ -28,7 +29,8 @@ NUM_ELEMENTS = 119  # index = atomic number; 0 unused
 
 
 class Normalizer(nn.Module):
-    """Buffers per head d: element_references [D, 119] (eV), energy_mean/std [D] (eV), force_rms [D].
+    """Buffers per head d: element_references [D, 119] (eV), energy_mean/std [D] (eV), force_rms
+    [D].
 
     The identity (zeros, ones) until statistics are loaded.
     """

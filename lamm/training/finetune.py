@@ -175,9 +175,9 @@ def match_head_scale(
     Heads predict normalized labels: energy = output * energy_std + mean + references, forces =
     output * force_rms. The downstream statistics are refitted, so a copied head whose outputs
     are left alone is off by std_downstream / std_pretrained in energy and force_rms ratio in
-    forces (lamm-mini's oc20_s2ef head on the demo hme21: 3.7x in forces). Both output layers are linear in their rows, so scaling
-    the rows by pretrained / downstream gives back the pre-trained predictions (up to the
-    refitted element references and mean). Returns the two factors.
+    forces (lamm-mini's oc20_s2ef head on the demo hme21: 3.7x in forces). Both output layers are
+    linear in their rows, so scaling the rows by pretrained / downstream gives back the pre-trained
+    predictions (up to the refitted element references and mean). Returns the two factors.
     """
     energy_factor = float(pretrained["energy_std"]) / float(downstream["energy_std"])
     force_factor = float(pretrained["force_rms"]) / float(downstream["force_rms"])
@@ -222,7 +222,8 @@ def starting_potential(
         if model_config and not _same_architecture(resolve_model_config(model_config), config):
             raise ValueError(
                 f"{source}: its model_config {config} differs from the fine-tuning config's model "
-                f"{resolve_model_config(model_config)}; scratch and pre-trained runs must share one architecture"
+                f"{resolve_model_config(model_config)}; scratch and pre-trained runs must "
+                "share one architecture"
             )
     if force_mode is not None:
         config["force_mode"] = force_mode
@@ -301,7 +302,8 @@ def check_starting_checkpoint(config: Mapping[str, Any], checkpoint: str | os.Pa
     init_head, heads = config["finetune"]["init_head"], list(payload["heads"])
     if init_head is not None and init_head not in heads:
         raise ValueError(
-            f"init_head {init_head!r} is not a head of {checkpoint}; its heads are {', '.join(heads)}"
+            f"init_head {init_head!r} is not a head of {checkpoint}; its heads are "
+            f"{', '.join(heads)}"
         )
     model_config = config.get("model")
     if model_config and not _same_architecture(
@@ -309,14 +311,16 @@ def check_starting_checkpoint(config: Mapping[str, Any], checkpoint: str | os.Pa
     ):
         raise ValueError(
             f"{checkpoint}: its model differs from the fine-tuning config's model section; "
-            "drop that section (or pass --config without one) to fine-tune the checkpoint's own architecture"
+            "drop that section (or pass --config without one) to fine-tune the "
+            "checkpoint's own architecture"
         )
 
 
 def downstream_statistics(
     store: StructureStore, records: np.ndarray, config: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Referencing and normalization of the records trained on (the whole split: cached beside the store)."""
+    """Referencing and normalization of the records trained on (the whole split: cached beside the
+    store)."""
     samples, seed = config["data"]["statistics_samples"], config["seed"]
     if len(records) == len(store.indices("train")):
         return load_or_compute_statistics(store, max_samples=samples, seed=seed)

@@ -50,7 +50,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 class CsvLog:
-    """Append rows to a CSV; on resume, rows after the resumed step are dropped (they are redone)."""
+    """Append rows to a CSV; on resume, rows after the resumed step are dropped (they are
+    redone)."""
 
     def __init__(
         self, path: Path, columns: Sequence[str], keep_until_step: int | None, enabled: bool
@@ -422,7 +423,11 @@ class Trainer:
                 stop_signal, rows = int(rows[:, -1].max()), rows[:, :-1]
                 timing_log.write(
                     [
-                        {"step": self.step, "rank": r, **dict(zip(TIMING_COLUMNS, values))}
+                        {
+                            "step": self.step,
+                            "rank": r,
+                            **dict(zip(TIMING_COLUMNS, values, strict=True)),
+                        }
                         for r, values in enumerate(rows.tolist())
                     ]
                 )
@@ -435,7 +440,8 @@ class Trainer:
                     )
                     if self.nonfinite > train["max_nonfinite_steps"]:
                         raise NonFiniteLossError(
-                            f"stopped after {self.nonfinite} steps with a non-finite loss or gradient"
+                            f"stopped after {self.nonfinite} steps with a non-finite loss "
+                            "or gradient"
                         )
                 step_time = rows[:, 1:4].sum(dim=1).max().item() + rows[:, 0].max().item()
                 compute = rows[:, 4]

@@ -32,7 +32,8 @@ class SphereGrid(nn.Module):
         super().__init__()
         if resolution < 2 * lmax + 1:
             raise ValueError(
-                f"grid resolution {resolution} is below 2 * lmax + 1 = {2 * lmax + 1}: not even a band-limited function round-trips"
+                f"grid resolution {resolution} is below 2 * lmax + 1 = {2 * lmax + 1}: not "
+                "even a band-limited function round-trips"
             )
         self.lmax = lmax
         self.resolution = resolution
@@ -57,5 +58,6 @@ class SphereGrid(nn.Module):
         return torch.einsum("pk,bkc->bpc", self.to_grid_matrix.to(coefficients.dtype), coefficients)
 
     def from_grid(self, values: torch.Tensor, first: int = 0) -> torch.Tensor:
-        """`[B, P, C]` grid values -> `[B, K - first, C]` coefficients `first..K-1` (quadrature projection)."""
+        """`[B, P, C]` grid values -> `[B, K - first, C]` coefficients `first..K-1` (quadrature
+        projection)."""
         return torch.einsum("kp,bpc->bkc", self.from_grid_matrix[first:].to(values.dtype), values)
