@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from lamm.launch import DistributedJob, LaunchSettings, launch
-from lamm.models.checkpoint import epoch_label, load_checkpoint, save_checkpoint
+from lamm.models.checkpoint import load_checkpoint, save_checkpoint
+from lamm.run_labels import epoch_label
 from lamm.training.distributed import DistributedContext, main_rank_first
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.schedule import warmup_cosine

@@ -56,6 +56,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         _check_store_splits(args)
     from lamm.data.store import StructureStore
     from lamm.models.pretrained import is_model_name, resolve_checkpoint
+    from lamm.run_labels import run_label_of_checkpoint
     from lamm.training.finetune import (
         SCRATCH,
         check_starting_checkpoint,
@@ -120,7 +121,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     elif is_model_name(args.checkpoint):
         label = args.checkpoint  # a shipped model: results/finetune/<name>/<model name>
     else:
-        label = f"epoch_{checkpoint.stem.removeprefix('epoch_')}"
+        label = run_label_of_checkpoint(checkpoint)
     if args.config is None:
         config["name"] = (
             store.subset

@@ -29,6 +29,7 @@ import torch
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.models.potential import Potential
 from lamm.models.pretrained import resolve_checkpoint
+from lamm.run_labels import epoch_label as epoch_label  # its old home: keep importing it
 
 CHECKPOINT_FORMAT = "lamm-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -66,13 +67,6 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> P
     finally:
         partial.unlink(missing_ok=True)
     return path
-
-
-def epoch_label(epoch: float) -> str:
-    """File-name form of a fractional epoch: 0 -> '0', 0.1 -> '0.1', 2.0 -> '2'
-    (epoch_<label>.pt)."""
-    text = f"{epoch:.6f}".rstrip("0").rstrip(".")
-    return text or "0"
 
 
 def _plain_state(state: Mapping[str, Any]) -> dict[str, Any]:

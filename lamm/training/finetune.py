@@ -39,9 +39,10 @@ from lamm.data.dataset import MultiStoreDataset
 from lamm.data.referencing import compute_statistics, load_or_compute_statistics
 from lamm.data.store import StructureStore
 from lamm.models.build import build_potential, resolve_model_config
-from lamm.models.checkpoint import epoch_label, load_checkpoint, potential_from_checkpoint
+from lamm.models.checkpoint import load_checkpoint, potential_from_checkpoint
 from lamm.models.potential import Potential
 from lamm.models.pretrained import MODEL_FILE
+from lamm.run_labels import SCRATCH, epoch_label, epoch_of_checkpoint
 from lamm.tracking import RunTracker, find_or_create_parent_run
 from lamm.training.distributed import (
     DistributedContext,
@@ -64,7 +65,6 @@ from lamm.training.validation import evaluate
 log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).with_name("finetune.schema.yaml")
-SCRATCH = "scratch"
 _SUBSET_STREAM = 0x5A3F  # separates the train-fraction draw from other streams seeded with `seed`
 
 
@@ -92,11 +92,11 @@ def checkpoint_label(
         return SCRATCH
     if Path(path).name == MODEL_FILE:  # a shipped model, models/<name>/model.pt: its name
         return Path(path).parent.name
-    match = re.fullmatch(r"epoch_(.+)\.pt", Path(path).name)
-    if match:
-        return match.group(1)
+    epoch = epoch_of_checkpoint(path)
+    if epoch is not None:
+        return epoch
     if payload is not None and "training" in payload:
-        return epoch_label(float(payload["training"]["epochs_done"]))
+        return epoch_label(payload["training"]["epochs_done"])
     return Path(path).stem
 
 
