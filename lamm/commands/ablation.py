@@ -133,6 +133,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     run.set_defaults(func=_denoising)
 
+    _add_summary_parser(commands)
+
+
+def _add_summary_parser(commands: argparse._SubParsersAction) -> None:
+    """`lamm ablation denoising-summary`."""
     summary = commands.add_parser(
         "denoising-summary",
         help="denoising.csv, Fig. 7 and the epochs-to-threshold ratio from the two runs",

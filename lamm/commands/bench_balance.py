@@ -38,6 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="X",
         help="Fig. 4-like atom counts, Table 2 sample counts times X",
     )
+    _add_simulation_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is simulated and how a rank's load is counted."""
     parser.add_argument(
         "--world-sizes",
         type=int,
@@ -114,7 +120,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=Path("results/tables/balance_simulation.csv"),
         help="CSV to write",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

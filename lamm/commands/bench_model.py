@@ -119,6 +119,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="run all cases this many times in turn, keep each case's fastest round",
     )
+    _add_run_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Seeds, peers and where the results go."""
     parser.add_argument("--seed", type=int, default=0, help="seed of the model weights and inputs")
     parser.add_argument(
         "--schnetpack-python",
@@ -134,7 +140,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("results/tables/model_throughput.csv"), help="CSV to write"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _umap(args: argparse.Namespace) -> int:
@@ -55,25 +56,7 @@ def _umap(args: argparse.Namespace) -> int:
             chosen = [chemical_symbols.index(symbol) for symbol in args.ellipse_elements]
         else:
             chosen = choose_ellipse_elements(sample.subset, sample.atomic_number, ellipse_subset)
-        rows = [
-            {
-                "subset": s,
-                "element": chemical_symbols[z],
-                "atomic_number": int(z),
-                "sample_index": int(i),
-                "atom_index": int(a),
-                "x": float(x),
-                "y": float(y),
-            }
-            for s, z, i, a, (x, y) in zip(
-                sample.subset,
-                sample.atomic_number,
-                sample.sample_index,
-                sample.atom_index,
-                embedding,
-                strict=True,
-            )
-        ]
+        rows = _embedding_rows(sample, embedding, chemical_symbols)
         write_csv(rows, out / "embedding.csv")
         plot_umap(
             embedding,
@@ -105,6 +88,29 @@ def _umap(args: argparse.Namespace) -> int:
         tracker.log_artifact(out / "embedding.csv")
     print(json.dumps(summary))
     return 0
+
+
+def _embedding_rows(sample: Any, embedding: Any, symbols: list[str]) -> list[dict[str, Any]]:
+    """One row per sampled atom: its subset, element, sample and atom index, and 2-D position."""
+    return [
+        {
+            "subset": s,
+            "element": symbols[z],
+            "atomic_number": int(z),
+            "sample_index": int(i),
+            "atom_index": int(a),
+            "x": float(x),
+            "y": float(y),
+        }
+        for s, z, i, a, (x, y) in zip(
+            sample.subset,
+            sample.atomic_number,
+            sample.sample_index,
+            sample.atom_index,
+            embedding,
+            strict=True,
+        )
+    ]
 
 
 def _symbol(text: str) -> str:

@@ -152,27 +152,7 @@ def compute_statistics(
     if len(train) > max_samples:
         train = np.sort(np.random.default_rng(seed).choice(train, size=max_samples, replace=False))
     provenance["samples_used"] = len(train)
-    counts, energies, squares, components = [], [], 0.0, 0
-    non_finite = {
-        "energy": 0,
-        "forces": 0,
-    }  # labels left out of the fit, counted (converted stores have none)
-    for index in progress(train.tolist(), desc=f"statistics {store.subset}", unit="sample"):
-        record = store.get_record(index)
-        if record.energy is not None and not np.isfinite(record.energy):
-            non_finite["energy"] += 1
-        elif record.energy is not None:
-            counts.append(
-                np.bincount(
-                    np.asarray(record.atomic_numbers, dtype=np.int64), minlength=NUM_ELEMENTS
-                )
-            )
-            energies.append(record.energy)
-        if record.forces is not None and not np.isfinite(record.forces).all():
-            non_finite["forces"] += 1
-        elif record.forces is not None:
-            squares += float(np.square(record.forces).sum())
-            components += record.forces.size
+    counts, energies, squares, components, non_finite = _gather_labels(store, train)
     provenance["samples_with_energy"] = len(energies)
     if any(non_finite.values()):
         provenance["non_finite_labels_skipped"] = non_finite
@@ -206,6 +186,30 @@ def compute_statistics(
         )
         std = 1.0
     return _result(reference_dict, float(referenced.mean()), std, force_rms, provenance)
+
+
+def _gather_labels(
+    store: StructureStore, train: np.ndarray
+) -> tuple[list[np.ndarray], list[float], float, int, dict[str, int]]:
+    """Element counts and energies of the records with a finite energy, the sum of squared
+    finite force components and their number, and the non-finite labels left out (counted;
+    converted stores have none)."""
+    counts, energies, squares, components = [], [], 0.0, 0
+    non_finite = {"energy": 0, "forces": 0}
+    for index in progress(train.tolist(), desc=f"statistics {store.subset}", unit="sample"):
+        record = store.get_record(index)
+        if record.energy is not None and not np.isfinite(record.energy):
+            non_finite["energy"] += 1
+        elif record.energy is not None:
+            numbers = np.asarray(record.atomic_numbers, dtype=np.int64)
+            counts.append(np.bincount(numbers, minlength=NUM_ELEMENTS))
+            energies.append(record.energy)
+        if record.forces is not None and not np.isfinite(record.forces).all():
+            non_finite["forces"] += 1
+        elif record.forces is not None:
+            squares += float(np.square(record.forces).sum())
+            components += record.forces.size
+    return counts, energies, squares, components, non_finite
 
 
 def _result(references, mean, std, force_rms, provenance) -> dict[str, Any]:
