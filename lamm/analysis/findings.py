@@ -127,6 +127,19 @@ def throughput_finding(path: Path) -> Finding:
             f"{sum(slower_or_unknown)}"
         )
     measured += "."
+    size, spread_text = _throughput_size_and_spread(equal, at_memory, outside, repeats)
+    if all(faster) or (not any(slower_or_unknown) and sum(faster) > len(faster) / 2):
+        verdict = SUPPORTED
+    else:
+        verdict = CONTRADICTED if any(clearly_slower) else NOT_SHOWN
+    return Finding(claim, size, spread_text, verdict, measured, path.name)
+
+
+def _throughput_size_and_spread(
+    equal: list[float], at_memory: list[float], outside: list[bool], repeats: list[int]
+) -> tuple[str, str]:
+    """The effect size against the paper's, and the spread between repeats, as the report
+    states them."""
     size = f"equal batch: {_range(equal)} vs the paper's up to {PAPER_THROUGHPUT:.2f}x"
     if at_memory:
         size += (
@@ -143,11 +156,7 @@ def throughput_finding(path: Path) -> Finding:
         )
     else:
         spread_text = "1 repeat per case: spread unknown"
-    if all(faster) or (not any(slower_or_unknown) and sum(faster) > len(faster) / 2):
-        verdict = SUPPORTED
-    else:
-        verdict = CONTRADICTED if any(clearly_slower) else NOT_SHOWN
-    return Finding(claim, size, spread_text, verdict, measured, path.name)
+    return size, spread_text
 
 
 def _range(values: list[float]) -> str:

@@ -147,24 +147,25 @@ def _add_convert(sub: Any) -> None:
     parser = sub.add_parser(
         "convert",
         help="convert real release files, or your own dataset, into one structure store",
-        description="Three ways in: a built-in SOURCE and its release files; your own "
-        "dataset described by\n"
-        "--dataset FILE (a YAML: name, format, files, keys, units, split); or the same with flags\n"
-        "(--format, --name, --input, ...). Records that fail the checks (NaN, atoms too "
-        "close, a declared\n"
-        "label missing) are skipped and counted by reason; the store is written atomically "
-        "in eV, Angstrom\n"
-        "and eV/Angstrom and records the description, units and counts. A conversion that "
-        "keeps no record\n"
-        'fails. The last stdout line is JSON {"source", "read", "written", "skipped": '
-        "{reason: count}};\n"
-        "the split sizes are in the log and in the store's info (conversion.splits).",
-        epilog="examples:\n  lamm data convert hme21 --input raw/hme21_train.xyz "
-        "--val-input raw/hme21_val.xyz --out hme21.lmdb\n"
-        "  lamm data convert --dataset my_set.yaml --out results/data/my_set.lmdb\n"
-        "  lamm data convert --format extxyz --name my_set --input train.xyz --energy-key "
-        "REF_energy "
-        "--forces-key REF_forces --energy-unit kcal/mol --out my_set.lmdb",
+        description=(
+            "Three ways in: a built-in SOURCE and its release files; your own dataset described\n"
+            "by --dataset FILE (a YAML: name, format, files, keys, units, split); or the same\n"
+            "with flags (--format, --name, --input, ...). Records that fail the checks (NaN,\n"
+            "atoms too close, a declared label missing) are skipped and counted by reason; the\n"
+            "store is written atomically in eV, Angstrom and eV/Angstrom and records the\n"
+            "description, units and counts. A conversion that keeps no record fails. The last\n"
+            'stdout line is JSON {"source", "read", "written", "skipped": {reason: count}}; the\n'
+            "split sizes are in the log and in the store's info (conversion.splits)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  lamm data convert hme21 --input raw/hme21_train.xyz \\\n"
+            "      --val-input raw/hme21_val.xyz --out hme21.lmdb\n"
+            "  lamm data convert --dataset my_set.yaml --out results/data/my_set.lmdb\n"
+            "  lamm data convert --format extxyz --name my_set --input train.xyz \\\n"
+            "      --energy-key REF_energy --forces-key REF_forces --energy-unit kcal/mol \\\n"
+            "      --out my_set.lmdb"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -202,6 +203,13 @@ def _add_convert(sub: Any) -> None:
     parser.add_argument(
         "--out", required=True, type=Path, metavar="STORE", help="the store file to write"
     )
+    _add_checks_arguments(parser)
+    _add_own_dataset_arguments(parser)
+    parser.set_defaults(func=_run_convert)
+
+
+def _add_checks_arguments(parser: argparse.ArgumentParser) -> None:
+    """Record checks, the seeded split, and OC20 references."""
     parser.add_argument(
         "--max-atoms",
         type=_optional_int,
@@ -237,6 +245,10 @@ def _add_convert(sub: Any) -> None:
         help="OC20 oc20_ref.pkl: add per-system references to LMDB adsorption energies "
         "(stores totals)",
     )
+
+
+def _add_own_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a user's own dataset (`--format`, `--name`, label keys, units, splits)."""
     own = parser.add_argument_group("your own dataset (instead of SOURCE)")
     own.add_argument(
         "--dataset",
@@ -308,7 +320,6 @@ def _add_convert(sub: Any) -> None:
         help="frames kept together by the split: frame, file (a deepmd system), or an info "
         "key (default frame)",
     )
-    parser.set_defaults(func=_run_convert)
 
 
 def _unit(names: tuple[str, ...]) -> Callable[[str], str]:

@@ -350,38 +350,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
     evaluate.set_defaults(func=_evaluate)
 
-    zero_shot = subparsers.add_parser(
-        "zero-shot",
-        help="every head of pre-training checkpoints on the downstream test split, energy "
-        "reference refit (change-bias)",
-        description="For each checkpoint and head: fit a per-element energy shift on "
-        "--fit-split to "
-        "true - predicted (least squares, as deepmd's change-bias), then score --split. "
-        "Writes one CSV row per head.",
-    )
-    zero_shot.add_argument("checkpoints", nargs="+", help="lamm checkpoints (.pt)")
-    add_store_option(zero_shot, "the downstream structure store (.lmdb)")
-    zero_shot.add_argument(
-        "--out", required=True, help="CSV file (e.g. results/tables/zero_shot.csv)"
-    )
-    zero_shot.add_argument(
-        "--head",
-        action="append",
-        default=[],
-        help="evaluate only this head (repeatable; default all)",
-    )
-    zero_shot.add_argument(
-        "--fit-split",
-        default="train",
-        choices=["train", "val", "test"],
-        help="split the per-element energy shift is fitted on",
-    )
-    zero_shot.add_argument(
-        "--split", default="test", choices=["train", "val", "test"], help="split that is scored"
-    )
-    zero_shot.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
-    zero_shot.set_defaults(func=_zero_shot)
+    _add_zero_shot_parser(subparsers)
+    _add_dynamics_parser(subparsers)
 
+
+def _add_dynamics_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`lamm dynamics`."""
     dynamics = subparsers.add_parser(
         "dynamics",
         help="relax a store structure with BFGS, then NVE MD with the LaMMCalculator; "
@@ -424,3 +398,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--log-every", type=int, default=1, help="MD steps between recorded frames"
     )
     dynamics.set_defaults(func=_dynamics)
+
+
+def _add_zero_shot_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`lamm zero-shot`."""
+    zero_shot = subparsers.add_parser(
+        "zero-shot",
+        help="every head of pre-training checkpoints on the downstream test split, energy "
+        "reference refit (change-bias)",
+        description="For each checkpoint and head: fit a per-element energy shift on "
+        "--fit-split to "
+        "true - predicted (least squares, as deepmd's change-bias), then score --split. "
+        "Writes one CSV row per head.",
+    )
+    zero_shot.add_argument("checkpoints", nargs="+", help="lamm checkpoints (.pt)")
+    add_store_option(zero_shot, "the downstream structure store (.lmdb)")
+    zero_shot.add_argument(
+        "--out", required=True, help="CSV file (e.g. results/tables/zero_shot.csv)"
+    )
+    zero_shot.add_argument(
+        "--head",
+        action="append",
+        default=[],
+        help="evaluate only this head (repeatable; default all)",
+    )
+    zero_shot.add_argument(
+        "--fit-split",
+        default="train",
+        choices=["train", "val", "test"],
+        help="split the per-element energy shift is fitted on",
+    )
+    zero_shot.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="split that is scored"
+    )
+    zero_shot.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
+    zero_shot.set_defaults(func=_zero_shot)

@@ -382,31 +382,13 @@ def run_finetuning(
     `checkpoint` None means from scratch. `config` is a validated fine-tuning config (its
     `finetune` section carries init_head, train_fraction, force_mode, layer_decay, freeze_encoder).
     """
-    options, data, sampler_config = config["finetune"], config["data"], config["sampler"]
+    options, data = config["finetune"], config["data"]
     context = init_distributed(config["device"], config["threads_per_rank"])
     out_dir = Path(out_dir)
     try:
-        store = StructureStore(store_path)
         subset = data["subset"]
-        if store.subset != subset:
-            raise ValueError(
-                f"{store.path} holds subset {store.subset!r}, the config fine-tunes on {subset!r}"
-            )
-        payload = load_checkpoint(checkpoint) if checkpoint is not None else None
-        label = checkpoint_label(checkpoint, payload)
-        model, model_config = starting_potential(
-            config.get("model"),
-            payload,
-            subset,
-            init_head=options["init_head"],
-            force_mode=options["force_mode"],
-            seed=config["seed"],
-            source=str(checkpoint),
-        )
-        pretrained_statistics = None
-        if options["init_head"] is not None:
-            pretrained_statistics = head_statistics(payload, options["init_head"])
-        del payload
+        store = _open_store(store_path, subset)
+        label, model, model_config, pretrained_statistics = _starting_model(config, checkpoint)
         splits = plan_splits(
             store, config["seed"], carve_test=options["carve_test"], carve_val=options["carve_val"]
         )
@@ -415,24 +397,8 @@ def run_finetuning(
                 "%s: carved from the training split for this run: %s", store.path, splits.carved
             )
         records = train_records(store, options["train_fraction"], config["seed"], pool=splits.train)
-        # The other ranks read the cache rank 0 wrote.
-        statistics = main_rank_first(lambda: downstream_statistics(store, records, config), context)
-        model.normalizer.set_head(0, statistics)
-        if pretrained_statistics is not None:
-            log.info(
-                "init_head %s rescaled to the downstream statistics by %s",
-                options["init_head"],
-                match_head_scale(model, pretrained_statistics, statistics),
-            )
-        dataset_args = dict(
-            cutoff=model_config["cutoff"],
-            max_neighbors=model_config["max_neighbors"],
-            seed=config["seed"],
-        )
-        train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)
-        val_set = MultiStoreDataset(
-            [store], splits.dataset_split("val"), records=[splits.val], **dataset_args
-        )
+        statistics = _fit_statistics(model, store, records, config, context, pretrained_statistics)
+        train_set, val_set = _datasets(store, splits, records, model_config, config["seed"])
         loader = build_train_loader(train_set, config, context, temperature=None)
         config = same_steps_config(config, len(splits.train), len(loader), context.world_size)
         groups = parameter_groups(
@@ -454,21 +420,8 @@ def run_finetuning(
         if context.is_main:
             write_run_inputs(out_dir, config, [statistics])
         validate = validation(val_set, [subset], [False], context, config, model_config)
-        parent_id = (
-            find_or_create_parent_run(parent_run, "finetune")
-            if parent_run and context.is_main and state is None
-            else None
-        )
-        tracker = RunTracker(
-            "finetune",
-            f"{config['name']}-{out_dir.name}",
-            params={**config, **run_info, "world_size": context.world_size},
-            inputs=[store.path] + ([checkpoint] if checkpoint is not None else []),
-            enabled=context.is_main,
-            parent_run_id=parent_id,
-            resume_run_id=state["training"]["mlflow_run_id"] if state else None,
-        )
-        with tracker:
+        inputs = [store.path] + ([checkpoint] if checkpoint is not None else [])
+        with _tracker(config, run_info, out_dir, inputs, context, parent_run, state) as tracker:
             trainer = Trainer(
                 model,
                 loader,
@@ -487,37 +440,157 @@ def run_finetuning(
                 param_groups=groups,
             )
             summary = fit(trainer, state, last)
-            with trainer.ema.applied_to(trainer.model) if trainer.ema else contextlib.nullcontext():
-                test = evaluate_test(
-                    trainer.model,
-                    store,
-                    model_config,
-                    context,
-                    max_samples=options["test_max_samples"],
-                    batch_size=sampler_config["batch_per_rank"],
-                    records=splits.test,
-                    split=splits.dataset_split("test"),
-                )
+            test = _test(trainer, store, splits, model_config, context, config)
             summary.update(run_info, world_size=context.world_size, test=test)
-            tracker.log_metrics(
-                {f"test/{k}": v for k, v in test.items() if k != "structures"}, step=trainer.step
-            )
-            if context.is_main:
-                _write_json(
-                    out_dir / "test_metrics.json",
-                    {
-                        **test,
-                        **run_info,
-                        "split": "test",
-                        "model": "ema" if trainer.ema else "final",
-                    },
-                )
-                _write_json(out_dir / "summary.json", summary)
-                for name in ("validation.csv", "test_metrics.json"):
-                    tracker.log_artifact(out_dir / name)
+            _report_test(trainer, tracker, test, run_info, summary, out_dir, context.is_main)
         return summary
     finally:
         shutdown()
+
+
+def _open_store(path: str | os.PathLike, subset: str) -> StructureStore:
+    """The downstream store, which must hold the subset the config fine-tunes on."""
+    store = StructureStore(path)
+    if store.subset != subset:
+        raise ValueError(
+            f"{store.path} holds subset {store.subset!r}, the config fine-tunes on {subset!r}"
+        )
+    return store
+
+
+def _starting_model(
+    config: Mapping[str, Any], checkpoint: str | os.PathLike | None
+) -> tuple[str, Potential, dict[str, Any], dict[str, Any] | None]:
+    """(run label, model, its config, the copied head's pre-training statistics or None) of a
+    run from `checkpoint` (None: scratch); the checkpoint's payload is dropped afterwards."""
+    options = config["finetune"]
+    payload = load_checkpoint(checkpoint) if checkpoint is not None else None
+    label = checkpoint_label(checkpoint, payload)
+    model, model_config = starting_potential(
+        config.get("model"),
+        payload,
+        config["data"]["subset"],
+        init_head=options["init_head"],
+        force_mode=options["force_mode"],
+        seed=config["seed"],
+        source=str(checkpoint),
+    )
+    pretrained_statistics = None
+    if options["init_head"] is not None:
+        pretrained_statistics = head_statistics(payload, options["init_head"])
+    return label, model, model_config, pretrained_statistics
+
+
+def _fit_statistics(
+    model: Potential,
+    store: StructureStore,
+    records: np.ndarray,
+    config: Mapping[str, Any],
+    context: Any,
+    pretrained_statistics: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The downstream statistics of the training records, set on the model's one head; a head
+    copied with init_head is rescaled to them. The other ranks read the cache rank 0 wrote."""
+    statistics = main_rank_first(lambda: downstream_statistics(store, records, config), context)
+    model.normalizer.set_head(0, statistics)
+    if pretrained_statistics is not None:
+        log.info(
+            "init_head %s rescaled to the downstream statistics by %s",
+            config["finetune"]["init_head"],
+            match_head_scale(model, pretrained_statistics, statistics),
+        )
+    return statistics
+
+
+def _tracker(
+    config: Mapping[str, Any],
+    run_info: dict[str, Any],
+    out_dir: Path,
+    inputs: list,
+    context: Any,
+    parent_run: str | None,
+    state: Mapping[str, Any] | None,
+) -> RunTracker:
+    """The run's MLflow run (rank 0), nested under the sweep's parent run when one is named;
+    a resumed run continues its own."""
+    parent_id = (
+        find_or_create_parent_run(parent_run, "finetune")
+        if parent_run and context.is_main and state is None
+        else None
+    )
+    return RunTracker(
+        "finetune",
+        f"{config['name']}-{out_dir.name}",
+        params={**config, **run_info, "world_size": context.world_size},
+        inputs=inputs,
+        enabled=context.is_main,
+        parent_run_id=parent_id,
+        resume_run_id=state["training"]["mlflow_run_id"] if state else None,
+    )
+
+
+def _report_test(
+    trainer: Trainer,
+    tracker: RunTracker,
+    test: dict[str, Any],
+    run_info: dict[str, Any],
+    summary: dict[str, Any],
+    out_dir: Path,
+    main: bool,
+) -> None:
+    """Test metrics to MLflow, and (rank 0) test_metrics.json and summary.json."""
+    tracker.log_metrics(
+        {f"test/{k}": v for k, v in test.items() if k != "structures"}, step=trainer.step
+    )
+    if not main:
+        return
+    model_kind = "ema" if trainer.ema else "final"
+    _write_json(
+        out_dir / "test_metrics.json", {**test, **run_info, "split": "test", "model": model_kind}
+    )
+    _write_json(out_dir / "summary.json", summary)
+    for name in ("validation.csv", "test_metrics.json"):
+        tracker.log_artifact(out_dir / name)
+
+
+def _datasets(
+    store: StructureStore,
+    splits: Any,
+    records: np.ndarray,
+    model_config: Mapping[str, Any],
+    seed: int,
+) -> tuple[MultiStoreDataset, MultiStoreDataset]:
+    """The training records and the (possibly carved) validation split of the store."""
+    dataset_args = dict(
+        cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"], seed=seed
+    )
+    train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)
+    val_set = MultiStoreDataset(
+        [store], splits.dataset_split("val"), records=[splits.val], **dataset_args
+    )
+    return train_set, val_set
+
+
+def _test(
+    trainer: Trainer,
+    store: StructureStore,
+    splits: Any,
+    model_config: Mapping[str, Any],
+    context: Any,
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Test metrics of the trained model (its EMA weights when it keeps them)."""
+    with trainer.ema.applied_to(trainer.model) if trainer.ema else contextlib.nullcontext():
+        return evaluate_test(
+            trainer.model,
+            store,
+            model_config,
+            context,
+            max_samples=config["finetune"]["test_max_samples"],
+            batch_size=config["sampler"]["batch_per_rank"],
+            records=splits.test,
+            split=splits.dataset_split("test"),
+        )
 
 
 def _write_json(path: Path, value: Any) -> None:

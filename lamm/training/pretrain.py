@@ -76,6 +76,25 @@ def _no_validation(model: Any) -> dict[str, float]:
     return {}
 
 
+def _datasets(
+    stores: list[StructureStore], config: Mapping[str, Any], model_config: Mapping[str, Any]
+) -> tuple[MultiStoreDataset, MultiStoreDataset]:
+    """The training and validation sets over every store, with the model's graph and the
+    config's denoising."""
+    data = config["data"]
+    dataset_args = dict(
+        cutoff=model_config["cutoff"],
+        max_neighbors=model_config["max_neighbors"],
+        noise_sigma=data["denoise_sigma"] or DEFAULT_SIGMA,
+        noise_mode=data["denoise_mode"],
+        seed=config["seed"],
+    )
+    return (
+        MultiStoreDataset(stores, "train", **dataset_args),
+        MultiStoreDataset(stores, "val", **dataset_args),
+    )
+
+
 def run_pretraining(
     config: Mapping[str, Any],
     data_dir: str | os.PathLike,
@@ -106,15 +125,7 @@ def run_pretraining(
         model = build_potential(model_config, data["subsets"], seed=config["seed"])
         for head, stats in enumerate(statistics):
             model.normalizer.set_head(head, stats)
-        dataset_args = dict(
-            cutoff=model_config["cutoff"],
-            max_neighbors=model_config["max_neighbors"],
-            noise_sigma=data["denoise_sigma"] or DEFAULT_SIGMA,
-            noise_mode=data["denoise_mode"],
-            seed=config["seed"],
-        )
-        train_set = MultiStoreDataset(stores, "train", **dataset_args)
-        val_set = MultiStoreDataset(stores, "val", **dataset_args)
+        train_set, val_set = _datasets(stores, config, model_config)
         loader = build_train_loader(train_set, config, context, temperature=data["temperature"])
         last, payload = resume_state(out_dir, resume)
         if context.is_main:
