@@ -17,9 +17,12 @@ def validate_distill_config(
     raw: Mapping[str, Any], name: str = "distillation config"
 ) -> dict[str, Any]:
     """Defaults filled; errors name the key. The student's model is resolved (checked) too."""
-    from lamm.models.build import resolve_model_config
+    from lamm.models.build import model_schema, resolve_model_config
 
-    config = validate_config(raw, load_yaml(SCHEMA), name=name)
+    schema = load_yaml(SCHEMA)
+    student = schema["properties"]["student"]["properties"]
+    student["model"] = {**model_schema(), "description": student["model"]["description"]}
+    config = validate_config(raw, schema, name=name)
     try:
         config["student"]["model"] = resolve_model_config(config["student"]["model"])
     except ValueError as err:

@@ -21,6 +21,7 @@ config asks (`finetune.carve_val`, `finetune.carve_test`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -70,12 +71,15 @@ _SUBSET_STREAM = 0x5A3F  # separates the train-fraction draw from other streams 
 
 def finetune_schema() -> dict[str, Any]:
     """The trainer schema with the fine-tuning sections (finetune.schema.yaml) merged in."""
-    trainer, own = load_yaml(TRAINER_SCHEMA), load_yaml(SCHEMA)
+    trainer, own = copy.deepcopy(TRAINER_SCHEMA), load_yaml(SCHEMA)
+    # the trainer's model section, which may be null here (the checkpoint's model is used)
+    model = {**trainer["properties"]["model"], **own["properties"]["model"]}
+    model["type"] = ["object", "null"]
     return {
         **trainer,
         "description": own["description"],
         "required": own["required"],
-        "properties": {**trainer["properties"], **own["properties"]},
+        "properties": {**trainer["properties"], **own["properties"], "model": model},
     }
 
 

@@ -24,7 +24,7 @@ from lamm.data.dataset import MultiStoreDataset
 from lamm.data.noise import DEFAULT_SIGMA
 from lamm.data.referencing import load_or_compute_statistics
 from lamm.data.store import StructureStore
-from lamm.models.build import build_potential, resolve_model_config
+from lamm.models.build import build_potential, model_schema, resolve_model_config
 from lamm.tracking import RunTracker
 from lamm.training.distributed import (
     DistributedContext,
@@ -43,7 +43,17 @@ from lamm.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-SCHEMA = Path(__file__).with_name("config.schema.yaml")
+
+def trainer_schema() -> dict[str, Any]:
+    """config.schema.yaml with its `model:` section spelled out by `model_schema()` (keys and
+    types declared once, by the model builder), so model keys get the same "did you mean"."""
+    schema = load_yaml(Path(__file__).with_name("config.schema.yaml"))
+    own = schema["properties"]["model"]
+    schema["properties"]["model"] = {**model_schema(), "description": own["description"]}
+    return schema
+
+
+SCHEMA = trainer_schema()
 
 
 def load_trainer_config(path: str | os.PathLike) -> dict[str, Any]:
