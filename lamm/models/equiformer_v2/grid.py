@@ -9,7 +9,8 @@ Projection back is exact for band-limited grid functions: a coefficient of degre
 recovered exactly when the grid integrates Y_k Y_k' exactly (n_lat >= lmax + 1, n_lon >=
 2 lmax + 1). The nonlinearity makes the grid function not band-limited, so the projection
 carries a quadrature (aliasing) error, the only part of the model that is not exactly
-equivariant; it falls exponentially with the resolution (measured in the tests and README).
+equivariant; it falls exponentially with the resolution (measured in the tests and in
+docs/models.md).
 """
 
 from __future__ import annotations
