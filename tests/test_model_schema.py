@@ -6,7 +6,7 @@ import inspect
 import pytest
 
 from lamm.config import ConfigError, validate_config
-from lamm.models.build import DEFAULTS, resolve_model_config
+from lamm.models.build import DEFAULTS, build_potential, resolve_model_config
 from lamm.models.painn import PaiNN
 from lamm.training.finetune import finetune_schema
 from lamm.training.pretrain import SCHEMA
@@ -27,7 +27,6 @@ def test_painn_defaults_are_the_constructor_defaults():
         ("painn", "hiden_channels", "model.painn.hidden_channels"),
         ("heads", "hidden_channel", "model.heads.hidden_channels"),
         (None, "cutof", "model.cutoff"),
-        ("equiformer_v2", "num_layer", "model.equiformer_v2.num_layers"),
     ],
 )
 def test_a_misspelled_model_key_fails_at_load_with_a_suggestion(section, key, hint):
@@ -58,3 +57,8 @@ def test_a_fine_tuning_config_may_leave_the_model_to_the_checkpoint():
             schema,
         ).value
     )
+
+
+def test_equiformer_keys_are_checked_by_the_builder_with_a_suggestion():
+    with pytest.raises(ValueError, match="num_layer .did you mean num_layers"):
+        build_potential({"encoder": "equiformer_v2", "equiformer_v2": {"num_layer": 2}}, ["a"])

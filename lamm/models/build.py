@@ -28,6 +28,7 @@ gets the "did you mean" of every other section when the config is loaded.
 from __future__ import annotations
 
 import copy
+import difflib
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -69,8 +70,10 @@ DEFAULTS: dict[str, Any] = {
 def _check_keys(section: Mapping[str, Any], allowed: Mapping[str, Any], where: str) -> None:
     unknown = sorted(set(section) - set(allowed))
     if unknown:
+        hints = [difflib.get_close_matches(key, list(allowed), n=1) for key in unknown]
+        suggestions = "".join(f" (did you mean {hint[0]}?)" for hint in hints if hint)
         raise ValueError(
-            f"unknown key(s) in {where}: {', '.join(unknown)} (allowed: "
+            f"unknown key(s) in {where}: {', '.join(unknown)}{suggestions} (allowed: "
             f"{', '.join(sorted(allowed))})"
         )
 
@@ -161,7 +164,12 @@ def model_schema() -> dict[str, Any]:
 
     painn = {key: positive for key in DEFAULTS["painn"] if key != "recompute_messages"}
     painn["recompute_messages"] = {"type": "boolean"}
-    equiformer = dict.fromkeys(equiformer_v2_keys(), {})
+    # equiformer_v2's keys are checked by the builder against EquiformerV2Encoder's signature:
+    # importing that module (e3nn) here would slow every config load, the workflow's parse too
+    equiformer = {
+        "type": ["object", "null"],
+        "description": "EquiformerV2Encoder's keyword arguments (checked when it is built)",
+    }
     return {
         "type": "object",
         "additionalProperties": False,
@@ -173,7 +181,7 @@ def model_schema() -> dict[str, Any]:
             "max_neighbors": {"type": ["integer", "null"], "minimum": 1},
             "force_mode": {"enum": list(FORCE_MODES)},
             "painn": section(painn, "PaiNN's sizes (encoder: painn)"),
-            "equiformer_v2": section(equiformer, "EquiformerV2Encoder's keyword arguments"),
+            "equiformer_v2": equiformer,
             "heads": section({"hidden_channels": {"type": ["integer", "null"], "minimum": 1}}, ""),
         },
     }
