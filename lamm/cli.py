@@ -86,7 +86,8 @@ def _with_defaults(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lamm",
-        description="LaMM: semi-supervised pre-training and fine-tuning of neural network potentials.",
+        description="LaMM: semi-supervised pre-training and fine-tuning of neural network "
+        "potentials.",
         epilog="Every subcommand has --help. Runs are tracked in MLflow "
         "(MLFLOW_TRACKING_URI, default sqlite:///results/mlflow.db).",
     )

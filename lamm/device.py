@@ -21,7 +21,8 @@ def add_device_argument(parser: argparse.ArgumentParser, default: str | None = "
 
 
 def resolve_device(name: str) -> str:
-    """ "cpu" or "cuda" for `name` in DEVICE_CHOICES; "cuda" without CUDA is an error naming the fix."""
+    """ "cpu" or "cuda" for `name` in DEVICE_CHOICES; "cuda" without CUDA is an error naming the
+    fix."""
     import torch
 
     if name not in DEVICE_CHOICES:

@@ -56,7 +56,8 @@ def description_name(path: str | os.PathLike) -> Any:
 
 def description_files(path: str | os.PathLike) -> list[Path]:
     """The input files (or folders) a dataset description names, relative paths resolved
-    against its folder. Lenient: a malformed `files` key gives no paths (the conversion reports it)."""
+    against its folder. Lenient: a malformed `files` key gives no paths (the conversion reports
+    it)."""
     path = Path(path)
     with open(path) as handle:
         content = yaml.safe_load(handle)
@@ -100,7 +101,9 @@ def downstream_sets(
             where = f"data.downstream.{position} ({name})"
             if name in reserved:
                 raise ValueError(
-                    f"{where}: {name!r} is a built-in dataset name (results/data/{name}.lmdb is made by the data stage); name your dataset otherwise"
+                    f"{where}: {name!r} is a built-in dataset name "
+                    f"(results/data/{name}.lmdb is made by the data stage); name your "
+                    "dataset otherwise"
                 )
             try:
                 found = description_name(description)
@@ -109,7 +112,8 @@ def downstream_sets(
             if found != name:
                 raise ValueError(
                     f"{where}: {description} names the dataset {found!r}, the config {name!r}; "
-                    "the store's subset (and the fine-tuning head) takes the description's name, so make them equal"
+                    "the store's subset (and the fine-tuning head) takes the description's "
+                    "name, so make them equal"
                 )
             item = DownstreamSet(name, description, first=position == 0)
         if item.name in seen:

@@ -6,7 +6,8 @@ The launcher of a pre-training or fine-tuning run (`lamm.launch.launch`) takes a
 on the same folder is refused with a message naming the other process:
 
     results/pretrain/demo is in use by a live run: launcher pid 4242 on node7 since
-    2025-06-01T10:00:00 (lamm pretrain ... --resume); stop it first (kill 4242), or choose another --out
+    2025-06-01T10:00:00 (lamm pretrain ... --resume); stop it first (kill 4242), or choose another
+    --out
 
 The kernel drops a `flock` when its process ends, however it ends (SIGKILL included): the
 lock of a run that is gone is stale by construction and is simply taken over. A new launcher
@@ -175,7 +176,8 @@ def hold_run_folder(
     if not lock.try_acquire():
         info = lock.read()
         raise RunFolderInUse(
-            f"{folder} is in use by a live run: {_describe(info)}; {_advice(info)}, or choose another --out"
+            f"{folder} is in use by a live run: {_describe(info)}; {_advice(info)}, or "
+            "choose another --out"
         )
     try:
         _wait_for_earlier_ranks(folder, rank_wait_s)
@@ -195,7 +197,8 @@ def _wait_for_earlier_ranks(folder: Path, wait_s: float) -> None:
             info = probe.read()
             if time.monotonic() > deadline:
                 raise RunFolderInUse(
-                    f"{folder} is in use by a live run: {_describe(info)} still runs there; {_advice(info)}, or choose another --out"
+                    f"{folder} is in use by a live run: {_describe(info)} still runs there; "
+                    f"{_advice(info)}, or choose another --out"
                 )
             if not announced:
                 log.warning(

@@ -45,7 +45,8 @@ class SingleGraphBuilder:
     def _constant_fields(
         self, atomic_numbers: np.ndarray, pbc: np.ndarray, dataset_index: int, device: torch.device
     ) -> dict[str, torch.Tensor]:
-        """The fields fixed by the atomic numbers, pbc and head, rebuilt only when one of them changes."""
+        """The fields fixed by the atomic numbers, pbc and head, rebuilt only when one of them
+        changes."""
         key = (atomic_numbers.tobytes(), tuple(bool(p) for p in pbc), dataset_index, device)
         if key != self._key:
             n = len(atomic_numbers)

@@ -37,7 +37,8 @@ T = TypeVar("T")
 
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
 DEFAULT_EXPERIMENT = "lamm"
-TAGS_ENV = "LAMM_RUN_TAGS"  # JSON object of extra tags, set by `lamm --tag K=V` and inherited by child processes
+# JSON object of extra tags, set by `lamm --tag K=V` and inherited by child processes
+TAGS_ENV = "LAMM_RUN_TAGS"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 METRIC_FLUSH_EVERY = 200  # buffered metric values before a write
 
@@ -323,7 +324,7 @@ class RunTracker:
         items = [Param(k, v) for k, v in flatten(params).items()]
         for start in range(0, len(items), 100):  # MLflow's batch limit is 100 params
             chunk = items[start : start + 100]
-            self._call(lambda: self._client.log_batch(self.run_id, params=chunk))
+            self._call(lambda chunk=chunk: self._client.log_batch(self.run_id, params=chunk))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -334,7 +335,8 @@ class RunTracker:
         self._call(lambda: self._client.log_batch(self.run_id, tags=items))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        """Buffer metric values at `step`; written every METRIC_FLUSH_EVERY values and at the end."""
+        """Buffer metric values at `step`; written every METRIC_FLUSH_EVERY values and at the
+        end."""
         if not self.enabled:
             return
         from mlflow.entities import Metric
@@ -350,7 +352,7 @@ class RunTracker:
         pending, self._metrics = self._metrics, []
         for start in range(0, len(pending), 1000):  # MLflow's batch limit is 1000 metrics
             chunk = pending[start : start + 1000]
-            self._call(lambda: self._client.log_batch(self.run_id, metrics=chunk))
+            self._call(lambda chunk=chunk: self._client.log_batch(self.run_id, metrics=chunk))
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         """Copy a file (figure, table, small checkpoint) into the run's artifacts."""

@@ -42,7 +42,8 @@ def labeled_slab(seed: int, adsorbate: str = "CO") -> Atoms:
 def fairchem_data(
     atoms: Atoms, sid: int, fid: int, *, naming: str = "legacy", relaxed_energy: float | None = None
 ) -> Data:
-    """A Data object as fairchem's AtomsToGraphs writes it (atomic numbers as floats, float32 positions)."""
+    """A Data object as fairchem's AtomsToGraphs writes it (atomic numbers as floats, float32
+    positions)."""
     fields = {
         "pos": torch.tensor(atoms.positions, dtype=torch.float32),
         "cell": torch.tensor(atoms.cell.array, dtype=torch.float32).view(1, 3, 3),
@@ -67,7 +68,8 @@ def fairchem_data(
 
 
 def pre_pyg2(data: Data) -> Data:
-    """The same fields in a Data object laid out as before PyG 2.0 (fields in __dict__, no _store)."""
+    """The same fields in a Data object laid out as before PyG 2.0 (fields in __dict__, no
+    _store)."""
     old = Data.__new__(Data)
     old.__dict__.update({key: value for key, value in data.to_dict().items()})
     return old
@@ -100,7 +102,7 @@ def oc20_extxyz_frame(atoms: Atoms) -> str:
     ]
     forces = atoms.get_forces(apply_constraint=False)
     for symbol, pos, move, tag, force in zip(
-        atoms.get_chemical_symbols(), atoms.positions, moving, atoms.get_tags(), forces
+        atoms.get_chemical_symbols(), atoms.positions, moving, atoms.get_tags(), forces, strict=True
     ):
         lines.append(
             f"{symbol} {pos[0]:.8f} {pos[1]:.8f} {pos[2]:.8f} {'T' if move else 'F'} {tag} "

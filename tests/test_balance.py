@@ -79,9 +79,9 @@ def test_same_seed_same_batches_other_seed_other_batches():
         lambda seed: random_batches(natoms, 4, 2, seed),
     ):
         same = [np.concatenate(r) for r in plan(7)], [np.concatenate(r) for r in plan(7)]
-        assert all(np.array_equal(a, b) for a, b in zip(*same))
+        assert all(np.array_equal(a, b) for a, b in zip(*same, strict=True))
         other = [np.concatenate(r) for r in plan(8)]
-        assert not all(np.array_equal(a, b) for a, b in zip(same[0], other))
+        assert not all(np.array_equal(a, b) for a, b in zip(same[0], other, strict=True))
     # a seed may be a sequence (seed, epoch), as the DDP sampler passes it
     assert not np.array_equal(
         plan_lamm(natoms, 4, 2, 5, (7, 0)).sample, plan_lamm(natoms, 4, 2, 5, (7, 1)).sample

@@ -134,7 +134,7 @@ def test_balance_simulation_of_a_natoms_file(tmp_path):
     ).to_csv(csv, index=False)
     loaded = workload_from_file(csv)
     assert loaded.names == workload.names and all(
-        np.array_equal(a, b) for a, b in zip(loaded.natoms, workload.natoms)
+        np.array_equal(a, b) for a, b in zip(loaded.natoms, workload.natoms, strict=True)
     )
     np.save(tmp_path / "one.npy", workload.natoms[0])
     assert np.array_equal(workload_from_file(tmp_path / "one.npy").natoms[0], workload.natoms[0])

@@ -19,7 +19,8 @@ def test_bench_model_on_a_store(tmp_path, capsys):
             writer.add(StructureRecord.from_atoms(atoms))
     config = tmp_path / "model.yaml"
     config.write_text(
-        "model:\n  encoder: painn\n  cutoff: 4.0\n  painn: {hidden_channels: 8, num_layers: 1, num_rbf: 4}\n"
+        "model:\n  encoder: painn\n  cutoff: 4.0\n  painn: {hidden_channels: 8, "
+        "num_layers: 1, num_rbf: 4}\n"
     )
     out = tmp_path / "throughput.csv"
     status = main(
@@ -42,7 +43,8 @@ def test_bench_model_on_a_store(tmp_path, capsys):
             "1",
             "--out",
             str(out),
-            # this interpreter has no schnetpack: the peer case must fail with its reason, ours still run
+            # this interpreter has no schnetpack: the peer case must fail with its reason, ours
+            # still run
             "--schnetpack-python",
             sys.executable,
         ]

@@ -46,9 +46,11 @@ def fairchem_python() -> str:
     )
     if not Path(python).is_file():
         pytest.skip(
-            f"no fairchem side venv at {python}: `make fairchem-env` builds it (or set LAMM_FAIRCHEM_PYTHON)"
+            f"no fairchem side venv at {python}: `make fairchem-env` builds it (or set "
+            "LAMM_FAIRCHEM_PYTHON)"
         )
-    # a venv that exists but cannot import fairchem fails the test below (its rows say why): not a skip
+    # a venv that exists but cannot import fairchem fails the test below (its rows say why): not a
+    # skip
     return python
 
 
@@ -163,7 +165,7 @@ def test_fairchem_rows_beside_ours(tmp_path, capsys):
     table = pd.read_csv(out)
     assert status == 0, table["status"].tolist()
     assert list(table["impl"]) == ["lamm", "fairchem"] * 4  # ours then theirs, per mode and phase
-    assert set(zip(table["force_mode"], table["phase"])) == {
+    assert set(zip(table["force_mode"], table["phase"], strict=True)) == {
         (m, p) for m in ("direct", "gradient") for p in ("train", "infer")
     }
     assert (

@@ -72,7 +72,8 @@ def test_lamm_s_parameter_count_is_close_to_the_paper():
     assert count(potential.energy_head) == energy and count(potential.force_head) == forces
     total = count(potential)
     print(
-        f"\nLaMM-S parameters: {total:,} (encoder {encoder:,}, energy head {energy:,}, force head {forces:,}; "
+        f"\nLaMM-S parameters: {total:,} (encoder {encoder:,}, energy head {energy:,}, "
+        f"force head {forces:,}; "
         f"10 heads); paper: 20.1M; difference {total / 20.1e6 - 1:+.2%}"
     )
     assert abs(total / 20.1e6 - 1) < 0.005
@@ -141,8 +142,6 @@ def test_seed_fixes_the_weights_without_touching_global_rng():
     assert torch.rand(1) == before  # the caller's global generator is where it was
     b = build_potential(config, ["x"], seed=5)
     c = build_potential(config, ["x"], seed=6)
-    for (name, pa), pb, pc in zip(
-        a.state_dict().items(), b.state_dict().values(), c.state_dict().values()
-    ):
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
     assert not torch.equal(a.encoder.embedding.weight, c.encoder.embedding.weight)

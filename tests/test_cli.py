@@ -61,7 +61,10 @@ def test_tags_are_handed_to_child_processes(monkeypatch):
 def test_parser_is_built_without_torch():
     # every `lamm` call builds every subcommand's parser: heavy libraries load only in the
     # command that runs, or each workflow job would pay seconds of imports first
-    code = "import sys; from lamm.cli import build_parser; build_parser(); print(sorted(m for m in ('torch', 'ase.build', 'mlflow') if m in sys.modules))"
+    code = (
+        "import sys; from lamm.cli import build_parser; build_parser(); print(sorted(m "
+        "for m in ('torch', 'ase.build', 'mlflow') if m in sys.modules))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
     )

@@ -182,7 +182,8 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
     job_a = re.search(r"submitted slurm job (\d+)", err)[1]
     ended(job_a)  # the launcher returns with rank 0's result; the job's end follows
     say(
-        f"b: job {job_a} ran {summary['steps']} steps on {summary['world_size']} ranks in {time.monotonic() - started:.0f} s; "
+        f"b: job {job_a} ran {summary['steps']} steps on {summary['world_size']} ranks in "
+        f"{time.monotonic() - started:.0f} s; "
         f"sacct: {job_states(job_a)}"
     )
     assert summary["world_size"] == 2 and summary["steps"] == summary["total_steps"]
@@ -197,7 +198,8 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
     assert run.info.status == "FINISHED" and run.data.params["world_size"] == "2"
     assert len(client.get_metric_history(run_a, "loss")) == summary["steps"]
     say(
-        f"b: MLflow run {run_a}: {run.info.status}, {len(run.data.metrics)} metrics, loss at {summary['steps']} steps"
+        f"b: MLflow run {run_a}: {run.info.status}, {len(run.data.metrics)} metrics, loss "
+        f"at {summary['steps']} steps"
     )
 
     # c: the same run, preempted twice
@@ -219,13 +221,15 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
     watch(launcher, job, lambda: squeue_state(job).startswith("PENDING"), 120, seen)
     first_stop = last_step(out_b)
     say(
-        f"c: requeued; last.pt at step {first_stop}; SLURM holds a requeued job back (BeginTime), releasing it now"
+        f"c: requeued; last.pt at step {first_stop}; SLURM holds a requeued job back "
+        "(BeginTime), releasing it now"
     )
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=60)
     watch(launcher, job, lambda: steps_logged(out_b) >= first_stop + 5, 900, seen)
 
     say(
-        f"c: time-limit signal (scancel --signal=USR2 {job}, what SLURM sends 180 s before the limit) at step {steps_logged(out_b)}"
+        f"c: time-limit signal (scancel --signal=USR2 {job}, what SLURM sends 180 s before "
+        f"the limit) at step {steps_logged(out_b)}"
     )
     subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=60)
     watch(
@@ -343,7 +347,8 @@ def test_the_workflow_runs_through_the_slurm_profile_to_the_end(tmp_path):
     jobs = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     states = [line.split("|")[1] for job in jobs for line in job_states(job)]
     say(
-        f"workflow: {len(jobs)} sbatch jobs in {time.monotonic() - started:.0f} s; sacct states {sorted(set(states))}"
+        f"workflow: {len(jobs)} sbatch jobs in {time.monotonic() - started:.0f} s; sacct "
+        f"states {sorted(set(states))}"
     )
     assert len(jobs) >= 15 and states and all(state == "COMPLETED" for state in states)
     assert "steps (100%) done" in log

@@ -252,7 +252,8 @@ def test_qmugs_tree_energy_only(tmp_path):
 
 
 def test_interrupted_conversion_leaves_no_store(tmp_path):
-    """Ctrl-C (or SIGTERM, which `lamm data convert` turns into the same unwinding) mid-conversion."""
+    """Ctrl-C (or SIGTERM, which `lamm data convert` turns into the same unwinding)
+    mid-conversion."""
     fifo = tmp_path / "stream.sdf"
     os.mkfifo(fifo)
     out = tmp_path / "out" / "pubchem3d.lmdb"

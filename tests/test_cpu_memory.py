@@ -15,8 +15,9 @@ PROBE = textwrap.dedent("""
     from lamm.training.cpu_memory import retain_freed_memory
 
     class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in
-                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
 
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = MallInfo2
@@ -30,7 +31,8 @@ PROBE = textwrap.dedent("""
     during = libc.mallinfo2()
     libc.free(block)
     after = libc.mallinfo2()
-    print(json.dumps({"applied": applied, "mmapped": during.hblks - before.hblks, "kept_free": after.fordblks}))
+    mmapped = during.hblks - before.hblks
+    print(json.dumps({"applied": applied, "mmapped": mmapped, "kept_free": after.fordblks}))
 """)
 
 

@@ -131,7 +131,7 @@ def test_loader_with_workers_yields_batches_and_resumes(dataset):
     assert len(batches) == len(loader)
     reference = make_sampler(dataset, rank=0, world_size=1, batch_per_rank=3)
     reference.set_epoch(1)
-    for batch, keys in zip(batches, reference):
+    for batch, keys in zip(batches, reference, strict=True):
         expected = collate([dataset[key] for key in keys])
         assert torch.equal(batch[K.POSITIONS], expected[K.POSITIONS]) and torch.equal(
             batch[K.EDGE_INDEX], expected[K.EDGE_INDEX]
@@ -159,7 +159,7 @@ def test_loader_with_workers_yields_batches_and_resumes(dataset):
     again.set_epoch(2)
     whole = list(again)
     assert len(head) + len(tail) == len(whole)
-    for got, want in zip(head + tail, whole):
+    for got, want in zip(head + tail, whole, strict=True):
         assert torch.equal(got[K.POSITIONS], want[K.POSITIONS]) and torch.equal(
             got[K.FORCES], want[K.FORCES]
         )

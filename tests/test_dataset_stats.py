@@ -1,4 +1,5 @@
-"""lamm data stats: Table 2 from metadata with hand-computed counts, the figures, and error paths."""
+"""lamm data stats: Table 2 from metadata with hand-computed counts, the figures, and error
+paths."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def write(path, subset, records, splits, info=None, energy_kind="total"):
     with StructureStoreWriter(
         path, subset=subset, source="test", energy_kind=energy_kind, extra_info=info
     ) as writer:
-        for r, split in zip(records, splits):
+        for r, split in zip(records, splits, strict=True):
             writer.add(r, split)
     return path
 

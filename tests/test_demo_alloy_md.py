@@ -94,7 +94,7 @@ def test_same_seed_same_snapshots(trajectory):
     again = alloy_md.hme21_md_system(
         SystemRequest("hme21", 3, FRAMES), system_rng(0, "hme21", 3)
     ).records["hme21"]
-    for first, second in zip(trajectory, again):
+    for first, second in zip(trajectory, again, strict=True):
         assert first.source_id == second.source_id and first.energy == second.energy
         np.testing.assert_array_equal(first.positions, second.positions)
         np.testing.assert_array_equal(first.forces, second.forces)

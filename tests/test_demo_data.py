@@ -165,9 +165,13 @@ record = StructureStore(f"{out}/qm7x.lmdb").get_record(0)
 for sign in (1, -1):  # central difference of the energy along x of atom 0
     moved = record.positions.copy()
     moved[0, 0] += sign * 1e-4
-    result[f"qm7x{sign:+d}"] = xtb_energy_forces(record.atomic_numbers, moved, method="GFN2-xTB", forces=False)[0]
+    result[f"qm7x{sign:+d}"] = xtb_energy_forces(
+        record.atomic_numbers, moved, method="GFN2-xTB", forces=False
+    )[0]
 record = StructureStore(f"{out}/qmugs.lmdb").get_record(0)
-result["qmugs"] = xtb_energy_forces(record.atomic_numbers, record.positions, method="GFN2-xTB", forces=False)[0]
+result["qmugs"] = xtb_energy_forces(
+    record.atomic_numbers, record.positions, method="GFN2-xTB", forces=False
+)[0]
 print(json.dumps(result))
 """
 

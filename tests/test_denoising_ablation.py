@@ -93,7 +93,7 @@ def test_crossing_epoch_interpolates_and_reports_never():
 def _curve(own, centered):
     return [
         {"step": 10 * k, "epoch": float(k), "val_error_a": o, "val_error_centered_a": c}
-        for k, (o, c) in enumerate(zip(own, centered))
+        for k, (o, c) in enumerate(zip(own, centered, strict=True))
     ]
 
 

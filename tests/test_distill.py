@@ -100,7 +100,8 @@ def test_stop_when_the_target_is_reached_or_no_improvement():
     )
 
 
-# --- a tiny distillation, run through the CLI ------------------------------------------------------
+# --- a tiny distillation, run through the CLI
+# ------------------------------------------------------
 CONFIG = {
     "name": "unit",
     "seed": 0,
@@ -135,7 +136,8 @@ CONFIG = {
 
 @pytest.fixture(scope="module", autouse=True)
 def _module_tracking(tmp_path_factory):
-    """The module's runs (set up before conftest's per-test store exists) go to a store of their own, not results/."""
+    """The module's runs (set up before conftest's per-test store exists) go to a store of their
+    own, not results/."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(
             "MLFLOW_TRACKING_URI",
@@ -371,7 +373,7 @@ def test_a_committee_of_one_is_the_student_against_the_teacher(resumed, inputs):
         load_potential(round_dir(resumed["a"], 0) / "member_0" / "checkpoints" / "last.pt"), records
     ).forces
     teacher = predict(load_potential(inputs["teacher"]), records).forces
-    expected = [np.linalg.norm(s - t, axis=1).max() for s, t in zip(student, teacher)]
+    expected = [np.linalg.norm(s - t, axis=1).max() for s, t in zip(student, teacher, strict=True)]
     np.testing.assert_allclose(run.deviations(1, records), expected, rtol=1e-6)
 
 

@@ -125,11 +125,13 @@ def test_two_sets_plan_the_conversion_the_sweeps_and_the_tables_of_each(tmp_path
     [(output, shell)] = by_rule["data_convert_user"]
     assert output == "results/data/my_set.lmdb"
     assert re.fullmatch(
-        rf"lamm .* data convert --dataset {re.escape(str(description))} --out results/data/my_set.lmdb > results/logs/\S+ 2>&1",
+        rf"lamm .* data convert --dataset {re.escape(str(description))} --out "
+        r"results/data/my_set.lmdb > results/logs/\S+ 2>&1",
         shell,
     )
 
-    # the first set: today's run folders on the built-in store; the further set: its own folders on its store
+    # the first set: today's run folders on the built-in store; the further set: its own folders on
+    # its store
     first = sorted(re.search(r"--out (\S+)", shell)[1] for _, shell in by_rule["finetune"])
     further = sorted(
         re.search(r"--out (\S+)", shell)[1] for _, shell in by_rule["finetune_further"]
@@ -158,8 +160,11 @@ def test_two_sets_plan_the_conversion_the_sweeps_and_the_tables_of_each(tmp_path
 
     outputs = {output for _, output, _ in jobs}
     for plain in [
-        "results/tables/table3_finetune.csv, results/tables/table3_summary.csv, results/figures/fig9_finetune.png",
-        "results/tables/sample_efficiency.csv, results/tables/sample_efficiency_summary.csv, results/figures/sample_efficiency.png",
+        "results/tables/table3_finetune.csv, results/tables/table3_summary.csv, "
+        "results/figures/fig9_finetune.png",
+        "results/tables/sample_efficiency.csv, "
+        "results/tables/sample_efficiency_summary.csv, "
+        "results/figures/sample_efficiency.png",
         "results/tables/zero_shot.csv",
     ]:
         assert plain in outputs

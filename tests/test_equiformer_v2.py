@@ -1,4 +1,5 @@
-"""EquiformerV2 encoder: exact parts exact, the sphere-grid part converging, cutoff smoothness, size.
+"""EquiformerV2 encoder: exact parts exact, the sphere-grid part converging, cutoff smoothness,
+size.
 
 Every equivariance statement is checked in float64 so rounding cannot hide an error. The only
 approximate part of the model is the S2 activation (a pointwise nonlinearity on a sphere grid,
@@ -39,8 +40,9 @@ F64 = torch.float64
 CUTOFF = 4.0
 # small enough for the test budget, with mmax < lmax so the |m| truncation is exercised
 SMALL = dict(
-    cutoff=CUTOFF, lmax=3, mmax=2, num_layers=2, sphere_channels=8, attn_hidden_channels=8, num_heads=2,
-    attn_alpha_channels=4, attn_value_channels=4, ffn_hidden_channels=8, num_distance_basis=16, edge_channels=8,
+    cutoff=CUTOFF, lmax=3, mmax=2, num_layers=2, sphere_channels=8, attn_hidden_channels=8,
+    num_heads=2, attn_alpha_channels=4, attn_value_channels=4, ffn_hidden_channels=8,
+    num_distance_basis=16, edge_channels=8,
 )  # fmt: skip
 FINE = dict(
     grid_resolution=96, edge_grid_resolution=48
@@ -142,8 +144,9 @@ def test_wigner_d_is_exact_and_a_representation():
         d1 @ d1.transpose(1, 2), torch.eye(25, dtype=F64).expand(20, 25, 25), atol=1e-13
     )
     assert torch.allclose(wigner(r1 @ r2), d1 @ d2, atol=1e-13)
-    # e3nn's angle-based D_from_matrix agrees only to ~3e-6 even in float64; ours is the exact one above
-    irreps = o3.Irreps("+".join(f"1x{l}e" for l in range(5)))
+    # e3nn's angle-based D_from_matrix agrees only to ~3e-6 even in float64; ours is the exact one
+    # above
+    irreps = o3.Irreps("+".join(f"1x{degree}e" for degree in range(5)))
     assert torch.allclose(d1, irreps.D_from_matrix(r1), atol=1e-4)
 
 
@@ -254,7 +257,7 @@ def test_s2_activation_exact_for_grid_symmetries_and_converging_otherwise():
         "S2 activation equivariance error vs grid resolution 8/16/32/64/96:",
         ", ".join(f"{e:.1e}" for e in errors),
     )
-    assert all(b < a / 5 for a, b in zip(errors, errors[1:]))
+    assert all(b < a / 5 for a, b in zip(errors, errors[1:], strict=False))
     assert errors[-1] < 1e-10
 
 
@@ -287,7 +290,8 @@ def test_encoder_is_equivariant_in_float64(fine_model, structure):
     for seed in (0, 1):
         scalar_error, vector_error = rotation_errors(fine_model, atoms, seed)
         print(
-            f"{structure.__name__} rotation {seed}: scalar {scalar_error:.1e}, vector {vector_error:.1e}"
+            f"{structure.__name__} rotation {seed}: scalar {scalar_error:.1e}, vector "
+            f"{vector_error:.1e}"
         )
         assert scalar_error < 1e-12 and vector_error < 1e-10
     scalars, vectors = encode(fine_model, [atoms])
@@ -307,7 +311,8 @@ def test_encoder_equivariance_in_float32_and_at_the_default_grid(fine_model):
         scalar_error, vector_error = rotation_errors(model32, atoms, 0, torch.float32)
         print(f"float32, fine grid: scalar {scalar_error:.1e}, vector {vector_error:.1e}")
         assert scalar_error < 1e-5 and vector_error < 1e-4
-    # the residual of the paper's 18 x 18 grid, documented in docs/models.md: it must shrink with resolution
+    # the residual of the paper's 18 x 18 grid, documented in docs/models.md: it must shrink with
+    # resolution
     errors = []
     for resolution in (12, 18, 36):
         model = EquiformerV2Encoder(
@@ -358,7 +363,8 @@ def test_features_are_smooth_as_an_atom_crosses_the_cutoff(fine_model):
             jumps.append(abs(f[1] - f[2]))
             slopes.append(((f[1] - f[0]) / eps, (f[3] - f[2]) / eps))  # inside, outside
         print(
-            f"{build.__name__}: jump across +-1e-3 {jumps[0]:.1e}, +-1e-5 {jumps[1]:.1e}; slopes in/out {slopes[1][0]:.4f}/{slopes[1][1]:.4f}"
+            f"{build.__name__}: jump across +-1e-3 {jumps[0]:.1e}, +-1e-5 {jumps[1]:.1e}; "
+            f"slopes in/out {slopes[1][0]:.4f}/{slopes[1][1]:.4f}"
         )
         assert (
             jumps[1] < 0.02 * jumps[0] + 1e-12
@@ -383,7 +389,10 @@ def test_weights_come_from_the_seed_alone():
     state = torch.random.get_rng_state()
     a, b = EquiformerV2Encoder(**SMALL, seed=3), EquiformerV2Encoder(**SMALL, seed=3)
     assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is untouched
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
     c = EquiformerV2Encoder(**SMALL, seed=4)
     assert not torch.equal(
         a.blocks[0].attention.conv_1.fc_m0.weight, c.blocks[0].attention.conv_1.fc_m0.weight
@@ -434,7 +443,8 @@ def test_atomic_numbers_beyond_the_embedding_raise():
 def test_lamm_l_parameter_count():
     """LaMM-L encoder = the EquiformerV2 (31M) backbone. fairchem's 31M total also holds its
     output blocks: an energy FFN (lmax 4 grid MLP, 1 output) and a force attention block (an
-    attention layer with a 1-channel projection). Counted here from our modules of the same shape."""
+    attention layer with a 1-channel projection). Counted here from our modules of the same
+    shape."""
     encoder = EquiformerV2Encoder()  # the defaults are the LaMM-L (31M) setting
     n_encoder = sum(p.numel() for p in encoder.parameters())
     ffn, attention = encoder.blocks[0].feed_forward, encoder.blocks[0].attention
@@ -454,9 +464,11 @@ def test_lamm_l_parameter_count():
     n_elements_90 = n_encoder - (118 - 89) * c * (
         1 + 2 * (1 + len(encoder.blocks))
     )  # fairchem embeds 90 elements
-    print(f"LaMM-L encoder: {n_encoder:,} parameters ({n_elements_90:,} with 90 elements as fairchem); "
+    print(f"LaMM-L encoder: {n_encoder:,} parameters ({n_elements_90:,} with 90 elements as "
+              "fairchem); "
           f"fairchem-style heads: energy FFN {n_energy:,} + force attention {n_force:,}; "
-          f"total {n_elements_90 + n_energy + n_force:,} (EquiformerV2 31M); LaMM-L 33.8M")  # fmt: skip
+          f"total {n_elements_90 + n_energy + n_force:,} (EquiformerV2 31M); "
+          "LaMM-L 33.8M")  # fmt: skip
     assert n_encoder == 27_851_520
     assert 30.5e6 < n_elements_90 + n_energy + n_force < 31.5e6
 
@@ -492,7 +504,7 @@ def test_activation_checkpointing_changes_memory_not_results():
             grad.square().sum(), model.blocks[0].attention.alpha_dot
         )
         grads.append((out[K.NODE_VECTORS], grad, grad_of_grad))
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-12)
     with pytest.raises(
         ValueError, match="activation_checkpointing cannot be combined with alpha_drop"

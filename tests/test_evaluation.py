@@ -66,7 +66,7 @@ def labeled_store(
     with StructureStoreWriter(
         path, subset="down", source="test", energy_kind=energy_kind, extra_info={"task": task}
     ) as writer:
-        for i, (atoms, split) in enumerate(zip(atoms_list, splits)):
+        for i, (atoms, split) in enumerate(zip(atoms_list, splits, strict=True)):
             record = StructureRecord.from_atoms(atoms)
             label_e = energy if isinstance(energy, bool) else energy[i]
             record = StructureRecord(
@@ -424,7 +424,8 @@ def test_split_all_writes_every_split_and_per_element_rows(tmp_path, checkpoint,
 
 
 def _write_extxyz(path, atoms_list, store, energy_scale=1.0):
-    """The records of `store` as extended XYZ, labels under REF_ keys, energies times `energy_scale`."""
+    """The records of `store` as extended XYZ, labels under REF_ keys, energies times
+    `energy_scale`."""
     from ase.io import write
 
     frames = []

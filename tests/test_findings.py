@@ -54,13 +54,14 @@ def test_throughput_verdict_needs_lamm_faster_in_every_comparison(tmp_path):
     assert finding.verdict == "supported"
     assert (
         finding.size
-        == "equal batch: 1.10-1.20x vs the paper's up to 1.80x; larger batch at the same memory: 1.25x (the paper: 2.44x on 16 GPUs)"
+        == "equal batch: 1.10-1.20x vs the paper's up to 1.80x; larger batch at the same "
+        "memory: 1.25x (the paper: 2.44x on 16 GPUs)"
     )
     assert finding.spread == "1 repeat per case: spread unknown"
     assert "joint B'=2: lamm 44.0 vs random 40.0 samples/s (1.10x)" in finding.measured
     assert (
-        "B'=8 capped at 300 atoms/rank: lamm 50.0 vs random at the same memory 40.0 samples/s (1.25x)"
-        in finding.measured
+        "B'=8 capped at 300 atoms/rank: lamm 50.0 vs random at the same memory 40.0 "
+        "samples/s (1.25x)" in finding.measured
     )
     assert "Faster in 3 of 3 comparisons" in finding.measured
     _throughput(path, {2: 0.95, 4: 1.20})
@@ -77,8 +78,8 @@ def test_throughput_verdict_needs_lamm_faster_in_every_comparison(tmp_path):
     table.to_csv(path, index=False)
     finding = throughput_finding(path)
     assert (
-        "(0.95x) [balance 0.90 vs 0.80 efficiency; compute per edge 1.20x random's on the same structures]"
-        in finding.measured
+        "(0.95x) [balance 0.90 vs 0.80 efficiency; compute per edge 1.20x random's on the "
+        "same structures]" in finding.measured
     )
     assert finding.measured.count("[balance") == 1  # the faster cases carry no explanation
 
@@ -95,15 +96,16 @@ def test_throughput_slower_case_within_the_repeat_spread_is_named_not_counted_ag
     assert finding.verdict == "supported"
     assert (
         finding.spread
-        == "2 repeats per case; lamm's and random's repeats do not overlap in 0 of 2 equal-batch comparisons"
+        == "2 repeats per case; lamm's and random's repeats do not overlap in 0 of 2 "
+        "equal-batch comparisons"
     )
     assert (
-        "joint B'=2: lamm 38.8 vs random 40.0 samples/s (0.97x) (within the spread between repeats: lamm 33.8-43.8, random 35.0-45.0 samples/s)"
-        in finding.measured
+        "joint B'=2: lamm 38.8 vs random 40.0 samples/s (0.97x) (within the spread between "
+        "repeats: lamm 33.8-43.8, random 35.0-45.0 samples/s)" in finding.measured
     )
     assert (
-        "Faster in 2 of 3 comparisons, slower beyond the spread between repeats (or with one repeat) in 0."
-        in finding.measured
+        "Faster in 2 of 3 comparisons, slower beyond the spread between repeats (or with "
+        "one repeat) in 0." in finding.measured
     )
     # lamm's best repeat below random's worst: slower, the claim fails
     table["samples_per_s_min"] = table["samples_per_s"] - 0.5
@@ -125,7 +127,7 @@ def test_throughput_slower_case_within_the_repeat_spread_is_named_not_counted_ag
 def _curve(own, centered):
     return [
         {"step": 10 * k, "epoch": float(k), "val_error_a": o, "val_error_centered_a": c}
-        for k, (o, c) in enumerate(zip(own, centered))
+        for k, (o, c) in enumerate(zip(own, centered, strict=True))
     ]
 
 

@@ -11,7 +11,8 @@ E, F = "test_energy_mae_mev_per_atom", "test_forces_mae_mev_per_a"
 
 
 def _table3(path, errors, steps=None, thresholds=(1000.0, 750.0)):
-    """errors[checkpoint] = [(energy, forces) per seed]; steps[checkpoint] = [(energy steps, forces steps) per seed]."""
+    """errors[checkpoint] = [(energy, forces) per seed]; steps[checkpoint] = [(energy steps, forces
+    steps) per seed]."""
     rows = []
     for checkpoint, per_seed in errors.items():
         for seed, (energy, forces) in enumerate(per_seed):
@@ -51,7 +52,8 @@ def test_effect_outside_the_seed_spread_is_supported_with_the_exact_ratio_text(t
     )
     finding = table3_finding(path)
     assert finding.verdict == "supported"
-    # scratch mean 855.67 / 625.67 = 1.37; 717.33 / 597 = 1.20; the paper 23.7 / 21.1 = 1.12, 201 / 176 = 1.14
+    # scratch mean 855.67 / 625.67 = 1.37; 717.33 / 597 = 1.20; the paper 23.7 / 21.1 = 1.12, 201 /
+    # 176 = 1.14
     assert finding.size == (
         "energy MAE 1.37x lower than scratch vs the paper's 1.12x; "
         "force MAE 1.20x lower than scratch vs the paper's 1.14x"
@@ -256,7 +258,8 @@ def test_a_shipped_model_in_the_sweep_gets_its_own_finding_and_never_counts_as_t
 
 def test_energies_and_forces_get_their_own_verdicts(tmp_path):
     """Forces apart, energies inside the spread (the mini reproduction's shape): the joint claim
-    is not shown, the force claim supported, the energy claim not shown, each with its own numbers."""
+    is not shown, the force claim supported, the energy claim not shown, each with its own
+    numbers."""
     from lamm.analysis.findings_finetune import ENERGY, FORCES, finetune_findings
 
     path = _table3(
@@ -278,7 +281,8 @@ def test_energies_and_forces_get_their_own_verdicts(tmp_path):
     )
     assert energy.verdict == "not shown" and forces.verdict == "supported"
     assert forces.claim.endswith(
-        "gives lower force MAE than scratch at the same budget (Table 3: LaMM-S 2 epochs 1.14x lower)."
+        "gives lower force MAE than scratch at the same budget (Table 3: LaMM-S 2 epochs "
+        "1.14x lower)."
     )
     # (16.5 + 13.7 + 15.1) / 3 = 15.1; (12.3 + 11.6 + 12.0) / 3 = 11.97; 15.1 / 11.97 = 1.26
     assert forces.size == "force MAE 1.26x lower than scratch vs the paper's 1.14x"

@@ -72,7 +72,8 @@ def downstream(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    """A 'pre-training' checkpoint whose EMA weights differ from its raw weights, with statistics."""
+    """A 'pre-training' checkpoint whose EMA weights differ from its raw weights, with
+    statistics."""
     model = build_potential(MODEL, SUBSETS, seed=7)
     ema = build_potential(MODEL, SUBSETS, seed=8)
     for head in range(len(SUBSETS)):
@@ -222,7 +223,8 @@ def test_bad_init_head_and_mismatched_model_are_clear_errors(pretrained):
     payload = load_checkpoint(pretrained)
     with pytest.raises(
         ValueError,
-        match=r"init_head 'oc99' is not a head of .*epoch_0.5.pt; its heads are oc20_s2ef, transition1x",
+        match=r"init_head 'oc99' is not a head of .*epoch_0.5.pt; its heads are oc20_s2ef, "
+        r"transition1x",
     ):
         starting_potential(MODEL, payload, "hme21", init_head="oc99", source=str(pretrained))
     with pytest.raises(ValueError, match="needs a pre-training checkpoint"):
@@ -412,7 +414,7 @@ def _hand_made_run(directory, checkpoint, curves, fraction=1.0, structures=64, t
     with open(directory / "validation.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "epoch", "metric", "value"])
-        for step, (energy, forces) in zip((0, 10, 20, 30, 40), curves):
+        for step, (energy, forces) in zip((0, 10, 20, 30, 40), curves, strict=True):
             writer.writerow([step, step / 10, "val/loss", 1.0])
             writer.writerow([step, step / 10, "val/hme21/energy_mae_mev_per_atom", energy])
             writer.writerow([step, step / 10, "val/hme21/forces_mae_mev_per_a", forces])

@@ -104,8 +104,8 @@ def test_table3_summary_over_seeds(tmp_path):
     assert pretrained["test_energy_mae_mev_per_atom_ratio_vs_scratch"] == pytest.approx(900 / 620)
     assert pretrained["test_forces_mae_mev_per_a_ratio_vs_scratch"] == pytest.approx(720 / 700)
     assert scratch["test_energy_mae_mev_per_atom_ratio_vs_scratch"] == 1.0
-    # validation curves fall from 4x to 1x the test error at steps 0..40: scratch 800 reaches 2000 at
-    # step 20 (2000), 900 and 1000 at 30; pre-trained 600 at 10 (1950), 620 and 640 at 20
+    # validation curves fall from 4x to 1x the test error at steps 0..40: scratch 800 reaches 2000
+    # at step 20 (2000), 900 and 1000 at 30; pre-trained 600 at 10 (1950), 620 and 640 at 20
     assert scratch["steps_to_energy_threshold_reached"] == 3 and scratch[
         "steps_to_energy_threshold_mean"
     ] == pytest.approx(80 / 3)
@@ -184,7 +184,7 @@ def test_summarize_writes_the_table_with_seeds_and_its_summary(tmp_path, capsys)
     )  # beside the table, the set's suffix
     written = pd.read_csv(table, dtype={"checkpoint": str})
     assert list(written.columns[:3]) == ["checkpoint", "seed", "energy_mae_mev_per_atom"]
-    assert sorted(zip(written["checkpoint"], written["seed"])) == [
+    assert sorted(zip(written["checkpoint"], written["seed"], strict=True)) == [
         ("0.5", 0),
         ("0.5", 1),
         ("scratch", 0),

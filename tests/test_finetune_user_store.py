@@ -1,5 +1,6 @@
 """`lamm finetune --store` on a user's store: the store's subset names the head, missing splits
-fail at once with one line, and --carve-test/--carve-val take seeded, disjoint records from train."""
+fail at once with one line, and --carve-test/--carve-val take seeded, disjoint records from
+train."""
 
 from __future__ import annotations
 
@@ -150,7 +151,8 @@ def test_carved_records_are_seeded_disjoint_and_nested(tmp_path):
     assert not np.array_equal(
         plan_splits(store, seed=1, carve_test=0.1, carve_val=0.2).test, splits.test
     )
-    # a record is carved by its own key: removing other records does not change which of the rest are chosen
+    # a record is carved by its own key: removing other records does not change which of the rest
+    # are chosen
     assert set(carve_records(splits.test, 0.5, 0, 0x7E57)) <= set(splits.test)
     # the train fraction is nested over the remaining records, never touching the carved ones
     small = train_records(store, 0.25, 0, pool=splits.train)
@@ -165,7 +167,8 @@ def test_carved_records_are_seeded_disjoint_and_nested(tmp_path):
 
 
 def test_carve_test_runs_end_to_end_on_the_store_subset(tmp_path, checkpoint, config_file, capsys):
-    # the config fine-tunes on hme21; the store holds my_molecules: the head is named after the store
+    # the config fine-tunes on hme21; the store holds my_molecules: the head is named after the
+    # store
     store = user_store(tmp_path / "my.lmdb", ["train"] * 10 + ["val"] * 2)
     out = tmp_path / "run"
     argv = [

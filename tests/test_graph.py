@@ -13,12 +13,12 @@ from lamm.data.record import StructureRecord
 
 
 def edge_set(edge_index, shifts):
-    return {(int(j), int(i), *map(int, s)) for (j, i), s in zip(edge_index.T, shifts)}
+    return {(int(j), int(i), *map(int, s)) for (j, i), s in zip(edge_index.T, shifts, strict=True)}
 
 
 def ase_edge_set(atoms, cutoff):
     i, j, shifts = ase_neighbor_list("ijS", atoms, cutoff)
-    return {(int(b), int(a), *map(int, s)) for a, b, s in zip(i, j, shifts)}
+    return {(int(b), int(a), *map(int, s)) for a, b, s in zip(i, j, shifts, strict=True)}
 
 
 def rattled(atoms, seed=0, scale=0.1):
@@ -71,7 +71,7 @@ def test_edge_order_is_deterministic():
     atoms, cutoff = STRUCTURES["slab-mixed-pbc"]
     first = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
     second = neighbor_list(atoms.positions.copy(), atoms.cell.array.copy(), atoms.pbc, cutoff)
-    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 @pytest.mark.parametrize(

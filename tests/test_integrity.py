@@ -57,8 +57,8 @@ def test_a_store_cut_in_half_is_an_error_not_a_bus_error(store_path, tmp_path):
     assert result.returncode == 3, (result.returncode, result.stderr)
     full = store_path.stat().st_size
     assert (
-        f"{half} is not a readable structure store: truncated LMDB file: its header says {full} bytes"
-        in result.stdout
+        f"{half} is not a readable structure store: truncated LMDB file: its header says "
+        f"{full} bytes" in result.stdout
     )
     assert f"the file has {full // 2} bytes (50%)" in result.stdout
 
@@ -105,7 +105,8 @@ def test_a_checkpoint_cut_short_names_the_file(tmp_path, keep):
     cut.write_bytes(raw[: int(len(raw) * keep)])
     with pytest.raises(
         ValueError,
-        match=rf"cut\.pt: not a readable lamm checkpoint: the file is cut short \({int(len(raw) * keep)} bytes",
+        match=r"cut\.pt: not a readable lamm checkpoint: the file is cut short "
+        rf"\({int(len(raw) * keep)} bytes",
     ):
         load_checkpoint(cut)
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.arange(20000.0))

@@ -74,7 +74,8 @@ def test_gradients_by_hand_and_none_to_other_channels_or_masked_samples():
     expected_energy = torch.zeros(3, 2, dtype=torch.float64)
     expected_energy[0, 0], expected_energy[1, 1] = 0.5, -0.5
     torch.testing.assert_close(pred_energy.grad, expected_energy)
-    # forces: d/dF of ||e|| / (N_i * 2 structures) = e / ||e|| / (2 N_i); zero error -> zero, not NaN
+    # forces: d/dF of ||e|| / (N_i * 2 structures) = e / ||e|| / (2 N_i); zero error -> zero, not
+    # NaN
     e = torch.tensor([[1.0, 0, 0], [0, -3, 4], [0, 0, 2], [1, 2, 2]], dtype=torch.float64)
     unit = e / e.norm(dim=1, keepdim=True)
     expected_forces = torch.zeros(6, 3, 2, dtype=torch.float64)

@@ -1,4 +1,5 @@
-"""Tracking against an MLflow server (as on a cluster): several jobs log over HTTP at once, nothing is lost."""
+"""Tracking against an MLflow server (as on a cluster): several jobs log over HTTP at once, nothing
+is lost."""
 
 import os
 import socket
@@ -21,10 +22,11 @@ from pathlib import Path
 from lamm.tracking import RunTracker
 index, artifact = int(sys.argv[1]), Path(sys.argv[2])
 artifact.write_text(f"table of job {index}\\n")
-with RunTracker("pretrain", f"job-{index}", params={"job": index, "model": {"width": 8 * index, "layers": [1, 2, index]}},
-                tags={"writer": str(index)}) as run:
+params = {"job": index, "model": {"width": 8 * index, "layers": [1, 2, index]}}
+with RunTracker("pretrain", f"job-{index}", params=params, tags={"writer": str(index)}) as run:
     for step in range(1, STEPS + 1):
-        run.log_metrics({"loss": 1.0 / step + index, "lr": 1e-3 * index, "step_id": step}, step=step)
+        metrics = {"loss": 1.0 / step + index, "lr": 1e-3 * index, "step_id": step}
+        run.log_metrics(metrics, step=step)
     run.log_artifact(artifact)
 print(run.run_id)
 """.replace("STEPS", str(STEPS))

@@ -1,4 +1,5 @@
-"""The PaiNN message (plain or recomputing autograd): same values, exact first and second derivatives."""
+"""The PaiNN message (plain or recomputing autograd): same values, exact first and second
+derivatives."""
 
 import pytest
 import torch
@@ -38,11 +39,15 @@ def test_matches_plain_autograd(first_layer):
         for t in plain
     ]
     leaves = [t for t in (per_atom, filters, vectors, unit) if t is not None]
-    grads_fused = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, fused)), leaves)
-    grads_plain = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, plain)), leaves)
-    for a, b in zip(fused, plain):
+    grads_fused = torch.autograd.grad(
+        sum((w * t).sum() for w, t in zip(weights, fused, strict=True)), leaves
+    )
+    grads_plain = torch.autograd.grad(
+        sum((w * t).sum() for w, t in zip(weights, plain, strict=True)), leaves
+    )
+    for a, b in zip(fused, plain, strict=True):
         torch.testing.assert_close(a, b)
-    for a, b in zip(grads_fused, grads_plain):
+    for a, b in zip(grads_fused, grads_plain, strict=True):
         torch.testing.assert_close(a, b)
 
 

@@ -33,7 +33,7 @@ def test_fairchem_lmdb_legacy_new_and_pre_pyg2_objects(tmp_path):
     )
     assert [item.group for item in items] == ["11", "11", "12"]
     assert [item.record.source_id for item in items] == ["11/0", "11/1", "12/0"]
-    for item, slab in zip(items, slabs):
+    for item, slab in zip(items, slabs, strict=True):
         record = item.record
         np.testing.assert_array_equal(record.atomic_numbers, slab.numbers)
         np.testing.assert_array_equal(
@@ -136,7 +136,7 @@ def test_oc20_raw_extxyz_pairs(tmp_path):
         "random1331004/frame143",
         "random42/frame2",
     ]
-    for item, (_, _, slab) in zip(items, frames):
+    for item, (_, _, slab) in zip(items, frames, strict=True):
         record = item.record
         np.testing.assert_array_equal(record.positions, np.round(slab.positions, 8))
         assert record.energy == round(slab.get_potential_energy(), 8)  # `energy`, not `free_energy`
@@ -174,7 +174,7 @@ def test_hme21_extxyz(tmp_path):
     write(tmp_path / "hme21_train.xyz", slabs, format="extxyz")
     items = list(read_extxyz(tmp_path / "hme21_train.xyz"))
     assert [item.group for item in items] == ["hme21_train.xyz:0", "hme21_train.xyz:1"]
-    for item, slab in zip(items, slabs):
+    for item, slab in zip(items, slabs, strict=True):
         # ASE writes 8 decimals (eV, Angstrom, eV/A are the file's units, kept as they are)
         np.testing.assert_allclose(item.record.positions, slab.positions, rtol=0, atol=5.1e-9)
         assert item.record.energy == pytest.approx(slab.get_potential_energy(), abs=5.1e-9)

@@ -21,16 +21,17 @@ def test_paper_config_fetches_and_converts_as_the_paper_did():
     assert fetch_arguments(real, "qm7x") == ""  # the defaults of config/datasets/qm7x.yaml
     args = convert_arguments(real, "odac23_s2ef", "raw", seed=0)
     assert (
-        "--input raw/odac23_s2ef/odac23_s2ef/train --val-input raw/odac23_s2ef/odac23_s2ef/val --max-atoms 300"
-        in args
+        "--input raw/odac23_s2ef/odac23_s2ef/train --val-input "
+        "raw/odac23_s2ef/odac23_s2ef/val --max-atoms 300" in args
     )
     args = convert_arguments(real, "transition1x", "raw", seed=7)
     assert (
-        args
-        == "--input raw/transition1x/Transition1x.h5 --min-distance 0.5 --val-fraction 0.01 --seed 7"
+        args == "--input raw/transition1x/Transition1x.h5 --min-distance 0.5 --val-fraction "
+        "0.01 --seed 7"
     )
     assert convert_arguments(real, "hme21", "raw", 0).startswith(
-        "--input raw/hme21/hme21_train.xyz --val-input raw/hme21/hme21_val.xyz --test-input raw/hme21/hme21_test.xyz"
+        "--input raw/hme21/hme21_train.xyz --val-input raw/hme21/hme21_val.xyz "
+        "--test-input raw/hme21/hme21_test.xyz"
     )
 
 

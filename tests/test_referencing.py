@@ -43,7 +43,7 @@ def composition_store(
     forces=None,
 ):
     records = []
-    for i, (numbers, energy) in enumerate(zip(compositions, energies)):
+    for i, (numbers, energy) in enumerate(zip(compositions, energies, strict=True)):
         records.append(synthetic_record(numbers, energy, None if forces is None else forces[i]))
     return write_store(
         tmp_path / f"{name}.lmdb",
@@ -233,7 +233,7 @@ def test_non_finite_labels_are_left_out_and_counted(tmp_path):
         with StructureStoreWriter(
             path, subset="m", source="t", extra_info={"task": "s2ef"}
         ) as writer:
-            for i, record in enumerate(records):
+            for record in records:
                 writer.add(record)
             if bad is not None:
                 nan_forces = records[bad].forces.copy()

@@ -50,8 +50,8 @@ def test_report_embeds_what_exists_and_names_what_is_missing(tmp_path):
         and "<th>atoms per structure (mean)</th>" in page
     )
     assert (
-        'Full table: <a href="tables/table2_datasets.csv">tables/table2_datasets.csv</a> (3 columns, 2 rows)'
-        in page
+        'Full table: <a href="tables/table2_datasets.csv">tables/table2_datasets.csv</a> '
+        "(3 columns, 2 rows)" in page
     )
     png = base64.b64encode((results / "figures" / "fig2_elements.png").read_bytes()).decode()
     assert f"data:image/png;base64,{png}" in page
@@ -137,8 +137,8 @@ def test_report_tables_show_the_columns_that_answer_the_question_with_units_and_
         in section
     )
     assert (
-        '<a href="../results/tables/throughput.csv">../results/tables/throughput.csv</a> (18 columns, 14 rows)'
-        in section
+        '<a href="../results/tables/throughput.csv">../results/tables/throughput.csv</a> '
+        "(18 columns, 14 rows)" in section
     )
     assert "<td>epoch 2</td><td>3</td><td>626 ± 15</td>" in page and "<td>1.37x</td>" in page
     assert "Thresholds: 1000 meV/atom, 750 meV/Å." in page

@@ -1,4 +1,5 @@
-"""Runs own their folder, and stop cleanly: locks, SIGTERM -> checkpoint -> exit, resume after a kill."""
+"""Runs own their folder, and stop cleanly: locks, SIGTERM -> checkpoint -> exit, resume after a
+kill."""
 
 import json
 import logging
@@ -28,7 +29,8 @@ def test_a_second_run_on_a_live_folder_is_refused(tmp_path):
     try:
         with pytest.raises(
             RunFolderInUse,
-            match=rf"{run} is in use by a live run: launcher pid {launcher.pid} on .*kill {launcher.pid}",
+            match=rf"{run} is in use by a live run: launcher pid {launcher.pid} on .*kill "
+            rf"{launcher.pid}",
         ):
             launch(
                 sleep_and_report_pid,
@@ -42,7 +44,8 @@ def test_a_second_run_on_a_live_folder_is_refused(tmp_path):
         config.write_text(yaml.safe_dump(tiny_trainer_config()))
         with pytest.raises(
             SystemExit,
-            match=rf"lamm pretrain: error: {run} is in use by a live run: launcher pid {launcher.pid}",
+            match=rf"lamm pretrain: error: {run} is in use by a live run: launcher pid "
+            rf"{launcher.pid}",
         ):
             main(["pretrain", "--config", str(config), "--out", str(run), "--resume"])
         ranks_info = [json.loads((run / LOCK_DIR / f"rank-{r}.lock").read_text()) for r in (0, 1)]
@@ -98,7 +101,8 @@ def test_restore_default_signals_undoes_a_background_shell():
         signal.signal(signal.SIGINT, previous)
 
 
-# --- a real training run: SIGKILL of its launcher, then --resume ------------------------------------
+# --- a real training run: SIGKILL of its launcher, then --resume
+# ------------------------------------
 
 
 def _pretrain(tmp_path, stores, out, *extra, background=False):

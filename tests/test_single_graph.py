@@ -80,7 +80,8 @@ def collated(atoms, potential, head_index, max_neighbors=None):
 
 
 def batched_prediction(atoms, calc):
-    """(energy, forces, stress or None) of calc's head by the training path (eV, eV/A, eV/A^3 3x3)."""
+    """(energy, forces, stress or None) of calc's head by the training path (eV, eV/A, eV/A^3
+    3x3)."""
     potential, head = calc.reference, calc.head_index
     periodic = bool(np.any(atoms.pbc))
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""config/datasets/<source>.yaml: all eleven load; typos and wrong types fail naming file and key."""
+"""config/datasets/<source>.yaml: all eleven load; typos and wrong types fail naming file and
+key."""
 
 import pytest
 

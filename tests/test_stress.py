@@ -133,11 +133,11 @@ def test_a_mixed_batch_equals_the_single_structures():
     structures = [rocksalt(), ethanol(), triclinic()]
     graphs = [
         batch_of(atoms, dataset_index=d).to_data_list()[0]
-        for atoms, d in zip(structures, (0, 1, 1))
+        for atoms, d in zip(structures, (0, 1, 1), strict=True)
     ]
     batch = collate(graphs)
     together = potential.predict(batch, compute_stress=True)[K.PRED_STRESS].detach()
-    for b, (atoms, d) in enumerate(zip(structures, (0, 1, 1))):
+    for b, (atoms, d) in enumerate(zip(structures, (0, 1, 1), strict=True)):
         np.testing.assert_allclose(
             together[b, :, :, d].numpy(),
             model_stress(potential, atoms, head=d),

@@ -166,7 +166,7 @@ def fake_run(path, checkpoint, seed, total_steps, energies, forces):
     )
     (path / "test_metrics.json").write_text(json.dumps({"energy_mae_mev_per_atom": 1.0}))
     rows = ["step,epoch,metric,value"]
-    for i, (e, f) in enumerate(zip(energies, forces)):
+    for i, (e, f) in enumerate(zip(energies, forces, strict=True)):
         rows += [
             f"{10 * i},0,val/x/energy_mae_mev_per_atom,{e}",
             f"{10 * i},0,val/x/forces_mae_mev_per_a,{f}",

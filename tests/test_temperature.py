@@ -25,7 +25,7 @@ def test_table2_with_temperature_sampling_within_5_percent():
     virtual = temperature_sizes(samples, temperature=2.0)
     expected = np.array([ts * 1e6 for _, ts in TABLE2.values()])
     relative = np.abs(virtual - expected) / expected
-    assert relative.max() < 0.05, dict(zip(TABLE2, relative.round(3)))
+    assert relative.max() < 0.05, dict(zip(TABLE2, relative.round(3), strict=True))
     # the total of the table: 432M
     assert abs(virtual.sum() / 432e6 - 1) < 0.05
 
@@ -50,7 +50,7 @@ def test_epoch_draw_sizes_repeats_and_largest_once():
     virtual = temperature_sizes(sizes, 2.0)
     assert [len(d) for d in draws] == virtual.tolist()  # [1000, 300, 84, 0]
     assert np.array_equal(np.sort(draws[0]), np.arange(1000))  # the largest subset exactly once
-    for draw, n, v in zip(draws[1:3], sizes[1:3], virtual[1:3]):
+    for draw, n, v in zip(draws[1:3], sizes[1:3], virtual[1:3], strict=True):
         counts = np.bincount(draw, minlength=n)
         assert set(np.unique(counts)) <= {v // n, v // n + 1}  # whole repeats plus a remainder
         assert counts.sum() == v

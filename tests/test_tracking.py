@@ -127,7 +127,8 @@ WRITER = textwrap.dedent(
     import sys
     from lamm.tracking import RunTracker
     worker = int(sys.argv[1])
-    with RunTracker("bench", f"worker-{worker}", params={"worker": worker}, experiment="race") as tracker:
+    params = {"worker": worker}
+    with RunTracker("bench", f"worker-{worker}", params=params, experiment="race") as tracker:
         for step in range(300):
             tracker.log_metrics({"value": worker * 1000 + step}, step=step)
             if step % 50 == 0:

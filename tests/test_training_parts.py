@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from lamm.launch import DistributedJob, LaunchSettings, launch
-from lamm.models.checkpoint import epoch_label, load_checkpoint, save_checkpoint
+from lamm.models.checkpoint import load_checkpoint, save_checkpoint
+from lamm.run_labels import epoch_label
 from lamm.training.distributed import DistributedContext, main_rank_first
 from lamm.training.ema import ExponentialMovingAverage
 from lamm.training.schedule import warmup_cosine
@@ -178,8 +179,10 @@ def start_launcher(
         "import logging; logging.basicConfig(level=logging.INFO)\n"
         "from lamm.launch import LaunchSettings, launch\n"
         "from tests.helpers.distributed_targets import sleep_and_report_pid\n"
-        f"launch(sleep_and_report_pid, {{'pid_dir': {str(pids)!r}, 'seconds': {seconds}}}, LaunchSettings(executor='local', ranks_per_node=2),"
-        f" folder={str(tmp_path / 'jobs')!r}, poll_s=0.2, run_dir={str(run_dir) if run_dir else None!r})\n"
+        f"launch(sleep_and_report_pid, {{'pid_dir': {str(pids)!r}, 'seconds': {seconds}}}, "
+        "LaunchSettings(executor='local', ranks_per_node=2),"
+        f" folder={str(tmp_path / 'jobs')!r}, poll_s=0.2, "
+        f"run_dir={str(run_dir) if run_dir else None!r})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None

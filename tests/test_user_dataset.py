@@ -234,7 +234,9 @@ def test_yaml_description_with_files_and_relative_paths(tmp_path, capsys):
     assert len(store.indices("train")) + len(store.indices("val")) == 4
     assert store.info["functional"] == "wB97X-D/def2-TZVP" and store.info["periodic"] is False
     assert store.info["user_dataset"]["files"]["test"] == [str((data / "test.extxyz").resolve())]
-    for record, atoms in zip(store, [*train, *test]):  # 8 decimals of Hartree/A: 3e-7 eV/A
+    for record, atoms in zip(
+        store, [*train, *test], strict=True
+    ):  # 8 decimals of Hartree/A: 3e-7 eV/A
         assert not record.pbc.any()
         assert record.energy == pytest.approx(atoms.info["true_energy"], abs=1e-7)
         np.testing.assert_allclose(record.forces, atoms.arrays["true_forces"], rtol=0, atol=1e-6)
@@ -396,7 +398,7 @@ def test_ase_db_labels_from_calculator_key_value_pairs_and_data(tmp_path, capsys
         str(tmp_path / "custom.lmdb"),
     )
     assert status == 0 and summary["written"] == 5, err
-    for record, atoms in zip(StructureStore(tmp_path / "custom.lmdb"), frames):
+    for record, atoms in zip(StructureStore(tmp_path / "custom.lmdb"), frames, strict=True):
         assert record.energy == pytest.approx(atoms.info["true_energy"], abs=1e-9)
         np.testing.assert_allclose(record.forces, atoms.arrays["true_forces"], atol=1e-9)
         assert record.pbc.all()

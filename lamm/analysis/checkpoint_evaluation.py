@@ -1,6 +1,7 @@
 """`lamm evaluate`'s outputs for one checkpoint head on a store: metrics.json (every split),
 metrics_per_element.csv, parity.png and the predictions. The predictions and the metric formulas
-are `lamm.analysis.evaluation`'s; the per-element rows and the parity plot have modules of their own.
+are `lamm.analysis.evaluation`'s; the per-element rows and the parity plot have modules of their
+own.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,9 +28,7 @@ def element_heatmap(summaries: list[StoreSummary], path: str | os.PathLike) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
-    from ase.data import chemical_symbols
     from matplotlib.colors import BoundaryNorm
-    from matplotlib.patches import Rectangle
 
     palette = sns.color_palette("colorblind", max(len(summaries), 1))
     counts = np.zeros(119, dtype=int)
@@ -39,40 +38,8 @@ def element_heatmap(summaries: list[StoreSummary], path: str | os.PathLike) -> N
     cmap = plt.get_cmap("cividis", n_max)
     norm = BoundaryNorm(np.arange(0.5, n_max + 1.5), cmap.N)
     figure, axes = plt.subplots(figsize=(14, 8.2))
-    columns = 4  # marker grid inside a cell
     for z in range(1, 119):
-        row, column = periodic_table_position(z)
-        y = -row - (0.4 if row >= 7 else 0.0)  # a gap above the f-block rows
-        colour = cmap(norm(counts[z])) if counts[z] else (0.93, 0.93, 0.93)
-        axes.add_patch(
-            Rectangle(
-                (column, y - 1), 0.94, 0.94, facecolor=colour, edgecolor="white", linewidth=0.5
-            )
-        )
-        text_colour = "white" if counts[z] and counts[z] <= n_max / 2 else "black"
-        axes.text(
-            column + 0.47,
-            y - 0.2,
-            chemical_symbols[z],
-            ha="center",
-            va="center",
-            fontsize=10,
-            fontweight="bold" if counts[z] else "normal",
-            color=text_colour if counts[z] else (0.55, 0.55, 0.55),
-        )
-        present = [k for k, s in enumerate(summaries) if s.element_atoms[z] > 0]
-        for k in present:
-            mx = column + 0.14 + (k % columns) * 0.22
-            my = y - 0.55 - (k // columns) * 0.22
-            axes.plot(
-                mx,
-                my,
-                MARKERS[k % len(MARKERS)],
-                color=palette[k],
-                markersize=4.2,
-                markeredgecolor="black",
-                markeredgewidth=0.3,
-            )
+        _element_cell(axes, z, counts, cmap, norm, summaries, palette)
     axes.set_xlim(-0.2, 18.1)
     axes.set_ylim(-9.6, 0.2)
     axes.set_aspect("equal")
@@ -114,6 +81,53 @@ def element_heatmap(summaries: list[StoreSummary], path: str | os.PathLike) -> N
     bar.set_label("number of subsets containing the element", fontsize=11)
     bar.ax.tick_params(labelsize=10)
     save_figure(figure, path)
+
+
+def _element_cell(
+    axes: Any,
+    z: int,
+    counts: np.ndarray,
+    cmap: Any,
+    norm: Any,
+    summaries: list[StoreSummary],
+    palette: Any,
+) -> None:
+    """One element's cell of Fig. 2: coloured by its subset count, with a marker per subset."""
+    from ase.data import chemical_symbols
+    from matplotlib.patches import Rectangle
+
+    n_max = max(int(counts.max()), 1)
+    columns = 4  # marker grid inside a cell
+    row, column = periodic_table_position(z)
+    y = -row - (0.4 if row >= 7 else 0.0)  # a gap above the f-block rows
+    colour = cmap(norm(counts[z])) if counts[z] else (0.93, 0.93, 0.93)
+    axes.add_patch(
+        Rectangle((column, y - 1), 0.94, 0.94, facecolor=colour, edgecolor="white", linewidth=0.5)
+    )
+    text_colour = "white" if counts[z] and counts[z] <= n_max / 2 else "black"
+    axes.text(
+        column + 0.47,
+        y - 0.2,
+        chemical_symbols[z],
+        ha="center",
+        va="center",
+        fontsize=10,
+        fontweight="bold" if counts[z] else "normal",
+        color=text_colour if counts[z] else (0.55, 0.55, 0.55),
+    )
+    present = [k for k, s in enumerate(summaries) if s.element_atoms[z] > 0]
+    for k in present:
+        mx = column + 0.14 + (k % columns) * 0.22
+        my = y - 0.55 - (k // columns) * 0.22
+        axes.plot(
+            mx,
+            my,
+            MARKERS[k % len(MARKERS)],
+            color=palette[k],
+            markersize=4.2,
+            markeredgecolor="black",
+            markeredgewidth=0.3,
+        )
 
 
 def natoms_kde(summaries: list[StoreSummary], path: str | os.PathLike, *, seed: int = 0) -> None:

@@ -128,7 +128,7 @@ def table2(summaries: list[StoreSummary], temperature: float = 2.0) -> pd.DataFr
     downstream = [s for s in summaries if s.role != "pretrain"]
     virtual = temperature_sizes([len(s.natoms) for s in pretrain], temperature) if pretrain else []
     rows = []
-    for summary, ts in [*zip(pretrain, virtual), *((s, None) for s in downstream)]:
+    for summary, ts in [*zip(pretrain, virtual, strict=True), *((s, None) for s in downstream)]:
         natoms = summary.natoms
         rows.append(
             {

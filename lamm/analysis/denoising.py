@@ -74,7 +74,7 @@ def crossing_epoch(
     epochs: Sequence[float], errors: Sequence[float], threshold: float
 ) -> float | None:
     """First epoch at which the curve reaches `threshold` (linear between points), or None."""
-    for k, (epoch, error) in enumerate(zip(epochs, errors)):
+    for k, (epoch, error) in enumerate(zip(epochs, errors, strict=True)):
         if error <= threshold:
             if k == 0:
                 return float(epoch)
@@ -183,7 +183,7 @@ def plot_denoising(
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation error (Angstrom)")
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes, METRICS, strict=True):
         for name, colour in (("threshold", "0.3"), ("common_threshold", "0.6")):
             value, ratio = summary[metric][name]["value_a"], summary[metric][name]["ratio"]
             shown = (

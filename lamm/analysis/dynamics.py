@@ -187,7 +187,8 @@ def relax_and_run(
     force_mode: str,
     title: str = "",
 ) -> dict[str, Any]:
-    """Relax, run NVE, write <out_dir>/{relax.traj, nve.traj, energies.csv, energies.png}; returns the summary."""
+    """Relax, run NVE, write <out_dir>/{relax.traj, nve.traj, energies.csv, energies.png}; returns
+    the summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atoms = atoms.copy()
@@ -222,7 +223,8 @@ def relax_and_run(
         else "direct forces are not the gradient of the energy: total energy is not conserved"
     )
     write_csv(
-        [dict(zip(frames, values)) for values in zip(*frames.values())], out_dir / "energies.csv"
+        [dict(zip(frames, values, strict=True)) for values in zip(*frames.values(), strict=True)],
+        out_dir / "energies.csv",
     )
     plot_energies(
         frames,

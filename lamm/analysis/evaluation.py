@@ -84,7 +84,8 @@ def check_head(potential: Potential, head: str | None, source: str = "checkpoint
 
 
 def split_indices(store: StructureStore, split: str) -> np.ndarray:
-    """Sample indices of a non-empty split; an empty or unknown split is an error naming the store."""
+    """Sample indices of a non-empty split; an empty or unknown split is an error naming the
+    store."""
     try:
         indices = store.indices(split)
     except ValueError as err:
@@ -123,7 +124,7 @@ def predict_split(
             sample_index=int(i),
             dtype=dtype,
         )
-        for r, i in zip(records, indices)
+        for r, i in zip(records, indices, strict=True)
     ]
     passes = [list(heads)] if potential.force_mode == "direct" else [[head] for head in heads]
     energy_pred = {head: [] for head in heads}
@@ -226,7 +227,8 @@ def zero_predictions(store: StructureStore, split: str, head: str = "zero") -> P
 def energy_metrics(
     energy: np.ndarray, energy_pred: np.ndarray, natoms: np.ndarray
 ) -> dict[str, float | int]:
-    """n_energy_labels, and MAE/RMSE of the per-atom energy error (meV/atom) over labeled structures."""
+    """n_energy_labels, and MAE/RMSE of the per-atom energy error (meV/atom) over labeled
+    structures."""
     labeled = np.isfinite(energy)  # [B]
     metrics: dict[str, float | int] = {"n_energy_labels": int(labeled.sum())}
     if labeled.any():
@@ -279,7 +281,8 @@ def stress_metrics(stress: np.ndarray | None, stress_pred: np.ndarray | None) ->
 
 
 def compute_metrics(predictions: Predictions) -> dict[str, float | int]:
-    """The metrics of the module docstring (energy, force and stress entries only where labels exist)."""
+    """The metrics of the module docstring (energy, force and stress entries only where labels
+    exist)."""
     return {
         "n_structures": int(len(predictions.natoms)),
         "n_atoms": int(predictions.natoms.sum()),

@@ -36,7 +36,8 @@ def periodic_table_position(z: int) -> tuple[int, int]:
 
 
 def save_figure(figure, path: str | os.PathLike) -> Path:
-    """Write a figure atomically (a temporary name, then rename) at 200 dpi, close it, return the path."""
+    """Write a figure atomically (a temporary name, then rename) at 200 dpi, close it, return the
+    path."""
     import matplotlib.pyplot as plt
 
     path = Path(path)

@@ -94,7 +94,8 @@ def throughput_finding(path: Path) -> Finding:
         reference = " at the same memory" if cap else ""
         (at_memory if cap else equal).append(speedup)
         part = (
-            f"{row['dataset']} B'={int(row['batch_per_rank'])}{cap}: lamm {row['samples_per_s']:.1f} vs random{reference} "
+            f"{row['dataset']} B'={int(row['batch_per_rank'])}{cap}: lamm "
+            f"{row['samples_per_s']:.1f} vs random{reference} "
             f"{row['samples_per_s'] / speedup:.1f} samples/s ({fmt_ratio(speedup)})"
         )
         baseline = None if cap else randoms.get((row["dataset"], int(row["batch_per_rank"])))
@@ -121,11 +122,30 @@ def throughput_finding(path: Path) -> Finding:
         return not_run(claim, "no lamm run with a random run to compare against", path.name)
     measured = "; ".join(parts) + f". Faster in {sum(faster)} of {len(faster)} comparisons"
     if not all(faster):
-        measured += f", slower beyond the spread between repeats (or with one repeat) in {sum(slower_or_unknown)}"
+        measured += (
+            ", slower beyond the spread between repeats (or with one repeat) in "
+            f"{sum(slower_or_unknown)}"
+        )
     measured += "."
+    size, spread_text = _throughput_size_and_spread(equal, at_memory, outside, repeats)
+    if all(faster) or (not any(slower_or_unknown) and sum(faster) > len(faster) / 2):
+        verdict = SUPPORTED
+    else:
+        verdict = CONTRADICTED if any(clearly_slower) else NOT_SHOWN
+    return Finding(claim, size, spread_text, verdict, measured, path.name)
+
+
+def _throughput_size_and_spread(
+    equal: list[float], at_memory: list[float], outside: list[bool], repeats: list[int]
+) -> tuple[str, str]:
+    """The effect size against the paper's, and the spread between repeats, as the report
+    states them."""
     size = f"equal batch: {_range(equal)} vs the paper's up to {PAPER_THROUGHPUT:.2f}x"
     if at_memory:
-        size += f"; larger batch at the same memory: {_range(at_memory)} (the paper: {PAPER_THROUGHPUT_AT_SCALE['PaiNN']:.2f}x on 16 GPUs)"
+        size += (
+            f"; larger batch at the same memory: {_range(at_memory)} (the paper: "
+            f"{PAPER_THROUGHPUT_AT_SCALE['PaiNN']:.2f}x on 16 GPUs)"
+        )
     if outside:
         counts = (
             f"{min(repeats)}" if min(repeats) == max(repeats) else f"{min(repeats)}-{max(repeats)}"
@@ -136,11 +156,7 @@ def throughput_finding(path: Path) -> Finding:
         )
     else:
         spread_text = "1 repeat per case: spread unknown"
-    if all(faster) or (not any(slower_or_unknown) and sum(faster) > len(faster) / 2):
-        verdict = SUPPORTED
-    else:
-        verdict = CONTRADICTED if any(clearly_slower) else NOT_SHOWN
-    return Finding(claim, size, spread_text, verdict, measured, path.name)
+    return size, spread_text
 
 
 def _range(values: list[float]) -> str:
@@ -187,8 +203,10 @@ def scale_finding(path: Path) -> Finding:
     """The paper's multi-GPU numbers need GPUs and several nodes: testable only when the
     throughput table has CUDA rows at 16 ranks or more (a `device` and a `world_size` column)."""
     claim = (
-        f"With balancing, larger batches fit: {PAPER_THROUGHPUT_AT_SCALE['PaiNN']:.2f}x (PaiNN) and "
-        f"{PAPER_THROUGHPUT_AT_SCALE['EquiformerV2']:.2f}x (EquiformerV2) throughput on 16 GPUs (Fig. 6, section 4.2)."
+        f"With balancing, larger batches fit: {PAPER_THROUGHPUT_AT_SCALE['PaiNN']:.2f}x "
+        "(PaiNN) and "
+        f"{PAPER_THROUGHPUT_AT_SCALE['EquiformerV2']:.2f}x (EquiformerV2) throughput on 16 "
+        "GPUs (Fig. 6, section 4.2)."
     )
     table = pd.read_csv(path) if path.is_file() else pd.DataFrame()
     gpu = (
@@ -236,7 +254,10 @@ def denoising_finding(path: Path) -> Finding:
 
     One run per mode has no spread: the verdict is "not shown" whichever way the runs end
     (`repeats` in the summary, when the ablation gains them, is not read yet)."""
-    claim = f"Relative (LaMM) noise labels reach a validation error sooner than baseline labels (Fig. 7; paper: {PAPER_DENOISING:.2f}x sooner to 0.03 A)."
+    claim = (
+        "Relative (LaMM) noise labels reach a validation error sooner than baseline "
+        f"labels (Fig. 7; paper: {PAPER_DENOISING:.2f}x sooner to 0.03 A)."
+    )
     if not path.is_file():
         return not_run(claim, f"missing: {path.name}", path.name)
     summary: dict[str, Any] = json.loads(path.read_text())
@@ -244,9 +265,12 @@ def denoising_finding(path: Path) -> Finding:
     final = {mode: main["modes"][mode]["final_error_a"] for mode in ("baseline", "relative")}
     common, paper = main["common_threshold"], main["threshold"]
     measured = (
-        f"final validation error (each run against its own labels): relative {final['relative']:.4f} A vs "
-        f"baseline {final['baseline']:.4f} A; epochs to {common['value_a']:.4f} A (the lowest both reach): "
-        f"{fmt_ratio(common['ratio'])} fewer with relative labels; to the paper's {paper['value_a']:.3g} A: "
+        "final validation error (each run against its own labels): relative "
+        f"{final['relative']:.4f} A vs "
+        f"baseline {final['baseline']:.4f} A; epochs to {common['value_a']:.4f} A (the "
+        "lowest both reach): "
+        f"{fmt_ratio(common['ratio'])} fewer with relative labels; to the paper's "
+        f"{paper['value_a']:.3g} A: "
         f"{fmt_ratio(paper['ratio'])}."
     )
     centered = summary.get("val_error_centered_a")
@@ -255,8 +279,10 @@ def denoising_finding(path: Path) -> Finding:
             mode: centered["modes"][mode]["final_error_a"] for mode in ("baseline", "relative")
         }
         measured += (
-            f" Like with like (mean displacement removed from both): relative {c_final['relative']:.4f} A vs "
-            f"baseline {c_final['baseline']:.4f} A; the gap above is the baseline labels' unpredictable mean."
+            " Like with like (mean displacement removed from both): relative "
+            f"{c_final['relative']:.4f} A vs "
+            f"baseline {c_final['baseline']:.4f} A; the gap above is the baseline labels' "
+            "unpredictable mean."
         )
     # the paper's threshold when both runs reach it, else the lowest error both reach
     ratio, value = (
@@ -264,7 +290,10 @@ def denoising_finding(path: Path) -> Finding:
         if paper["ratio"] is not None
         else (common["ratio"], common["value_a"])
     )
-    size = f"{fmt_ratio(ratio)} fewer epochs to {value:.3g} A vs the paper's {PAPER_DENOISING:.2f}x to 0.03 A"
+    size = (
+        f"{fmt_ratio(ratio)} fewer epochs to {value:.3g} A vs the paper's "
+        f"{PAPER_DENOISING:.2f}x to 0.03 A"
+    )
     return Finding(claim, size, "1 run per mode: spread unknown", NOT_SHOWN, measured, path.name)
 
 

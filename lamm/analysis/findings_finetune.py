@@ -116,7 +116,8 @@ def table3_finding(
     path: Path, on: str = "", model: str | None = None, metrics: Sequence[str] = BOTH
 ) -> Finding:
     """Test (or best validation) MAE of `metrics` (energy, forces or both) against scratch: of the
-    last checkpoint of the run's own pre-training, or of the shipped `model` (a finetune.models entry)."""
+    last checkpoint of the run's own pre-training, or of the shipped `model` (a finetune.models
+    entry)."""
     start = "the pre-trained checkpoint" if model is None else f"the shipped model {model}"
     claim = (
         f"Fine-tuning{on} from {start} gives lower {_names(metrics)} than scratch at the same "
@@ -146,7 +147,7 @@ def table3_finding(
         )
         means.append(
             f"{_label(checkpoint)} "
-            + ", ".join(f"{fmt_value(v)} {UNITS[m]}" for v, m in zip(values, metrics))
+            + ", ".join(f"{fmt_value(v)} {UNITS[m]}" for v, m in zip(values, metrics, strict=True))
         )
     seeds = comparisons[0].seeds
     measured = (
@@ -154,7 +155,7 @@ def table3_finding(
     )
     return Finding(
         claim,
-        "; ".join(c.size(PAPER_ERROR_RATIO[m]) for c, m in zip(comparisons, metrics)),
+        "; ".join(c.size(PAPER_ERROR_RATIO[m]) for c, m in zip(comparisons, metrics, strict=True)),
         seed_spread(comparisons),
         seed_verdict(comparisons),
         measured,
@@ -163,7 +164,8 @@ def table3_finding(
 
 
 def steps_finding(path: Path, on: str = "", metrics: Sequence[str] = BOTH) -> Finding:
-    """Validation steps to the thresholds of `metrics`: the last checkpoint against scratch (never = inf)."""
+    """Validation steps to the thresholds of `metrics`: the last checkpoint against scratch (never =
+    inf)."""
     thresholds = " / ".join(f"{PAPER_THRESHOLDS[m]:g} {UNITS[m]}" for m in metrics)
     claim = (
         f"Fine-tuning{on} from the pre-trained checkpoint reaches the validation {_names(metrics)} "
@@ -190,12 +192,14 @@ def steps_finding(path: Path, on: str = "", metrics: Sequence[str] = BOTH) -> Fi
         )
     size = "; ".join(
         c.size(PAPER_STEPS_RATIO[m], lower="fewer", higher="more")
-        for c, m in zip(comparisons, metrics)
+        for c, m in zip(comparisons, metrics, strict=True)
     )
     measured = (
-        "first validation step at or below each threshold (never: not reached within the budget), per seed: "
+        "first validation step at or below each threshold (never: not reached within the "
+        "budget), per seed: "
         + "; ".join(
-            f"{c.metric}: scratch {', '.join(map(fmt_value, c.reference))}; {_label(last)} {', '.join(map(fmt_value, c.treatment))}"
+            f"{c.metric}: scratch {', '.join(map(fmt_value, c.reference))}; {_label(last)} "
+            f"{', '.join(map(fmt_value, c.treatment))}"
             for c in comparisons
         )
         + "."
@@ -206,9 +210,11 @@ def steps_finding(path: Path, on: str = "", metrics: Sequence[str] = BOTH) -> Fi
 
 
 def sample_efficiency_finding(path: Path, on: str = "", metrics: Sequence[str] = BOTH) -> Finding:
-    """Test errors of `metrics` at the smallest train fraction both scratch and the pre-trained model ran."""
+    """Test errors of `metrics` at the smallest train fraction both scratch and the pre-trained
+    model ran."""
     claim = (
-        f"Pre-training makes fine-tuning{on} sample-efficient: lower test {_names(metrics)} than scratch on a small "
+        f"Pre-training makes fine-tuning{on} sample-efficient: lower test {_names(metrics)} "
+        "than scratch on a small "
         "part of the downstream training set (DPA-2 Fig. 3; the LaMM paper reports no number)."
     )
     table = _read(path) if path.is_file() else pd.DataFrame()
@@ -244,9 +250,11 @@ def sample_efficiency_finding(path: Path, on: str = "", metrics: Sequence[str] =
     )
     measured = (
         "; ".join(
-            f"{fraction_:.0%}: scratch {fmt_value(_mean(table, 'scratch', fraction_, ENERGY))} meV/atom, "
+            f"{fraction_:.0%}: scratch "
+            f"{fmt_value(_mean(table, 'scratch', fraction_, ENERGY))} meV/atom, "
             f"{fmt_value(_mean(table, 'scratch', fraction_, FORCES))} meV/A; {_label(last)} "
-            f"{fmt_value(_mean(table, last, fraction_, ENERGY))} meV/atom, {fmt_value(_mean(table, last, fraction_, FORCES))} meV/A"
+            f"{fmt_value(_mean(table, last, fraction_, ENERGY))} meV/atom, "
+            f"{fmt_value(_mean(table, last, fraction_, FORCES))} meV/A"
             for fraction_ in fractions
         )
         + " (test MAE, mean over seeds)."

@@ -324,7 +324,8 @@ def sample_efficiency_table(runs: Sequence[FinetuneRun]) -> list[dict[str, Any]]
 
 # --- over seeds ------------------------------------------------------------------------------
 
-# Table 3's per-seed columns reduced over seeds: errors (lower is better) and steps to the thresholds
+# Table 3's per-seed columns reduced over seeds: errors (lower is better) and steps to the
+# thresholds
 SUMMARY_ERRORS = [f"test_{ENERGY}", f"test_{FORCES}", ENERGY, FORCES]
 SUMMARY_STEPS = ["steps_to_energy_threshold", "steps_to_forces_threshold"]
 STATISTICS = ("mean", "std", "min", "max")
@@ -394,7 +395,8 @@ def table3_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def sample_efficiency_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (checkpoint, train fraction) over its seeds: `seeds`, `train_structures`, the
-    test errors' mean/std/min/max and the ratio of scratch's mean at the same fraction to this mean."""
+    test errors' mean/std/min/max and the ratio of scratch's mean at the same fraction to this
+    mean."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["checkpoint"], row["train_fraction"]), []).append(row)
@@ -428,7 +430,8 @@ def sample_efficiency_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, 
 
 
 def moving_average(curve: Curve, window: int = 31) -> Curve:
-    """Centered moving average over `window` points (the paper's 31); shorter curves use all points."""
+    """Centered moving average over `window` points (the paper's 31); shorter curves use all
+    points."""
     if not curve:
         return []
     window = max(1, min(window, len(curve)))
@@ -437,4 +440,4 @@ def moving_average(curve: Curve, window: int = 31) -> Curve:
     kernel = np.ones(window) / window
     smoothed = np.convolve(values, kernel, mode="valid")  # [len - window + 1]
     centers = np.convolve(steps, kernel, mode="valid")
-    return [(int(round(s)), float(v)) for s, v in zip(centers, smoothed)]
+    return [(int(round(s)), float(v)) for s, v in zip(centers, smoothed, strict=True)]

@@ -22,8 +22,8 @@ def finetune_curves(
     window: int = 31,
 ) -> None:
     """Top: validation energy MAE (meV/atom) and force MAE (meV/A) per step, one line per
-    run (one color per checkpoint, one line per seed), thresholds dashed. Bottom: the training loss terms (normalized units),
-    `window`-point moving averages (the paper's 31)."""
+    run (one color per checkpoint, one line per seed), thresholds dashed. Bottom: the training loss
+    terms (normalized units), `window`-point moving averages (the paper's 31)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,7 +101,7 @@ def sample_efficiency(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -
         mine = [r for r in rows if r["checkpoint"] == checkpoint]
         sizes = sorted({r["train_structures"] for r in mine})
         style = {"color": "black"} if checkpoint == SCRATCH else {}
-        for axis, metric in zip(axes, (ENERGY, FORCES)):
+        for axis, metric in zip(axes, (ENERGY, FORCES), strict=True):
             values = [
                 np.array([float(r[f"test_{metric}"]) for r in mine if r["train_structures"] == n])
                 for n in sizes
@@ -120,7 +120,9 @@ def sample_efficiency(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -
     from matplotlib.ticker import NullFormatter
 
     sizes = sorted({r["train_structures"] for r in rows})
-    for axis, (title, unit) in zip(axes, [("energy", "meV/atom"), ("forces", "meV/Å")]):
+    for axis, (title, unit) in zip(
+        axes, [("energy", "meV/atom"), ("forces", "meV/Å")], strict=True
+    ):
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xticks(sizes, [str(n) for n in sizes])  # the sizes run, not 2 x 10^1

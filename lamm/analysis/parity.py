@@ -40,7 +40,8 @@ def composition_references(predictions: Mapping[str, Predictions]) -> np.ndarray
 def relative_energies(
     predictions: Predictions, references: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(reference, predicted) [b] eV/atom minus the composition baseline, labeled structures only."""
+    """(reference, predicted) [b] eV/atom minus the composition baseline, labeled structures
+    only."""
     labeled = np.isfinite(predictions.energy)
     baseline = predictions.composition[labeled] @ references  # [b] eV
     natoms = predictions.natoms[labeled]
@@ -62,7 +63,8 @@ def _diagonal(axis, values: list[np.ndarray]) -> None:
 def parity_plot(
     predictions: Mapping[str, Predictions], path: str | os.PathLike, title: str = ""
 ) -> Path:
-    """Relative energy per atom and force components, predicted against reference, one colour per split."""
+    """Relative energy per atom and force components, predicted against reference, one colour per
+    split."""
     import matplotlib
 
     matplotlib.use("Agg")

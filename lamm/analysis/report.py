@@ -44,7 +44,8 @@ class Section:
 
 FINETUNE_TITLE = "Fine-tuning (Table 3, Fig. 9)"
 FINETUNE_TEXT = (
-    "Fine-tuning on the downstream set from scratch and from every pre-training checkpoint, same budget, "
+    "Fine-tuning on the downstream set from scratch and from every pre-training "
+    "checkpoint, same budget, "
     "once per seed of finetune.seeds."
 )
 
@@ -62,16 +63,19 @@ def _finetune_items(suffix: str, name: str | None = None) -> tuple[Item, ...]:
         Item(
             f"tables/table3_summary{suffix}.csv",
             f"{on}Table 3 over seeds: test errors of the final models (mean ± std), "
-            "their ratio to scratch (> 1: lower than scratch), and validation steps to the thresholds.",
+            "their ratio to scratch (> 1: lower than scratch), and validation steps to the "
+            "thresholds.",
             links=(f"tables/table3_finetune{suffix}.csv",),
         ),
         Item(
             f"tables/zero_shot{suffix}.csv",
-            f"{on}Zero-shot: every pre-training head on the downstream test set, before any fine-tuning.",
+            f"{on}Zero-shot: every pre-training head on the downstream test set, before any "
+            "fine-tuning.",
         ),
         Item(
             f"figures/sample_efficiency{suffix}.png",
-            f"{on}Sample efficiency: test error against training structures, pre-trained against scratch.",
+            f"{on}Sample efficiency: test error against training structures, pre-trained "
+            "against scratch.",
         ),
         Item(
             f"tables/sample_efficiency_summary{suffix}.csv",
@@ -111,20 +115,25 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Item(
                 "tables/throughput.csv",
-                "Measured throughput per sampler, dataset and per-rank batch; every sampler is timed on the "
-                "same structures (whole lamm groups). The capped lamm row runs a larger batch under random's memory per rank and is "
-                "compared with random at the reference batch. The full CSV has step-time statistics and compute per edge.",
+                "Measured throughput per sampler, dataset and per-rank batch; every "
+                "sampler is timed on the "
+                "same structures (whole lamm groups). The capped lamm row runs a larger "
+                "batch under random's memory per rank and is "
+                "compared with random at the reference batch. The full CSV has step-time "
+                "statistics and compute per edge.",
             ),
             Item(
                 "tables/throughput_scaling.csv",
-                "The balance simulation with the cost model calibrated on the measured steps, at 2 (measured), 16 and 64 ranks.",
+                "The balance simulation with the cost model calibrated on the measured "
+                "steps, at 2 (measured), 16 and 64 ranks.",
             ),
             Item("tables/balance_simulation.csv", "Simulated efficiency at 4, 16 and 64 ranks."),
         ),
     ),
     Section(
         "Denoising (Fig. 7)",
-        "Training on the unlabeled conformers alone with baseline and relative (LaMM) noise labels.",
+        "Training on the unlabeled conformers alone with baseline and relative (LaMM) "
+        "noise labels.",
         (
             Item(
                 "figures/fig7_denoising.png",
@@ -133,7 +142,8 @@ SECTIONS: tuple[Section, ...] = (
             Item(
                 "tables/denoising.csv",
                 "The last validation point of each run: error against its own labels (the paper's "
-                "metric) and with the mean displacement removed (like with like). The full CSV holds every step.",
+                "metric) and with the mean displacement removed (like with like). The full "
+                "CSV holds every step.",
             ),
         ),
     ),
@@ -162,11 +172,13 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Item(
                 "tables/data_throughput.csv",
-                "Structure store against pickled torch_geometric Data (`lamm bench data`, not part of the demo DAG).",
+                "Structure store against pickled torch_geometric Data (`lamm bench data`, "
+                "not part of the demo DAG).",
             ),
             Item(
                 "tables/model_throughput.csv",
-                "Forward+backward throughput and peak memory of the encoders (`lamm bench model`, not part of the demo DAG).",
+                "Forward+backward throughput and peak memory of the encoders (`lamm bench "
+                "model`, not part of the demo DAG).",
             ),
         ),
     ),
@@ -176,7 +188,8 @@ SECTIONS: tuple[Section, ...] = (
 def report_sections(downstream: Sequence[str] = ()) -> tuple[Section, ...]:
     """SECTIONS for these downstream sets (the workflow's data.downstream, in order): the
     fine-tuning section named after the first set, then one section per further set with its
-    own Table 3, Fig. 9, zero-shot and sample efficiency (their `_<name>` files). No sets: SECTIONS."""
+    own Table 3, Fig. 9, zero-shot and sample efficiency (their `_<name>` files). No sets:
+    SECTIONS."""
     if not downstream:
         return SECTIONS
     first, *further = downstream
@@ -204,23 +217,32 @@ def report_sections(downstream: Sequence[str] = ()) -> tuple[Section, ...]:
 
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 1.5em auto; padding: 0 1em; color: #222; line-height: 1.4; }
-h1 { border-bottom: 2px solid #444; font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #bbb; }
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 1.5em auto; padding: 0 1em;
+  color: #222; line-height: 1.4; }
+h1 { border-bottom: 2px solid #444; font-size: 1.6em; }
+h2 { margin-top: 1.8em; border-bottom: 1px solid #bbb; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.3em 0 0.4em; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; vertical-align: top; }
-th { background: #f2f2f2; font-weight: 600; } td:first-child, th:first-child { text-align: left; white-space: nowrap; }
-table.claims td, table.claims th { text-align: left; white-space: normal; } table.claims td.verdict { white-space: nowrap; font-weight: 600; }
+th { background: #f2f2f2; font-weight: 600; }
+td:first-child, th:first-child { text-align: left; white-space: nowrap; }
+table.claims td, table.claims th { text-align: left; white-space: normal; }
+table.claims td.verdict { white-space: nowrap; font-weight: 600; }
 figure { margin: 1em 0 0.5em; } figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption, .caption { font-size: 0.9em; color: #555; margin: 0.2em 0; } .full { font-size: 0.85em; margin: 0 0 1.2em; }
-.missing { color: #a00; } .v-supported { color: #070; } .v-contradicted { color: #a00; } .v-not-shown { color: #a60; }
-.v-not-run, .v-not-testable-here { color: #777; }
-details summary { cursor: pointer; color: #555; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
+figcaption, .caption { font-size: 0.9em; color: #555; margin: 0.2em 0; }
+.full { font-size: 0.85em; margin: 0 0 1.2em; }
+.missing { color: #a00; } .v-supported { color: #070; } .v-contradicted { color: #a00; }
+.v-not-shown { color: #a60; } .v-not-run, .v-not-testable-here { color: #777; }
+details summary { cursor: pointer; color: #555; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 """
 
 VERDICT_LEGEND = (
-    "supported: the effect points the paper's way and lies outside the spread over seeds or repeats; "
-    "not shown: inside the spread, or the spread is unknown (one seed or run); contradicted: the other way, "
-    "outside the spread; not run: the result is missing; not testable here: needs hardware this run did not have."
+    "supported: the effect points the paper's way and lies outside the spread over seeds "
+    "or repeats; "
+    "not shown: inside the spread, or the spread is unknown (one seed or run); "
+    "contradicted: the other way, "
+    "outside the spread; not run: the result is missing; not testable here: needs hardware "
+    "this run did not have."
 )
 
 
@@ -262,7 +284,10 @@ def _thresholds(frame: pd.DataFrame) -> str:
 
 def _figure(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" '
+        f'alt="{html.escape(path.name)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    )
 
 
 def _findings_table(items: Sequence[Finding], tables: Path, page: Path) -> str:
@@ -278,8 +303,14 @@ def _findings_table(items: Sequence[Finding], tables: Path, page: Path) -> str:
             f'<td class="verdict {css}">{html.escape(item.verdict)}</td>'
             f"<td><details><summary>numbers</summary>{html.escape(item.measured)}</details></td><td>{where}</td></tr>"
         )
-    header = "<tr><th>claim (paper)</th><th>here vs the paper</th><th>spread</th><th>verdict</th><th>measured</th><th>from</th></tr>"
-    return f'<table class="claims">{header}{"".join(rows)}</table><p class="caption">{html.escape(VERDICT_LEGEND)}</p>'
+    header = (
+        "<tr><th>claim (paper)</th><th>here vs the "
+        "paper</th><th>spread</th><th>verdict</th><th>measured</th><th>from</th></tr>"
+    )
+    return (
+        f'<table class="claims">{header}{"".join(rows)}</table><p '
+        f'class="caption">{html.escape(VERDICT_LEGEND)}</p>'
+    )
 
 
 def _runs_table(tracking_uri: str | None, ui_url: str) -> str:
@@ -300,14 +331,28 @@ def _runs_table(tracking_uri: str | None, ui_url: str) -> str:
                 "%Y-%m-%d %H:%M:%S"
             )
             rows.append(
-                f'<tr><td><a href="{html.escape(link)}">{html.escape(info.run_name or info.run_id)}</a></td>'
-                f"<td>{html.escape(tags.get('stage', ''))}</td><td>{html.escape(tags.get('snakemake_rule', ''))}</td>"
-                f"<td>{html.escape(info.status)}</td><td>{start}</td><td>{html.escape(experiment.name)}</td></tr>"
+                "<tr><td><a "
+                f'href="{html.escape(link)}">{html.escape(info.run_name or info.run_id)}</a></td>'
+                f"<td>{html.escape(tags.get('stage', ''))}</td>"
+                f"<td>{html.escape(tags.get('snakemake_rule', ''))}</td>"
+                f"<td>{html.escape(info.status)}</td><td>{start}</td>"
+                f"<td>{html.escape(experiment.name)}</td></tr>"
             )
     if not rows:
         return '<p class="missing">the MLflow store holds no runs</p>'
-    header = "<tr><th>run</th><th>stage</th><th>rule</th><th>status</th><th>started</th><th>experiment</th></tr>"
-    return f'<p class="caption">Open the links with <code>mlflow ui --backend-store-uri {html.escape(tracking_uri)}</code> running.</p><table>{header}{"".join(rows)}</table>'
+    header = (
+        "<tr>"
+        + "".join(
+            f"<th>{name}</th>"
+            for name in ("run", "stage", "rule", "status", "started", "experiment")
+        )
+        + "</tr>"
+    )
+    return (
+        '<p class="caption">Open the links with <code>mlflow ui --backend-store-uri '
+        f"{html.escape(tracking_uri)}</code> "
+        f"running.</p><table>{header}{''.join(rows)}</table>"
+    )
 
 
 def write_report(
@@ -328,9 +373,11 @@ def write_report(
     found: list[str] = []
     missing: list[str] = []
     parts = [
-        f'<!doctype html><html><head><meta charset="utf-8"><title>LaMM report</title><style>{_STYLE}</style></head><body>',
+        '<!doctype html><html><head><meta charset="utf-8"><title>LaMM '
+        f"report</title><style>{_STYLE}</style></head><body>",
         "<h1>LaMM: pre-training and fine-tuning report</h1>",
-        f"<p>Results in <code>{html.escape(str(results))}</code>, written {datetime.datetime.now():%Y-%m-%d %H:%M} by lamm {__version__}.</p>",
+        f"<p>Results in <code>{html.escape(str(results))}</code>, written "
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M} by lamm {__version__}.</p>",
         "<h2>Key results: the paper's claims, checked</h2>",
         _findings_table(
             findings(results, downstream[0] if downstream else None), results / "tables", out
@@ -343,7 +390,8 @@ def write_report(
             if not path.is_file():
                 missing.append(item.path)
                 parts.append(
-                    f'<p class="missing">missing: {html.escape(item.path)} ({html.escape(item.caption)})</p>'
+                    f'<p class="missing">missing: {html.escape(item.path)} '
+                    f"({html.escape(item.caption)})</p>"
                 )
                 continue
             found.append(item.path)
@@ -358,7 +406,8 @@ def write_report(
     for config in configs:
         config = Path(config)
         parts.append(
-            f'<p class="caption">{html.escape(str(config))}</p><pre>{html.escape(config.read_text())}</pre>'
+            "<p "
+            f'class="caption">{html.escape(str(config))}</p><pre>{html.escape(config.read_text())}</pre>'
         )
     parts.append("</body></html>")
     out.parent.mkdir(parents=True, exist_ok=True)

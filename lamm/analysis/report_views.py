@@ -57,7 +57,8 @@ def fixed(name: str, decimals: int) -> Cell:
 
 
 def start(row: pd.Series) -> str:
-    """A fine-tuning run's start: 'scratch', 'epoch 2' (Table 3 stores the epoch alone), a model name."""
+    """A fine-tuning run's start: 'scratch', 'epoch 2' (Table 3 stores the epoch alone), a model
+    name."""
     value = str(row["checkpoint"])
     try:
         float(value)
@@ -187,14 +188,16 @@ VIEWS: dict[str, View] = {
                 "val. steps to energy threshold, mean (reached/seeds)",
                 ("steps_to_energy_threshold_mean",),
                 lambda r: (
-                    f"{_number(r['steps_to_energy_threshold_mean'])} ({r['steps_to_energy_threshold_reached']}/{r['seeds']})"
+                    f"{_number(r['steps_to_energy_threshold_mean'])} "
+                    f"({r['steps_to_energy_threshold_reached']}/{r['seeds']})"
                 ),
             ),
             (
                 "val. steps to force threshold, mean (reached/seeds)",
                 ("steps_to_forces_threshold_mean",),
                 lambda r: (
-                    f"{_number(r['steps_to_forces_threshold_mean'])} ({r['steps_to_forces_threshold_reached']}/{r['seeds']})"
+                    f"{_number(r['steps_to_forces_threshold_mean'])} "
+                    f"({r['steps_to_forces_threshold_reached']}/{r['seeds']})"
                 ),
             ),
         )

@@ -170,7 +170,8 @@ def covariance_ellipse(
 
     The ellipse {x : (x - mu)^T C^-1 (x - mu) = n_sigma^2}: semi-axes n_sigma sqrt(lambda_k) along
     the eigenvectors of the covariance C. This is the Pearson-correlation construction the paper
-    cites (radii sqrt(1 +- rho) on standardized axes, then scaled by n_sigma sigma_x, n_sigma sigma_y).
+    cites (radii sqrt(1 +- rho) on standardized axes, then scaled by n_sigma sigma_x, n_sigma
+    sigma_y).
     """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) < 2:

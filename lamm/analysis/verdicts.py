@@ -28,7 +28,8 @@ class Finding:
     """One claim of the paper and what this run says about it.
 
     `size`: direction and size here against the paper's number; `spread`: over seeds or
-    repeats (or why it is unknown); `verdict`: one of VERDICTS; `measured`: the numbers behind it."""
+    repeats (or why it is unknown); `verdict`: one of VERDICTS; `measured`: the numbers behind
+    it."""
 
     claim: str
     size: str
@@ -51,7 +52,8 @@ def fmt_ratio(value: float | None) -> str:
 
 
 def fmt_value(value: float) -> str:
-    """3 significant digits, plain (no exponent below 1e6); inf reads 'never' (a threshold not reached)."""
+    """3 significant digits, plain (no exponent below 1e6); inf reads 'never' (a threshold not
+    reached)."""
     if math.isinf(value):
         return "never"
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"

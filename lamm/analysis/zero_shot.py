@@ -33,7 +33,8 @@ from lamm.models.potential import Potential
 
 
 def fit_energy_shift(composition: np.ndarray, residual: np.ndarray) -> np.ndarray:
-    """Per-element shift b [119] (eV) minimizing ||residual - composition @ b||; see the module docstring.
+    """Per-element shift b [119] (eV) minimizing ||residual - composition @ b||; see the module
+    docstring.
 
     composition: [B, 119] atom counts; residual: [B] eV (true - predicted), NaN rows ignored.
     """
@@ -41,7 +42,8 @@ def fit_energy_shift(composition: np.ndarray, residual: np.ndarray) -> np.ndarra
     residual = np.asarray(residual, dtype=np.float64)
     if composition.ndim != 2 or residual.shape != (composition.shape[0],):
         raise ValueError(
-            f"composition [B, Z] and residual [B] expected, got {composition.shape} and {residual.shape}"
+            f"composition [B, Z] and residual [B] expected, got {composition.shape} and "
+            f"{residual.shape}"
         )
     labeled = np.isfinite(residual)
     if not labeled.any():

@@ -33,7 +33,8 @@ def measure_batching(
     """One row per worker count: structures, atoms and edges per second into batches."""
     if batches < 1 or warmup < 0 or batch_size < 1:
         raise ValueError(
-            f"need batches >= 1, warmup >= 0, batch_size >= 1; got {batches}, {warmup}, {batch_size}"
+            f"need batches >= 1, warmup >= 0, batch_size >= 1; got {batches}, {warmup}, "
+            f"{batch_size}"
         )
     dataset = MultiStoreDataset(
         paths, "train", cutoff=cutoff, max_neighbors=max_neighbors, seed=seed

@@ -239,32 +239,11 @@ def run_model_benchmark(
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     config = resolve_model_config(model_config)
     pythons = {"lamm": sys.executable, "schnetpack": schnetpack_python, "fairchem": fairchem_python}
-    for peer in sorted({c.impl for c in cases} - {"lamm"}):
-        if config["encoder"] != PEER_ENCODER[peer]:
-            raise ValueError(
-                f"the {peer} comparison exists for encoder {PEER_ENCODER[peer]} only, not {config['encoder']}"
-            )
-        if not pythons[peer]:
-            raise ValueError(f"{peer} cases need {peer}_python (the interpreter of its venv)")
+    _check_peers(config, cases, pythons)
     batch = make_batch(records, config["cutoff"], config["max_neighbors"])
     painn = config["painn"] if config["encoder"] == "painn" else {}
-    common = {
-        "source": source,
-        "structures": int(batch[K.NATOMS].shape[0]),
-        "atoms": int(batch.num_nodes),
-        "edges": int(batch[K.EDGE_INDEX].shape[1]),
-        "device": device,
-        "encoder": config["encoder"],
-        # every argument the encoder is built with, plus PaiNN's sizes as columns (the schnetpack comparison's axes)
-        "encoder_config": json.dumps(encoder_arguments(config), sort_keys=True),
-        "hidden_channels": painn.get("hidden_channels"),
-        "num_layers": painn.get("num_layers"),
-        "num_rbf": painn.get("num_rbf"),
-        "cutoff": config["cutoff"],
-        "max_neighbors": config["max_neighbors"],
-        "warmup": warmup,
-        "repeats": repeats,
-    }
+    common = _common_columns(config, batch, source, device)
+    common.update(warmup=warmup, repeats=repeats)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lamm-bench-") as folder:
         batch_path = Path(folder) / "batch.npz"
@@ -315,6 +294,41 @@ def run_model_benchmark(
             }
         )
     return rows
+
+
+def _check_peers(config: Mapping[str, Any], cases: Sequence[Case], pythons: dict) -> None:
+    """Each peer compares one encoder of ours and needs the interpreter of its venv."""
+    for peer in sorted({c.impl for c in cases} - {"lamm"}):
+        if config["encoder"] != PEER_ENCODER[peer]:
+            raise ValueError(
+                f"the {peer} comparison exists for encoder {PEER_ENCODER[peer]} only, not "
+                f"{config['encoder']}"
+            )
+        if not pythons[peer]:
+            raise ValueError(f"{peer} cases need {peer}_python (the interpreter of its venv)")
+
+
+def _common_columns(
+    config: Mapping[str, Any], batch: Any, source: str, device: str
+) -> dict[str, Any]:
+    """The columns every row of one benchmark shares: inputs, device and the model's sizes."""
+    painn = config["painn"] if config["encoder"] == "painn" else {}
+    return {
+        "source": source,
+        "structures": int(batch[K.NATOMS].shape[0]),
+        "atoms": int(batch.num_nodes),
+        "edges": int(batch[K.EDGE_INDEX].shape[1]),
+        "device": device,
+        "encoder": config["encoder"],
+        # every argument the encoder is built with, plus PaiNN's sizes as columns (the schnetpack
+        # comparison's axes)
+        "encoder_config": json.dumps(encoder_arguments(config), sort_keys=True),
+        "hidden_channels": painn.get("hidden_channels"),
+        "num_layers": painn.get("num_layers"),
+        "num_rbf": painn.get("num_rbf"),
+        "cutoff": config["cutoff"],
+        "max_neighbors": config["max_neighbors"],
+    }
 
 
 def combine_rounds(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -234,7 +234,8 @@ def run(impl: str, batch_path: str, spec: dict[str, Any]) -> dict[str, Any]:
         "step_s_median": median,
         "step_s_min": min(times),
         "atoms_per_s": atoms / median,
-        # CPU seconds of all threads: less sensitive than wall time to other jobs on a shared machine
+        # CPU seconds of all threads: less sensitive than wall time to other jobs on a shared
+        # machine
         "step_cpu_s_median": statistics.median(cpu for _, cpu in measured),
         "peak_memory_gb": peak,
         "memory_kind": memory_kind,

@@ -123,7 +123,8 @@ class PickleLmdb:
     def get(self, index: int) -> Data:
         if self._pid != os.getpid():
             if self._env is not None:
-                self._env.close()  # inherited through fork: py-lmdb refuses a second open of the file
+                # inherited through fork: py-lmdb refuses a second open of the file
+                self._env.close()
             self._env = lmdb.open(
                 str(self.path),
                 subdir=False,
@@ -247,7 +248,8 @@ def benchmark(
     repeats: int = 3,
     workers: int = 2,
 ) -> tuple[list[Measurement], int]:
-    """Build the inputs in `workdir` (or use `store_path`) and measure; returns (results, structures)."""
+    """Build the inputs in `workdir` (or use `store_path`) and measure; returns (results,
+    structures)."""
     if count < 1 or repeats < 1 or workers < 1:
         raise ValueError("count, repeats and workers must be positive")
     if reads < 256 * workers:

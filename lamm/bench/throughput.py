@@ -64,7 +64,8 @@ def dataset_subsets(dataset: str, subsets: Sequence[str]) -> list[str]:
         return list(subsets)
     if dataset not in subsets:
         raise ValueError(
-            f"unknown dataset {dataset!r}: expected {JOINT!r} or one of the config's subsets {list(subsets)}"
+            f"unknown dataset {dataset!r}: expected {JOINT!r} or one of the config's "
+            f"subsets {list(subsets)}"
         )
     return [dataset]
 
@@ -122,7 +123,8 @@ def splits_for_group_steps(
     seed: int,
     group_steps: int,
 ) -> int:
-    """LaMM's S such that each of the epoch's first groups of splits lasts exactly `group_steps` steps.
+    """LaMM's S such that each of the epoch's first groups of splits lasts exactly `group_steps`
+    steps.
 
     The lamm plan consumes B' splits at a time from their largest samples to their smallest,
     and a group lasts (split size) / W steps whatever B'. A short measurement of the first steps
@@ -159,7 +161,8 @@ def peak_atoms_per_rank(
     max_atoms_per_rank: int | None = None,
     epochs: int = 1,
 ) -> int:
-    """Most atoms one rank holds in any step of the first `epochs` epochs (the exact training plan)."""
+    """Most atoms one rank holds in any step of the first `epochs` epochs (the exact training
+    plan)."""
     sampler = DistributedBatchSampler(
         natoms,
         sizes,

@@ -1,4 +1,5 @@
-"""Fig. 6: step-time violins per sampler (single subset, joint data) and per-rank compute over steps."""
+"""Fig. 6: step-time violins per sampler (single subset, joint data) and per-rank compute over
+steps."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _violins(
         ax.set_visible(False)
         return
     parts = ax.violinplot([v for _, _, v in shown], showmedians=True, widths=0.8)
-    for body, (_, sampler, _) in zip(parts["bodies"], shown):
+    for body, (_, sampler, _) in zip(parts["bodies"], shown, strict=True):
         body.set_facecolor(SAMPLER_COLORS.get(sampler, "grey"))
         body.set_alpha(0.6)
     ax.set_xticks(
@@ -58,7 +59,7 @@ def fig6_step_time(
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, letter, dataset in zip(axes[:2], "ab", list(datasets)[:2]):
+    for ax, letter, dataset in zip(axes[:2], "ab", list(datasets)[:2], strict=False):
         groups = [
             (label, sampler, values)
             for (d, label, sampler), values in step_times.items()
@@ -74,7 +75,9 @@ def fig6_step_time(
         axes[1].set_visible(False)
     ax = axes[2]
     for sampler, timings in rank_timings.items():
-        for rank, style in zip(sorted(timings["rank"].unique()), ("-", "--", ":", "-.")):
+        for rank, style in zip(
+            sorted(timings["rank"].unique()), ("-", "--", ":", "-."), strict=False
+        ):
             steps, values = rank_series(timings, int(rank), warmup=warmup, window=window)
             ax.plot(
                 steps,

@@ -12,9 +12,10 @@ optimizer_s, compute_s, atoms, structures; see `lamm.training.timing`). Per step
   others' load; the efficiency, a ratio within each step, mostly does not.
 
 Calibration: `compute_s` of a rank-step is fitted as per_structure * structures + per_atom *
-atoms (+ per_edge * edges when the timings carry an `edges` column) (`lamm.data.cost.CostModel.fit`); what a step costs besides the slowest rank's compute
-(data, optimizer, communication) is a fixed overhead = mean(step time - max compute). The
-predicted step time is then max over ranks of the cost plus the overhead.
+atoms (+ per_edge * edges when the timings carry an `edges` column)
+(`lamm.data.cost.CostModel.fit`); what a step costs besides the slowest rank's compute (data,
+optimizer, communication) is a fixed overhead = mean(step time - max compute). The predicted step
+time is then max over ranks of the cost plus the overhead.
 """
 
 from __future__ import annotations
@@ -183,7 +184,8 @@ def fit_cost_model(
 def rank_cost(
     model: CostModel, structures: np.ndarray, atoms: np.ndarray, edges: np.ndarray | None = None
 ) -> np.ndarray:
-    """Cost of a rank-step holding `structures` structures with `atoms` atoms (and `edges` edges) in total."""
+    """Cost of a rank-step holding `structures` structures with `atoms` atoms (and `edges` edges) in
+    total."""
     cost = model.per_structure * np.asarray(
         structures, dtype=np.float64
     ) + model.per_atom * np.asarray(atoms, dtype=np.float64)

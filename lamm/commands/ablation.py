@@ -94,8 +94,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "denoising",
         help="train on one denoising subset alone with baseline and/or relative noise labels",
-        description="Train the base trainer config on one denoising subset alone (one rank, this process), "
-        "once per mode, with the same seed and budget; each run goes to <out>/<mode>/ (validation.csv "
+        description="Train the base trainer config on one denoising subset alone (one "
+        "rank, this process), "
+        "once per mode, with the same seed and budget; each run goes to <out>/<mode>/ "
+        "(validation.csv "
         "holds val/<subset>/denoising_error_centered_a and denoising_error_a per validation).",
     )
     run.add_argument(
@@ -131,10 +133,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     run.set_defaults(func=_denoising)
 
+    _add_summary_parser(commands)
+
+
+def _add_summary_parser(commands: argparse._SubParsersAction) -> None:
+    """`lamm ablation denoising-summary`."""
     summary = commands.add_parser(
         "denoising-summary",
         help="denoising.csv, Fig. 7 and the epochs-to-threshold ratio from the two runs",
-        description="Read <dir>/validation.csv of the baseline and relative runs and write the learning "
+        description="Read <dir>/validation.csv of the baseline and relative runs and write "
+        "the learning "
         "curves (mode, step, epoch, val_error_a = each run against its own labels as in the paper, "
         "val_error_centered_a = mean displacement removed), the figure, and "
         "a JSON summary (final errors, epochs to --threshold and to the common threshold, ratios).",

@@ -13,8 +13,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "balance",
         help="load-balance simulation of the samplers (efficiency, predicted speedup, peak atoms)",
-        description="Plans epochs exactly as the training sampler would and reports, per world size W, "
-        "per-rank batch B' and strategy: efficiency (sum of mean rank load / sum of max rank load), "
+        description="Plans epochs exactly as the training sampler would and reports, per "
+        "world size W, "
+        "per-rank batch B' and strategy: efficiency (sum of mean rank load / sum of max "
+        "rank load), "
         "the predicted epoch speedup over random, and the peak atoms on one rank. The last stdout "
         "line is a JSON summary.",
     )
@@ -36,6 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="X",
         help="Fig. 4-like atom counts, Table 2 sample counts times X",
     )
+    _add_simulation_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is simulated and how a rank's load is counted."""
     parser.add_argument(
         "--world-sizes",
         type=int,
@@ -112,7 +120,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=Path("results/tables/balance_simulation.csv"),
         help="CSV to write",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,6 +181,6 @@ def run(args: argparse.Namespace) -> int:
                 }
             )
         tracker.log_artifact(path)
-    samples = {name: len(n) for name, n in zip(workload.names, workload.natoms)}
+    samples = {name: len(n) for name, n in zip(workload.names, workload.natoms, strict=True)}
     print(json.dumps({"table": str(path), "input": workload.source, "samples": samples, **summary}))
     return 0

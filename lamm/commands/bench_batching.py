@@ -10,9 +10,11 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "batching",
-        help="throughput of the data path (stores -> noise -> vesin graphs -> Batch) with DataLoader workers",
+        help="throughput of the data path (stores -> noise -> vesin graphs -> Batch) with "
+        "DataLoader workers",
         description="Times the training data path on the train split of the stores: lamm-sampled, "
-        "temperature-sampled batches, decoding, denoising noise, neighbor lists and collation, for each "
+        "temperature-sampled batches, decoding, denoising noise, neighbor lists and "
+        "collation, for each "
         "worker count. The last stdout line is a JSON summary.",
     )
     parser.add_argument(

@@ -14,10 +14,14 @@ from typing import Any
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "data",
-        help="store random-access reads/s vs a fairchem-style pickled-Data LMDB (1 process, 2 workers)",
-        description="Random reads, each decoded (store: numpy arrays; fairchem LMDB: unpickled torch_geometric "
-        "Data), in one process and with DataLoader workers, after a warm-up pass. Without --store the benchmark "
-        "labels its own Cu(111)+adsorbate slabs (73-78 atoms) with EMT. Writes a CSV table; the last stdout "
+        help="store random-access reads/s vs a fairchem-style pickled-Data LMDB (1 "
+        "process, 2 workers)",
+        description="Random reads, each decoded (store: numpy arrays; fairchem LMDB: "
+        "unpickled torch_geometric "
+        "Data), in one process and with DataLoader workers, after a warm-up pass. Without "
+        "--store the benchmark "
+        "labels its own Cu(111)+adsorbate slabs (73-78 atoms) with EMT. Writes a CSV "
+        "table; the last stdout "
         "line is a JSON summary.",
     )
     parser.add_argument(

@@ -45,13 +45,19 @@ def _preset(name: str) -> str:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "model",
-        help="atoms/s and peak memory of the potential (and schnetpack's PaiNN, fairchem's EquiformerV2)",
+        help="atoms/s and peak memory of the potential (and schnetpack's PaiNN, fairchem's "
+        "EquiformerV2)",
         description=__doc__,
-        epilog="schnetpack runs in its own venv, e.g.: python3 -m venv /tmp/spk && /tmp/spk/bin/pip install "
-        "torch==2.13.0 && /tmp/spk/bin/pip install --no-deps schnetpack==2.1.1 && /tmp/spk/bin/pip install "
-        "numpy ase matscipy pyyaml tqdm dirsync fasteners pytorch_lightning h5py omegaconf torch-ema; "
-        "then --schnetpack-python /tmp/spk/bin/python. fairchem-core 1.x (EquiformerV2, for --preset lamm-l): "
-        "make fairchem-env (scripts/setup-fairchem.sh), then --fairchem-python .venv-fairchem/bin/python",
+        epilog="schnetpack runs in its own venv, e.g.: python3 -m venv /tmp/spk && "
+        "/tmp/spk/bin/pip install "
+        "torch==2.13.0 && /tmp/spk/bin/pip install --no-deps schnetpack==2.1.1 && "
+        "/tmp/spk/bin/pip install "
+        "numpy ase matscipy pyyaml tqdm dirsync fasteners pytorch_lightning h5py omegaconf "
+        "torch-ema; "
+        "then --schnetpack-python /tmp/spk/bin/python. fairchem-core 1.x (EquiformerV2, "
+        "for --preset lamm-l): "
+        "make fairchem-env (scripts/setup-fairchem.sh), then --fairchem-python "
+        ".venv-fairchem/bin/python",
     )
     model = parser.add_mutually_exclusive_group()
     model.add_argument(
@@ -97,7 +103,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        help="torch threads in every worker (default: torch's default); on a machine shared with other "
+        help="torch threads in every worker (default: torch's default); on a machine "
+        "shared with other "
         "jobs, --threads 1 --rounds 2 gives steadier comparisons",
     )
     parser.add_argument(
@@ -112,6 +119,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="run all cases this many times in turn, keep each case's fastest round",
     )
+    _add_run_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Seeds, peers and where the results go."""
     parser.add_argument("--seed", type=int, default=0, help="seed of the model weights and inputs")
     parser.add_argument(
         "--schnetpack-python",
@@ -120,13 +133,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--fairchem-python",
         help="python of a venv with fairchem-core 1.x (scripts/setup-fairchem.sh): "
-        "adds its EquiformerV2 at the same size (an equiformer_v2 model config, e.g. --preset lamm-l)",
+        "adds its EquiformerV2 at the same size (an equiformer_v2 model config, e.g. "
+        "--preset lamm-l)",
     )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
     parser.add_argument(
         "--out", type=Path, default=Path("results/tables/model_throughput.csv"), help="CSV to write"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import time
 from pathlib import Path
 
 from lamm.commands.train import add_launch_arguments, launch_settings
@@ -23,8 +21,10 @@ from lamm.data.balance import STRATEGIES  # numpy only: `lamm --help` stays fast
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "throughput",
-        help="measured DDP step throughput of the samplers (Fig. 6) and the calibrated scaling simulation",
-        description="Runs real DDP training steps for each sampler, dataset and per-rank batch, and "
+        help="measured DDP step throughput of the samplers (Fig. 6) and the calibrated "
+        "scaling simulation",
+        description="Runs real DDP training steps for each sampler, dataset and per-rank "
+        "batch, and "
         "writes samples/s, step-time statistics and idle time per configuration, Fig. 6, and the "
         "balance simulation with a cost model fitted to the measured steps. The last stdout line "
         "is a JSON summary.",
@@ -32,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--config",
         required=True,
-        help="trainer config whose model and data settings are used (e.g. config/pretrain/demo.yaml)",
+        help="trainer config whose model and data settings are used (e.g. "
+        "config/pretrain/demo.yaml)",
     )
     parser.add_argument(
         "--data",
@@ -68,6 +69,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=4,
         help="the cap is random's peak atoms per rank at this batch",
     )
+    _add_run_arguments(parser)
+    add_launch_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """How long each case runs, where its outputs go, and the scaling simulation."""
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run")
     parser.add_argument(
         "--warmup", type=int, default=5, help="first steps of each run left out of the statistics"
@@ -76,7 +84,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--group-steps",
         type=int,
         default=5,
-        help="steps one lamm group of splits lasts (sets S); warm-up and measured steps must be whole groups",
+        help="steps one lamm group of splits lasts (sets S); warm-up and measured steps "
+        "must be whole groups",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs of every configuration (interleaved)"
@@ -130,8 +139,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=Path("results/figures/fig6_step_time.png"),
         help="step-time figure (Fig. 6) to write",
     )
-    add_launch_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 def _check(args: argparse.Namespace, subsets: list[str]) -> None:
@@ -140,7 +147,8 @@ def _check(args: argparse.Namespace, subsets: list[str]) -> None:
     unknown = [s for s in args.samplers if s not in STRATEGIES]
     if unknown:
         raise SystemExit(
-            f"lamm bench throughput: unknown sampler(s) {unknown}; expected some of {list(STRATEGIES)}"
+            f"lamm bench throughput: unknown sampler(s) {unknown}; expected some of "
+            f"{list(STRATEGIES)}"
         )
     for dataset in args.datasets:
         try:
@@ -149,7 +157,8 @@ def _check(args: argparse.Namespace, subsets: list[str]) -> None:
             raise SystemExit(f"lamm bench throughput: {err} ({args.config})") from None
     if args.steps <= args.warmup + 1:
         raise SystemExit(
-            f"lamm bench throughput: --steps {args.steps} leaves fewer than 2 steps after --warmup {args.warmup}"
+            f"lamm bench throughput: --steps {args.steps} leaves fewer than 2 steps after "
+            f"--warmup {args.warmup}"
         )
     if (
         args.group_steps < 1
@@ -157,357 +166,22 @@ def _check(args: argparse.Namespace, subsets: list[str]) -> None:
         or (args.steps - args.warmup) % args.group_steps
     ):
         raise SystemExit(
-            f"lamm bench throughput: --warmup {args.warmup} and --steps minus --warmup ({args.steps - args.warmup}) "
-            f"must be multiples of --group-steps {args.group_steps} (lamm's epoch runs large to small within a group)"
+            f"lamm bench throughput: --warmup {args.warmup} and --steps minus --warmup "
+            f"({args.steps - args.warmup}) "
+            f"must be multiples of --group-steps {args.group_steps} (lamm's epoch runs "
+            "large to small within a group)"
         )
     if min(args.batch_per_rank) < 1 or args.capped_batch < 0 or args.repeats < 1:
         raise SystemExit("lamm bench throughput: batches and repeats must be positive")
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from lamm.bench import balance as sim
-    from lamm.bench import throughput_stats as stats
-    from lamm.bench.throughput import (
-        JOINT,
-        ThroughputCase,
-        case_dir,
-        dataset_subsets,
-        peak_atoms_per_rank,
-        rank_step_totals,
-        run_cases,
-        splits_for_group_steps,
-        train_natoms,
-    )
-    from lamm.bench.throughput_figures import fig6_step_time
-    from lamm.data.cost import edge_counts
-    from lamm.data.store import StructureStore
-    from lamm.launch import launch
-    from lamm.models.build import resolve_model_config
-    from lamm.tables import write_csv
-    from lamm.tracking import RunTracker
+    from lamm.bench.throughput_run import run_benchmark
     from lamm.training.pretrain import load_trainer_config
 
-    started = time.monotonic()
     config = load_trainer_config(args.config)
     config["threads_per_rank"] = args.threads_per_rank
-    subsets = list(config["data"]["subsets"])
-    _check(args, subsets)
-    data_dir = Path(args.data or config["data"]["dir"])
-    settings = launch_settings(args)
-    world_size = settings.world_size
-    temperature = config["data"]["temperature"]
-
-    cases: list[ThroughputCase] = []
-    caps: dict[str, dict[str, int]] = {}
-    splits: dict[str, int] = {}
-    samples: dict[str, tuple] = {}
-    for dataset in args.datasets:
-        natoms, sizes = train_natoms(data_dir, dataset_subsets(dataset, subsets))
-        samples[dataset] = (natoms, sizes)
-        splits[dataset] = num_splits = splits_for_group_steps(
-            natoms,
-            sizes,
-            world_size=world_size,
-            temperature=temperature,
-            seed=args.seed,
-            group_steps=args.group_steps,
-        )
-        peak = dict(
-            world_size=world_size, temperature=temperature, num_splits=num_splits, seed=args.seed
-        )
-        cases += [
-            ThroughputCase(s, dataset, b, num_splits=num_splits)
-            for b in args.batch_per_rank
-            for s in args.samplers
-        ]
-        if args.capped_batch and "lamm" in args.samplers:
-            cap = peak_atoms_per_rank(
-                natoms, sizes, strategy="random", batch_per_rank=args.cap_reference_batch, **peak
-            )
-            caps[dataset] = {
-                "cap": cap,
-                "random_peak_at_capped_batch": peak_atoms_per_rank(
-                    natoms, sizes, strategy="random", batch_per_rank=args.capped_batch, **peak
-                ),
-            }
-            cases.append(
-                ThroughputCase("lamm", dataset, args.capped_batch, cap, num_splits=num_splits)
-            )
-
-    if not args.reuse:
-        shutil.rmtree(
-            args.work_dir, ignore_errors=True
-        )  # stale timings of an earlier run must not mix in
-    stores = [str(data_dir / f"{s}.lmdb") for s in subsets]
-    params = {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"
-    }
-    with RunTracker(
-        "bench", "bench-throughput", params={**params, "world_size": world_size}, inputs=stores
-    ) as tracker:
-        if args.reuse:
-            missing = [
-                str(case_dir(args.work_dir, c, r))
-                for c in cases
-                for r in range(args.repeats)
-                if not (case_dir(args.work_dir, c, r) / "timings.csv").is_file()
-            ]
-            if missing:
-                raise SystemExit(
-                    f"lamm bench throughput --reuse: no timings.csv in {missing[:3]}{' ...' if len(missing) > 3 else ''}"
-                )
-        else:
-            launch(
-                run_cases,
-                {
-                    "cases": cases,
-                    "base_config": config,
-                    "data_dir": data_dir,
-                    "out_root": args.work_dir,
-                    "steps": args.steps,
-                    "seed": args.seed,
-                    "repeats": args.repeats,
-                    "budget_s": None if args.budget_minutes is None else 60.0 * args.budget_minutes,
-                },
-                settings,
-                folder=args.work_dir / "submitit",
-                name="lamm-bench-throughput",
-            )
-        measured_s = time.monotonic() - started
-        # repeats that ran for every case (a budget may have stopped the rest)
-        repeats = next(
-            (
-                r
-                for r in range(args.repeats)
-                if not all((case_dir(args.work_dir, c, r) / "timings.csv").is_file() for c in cases)
-            ),
-            args.repeats,
-        )
-        if repeats == 0:
-            raise SystemExit(f"lamm bench throughput: no complete repeat under {args.work_dir}")
-        tracker.log_metrics({"repeats_done": repeats})
-
-        timings = {
-            c: [
-                stats.read_timings(case_dir(args.work_dir, c, r) / "timings.csv")
-                for r in range(repeats)
-            ]
-            for c in cases
-        }
-        model_config = resolve_model_config(config["model"])
-        graph = dict(cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"])
-        edges_of = {}
-        for dataset in args.datasets:
-            stores_of = [
-                StructureStore(data_dir / f"{s}.lmdb") for s in dataset_subsets(dataset, subsets)
-            ]
-            edges_of[dataset] = np.concatenate(
-                [edge_counts(s, **graph)[s.indices("train")] for s in stores_of]
-            )
-        for case in cases:
-            natoms, sizes = samples[case.dataset]
-            plan_args = dict(
-                world_size=world_size,
-                temperature=temperature,
-                num_splits=splits[case.dataset],
-                seed=args.seed,
-                steps=args.steps,
-            )
-            atoms = rank_step_totals(natoms, natoms, sizes, case, **plan_args)  # [steps, W]
-            edges = rank_step_totals(edges_of[case.dataset], natoms, sizes, case, **plan_args)
-            for r in range(len(timings[case])):
-                table = timings[case][r] = timings[case][r].sort_values(
-                    ["step", "rank"], ignore_index=True
-                )
-                # the rebuilt plan must be the one the trainer followed
-                if not np.array_equal(table["atoms"].to_numpy(), atoms.reshape(-1)):
-                    raise SystemExit(
-                        f"lamm bench throughput: {case_dir(args.work_dir, case, r)}/timings.csv does not match the planned atoms per rank"
-                    )
-                table["edges"] = edges.reshape(-1)
-        rows, step_times = [], {}
-        for case in cases:
-            tables = [stats.step_table(t, args.warmup) for t in timings[case]]
-            row = {
-                "sampler": case.sampler,
-                "dataset": case.dataset,
-                "world_size": world_size,
-                "batch_per_rank": case.batch_per_rank,
-                **stats.summarize_repeats(tables),
-                "max_atoms_per_rank": case.max_atoms_per_rank,
-                "num_splits": case.num_splits,
-                "random_peak_atoms_at_this_batch": caps[case.dataset]["random_peak_at_capped_batch"]
-                if case.max_atoms_per_rank
-                else None,
-            }
-            rows.append(row)
-            label = f"B'={case.batch_per_rank}" + (
-                f" cap {case.max_atoms_per_rank}" if case.max_atoms_per_rank else ""
-            )
-            step_times[(case.dataset, f"{case.sampler} {label}", case.sampler)] = np.concatenate(
-                [t["step_s"].to_numpy() for t in tables]
-            )
-        # speedup over random at the same batch; the capped run against random at the reference
-        # batch (the same memory per rank)
-        random_rows = {
-            (r["dataset"], r["batch_per_rank"]): r for r in rows if r["sampler"] == "random"
-        }
-        for row in rows:
-            reference = (
-                args.cap_reference_batch if row["max_atoms_per_rank"] else row["batch_per_rank"]
-            )
-            baseline = random_rows.get((row["dataset"], reference))
-            row["speedup_vs_random"] = (
-                row["samples_per_s"] / baseline["samples_per_s"] if baseline else None
-            )
-            row["speedup_vs_random_median_step"] = (
-                row["samples_per_s_median_step"] / baseline["samples_per_s_median_step"]
-                if baseline
-                else None
-            )
-            # compute per edge against random's on the same structures (the windows are whole
-            # lamm groups, so every sampler trains on the same ones): > 1 means the batching
-            # itself made the work dearer (not for the capped run: other structures)
-            row["compute_per_edge_vs_random"] = (
-                row["compute_us_per_edge"] / baseline["compute_us_per_edge"]
-                if baseline
-                and not row["max_atoms_per_rank"]
-                and row["compute_us_per_edge"]
-                and baseline["compute_us_per_edge"]
-                else None
-            )
-            # the step-time gain of the balance alone at equal work (not for the capped run)
-            row["efficiency_speedup_vs_random"] = (
-                row["efficiency"] / baseline["efficiency"]
-                if baseline and not row["max_atoms_per_rank"]
-                else None
-            )
-
-        all_timings = [t for c in cases for t in timings[c]]
-        _, _, r2_atoms = stats.fit_cost_model(all_timings, args.warmup)
-        model, overhead, r2 = stats.fit_cost_model(all_timings, args.warmup, use_edges=True)
-        scaling = []
-        for dataset in args.datasets:
-            names = dataset_subsets(dataset, subsets)
-            workload = sim.workload_from_stores(
-                [data_dir / f"{s}.lmdb" for s in names], work="cost", cost_model=model, **graph
-            )
-            simulated = sim.simulate(
-                workload,
-                world_sizes=args.scaling_world_sizes,
-                batches_per_rank=args.batch_per_rank,
-                strategies=args.samplers,
-                temperature=temperature,
-                num_splits=splits[dataset],
-                seed=args.seed,
-                epochs=args.scaling_epochs,
-                step_overhead=overhead,
-            )
-            for row in simulated:
-                row.update(
-                    dataset=dataset,
-                    cost_per_structure_s=model.per_structure,
-                    cost_per_atom_s=model.per_atom,
-                    cost_per_edge_s=model.per_edge,
-                    step_overhead_s=overhead,
-                    calibration_r2=r2,
-                    calibration_r2_atoms_only=r2_atoms,
-                    measured_speedup=None,
-                    model_on_measured_steps_speedup=None,
-                    measured_efficiency=None,
-                )
-                if row["world_size"] != world_size:
-                    continue
-                measured = {
-                    c.sampler: c
-                    for c in cases
-                    if c.dataset == dataset
-                    and c.batch_per_rank == row["batch_per_rank"]
-                    and not c.max_atoms_per_rank
-                }
-                if row["strategy"] in measured and "random" in measured:
-                    mine, base = measured[row["strategy"]], measured["random"]
-                    measured_row = next(
-                        r
-                        for r in rows
-                        if (
-                            r["dataset"],
-                            r["sampler"],
-                            r["batch_per_rank"],
-                            r["max_atoms_per_rank"],
-                        )
-                        == (dataset, mine.sampler, mine.batch_per_rank, None)
-                    )
-                    row["measured_speedup"] = measured_row["speedup_vs_random"]
-                    row["measured_efficiency"] = measured_row["efficiency"]
-                    predict = lambda c: np.mean(
-                        [
-                            stats.predicted_step_time(t, model, overhead, args.warmup)
-                            for t in timings[c]
-                        ]
-                    )  # noqa: E731
-                    row["model_on_measured_steps_speedup"] = predict(base) / predict(mine)
-            scaling.extend(simulated)
-
-        table = write_csv(rows, args.out)
-        scaling_table = write_csv(scaling, args.scaling_out)
-        args.figure.parent.mkdir(parents=True, exist_ok=True)
-        joint_or_last = JOINT if JOINT in args.datasets else args.datasets[-1]
-        panel_c_batch = (
-            args.cap_reference_batch
-            if args.cap_reference_batch in args.batch_per_rank
-            else max(args.batch_per_rank)
-        )
-        panel_c = {
-            c.sampler: timings[c][0]
-            for c in cases
-            if c.dataset == joint_or_last
-            and c.batch_per_rank == panel_c_batch
-            and not c.max_atoms_per_rank
-            and c.sampler in ("random", "lamm")
-        }
-        fig6_step_time(step_times, args.datasets, panel_c, args.figure, warmup=args.warmup)
-
-        wall = time.monotonic() - started
-        summary = {
-            "table": str(table),
-            "scaling_table": str(scaling_table),
-            "figure": str(args.figure),
-            "wall_s": round(wall, 1),
-            "measure_s": round(measured_s, 1),
-            "world_size": world_size,
-            "samples_per_s": {
-                f"{r['dataset']}/{r['sampler']}/B{r['batch_per_rank']}"
-                + ("cap" if r["max_atoms_per_rank"] else ""): round(r["samples_per_s"], 2)
-                for r in rows
-            },
-            "efficiency": {
-                f"{r['dataset']}/{r['sampler']}/B{r['batch_per_rank']}"
-                + ("cap" if r["max_atoms_per_rank"] else ""): round(r["efficiency"], 3)
-                for r in rows
-            },
-            "idle_mean_s": {
-                f"{r['dataset']}/{r['sampler']}/B{r['batch_per_rank']}"
-                + ("cap" if r["max_atoms_per_rank"] else ""): round(r["idle_mean_s"], 4)
-                for r in rows
-            },
-            "calibration": {
-                **model.to_dict(),
-                "step_overhead_s": overhead,
-                "r2": r2,
-                "r2_atoms_only": r2_atoms,
-            },
-            "caps": caps,
-            "num_splits": splits,
-        }
-        tracker.log_metrics({f"samples_per_s.{k}": v for k, v in summary["samples_per_s"].items()})
-        tracker.log_metrics({f"idle_mean_s.{k}": v for k, v in summary["idle_mean_s"].items()})
-        tracker.log_metrics(
-            {"calibration_r2": r2, "calibration_r2_atoms_only": r2_atoms, "wall_s": wall}
-        )
-        for path in (table, scaling_table, args.figure):
-            tracker.log_artifact(path)
+    _check(args, list(config["data"]["subsets"]))
+    summary = run_benchmark(args, config, launch_settings(args))
     print(json.dumps(summary))
     return 0

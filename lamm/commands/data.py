@@ -41,7 +41,8 @@ def _add_fetch(sub: Any) -> None:
         help="download (resumable, MD5-checked) and unpack the release files of a real dataset",
         description="Download the release files of SOURCE into DIR (the files marked default in "
         "config/datasets/SOURCE.yaml unless --file names others), resuming partial downloads, "
-        "checking published MD5s, and unpacking .tar/.tar.gz/.zip/.xz. Writes DIR/fetch-manifest.json "
+        "checking published MD5s, and unpacking .tar/.tar.gz/.zip/.xz. Writes "
+        "DIR/fetch-manifest.json "
         "last; the last stdout line is that manifest as JSON.",
     )
     parser.add_argument(
@@ -144,19 +145,29 @@ def _add_convert(sub: Any) -> None:
     parser = sub.add_parser(
         "convert",
         help="convert real release files, or your own dataset, into one structure store",
-        description="Three ways in: a built-in SOURCE and its release files; your own dataset described by\n"
-        "--dataset FILE (a YAML: name, format, files, keys, units, split); or the same with flags\n"
-        "(--format, --name, --input, ...). Records that fail the checks (NaN, atoms too close, a declared\n"
-        "label missing) are skipped and counted by reason; the store is written atomically in eV, Angstrom\n"
-        "and eV/Angstrom and records the description, units and counts. A conversion that keeps no record\n"
-        'fails. The last stdout line is JSON {"source", "read", "written", "skipped": {reason: count}};\n'
-        "the split sizes are in the log and in the store's info (conversion.splits).",
-        epilog="examples:\n  lamm data convert hme21 --input raw/hme21_train.xyz --val-input raw/hme21_val.xyz --out hme21.lmdb\n"
-        "  lamm data convert --name water --input 'runs/*/vasprun.xml' --out water.lmdb   (format detected)\n"
-        "  lamm data convert --name feo --input cp2k.out --format dpdata --dpdata-format cp2k/output --out feo.lmdb\n"
-        "  lamm data convert --dataset my_set.yaml --out results/data/my_set.lmdb\n"
-        "  lamm data convert --format extxyz --name my_set --input train.xyz --energy-key REF_energy "
-        "--forces-key REF_forces --energy-unit kcal/mol --out my_set.lmdb",
+        description=(
+            "Three ways in: a built-in SOURCE and its release files; your own dataset described\n"
+            "by --dataset FILE (a YAML: name, format, files, keys, units, split); or the same\n"
+            "with flags (--format, --name, --input, ...). Records that fail the checks (NaN,\n"
+            "atoms too close, a declared label missing) are skipped and counted by reason; the\n"
+            "store is written atomically in eV, Angstrom and eV/Angstrom and records the\n"
+            "description, units and counts. A conversion that keeps no record fails. The last\n"
+            'stdout line is JSON {"source", "read", "written", "skipped": {reason: count}}; the\n'
+            "split sizes are in the log and in the store's info (conversion.splits)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  lamm data convert hme21 --input raw/hme21_train.xyz \\\n"
+            "      --val-input raw/hme21_val.xyz --out hme21.lmdb\n"
+            "  lamm data convert --name water --input 'runs/*/vasprun.xml' \\\n"
+            "      --out water.lmdb   (format detected)\n"
+            "  lamm data convert --name feo --input cp2k.out --format dpdata \\\n"
+            "      --dpdata-format cp2k/output --out feo.lmdb\n"
+            "  lamm data convert --dataset my_set.yaml --out results/data/my_set.lmdb\n"
+            "  lamm data convert --format extxyz --name my_set --input train.xyz \\\n"
+            "      --energy-key REF_energy --forces-key REF_forces --energy-unit kcal/mol \\\n"
+            "      --out my_set.lmdb"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -194,6 +205,15 @@ def _add_convert(sub: Any) -> None:
     parser.add_argument(
         "--out", required=True, type=Path, metavar="STORE", help="the store file to write"
     )
+    _add_checks_arguments(parser)
+    own = parser.add_argument_group("your own dataset (instead of SOURCE)")
+    _add_own_dataset_arguments(own)
+    _add_own_units_and_split_arguments(own)
+    parser.set_defaults(func=_run_convert)
+
+
+def _add_checks_arguments(parser: argparse.ArgumentParser) -> None:
+    """Record checks, the seeded split, and OC20 references."""
     parser.add_argument(
         "--max-atoms",
         type=_optional_int,
@@ -226,19 +246,19 @@ def _add_convert(sub: Any) -> None:
         "--reference-energies",
         type=Path,
         metavar="PKL",
-        help="OC20 oc20_ref.pkl: add per-system references to LMDB adsorption energies (stores totals)",
+        help="OC20 oc20_ref.pkl: add per-system references to LMDB adsorption energies "
+        "(stores totals)",
     )
-    _add_own_dataset_arguments(parser.add_argument_group("your own dataset (instead of SOURCE)"))
-    parser.set_defaults(func=_run_convert)
 
 
 def _add_own_dataset_arguments(own: Any) -> None:
-    """The flags of `lamm data convert` for a user's dataset (lamm.data.user_dataset)."""
+    """The options of a user's own dataset: description, format, name, label keys."""
     own.add_argument(
         "--dataset",
         type=Path,
         metavar="FILE",
-        help="a dataset description YAML (keys: lamm/data/user_dataset.schema.yaml); replaces the flags below",
+        help="a dataset description YAML (keys: lamm/data/user_dataset.schema.yaml); "
+        "replaces the flags below",
     )
     own.add_argument(
         "--format",
@@ -290,7 +310,6 @@ def _add_own_dataset_arguments(own: Any) -> None:
         default=None,
         help="labels every frame must have; others are not read (default: energy forces)",
     )
-    _add_own_units_and_split_arguments(own)
 
 
 def _add_own_units_and_split_arguments(own: Any) -> None:
@@ -375,7 +394,8 @@ def _user_dataset_from_args(args: argparse.Namespace) -> Any:
         ]
         if flags:
             raise ValueError(
-                f"--dataset describes the files and format; drop {', '.join(flags)} (or edit {args.dataset})"
+                f"--dataset describes the files and format; drop {', '.join(flags)} (or "
+                f"edit {args.dataset})"
             )
         dataset = load_user_dataset(args.dataset)
         overrides = {
@@ -540,9 +560,12 @@ def _add_demo(commands: Any) -> None:
     parser = commands.add_parser(
         "demo",
         help="generate the offline mini joint dataset (EMT, GFN-xTB, MMFF94s)",
-        description="Generate the ten pre-training subsets and the downstream set offline, labeled by "
-        "EMT (slabs, frameworks), GFN2-xTB (molecules), a varied EMT (downstream alloy MD) and unlabeled MMFF94s "
-        "conformers, one store per subset: DIR/<subset>.lmdb. The last stdout line is a JSON summary "
+        description="Generate the ten pre-training subsets and the downstream set offline, "
+        "labeled by "
+        "EMT (slabs, frameworks), GFN2-xTB (molecules), a varied EMT (downstream alloy MD) "
+        "and unlabeled MMFF94s "
+        "conformers, one store per subset: DIR/<subset>.lmdb. The last stdout line is a "
+        "JSON summary "
         "(samples, atom counts and labeling failures per subset).",
     )
     parser.add_argument(
@@ -556,7 +579,8 @@ def _add_demo(commands: Any) -> None:
         "--scale",
         choices=DEMO_SCALES,
         default="small",
-        help="tiny: seconds (tests); small: the default demo (minutes); medium: thousands per subset",
+        help="tiny: seconds (tests); small: the default demo (minutes); medium: thousands "
+        "per subset",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice (same seed, same bytes)"
@@ -574,7 +598,8 @@ def _add_demo(commands: Any) -> None:
         nargs="+",
         metavar="SUBSET",
         default=None,
-        help="write only these subsets (default: all; the names of Table 2, e.g. oc20_s2ef pubchem3d hme21)",
+        help="write only these subsets (default: all; the names of Table 2, e.g. oc20_s2ef "
+        "pubchem3d hme21)",
     )
     parser.set_defaults(func=_run_demo)
 
@@ -587,7 +612,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     unknown = [name for name in args.subsets or () if name not in SUBSET_NAMES]
     if unknown:
         print(
-            f"lamm data demo: error: unknown subset(s) {unknown}; expected some of {', '.join(SUBSET_NAMES)}",
+            f"lamm data demo: error: unknown subset(s) {unknown}; expected some of "
+            f"{', '.join(SUBSET_NAMES)}",
             file=sys.stderr,
         )
         return 2
@@ -624,8 +650,10 @@ def _add_stats(commands: Any) -> None:
     parser = commands.add_parser(
         "stats",
         help="Table 2 (CSV) and Figs. 2 and 4 of a set of stores",
-        description="From store metadata only (never decoding a sample): DIR/tables/table2_datasets.csv "
-        "(task, labels, periodic, samples, samples with temperature sampling T=2, avg atoms, elements "
+        description="From store metadata only (never decoding a sample): "
+        "DIR/tables/table2_datasets.csv "
+        "(task, labels, periodic, samples, samples with temperature sampling T=2, avg "
+        "atoms, elements "
         "per subset, and a total row), DIR/figures/fig2_elements.png (periodic table: subsets "
         "containing each element) and DIR/figures/fig4_natoms.png (atom-count KDE per subset). "
         "IS2RE subsets are left out of the figures, as in the paper.",

@@ -1,4 +1,5 @@
-"""`lamm distill`: a small, fast student potential from a fine-tuned teacher (DPA-2's distillation)."""
+"""`lamm distill`: a small, fast student potential from a fine-tuned teacher (DPA-2's
+distillation)."""
 
 from __future__ import annotations
 
@@ -95,13 +96,20 @@ def _run_distill(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "distill",
-        help="distill a fine-tuned teacher into a small, fast student (MD exploration, committee selection, teacher labels)",
-        description="Rounds of: Langevin MD from the seed structures (the teacher in round 0, then the current student), "
-        "selection of the configurations where a committee of students disagrees most on forces (a trust window "
-        "and a cap), teacher labels, and training of the students on every label so far; until the student's "
-        "force error against the teacher on a fixed validation set reaches the target or stops improving. "
-        "Writes <out>/student.pt (an ordinary checkpoint: LaMMCalculator, lamm evaluate, lamm dynamics), "
-        "rounds.csv, final.json (speed, errors, NVE drift), parity.png, rounds.png, speed.png. A rerun resumes: "
+        help="distill a fine-tuned teacher into a small, fast student (MD exploration, "
+        "committee selection, teacher labels)",
+        description="Rounds of: Langevin MD from the seed structures (the teacher in round "
+        "0, then the current student), "
+        "selection of the configurations where a committee of students disagrees most on "
+        "forces (a trust window "
+        "and a cap), teacher labels, and training of the students on every label so far; "
+        "until the student's "
+        "force error against the teacher on a fixed validation set reaches the target or "
+        "stops improving. "
+        "Writes <out>/student.pt (an ordinary checkpoint: LaMMCalculator, lamm evaluate, "
+        "lamm dynamics), "
+        "rounds.csv, final.json (speed, errors, NVE drift), parity.png, rounds.png, "
+        "speed.png. A rerun resumes: "
         "finished rounds are reused. The last stdout line is a JSON summary.",
     )
     parser.add_argument(
@@ -120,7 +128,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed-structures",
         required=True,
-        help="structure store (.lmdb; the config's seeds.split) or extended-XYZ file the MD starts from",
+        help="structure store (.lmdb; the config's seeds.split) or extended-XYZ file the "
+        "MD starts from",
     )
     parser.add_argument(
         "--out", required=True, help="output directory (a rerun with the same arguments resumes)"
@@ -129,7 +138,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--reference-store",
         default=None,
-        help="labeled store for the teacher's own error (default: --seed-structures when it has force labels)",
+        help="labeled store for the teacher's own error (default: --seed-structures when "
+        "it has force labels)",
     )
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     add_device_argument(parser, default=None)

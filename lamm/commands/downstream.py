@@ -96,8 +96,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def evaluation_store(args: argparse.Namespace, tmp: Path) -> tuple[StructureStore, dict]:
     """The store `--store` names, or an extended-XYZ file converted into a store in `tmp` (every
-    frame in the test split, labels read with --energy-key/--forces-key in --energy-unit/--length-unit);
-    and what to record about the conversion."""
+    frame in the test split, labels read with --energy-key/--forces-key in
+    --energy-unit/--length-unit); and what to record about the conversion."""
     from lamm.data.store import StructureStore
 
     data = Path(args.data)
@@ -115,11 +115,13 @@ def evaluation_store(args: argparse.Namespace, tmp: Path) -> tuple[StructureStor
         ]
         if given:
             raise ValueError(
-                f"{' '.join(given)} apply to an extended-XYZ --store (.xyz, .extxyz), not to the store {data}"
+                f"{' '.join(given)} apply to an extended-XYZ --store (.xyz, .extxyz), not "
+                f"to the store {data}"
             )
         if data.is_dir():
             raise ValueError(
-                f"--store {data} is a folder; pass a store (.lmdb) or an extended-XYZ file (.xyz, .extxyz)"
+                f"--store {data} is a folder; pass a store (.lmdb) or an extended-XYZ file "
+                "(.xyz, .extxyz)"
             )
         return StructureStore(data), {}
     from lamm.data.user_dataset import UserDataset, UserSplit, convert_user_dataset
@@ -248,7 +250,8 @@ def _dynamics(args: argparse.Namespace) -> int:
         indices = split_indices(store, args.split)
         if not 0 <= args.index < len(indices):
             raise SystemExit(
-                f"{args.data}: --index {args.index} out of range for split {args.split!r} with {len(indices)} structures"
+                f"{args.data}: --index {args.index} out of range for split {args.split!r} "
+                f"with {len(indices)} structures"
             )
         sample = int(indices[args.index])
         device = resolve_device(args.device)
@@ -315,11 +318,16 @@ def add_store_option(parser: argparse.ArgumentParser, help_text: str) -> None:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate",
-        help="test-set metrics of one checkpoint head: energy MAE/atom, force MAE, force cosine, parity plots",
-        description="Predict a store split (or every split: --split all) with one head of a checkpoint; write "
-        "<out>/metrics.json (the test split, or the last one scored, at the top; every split under per_split), "
-        "metrics_per_element.csv, parity.png (energies minus a per-element composition fit) and predictions.npz. "
-        "--store may be an extended-XYZ file: it is converted first (every frame a test structure). "
+        help="test-set metrics of one checkpoint head: energy MAE/atom, force MAE, force "
+        "cosine, parity plots",
+        description="Predict a store split (or every split: --split all) with one head of "
+        "a checkpoint; write "
+        "<out>/metrics.json (the test split, or the last one scored, at the top; every "
+        "split under per_split), "
+        "metrics_per_element.csv, parity.png (energies minus a per-element composition "
+        "fit) and predictions.npz. "
+        "--store may be an extended-XYZ file: it is converted first (every frame a test "
+        "structure). "
         "Only labels the data has are scored.",
     )
     evaluate.add_argument("checkpoint", help="a lamm checkpoint (.pt)")
@@ -333,7 +341,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--head",
         default=None,
-        help="head name (default: the store's subset if the checkpoint has that head, else its first head)",
+        help="head name (default: the store's subset if the checkpoint has that head, else "
+        "its first head)",
     )
     xyz = evaluate.add_argument_group("extended-XYZ --store")
     xyz.add_argument("--energy-key", default=None, help="info key of the energy (default energy)")
@@ -353,40 +362,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_device_argument(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
-    zero_shot = subparsers.add_parser(
-        "zero-shot",
-        help="every head of pre-training checkpoints on the downstream test split, energy reference refit (change-bias)",
-        description="For each checkpoint and head: fit a per-element energy shift on --fit-split to "
-        "true - predicted (least squares, as deepmd's change-bias), then score --split. Writes one CSV row per head.",
-    )
-    zero_shot.add_argument("checkpoints", nargs="+", help="lamm checkpoints (.pt)")
-    add_store_option(zero_shot, "the downstream structure store (.lmdb)")
-    zero_shot.add_argument(
-        "--out", required=True, help="CSV file (e.g. results/tables/zero_shot.csv)"
-    )
-    zero_shot.add_argument(
-        "--head",
-        action="append",
-        default=[],
-        help="evaluate only this head (repeatable; default all)",
-    )
-    zero_shot.add_argument(
-        "--fit-split",
-        default="train",
-        choices=["train", "val", "test"],
-        help="split the per-element energy shift is fitted on",
-    )
-    zero_shot.add_argument(
-        "--split", default="test", choices=["train", "val", "test"], help="split that is scored"
-    )
-    zero_shot.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
-    zero_shot.set_defaults(func=_zero_shot)
+    _add_zero_shot_parser(subparsers)
+    _add_dynamics_parser(subparsers)
 
+
+def _add_dynamics_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`lamm dynamics`."""
     dynamics = subparsers.add_parser(
         "dynamics",
-        help="relax a store structure with BFGS, then NVE MD with the LaMMCalculator; reports total-energy drift",
-        description="BFGS relaxation then velocity-Verlet NVE from Maxwell-Boltzmann velocities. Writes "
-        "<out>/relax.traj, nve.traj, energies.csv, energies.png, summary.json. Only gradient-force models "
+        help="relax a store structure with BFGS, then NVE MD with the LaMMCalculator; "
+        "reports total-energy drift",
+        description="BFGS relaxation then velocity-Verlet NVE from Maxwell-Boltzmann "
+        "velocities. Writes "
+        "<out>/relax.traj, nve.traj, energies.csv, energies.png, summary.json. Only "
+        "gradient-force models "
         "conserve the total energy.",
     )
     dynamics.add_argument("checkpoint", help="a lamm checkpoint (.pt)")
@@ -422,3 +411,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_device_argument(dynamics)
     dynamics.set_defaults(func=_dynamics)
+
+
+def _add_zero_shot_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`lamm zero-shot`."""
+    zero_shot = subparsers.add_parser(
+        "zero-shot",
+        help="every head of pre-training checkpoints on the downstream test split, energy "
+        "reference refit (change-bias)",
+        description="For each checkpoint and head: fit a per-element energy shift on "
+        "--fit-split to "
+        "true - predicted (least squares, as deepmd's change-bias), then score --split. "
+        "Writes one CSV row per head.",
+    )
+    zero_shot.add_argument("checkpoints", nargs="+", help="lamm checkpoints (.pt)")
+    add_store_option(zero_shot, "the downstream structure store (.lmdb)")
+    zero_shot.add_argument(
+        "--out", required=True, help="CSV file (e.g. results/tables/zero_shot.csv)"
+    )
+    zero_shot.add_argument(
+        "--head",
+        action="append",
+        default=[],
+        help="evaluate only this head (repeatable; default all)",
+    )
+    zero_shot.add_argument(
+        "--fit-split",
+        default="train",
+        choices=["train", "val", "test"],
+        help="split the per-element energy shift is fitted on",
+    )
+    zero_shot.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="split that is scored"
+    )
+    zero_shot.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
+    zero_shot.set_defaults(func=_zero_shot)

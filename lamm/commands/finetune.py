@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from lamm.commands.errors import USER_ERRORS, fail
 from lamm.commands.train import add_launch_arguments, add_length_arguments, launch_settings
@@ -35,7 +36,8 @@ def _finetune(args: argparse.Namespace) -> int:
 
 def _check_store_splits(args: argparse.Namespace, seed: int = 0) -> None:
     """The store's splits (metadata only), before torch is imported: a store without a test
-    split fails in about a second. The carve sizes, and so their errors, do not depend on the seed."""
+    split fails in about a second. The carve sizes, and so their errors, do not depend on the
+    seed."""
     from lamm.config import load_yaml
     from lamm.data.store import StructureStore
     from lamm.training.finetune_splits import plan_splits
@@ -64,7 +66,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     if args.store:
         _check_store_splits(args)
     from lamm.data.store import StructureStore
-    from lamm.models.pretrained import is_model_name, resolve_checkpoint
+    from lamm.models.pretrained import resolve_checkpoint
     from lamm.training.finetune import (
         SCRATCH,
         check_starting_checkpoint,
@@ -73,28 +75,15 @@ def _run_finetune(args: argparse.Namespace) -> int:
     )
     from lamm.training.finetune_splits import plan_splits
 
-    config = load_finetune_config(args.config or DEFAULT_CONFIG)
-    if args.seed is not None:
-        config["seed"] = args.seed
-    if args.total_steps is not None:
-        config["train"]["total_steps"] = args.total_steps
-    overrides = {
-        "init_head": args.init_head,
-        "train_fraction": args.train_fraction,
-        "force_mode": args.force_mode,
-        "carve_test": args.carve_test,
-        "carve_val": args.carve_val,
-    }
-    config["finetune"].update({key: value for key, value in overrides.items() if value is not None})
+    config = _config_with_overrides(args, load_finetune_config(args.config or DEFAULT_CONFIG))
     _stress_and_device(config, args)
     try:  # a checkpoint file, or a shipped model's name (lamm.models.pretrained)
         checkpoint = None if args.checkpoint == SCRATCH else resolve_checkpoint(args.checkpoint)
     except FileNotFoundError as err:
         raise ValueError(f"{err} (or pass --checkpoint scratch)") from None
     if args.config is None and checkpoint is not None:
-        config["model"] = (
-            None  # the default config's model is the demo's: fine-tune the checkpoint's own
-        )
+        # the default config's model is the demo's: fine-tune the checkpoint's own
+        config["model"] = None
     if args.store:
         store_path = Path(args.store)
     else:
@@ -125,16 +114,10 @@ def _run_finetune(args: argparse.Namespace) -> int:
             named,
         )
         config["data"]["subset"] = store.subset
-    if checkpoint is None:
-        label = "scratch"
-    elif is_model_name(args.checkpoint):
-        label = args.checkpoint  # a shipped model: results/finetune/<name>/<model name>
-    else:
-        label = f"epoch_{checkpoint.stem.removeprefix('epoch_')}"
     if args.config is None:
-        config["name"] = (
-            store.subset
-        )  # the run's name (MLflow, default --out) is the user's dataset, not "demo"
+        # the run's name (MLflow, default --out) is the user's dataset, not "demo"
+        config["name"] = store.subset
+    label = _run_label(args.checkpoint, checkpoint)
     out_dir = Path(args.out or Path("results") / "finetune" / config["name"] / label)
     last = out_dir / "checkpoints" / "last.pt"
     if last.exists() and not args.resume:
@@ -161,6 +144,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
 
 
 def _add_stress_and_device(parser: argparse.ArgumentParser) -> None:
+    """The stress weight and the device, over the config's."""
     parser.add_argument(
         "--lambda-stress",
         type=float,
@@ -172,15 +156,49 @@ def _add_stress_and_device(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser, default=None)
 
 
+def _config_with_overrides(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    """The fine-tuning config with the command line's seed, step budget and options over it."""
+    if args.seed is not None:
+        config["seed"] = args.seed
+    if args.total_steps is not None:
+        config["train"]["total_steps"] = args.total_steps
+    overrides = {
+        "init_head": args.init_head,
+        "train_fraction": args.train_fraction,
+        "force_mode": args.force_mode,
+        "carve_test": args.carve_test,
+        "carve_val": args.carve_val,
+    }
+    config["finetune"].update({key: value for key, value in overrides.items() if value is not None})
+    return config
+
+
+def _run_label(name: str, checkpoint: Path | None) -> str:
+    """The run folder's label: `scratch`, a shipped model's name, or `epoch_<e>` of the file."""
+    from lamm.models.pretrained import is_model_name
+    from lamm.run_labels import SCRATCH, run_label_of_checkpoint
+
+    if checkpoint is None:
+        return SCRATCH
+    if is_model_name(name):
+        return name  # a shipped model: results/finetune/<name>/<model name>
+    return run_label_of_checkpoint(checkpoint)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "finetune",
         help="fine-tune a pre-trained (or fresh) model on the downstream subset",
-        description="Fine-tune the encoder of a pre-training checkpoint with one new head on the downstream "
-        "store (reference energies and normalization refitted on its training split), or train the same "
-        "model from scratch. Writes <out>/checkpoints/last.pt, metrics.csv, validation.csv, summary.json "
-        "and test_metrics.json (the final EMA model on the test split). The store needs train, val and test "
-        "splits (checked first); --carve-test/--carve-val take a seeded share of the training records instead.",
+        description="Fine-tune the encoder of a pre-training checkpoint with one new head "
+        "on the downstream "
+        "store (reference energies and normalization refitted on its training split), or "
+        "train the same "
+        "model from scratch. Writes <out>/checkpoints/last.pt, metrics.csv, "
+        "validation.csv, summary.json "
+        "and test_metrics.json (the final EMA model on the test split). The store needs "
+        "train, val and test "
+        "splits (checked first); --carve-test/--carve-val take a seeded share of the "
+        "training records instead.",
     )
     parser.add_argument(
         "--config",
@@ -191,7 +209,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="a pre-training checkpoint file, a shipped model's name (models/<name>/), or 'scratch'",
+        help="a pre-training checkpoint file, a shipped model's name (models/<name>/), or "
+        "'scratch'",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -200,7 +219,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument(
         "--store",
         default=None,
-        help="the downstream store itself; its subset names the new head (overrides the config's data.subset)",
+        help="the downstream store itself; its subset names the new head (overrides the "
+        "config's data.subset)",
     )
     parser.add_argument(
         "--out",
@@ -222,6 +242,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="direct force head or conservative forces",
     )
+    _add_split_arguments(parser)
+    _add_stress_and_device(parser)
+    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    add_length_arguments(parser)
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if it exists"
+    )
+    parser.add_argument(
+        "--parent-run", default=None, help="MLflow parent run (a sweep) this run is nested under"
+    )
+    add_launch_arguments(parser)
+    parser.set_defaults(func=_finetune, launcher="none")
+
+
+def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """Carving test or validation records out of a store that lacks them."""
     parser.add_argument(
         "--carve-test",
         type=_fraction,
@@ -236,14 +272,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="FRACTION",
         help="if the store has no val split: validate on this seeded share of the training records",
     )
-    _add_stress_and_device(parser)
-    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    add_length_arguments(parser)
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from <out>/checkpoints/last.pt if it exists"
-    )
-    parser.add_argument(
-        "--parent-run", default=None, help="MLflow parent run (a sweep) this run is nested under"
-    )
-    add_launch_arguments(parser)
-    parser.set_defaults(func=_finetune, launcher="none")

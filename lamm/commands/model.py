@@ -1,4 +1,5 @@
-"""`lamm model package`: a pre-training checkpoint -> a shipped model (models/<name>/) with its card."""
+"""`lamm model package`: a pre-training checkpoint -> a shipped model (models/<name>/) with its
+card."""
 
 from __future__ import annotations
 
@@ -48,9 +49,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     package = commands.add_parser(
         "package",
         help="package a pre-training checkpoint as a named model with a model card",
-        description="Write MODELS_DIR/NAME/model.pt (the checkpoint's EMA weights, model config, heads, label "
-        "statistics and provenance; no optimizer state), card.json and README.md (the model card: provenance, data, "
-        "validation metrics per subset on each --evaluate set, your --notes). The model then loads by name: "
+        description="Write MODELS_DIR/NAME/model.pt (the checkpoint's EMA weights, model "
+        "config, heads, label "
+        "statistics and provenance; no optimizer state), card.json and README.md (the "
+        "model card: provenance, data, "
+        "validation metrics per subset on each --evaluate set, your --notes). The model "
+        "then loads by name: "
         "lamm finetune --checkpoint NAME, LaMMCalculator(NAME).",
     )
     package.add_argument(

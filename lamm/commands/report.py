@@ -37,7 +37,8 @@ def _report(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="write results/report.html: every table and figure, the configs, links to the MLflow runs",
+        help="write results/report.html: every table and figure, the configs, links to the "
+        "MLflow runs",
         description="Collect the tables (CSV) and figures (PNG) of a results directory into one "
         "self-contained HTML page (figures embedded), with the configs verbatim and a list of all "
         "MLflow runs linked into `mlflow ui`. Results that are missing are listed as missing.",
@@ -52,8 +53,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         default=[],
         metavar="NAME",
-        help="the downstream sets in the workflow's order (data.downstream): one fine-tuning section "
-        "each, the first with tables/table3_finetune.csv ..., a further NAME with table3_finetune_NAME.csv ...",
+        help="the downstream sets in the workflow's order (data.downstream): one "
+        "fine-tuning section "
+        "each, the first with tables/table3_finetune.csv ..., a further NAME with "
+        "table3_finetune_NAME.csv ...",
     )
     parser.add_argument(
         "--ui-url",

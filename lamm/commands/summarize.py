@@ -18,7 +18,8 @@ def _clean(rows):
 
 def _summary_path(table: str, summary: str | None, stem: str) -> str:
     """--summary, or beside the table: table3_finetune[_NAME].csv -> table3_summary[_NAME].csv
-    (the workflow passes it explicitly), sample_efficiency[_NAME].csv -> sample_efficiency_summary[_NAME].csv."""
+    (the workflow passes it explicitly), sample_efficiency[_NAME].csv ->
+    sample_efficiency_summary[_NAME].csv."""
     if summary is not None:
         return summary
     path = Path(table)
@@ -124,11 +125,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="Table 3 and Fig. 9: best validation MAE, steps to thresholds, speedup vs scratch",
         epilog="Runs with different budgets (total_steps) are told apart: a row and a summary row "
         "per checkpoint and budget, speedups against the scratch run of the same seed and budget.",
-        description="Reads `lamm finetune` run folders (exactly one from scratch per seed) and writes Table 3 "
-        "(one row per run and seed: best validation energy/force MAE, test MAE, first validation step at or below "
-        "each threshold, speedup = the same seed's scratch steps / the run's), its summary over seeds (per "
-        "checkpoint: n seeds, mean/std/min/max, ratios to scratch) and Fig. 9 (validation curves; training loss "
-        "terms as moving averages).",
+        description="Reads `lamm finetune` run folders (at most one per checkpoint, seed and "
+        "budget) and writes Table 3 (one row per run and seed: best validation energy/force MAE, "
+        "test MAE, first validation step at or below each threshold, speedup = the scratch steps "
+        "of the same seed and budget / the run's), its summary over seeds (per checkpoint: n "
+        "seeds, mean/std/min/max, ratios to scratch) and Fig. 9 (validation curves; training "
+        "loss terms as moving averages).",
     )
     table3.add_argument("runs", nargs="+", help="fine-tuning run folders")
     table3.add_argument(
@@ -169,8 +171,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     efficiency = commands.add_parser(
         "sample-efficiency",
         help="final test error against downstream training-set size, pre-trained vs scratch",
-        description="Reads `lamm finetune` run folders trained on fractions of the downstream training split "
-        "and writes their test energy/force MAE against the number of training structures (one row per run and "
+        description="Reads `lamm finetune` run folders trained on fractions of the "
+        "downstream training split "
+        "and writes their test energy/force MAE against the number of training structures "
+        "(one row per run and "
         "seed), and the summary over seeds per checkpoint and fraction.",
     )
     efficiency.add_argument("runs", nargs="+", help="fine-tuning run folders")
@@ -180,7 +184,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     efficiency.add_argument(
         "--summary",
         default=None,
-        help="per checkpoint and fraction over seeds (default: sample_efficiency_summary.csv beside --table)",
+        help="per checkpoint and fraction over seeds (default: "
+        "sample_efficiency_summary.csv beside --table)",
     )
     efficiency.add_argument(
         "--figure", required=True, help="output figure (results/figures/sample_efficiency.png)"

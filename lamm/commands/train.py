@@ -17,7 +17,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         "--launcher",
         choices=["local", "slurm", "none"],
         default="local",
-        help="local: processes on this machine; slurm: a submitit SLURM job; none: this process (one rank)",
+        help="local: processes on this machine; slurm: a submitit SLURM job; none: this "
+        "process (one rank)",
     )
     group.add_argument(
         "--world-size", type=int, default=None, help="ranks on this machine (local), default 2"

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _umap(args: argparse.Namespace) -> int:
@@ -55,24 +56,7 @@ def _umap(args: argparse.Namespace) -> int:
             chosen = [chemical_symbols.index(symbol) for symbol in args.ellipse_elements]
         else:
             chosen = choose_ellipse_elements(sample.subset, sample.atomic_number, ellipse_subset)
-        rows = [
-            {
-                "subset": s,
-                "element": chemical_symbols[z],
-                "atomic_number": int(z),
-                "sample_index": int(i),
-                "atom_index": int(a),
-                "x": float(x),
-                "y": float(y),
-            }
-            for s, z, i, a, (x, y) in zip(
-                sample.subset,
-                sample.atomic_number,
-                sample.sample_index,
-                sample.atom_index,
-                embedding,
-            )
-        ]
+        rows = _embedding_rows(sample, embedding, chemical_symbols)
         write_csv(rows, out / "embedding.csv")
         plot_umap(
             embedding,
@@ -106,6 +90,29 @@ def _umap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embedding_rows(sample: Any, embedding: Any, symbols: list[str]) -> list[dict[str, Any]]:
+    """One row per sampled atom: its subset, element, sample and atom index, and 2-D position."""
+    return [
+        {
+            "subset": s,
+            "element": symbols[z],
+            "atomic_number": int(z),
+            "sample_index": int(i),
+            "atom_index": int(a),
+            "x": float(x),
+            "y": float(y),
+        }
+        for s, z, i, a, (x, y) in zip(
+            sample.subset,
+            sample.atomic_number,
+            sample.sample_index,
+            sample.atom_index,
+            embedding,
+            strict=True,
+        )
+    ]
+
+
 def _symbol(text: str) -> str:
     from ase.data import chemical_symbols
 
@@ -118,9 +125,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "umap",
         help="UMAP map of a checkpoint's per-atom representations (Fig. 8)",
-        description="Sample N atoms per subset (seeded), compute the encoder's rotation-invariant atom "
-        "representations, embed them in 2-D with UMAP (seeded) and draw the four panels of LaMM Fig. 8. "
-        "Writes <out>/embedding.csv (subset, element, x, y, ...), <out>/summary.json and the figure.",
+        description="Sample N atoms per subset (seeded), compute the encoder's "
+        "rotation-invariant atom "
+        "representations, embed them in 2-D with UMAP (seeded) and draw the four panels of "
+        "LaMM Fig. 8. "
+        "Writes <out>/embedding.csv (subset, element, x, y, ...), <out>/summary.json and "
+        "the figure.",
     )
     parser.add_argument(
         "checkpoint", help="a lamm checkpoint (e.g. results/pretrain/demo/checkpoints/epoch_2.pt)"
@@ -130,7 +140,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--subsets",
         nargs="+",
         default=None,
-        help="subsets to map (default: the checkpoint's heads without the IS2RE ones, as in the paper)",
+        help="subsets to map (default: the checkpoint's heads without the IS2RE ones, as "
+        "in the paper)",
     )
     parser.add_argument(
         "--atoms-per-subset", type=int, default=300, help="atoms sampled per subset (paper: 1000)"
@@ -149,7 +160,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         type=_symbol,
         default=None,
-        help="elements with ellipses in panel (d) (default: the 8 most frequent non-H/C/N/O of that subset)",
+        help="elements with ellipses in panel (d) (default: the 8 most frequent "
+        "non-H/C/N/O of that subset)",
     )
     parser.add_argument(
         "--out", default="results/umap", help="directory for embedding.csv and summary.json"

@@ -257,7 +257,8 @@ def _prepare(natoms, work, world_size, batch_per_rank, max_atoms_per_rank):
     natoms = natoms.astype(np.int64)
     if world_size < 1 or batch_per_rank < 1:
         raise ValueError(
-            f"world_size and batch_per_rank must be at least 1, got {world_size} and {batch_per_rank}"
+            f"world_size and batch_per_rank must be at least 1, got {world_size} and "
+            f"{batch_per_rank}"
         )
     if work is None:
         work = natoms.astype(np.float64)
@@ -278,7 +279,8 @@ def _prepare(natoms, work, world_size, batch_per_rank, max_atoms_per_rank):
             candidates = candidates[~too_large]
     if len(candidates) < world_size:
         raise TooFewSamplesError(
-            f"{len(candidates)} schedulable samples cannot give each of {world_size} ranks one sample"
+            f"{len(candidates)} schedulable samples cannot give each of {world_size} ranks "
+            "one sample"
         )
     return natoms, work, candidates, skipped
 
@@ -322,7 +324,7 @@ class _PlanBuilder:
             batches = [leftovers[cuts[i] : cuts[i + 1]] for i in range(len(cuts) - 1)]
             self.add(*assign_lpt(batches, work, natoms, w, cap), blocks=[pool_block] * len(batches))
             leftovers = self.deferred
-        sample, step, rank = (np.concatenate(x) for x in zip(*self.parts))
+        sample, step, rank = (np.concatenate(x) for x in zip(*self.parts, strict=True))
         if len(leftovers):
             # Fewer than W samples remain (a small pool, or deferrals under a cap): they cannot make
             # a step of their own, so the last step is rebalanced with them.

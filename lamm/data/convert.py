@@ -72,7 +72,8 @@ def open_reader(
         )
     if reference_energies is not None:
         raise ValueError(
-            f"reference energies apply to fairchem LMDB sources only, not to {source.name} ({source.format})"
+            f"reference energies apply to fairchem LMDB sources only, not to {source.name} "
+            f"({source.format})"
         )
     if source.format == "oc20_extxyz":
         return read_oc20_extxyz(path)
@@ -164,7 +165,8 @@ def convert(
     official = bool(val_inputs or test_inputs)
     if not official and source.split.policy == "official":
         log.warning(
-            "%s has official splits but no validation input was given: using the random group split",
+            "%s has official splits but no validation input was given: using the random "
+            "group split",
             source.name,
         )
     references = None if reference_energies is None else load_reference_energies(reference_energies)
@@ -265,7 +267,8 @@ def write_store(
                 summary.add_labels(item.record)
         if summary.written == 0:
             raise ValueError(
-                f"{subset}: no record kept of {summary.read} read from {', '.join(str(p) for _, p in inputs)}"
+                f"{subset}: no record kept of {summary.read} read from "
+                f"{', '.join(str(p) for _, p in inputs)}"
                 f" (skipped: {dict(summary.skipped) or 'none'}); no store written"
             )
         if assign is not None:

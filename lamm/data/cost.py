@@ -76,7 +76,7 @@ class CostModel:
                         "per_structure": 0.0,
                         "per_atom": 0.0,
                         "per_edge": 0.0,
-                        **dict(zip(names, solution.tolist())),
+                        **dict(zip(names, solution.tolist(), strict=True)),
                     }
                 )
             del names[int(np.argmin(solution))]

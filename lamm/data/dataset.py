@@ -89,13 +89,17 @@ class MultiStoreDataset(Dataset):
         if records is not None:
             if len(records) != len(self.stores):
                 raise ValueError(
-                    f"records: one index array per store expected ({len(self.stores)}), got {len(records)}"
+                    f"records: one index array per store expected ({len(self.stores)}), got "
+                    f"{len(records)}"
                 )
-            for store, split_records, chosen in zip(self.stores, self.store_indices, records):
+            for store, split_records, chosen in zip(
+                self.stores, self.store_indices, records, strict=True
+            ):
                 outside = np.setdiff1d(np.asarray(chosen, dtype=np.int64), split_records)
                 if len(outside):
                     raise ValueError(
-                        f"{store.path}: records {outside[:5].tolist()} are not in the {split!r} split"
+                        f"{store.path}: records {outside[:5].tolist()} are not in the "
+                        f"{split!r} split"
                     )
             self.store_indices = [np.asarray(chosen, dtype=np.int64) for chosen in records]
         self.sizes = np.array([len(i) for i in self.store_indices], dtype=np.int64)  # [D]
@@ -110,7 +114,7 @@ class MultiStoreDataset(Dataset):
     def natoms(self) -> np.ndarray:
         """[len] atom count of every sample, in global order (what samplers balance)."""
         return np.concatenate(
-            [store.natoms[idx] for store, idx in zip(self.stores, self.store_indices)]
+            [store.natoms[idx] for store, idx in zip(self.stores, self.store_indices, strict=True)]
         ).astype(np.int64)
 
     @property
@@ -155,5 +159,7 @@ class MultiStoreDataset(Dataset):
         )
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{name}={size}" for name, size in zip(self.subsets, self.sizes.tolist()))
+        parts = ", ".join(
+            f"{name}={size}" for name, size in zip(self.subsets, self.sizes.tolist(), strict=True)
+        )
         return f"MultiStoreDataset(split={self.split!r}, {parts})"

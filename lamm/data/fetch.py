@@ -88,7 +88,6 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     session = session or requests.Session()
-    host = urlsplit(url).netloc
     digest, hashed = None, -1
     connected = False  # whether any attempt reached the server
     for attempt in range(retries + 1):
@@ -105,19 +104,7 @@ def download(
                 if response.status_code == 404:
                     raise FetchError(f"{url}: not found on the server (HTTP 404)", not_found=True)
                 response.raise_for_status()
-                if offset and response.status_code == 206:
-                    start = (
-                        (response.headers.get("Content-Range") or "")
-                        .removeprefix("bytes ")
-                        .split("-")[0]
-                    )
-                    if start != str(offset):
-                        raise FetchError(
-                            f"{url}: asked for bytes from {offset}, server sent {response.headers.get('Content-Range')}"
-                        )
-                    mode = "ab"
-                else:
-                    offset, mode = 0, "wb"  # the server ignored the Range header: start over
+                offset, mode = _resumed_at(url, response, offset)
                 if digest is None or hashed != offset:
                     digest = _hash_prefix(part, offset) if offset else hashlib.md5()
                     hashed = offset
@@ -143,16 +130,7 @@ def download(
         ) as err:
             received = part.stat().st_size if part.exists() else 0
             if attempt == retries:
-                if not connected:
-                    kept = f"the partial file {part} is kept" if received else "nothing was written"
-                    raise FetchError(
-                        f"cannot reach {host} to download {dest.name}: {err}. Is the network reachable from this "
-                        f"machine? Rerun `lamm data fetch` when it is ({kept})."
-                    ) from None
-                raise FetchError(
-                    f"download of {url} broke off after {received} bytes ({err}); the partial file {part} is kept "
-                    f"and the next run resumes from it"
-                ) from None
+                raise _gave_up(url, dest, part, received, connected, err) from None
             log.warning(
                 "%s: %s; retrying from byte %d (attempt %d of %d)",
                 dest.name,
@@ -165,17 +143,50 @@ def download(
         except requests.HTTPError as err:
             raise FetchError(f"{url}: {err}") from None
     if md5 is not None:
-        size = part.stat().st_size
-        if digest is None or hashed != size:
-            digest = _hash_prefix(part, size)
-        if digest.hexdigest() != md5:
-            part.unlink()
-            raise FetchError(
-                f"{dest.name}: MD5 {digest.hexdigest()} does not match the published {md5}; the download was "
-                f"deleted (run again to download it anew)"
-            )
+        _check_md5(part, dest, md5, digest if hashed == part.stat().st_size else None)
     os.replace(part, dest)
     return dest
+
+
+def _resumed_at(url: str, response: requests.Response, offset: int) -> tuple[int, str]:
+    """(offset, file mode) of a response to a request from byte `offset`: append where the
+    server honoured the Range header, start over where it sent the whole file."""
+    if not (offset and response.status_code == 206):
+        return 0, "wb"
+    content_range = response.headers.get("Content-Range")
+    start = (content_range or "").removeprefix("bytes ").split("-")[0]
+    if start != str(offset):
+        raise FetchError(f"{url}: asked for bytes from {offset}, server sent {content_range}")
+    return offset, "ab"
+
+
+def _gave_up(
+    url: str, dest: Path, part: Path, received: int, connected: bool, err: Exception
+) -> FetchError:
+    """The error once the retries are spent: no connection at all, or a broken-off download."""
+    if not connected:
+        kept = f"the partial file {part} is kept" if received else "nothing was written"
+        host = urlsplit(url).netloc
+        return FetchError(
+            f"cannot reach {host} to download {dest.name}: {err}. Is the network reachable "
+            f"from this machine? Rerun `lamm data fetch` when it is ({kept})."
+        )
+    return FetchError(
+        f"download of {url} broke off after {received} bytes ({err}); the partial file {part} "
+        "is kept and the next run resumes from it"
+    )
+
+
+def _check_md5(part: Path, dest: Path, md5: str, digest: Any | None) -> None:
+    """Compare the MD5 of the complete `part` (`digest` when it hashed the whole file, else read
+    again) with the published one; a mismatch deletes the file."""
+    digest = digest or _hash_prefix(part, part.stat().st_size)
+    if digest.hexdigest() != md5:
+        part.unlink()
+        raise FetchError(
+            f"{dest.name}: MD5 {digest.hexdigest()} does not match the published {md5}; the "
+            "download was deleted (run again to download it anew)"
+        )
 
 
 def _move_into(source: Path, target: Path) -> None:
@@ -319,7 +330,8 @@ def plan_line(plan: Mapping[str, Any]) -> str:
         f"; {plan['unknown_size']} file(s) without a published size" if plan["unknown_size"] else ""
     )
     return (
-        f"{plan['source']}: {len(plan['files'])} file(s): {names}{more}; download {human_bytes(plan['download_bytes'])}, "
+        f"{plan['source']}: {len(plan['files'])} file(s): {names}{more}; download "
+        f"{human_bytes(plan['download_bytes'])}, "
         f"disk up to {human_bytes(plan['disk_bytes'])} with archives kept{unknown}"
     )
 
@@ -335,7 +347,8 @@ def fetch_source(
     retries: int = 3,
     backoff_s: float = 2.0,
 ) -> dict[str, Any]:
-    """Download (and unpack) the chosen release files of `source` into `dest`; returns the manifest."""
+    """Download (and unpack) the chosen release files of `source` into `dest`; returns the
+    manifest."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     session = requests.Session()

@@ -52,7 +52,8 @@ def neighbor_list(
     j = j.astype(np.int64)
     shifts = shifts.astype(np.int64)
     if max_neighbors is not None:
-        # by center, then distance: one argsort of center * (2 cutoff) + distance (distances < cutoff)
+        # by center, then distance: one argsort of center * (2 cutoff) + distance (distances <
+        # cutoff)
         order = np.argsort(i * (2.0 * cutoff) + rest[0], kind="stable")
         i, j, shifts = i[order], j[order], shifts[order]
         starts = np.searchsorted(i, i, side="left")  # first edge of each edge's center

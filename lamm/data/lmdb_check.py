@@ -52,25 +52,29 @@ def expected_size(path: str | os.PathLike) -> tuple[int, int, int]:
         meta0 = _meta(first, 0)
         if meta0 is None or meta0[0] != MAGIC:
             raise LmdbFileError(
-                f"{path} is not a readable structure store: not an LMDB file (no LMDB header in its first bytes; {size} bytes)"
+                f"{path} is not a readable structure store: not an LMDB file (no LMDB "
+                f"header in its first bytes; {size} bytes)"
             )
         psize = meta0[1]
         if not (_MIN_PAGE <= psize <= _MAX_PAGE) or psize & (psize - 1):
             raise LmdbFileError(
-                f"{path} is not a readable structure store: corrupted LMDB header (page size {psize})"
+                f"{path} is not a readable structure store: corrupted LMDB header (page "
+                f"size {psize})"
             )
         handle.seek(psize)
         second = handle.read(_META_END)
     (version,) = struct.unpack_from("=I", first, _MAGIC_AT + 4)
     if version != DATA_VERSION:
         raise LmdbFileError(
-            f"{path} is not a readable structure store: LMDB data version {version}, expected {DATA_VERSION}"
+            f"{path} is not a readable structure store: LMDB data version {version}, "
+            f"expected {DATA_VERSION}"
         )
     metas = [meta0]
     meta1 = _meta(second, 0)
     if meta1 is None:
         raise LmdbFileError(
-            f"{path} is not a readable structure store: truncated LMDB file: {size} bytes, less than its two header pages ({2 * psize} bytes)"
+            f"{path} is not a readable structure store: truncated LMDB file: {size} bytes, "
+            f"less than its two header pages ({2 * psize} bytes)"
         )
     if meta1[0] == MAGIC:
         metas.append(meta1)
@@ -84,7 +88,9 @@ def check_lmdb_file(path: str | os.PathLike) -> None:
     expected, psize, size = expected_size(path)
     if size < expected:
         raise LmdbFileError(
-            f"{path} is not a readable structure store: truncated LMDB file: its header says {expected} bytes ({expected // psize} pages of "
-            f"{psize}), the file has {size} bytes ({100 * size / expected:.0f}%); an interrupted copy? "
+            f"{path} is not a readable structure store: truncated LMDB file: its header "
+            f"says {expected} bytes ({expected // psize} pages of "
+            f"{psize}), the file has {size} bytes ({100 * size / expected:.0f}%); an "
+            "interrupted copy? "
             "Copy or convert it again"
         )

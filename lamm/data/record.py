@@ -12,7 +12,8 @@ No pickled Python objects: a record written today decodes with any numpy, foreve
     atomic_numbers  uint8   [n]
     fixed           uint8   [n]      1 = held fixed        (flag FIXED)
     tags            int8    [n]      OC20 tags             (flag TAGS)
-    stress          float64 [3, 3]   eV/Angstrom^3, ASE's sign (flag STRESS), after padding to 8 bytes
+    stress          float64 [3, 3]   eV/Angstrom^3, ASE's sign (flag STRESS), after padding to 8
+    bytes
 
 Stress came later (flag bit 7, which older code ignores) and sits at the end, so records
 without it are byte for byte what they were, and older decoders read records with it

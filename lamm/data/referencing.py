@@ -73,7 +73,8 @@ def fit_element_references(counts: np.ndarray, energies: np.ndarray) -> dict[str
     energies = np.asarray(energies, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != NUM_ELEMENTS or counts.shape[0] != energies.shape[0]:
         raise ValueError(
-            f"counts must be [n, {NUM_ELEMENTS}] matching energies [n], got {counts.shape} and {energies.shape}"
+            f"counts must be [n, {NUM_ELEMENTS}] matching energies [n], got {counts.shape} "
+            f"and {energies.shape}"
         )
     if len(energies) == 0:
         raise ValueError("no energies to fit references to")
@@ -90,12 +91,16 @@ def fit_element_references(counts: np.ndarray, energies: np.ndarray) -> dict[str
     padded = np.vstack([matrix, np.zeros((max(0, len(elements) - len(matrix)), len(elements)))])
     _, _, vt = np.linalg.svd(padded, full_matrices=False)  # [n_elements, n_elements]
     null_space = [
-        {str(int(z)): round(float(c), 6) for z, c in zip(elements, vector) if abs(c) > 1e-9}
+        {
+            str(int(z)): round(float(c), 6)
+            for z, c in zip(elements, vector, strict=True)
+            if abs(c) > 1e-9
+        }
         for vector in vt[rank:]
     ]
     constant = [
         int(z)
-        for z, column in zip(elements, matrix.T)
+        for z, column in zip(elements, matrix.T, strict=True)
         if len(column) > 1 and (column == column[0]).all()
     ]
     return {
@@ -150,7 +155,7 @@ def compute_statistics(
     if len(train) > max_samples:
         train = np.sort(np.random.default_rng(seed).choice(train, size=max_samples, replace=False))
     provenance["samples_used"] = len(train)
-    counts, energies, squares, components, stresses, non_finite = _label_sums(store, train)
+    counts, energies, squares, components, stresses, non_finite = _gather_labels(store, train)
     provenance["samples_with_energy"] = len(energies)
     if any(non_finite.values()):
         provenance["non_finite_labels_skipped"] = non_finite
@@ -199,21 +204,21 @@ def _stress_scale(stresses: list[float], force_rms: float, provenance: dict[str,
     return scale
 
 
-def _label_sums(store: StructureStore, train: np.ndarray) -> tuple:
-    """Per training record: element counts and energies, force squares and components, the RMS
-    of each stress label, and the non-finite labels left out."""
+def _gather_labels(
+    store: StructureStore, train: np.ndarray
+) -> tuple[list[np.ndarray], list[float], float, int, list[float], dict[str, int]]:
+    """Element counts and energies of the records with a finite energy, the sum of squared
+    finite force components and their number, the RMS of each finite stress label, and the
+    non-finite labels left out (counted; converted stores have none)."""
     counts, energies, squares, components, stresses = [], [], 0.0, 0, []
-    non_finite = {"energy": 0, "forces": 0}  # left out of the fit (converted stores have none)
+    non_finite = {"energy": 0, "forces": 0}
     for index in progress(train.tolist(), desc=f"statistics {store.subset}", unit="sample"):
         record = store.get_record(index)
         if record.energy is not None and not np.isfinite(record.energy):
             non_finite["energy"] += 1
         elif record.energy is not None:
-            counts.append(
-                np.bincount(
-                    np.asarray(record.atomic_numbers, dtype=np.int64), minlength=NUM_ELEMENTS
-                )
-            )
+            numbers = np.asarray(record.atomic_numbers, dtype=np.int64)
+            counts.append(np.bincount(numbers, minlength=NUM_ELEMENTS))
             energies.append(record.energy)
         if record.forces is not None and not np.isfinite(record.forces).all():
             non_finite["forces"] += 1

@@ -73,7 +73,8 @@ class DistributedBatchSampler(Sampler[list[SampleKey]]):
         self.subset_sizes = np.asarray(subset_sizes, dtype=np.int64)
         if self.subset_sizes.sum() != len(self.natoms):
             raise ValueError(
-                f"subset sizes sum to {self.subset_sizes.sum()}, but natoms has {len(self.natoms)} samples"
+                f"subset sizes sum to {self.subset_sizes.sum()}, but natoms has "
+                f"{len(self.natoms)} samples"
             )
         self.offsets = np.concatenate([[0], np.cumsum(self.subset_sizes)])
         self.work = None if work is None else np.asarray(work, dtype=np.float64)
@@ -94,10 +95,13 @@ class DistributedBatchSampler(Sampler[list[SampleKey]]):
     def epoch_samples(self, epoch: int) -> np.ndarray:
         """Global sample index at each position of the epoch (the temperature-sampled draw)."""
         draws = temperature_epoch(self.subset_sizes, self.temperature, self.seed, epoch)
-        return np.concatenate([offset + draw for offset, draw in zip(self.offsets[:-1], draws)])
+        return np.concatenate(
+            [offset + draw for offset, draw in zip(self.offsets[:-1], draws, strict=True)]
+        )
 
     def plan(self, epoch: int | None = None) -> tuple[EpochPlan, np.ndarray]:
-        """(plan over epoch positions, global index of each position) of `epoch` (default: current)."""
+        """(plan over epoch positions, global index of each position) of `epoch` (default:
+        current)."""
         epoch = self.epoch if epoch is None else epoch
         if self._cached is not None and self._cached[0] == epoch:
             return self._cached[1], self._cached[2]
@@ -191,7 +195,8 @@ class DistributedBatchSampler(Sampler[list[SampleKey]]):
         """Continue where `state` stopped: the next iteration starts at step `state["step"]`."""
         if state.get("format") != STATE_FORMAT or state.get("version") != 1:
             raise ValueError(
-                f"not a batch sampler state: format {state.get('format')!r} version {state.get('version')!r}"
+                f"not a batch sampler state: format {state.get('format')!r} version "
+                f"{state.get('version')!r}"
             )
         mine = self._identity()
         differences = [

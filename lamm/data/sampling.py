@@ -49,7 +49,7 @@ def temperature_epoch(
     if epoch < 0:
         raise ValueError(f"epoch must be non-negative, got {epoch}")
     draws = []
-    for subset, (count, target) in enumerate(zip(n.tolist(), virtual.tolist())):
+    for subset, (count, target) in enumerate(zip(n.tolist(), virtual.tolist(), strict=True)):
         rng = np.random.default_rng([seed, epoch, subset, _EPOCH_STREAM])
         if count == 0:
             draws.append(np.zeros(0, dtype=np.int64))

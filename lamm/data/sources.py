@@ -177,12 +177,14 @@ class Source:
                 chosen.extend(templates[name])
             else:
                 raise ValueError(
-                    f"source {self.name} has no release file {name!r}; files: {', '.join(sorted(by_name))}"
+                    f"source {self.name} has no release file {name!r}; files: "
+                    f"{', '.join(sorted(by_name))}"
                 )
         return chosen
 
     def inputs(self, split: SplitName, names: list[str] | None = None) -> list[str]:
-        """Convert inputs of `split` (relative to the source's raw dir) that the chosen files provide."""
+        """Convert inputs of `split` (relative to the source's raw dir) that the chosen files
+        provide."""
         paths: list[str] = []
         for release in self.release_files(names):
             paths.extend(p for p in getattr(release.provides, split) if p not in paths)

@@ -8,9 +8,9 @@ Layout of a store file (LMDB, `subdir=False`, two named databases):
 So samplers, load balancers and statistics read two small arrays and never decode samples.
 
 Readers open the file once per process (`readonly=True, lock=False`) and reopen it after a fork,
-so DataLoader workers each get their own environment; a pickled store carries only its path. Writers write to a
-temporary file beside the target and rename it when complete: a store either exists whole or
-not at all, and an interrupted conversion leaves nothing behind.
+so DataLoader workers each get their own environment; a pickled store carries only its path. Writers
+write to a temporary file beside the target and rename it when complete: a store either exists whole
+or not at all, and an interrupted conversion leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ class StructureStore:
         self.info: dict[str, Any] = json.loads(info_raw)
         if self.info.get("format") != FORMAT_NAME or self.info.get("version") != FORMAT_VERSION:
             raise ValueError(
-                f"{self.path}: unsupported store format {self.info.get('format')} v{self.info.get('version')}"
+                f"{self.path}: unsupported store format {self.info.get('format')} "
+                f"v{self.info.get('version')}"
             )
         self.natoms: np.ndarray = np.frombuffer(natoms_raw, dtype="<i4").copy()
         self.split: np.ndarray = np.frombuffer(split_raw, dtype="u1").copy()

@@ -81,7 +81,8 @@ class UserSplit:
 
 @dataclass(frozen=True)
 class UserDataset:
-    """A user's dataset: files per split, format, label keys, units, physics (see the module docstring)."""
+    """A user's dataset: files per split, format, label keys, units, physics (see the module
+    docstring)."""
 
     name: str
     format: str
@@ -106,7 +107,8 @@ class UserDataset:
     def __post_init__(self) -> None:
         if self.format not in USER_FORMATS:
             raise ValueError(
-                f"dataset {self.name}: format {self.format!r} is not one of {', '.join(USER_FORMATS)}"
+                f"dataset {self.name}: format {self.format!r} is not one of "
+                f"{', '.join(USER_FORMATS)}"
             )
         if not (self.train or self.val or self.test):
             raise ValueError(f"dataset {self.name}: no input files (give train, val or test files)")
@@ -118,20 +120,24 @@ class UserDataset:
         self._check_reader_options()
         if self.energy_kind not in ("total", "adsorption"):
             raise ValueError(
-                f"dataset {self.name}: energy_kind must be total or adsorption, not {self.energy_kind!r}"
+                f"dataset {self.name}: energy_kind must be total or adsorption, not "
+                f"{self.energy_kind!r}"
             )
         if self.policy not in POLICIES:
             raise ValueError(
-                f"dataset {self.name}: split policy {self.policy!r} is not one of {', '.join(POLICIES)}"
+                f"dataset {self.name}: split policy {self.policy!r} is not one of "
+                f"{', '.join(POLICIES)}"
             )
         if self.policy != "files" and (self.val or self.test):
             raise ValueError(
-                f"dataset {self.name}: split policy {self.policy} takes train files only, but val/test files are given;"
+                f"dataset {self.name}: split policy {self.policy} takes train files only, but "
+                "val/test files are given;"
                 " use policy files (or leave the policy out)"
             )
         if self.format == "deepmd" and self.split.group_by not in ("frame", "file"):
             raise ValueError(
-                f"dataset {self.name}: deepmd frames have no info keys; group_by must be frame or file (a system)"
+                f"dataset {self.name}: deepmd frames have no info keys; group_by must be "
+                "frame or file (a system)"
             )
         for fraction in (self.split.val_fraction, self.split.test_fraction):
             if fraction is not None and not 0 <= fraction < 1:
@@ -140,24 +146,25 @@ class UserDataset:
                 )
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError(f"dataset {self.name}: val_fraction + test_fraction must be below 1")
-        self.units  # raises on an unknown unit
+        _ = self.units  # raises on an unknown unit
 
     def _check_reader_options(self) -> None:
         from lamm.data.readers.dft import ENERGY_CHOICES
 
         if self.energy not in ENERGY_CHOICES:
             raise ValueError(
-                f"dataset {self.name}: energy must be one of {', '.join(ENERGY_CHOICES)}, not {self.energy!r}"
+                f"dataset {self.name}: energy must be one of {', '.join(ENERGY_CHOICES)}, not "
+                f"{self.energy!r}"
             )
         if self.format == "dpdata" and not self.dpdata_format:
             raise ValueError(
-                f"dataset {self.name}: format dpdata needs a dpdata format name "
-                "(--dpdata-format cp2k/output, abacus/scf, gaussian/log, ...); or use --format auto"
+                f"dataset {self.name}: format dpdata needs a dpdata format name (--dpdata-format "
+                "cp2k/output, abacus/scf, gaussian/log, ...); or use --format auto"
             )
         if self.format in NATIVE_UNIT_READERS and not self.units.is_native:
             raise ValueError(
-                f"dataset {self.name}: the {self.format} reader converts the code's units to eV and "
-                "Angstrom itself; drop --energy-unit/--length-unit"
+                f"dataset {self.name}: the {self.format} reader converts the code's units to eV "
+                "and Angstrom itself; drop --energy-unit/--length-unit"
             )
         if self.format in NATIVE_UNIT_READERS and self.split.group_by not in ("frame", "file"):
             raise ValueError(
@@ -220,7 +227,7 @@ class UserDataset:
             sides = split_by_groups(
                 groups, self.val_fraction, self.test_fraction, seed=self.split.seed, mode=mode
             ).tolist()
-        for i, side in zip(train, sides):
+        for i, side in zip(train, sides, strict=True):
             out[i] = side
         return out
 
@@ -410,7 +417,8 @@ def _without_labels(
 
 
 def _with_pbc(item: SourceItem, periodic: bool) -> SourceItem:
-    """Impose the description's periodicity (a periodic frame without a cell then fails the cell check)."""
+    """Impose the description's periodicity (a periodic frame without a cell then fails the cell
+    check)."""
     if item.record is None:
         return item
     return dataclasses.replace(

@@ -17,9 +17,12 @@ def validate_distill_config(
     raw: Mapping[str, Any], name: str = "distillation config"
 ) -> dict[str, Any]:
     """Defaults filled; errors name the key. The student's model is resolved (checked) too."""
-    from lamm.models.build import resolve_model_config
+    from lamm.models.build import model_schema, resolve_model_config
 
-    config = validate_config(raw, load_yaml(SCHEMA), name=name)
+    schema = load_yaml(SCHEMA)
+    student = schema["properties"]["student"]["properties"]
+    student["model"] = {**model_schema(), "description": student["model"]["description"]}
+    config = validate_config(raw, schema, name=name)
     try:
         config["student"]["model"] = resolve_model_config(config["student"]["model"])
     except ValueError as err:
@@ -27,7 +30,8 @@ def validate_distill_config(
     window = config["select"]
     if window["lo_ev_per_a"] > window["hi_ev_per_a"]:
         raise ValueError(
-            f"{name}: select.lo_ev_per_a {window['lo_ev_per_a']} is above select.hi_ev_per_a {window['hi_ev_per_a']}"
+            f"{name}: select.lo_ev_per_a {window['lo_ev_per_a']} is above "
+            f"select.hi_ev_per_a {window['hi_ev_per_a']}"
         )
     return config
 
@@ -40,7 +44,8 @@ def load_distill_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def explore_settings(config: Mapping[str, Any], *, validation: bool = False) -> ExploreSettings:
-    """The exploration MD; with `validation`, the validation set's trajectory length and sampling."""
+    """The exploration MD; with `validation`, the validation set's trajectory length and
+    sampling."""
     explore = config["explore"]
     steps, every = (
         (config["validation"]["steps"], config["validation"]["sample_every"])

@@ -41,11 +41,13 @@ class ExploreSettings:
     def __post_init__(self) -> None:
         if not self.temperatures_k or any(t < 0 for t in self.temperatures_k):
             raise ValueError(
-                f"explore.temperatures_k must be a non-empty list of temperatures >= 0, got {self.temperatures_k}"
+                "explore.temperatures_k must be a non-empty list of temperatures >= 0, got "
+                f"{self.temperatures_k}"
             )
         if self.steps < 1 or self.sample_every < 1:
             raise ValueError(
-                f"explore.steps and explore.sample_every must be positive, got {self.steps}, {self.sample_every}"
+                "explore.steps and explore.sample_every must be positive, got "
+                f"{self.steps}, {self.sample_every}"
             )
         if not (
             self.timestep_fs > 0
@@ -54,7 +56,8 @@ class ExploreSettings:
             and self.min_distance_a >= 0
         ):
             raise ValueError(
-                f"explore: timestep_fs and max_force_ev_per_a must be positive, friction and min_distance >= 0: {self}"
+                "explore: timestep_fs and max_force_ev_per_a must be positive, friction "
+                f"and min_distance >= 0: {self}"
             )
 
 
@@ -157,7 +160,8 @@ def explore(
     stream: int,
     prefix: str = "",
 ) -> Exploration:
-    """Every seed structure at every temperature; samples in (structure, temperature, step) order."""
+    """Every seed structure at every temperature; samples in (structure, temperature, step)
+    order."""
     out = Exploration()
     for s, atoms in enumerate(seeds):
         for t, temperature in enumerate(settings.temperatures_k):

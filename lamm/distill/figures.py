@@ -89,7 +89,8 @@ def speed_figure(speed: Mapping[str, Any], path: str | os.PathLike) -> Path:
     axis.set_ylabel("MD speed (atoms x steps / s)", fontsize=9)
     natoms = speed["speed_natoms"]
     axis.set_title(
-        f"velocity Verlet, {len(natoms)} cells of {min(natoms)}-{max(natoms)} atoms: {values[1] / values[0]:.1f}x",
+        f"velocity Verlet, {len(natoms)} cells of {min(natoms)}-{max(natoms)} atoms: "
+        f"{values[1] / values[0]:.1f}x",
         fontsize=9,
     )
     axis.tick_params(labelsize=9)

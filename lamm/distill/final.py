@@ -74,70 +74,8 @@ def final_checks(
         out / "parity.png",
         title="student vs teacher, validation set",
     )
-    teacher_error = None
-    if reference_store is not None:
-        store = StructureStore(reference_store)
-        split = _split_with_labels(store)
-        teacher = label_errors(run.teacher_calc, store, run.teacher_calc.head, split)
-        mine = label_errors(student, store, student.head, split)
-        teacher_error = teacher.get("forces_mae_mev_per_a")
-        result.update(
-            {
-                "reference_store": str(store.path),
-                "reference_split": split,
-                "teacher_vs_labels_forces_mae_mev_per_a": teacher_error,
-                "teacher_vs_labels_energy_mae_mev_per_atom": teacher.get("energy_mae_mev_per_atom"),
-                "student_vs_labels_forces_mae_mev_per_a": mine.get("forces_mae_mev_per_a"),
-                "student_vs_labels_energy_mae_mev_per_atom": mine.get("energy_mae_mev_per_atom"),
-            }
-        )
-        if teacher_error:
-            result["error_ratio"] = (
-                result["student_vs_teacher_forces_mae_mev_per_a"] / teacher_error
-            )
-        # the student knows the elements of its labels only (the seed structures' chemistry)
-        learned = set().union(
-            *(
-                set(StructureStore(p).element_counts.nonzero()[0].tolist())
-                for p in sorted(out.glob("rounds/round_*/labels.lmdb"))
-            )
-        )
-        reference = {
-            int(z) for i in store.indices(split) for z in store.get_record(int(i)).atomic_numbers
-        }
-        result["reference_elements_not_in_student_labels"] = [
-            chemical_symbols[z] for z in sorted(reference - learned)
-        ]
-    speed = config["speed"]
-    calculators = {"teacher": run.teacher_calc, "student": student}
-    structures = [speed_structure(atoms, speed["min_atoms"]) for atoms in run.seeds]
-    measured = compare_speed(
-        structures,
-        calculators,
-        steps=speed["steps"],
-        warmup=speed["warmup"],
-        repeats=speed["repeats"],
-    )
-    result.update(measured)
-    result["speedup"] = measured["student_atoms_per_s"] / measured["teacher_atoms_per_s"]
-    result["speedup_cpu_time"] = (
-        measured["student_atoms_per_cpu_s"] / measured["teacher_atoms_per_cpu_s"]
-    )
-    if any(
-        len(a) > len(b) for a, b in zip(structures, run.seeds)
-    ):  # the seed cells as they are: overhead weighs more
-        cell = compare_speed(
-            run.seeds,
-            calculators,
-            steps=speed["steps"],
-            warmup=speed["warmup"],
-            repeats=speed["repeats"],
-        )
-        result.update({f"seed_cell_{k}": v for k, v in cell.items()})
-        result["seed_cell_speedup"] = cell["student_atoms_per_s"] / cell["teacher_atoms_per_s"]
-        result["seed_cell_speedup_cpu_time"] = (
-            cell["student_atoms_per_cpu_s"] / cell["teacher_atoms_per_cpu_s"]
-        )
+    teacher_error = _against_labels(run, student, reference_store, result)
+    measured = _speed(run, student, result)
     nve = config["nve"]
     result.update(
         nve_drift(
@@ -161,6 +99,81 @@ def final_checks(
     write_json(result, out / "final.json")
     _track(run, result)
     return result
+
+
+def _against_labels(
+    run: Any, student: Any, reference_store: str | Path | None, result: dict[str, Any]
+) -> float | None:
+    """Teacher and student against the reference store's labels, into `result`; returns the
+    teacher's force MAE (None without a reference store)."""
+    if reference_store is None:
+        return None
+    store = StructureStore(reference_store)
+    split = _split_with_labels(store)
+    teacher = label_errors(run.teacher_calc, store, run.teacher_calc.head, split)
+    mine = label_errors(student, store, student.head, split)
+    teacher_error = teacher.get("forces_mae_mev_per_a")
+    result.update(
+        {
+            "reference_store": str(store.path),
+            "reference_split": split,
+            "teacher_vs_labels_forces_mae_mev_per_a": teacher_error,
+            "teacher_vs_labels_energy_mae_mev_per_atom": teacher.get("energy_mae_mev_per_atom"),
+            "student_vs_labels_forces_mae_mev_per_a": mine.get("forces_mae_mev_per_a"),
+            "student_vs_labels_energy_mae_mev_per_atom": mine.get("energy_mae_mev_per_atom"),
+        }
+    )
+    if teacher_error:
+        result["error_ratio"] = result["student_vs_teacher_forces_mae_mev_per_a"] / teacher_error
+    # the student knows the elements of its labels only (the seed structures' chemistry)
+    learned = set().union(
+        *(
+            set(StructureStore(p).element_counts.nonzero()[0].tolist())
+            for p in sorted(run.out.glob("rounds/round_*/labels.lmdb"))
+        )
+    )
+    reference = {
+        int(z) for i in store.indices(split) for z in store.get_record(int(i)).atomic_numbers
+    }
+    result["reference_elements_not_in_student_labels"] = [
+        chemical_symbols[z] for z in sorted(reference - learned)
+    ]
+    return teacher_error
+
+
+def _speed(run: Any, student: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """MD speed of teacher and student on the seed cells repeated to `speed.min_atoms` (and on
+    the cells as they are when that made them larger), into `result`; returns the first."""
+    speed = run.config["speed"]
+    calculators = {"teacher": run.teacher_calc, "student": student}
+    structures = [speed_structure(atoms, speed["min_atoms"]) for atoms in run.seeds]
+    measured = compare_speed(
+        structures,
+        calculators,
+        steps=speed["steps"],
+        warmup=speed["warmup"],
+        repeats=speed["repeats"],
+    )
+    result.update(measured)
+    result["speedup"] = measured["student_atoms_per_s"] / measured["teacher_atoms_per_s"]
+    result["speedup_cpu_time"] = (
+        measured["student_atoms_per_cpu_s"] / measured["teacher_atoms_per_cpu_s"]
+    )
+    # the seed cells as they are too: there the per-step overhead weighs more
+    if any(len(a) > len(b) for a, b in zip(structures, run.seeds, strict=True)):
+        cell = compare_speed(
+            run.seeds,
+            calculators,
+            steps=speed["steps"],
+            warmup=speed["warmup"],
+            repeats=speed["repeats"],
+        )
+        result.update({f"seed_cell_{k}": v for k, v in cell.items()})
+        result["seed_cell_speedup"] = cell["student_atoms_per_s"] / cell["teacher_atoms_per_s"]
+        result["seed_cell_speedup_cpu_time"] = (
+            cell["student_atoms_per_cpu_s"] / cell["teacher_atoms_per_cpu_s"]
+        )
+    return measured
 
 
 def _track(run: Any, result: dict[str, Any]) -> None:

@@ -47,7 +47,9 @@ def teacher_label(
 ) -> list[StructureRecord]:
     """The records labeled with the teacher's head `head` (direct or gradient forces alike)."""
     labels = predict(teacher, records, head=head, batch_size=batch_size)
-    return [with_labels(r, e, f) for r, e, f in zip(records, labels.energy, labels.forces)]
+    return [
+        with_labels(r, e, f) for r, e, f in zip(records, labels.energy, labels.forces, strict=True)
+    ]
 
 
 def write_store(
@@ -90,7 +92,8 @@ def training_store(
     """`train.lmdb` of the module docstring."""
     if not labeled:
         raise ValueError(
-            "no labeled configurations to train the students on (every explored configuration was rejected)"
+            "no labeled configurations to train the students on (every explored "
+            "configuration was rejected)"
         )
     pairs = (
         [(r, "train") for r in labeled]

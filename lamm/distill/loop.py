@@ -1,9 +1,11 @@
 """The distillation rounds (DPA-2's concurrent-learning loop), each resumable.
 
-    DIR/run.json                 what the run is (config, teacher, seed structures); a rerun must match
-    DIR/validation.lmdb          the fixed validation set: teacher MD at every temperature, teacher labels
-    DIR/rounds/round_<r>/        explored.lmdb, explore.json, select.json, labels.lmdb, train.lmdb,
-                                 member_<k>/ (a fine-tuning run folder per student), student.pt, round.json
+    DIR/run.json                 what the run is (config, teacher, seed structures); a rerun must
+    match DIR/validation.lmdb          the fixed validation set: teacher MD at every temperature,
+    teacher labels DIR/rounds/round_<r>/        explored.lmdb, explore.json, select.json,
+    labels.lmdb, train.lmdb,
+                                 member_<k>/ (a fine-tuning run folder per student), student.pt,
+                                 round.json
     DIR/rounds.csv               one row per finished round (written atomically after each)
     DIR/student.pt               the best round's student: an ordinary checkpoint
 
@@ -145,7 +147,8 @@ class Distillation:
         device = self.config["device"]
         return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
-    # --- the run's identity -------------------------------------------------------------------------
+    # --- the run's identity
+    # -------------------------------------------------------------------------
     def check_identity(self) -> None:
         """Write DIR/run.json, or check that the run in DIR is this one (rounds aside)."""
         identity = {
@@ -169,7 +172,8 @@ class Distillation:
             return
         write_json(identity, path)
 
-    # --- validation set -----------------------------------------------------------------------------
+    # --- validation set
+    # -----------------------------------------------------------------------------
     def validation_records(self) -> list:
         path = self.out / "validation.lmdb"
         if not path.is_file():
@@ -200,7 +204,8 @@ class Distillation:
             log.info("validation set: %d teacher-labeled configurations -> %s", len(labeled), path)
         return L.read_records(path)
 
-    # --- one round ----------------------------------------------------------------------------------
+    # --- one round
+    # ----------------------------------------------------------------------------------
     def _driver(self, r: int):
         from lamm.calculator import LaMMCalculator
 
@@ -262,7 +267,9 @@ class Distillation:
         ]
         if self.committee == 1:
             teacher = predict(self.teacher_calc.potential, records, head=self.teacher_head).forces
-            return np.array([pair_deviation(s, t) for s, t in zip(members[0], teacher)])
+            return np.array(
+                [pair_deviation(s, t) for s, t in zip(members[0], teacher, strict=True)]
+            )
         return np.array(
             [committee_deviation(np.stack([m[i] for m in members])) for i in range(len(records))]
         )
@@ -423,7 +430,8 @@ class Distillation:
         )
         return {"student_atoms_per_s": value}
 
-    # --- the rounds ---------------------------------------------------------------------------------
+    # --- the rounds
+    # ---------------------------------------------------------------------------------
     def run(self, rounds: int) -> dict[str, Any]:
         """Rounds 0..rounds-1 (finished ones read back) until a stop; returns the run's summary."""
         from lamm.tracking import RunTracker, find_or_create_parent_run

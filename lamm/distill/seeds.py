@@ -31,7 +31,8 @@ def load_seed_structures(
 
         if path.is_dir():
             raise ValueError(
-                f"--seed-structures {path} is a folder; pass a store (.lmdb) or an extended-XYZ file"
+                f"--seed-structures {path} is a folder; pass a store (.lmdb) or an "
+                "extended-XYZ file"
             )
         store = StructureStore(path)
         indices = np.arange(len(store)) if split == "all" else store.indices(split)

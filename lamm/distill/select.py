@@ -41,14 +41,16 @@ def committee_deviation(forces: np.ndarray) -> float:
 
 
 def pair_deviation(forces: np.ndarray, reference: np.ndarray) -> float:
-    """forces, reference [N, 3] -> max over atoms of |F - F_ref| (eV/Angstrom); NaN when not finite."""
+    """forces, reference [N, 3] -> max over atoms of |F - F_ref| (eV/Angstrom); NaN when not
+    finite."""
     forces, reference = (
         np.asarray(forces, dtype=np.float64),
         np.asarray(reference, dtype=np.float64),
     )
     if forces.shape != reference.shape or forces.ndim != 2 or forces.shape[1] != 3:
         raise ValueError(
-            f"forces and reference must both have shape [N, 3], got {forces.shape} and {reference.shape}"
+            f"forces and reference must both have shape [N, 3], got {forces.shape} and "
+            f"{reference.shape}"
         )
     if not (np.isfinite(forces).all() and np.isfinite(reference).all()):
         return math.nan
@@ -101,14 +103,15 @@ def evenly_spaced(count: int, cap: int) -> np.ndarray:
 
 
 def deviation_statistics(deviations: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """min, mean, median, 90th percentile and max of the finite deviations (eV/Angstrom), NaN if none."""
+    """min, mean, median, 90th percentile and max of the finite deviations (eV/Angstrom), NaN if
+    none."""
     dev = np.asarray(deviations, dtype=np.float64).reshape(-1)
     dev = dev[np.isfinite(dev)]
     names = ("dev_min", "dev_mean", "dev_median", "dev_p90", "dev_max")
     if len(dev) == 0:
         return dict.fromkeys(names, math.nan)
     values = (dev.min(), dev.mean(), np.median(dev), np.percentile(dev, 90), dev.max())
-    return {name: float(value) for name, value in zip(names, values)}
+    return {name: float(value) for name, value in zip(names, values, strict=True)}
 
 
 def deviation_histogram(

@@ -5,9 +5,9 @@ in the same process on the same structures (every seed structure). Per structure
 calculator runs its own MD (same start, same velocities), `warmup` steps untimed; then the
 calculators take turns, `repeats` rounds of `steps` steps each, and each keeps its fastest
 block per structure (the least disturbed by other work on the host). Blocks a fraction of a
-second apart see the same load: whole runs one after the other (as measured before) moved the
-ratio by +-30% between two runs on a loaded 2-core host (5.5x and 7.5x: same architectures, same cells).
-Atoms per CPU second of the process is reported beside atoms per wall-clock second.
+second apart see the same load, where whole runs one after the other see whatever the host was
+doing at the time, which moves their ratio by tens of percent on a loaded host. Atoms per CPU
+second of the process is reported beside atoms per wall-clock second.
 `min_atoms` repeats a periodic structure along its periodic axes first (production MD runs on
 larger cells than the training configurations; a molecule stays as it is).
 
@@ -54,7 +54,8 @@ def md_atoms_per_second(
     timestep_fs: float = 0.5,
     seed: int = 0,
 ) -> float:
-    """atoms x steps / s (wall clock) of velocity-Verlet MD from 300 K velocities (warm-up not timed)."""
+    """atoms x steps / s (wall clock) of velocity-Verlet MD from 300 K velocities (warm-up not
+    timed)."""
     return md_speed(
         atoms, calculator, steps=steps, warmup=warmup, timestep_fs=timestep_fs, seed=seed
     )[0]

@@ -13,16 +13,22 @@ The mapping (the `model:` section of a training config; every key optional excep
       envelope_exponent: 5        # polynomial envelope
       max_atomic_number: 118
       recompute_messages: true    # 2x less training memory for ~10-20% more time (CPU)
-    equiformer_v2: {...}          # used when encoder: equiformer_v2 (EquiformerV2Encoder's keyword arguments)
+    equiformer_v2: {...}          # used when encoder: equiformer_v2 (EquiformerV2Encoder's keyword
+    arguments)
     heads:
       hidden_channels: null       # hidden width of energy and force heads; null = scalar_dim // 2
 
-The defaults are LaMM-S (FAIR-Chem's PaiNN h512, 6 layers). Unknown keys raise ValueError.
+Every default is declared once, in the signature of the module that takes it (`PaiNN`,
+`GaussianBasis`, `PolynomialEnvelope`, `EnergyHead`, `Potential`, `EquiformerV2Encoder`):
+LaMM-S for PaiNN (FAIR-Chem's PaiNN h512, 6 layers). Unknown keys raise ValueError, and
+`model_schema()` is the same contract as a JSON schema, so a training config's `model:` section
+gets the "did you mean" of every other section when the config is loaded.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,33 +38,43 @@ from torch import nn
 
 from lamm.models.heads import DirectForceHead, EnergyHead
 from lamm.models.normalizer import Normalizer
-from lamm.models.painn import MAX_ATOMIC_NUMBER, PaiNN
+from lamm.models.painn import PaiNN
 from lamm.models.potential import FORCE_MODES, Potential
 from lamm.models.radial import GaussianBasis, PolynomialEnvelope
 
 ENCODERS = ("painn", "equiformer_v2")
+
+
+def _default(function: Any, name: str) -> Any:
+    """The default of one parameter of `function` (a class: its constructor)."""
+    return inspect.signature(function).parameters[name].default
+
+
 DEFAULTS: dict[str, Any] = {
-    "cutoff": 6.0,
-    "max_neighbors": None,
-    "force_mode": "direct",
+    "cutoff": _default(GaussianBasis, "cutoff"),
+    "max_neighbors": _default(Potential, "max_neighbors"),
+    "force_mode": _default(Potential, "force_mode"),
     "painn": {
-        "hidden_channels": 512,
-        "num_layers": 6,
-        "num_rbf": 128,
-        "envelope_exponent": 5,
-        "max_atomic_number": MAX_ATOMIC_NUMBER,
-        "recompute_messages": True,
+        "hidden_channels": _default(PaiNN, "hidden_channels"),
+        "num_layers": _default(PaiNN, "num_layers"),
+        "num_rbf": _default(GaussianBasis, "num_rbf"),
+        "envelope_exponent": _default(PolynomialEnvelope, "exponent"),
+        "max_atomic_number": _default(PaiNN, "max_atomic_number"),
+        "recompute_messages": _default(PaiNN, "recompute_messages"),
     },
     "equiformer_v2": {},
-    "heads": {"hidden_channels": None},
+    "heads": {"hidden_channels": _default(EnergyHead, "hidden_channels")},
 }
 
 
 def _check_keys(section: Mapping[str, Any], allowed: Mapping[str, Any], where: str) -> None:
     unknown = sorted(set(section) - set(allowed))
     if unknown:
+        hints = [difflib.get_close_matches(key, list(allowed), n=1) for key in unknown]
+        suggestions = "".join(f" (did you mean {hint[0]}?)" for hint in hints if hint)
         raise ValueError(
-            f"unknown key(s) in {where}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+            f"unknown key(s) in {where}: {', '.join(unknown)}{suggestions} (allowed: "
+            f"{', '.join(sorted(allowed))})"
         )
 
 
@@ -114,7 +130,8 @@ def resolve_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
         _positive_int(config["painn"][key], f"model config: painn.{key}")
     if not isinstance(config["painn"]["recompute_messages"], bool):
         raise ValueError(
-            f"model config: painn.recompute_messages must be true or false, got {config['painn']['recompute_messages']!r}"
+            "model config: painn.recompute_messages must be true or false, got "
+            f"{config['painn']['recompute_messages']!r}"
         )
     _positive_int(
         config["heads"]["hidden_channels"], "model config: heads.hidden_channels", allow_none=True
@@ -122,15 +139,59 @@ def resolve_model_config(model_config: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+def equiformer_v2_keys() -> list[str]:
+    """The keys of the `equiformer_v2` section: EquiformerV2Encoder's keyword arguments, less
+    the cutoff (the model's: graphs are built with it) and the seed (the potential's)."""
+    from lamm.models.equiformer_v2 import EquiformerV2Encoder
+
+    parameters = inspect.signature(EquiformerV2Encoder.__init__).parameters
+    return sorted(set(parameters) - {"self", "cutoff", "seed"})
+
+
+def model_schema() -> dict[str, Any]:
+    """The model mapping as a JSON schema (keys and types; the defaults stay in the
+    signatures), for the training configs' `model:` section."""
+    positive = {"type": "integer", "minimum": 1}
+
+    def section(properties: Mapping[str, Any], description: str) -> dict[str, Any]:
+        # null or absent: every default (resolve_model_config); not filled in by the schema
+        return {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "description": description,
+            "properties": dict(properties),
+        }
+
+    painn = {key: positive for key in DEFAULTS["painn"] if key != "recompute_messages"}
+    painn["recompute_messages"] = {"type": "boolean"}
+    # equiformer_v2's keys are checked by the builder against EquiformerV2Encoder's signature:
+    # importing that module (e3nn) here would slow every config load, the workflow's parse too
+    equiformer = {
+        "type": ["object", "null"],
+        "description": "EquiformerV2Encoder's keyword arguments (checked when it is built)",
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["encoder"],
+        "description": "The model mapping of lamm.models.build.build_potential.",
+        "properties": {
+            "encoder": {"enum": list(ENCODERS)},
+            "cutoff": {"type": "number", "exclusiveMinimum": 0},
+            "max_neighbors": {"type": ["integer", "null"], "minimum": 1},
+            "force_mode": {"enum": list(FORCE_MODES)},
+            "painn": section(painn, "PaiNN's sizes (encoder: painn)"),
+            "equiformer_v2": equiformer,
+            "heads": section({"hidden_channels": {"type": ["integer", "null"], "minimum": 1}}, ""),
+        },
+    }
+
+
 def _equiformer_v2(config: Mapping[str, Any], seed: int) -> nn.Module:
     from lamm.models.equiformer_v2 import EquiformerV2Encoder
 
     section = dict(config["equiformer_v2"])
-    allowed = set(inspect.signature(EquiformerV2Encoder.__init__).parameters) - {
-        "self",
-        "cutoff",
-        "seed",
-    }
+    allowed = equiformer_v2_keys()
     _check_keys(section, dict.fromkeys(allowed), "model config section equiformer_v2")
     # The cutoff is the model's (graphs are built with it); the seed is the potential's.
     return EquiformerV2Encoder(cutoff=config["cutoff"], seed=seed, **section)

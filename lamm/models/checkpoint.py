@@ -8,7 +8,8 @@ A torch file holding only tensors and plain Python values (loadable with weights
      "model": state_dict,            # of the Potential, normalizer statistics included
      "ema": state_dict,              # optional: the EMA weights, used for evaluation
      "statistics": [...],            # training: the referencing/normalization statistics per head
-     "training": {...}}              # training: optimizer, scheduler, sampler position, RNG, step...
+     "training": {...}}              # training: optimizer, scheduler, sampler position, RNG,
+     step...
                                      # (what an exact resume needs; readers of the model ignore it)
 
 Modules are rebuilt from `model_config` and `heads`, never unpickled.
@@ -28,6 +29,7 @@ import torch
 from lamm.models.build import build_potential, resolve_model_config
 from lamm.models.potential import Potential
 from lamm.models.pretrained import resolve_checkpoint
+from lamm.run_labels import epoch_label as epoch_label  # its old home: keep importing it
 
 CHECKPOINT_FORMAT = "lamm-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -67,12 +69,6 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> P
     return path
 
 
-def epoch_label(epoch: float) -> str:
-    """File-name form of a fractional epoch: 0 -> '0', 0.1 -> '0.1', 2.0 -> '2' (epoch_<label>.pt)."""
-    text = f"{epoch:.6f}".rstrip("0").rstrip(".")
-    return text or "0"
-
-
 def _plain_state(state: Mapping[str, Any]) -> dict[str, Any]:
     # torch.optim.swa_utils.AveragedModel keeps the model under "module." plus a counter.
     if "n_averaged" in state and all(
@@ -97,7 +93,8 @@ def check_archive(path: str | os.PathLike) -> None:
             bad = archive.testzip()  # reads every record and checks its CRC (as fast as torch.load)
     except zipfile.BadZipFile:
         raise ValueError(
-            f"{path}: not a readable lamm checkpoint: the file is cut short ({size} bytes, the archive's "
+            f"{path}: not a readable lamm checkpoint: the file is cut short ({size} bytes, "
+            "the archive's "
             "directory at its end is missing); an interrupted copy or write? Copy it again"
         ) from None
     except (EOFError, OSError, zlib.error) as err:
@@ -106,7 +103,8 @@ def check_archive(path: str | os.PathLike) -> None:
         ) from None
     if bad is not None:
         raise ValueError(
-            f"{path}: not a readable lamm checkpoint: corrupted ({size} bytes): its record {bad} fails the CRC check"
+            f"{path}: not a readable lamm checkpoint: corrupted ({size} bytes): its record "
+            f"{bad} fails the CRC check"
         )
 
 
@@ -124,7 +122,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise ValueError(f"{path}: not a lamm checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise ValueError(
-            f"{path}: checkpoint version {checkpoint.get('version')!r}, this lamm reads {CHECKPOINT_VERSION}"
+            f"{path}: checkpoint version {checkpoint.get('version')!r}, this lamm reads "
+            f"{CHECKPOINT_VERSION}"
         )
     missing = [key for key in ("model_config", "heads", "model") if key not in checkpoint]
     if missing:

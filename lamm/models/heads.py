@@ -38,7 +38,8 @@ class EnergyHead(nn.Module):
         hidden_channels = hidden_channels or max(in_channels // 2, 1)
         if min(in_channels, num_heads, hidden_channels) < 1:
             raise ValueError(
-                f"channel counts must be positive, got {in_channels}, {num_heads}, {hidden_channels}"
+                f"channel counts must be positive, got {in_channels}, {num_heads}, "
+                f"{hidden_channels}"
             )
         self.num_heads = num_heads
         self.mlp = nn.Sequential(
@@ -108,4 +109,6 @@ class EnergyGradients(nn.Module):
         gradients = torch.autograd.grad(
             energy.sum(), list(inputs), create_graph=self.training, allow_unused=True
         )
-        return [torch.zeros_like(x) if g is None else g for g, x in zip(gradients, inputs)]
+        return [
+            torch.zeros_like(x) if g is None else g for g, x in zip(gradients, inputs, strict=True)
+        ]

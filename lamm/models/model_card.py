@@ -138,22 +138,24 @@ def card_markdown(card: Mapping[str, Any], config: Mapping[str, Any] | None, not
     lines = [
         f"# {card['name']}",
         "",
-        f"A {encoder} encoder ({card['parameters']:,} parameters, {card['file_bytes'] / 1e6:.1f} MB) with one "
+        f"A {encoder} encoder ({card['parameters']:,} parameters, "
+        f"{card['file_bytes'] / 1e6:.1f} MB) with one "
         f"head per pre-training subset, pre-trained with LaMM's recipe. Load it by name: "
         f'`lamm finetune --checkpoint {card["name"]}`, `LaMMCalculator("{card["name"]}")`, or '
         f"`finetune: {{models: [{card['name']}]}}` in the workflow config.",
         "",
         "## Provenance",
         "",
-        f"- commit `{card['commit']}`; MLflow run `{card['mlflow_run_id']}`; checkpoint `{card['source_checkpoint']}`",
+        f"- commit `{card['commit']}`; MLflow run `{card['mlflow_run_id']}`; checkpoint "
+        f"`{card['source_checkpoint']}`",
         f"- {training.get('step')} optimizer steps, {training.get('epochs_done')} epochs, "
         f"{training.get('samples_seen')} samples seen; EMA weights",
         f"- model: `{json.dumps(model, sort_keys=True)}`",
     ]
     if config:
-        lines.append(
-            f"- trainer: `{json.dumps({k: config[k] for k in ('sampler', 'loss', 'optimizer', 'train') if k in config}, sort_keys=True)}`"
-        )
+        sections = ("sampler", "loss", "optimizer", "train")
+        trainer = {k: config[k] for k in sections if k in config}
+        lines.append(f"- trainer: `{json.dumps(trainer, sort_keys=True)}`")
     lines += ["", "## Data", ""]
     lines += [f"- {key}: {value}" for key, value in card["data"].items()]
     lines += [
@@ -174,7 +176,8 @@ def card_markdown(card: Mapping[str, Any], config: Mapping[str, Any] | None, not
                 values.get("forces_mae_mev_per_a"),
             )
             lines.append(
-                f"| {head} | {values.get('n_structures')} | {'-' if energy is None else f'{energy:.1f}'} | "
+                f"| {head} | {values.get('n_structures')} | "
+                f"{'-' if energy is None else f'{energy:.1f}'} | "
                 f"{'-' if forces is None else f'{forces:.1f}'} |"
             )
         lines.append("")

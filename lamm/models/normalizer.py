@@ -38,8 +38,8 @@ NUM_ELEMENTS = 119  # index = atomic number; 0 unused
 
 
 class Normalizer(nn.Module):
-    """Buffers per head d: element_references [D, 119] (eV), energy_mean/std [D] (eV), force_rms [D]
-    (eV/Angstrom), stress_scale [D] (eV/Angstrom^3).
+    """Buffers per head d: element_references [D, 119] (eV), energy_mean/std [D] (eV),
+    force_rms [D] (eV/Angstrom), stress_scale [D] (eV/Angstrom^3).
 
     The identity (zeros, ones) until statistics are loaded.
     """
@@ -85,7 +85,8 @@ class Normalizer(nn.Module):
         stress_scale = float(stats.get("stress_scale", rms))
         if not std > 0 or not rms > 0 or not stress_scale > 0:
             raise ValueError(
-                f"head {head}: energy_std, force_rms and stress_scale must be positive, got {std}, {rms}, {stress_scale}"
+                f"head {head}: energy_std, force_rms and stress_scale must be positive, got "
+                f"{std}, {rms}, {stress_scale}"
             )
         with torch.no_grad():
             self.element_references[head] = references.to(self.element_references.device)

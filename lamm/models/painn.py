@@ -53,7 +53,8 @@ class PaiNNMessage(nn.Module):
             nn.Linear(hidden_channels, 3 * hidden_channels),
         )
         self.filter_net = nn.Linear(num_rbf, 3 * hidden_channels, bias=False)
-        # 1/sqrt(3) on the v_j gate, applied per atom before the gather instead of per edge after it.
+        # 1/sqrt(3) on the v_j gate, applied per atom before the gather instead of per edge after
+        # it.
         channel_scale = torch.ones(3 * hidden_channels, dtype=torch.float32)
         channel_scale[hidden_channels : 2 * hidden_channels] = 1.0 / math.sqrt(3.0)
         self.register_buffer("channel_scale", channel_scale, persistent=False)
@@ -133,7 +134,8 @@ class PaiNN(nn.Module):
         super().__init__()
         if hidden_channels < 1 or num_layers < 1:
             raise ValueError(
-                f"hidden_channels and num_layers must be positive, got {hidden_channels}, {num_layers}"
+                f"hidden_channels and num_layers must be positive, got {hidden_channels}, "
+                f"{num_layers}"
             )
         if abs(radial_basis.cutoff - envelope.cutoff) > 1e-9:
             raise ValueError(

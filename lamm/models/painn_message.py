@@ -112,7 +112,8 @@ def painn_message(
     recompute: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """per_atom [N, 3F] (a, g_v, g_r parts of h), filters [M, 3F], vectors [N, 3, F] or None
-    (all zero), unit_vectors [M, 3] from i to j, edge_index [2, M] (j, i) -> (ds [N, F], dv [N, 3, F]).
+    (all zero), unit_vectors [M, 3] from i to j, edge_index [2, M] (j, i) -> (ds [N, F], dv [N, 3,
+    F]).
 
     `recompute`: the memory-saving autograd function; False: plain autograd (faster on CPU)."""
     source, target = edge_index[0], edge_index[1]

@@ -176,7 +176,8 @@ class Potential(nn.Module):
         return self.encoder(batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], vectors)[K.NODE_FEATURES]
 
     def _own_channel(self, values: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-        """values [K, ...] of each row's own head `head` [K] -> [K, ..., D], NaN in the other channels."""
+        """values [K, ...] of each row's own head `head` [K] -> [K, ..., D], NaN in the other
+        channels."""
         own = (
             nn.functional.one_hot(head, len(self.heads))
             .bool()
@@ -202,7 +203,8 @@ class Potential(nn.Module):
         pbc: torch.Tensor,
         dataset_index: torch.Tensor,
     ) -> torch.Tensor:
-        """dE_norm/d(strain) [B, 3, 3] -> normalized stress [B, 3, 3, D] (see the module docstring)."""
+        """dE_norm/d(strain) [B, 3, 3] -> normalized stress [B, 3, 3, D] (see the module
+        docstring)."""
         scale = (self.normalizer.energy_std / self.normalizer.stress_scale)[
             dataset_index
         ]  # [B] float64

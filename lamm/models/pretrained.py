@@ -56,7 +56,8 @@ def resolve_checkpoint(spec: str | os.PathLike) -> Path:
             return models[str(spec)]
         shipped = ", ".join(models) or "none in this checkout"
         raise ValueError(
-            f"no checkpoint file and no shipped model named {str(spec)!r} (shipped models: {shipped}; "
+            f"no checkpoint file and no shipped model named {str(spec)!r} (shipped models: "
+            f"{shipped}; "
             f"looked in {models_dir()})"
         )
     raise FileNotFoundError(f"checkpoint {path} does not exist")

@@ -1,4 +1,5 @@
-"""Stress as the strain derivative of the energy (nequip `ForceStressOutput`, MACE, schnetpack `Strain`).
+"""Stress as the strain derivative of the energy (nequip `ForceStressOutput`, MACE, schnetpack
+`Strain`).
 
 A symmetric strain eps [B, 3, 3] (zeros, requiring grad) deforms every structure b as
 x -> x (I + eps_b) for positions and cell rows alike. Edge vectors are linear in both,

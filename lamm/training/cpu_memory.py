@@ -4,14 +4,12 @@ glibc's malloc serves blocks above a threshold (128 KiB to start with) with fres
 gives them back with `munmap` when freed, and trims the top of the heap when more than a
 threshold is free there. A training step allocates and frees the same large tensors (edge
 messages: edges x channels) every step, so with the defaults every step pays page faults on
-memory it had a moment ago, and the larger the batch the larger its share of fresh pages:
-measured on the demo PaiNN (2-core host, one thread), forward + backward cost 11-13 us per
-edge for batches under 6k edges and 15-19 us for batches of 10k-17k edges, the same
-structures cost 15-20% more when a sampler groups the large ones into the same steps (as
-LaMM's does), and all of it went away (8.5-9.5 us per edge at every batch size) with the
-settings below. They make freed blocks stay in the heap for reuse: blocks up to 32 MiB come
-from the heap, and up to 1 GiB of free heap is kept. The price is that the process keeps its
-peak memory, which a training process reaches every step anyway.
+memory it had a moment ago, and the larger the batch the larger its share of fresh pages: the
+cost per edge rises with the batch size, so a sampler that groups the large structures into the
+same steps (as LaMM's does) pays more for the same structures (docs/results.md has the
+numbers). The settings below make freed blocks stay in the heap for reuse: blocks up to 32 MiB
+come from the heap, and up to 1 GiB of free heap is kept. The price is that the process keeps
+its peak memory, which a training process reaches every step anyway.
 
 GPU training allocates through PyTorch's caching allocator and does not need this. On
 platforms without glibc (macOS, musl) nothing changes. `LAMM_MALLOC_TUNING=0` turns it off.

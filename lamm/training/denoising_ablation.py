@@ -44,7 +44,8 @@ def check_denoising_store(data_dir: str | os.PathLike, subset: str) -> Path:
     for split in ("train", "val"):
         if len(store.indices(split)) == 0:
             raise ValueError(
-                f"{path}: the {split} split is empty; the ablation trains on train and validates on val"
+                f"{path}: the {split} split is empty; the ablation trains on train and "
+                "validates on val"
             )
     return path
 
@@ -90,7 +91,8 @@ def run_denoising_mode(
     out_dir: str | os.PathLike,
     **settings: Any,
 ) -> dict[str, Any]:
-    """Train one mode into `out_dir` (validation.csv, metrics.csv, checkpoints/last.pt, summary.json)."""
+    """Train one mode into `out_dir` (validation.csv, metrics.csv, checkpoints/last.pt,
+    summary.json)."""
     check_denoising_store(data_dir, settings["subset"])
     config = ablation_config(base, mode, **settings)
     summary = run_pretraining(config, data_dir, out_dir, stage="ablation")

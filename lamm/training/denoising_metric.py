@@ -11,9 +11,9 @@ the Euclidean norm of the per-atom error, Angstrom):
 
 - `own_label_error`: the prediction against the run's own label, what the trainer optimizes
   and what a training framework reports as validation error (what LaMM's Fig. 7 plots, and
-  the ablation's main metric `val_error_a`). For baseline labels it contains the label's mean, which is a property of the random
-  draw and not of the input: its expected per-atom norm is about sqrt(8 / (pi N)) sigma
-  (~0.01 A for N = 43 atoms, sigma = 0.04 A), an error floor no model can go below.
+  the ablation's main metric `val_error_a`). For baseline labels it contains the label's mean, which
+  is a property of the random draw and not of the input: its expected per-atom norm is about sqrt(8
+  / (pi N)) sigma (~0.01 A for N = 43 atoms, sigma = 0.04 A), an error floor no model can go below.
 - `centered_error`: the mean removed from the prediction and from the label before comparing,
   || (p_i - p_bar) - (y_i - y_bar) ||. Both modes are then measured against the same target (the
   centered true noise) on the same inputs, and only what a translation-invariant model can

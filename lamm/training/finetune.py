@@ -21,6 +21,7 @@ config asks (`finetune.carve_val`, `finetune.carve_test`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -40,9 +41,10 @@ from lamm.data.referencing import compute_statistics, load_or_compute_statistics
 from lamm.data.store import StructureStore
 from lamm.device import log_device
 from lamm.models.build import build_potential, resolve_model_config
-from lamm.models.checkpoint import epoch_label, load_checkpoint, potential_from_checkpoint
+from lamm.models.checkpoint import load_checkpoint, potential_from_checkpoint
 from lamm.models.potential import Potential
 from lamm.models.pretrained import MODEL_FILE
+from lamm.run_labels import SCRATCH, epoch_label, epoch_of_checkpoint
 from lamm.tracking import RunTracker, find_or_create_parent_run
 from lamm.training.distributed import (
     DistributedContext,
@@ -66,18 +68,20 @@ from lamm.training.validation import evaluate
 log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).with_name("finetune.schema.yaml")
-SCRATCH = "scratch"
 _SUBSET_STREAM = 0x5A3F  # separates the train-fraction draw from other streams seeded with `seed`
 
 
 def finetune_schema() -> dict[str, Any]:
     """The trainer schema with the fine-tuning sections (finetune.schema.yaml) merged in."""
-    trainer, own = load_yaml(TRAINER_SCHEMA), load_yaml(SCHEMA)
+    trainer, own = copy.deepcopy(TRAINER_SCHEMA), load_yaml(SCHEMA)
+    # the trainer's model section, which may be null here (the checkpoint's model is used)
+    model = {**trainer["properties"]["model"], **own["properties"]["model"]}
+    model["type"] = ["object", "null"]
     return {
         **trainer,
         "description": own["description"],
         "required": own["required"],
-        "properties": {**trainer["properties"], **own["properties"]},
+        "properties": {**trainer["properties"], **own["properties"], "model": model},
     }
 
 
@@ -94,11 +98,11 @@ def checkpoint_label(
         return SCRATCH
     if Path(path).name == MODEL_FILE:  # a shipped model, models/<name>/model.pt: its name
         return Path(path).parent.name
-    match = re.fullmatch(r"epoch_(.+)\.pt", Path(path).name)
-    if match:
-        return match.group(1)
+    epoch = epoch_of_checkpoint(path)
+    if epoch is not None:
+        return epoch
     if payload is not None and "training" in payload:
-        return epoch_label(float(payload["training"]["epochs_done"]))
+        return epoch_label(payload["training"]["epochs_done"])
     return Path(path).stem
 
 
@@ -177,9 +181,9 @@ def match_head_scale(
     Heads predict normalized labels: energy = output * energy_std + mean + references, forces =
     output * force_rms. The downstream statistics are refitted, so a copied head whose outputs
     are left alone is off by std_downstream / std_pretrained in energy and force_rms ratio in
-    forces (lamm-mini's oc20_s2ef head on the demo hme21: 3.7x in forces). Both output layers are linear in their rows, so scaling
-    the rows by pretrained / downstream gives back the pre-trained predictions (up to the
-    refitted element references and mean). Returns the two factors.
+    forces (lamm-mini's oc20_s2ef head on the demo hme21: 3.7x in forces). Both output layers are
+    linear in their rows, so scaling the rows by pretrained / downstream gives back the pre-trained
+    predictions (up to the refitted element references and mean). Returns the two factors.
     """
     energy_factor = float(pretrained["energy_std"]) / float(downstream["energy_std"])
     force_factor = float(pretrained["force_rms"]) / float(downstream["force_rms"])
@@ -224,7 +228,8 @@ def starting_potential(
         if model_config and not _same_architecture(resolve_model_config(model_config), config):
             raise ValueError(
                 f"{source}: its model_config {config} differs from the fine-tuning config's model "
-                f"{resolve_model_config(model_config)}; scratch and pre-trained runs must share one architecture"
+                f"{resolve_model_config(model_config)}; scratch and pre-trained runs must "
+                "share one architecture"
             )
     if force_mode is not None:
         config["force_mode"] = force_mode
@@ -303,7 +308,8 @@ def check_starting_checkpoint(config: Mapping[str, Any], checkpoint: str | os.Pa
     init_head, heads = config["finetune"]["init_head"], list(payload["heads"])
     if init_head is not None and init_head not in heads:
         raise ValueError(
-            f"init_head {init_head!r} is not a head of {checkpoint}; its heads are {', '.join(heads)}"
+            f"init_head {init_head!r} is not a head of {checkpoint}; its heads are "
+            f"{', '.join(heads)}"
         )
     model_config = config.get("model")
     if model_config and not _same_architecture(
@@ -311,14 +317,16 @@ def check_starting_checkpoint(config: Mapping[str, Any], checkpoint: str | os.Pa
     ):
         raise ValueError(
             f"{checkpoint}: its model differs from the fine-tuning config's model section; "
-            "drop that section (or pass --config without one) to fine-tune the checkpoint's own architecture"
+            "drop that section (or pass --config without one) to fine-tune the "
+            "checkpoint's own architecture"
         )
 
 
 def downstream_statistics(
     store: StructureStore, records: np.ndarray, config: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Referencing and normalization of the records trained on (the whole split: cached beside the store)."""
+    """Referencing and normalization of the records trained on (the whole split: cached beside the
+    store)."""
     samples, seed = config["data"]["statistics_samples"], config["seed"]
     if len(records) == len(store.indices("train")):
         return load_or_compute_statistics(store, max_samples=samples, seed=seed)
@@ -384,67 +392,22 @@ def run_finetuning(
     `checkpoint` None means from scratch. `config` is a validated fine-tuning config (its
     `finetune` section carries init_head, train_fraction, force_mode, layer_decay, freeze_encoder).
     """
-    options, data, sampler_config = config["finetune"], config["data"], config["sampler"]
+    options, data = config["finetune"], config["data"]
     context = init_distributed(config["device"], config["threads_per_rank"])
     out_dir = Path(out_dir)
     device_line = log_device(context.device, f"fine-tuning (rank {context.rank})")
     try:
-        store = StructureStore(store_path)
         subset = data["subset"]
-        if store.subset != subset:
-            raise ValueError(
-                f"{store.path} holds subset {store.subset!r}, the config fine-tunes on {subset!r}"
-            )
-        payload = load_checkpoint(checkpoint) if checkpoint is not None else None
-        label = checkpoint_label(checkpoint, payload)
-        model, model_config = starting_potential(
-            config.get("model"),
-            payload,
-            subset,
-            init_head=options["init_head"],
-            force_mode=options["force_mode"],
-            seed=config["seed"],
-            source=str(checkpoint),
-        )
-        pretrained_statistics = None
-        if options["init_head"] is not None:
-            pretrained_statistics = head_statistics(payload, options["init_head"])
-        del payload
-        splits = plan_splits(
-            store, config["seed"], carve_test=options["carve_test"], carve_val=options["carve_val"]
-        )
-        if splits.carved:
-            log.info(
-                "%s: carved from the training split for this run: %s", store.path, splits.carved
-            )
+        store = _open_store(store_path, subset)
+        label, model, model_config, pretrained_statistics = _starting_model(config, checkpoint)
+        splits = _plan_splits(store, config)
         records = train_records(store, options["train_fraction"], config["seed"], pool=splits.train)
-        # The other ranks read the cache rank 0 wrote.
-        statistics = main_rank_first(lambda: downstream_statistics(store, records, config), context)
-        model.normalizer.set_head(0, statistics)
-        if pretrained_statistics is not None:
-            log.info(
-                "init_head %s rescaled to the downstream statistics by %s",
-                options["init_head"],
-                match_head_scale(model, pretrained_statistics, statistics),
-            )
-        dataset_args = dict(
-            cutoff=model_config["cutoff"],
-            max_neighbors=model_config["max_neighbors"],
-            seed=config["seed"],
-        )
-        train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)
-        val_set = MultiStoreDataset(
-            [store], splits.dataset_split("val"), records=[splits.val], **dataset_args
-        )
+        statistics = _fit_statistics(model, store, records, config, context, pretrained_statistics)
+        train_set, val_set = _datasets(store, splits, records, model_config, config["seed"])
         loader = build_train_loader(train_set, config, context, temperature=None)
         config = same_steps_config(config, len(splits.train), len(loader), context.world_size)
         config, has_stress = with_stress_weight(config, [store])
-        groups = parameter_groups(
-            model,
-            config["optimizer"]["lr"],
-            layer_decay=options["layer_decay"],
-            freeze_encoder=options["freeze_encoder"],
-        )
+        groups = _parameter_groups(model, config)
         last, state = resume_state(out_dir, resume)
         run_info = {
             "checkpoint": label,
@@ -463,21 +426,8 @@ def run_finetuning(
         validate = validation(
             val_set, [subset], [False], context, config, model_config, compute_stress=has_stress
         )
-        parent_id = (
-            find_or_create_parent_run(parent_run, "finetune")
-            if parent_run and context.is_main and state is None
-            else None
-        )
-        tracker = RunTracker(
-            "finetune",
-            f"{config['name']}-{out_dir.name}",
-            params={**config, **run_info, "world_size": context.world_size},
-            inputs=[store.path] + ([checkpoint] if checkpoint is not None else []),
-            enabled=context.is_main,
-            parent_run_id=parent_id,
-            resume_run_id=state["training"]["mlflow_run_id"] if state else None,
-        )
-        with tracker:
+        inputs = [store.path] + ([checkpoint] if checkpoint is not None else [])
+        with _tracker(config, run_info, out_dir, inputs, context, parent_run, state) as tracker:
             trainer = Trainer(
                 model,
                 loader,
@@ -497,37 +447,178 @@ def run_finetuning(
                 param_groups=groups,
             )
             summary = fit(trainer, state, last)
-            with trainer.ema.applied_to(trainer.model) if trainer.ema else contextlib.nullcontext():
-                test = evaluate_test(
-                    trainer.model,
-                    store,
-                    model_config,
-                    context,
-                    max_samples=options["test_max_samples"],
-                    batch_size=sampler_config["batch_per_rank"],
-                    records=splits.test,
-                    split=splits.dataset_split("test"),
-                )
+            test = _test(trainer, store, splits, model_config, context, config)
             summary.update(run_info, world_size=context.world_size, test=test)
-            tracker.log_metrics(
-                {f"test/{k}": v for k, v in test.items() if k != "structures"}, step=trainer.step
-            )
-            if context.is_main:
-                _write_json(
-                    out_dir / "test_metrics.json",
-                    {
-                        **test,
-                        **run_info,
-                        "split": "test",
-                        "model": "ema" if trainer.ema else "final",
-                    },
-                )
-                _write_json(out_dir / "summary.json", summary)
-                for name in ("validation.csv", "test_metrics.json"):
-                    tracker.log_artifact(out_dir / name)
+            _report_test(trainer, tracker, test, run_info, summary, out_dir, context.is_main)
         return summary
     finally:
         shutdown()
+
+
+def _plan_splits(store: StructureStore, config: Mapping[str, Any]) -> Any:
+    """The run's train/val/test records (lamm.training.finetune_splits), carved ones logged."""
+    options = config["finetune"]
+    splits = plan_splits(
+        store, config["seed"], carve_test=options["carve_test"], carve_val=options["carve_val"]
+    )
+    if splits.carved:
+        log.info("%s: carved from the training split for this run: %s", store.path, splits.carved)
+    return splits
+
+
+def _parameter_groups(model: Potential, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups under the config's layer decay and encoder freeze."""
+    return parameter_groups(
+        model,
+        config["optimizer"]["lr"],
+        layer_decay=config["finetune"]["layer_decay"],
+        freeze_encoder=config["finetune"]["freeze_encoder"],
+    )
+
+
+def _open_store(path: str | os.PathLike, subset: str) -> StructureStore:
+    """The downstream store, which must hold the subset the config fine-tunes on."""
+    store = StructureStore(path)
+    if store.subset != subset:
+        raise ValueError(
+            f"{store.path} holds subset {store.subset!r}, the config fine-tunes on {subset!r}"
+        )
+    return store
+
+
+def _starting_model(
+    config: Mapping[str, Any], checkpoint: str | os.PathLike | None
+) -> tuple[str, Potential, dict[str, Any], dict[str, Any] | None]:
+    """(run label, model, its config, the copied head's pre-training statistics or None) of a
+    run from `checkpoint` (None: scratch); the checkpoint's payload is dropped afterwards."""
+    options = config["finetune"]
+    payload = load_checkpoint(checkpoint) if checkpoint is not None else None
+    label = checkpoint_label(checkpoint, payload)
+    model, model_config = starting_potential(
+        config.get("model"),
+        payload,
+        config["data"]["subset"],
+        init_head=options["init_head"],
+        force_mode=options["force_mode"],
+        seed=config["seed"],
+        source=str(checkpoint),
+    )
+    pretrained_statistics = None
+    if options["init_head"] is not None:
+        pretrained_statistics = head_statistics(payload, options["init_head"])
+    return label, model, model_config, pretrained_statistics
+
+
+def _fit_statistics(
+    model: Potential,
+    store: StructureStore,
+    records: np.ndarray,
+    config: Mapping[str, Any],
+    context: Any,
+    pretrained_statistics: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The downstream statistics of the training records, set on the model's one head; a head
+    copied with init_head is rescaled to them. The other ranks read the cache rank 0 wrote."""
+    statistics = main_rank_first(lambda: downstream_statistics(store, records, config), context)
+    model.normalizer.set_head(0, statistics)
+    if pretrained_statistics is not None:
+        log.info(
+            "init_head %s rescaled to the downstream statistics by %s",
+            config["finetune"]["init_head"],
+            match_head_scale(model, pretrained_statistics, statistics),
+        )
+    return statistics
+
+
+def _tracker(
+    config: Mapping[str, Any],
+    run_info: dict[str, Any],
+    out_dir: Path,
+    inputs: list,
+    context: Any,
+    parent_run: str | None,
+    state: Mapping[str, Any] | None,
+) -> RunTracker:
+    """The run's MLflow run (rank 0), nested under the sweep's parent run when one is named;
+    a resumed run continues its own."""
+    parent_id = (
+        find_or_create_parent_run(parent_run, "finetune")
+        if parent_run and context.is_main and state is None
+        else None
+    )
+    return RunTracker(
+        "finetune",
+        f"{config['name']}-{out_dir.name}",
+        params={**config, **run_info, "world_size": context.world_size},
+        inputs=inputs,
+        enabled=context.is_main,
+        parent_run_id=parent_id,
+        resume_run_id=state["training"]["mlflow_run_id"] if state else None,
+    )
+
+
+def _report_test(
+    trainer: Trainer,
+    tracker: RunTracker,
+    test: dict[str, Any],
+    run_info: dict[str, Any],
+    summary: dict[str, Any],
+    out_dir: Path,
+    main: bool,
+) -> None:
+    """Test metrics to MLflow, and (rank 0) test_metrics.json and summary.json."""
+    tracker.log_metrics(
+        {f"test/{k}": v for k, v in test.items() if k != "structures"}, step=trainer.step
+    )
+    if not main:
+        return
+    model_kind = "ema" if trainer.ema else "final"
+    _write_json(
+        out_dir / "test_metrics.json", {**test, **run_info, "split": "test", "model": model_kind}
+    )
+    _write_json(out_dir / "summary.json", summary)
+    for name in ("validation.csv", "test_metrics.json"):
+        tracker.log_artifact(out_dir / name)
+
+
+def _datasets(
+    store: StructureStore,
+    splits: Any,
+    records: np.ndarray,
+    model_config: Mapping[str, Any],
+    seed: int,
+) -> tuple[MultiStoreDataset, MultiStoreDataset]:
+    """The training records and the (possibly carved) validation split of the store."""
+    dataset_args = dict(
+        cutoff=model_config["cutoff"], max_neighbors=model_config["max_neighbors"], seed=seed
+    )
+    train_set = MultiStoreDataset([store], "train", records=[records], **dataset_args)
+    val_set = MultiStoreDataset(
+        [store], splits.dataset_split("val"), records=[splits.val], **dataset_args
+    )
+    return train_set, val_set
+
+
+def _test(
+    trainer: Trainer,
+    store: StructureStore,
+    splits: Any,
+    model_config: Mapping[str, Any],
+    context: Any,
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Test metrics of the trained model (its EMA weights when it keeps them)."""
+    with trainer.ema.applied_to(trainer.model) if trainer.ema else contextlib.nullcontext():
+        return evaluate_test(
+            trainer.model,
+            store,
+            model_config,
+            context,
+            max_samples=config["finetune"]["test_max_samples"],
+            batch_size=config["sampler"]["batch_per_rank"],
+            records=splits.test,
+            split=splits.dataset_split("test"),
+        )
 
 
 def _write_json(path: Path, value: Any) -> None:

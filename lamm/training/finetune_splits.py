@@ -33,7 +33,8 @@ CARVE_STREAMS = {"test": 0x7E57, "val": 0x0A1D}  # separate the carve keys from 
 log = logging.getLogger(__name__)
 
 _FIXES = {
-    "test": "convert with --test-input, a split policy with test_fraction, or pass --carve-test 0.1",
+    "test": "convert with --test-input, a split policy with test_fraction, or pass "
+    "--carve-test 0.1",
     "val": "convert with --val-input, a split policy with val_fraction, or pass --carve-val 0.1",
 }
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -41,7 +42,8 @@ _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 @dataclass(frozen=True)
 class RunSplits:
-    """Record indices (sorted int64) of each role, and how many of val/test were carved from train."""
+    """Record indices (sorted int64) of each role, and how many of val/test were carved from
+    train."""
 
     train: np.ndarray  # the training pool (before `train_fraction`)
     val: np.ndarray
@@ -49,7 +51,8 @@ class RunSplits:
     carved: dict[str, int]  # split -> records carved from train (only carved splits)
 
     def dataset_split(self, role: str) -> str:
-        """The store split whose records `role` uses (`MultiStoreDataset(split=..., records=...)`)."""
+        """The store split whose records `role` uses (`MultiStoreDataset(split=...,
+        records=...)`)."""
         return "train" if role in self.carved else role
 
     def record(self, store: StructureStore) -> dict[str, object]:
@@ -74,7 +77,8 @@ class RunSplits:
 
 
 def splitmix64(seed: int, stream: int, index: np.ndarray) -> np.ndarray:
-    """[n] uint64 keys, a pure function of (seed, stream, index): SplitMix64 of the combined value."""
+    """[n] uint64 keys, a pure function of (seed, stream, index): SplitMix64 of the combined
+    value."""
     with np.errstate(over="ignore"):
         x = np.asarray(index, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         x = (
@@ -120,7 +124,8 @@ def plan_splits(
     train = store.indices("train")
     if len(train) == 0:
         raise ValueError(
-            f"{name} has no train split (0 of {total} structures); fine-tuning needs training records "
+            f"{name} has no train split (0 of {total} structures); fine-tuning needs "
+            "training records "
             "(convert the training files as --input / train files)"
         )
     splits, carved = {"train": train}, {}
@@ -143,7 +148,8 @@ def plan_splits(
             )
         except ValueError as err:
             raise ValueError(
-                f"{name}: cannot carve a {role} split from {len(splits['train'])} training records: {err}"
+                f"{name}: cannot carve a {role} split from {len(splits['train'])} training "
+                f"records: {err}"
             ) from None
         splits[role] = records
         splits["train"] = np.setdiff1d(splits["train"], records)
@@ -180,7 +186,8 @@ def carved_splits(
         return None
     if recorded.get("structures") != len(store):
         log.warning(
-            "the checkpoint carved its %s records from a store of %s structures, %s has %d: not reused",
+            "the checkpoint carved its %s records from a store of %s structures, %s has %d: "
+            "not reused",
             "/".join(wanted),
             recorded.get("structures"),
             store.path,

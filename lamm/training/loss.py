@@ -2,7 +2,8 @@
 
     L = lamE / sum_i mE_i * sum_i mE_i |E^_i - (E_i)[d_i]|
       + lamF / sum_i mF_i * sum_i (mF_i / N_i) * sum_j || F^_i(j) - F_i(j)[d_i] ||_2
-      + lamS / sum_i mS_i * sum_i mS_i || S^_i - S_i[d_i] ||_F          (optional, lamS = 0 by default)
+      + lamS / sum_i mS_i * sum_i mS_i || S^_i - S_i[d_i] ||_F          (optional, lamS = 0 by
+      default)
 
 Each structure i is compared only on the channel of its own dataset d_i, so no gradient
 reaches the output channels of other datasets. Energy: MAE; forces: per-atom L2 norm averaged
@@ -60,7 +61,8 @@ def universal_loss_terms(
     num_graphs, num_atoms = pred_energy.shape[0], pred_forces.shape[0]
     if pred_energy.dim() != 2 or pred_forces.dim() != 3 or pred_forces.shape[1] != 3:
         raise ValueError(
-            f"pred_energy must be [B, D] and pred_forces [N, 3, D], got {tuple(pred_energy.shape)}, {tuple(pred_forces.shape)}"
+            "pred_energy must be [B, D] and pred_forces [N, 3, D], got "
+            f"{tuple(pred_energy.shape)}, {tuple(pred_forces.shape)}"
         )
     if pred_forces.shape[2] != pred_energy.shape[1]:
         raise ValueError(
@@ -124,7 +126,8 @@ def _stress_term(
         )
     if target_stress.shape != (num_graphs, 3, 3) or stress_mask.shape != (num_graphs,):
         raise ValueError(
-            f"target_stress must be [{num_graphs}, 3, 3] and stress_mask [{num_graphs}], got {tuple(target_stress.shape)}, {tuple(stress_mask.shape)}"
+            f"target_stress must be [{num_graphs}, 3, 3] and stress_mask [{num_graphs}], "
+            f"got {tuple(target_stress.shape)}, {tuple(stress_mask.shape)}"
         )
     own_stress = pred_stress.gather(3, dataset_index.view(-1, 1, 1, 1).expand(-1, 3, 3, 1)).squeeze(
         3

@@ -24,7 +24,7 @@ from lamm.data.dataset import MultiStoreDataset
 from lamm.data.noise import DEFAULT_SIGMA
 from lamm.data.referencing import load_or_compute_statistics
 from lamm.data.store import StructureStore
-from lamm.models.build import build_potential, resolve_model_config
+from lamm.models.build import build_potential, model_schema, resolve_model_config
 from lamm.tracking import RunTracker
 from lamm.training.distributed import (
     DistributedContext,
@@ -44,7 +44,17 @@ from lamm.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-SCHEMA = Path(__file__).with_name("config.schema.yaml")
+
+def trainer_schema() -> dict[str, Any]:
+    """config.schema.yaml with its `model:` section spelled out by `model_schema()` (keys and
+    types declared once, by the model builder), so model keys get the same "did you mean"."""
+    schema = load_yaml(Path(__file__).with_name("config.schema.yaml"))
+    own = schema["properties"]["model"]
+    schema["properties"]["model"] = {**model_schema(), "description": own["description"]}
+    return schema
+
+
+SCHEMA = trainer_schema()
 
 
 def load_trainer_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -77,6 +87,47 @@ def _no_validation(model: Any) -> dict[str, float]:
     return {}
 
 
+def _datasets(
+    stores: list[StructureStore], config: Mapping[str, Any], model_config: Mapping[str, Any]
+) -> tuple[MultiStoreDataset, MultiStoreDataset]:
+    """The training and validation sets over every store, with the model's graph and the
+    config's denoising."""
+    data = config["data"]
+    dataset_args = dict(
+        cutoff=model_config["cutoff"],
+        max_neighbors=model_config["max_neighbors"],
+        noise_sigma=data["denoise_sigma"] or DEFAULT_SIGMA,
+        noise_mode=data["denoise_mode"],
+        seed=config["seed"],
+    )
+    return (
+        MultiStoreDataset(stores, "train", **dataset_args),
+        MultiStoreDataset(stores, "val", **dataset_args),
+    )
+
+
+def _validation(
+    val_set: MultiStoreDataset,
+    stores: list[StructureStore],
+    context: Any,
+    config: Mapping[str, Any],
+    model_config: Mapping[str, Any],
+    has_stress: bool,
+) -> Any:
+    """Validation on every subset (a denoising subset by its denoising error), with the stress
+    MAE when the stores have stress labels."""
+    denoising = [store.info.get("task") == "denoising" for store in stores]
+    return validation(
+        val_set,
+        config["data"]["subsets"],
+        denoising,
+        context,
+        config,
+        model_config,
+        compute_stress=has_stress,
+    )
+
+
 def run_pretraining(
     config: Mapping[str, Any],
     data_dir: str | os.PathLike,
@@ -107,31 +158,14 @@ def run_pretraining(
         model = build_potential(model_config, data["subsets"], seed=config["seed"])
         for head, stats in enumerate(statistics):
             model.normalizer.set_head(head, stats)
-        dataset_args = dict(
-            cutoff=model_config["cutoff"],
-            max_neighbors=model_config["max_neighbors"],
-            noise_sigma=data["denoise_sigma"] or DEFAULT_SIGMA,
-            noise_mode=data["denoise_mode"],
-            seed=config["seed"],
-        )
         config, has_stress = with_stress_weight(config, stores)
-        train_set = MultiStoreDataset(stores, "train", **dataset_args)
-        val_set = MultiStoreDataset(stores, "val", **dataset_args)
+        train_set, val_set = _datasets(stores, config, model_config)
         loader = build_train_loader(train_set, config, context, temperature=data["temperature"])
         last, payload = resume_state(out_dir, resume)
         if context.is_main:
             write_run_inputs(out_dir, config, statistics)
-        denoising = [store.info.get("task") == "denoising" for store in stores]
         validate_model = (
-            validation(
-                val_set,
-                data["subsets"],
-                denoising,
-                context,
-                config,
-                model_config,
-                compute_stress=has_stress,
-            )
+            _validation(val_set, stores, context, config, model_config, has_stress)
             if validate
             else _no_validation
         )

@@ -118,7 +118,8 @@ def resume_state(out_dir: Path, resume: bool) -> tuple[Path, dict[str, Any] | No
 def write_run_inputs(
     out_dir: Path, config: Mapping[str, Any], statistics: Sequence[Mapping[str, Any]]
 ) -> None:
-    """The run folder with the config and the per-head statistics it trains with (main rank only)."""
+    """The run folder with the config and the per-head statistics it trains with (main rank
+    only)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
     (out_dir / "statistics.json").write_text(json.dumps(list(statistics), indent=1))

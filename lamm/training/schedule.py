@@ -13,7 +13,8 @@ def warmup_cosine(step: int, *, total_steps: int, warmup_steps: int, min_lr_rati
     """
     if total_steps < 1 or warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
         raise ValueError(
-            f"bad schedule: total_steps={total_steps}, warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}"
+            f"bad schedule: total_steps={total_steps}, warmup_steps={warmup_steps}, "
+            f"min_lr_ratio={min_lr_ratio}"
         )
     if step < warmup_steps:
         return (step + 1) / warmup_steps

@@ -22,7 +22,8 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lamm import keys as K
 from lamm.log import progress
-from lamm.models.checkpoint import epoch_label, save_checkpoint
+from lamm.models.checkpoint import save_checkpoint
+from lamm.run_labels import epoch_run_label
 from lamm.tracking import RunTracker
 from lamm.training import stop
 from lamm.training.distributed import DistributedContext, all_gather_rows, all_reduce_sum
@@ -50,7 +52,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 class CsvLog:
-    """Append rows to a CSV; on resume, rows after the resumed step are dropped (they are redone)."""
+    """Append rows to a CSV; on resume, rows after the resumed step are dropped (they are
+    redone)."""
 
     def __init__(
         self, path: Path, columns: Sequence[str], keep_until_step: int | None, enabled: bool
@@ -75,6 +78,49 @@ class CsvLog:
         with open(self.path, "a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
             writer.writerows(rows)
+
+
+# metrics.csv: one row every `log_every_steps` optimizer steps
+METRIC_COLUMNS = [
+    "step",
+    "epoch",
+    "loss",
+    "loss/energy",
+    "loss/forces",
+    "lr",
+    "grad_norm",
+    "samples_per_s",
+    "atoms_per_s",
+    "nonfinite",
+]
+
+
+@dataclass
+class _FitLogs:
+    """The CSV logs of one fit (rank 0 writes them)."""
+
+    metrics: CsvLog
+    validation: CsvLog
+    timings: CsvLog
+
+
+@dataclass
+class _FitRun:
+    """What one call of `fit` tracks besides the trainer's resumable state."""
+
+    bar: Iterator[int] | None
+    last_save: float
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _MicroStep:
+    """The last micro-batch of an optimizer step, its loss (scaled by 1 / accumulate) and the
+    global means of its loss terms."""
+
+    batch: Any
+    loss: torch.Tensor
+    parts: dict[str, float]
 
 
 class Trainer:
@@ -118,18 +164,7 @@ class Trainer:
         self.checkpoint_extra = dict(checkpoint_extra)
         optim, train = config["optimizer"], config["train"]
         self.bucket_clock = BucketClock(synchronize=context.device.type == "cuda")
-        if context.distributed:
-            self.wrapped: nn.Module = DistributedDataParallel(
-                self.model,
-                device_ids=[context.device.index] if context.device.type == "cuda" else None,
-                forward_sync_buffers=False,
-                find_unused_parameters=False,
-            )
-            self.wrapped.register_comm_hook(self.bucket_clock, timed_allreduce_hook)
-        else:
-            self.wrapped = self.model
-        if train["compile"]:
-            self.wrapped = torch.compile(self.wrapped, dynamic=True)
+        self.wrapped = self._wrap(self.model, compile_model=train["compile"])
         groups = (
             [dict(group) for group in param_groups]
             if param_groups is not None
@@ -176,6 +211,23 @@ class Trainer:
         self.epoch = 0
         self.nonfinite = 0
         self.samples_seen = 0
+
+    def _wrap(self, model: nn.Module, compile_model: bool) -> nn.Module:
+        """The module the steps call: DDP (with the hook that times this rank's last gradient
+        bucket) when distributed, compiled when asked."""
+        wrapped: nn.Module = model
+        if self.context.distributed:
+            device = self.context.device
+            wrapped = DistributedDataParallel(
+                model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                forward_sync_buffers=False,
+                find_unused_parameters=False,
+            )
+            wrapped.register_comm_hook(self.bucket_clock, timed_allreduce_hook)
+        if compile_model:
+            wrapped = torch.compile(wrapped, dynamic=True)
+        return wrapped
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -236,9 +288,8 @@ class Trainer:
         )
         target_forces = normalizer.normalize_forces(batch[K.FORCES], atom_subset)
         loss_config = self.config["loss"]
-        lambda_stress = float(
-            loss_config.get("lambda_stress") or 0.0
-        )  # null: resolved by the caller
+        # null (auto) is resolved by the caller (run_setup.with_stress_weight); 0 without it
+        lambda_stress = float(loss_config.get("lambda_stress") or 0.0)
         with torch.autocast(
             self.context.device.type,
             dtype=self.autocast_dtype or torch.float32,
@@ -269,11 +320,19 @@ class Trainer:
             batch[K.BATCH],
             **stress,
         )
-        # One all-reduce: label counts (for the global normalization), the three summed terms (for
-        # logging) and the number of ranks whose loss is not finite (all ranks skip together).
+        return self._global_loss(batch, terms, bool(stress), clock)
+
+    def _global_loss(
+        self, batch: Any, terms: Any, with_stress: bool, clock: StepClock
+    ) -> tuple[torch.Tensor, dict[str, float], bool]:
+        """This rank's loss scaled for eq. 5 over the global batch (see the module docstring).
+
+        One all-reduce: label counts (for the global normalization), the three summed terms (for
+        logging) and the number of ranks whose loss is not finite (all ranks skip together)."""
+        loss_config = self.config["loss"]
         stress_count = (
             batch[K.STRESS_MASK].sum()
-            if stress
+            if with_stress
             else torch.zeros((), device=batch[K.ENERGY_MASK].device)
         )
         local_counts = (
@@ -307,13 +366,13 @@ class Trainer:
             loss_config["lambda_energy"] * terms.energy * scale[0]
             + loss_config["lambda_forces"] * terms.forces * scale[1]
         )
-        if stress:
-            loss = loss + lambda_stress * terms.stress * scale[2]
+        if with_stress:
+            loss = loss + float(loss_config["lambda_stress"]) * terms.stress * scale[2]
         global_means = (shared[3:6] / global_counts).tolist()
         parts = {
             "loss/energy": global_means[0],
             "loss/forces": global_means[1],
-            **({"loss/stress": global_means[2]} if stress else {}),
+            **({"loss/stress": global_means[2]} if with_stress else {}),
         }
         return loss / self.accumulate, parts, finite
 
@@ -341,143 +400,197 @@ class Trainer:
             return self._fit(resume_step)
 
     def _fit(self, resume_step: int | None) -> dict[str, Any]:
-        train = self.config["train"]
-        main = self.context.is_main
-        metrics_log = CsvLog(
-            self.out_dir / "metrics.csv",
-            [
-                "step",
-                "epoch",
-                "loss",
-                "loss/energy",
-                "loss/forces",
-                "lr",
-                "grad_norm",
-                "samples_per_s",
-                "atoms_per_s",
-                "nonfinite",
-            ],
-            resume_step,
-            main,
-        )
-        val_log = CsvLog(
-            self.out_dir / "validation.csv", ["step", "epoch", "metric", "value"], resume_step, main
-        )
-        timing_log = CsvLog(
-            self.out_dir / "timings.csv", ["step", "rank", *TIMING_COLUMNS], resume_step, main
-        )
+        logs = self._open_logs(resume_step)
         if self.step == 0:
-            self._validate(val_log)  # the starting point of every learning curve
-            if 0 in self.checkpoint_steps:
-                self.save(f"epoch_{epoch_label(self.checkpoint_steps[0])}")
-        last_save = time.monotonic()
+            self._on_fit_start(logs)
         self.model.train()
-        bar = (
-            iter(
-                progress(
-                    range(self.step, self.stop_step),
-                    desc="train",
-                    total=self.stop_step - self.step,
-                    unit="step",
-                )
-            )
-            if main
-            else None
-        )
-        start_wall = time.monotonic()
-        pending: dict[str, float] = {}
+        run = _FitRun(bar=self._progress_bar(), last_save=time.monotonic())
         while self.step < self.stop_step:
-            self.loader.set_epoch(self.epoch)
+            self._train_one_epoch(logs, run)
+        self.save("last")
+        return self._on_fit_end(run)
+
+    def _train_one_epoch(self, logs: _FitLogs, run: _FitRun) -> None:
+        """Optimizer steps over one pass of the loader, or up to the stop step. The epoch
+        advances only when the loader runs out; micro-batches left over at the end of an epoch
+        keep their gradients for the next step."""
+        self.loader.set_epoch(self.epoch)
+        batches = iter(self.loader)
+        while True:
             clock = StepClock(self.context.device)
             clock.mark("start")
-            micro = 0
-            for batch in self.loader:
-                batch = batch.to(self.context.device)
-                clock.mark("batch")
-                self.bucket_clock.last_ready = None
-                loss, parts, loss_finite = self._loss(batch, clock)
-                if loss_finite:
-                    self.scaler.scale(loss).backward()
-                else:
-                    self.skip_update = True  # every rank skips this backward: DDP stays in step
-                clock.mark("backward")
-                micro += 1
-                self.samples_seen += int(batch.num_graphs) * self.context.world_size
-                if micro < self.accumulate:
-                    continue
-                micro = 0
-                if self.skip_update:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    grad_norm, finite = float("nan"), False
-                    self.skip_update = False
-                else:
-                    grad_norm, finite = self._optimizer_step()
-                clock.mark("optimizer")
-                self.step += 1
-                if bar is not None:
-                    next(bar, None)
-                row = clock.row(self.bucket_clock, int(batch.num_nodes), int(batch.num_graphs))
-                # the per-step all-gather also carries each rank's pending stop signal (0: none)
-                rows = all_gather_rows(
-                    torch.tensor([*row, stop.pending()], dtype=torch.float64), self.context
-                )
-                stop_signal, rows = int(rows[:, -1].max()), rows[:, :-1]
-                timing_log.write(
-                    [
-                        {"step": self.step, "rank": r, **dict(zip(TIMING_COLUMNS, values))}
-                        for r, values in enumerate(rows.tolist())
-                    ]
-                )
-                if not finite:
-                    self.nonfinite += 1
-                    log.warning(
-                        "step %d: non-finite loss or gradient (%d so far); step skipped",
-                        self.step,
-                        self.nonfinite,
-                    )
-                    if self.nonfinite > train["max_nonfinite_steps"]:
-                        raise NonFiniteLossError(
-                            f"stopped after {self.nonfinite} steps with a non-finite loss or gradient"
-                        )
-                step_time = rows[:, 1:4].sum(dim=1).max().item() + rows[:, 0].max().item()
-                compute = rows[:, 4]
-                pending = {
-                    "loss": float(loss.detach()) * self.accumulate if finite else float("nan"),
-                    **parts,
-                    "lr": self.scheduler.get_last_lr()[0],
-                    "grad_norm": grad_norm,
-                    "samples_per_s": rows[:, 6].sum().item() / max(step_time, 1e-9),
-                    "atoms_per_s": rows[:, 5].sum().item() / max(step_time, 1e-9),
-                    "time/step_s": step_time,
-                    "time/idle_s": (compute.max() - compute.mean()).item(),
-                    "nonfinite": self.nonfinite,
-                }
-                if self.step % train["log_every_steps"] == 0 or self.step == self.stop_step:
-                    self.tracker.log_metrics(
-                        {k: v for k, v in pending.items() if math.isfinite(v)}, step=self.step
-                    )
-                    metrics_log.write(
-                        [{"step": self.step, "epoch": self._epochs_done(), **pending}]
-                    )
-                if self.step % train["val_every_steps"] == 0 or self.step == self.stop_step:
-                    self._validate(val_log)
-                if self.step in self.checkpoint_steps:
-                    self.save(f"epoch_{epoch_label(self.checkpoint_steps[self.step])}")
-                if time.monotonic() - last_save > 60 * train["save_every_minutes"]:
-                    self.save("last")
-                    last_save = time.monotonic()
-                if stop_signal and self.step < self.stop_step:
-                    self.save("last")
-                    raise stop.honour(stop_signal, self.step)
-                if self.step >= self.stop_step:
-                    break
-                clock = StepClock(self.context.device)
-                clock.mark("start")
-            else:
+            micro = self._micro_steps(batches, clock)
+            if micro is None:
                 self.epoch += 1
-        self.save("last")
-        wall = time.monotonic() - start_wall
-        summary = {
+                return
+            grad_norm, finite = self._take_optimizer_step()
+            clock.mark("optimizer")
+            self.step += 1
+            self._after_step(micro, clock, grad_norm, finite, logs, run)
+            if self.step >= self.stop_step:
+                return
+
+    def _micro_steps(self, batches: Iterator[Any], clock: StepClock) -> _MicroStep | None:
+        """`accumulate` micro-batches: load, forward and loss, backward. The last one's loss,
+        terms and batch describe the step; None when the loader runs out first."""
+        for _ in range(self.accumulate):
+            batch = self._load_batch(batches, clock)
+            if batch is None:
+                return None
+            self.bucket_clock.last_ready = None
+            loss, parts, loss_finite = self._loss(batch, clock)
+            if loss_finite:
+                self.scaler.scale(loss).backward()
+            else:
+                self.skip_update = True  # every rank skips this backward: DDP stays in step
+            clock.mark("backward")
+            self.samples_seen += int(batch.num_graphs) * self.context.world_size
+        return _MicroStep(batch, loss, parts)
+
+    def _load_batch(self, batches: Iterator[Any], clock: StepClock) -> Any | None:
+        batch = next(batches, None)
+        if batch is None:
+            return None
+        batch = batch.to(self.context.device)
+        clock.mark("batch")
+        return batch
+
+    def _take_optimizer_step(self) -> tuple[float, bool]:
+        """(gradient norm, whether the step was taken); a step with a non-finite micro-batch is
+        dropped on every rank."""
+        if not self.skip_update:
+            return self._optimizer_step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skip_update = False
+        return float("nan"), False
+
+    def _after_step(
+        self,
+        micro: _MicroStep,
+        clock: StepClock,
+        grad_norm: float,
+        finite: bool,
+        logs: _FitLogs,
+        run: _FitRun,
+    ) -> None:
+        """Timings and stop signals, the non-finite count, metrics, validation, checkpoints,
+        and the stop if a rank was signalled."""
+        if run.bar is not None:
+            next(run.bar, None)
+        rows, stop_signal = self._gather_timings(micro.batch, clock, logs)
+        if not finite:
+            self._count_nonfinite()
+        self._log_step(self._step_metrics(rows, micro, grad_norm, finite), logs)
+        train = self.config["train"]
+        if self.step % train["val_every_steps"] == 0 or self.step == self.stop_step:
+            self._validate(logs.validation)
+        self._checkpoint_if_due(run)
+        if stop_signal and self.step < self.stop_step:
+            self.save("last")
+            raise stop.honour(stop_signal, self.step)
+
+    def _gather_timings(
+        self, batch: Any, clock: StepClock, logs: _FitLogs
+    ) -> tuple[torch.Tensor, int]:
+        """Every rank's timing row of this step ([W, len(TIMING_COLUMNS)]) and the largest
+        pending stop signal over ranks (0: none): one all-gather carries both."""
+        row = clock.row(self.bucket_clock, int(batch.num_nodes), int(batch.num_graphs))
+        rows = all_gather_rows(
+            torch.tensor([*row, stop.pending()], dtype=torch.float64), self.context
+        )
+        stop_signal, rows = int(rows[:, -1].max()), rows[:, :-1]
+        logs.timings.write(
+            [
+                {"step": self.step, "rank": r, **dict(zip(TIMING_COLUMNS, values, strict=True))}
+                for r, values in enumerate(rows.tolist())
+            ]
+        )
+        return rows, stop_signal
+
+    def _count_nonfinite(self) -> None:
+        self.nonfinite += 1
+        log.warning(
+            "step %d: non-finite loss or gradient (%d so far); step skipped",
+            self.step,
+            self.nonfinite,
+        )
+        if self.nonfinite > self.config["train"]["max_nonfinite_steps"]:
+            raise NonFiniteLossError(
+                f"stopped after {self.nonfinite} steps with a non-finite loss or gradient"
+            )
+
+    def _step_metrics(
+        self, rows: torch.Tensor, micro: _MicroStep, grad_norm: float, finite: bool
+    ) -> dict[str, float]:
+        """The step's metrics; its time is the slowest rank's data wait plus the slowest rank's
+        forward, backward and optimizer."""
+        step_time = rows[:, 1:4].sum(dim=1).max().item() + rows[:, 0].max().item()
+        compute = rows[:, 4]
+        return {
+            "loss": float(micro.loss.detach()) * self.accumulate if finite else float("nan"),
+            **micro.parts,
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": grad_norm,
+            "samples_per_s": rows[:, 6].sum().item() / max(step_time, 1e-9),
+            "atoms_per_s": rows[:, 5].sum().item() / max(step_time, 1e-9),
+            "time/step_s": step_time,
+            "time/idle_s": (compute.max() - compute.mean()).item(),
+            "nonfinite": self.nonfinite,
+        }
+
+    def _log_step(self, metrics: dict[str, float], logs: _FitLogs) -> None:
+        if self.step % self.config["train"]["log_every_steps"] and self.step != self.stop_step:
+            return
+        self.tracker.log_metrics(
+            {k: v for k, v in metrics.items() if math.isfinite(v)}, step=self.step
+        )
+        logs.metrics.write([{"step": self.step, "epoch": self._epochs_done(), **metrics}])
+
+    def _checkpoint_if_due(self, run: _FitRun) -> None:
+        """The requested fractional epochs, and `last` every `save_every_minutes`."""
+        if self.step in self.checkpoint_steps:
+            self.save(epoch_run_label(self.checkpoint_steps[self.step]))
+        if time.monotonic() - run.last_save > 60 * self.config["train"]["save_every_minutes"]:
+            self.save("last")
+            run.last_save = time.monotonic()
+
+    # --- start and end of a fit ----------------------------------------------------------------
+    def _open_logs(self, resume_step: int | None) -> _FitLogs:
+        """metrics.csv, validation.csv and timings.csv (rank 0 writes); a resumed run drops the
+        rows after its step."""
+        main = self.context.is_main
+        return _FitLogs(
+            metrics=CsvLog(self.out_dir / "metrics.csv", METRIC_COLUMNS, resume_step, main),
+            validation=CsvLog(
+                self.out_dir / "validation.csv",
+                ["step", "epoch", "metric", "value"],
+                resume_step,
+                main,
+            ),
+            timings=CsvLog(
+                self.out_dir / "timings.csv", ["step", "rank", *TIMING_COLUMNS], resume_step, main
+            ),
+        )
+
+    def _on_fit_start(self, logs: _FitLogs) -> None:
+        """Step 0: the starting point of every learning curve, and the initialized model when
+        epoch 0 is a requested checkpoint."""
+        self._validate(logs.validation)
+        if 0 in self.checkpoint_steps:
+            self.save(epoch_run_label(self.checkpoint_steps[0]))
+
+    def _progress_bar(self) -> Iterator[int] | None:
+        if not self.context.is_main:
+            return None
+        steps = range(self.step, self.stop_step)
+        return iter(progress(steps, desc="train", total=len(steps), unit="step"))
+
+    def _on_fit_end(self, run: _FitRun) -> dict[str, Any]:
+        wall = time.monotonic() - run.started
+        self.tracker.log_metrics(
+            {"summary/wall_s": wall, "summary/samples_seen": self.samples_seen}, step=self.step
+        )
+        return {
             "steps": self.step,
             "total_steps": self.total_steps,
             "epochs": self._epochs_done(),
@@ -485,10 +598,6 @@ class Trainer:
             "nonfinite_steps": self.nonfinite,
             "wall_s": wall,
         }
-        self.tracker.log_metrics(
-            {"summary/wall_s": wall, "summary/samples_seen": self.samples_seen}, step=self.step
-        )
-        return summary
 
     def _epochs_done(self) -> float:
         return self.step * self.accumulate / self.batches_per_epoch

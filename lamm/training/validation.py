@@ -34,8 +34,10 @@ from lamm.data.graph import collate
 from lamm.training.denoising_metric import centered_error
 from lamm.training.distributed import DistributedContext, all_reduce_sum
 
-# per subset: [energy structures, sum |dE|/N, force components, sum |dF|, denoise structures, sum L2/N,
-#              normalized: energy structures, sum |dE_norm|, force structures, sum of per-structure mean L2 of dF_norm,
+# per subset: [energy structures, sum |dE|/N, force components, sum |dF|,
+#              denoise structures, sum L2/N,
+#              normalized: energy structures, sum |dE_norm|, force structures,
+#                          sum of per-structure mean L2 of dF_norm,
 #              denoising: sum of the centered per-structure L2 error,
 #              stress: structures, sum of the mean |dS| component (eV/A^3), sum of ||dS_norm||_F]
 _FIELDS = 14

@@ -57,7 +57,7 @@ def run_folder(
     with open(directory / "validation.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "epoch", "metric", "value"])
-        for step, (energy, forces) in zip(STEPS, curves):
+        for step, (energy, forces) in zip(STEPS, curves, strict=True):
             writer.writerow([step, step / 10, "val/hme21/energy_mae_mev_per_atom", energy])
             writer.writerow([step, step / 10, "val/hme21/forces_mae_mev_per_a", forces])
     return directory

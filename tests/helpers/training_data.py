@@ -11,7 +11,8 @@ SUBSETS = ["oc20_s2ef", "transition1x", "qmugs", "pubchem3d"]
 
 
 def write_training_stores(directory: Path) -> Path:
-    """oc20_s2ef (EMT slabs, E+F), transition1x (molecules, E+F), qmugs (E only), pubchem3d (unlabeled)."""
+    """oc20_s2ef (EMT slabs, E+F), transition1x (molecules, E+F), qmugs (E only), pubchem3d
+    (unlabeled)."""
     directory.mkdir(parents=True, exist_ok=True)
     write_store(
         directory / "oc20_s2ef.lmdb",

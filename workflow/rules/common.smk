@@ -1,5 +1,6 @@
 # Shared by all rule files - config validation, paths, and the tags each job hands to MLflow.
 from pathlib import Path
+from types import SimpleNamespace
 
 from lamm.config import ConfigError, validate_config
 
@@ -27,6 +28,15 @@ LAMM_TAGS = "--tag snakemake_rule={rule} --tag 'snakemake_wildcards={wildcards}'
 # a named env (`conda: "lamm"`) makes Snakemake call `conda env export` after every job even
 # without --use-conda, which fails on machines without conda.
 LAMM_ENV = "../envs/lamm.yaml"
+
+def plan_inputs(rule_file, scope, *names):
+    """The names a plan file takes from the files the Snakefile includes before it, as a
+    namespace; a WorkflowError names what is missing (an include order that changed)."""
+    missing = [name for name in names if name not in scope]
+    if missing:
+        raise WorkflowError(f"{rule_file} needs {missing} from a rule file included before it")
+    return SimpleNamespace(**{name: scope[name] for name in names})
+
 
 # The targets of `all` (the default): each stage file appends its final outputs here.
 ALL_OUTPUTS = []

@@ -1,4 +1,4 @@
-# Distillation (DPA-2, issue 18): a small gradient-force student from a fine-tuned teacher, for
+# Distillation (DPA-2): a small gradient-force student from a fine-tuned teacher, for
 # long MD. Teacher = the fine-tuning run distill.teacher_label; seed structures and the
 # teacher's reference labels = the first downstream store. One folder per teacher,
 # results/distill/<teacher_label>/; a rerun resumes its finished rounds. Config section

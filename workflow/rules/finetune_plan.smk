@@ -1,23 +1,35 @@
 # The fine-tuning plan: run labels, their starting checkpoints and options (rules: finetune.smk).
 import re
+from pathlib import Path
 
 from lamm.models.pretrained import resolve_checkpoint
+from lamm.run_labels import EPOCH_PREFIX, EPOCH_VALUE_PATTERN, SCRATCH, epoch_run_label
 from lamm.training.finetune import load_finetune_config
 
+# From common.smk, data.smk and pretrain.smk (the Snakefile includes them first).
+_IN = plan_inputs(
+    "finetune_plan.smk",
+    globals(),
+    "RESULTS",
+    "DOWNSTREAM_SETS",
+    "DOWNSTREAM_STORES",
+    "PRETRAIN_RUNS",
+    "pretrain_checkpoints",
+)
 FINETUNE = config["finetune"]
 FINETUNE_CONFIG = load_finetune_config(FINETUNE["config"])
 FINETUNE_SWEEP = FINETUNE_CONFIG["name"]
 FINETUNE_PRETRAIN = FINETUNE["pretrain_run"]
-if FINETUNE_PRETRAIN not in PRETRAIN_RUNS:
-    raise WorkflowError(f"finetune.pretrain_run {FINETUNE_PRETRAIN!r} is not a pretrain run ({sorted(PRETRAIN_RUNS)})")
-FINETUNE_CHECKPOINTS = pretrain_checkpoints(FINETUNE_PRETRAIN)  # {epoch label: path}
+if FINETUNE_PRETRAIN not in _IN.PRETRAIN_RUNS:
+    raise WorkflowError(f"finetune.pretrain_run {FINETUNE_PRETRAIN!r} is not a pretrain run ({sorted(_IN.PRETRAIN_RUNS)})")
+FINETUNE_CHECKPOINTS = _IN.pretrain_checkpoints(FINETUNE_PRETRAIN)  # {epoch label: path}
 FINETUNE_LAST = list(FINETUNE_CHECKPOINTS)[-1]
 # The first downstream set is the one the fine-tuning config describes (its data.subset) and
 # keeps the paths of a single set. Each further set is fine-tuned with the same config on its
 # own store (`lamm finetune --store` takes the store's subset for the new head) and has its own
 # run folders and tables, named after it (FINETUNE_SETS).
-FINETUNE_FIRST = DOWNSTREAM_SETS[0].name
-FINETUNE_SETS = [item.name for item in DOWNSTREAM_SETS[1:]]
+FINETUNE_FIRST = _IN.DOWNSTREAM_SETS[0].name
+FINETUNE_SETS = [item.name for item in _IN.DOWNSTREAM_SETS[1:]]
 if FINETUNE_CONFIG["data"]["subset"] != FINETUNE_FIRST:
     raise WorkflowError(
         f"{FINETUNE['config']} fine-tunes on {FINETUNE_CONFIG['data']['subset']!r}, the first downstream set (data.downstream) is {FINETUNE_FIRST!r}: "
@@ -28,12 +40,12 @@ if FINETUNE_CONFIG["data"]["subset"] != FINETUNE_FIRST:
 def finetune_dir(sweep, label, dataset=None):
     """A run folder: results/finetune/<sweep>/<label>/ of the first downstream set, or
     results/finetune/<sweep>/<dataset>/<label>/ of a further set (never a run label: checked below)."""
-    return RESULTS / "finetune" / sweep / (label if dataset is None else Path(dataset, label))
+    return _IN.RESULTS / "finetune" / sweep / (label if dataset is None else Path(dataset, label))
 
 
 def _efficiency_label(start, fraction):
     """The run folder of a sample-efficiency run; fraction 1 is the sweep run itself."""
-    base = "scratch" if start == "scratch" else f"epoch_{start}"
+    base = SCRATCH if start == SCRATCH else epoch_run_label(start)
     return base if float(fraction) == 1.0 else f"{base}_frac{fraction:g}"
 
 
@@ -52,7 +64,7 @@ def _seeded(labels):
     return [f"{label}{_seed_suffix(seed)}" for seed in FINETUNE_SEEDS for label in labels]
 
 
-FINETUNE_STARTS = ["scratch", *FINETUNE_CHECKPOINTS]  # scratch, then the epoch labels in order
+FINETUNE_STARTS = [SCRATCH, *FINETUNE_CHECKPOINTS]  # scratch, then the epoch labels in order
 # Shipped models (finetune.models) start runs named after them, beside the checkpoints.
 def _shipped_model(name):
     try:
@@ -62,18 +74,22 @@ def _shipped_model(name):
 
 
 FINETUNE_MODELS = {name: _shipped_model(name) for name in FINETUNE["models"]}
-FINETUNE_SWEEP_LABELS = _seeded(["scratch", *(f"epoch_{e}" for e in FINETUNE_CHECKPOINTS), *FINETUNE_MODELS])
-FINETUNE_EFFICIENCY_STARTS = ["scratch", FINETUNE_LAST]  # pre-trained (the last checkpoint) vs scratch
+FINETUNE_SWEEP_LABELS = _seeded([SCRATCH, *map(epoch_run_label, FINETUNE_CHECKPOINTS), *FINETUNE_MODELS])
+FINETUNE_EFFICIENCY_STARTS = [SCRATCH, FINETUNE_LAST]  # pre-trained (the last checkpoint) vs scratch
 FINETUNE_EFFICIENCY_LABELS = _seeded([_efficiency_label(s, f) for s in FINETUNE_EFFICIENCY_STARTS for f in FINETUNE["fractions"]])
-FINETUNE_GRADIENT_LABEL = f"epoch_{FINETUNE_LAST}_gradient"  # the MD model: the workflow's seed only
+FINETUNE_GRADIENT_LABEL = f"{epoch_run_label(FINETUNE_LAST)}_gradient"  # the MD model: the workflow's seed only
 # a label that matches nothing when no model is listed: (?!) never matches
 FINETUNE_MODEL_ALTERNATIVES = "|".join(map(re.escape, FINETUNE_MODELS)) or "(?!)"
 FINETUNE_LABEL = re.compile(
-    rf"(?P<start>scratch|epoch_(?P<epoch>[0-9]+(?:\.[0-9]+)?)|(?P<model>{FINETUNE_MODEL_ALTERNATIVES}))(?:_frac(?P<fraction>[0-9.]+))?(?P<gradient>_gradient)?(?:_seed(?P<seed>[0-9]+))?"
+    rf"(?P<start>{SCRATCH}|{EPOCH_PREFIX}(?P<epoch>{EPOCH_VALUE_PATTERN})|(?P<model>{FINETUNE_MODEL_ALTERNATIVES}))"
+    r"(?:_frac(?P<fraction>[0-9.]+))?(?P<gradient>_gradient)?(?:_seed(?P<seed>[0-9]+))?"
 )
 
 # the same without group names (Snakemake reads <name> in a pattern as a path variable)
-FINETUNE_LABEL_CONSTRAINT = rf"(?:scratch|epoch_[0-9]+(?:\.[0-9]+)?|{FINETUNE_MODEL_ALTERNATIVES})(?:_frac[0-9.]+)?(?:_gradient)?(?:_seed[0-9]+)?"
+FINETUNE_LABEL_CONSTRAINT = (
+    rf"(?:{SCRATCH}|{EPOCH_PREFIX}{EPOCH_VALUE_PATTERN}|{FINETUNE_MODEL_ALTERNATIVES})"
+    r"(?:_frac[0-9.]+)?(?:_gradient)?(?:_seed[0-9]+)?"
+)
 # a further set's folder sits beside the first set's run folders: it must not look like one
 for _name in FINETUNE_SETS:
     if re.fullmatch(FINETUNE_LABEL_CONSTRAINT, _name):
@@ -103,7 +119,7 @@ def finetune_seed(wildcards):
 
 def finetune_inputs(wildcards):
     start, _, _, _ = finetune_run(wildcards.label)
-    store = DOWNSTREAM_STORES[wildcards.get("dataset", FINETUNE_FIRST)]
+    store = _IN.DOWNSTREAM_STORES[wildcards.get("dataset", FINETUNE_FIRST)]
     return {"store": store, "config": FINETUNE["config"], **({"checkpoint": start} if start else {})}
 
 

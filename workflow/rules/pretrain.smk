@@ -2,7 +2,7 @@
 # ranks through submitit itself (here: CPU processes; on a cluster: one multi-node SLURM job
 # that requeues itself at its time limit) and waits, so a SLURM profile never submits it twice.
 # It always passes --resume: a restarted workflow continues the run from its last checkpoint.
-from lamm.models.checkpoint import epoch_label
+from lamm.run_labels import checkpoint_file, epoch_label
 from lamm.training.pretrain import load_trainer_config
 
 PRETRAIN_CONFIGS = {run["name"]: run["config"] for run in config["pretrain"]["runs"]}
@@ -17,7 +17,7 @@ def pretrain_dir(run):
 def pretrain_checkpoints(run):
     """{epoch label: checkpoint path} of a run, in the order of its config."""
     epochs = PRETRAIN_RUNS[run]["train"]["checkpoint_epochs"]
-    return {epoch_label(e): pretrain_dir(run) / "checkpoints" / f"epoch_{epoch_label(e)}.pt" for e in epochs}
+    return {epoch_label(e): pretrain_dir(run) / "checkpoints" / checkpoint_file(e) for e in epochs}
 
 
 def launcher_options():

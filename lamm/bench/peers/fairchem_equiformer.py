@@ -70,7 +70,8 @@ def backbone_arguments(
         )
     if encoder["num_distance_basis"] != FAIRCHEM_DISTANCE_BASIS:
         problems.append(
-            f"num_distance_basis is {encoder['num_distance_basis']} (fairchem's Gaussian basis has {FAIRCHEM_DISTANCE_BASIS})"
+            f"num_distance_basis is {encoder['num_distance_basis']} (fairchem's Gaussian "
+            f"basis has {FAIRCHEM_DISTANCE_BASIS})"
         )
     if problems:
         raise ValueError("fairchem EquiformerV2 cannot match this config: " + "; ".join(problems))

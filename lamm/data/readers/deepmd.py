@@ -46,7 +46,8 @@ def _type_numbers(system: Path) -> np.ndarray:
     type_map = system / "type_map.raw"
     if not type_map.is_file():
         raise CorruptInputError(
-            f"{system}: no type_map.raw; write the element of each type there, one per line (e.g. O then H)"
+            f"{system}: no type_map.raw; write the element of each type there, one per line "
+            "(e.g. O then H)"
         )
     names = type_map.read_text().split()
     unknown = [name for name in names if name not in atomic_numbers]
@@ -63,7 +64,8 @@ def _load(set_dir: Path, stem: str | None, frames: int, width: int | None) -> np
     shape = (frames,) if width is None else (frames, width)
     if array.size != int(np.prod(shape)):
         raise CorruptInputError(
-            f"{set_dir / f'{stem}.npy'}: shape {array.shape} does not fit {frames} frames (expected {shape})"
+            f"{set_dir / f'{stem}.npy'}: shape {array.shape} does not fit {frames} frames "
+            f"(expected {shape})"
         )
     return array.reshape(shape).astype(np.float64)
 
@@ -113,7 +115,8 @@ def read_deepmd_system(
             frame_type = types if frame_types is None else frame_types[index]
             if frame_type.min() < 0 or frame_type.max() >= len(numbers_of_type):
                 raise CorruptInputError(
-                    f"{set_dir}: frame {index} uses a type outside type_map.raw ({len(numbers_of_type)} types)"
+                    f"{set_dir}: frame {index} uses a type outside type_map.raw "
+                    f"({len(numbers_of_type)} types)"
                 )
             cell = boxes[index].reshape(3, 3) if boxes is not None else np.zeros((3, 3))
             volume = abs(float(np.linalg.det(cell)))
@@ -143,7 +146,8 @@ def read_deepmd(
     """Every frame of the deepmd systems at or below `path`, in eV and Angstrom."""
     if group_by not in ("frame", "file"):
         raise ValueError(
-            f"deepmd frames have no info keys: group_by must be frame or file (a system), not {group_by!r}"
+            "deepmd frames have no info keys: group_by must be frame or file (a system), "
+            f"not {group_by!r}"
         )
     root = Path(path)
     for system in find_systems(root):

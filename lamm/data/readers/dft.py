@@ -1,7 +1,8 @@
 """DFT outputs as they come: every file ASE reads, and through dpdata the formats ASE lacks.
 
 `detect_format(path)` names the reader of a file from its content (then its name):
-- a folder with `type.raw` (or systems below it): deepmd-kit npy systems (`lamm.data.readers.deepmd`);
+- a folder with `type.raw` (or systems below it): deepmd-kit npy systems
+  (`lamm.data.readers.deepmd`);
 - a file whose first lines say which program wrote it and which ASE cannot read (CP2K,
   Gaussian logs, ORCA, SIESTA, PWmat, ABACUS running logs): dpdata, with dpdata's format name
   (`cp2k/output`, `gaussian/log`, ...); ASE mistakes a CP2K output for a Quantum ESPRESSO one;
@@ -159,7 +160,7 @@ def read_ase_file(
     chosen = energy_choice(results, energy)
     if choices is not None:
         choices[str(path)] = chosen
-    for index, (atoms, labels) in enumerate(zip(frames, results)):
+    for index, (atoms, labels) in enumerate(zip(frames, results, strict=True)):
         source_id = f"{path.name}:{index}"
         group = path.name if group_by == "file" else source_id
         if index in unconverged:

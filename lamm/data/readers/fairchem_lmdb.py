@@ -65,7 +65,8 @@ def _first(fields: Mapping[str, Any], names: Sequence[str]) -> Any:
 
 
 def _atomic_numbers(value: Any) -> np.ndarray:
-    """fairchem stores atomic numbers as floats; a non-integral value becomes 0 (unknown element)."""
+    """fairchem stores atomic numbers as floats; a non-integral value becomes 0 (unknown
+    element)."""
     numbers = _numpy(value).reshape(-1)
     if numbers.dtype.kind == "f":
         rounded = np.rint(numbers)

@@ -1,10 +1,10 @@
 """The raw OC20 S2EF train/val files: `<n>.extxyz.xz` frames with `<n>.txt.xz` frame logs.
 
 Facts (fairchem `preprocess_ef.py`, DATASETS.md section 1): the extxyz header is
-`Properties=species:S:1:pos:R:3:move_mask:L:1:tags:I:1:forces:R:3 energy=... free_energy=... pbc="T T T"`;
-`energy` (not `free_energy`) is the DFT total energy in eV (RPBE), forces in eV/A, `move_mask`
-False marks fixed atoms (ASE turns it into FixAtoms), tags 0 subsurface, 1 surface, 2 adsorbate.
-Line i of the `.txt` belongs to frame i: `random<sid>,frame<fid>,<reference energy>`. The
+`Properties=species:S:1:pos:R:3:move_mask:L:1:tags:I:1:forces:R:3 energy=... free_energy=... pbc="T
+T T"`; `energy` (not `free_energy`) is the DFT total energy in eV (RPBE), forces in eV/A,
+`move_mask` False marks fixed atoms (ASE turns it into FixAtoms), tags 0 subsurface, 1 surface, 2
+adsorbate. Line i of the `.txt` belongs to frame i: `random<sid>,frame<fid>,<reference energy>`. The
 reference energy (clean slab + gas-phase adsorbate) is what `preprocess_ef.py --ref-energy`
 subtracts to get adsorption energies; we store totals, so it is parsed (a malformed line is an
 error) but not applied. The system id is the split group: all frames of one relaxation.
@@ -33,11 +33,13 @@ def parse_frame_log(line: str, path: Path, index: int) -> tuple[str, str, float]
         system, frame, reference = parts[0], parts[1], float(parts[2])
     except (IndexError, ValueError):
         raise CorruptInputError(
-            f"{path}: line {index + 1}: expected 'random<sid>,frame<fid>,<energy>', got {line.strip()[:80]!r}"
+            f"{path}: line {index + 1}: expected 'random<sid>,frame<fid>,<energy>', got "
+            f"{line.strip()[:80]!r}"
         ) from None
     if not system.startswith("random") or not frame.startswith("frame"):
         raise CorruptInputError(
-            f"{path}: line {index + 1}: expected 'random<sid>,frame<fid>,...', got {line.strip()[:80]!r}"
+            f"{path}: line {index + 1}: expected 'random<sid>,frame<fid>,...', got "
+            f"{line.strip()[:80]!r}"
         )
     return system, frame, reference
 

@@ -68,7 +68,8 @@ def read_qm7x(
                         forces = np.asarray(group[forces_field][()], dtype=np.float64)
                     if energy.size != 1:
                         raise CorruptInputError(
-                            f"{file} (/{molecule}/{conformer}): {energy_field} has {energy.size} values, expected 1"
+                            f"{file} (/{molecule}/{conformer}): {energy_field} has "
+                            f"{energy.size} values, expected 1"
                         )
                     record = StructureRecord(
                         atomic_numbers=numbers,

@@ -30,7 +30,8 @@ def read_transition1x(
     energy_field: str = ENERGY,
     forces_field: str = FORCES,
 ) -> Iterator[SourceItem]:
-    """Every frame of every reaction path under `/<split_group>/` (default `data`: all reactions)."""
+    """Every frame of every reaction path under `/<split_group>/` (default `data`: all
+    reactions)."""
     path = Path(path)
     if path.is_dir():
         raise FileNotFoundError(f"input {path} is a directory; expected the Transition1x .h5 file")
@@ -52,7 +53,8 @@ def read_transition1x(
                 frames = positions.shape[0] if positions.ndim == 3 else -1
                 if frames < 0 or len(energies) != frames or len(forces) != frames:
                     raise CorruptInputError(
-                        f"{path} ({where}): positions {positions.shape}, energies {energies.shape} and "
+                        f"{path} ({where}): positions {positions.shape}, energies "
+                        f"{energies.shape} and "
                         f"forces {forces.shape} disagree on the number of frames"
                     )
                 reaction = f"{formula}/{rxn}"

@@ -65,7 +65,7 @@ class GridSiLU(torch.autograd.Function):
         x, to_grid, from_grid = ctx.saved_tensors
         size = GridSiLU._chunk(x, to_grid)
         grads = []
-        for chunk, grad_chunk in zip(x.split(size), grad_out.split(size)):
+        for chunk, grad_chunk in zip(x.split(size), grad_out.split(size), strict=True):
             values = torch.einsum("pk,bkc->bpc", to_grid, chunk)  # [b, P, C]
             sigmoid = torch.sigmoid(values)
             slope = sigmoid * (1.0 + values * (1.0 - sigmoid))  # d silu / d value
@@ -79,7 +79,8 @@ class GridSiLU(torch.autograd.Function):
 
 
 class SmoothLeakyReLU(nn.Module):
-    """(1 + a)/2 x + (1 - a)/2 x (2 sigmoid(x) - 1): a leaky ReLU with a smooth kink (slope a = 0.2)."""
+    """(1 + a)/2 x + (1 - a)/2 x (2 sigmoid(x) - 1): a leaky ReLU with a smooth kink (slope a =
+    0.2)."""
 
     def __init__(self, negative_slope: float = 0.2) -> None:
         super().__init__()

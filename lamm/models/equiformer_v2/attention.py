@@ -81,7 +81,8 @@ class EquivariantGraphAttention(nn.Module):
         to_edge: torch.Tensor,
         from_edge: torch.Tensor,
     ) -> torch.Tensor:
-        """`x` `[N, F, C]` -> `[N, F, C]`; `to_edge` `[M, K, F]`, `from_edge` `[M, F, K]` from EdgeRotation."""
+        """`x` `[N, F, C]` -> `[N, F, C]`; `to_edge` `[M, K, F]`, `from_edge` `[M, F, K]` from
+        EdgeRotation."""
         source, target = edge_index
         n_edges = source.shape[0]
         scalars = self.edge_scalars(

@@ -1,4 +1,5 @@
-"""One EquiformerV2 transformer block: pre-norm attention and pre-norm feed-forward, each residual."""
+"""One EquiformerV2 transformer block: pre-norm attention and pre-norm feed-forward, each
+residual."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Invariant edge features and the edge-degree embedding that initializes the l > 0 node features."""
+"""Invariant edge features and the edge-degree embedding that initializes the l > 0 node
+features."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from lamm.models.equiformer_v2.segment import segment_sum
 
 
 class AtomEdgeScalars(nn.Module):
-    """[distance basis, embedding(Z_source), embedding(Z_target)]: EquiformerV2's atom-edge embedding.
+    """[distance basis, embedding(Z_source), embedding(Z_target)]: EquiformerV2's atom-edge
+    embedding.
 
     Each user (the edge-degree embedding, every attention block) owns its element embeddings,
     as in the paper's configuration (`share_atom_edge_embedding: False`).
@@ -72,7 +74,8 @@ class EdgeDegreeEmbedding(nn.Module):
         edge_index: torch.Tensor,
         rotate_back_m0: torch.Tensor,
     ) -> torch.Tensor:
-        """`rotate_back_m0` `[M, (lmax + 1)^2, lmax + 1]`: the inverse Wigner-D columns of the m = 0 rows.
+        """`rotate_back_m0` `[M, (lmax + 1)^2, lmax + 1]`: the inverse Wigner-D columns of the m = 0
+        rows.
 
         Returns `[N, (lmax + 1)^2, channels]`.
         """

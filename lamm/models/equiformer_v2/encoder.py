@@ -74,7 +74,8 @@ from lamm.models.equiformer_v2.so3 import (
     num_coefficients,
 )
 
-# Mean number of neighbors in OC20 IS2RE 100k at 5 A (fairchem's constant for the edge-degree embedding).
+# Mean number of neighbors in OC20 IS2RE 100k at 5 A (fairchem's constant for the edge-degree
+# embedding).
 OC20_AVG_DEGREE = 23.395238876342773
 
 
@@ -194,7 +195,8 @@ class EquiformerV2Encoder(nn.Module):
             atomic_numbers.min() < 1 or atomic_numbers.max() > self.max_atomic_number
         ):
             raise ValueError(
-                f"atomic numbers must lie in 1..{self.max_atomic_number}, got {atomic_numbers.min()}..{atomic_numbers.max()}"
+                f"atomic numbers must lie in 1..{self.max_atomic_number}, got "
+                f"{atomic_numbers.min()}..{atomic_numbers.max()}"
             )
         n_atoms = atomic_numbers.shape[0]
         distances = edge_vectors.norm(dim=1)  # [M]
@@ -216,7 +218,8 @@ class EquiformerV2Encoder(nn.Module):
         for block in self.blocks:
             edge_inputs = (distance_basis, envelope, atomic_numbers, edge_index, to_edge, from_edge)
             if self.activation_checkpointing and torch.is_grad_enabled():
-                # keep only each block's input; its per-edge intermediates are recomputed in backward
+                # keep only each block's input; its per-edge intermediates are recomputed in
+                # backward
                 x = checkpoint(block, x, *edge_inputs, use_reentrant=False)
             else:
                 x = block(x, *edge_inputs)
@@ -250,8 +253,18 @@ def _check_arguments(args: dict) -> None:
         )
     if not 0 <= args["mmax"] <= args["lmax"]:
         problems.append(f"mmax must lie in 0..lmax = {args['lmax']}, got {args['mmax']}")
-    for name in ("num_layers", "sphere_channels", "attn_hidden_channels", "num_heads", "attn_alpha_channels",
-                 "attn_value_channels", "ffn_hidden_channels", "edge_channels", "envelope_exponent"):  # fmt: skip
+    positive = (
+        "num_layers",
+        "sphere_channels",
+        "attn_hidden_channels",
+        "num_heads",
+        "attn_alpha_channels",
+        "attn_value_channels",
+        "ffn_hidden_channels",
+        "edge_channels",
+        "envelope_exponent",
+    )
+    for name in positive:
         if args[name] < 1:
             problems.append(f"{name} must be >= 1, got {args[name]}")
     if args["num_distance_basis"] < 2:

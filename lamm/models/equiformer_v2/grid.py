@@ -9,7 +9,8 @@ Projection back is exact for band-limited grid functions: a coefficient of degre
 recovered exactly when the grid integrates Y_k Y_k' exactly (n_lat >= lmax + 1, n_lon >=
 2 lmax + 1). The nonlinearity makes the grid function not band-limited, so the projection
 carries a quadrature (aliasing) error, the only part of the model that is not exactly
-equivariant; it falls exponentially with the resolution (measured in the tests and README).
+equivariant; it falls exponentially with the resolution (measured in the tests and in
+docs/models.md).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class SphereGrid(nn.Module):
         super().__init__()
         if resolution < 2 * lmax + 1:
             raise ValueError(
-                f"grid resolution {resolution} is below 2 * lmax + 1 = {2 * lmax + 1}: not even a band-limited function round-trips"
+                f"grid resolution {resolution} is below 2 * lmax + 1 = {2 * lmax + 1}: not "
+                "even a band-limited function round-trips"
             )
         self.lmax = lmax
         self.resolution = resolution
@@ -57,5 +59,6 @@ class SphereGrid(nn.Module):
         return torch.einsum("pk,bkc->bpc", self.to_grid_matrix.to(coefficients.dtype), coefficients)
 
     def from_grid(self, values: torch.Tensor, first: int = 0) -> torch.Tensor:
-        """`[B, P, C]` grid values -> `[B, K - first, C]` coefficients `first..K-1` (quadrature projection)."""
+        """`[B, P, C]` grid values -> `[B, K - first, C]` coefficients `first..K-1` (quadrature
+        projection)."""
         return torch.einsum("kp,bpc->bkc", self.from_grid_matrix[first:].to(values.dtype), values)

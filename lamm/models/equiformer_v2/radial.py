@@ -32,7 +32,8 @@ class GaussianBasis(nn.Module):
 
 
 class PolynomialEnvelope(nn.Module):
-    """u(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2) for x = d / cutoff < 1, else 0."""
+    """u(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2) for x = d / cutoff < 1, else
+    0."""
 
     def __init__(self, cutoff: float, exponent: int = 5) -> None:
         super().__init__()
@@ -54,14 +55,15 @@ class PolynomialEnvelope(nn.Module):
 
 
 class RadialMLP(nn.Module):
-    """Linear -> LayerNorm -> SiLU for each hidden size, then a final Linear (EquiformerV2's radial function)."""
+    """Linear -> LayerNorm -> SiLU for each hidden size, then a final Linear (EquiformerV2's radial
+    function)."""
 
     def __init__(self, channels: list[int]) -> None:
         super().__init__()
         if len(channels) < 2:
             raise ValueError(f"a radial MLP needs input and output sizes, got {channels}")
         layers: list[nn.Module] = []
-        for i, (n_in, n_out) in enumerate(zip(channels[:-1], channels[1:])):
+        for i, (n_in, n_out) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
             layers.append(nn.Linear(n_in, n_out))
             if i < len(channels) - 2:
                 layers += [nn.LayerNorm(n_out), nn.SiLU()]

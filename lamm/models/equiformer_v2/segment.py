@@ -1,4 +1,5 @@
-"""Sums and softmax over segments of edges (all edges sharing a center atom), without torch-scatter."""
+"""Sums and softmax over segments of edges (all edges sharing a center atom), without
+torch-scatter."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import torch
 
 
 def segment_sum(values: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
-    """out[s] = sum of values[e] over edges e with index[e] == s; `[M, ...]` -> `[num_segments, ...]`."""
+    """out[s] = sum of values[e] over edges e with index[e] == s; `[M, ...]` -> `[num_segments,
+    ...]`."""
     out = torch.zeros((num_segments, *values.shape[1:]), dtype=values.dtype, device=values.device)
     return out.index_add_(0, index, values)
 

@@ -54,7 +54,8 @@ class SO2Convolution(nn.Module):
         )
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """U(+-1/sqrt(fan_in)) weights, zero bias; the m > 0 maps scaled by 1/sqrt(2) (they sum two terms)."""
+        """U(+-1/sqrt(fan_in)) weights, zero bias; the m > 0 maps scaled by 1/sqrt(2) (they sum two
+        terms)."""
         for fc in [self.fc_m0, *self.fc_m]:
             bound = 1.0 / math.sqrt(fc.in_features)
             nn.init.uniform_(fc.weight, -bound, bound, generator=generator)

@@ -35,21 +35,23 @@ def num_coefficients(lmax: int) -> int:
 
 def degree_of_coefficients(lmax: int) -> torch.Tensor:
     """The degree l of each l-primary coefficient, `[(lmax + 1)^2]` int64."""
-    return torch.tensor([l for l in range(lmax + 1) for _ in range(2 * l + 1)], dtype=torch.long)
+    return torch.tensor(
+        [ell for ell in range(lmax + 1) for _ in range(2 * ell + 1)], dtype=torch.long
+    )
 
 
 def edge_coefficients(lmax: int, mmax: int) -> list[tuple[int, int]]:
     """(l, m) of the edge-frame coefficients in m-primary order (see the module docstring)."""
-    order = [(l, 0) for l in range(lmax + 1)]
+    order = [(ell, 0) for ell in range(lmax + 1)]
     for m in range(1, mmax + 1):
-        order += [(l, m) for l in range(m, lmax + 1)]
-        order += [(l, -m) for l in range(m, lmax + 1)]
+        order += [(ell, m) for ell in range(m, lmax + 1)]
+        order += [(ell, -m) for ell in range(m, lmax + 1)]
     return order
 
 
 def edge_coefficient_indices(lmax: int, mmax: int) -> list[int]:
     """Positions of `edge_coefficients` in the l-primary layout (index l^2 + l + m)."""
-    return [l * l + l + m for l, m in edge_coefficients(lmax, mmax)]
+    return [ell * ell + ell + m for ell, m in edge_coefficients(lmax, mmax)]
 
 
 def harmonics(lmax: int, unit_vectors: torch.Tensor) -> torch.Tensor:
@@ -82,7 +84,8 @@ def sphere_quadrature(n_latitudes: int, n_longitudes: int) -> tuple[np.ndarray, 
 
 
 def l1_to_cartesian() -> torch.Tensor:
-    """`P` `[3, 3]` float64 with Y_1(u) = sqrt(3) P u, so Cartesian (x, y, z) = P^T (l = 1 coefficients).
+    """`P` `[3, 3]` float64 with Y_1(u) = sqrt(3) P u, so Cartesian (x, y, z) = P^T (l = 1
+    coefficients).
 
     Read from e3nn itself rather than assumed: older e3nn releases ordered the l = 1
     harmonics (y, z, x); e3nn 0.5+ orders them (x, y, z), where P is the identity.
