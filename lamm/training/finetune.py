@@ -58,6 +58,7 @@ from lamm.training.run_setup import (
     validation,
     write_run_inputs,
 )
+from lamm.training.shared_folder import check_shared_folder
 from lamm.training.trainer import Trainer
 from lamm.training.validation import evaluate
 
@@ -382,6 +383,7 @@ def run_finetuning(
     context = init_distributed(config["device"], config["threads_per_rank"])
     out_dir = Path(out_dir)
     try:
+        check_shared_folder(out_dir, context)  # every rank's out_dir is one folder
         store = StructureStore(store_path)
         subset = data["subset"]
         if store.subset != subset:
