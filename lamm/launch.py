@@ -206,13 +206,15 @@ class DistributedJob(submitit.helpers.Checkpointable):
 
 
 def _exit_if_explained(err: Exception) -> None:
-    """A rendezvous that failed or a run folder not shared: one line (which the launcher
-    repeats), exit status 1, no traceback. A rendezvous may leave a thread blocked in C++
-    that a normal exit would wait on: the process ends at once."""
+    """A rendezvous that failed, a run folder not shared, a checkpoint that could not be written
+    (a full disk): one line (which the launcher repeats), exit status 1, no traceback. A
+    rendezvous may leave a thread blocked in C++ that a normal exit would wait on: the process
+    ends at once."""
+    from lamm.models.checkpoint import CheckpointWriteError
     from lamm.training.rendezvous import RendezvousError
     from lamm.training.shared_folder import SharedFolderError
 
-    if not isinstance(err, (RendezvousError, SharedFolderError)):
+    if not isinstance(err, (RendezvousError, SharedFolderError, CheckpointWriteError)):
         return
     log.error("%s%s", FAILURE_MARK, err)
     logging.shutdown()
