@@ -287,13 +287,11 @@ def launch(
             folder,
         )
         _follow_or_cancel(job, poll_s)
-        try:
-            return job.results()[0]
-        except submitit.core.utils.UncompletedJobError:
-            reason = _rank_failure(folder, job.job_id)
-            if reason is None:
-                raise
-            raise LaunchError(f"job {job.job_id} failed: {reason}") from None
+        reason = _rank_failure(folder, job.job_id)
+        if reason is not None and not Path(job.paths.result_pickle).exists():
+            # no need for submitit's wait for a result file (up to 30 s a task)
+            raise LaunchError(f"job {job.job_id} failed: {reason}")
+        return job.results()[0]
 
 
 def _local_executor(
@@ -457,6 +455,8 @@ def _follow(job: submitit.Job, poll_s: float, force_every_s: float = 30.0) -> No
             if chunk:
                 sys.stderr.write(chunk)
                 sys.stderr.flush()
+                if FAILURE_MARK in chunk:  # rank 0 stopped: see the job's end at once
+                    force_every_s = poll_s
         if done:
             return
         time.sleep(poll_s)

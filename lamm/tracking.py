@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lamm.tracking_retry import MetricWriter, retry_outages, wait_s
+from lamm.tracking_retry import MetricWriter, reachability_check, retry_outages, wait_s
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +277,7 @@ class RunTracker:
 
         self.uri = tracking_uri()
         self._writer = MetricWriter(self._send_metrics, self.uri)
+        self._reachable = reachability_check(self.uri)
         db = sqlite_path(self.uri)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
@@ -359,8 +360,14 @@ class RunTracker:
         for start in range(0, len(pending), 1000):  # MLflow's batch limit is 1000 metrics
             self._writer.put(pending[start : start + 1000])
 
+    def _deliver(self, fn: Callable[[], T]) -> T:
+        """A call made mid-run or at its end: a server that does not accept a connection is an
+        outage at once (lamm.tracking_retry), not minutes of MLflow's HTTP retries."""
+        self._reachable()
+        return self._call(fn)
+
     def _send_metrics(self, chunk: Sequence[Any]) -> None:
-        self._call(lambda: self._client.log_batch(self.run_id, metrics=list(chunk)))
+        self._deliver(lambda: self._client.log_batch(self.run_id, metrics=list(chunk)))
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         """Copy a file (figure, table, small checkpoint) into the run's artifacts; a store that
@@ -368,7 +375,7 @@ class RunTracker:
         if not self.enabled:
             return
         retry_outages(
-            lambda: self._call(
+            lambda: self._deliver(
                 lambda: self._client.log_artifact(self.run_id, str(path), artifact_path)
             ),
             f"artifact {Path(path).name}",
@@ -391,7 +398,7 @@ class RunTracker:
                 self.uri,
             )
         retry_outages(
-            lambda: self._call(lambda: self._client.set_terminated(self.run_id, status=status)),
+            lambda: self._deliver(lambda: self._client.set_terminated(self.run_id, status=status)),
             f"closing run {self.run_id} as {status}",
             deadline,
         )

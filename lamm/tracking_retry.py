@@ -9,8 +9,9 @@ input) is dropped with an error line, since sending it again cannot help. At the
 waits up to `LAMM_MLFLOW_WAIT_S` (default 120 s) for the backlog, then says what was not sent
 (the run's metrics.csv has every value) and ends normally.
 
-MLflow's own HTTP client also retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES, backoff): a batch sent
-during an outage arrives once a retry, ours or MLflow's, finds the server back.
+Before each call to a server, a TCP connection to it is tried (`reachability_check`): a server
+that is down or cut off counts as an outage at once, instead of after MLflow's own HTTP retries
+(MLFLOW_HTTP_REQUEST_MAX_RETRIES: minutes of backoff, a urllib3 warning each).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -49,6 +52,24 @@ def is_outage(err: BaseException) -> bool:
         return True
     names = {cls.__name__ for cls in type(err).__mro__}
     return bool(names & {"RequestException", "OperationalError"})  # requests, sqlalchemy
+
+
+def reachability_check(uri: str, timeout_s: float = 5.0) -> Callable[[], None]:
+    """A check that raises ConnectionError when the server of an http(s) `uri` does not accept
+    a connection (a no-op for other stores)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return lambda: None
+    address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+    def check() -> None:
+        try:
+            with socket.create_connection(address, timeout=timeout_s):
+                pass
+        except OSError as err:
+            raise ConnectionError(f"{address[0]}:{address[1]}: {err.strerror or err}") from None
+
+    return check
 
 
 def first_line(err: BaseException) -> str:

@@ -159,7 +159,6 @@ def test_a_run_outlives_a_server_outage_and_every_metric_arrives(tmp_path, monke
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once: our retry only
     monkeypatch.setattr("lamm.tracking.METRIC_FLUSH_EVERY", 10)
     caplog.set_level(logging.INFO, logger="lamm")
     process = start_server(tmp_path, port, workers=1)
