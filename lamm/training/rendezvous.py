@@ -247,10 +247,18 @@ def rendezvous(
     restart = env.get("TORCHELASTIC_RESTART_COUNT", "0")  # torchrun's store outlives restarts
     _join(store, attempt, f"lamm/rendezvous/{restart}/joined")
     store.set_timeout(default_pg_timeout)  # collectives keep torch's timeout
-    _in_helper_thread(
-        lambda: dist.init_process_group(
+
+    def build_group() -> None:
+        if getattr(device_id, "type", None) == "cuda":  # the current device is per thread
+            import torch
+
+            torch.cuda.set_device(device_id)
+        dist.init_process_group(
             backend, store=store, rank=rank, world_size=world_size, device_id=device_id
-        ),
+        )
+
+    _in_helper_thread(
+        build_group,
         attempt,
         f"the {backend} process group did not form (the ranks could not connect to each other)",
         INTERFACE,
