@@ -42,10 +42,12 @@ test: install
 	PATH="$(BIN):$$PATH" python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
-# A real single-node SLURM (scripts/slurm-up.sh: installs slurm-wlm, slurmdbd, MariaDB and munge
-# when missing; needs root or sudo), then the cluster tests: the launcher's 2-rank job, requeue
-# and time-limit preemption with resume, the MLflow run (tests/test_cluster.py, about 5 min on
-# 2 cores). scripts/slurm-down.sh stops the daemons.
+# A real SLURM with two nodes emulated on this host (scripts/slurm-up.sh: installs slurm-wlm,
+# slurmdbd, MariaDB and munge when missing, starts two slurmd; needs root or sudo), then the
+# cluster tests: a 2-node x 1-rank pre-training, requeue and time-limit preemption with resume to
+# the uninterrupted run's weights, the MLflow run, a bogus MASTER_ADDR and an sbatch refusal
+# failing in one line, the workflow through the SLURM profile (tests/test_cluster.py; timings
+# in docs/cluster.md). scripts/slurm-down.sh stops the daemons.
 test-cluster: install
 	if [ "$$(id -u)" = 0 ]; then bash scripts/slurm-up.sh; else sudo bash scripts/slurm-up.sh; fi
 	LAMM_TEST_CLUSTER=1 PATH="$(BIN):$$PATH" python -m pytest -s -m cluster tests/test_cluster.py $(PYTEST_ARGS)

@@ -46,24 +46,38 @@ import submitit
 
 from lamm.run_lock import hold_rank, hold_run_folder
 from lamm.training import stop
+from lamm.training.rendezvous import TIMEOUT_ENV as RENDEZVOUS_TIMEOUT_ENV
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LaunchSettings:
-    """Where and how the ranks run (the `pretrain.launcher` section of the workflow config)."""
+    """Where and how the ranks run (the `pretrain.launcher` section of the workflow config).
+
+    `mem_gb` None asks SLURM for no memory: the partition's default applies. GPUs come per
+    node (every task sees them all; rank r uses GPU LOCAL_RANK) or per task (`gpus_per_task`:
+    each task sees its own). `rendezvous_timeout_min`, `master_addr` (a name or address, or a
+    pattern on the first node's name such as "{node}-ib"), `master_port` and
+    `network_interface` (GLOO_SOCKET_IFNAME and NCCL_SOCKET_IFNAME of every rank) decide how
+    the ranks meet (`lamm.training.rendezvous`).
+    """
 
     executor: str = "local"  # none | local | slurm
     nodes: int = 1
     ranks_per_node: int = 2
     gpus_per_node: int = 0
+    gpus_per_task: int = 0
     cpus_per_rank: int = 1
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
     time_min: int = 1440
-    mem_gb: int = 64
+    mem_gb: int | None = None
+    rendezvous_timeout_min: float = 10.0
+    master_addr: str | None = None
+    master_port: int | None = None
+    network_interface: str | None = None
 
     def __post_init__(self) -> None:
         if self.executor not in ("none", "local", "slurm"):
@@ -76,10 +90,49 @@ class LaunchSettings:
             raise ValueError(
                 "executor 'none' runs one rank in this process; use local or slurm for more"
             )
+        if self.gpus_per_node and self.gpus_per_task:
+            raise ValueError("set gpus_per_node or gpus_per_task, not both")
+        if self.mem_gb is not None and self.mem_gb < 1:
+            raise ValueError(f"mem_gb must be at least 1 (or unset), got {self.mem_gb}")
+        if not self.rendezvous_timeout_min > 0:
+            raise ValueError(
+                f"rendezvous_timeout_min must be positive, got {self.rendezvous_timeout_min}"
+            )
+        if self.master_port is not None and not 0 < self.master_port < 65536:
+            raise ValueError(f"master_port must be 1-65535, got {self.master_port}")
 
     @property
     def world_size(self) -> int:
         return self.nodes * self.ranks_per_node
+
+    def rank_environment(self) -> dict[str, str]:
+        """What every rank exports before the rendezvous."""
+        env = {RENDEZVOUS_TIMEOUT_ENV: f"{60 * self.rendezvous_timeout_min:g}"}
+        if self.network_interface:
+            env["GLOO_SOCKET_IFNAME"] = env["NCCL_SOCKET_IFNAME"] = self.network_interface
+        return env
+
+    def describe(self) -> str:
+        """The SLURM request in words (for a refusal)."""
+        gpus = (
+            f"{self.gpus_per_task} GPUs per task"
+            if self.gpus_per_task
+            else f"{self.gpus_per_node} GPUs per node"
+        )
+        memory = f"{self.mem_gb} GB per node" if self.mem_gb else "the partition's default memory"
+        return (
+            f"{self.nodes} nodes x {self.ranks_per_node} tasks, {self.cpus_per_rank} CPUs per "
+            f"task, {gpus}, {memory}, {self.time_min} min, partition "
+            f"{self.partition or '(default)'}"
+        )
+
+
+class LaunchError(ValueError):
+    """A launch the cluster refused, or ranks that stopped with a one-line reason (a rendezvous
+    that failed, a run folder the nodes do not share): what to change, not a traceback."""
+
+
+FAILURE_MARK = "rank stopped: "  # the line a rank logs before it exits on a LaunchError reason
 
 
 @dataclasses.dataclass
@@ -88,6 +141,8 @@ class DistributedJob(submitit.helpers.Checkpointable):
 
     `run_dir`: the run's output folder; each rank holds `run_dir/locks/rank-<r>.lock`.
     `launcher`: (pid, start time) of a local launcher; the rank stops when that process is gone.
+    `environment`: exported first (`LaunchSettings.rank_environment`); `master_addr` replaces
+    submitit's MASTER_ADDR (the first node's name), "{node}" standing for that name.
     On timeout or preemption (SLURM), `checkpoint()` requeues the same job with `resume=True`.
     """
 
@@ -96,6 +151,8 @@ class DistributedJob(submitit.helpers.Checkpointable):
     master_port: int | None = None
     run_dir: str | None = None
     launcher: tuple[int, str | None] | None = None
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    master_addr: str | None = None
 
     def __call__(self) -> Any:
         stop.restore_default_signals()
@@ -105,11 +162,7 @@ class DistributedJob(submitit.helpers.Checkpointable):
         environment = submitit.JobEnvironment()
         # SIGTERM (cancel, requeue) and submitit's preemption signal: finish the step, save, stop
         stop.install_stop_handlers((signal.SIGTERM, environment._usr_sig()))
-        if self.master_port is not None:
-            os.environ["MASTER_PORT"] = str(self.master_port)
-        submitit.helpers.TorchDistributedEnvironment().export(
-            set_cuda_visible_devices=False, overwrite=True
-        )
+        self._export()
         kwargs = dict(self.kwargs)
         if "resume" in kwargs and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
             kwargs["resume"] = True  # SLURM requeued this job by itself: continue from last.pt
@@ -132,10 +185,41 @@ class DistributedJob(submitit.helpers.Checkpointable):
                 stopped.signum
             )  # submitit's preemption signal: requeue (rank 0 exits there)
             raise SystemExit(128 + stopped.signum) from None
+        except Exception as err:
+            _exit_if_explained(err)
+            raise
+
+    def _export(self) -> None:
+        """MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE and the settings."""
+        os.environ.update(self.environment)
+        if self.master_port is not None:
+            os.environ["MASTER_PORT"] = str(self.master_port)  # submitit reads it
+        exported = submitit.helpers.TorchDistributedEnvironment().export(
+            set_cuda_visible_devices=False, overwrite=True
+        )
+        if self.master_addr:
+            os.environ["MASTER_ADDR"] = self.master_addr.replace("{node}", exported.master_addr)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         resumed = dataclasses.replace(self, kwargs={**self.kwargs, "resume": True})
         return submitit.helpers.DelayedSubmission(resumed)
+
+
+def _exit_if_explained(err: Exception) -> None:
+    """A rendezvous that failed, a run folder not shared, a checkpoint that could not be written
+    (a full disk): one line (which the launcher repeats), exit status 1, no traceback. A
+    rendezvous may leave a thread blocked in C++ that a normal exit would wait on: the process
+    ends at once."""
+    from lamm.models.checkpoint import CheckpointWriteError
+    from lamm.training.rendezvous import RendezvousError
+    from lamm.training.shared_folder import SharedFolderError
+
+    if not isinstance(err, (RendezvousError, SharedFolderError, CheckpointWriteError)):
+        return
+    log.error("%s%s", FAILURE_MARK, err)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def free_port() -> int:
@@ -173,42 +257,26 @@ def launch(
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if settings.executor == "local":
-            executor: submitit.Executor = submitit.LocalExecutor(folder=folder)
-            executor.update_parameters(
-                tasks_per_node=settings.ranks_per_node,
-                gpus_per_node=settings.gpus_per_node,
-                timeout_min=settings.time_min,
-            )
-            me = os.getpid()
+            executor, job_callable = _local_executor(target, kwargs, settings, folder, run_dir)
+        else:
+            executor = _slurm_executor(settings, folder, name)
             job_callable = DistributedJob(
                 target,
                 kwargs,
-                master_port=free_port(),
+                master_port=settings.master_port,
                 run_dir=_str(run_dir),
-                launcher=(me, stop.process_start_time(me)),
+                environment=settings.rank_environment(),
+                master_addr=settings.master_addr,
             )
-        else:
-            executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-            extra: dict[str, Any] = {}
-            if settings.partition:
-                extra["slurm_partition"] = settings.partition
-            if settings.account:
-                extra["slurm_account"] = settings.account
-            if settings.qos:
-                extra["slurm_qos"] = settings.qos
-            executor.update_parameters(
-                name=name,
-                nodes=settings.nodes,
-                tasks_per_node=settings.ranks_per_node,
-                gpus_per_node=settings.gpus_per_node,
-                cpus_per_task=settings.cpus_per_rank,
-                timeout_min=settings.time_min,
-                mem_gb=settings.mem_gb,
-                slurm_signal_delay_s=180,  # time to finish the step in flight before the limit
-                **extra,
-            )
-            job_callable = DistributedJob(target, kwargs, run_dir=_str(run_dir))
-        job = executor.submit(job_callable)
+        try:
+            job = executor.submit(job_callable)
+        except submitit.core.utils.FailedJobError as err:  # sbatch said no
+            refusal = "; ".join(line for line in str(err).splitlines() if line.strip())
+            raise LaunchError(
+                f"sbatch refused the job ({settings.describe()}): {refusal}; compare with what "
+                "the partition offers (sinfo -o '%P %D %c %m %G') and change the request "
+                "(--nodes, --cpus-per-rank, --mem-gb, --gpus-per-node, --partition)"
+            ) from None
         if lock is not None:
             lock.write(job=job.job_id)
         log.info(
@@ -219,7 +287,76 @@ def launch(
             folder,
         )
         _follow_or_cancel(job, poll_s)
+        reason = _rank_failure(folder, job.job_id)
+        if reason is not None and not Path(job.paths.result_pickle).exists():
+            # no need for submitit's wait for a result file (up to 30 s a task)
+            raise LaunchError(f"job {job.job_id} failed: {reason}")
         return job.results()[0]
+
+
+def _local_executor(
+    target: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    settings: LaunchSettings,
+    folder: Path,
+    run_dir: str | Path | None,
+) -> tuple[submitit.Executor, DistributedJob]:
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(
+        tasks_per_node=settings.ranks_per_node,
+        gpus_per_node=settings.gpus_per_node,
+        timeout_min=settings.time_min,
+    )
+    me = os.getpid()
+    job = DistributedJob(
+        target,
+        kwargs,
+        master_port=settings.master_port or free_port(),
+        run_dir=_str(run_dir),
+        launcher=(me, stop.process_start_time(me)),
+        environment=settings.rank_environment(),
+        master_addr=settings.master_addr,
+    )
+    return executor, job
+
+
+def _slurm_executor(settings: LaunchSettings, folder: Path, name: str) -> submitit.Executor:
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    extra: dict[str, Any] = {}
+    for key in ("partition", "account", "qos"):
+        if getattr(settings, key):
+            extra[f"slurm_{key}"] = getattr(settings, key)
+    if settings.mem_gb is not None:
+        extra["mem_gb"] = settings.mem_gb  # else nothing: the partition's default memory
+    if settings.gpus_per_task:
+        extra["slurm_gpus_per_task"] = settings.gpus_per_task
+    else:
+        extra["gpus_per_node"] = settings.gpus_per_node
+    executor.update_parameters(
+        name=name,
+        nodes=settings.nodes,
+        tasks_per_node=settings.ranks_per_node,
+        cpus_per_task=settings.cpus_per_rank,
+        timeout_min=settings.time_min,
+        slurm_signal_delay_s=180,  # time to finish the step in flight before the limit
+        **extra,
+    )
+    return executor
+
+
+def _rank_failure(folder: Path, job_id: str) -> str | None:
+    """The one-line reason a rank of the job logged before it stopped (rank 0's first)."""
+    for path in sorted(folder.glob(f"{job_id}_*_log.err"), key=_task_number):
+        with open(path, errors="replace") as handle:
+            for line in handle:
+                if FAILURE_MARK in line:
+                    return line.split(FAILURE_MARK, 1)[1].strip()
+    return None
+
+
+def _task_number(path: Path) -> int:
+    part = path.name.split("_")[-2]
+    return int(part) if part.isdigit() else 0
 
 
 def _str(path: str | Path | None) -> str | None:
@@ -318,6 +455,8 @@ def _follow(job: submitit.Job, poll_s: float, force_every_s: float = 30.0) -> No
             if chunk:
                 sys.stderr.write(chunk)
                 sys.stderr.flush()
+                if FAILURE_MARK in chunk:  # rank 0 stopped: see the job's end at once
+                    force_every_s = poll_s
         if done:
             return
         time.sleep(poll_s)

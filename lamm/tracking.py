@@ -15,6 +15,10 @@ migrations, which break when two processes run them together. Every call on a SQ
 therefore takes an exclusive `flock` on `<db>.lock` (cheap: metrics are buffered and written in
 batches), and experiment creation is get-or-create under that lock, so two jobs creating the
 same experiment never race.
+
+A store that stops answering mid-run (a server restarting, a network outage) does not end the
+run: metrics are kept and retried from a writer thread, artifacts and the run's end are
+retried for a while (`lamm.tracking_retry`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+from lamm.tracking_retry import MetricWriter, reachability_check, retry_outages, wait_s
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +277,8 @@ class RunTracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri()
+        self._writer = MetricWriter(self._send_metrics, self.uri)
+        self._reachable = reachability_check(self.uri)
         db = sqlite_path(self.uri)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
@@ -347,24 +355,55 @@ class RunTracker:
             self.flush()
 
     def flush(self) -> None:
+        """Hand the buffered values to the writer thread (`lamm.tracking_retry`); returns at once."""
         if not self.enabled or not self._metrics:
             return
         pending, self._metrics = self._metrics, []
         for start in range(0, len(pending), 1000):  # MLflow's batch limit is 1000 metrics
-            chunk = pending[start : start + 1000]
-            self._call(lambda chunk=chunk: self._client.log_batch(self.run_id, metrics=chunk))
+            self._writer.put(pending[start : start + 1000])
+
+    def _deliver(self, fn: Callable[[], T]) -> T:
+        """A call made mid-run or at its end: a server that does not accept a connection is an
+        outage at once (lamm.tracking_retry), not minutes of MLflow's HTTP retries."""
+        self._reachable()
+        return self._call(fn)
+
+    def _send_metrics(self, chunk: Sequence[Any]) -> None:
+        self._deliver(lambda: self._client.log_batch(self.run_id, metrics=list(chunk)))
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        """Copy a file (figure, table, small checkpoint) into the run's artifacts."""
+        """Copy a file (figure, table, small checkpoint) into the run's artifacts; a store that
+        does not answer is retried up to LAMM_MLFLOW_WAIT_S, then skipped with a warning."""
         if not self.enabled:
             return
-        self._call(lambda: self._client.log_artifact(self.run_id, str(path), artifact_path))
+        retry_outages(
+            lambda: self._deliver(
+                lambda: self._client.log_artifact(self.run_id, str(path), artifact_path)
+            ),
+            f"artifact {Path(path).name}",
+            time.monotonic() + wait_s(),
+        )
 
-    def finish(self, status: str = "FINISHED") -> None:
+    def finish(self, status: str = "FINISHED", wait_for_s: float | None = None) -> None:
+        """Send what is buffered and close the run, waiting up to `wait_for_s` (default
+        LAMM_MLFLOW_WAIT_S) for a store that does not answer; never raises for an outage."""
         if not self.enabled or self.run_id is None:
             return
+        deadline = time.monotonic() + (wait_s() if wait_for_s is None else wait_for_s)
         self.flush()
-        self._call(lambda: self._client.set_terminated(self.run_id, status=status))
+        if not self._writer.drain(max(deadline - time.monotonic(), 0.0)):
+            log.warning(
+                "MLflow run %s: %d metric values not sent (%s did not answer in time); the "
+                "run folder's metrics.csv has them",
+                self.run_id,
+                self._writer.backlog(),
+                self.uri,
+            )
+        retry_outages(
+            lambda: self._deliver(lambda: self._client.set_terminated(self.run_id, status=status)),
+            f"closing run {self.run_id} as {status}",
+            deadline,
+        )
 
     def __enter__(self) -> RunTracker:
         return self
@@ -376,8 +415,8 @@ class RunTracker:
             exc_type, (KeyboardInterrupt, TrainingStopped)
         )
         status = "FINISHED" if exc_type is None else "KILLED" if stopped else "FAILED"
-        try:
-            self.finish(status)
+        try:  # a stopped rank has a grace period to keep (lamm.training.stop)
+            self.finish(status, wait_for_s=min(wait_s(), 30.0) if stopped else None)
         except Exception:  # never hide the job's own exception behind a tracking error
             if exc_type is None:
                 raise

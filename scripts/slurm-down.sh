@@ -6,7 +6,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 command -v scancel >/dev/null && scancel --user="$(id -un)" 2>/dev/null
-for pidfile in /run/slurm/slurmd.pid /run/slurm/slurmctld.pid /run/slurm/slurmdbd.pid; do
+for pidfile in /run/slurm/slurmd-*.pid /run/slurm/slurmd.pid /run/slurm/slurmctld.pid /run/slurm/slurmdbd.pid; do
   [ -s "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
 done
 sleep 2

@@ -1,7 +1,9 @@
-"""Against a real SLURM (scripts/slurm-up.sh; `make test-cluster`): the launcher's job with 2 ranks,
-its checkpoints and MLflow run; preemption by `scontrol requeue` and by submitit's time-limit
-signal, each followed by a resume from last.pt, ending with the weights of an uninterrupted run;
-and the workflow through `--workflow-profile config/profiles/slurm` to the end of its DAG.
+"""Against a real SLURM (scripts/slurm-up.sh; `make test-cluster`: two nodes n1 and n2 emulated on
+one host): the launcher's job with one rank on each node, its checkpoints and MLflow run;
+preemption by `scontrol requeue` and by submitit's time-limit signal, each followed by a resume
+from last.pt, ending with the weights of an uninterrupted run; a MASTER_ADDR that does not
+resolve failing both ranks fast with one line; an sbatch refusal in one line; and the workflow
+through `--workflow-profile config/profiles/slurm` to the end of its DAG.
 
 Skipped unless LAMM_TEST_CLUSTER=1 (the make target sets it); with it set, a SLURM that does not
 answer is a failure, not a skip. Progress goes to stderr (`pytest -s` shows it as it happens).
@@ -9,6 +11,7 @@ answer is a failure, not a skip. Progress goes to stderr (`pytest -s` shows it a
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -64,7 +67,23 @@ def work(tmp_path_factory):
     return folder
 
 
+def node_interface() -> str:
+    """The network interface of the address the emulated nodes' names resolve to."""
+    import socket
+
+    address = socket.gethostbyname("n1")
+    lines = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=30
+    ).stdout
+    for line in lines.splitlines():
+        fields = line.split()
+        if fields[3].split("/")[0] == address:
+            return fields[1]
+    raise AssertionError(f"no interface has n1's address {address}: {lines}")
+
+
 def pretrain(work: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """`lamm pretrain` on SLURM, one rank on each of the two nodes (memory: the partition's)."""
     command = [
         sys.executable,
         "-m",
@@ -78,12 +97,14 @@ def pretrain(work: Path, out: Path, *extra: str) -> subprocess.Popen:
         str(out),
         "--launcher",
         "slurm",
-        "--ranks-per-node",
+        "--nodes",
         "2",
+        "--ranks-per-node",
+        "1",
         "--cpus-per-rank",
         "1",
-        "--mem-gb",
-        "4",
+        "--rendezvous-timeout-min",
+        "2",
         "--time-min",
         "30",
         "--partition",
@@ -121,6 +142,17 @@ def job_states(job: str) -> list[str]:
         timeout=30,
     ).stdout
     return [line for line in out.splitlines() if line]
+
+
+def nodes_of(job: str) -> str:
+    """The nodes SLURM gave the job (its latest attempt)."""
+    out = subprocess.run(
+        ["sacct", "-j", job, "-X", "-n", "-P", "-o", "NodeList"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    return out.split()[-1] if out.split() else ""
 
 
 def ended(job: str, timeout_s: float = 120) -> list[str]:
@@ -173,7 +205,7 @@ def watch(launcher: subprocess.Popen, job: str, until, timeout_s: float, seen: l
 
 
 def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights(work):
-    # b: an uninterrupted run, 2 ranks in one sbatch job
+    # a: an uninterrupted run, one rank on each of the 2 nodes
     started = time.monotonic()
     reference = pretrain(work, work / "a")
     out, err = reference.communicate(timeout=1200)
@@ -187,6 +219,7 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
         f"sacct: {job_states(job_a)}"
     )
     assert summary["world_size"] == 2 and summary["steps"] == summary["total_steps"]
+    assert nodes_of(job_a) == "n[1-2]"
     names = sorted(p.name for p in (work / "a" / "checkpoints").glob("*.pt"))
     assert names == ["epoch_0.pt", "epoch_3.pt", "epoch_6.pt", "last.pt"], names
     assert all(state.split("|")[1] == "COMPLETED" for state in job_states(job_a))
@@ -202,9 +235,10 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
         f"at {summary['steps']} steps"
     )
 
-    # c: the same run, preempted twice
+    # b: the same run, preempted twice; the ranks talk over the nodes' interface (as on a
+    # cluster whose fast network is not the default route), which changes no number
     out_b = work / "b"
-    launcher = pretrain(work, out_b)
+    launcher = pretrain(work, out_b, "--network-interface", node_interface())
     while (
         not (out_b / "locks" / "launcher.lock").is_file()
         or "job" not in (out_b / "locks" / "launcher.lock").read_text()
@@ -274,8 +308,41 @@ def test_pretrain_on_slurm_survives_requeue_and_time_limit_with_the_same_weights
         torch.equal(ema_a[k], ema_b[k]) for k in ema_a
     )
     say(f"c: final step {step_b}, weights equal to the uninterrupted run: {same}")
-    assert same
+    assert same and nodes_of(job) == "n[1-2]"
     assert client.get_run(run_b).info.status == "FINISHED"
+
+
+def test_a_master_addr_that_does_not_resolve_fails_both_nodes_fast_with_one_line(work):
+    launcher = pretrain(work, work / "bogus", "--master-addr", "no-such-node.invalid")
+    out, err = launcher.communicate(timeout=600)
+    exited = datetime.datetime.now()
+    job = re.search(r"submitted slurm job (\d+)", err)[1]
+    last = err.strip().splitlines()[-1]
+    _, state, _, start, end = ended(job)[-1].split("|")
+    start, end = datetime.datetime.fromisoformat(start), datetime.datetime.fromisoformat(end)
+    say(
+        f"bogus address: job {job} {state} {(end - start).total_seconds():.0f} s after it "
+        f"started; the launcher exited {launcher.returncode} {(exited - end).total_seconds():.0f} "
+        f"s after the job's end: {last}"
+    )
+    assert launcher.returncode == 1 and state == "FAILED"
+    assert (end - start).total_seconds() < 120 and (exited - end).total_seconds() < 60
+    assert last.startswith(f"lamm pretrain: error: job {job} failed: rendezvous failed: rank 0/2")
+    assert "MASTER_ADDR=no-such-node.invalid MASTER_PORT=" in last and "--master-addr" in last
+    logs = sorted((work / "bogus" / "submitit").glob(f"{job}_*_log.err"))
+    assert len(logs) == 2  # a task on each node, each stopped with its one line
+    for log in logs:
+        assert log.read_text().count("rank stopped: rendezvous failed") == 1, log.read_text()
+
+
+def test_a_request_the_partition_cannot_meet_is_refused_in_one_line(work):
+    launcher = pretrain(work, work / "huge", "--mem-gb", "100000")
+    out, err = launcher.communicate(timeout=300)
+    last = err.strip().splitlines()[-1]
+    say(f"refused: {last}")
+    assert launcher.returncode == 1
+    assert last.startswith("lamm pretrain: error: sbatch refused the job (2 nodes x 1 tasks")
+    assert "100000 GB per node" in last and "--mem-gb" in last
 
 
 # The tiny demo through sbatch: what the slurm profile's defaults ask for (4 CPUs, 16 GB, GPUs for

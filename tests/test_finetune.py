@@ -493,3 +493,23 @@ def test_sample_efficiency_rows_and_moving_average(tmp_path):
     assert moving_average(curve[:2], window=31) == [
         (0, 0.5)
     ]  # shorter than the window: one mean of all points
+
+
+def test_bf16_finetuning_runs_on_the_cpu(pretrained, downstream, tmp_path):
+    """precision: bf16 autocasts on the CPU: a few steps, finite losses, fp32 weights that moved."""
+    out = tmp_path / "bf16"
+    summary = run_finetuning(
+        config(train={"precision": "bf16", "total_steps": 4}), pretrained, downstream.path, out
+    )
+    assert summary["steps"] == 4
+    rows = _rows(out / "metrics.csv")
+    assert len(rows) == 4 and all(math.isfinite(float(row["loss"])) for row in rows)
+    fp32 = config(train={"total_steps": 4})
+    run_finetuning(fp32, pretrained, downstream.path, tmp_path / "fp32", max_steps=1)
+    reference = float(_rows(tmp_path / "fp32" / "metrics.csv")[0]["loss"])
+    first = float(rows[0]["loss"])
+    assert first != reference and first == pytest.approx(reference, rel=0.05)  # autocast ran
+    start, final = load_checkpoint(pretrained), load_checkpoint(out / "checkpoints" / "last.pt")
+    name = "energy_head.mlp.0.weight"
+    assert final["model"][name].dtype == torch.float32
+    assert not torch.equal(final["model"][name], start["ema"][name])

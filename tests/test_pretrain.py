@@ -2,7 +2,9 @@
 
 import csv
 import dataclasses
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from lamm.calculator import LaMMCalculator
 from lamm.config import ConfigError, validate_config
 from lamm.data.store import StructureStore, StructureStoreWriter
 from lamm.launch import LaunchSettings, launch
-from lamm.models.checkpoint import load_checkpoint
+from lamm.models.checkpoint import CheckpointWriteError, load_checkpoint
 from lamm.training.pretrain import SCHEMA, run_pretraining
 from lamm.training.trainer import NonFiniteLossError
 from tests.helpers.training_data import SUBSETS, tiny_trainer_config, write_training_stores
@@ -54,6 +56,7 @@ def test_two_ranks_learn_and_write_loadable_checkpoints(stores, tmp_path):
     )
     assert summary["world_size"] == 2 and summary["nonfinite_steps"] == 0
     assert summary["steps"] == summary["total_steps"] > 10
+    assert not (out / ".shared-check").exists()  # the ranks checked the folder and cleaned up
     # validation loss falls (first validation is the initialized model, step 0)
     losses = [
         (int(r["step"]), float(r["value"]))
@@ -201,3 +204,66 @@ def test_total_steps_is_a_short_run_on_a_schedule_of_its_length(stores, tmp_path
     assert (
         stopped["steps"] == 12 and stopped["total_steps"] > 12
     )  # the early stop kept the long schedule
+
+
+def test_bf16_pretraining_runs_on_the_cpu(stores, tmp_path):
+    """precision: bf16 autocasts on the CPU too, so the path is exercised before a GPU run."""
+    settings = config(train={"precision": "bf16", "total_steps": 4, "log_every_steps": 1})
+    summary = run_pretraining(settings, stores, tmp_path / "bf16")
+    assert summary["steps"] == 4 and summary["nonfinite_steps"] == 0
+    with open(tmp_path / "bf16" / "metrics.csv", newline="") as handle:
+        losses = [float(row["loss"]) for row in csv.DictReader(handle)]
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    fp32 = config(train={"total_steps": 4, "log_every_steps": 1})
+    run_pretraining(fp32, stores, tmp_path / "fp32", max_steps=1)
+    with open(tmp_path / "fp32" / "metrics.csv", newline="") as handle:
+        reference = float(next(csv.DictReader(handle))["loss"])
+    assert losses[0] != reference and losses[0] == pytest.approx(reference, rel=0.05)  # autocast
+    first = load_checkpoint(tmp_path / "bf16" / "checkpoints" / "epoch_0.pt")["model"]
+    last = load_checkpoint(tmp_path / "bf16" / "checkpoints" / "last.pt")["model"]
+    floats = [k for k, v in last.items() if v.dtype.is_floating_point]
+    weights = [k for k in floats if not k.startswith("normalizer.")]  # statistics: float64
+    assert weights and all(last[k].dtype == torch.float32 for k in weights)  # weights stay fp32
+    assert any(not torch.equal(first[k], last[k]) for k in floats)  # and they trained
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        run_pretraining(config(train={"precision": "fp16"}), stores, tmp_path / "fp16")
+
+
+class FullDisk:
+    """A file that takes a few writes, then fails as a full disk does."""
+
+    def __init__(self, path, mode):
+        self.handle = open(path, mode)
+        self.writes = 0
+
+    def write(self, data):
+        self.writes += 1
+        if self.writes > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+def test_a_full_disk_keeps_the_previous_last_checkpoint_and_stops_with_the_reason(
+    stores, tmp_path, monkeypatch
+):
+    settings = config(train={"total_steps": 6, "checkpoint_epochs": [0]})
+    run_pretraining(settings, stores, tmp_path / "run", max_steps=3)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    monkeypatch.setattr("lamm.models.checkpoint.open", FullDisk, raising=False)
+    with pytest.raises(CheckpointWriteError) as caught:
+        run_pretraining(settings, stores, tmp_path / "run", resume=True)
+    message = str(caught.value)
+    assert message.startswith(f"{last}: could not write the checkpoint: No space left on device")
+    assert message.endswith("the previous last.pt is intact") and "GiB free there" in message
+    assert last.read_bytes() == before and load_checkpoint(last)["training"]["step"] == 3
+    assert sorted(p.name for p in last.parent.iterdir()) == ["epoch_0.pt", "last.pt"]

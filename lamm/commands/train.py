@@ -38,7 +38,42 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         default=1440,
         help="SLURM time limit; the job requeues itself at the limit",
     )
-    group.add_argument("--mem-gb", type=int, default=64, help="SLURM memory per node, GB")
+    group.add_argument(
+        "--mem-gb",
+        type=int,
+        default=None,
+        help="SLURM memory per node, GB (default: none asked, the partition's default applies)",
+    )
+    group.add_argument(
+        "--gpus-per-task",
+        type=int,
+        default=0,
+        help="GPUs per SLURM task instead of --gpus-per-node: each rank sees only its own",
+    )
+    group.add_argument(
+        "--rendezvous-timeout-min",
+        type=float,
+        default=10.0,
+        help="how long the ranks wait for each other at the start before failing (minutes)",
+    )
+    group.add_argument(
+        "--master-addr",
+        default=None,
+        help="address the ranks meet at (default: the first node's name); '{node}' stands for "
+        "that name, e.g. '{node}-ib'",
+    )
+    group.add_argument(
+        "--master-port",
+        type=int,
+        default=None,
+        help="port on the first node (default: a free one locally, derived from the job id on SLURM)",
+    )
+    group.add_argument(
+        "--network-interface",
+        default=None,
+        help="network interface the ranks talk over (GLOO_SOCKET_IFNAME, NCCL_SOCKET_IFNAME), "
+        "e.g. ib0",
+    )
 
 
 def launch_settings(args: argparse.Namespace) -> LaunchSettings:
@@ -59,6 +94,11 @@ def launch_settings(args: argparse.Namespace) -> LaunchSettings:
         qos=args.qos,
         time_min=args.time_min,
         mem_gb=args.mem_gb,
+        gpus_per_task=args.gpus_per_task,
+        rendezvous_timeout_min=args.rendezvous_timeout_min,
+        master_addr=args.master_addr,
+        master_port=args.master_port,
+        network_interface=args.network_interface,
     )
 
 

@@ -18,6 +18,7 @@ Modules are rebuilt from `model_config` and `heads`, never unpickled.
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -53,20 +54,44 @@ def checkpoint_dict(
     return checkpoint
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a quota, an I/O error); the file it was
+    to replace is untouched."""
+
+
 def save_checkpoint(path: str | os.PathLike, checkpoint: Mapping[str, Any]) -> Path:
-    """Write atomically (a temporary name in the same folder, then rename), stamped with the
-    format and version."""
+    """Write atomically (a temporary name in the same folder, flushed to disk, then renamed),
+    stamped with the format and version. A failed write raises CheckpointWriteError with the
+    reason and leaves the previous file at `path` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
-        torch.save(
-            {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **checkpoint}, partial
-        )
+        with open(partial, "wb") as handle:
+            torch.save(
+                {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **checkpoint}, handle
+            )
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before it replaces the previous file
         os.replace(partial, path)
+    except (OSError, RuntimeError) as err:  # torch reports a failed write as RuntimeError
+        raise CheckpointWriteError(_write_failure(path, err)) from err
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def _write_failure(path: Path, err: BaseException) -> str:
+    cause: BaseException | None = err
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno):
+        cause = cause.__cause__ or cause.__context__
+    reason = os.strerror(cause.errno) if cause is not None else str(err).splitlines()[0]
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**30:.2f} GiB free there"
+    except OSError:
+        free = "free space unknown"
+    kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} yet"
+    return f"{path}: could not write the checkpoint: {reason} ({free}); {kept}"
 
 
 def _plain_state(state: Mapping[str, Any]) -> dict[str, Any]:

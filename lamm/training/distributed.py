@@ -1,20 +1,23 @@
-"""Process-group setup for one rank: gloo on CPU, NCCL on GPU, `env://` rendezvous.
+"""Process-group setup for one rank: gloo on CPU, NCCL on GPU, rank 0's TCPStore.
 
 The launcher (`lamm.launch`, through submitit) or `torchrun` sets RANK, WORLD_SIZE,
-LOCAL_RANK, MASTER_ADDR and MASTER_PORT; a plain single process needs none of them.
+LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT; a plain single process needs none
+of them. The ranks meet through `lamm.training.rendezvous`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
+from lamm.training import stop
 from lamm.training.cpu_memory import retain_freed_memory
+from lamm.training.rendezvous import rendezvous
 
 T = TypeVar("T")
 
@@ -35,39 +38,63 @@ class DistributedContext:
         return self.world_size > 1
 
 
+def choose_device(requested: str, env: Mapping[str, str], visible_gpus: int) -> torch.device:
+    """The device of this rank, from the environment and the number of GPUs it sees.
+
+    - all of a node's GPUs visible to each task (`--gpus-per-node`, torchrun): GPU LOCAL_RANK;
+    - one GPU per task (`--gpus-per-task`, CUDA_VISIBLE_DEVICES with one entry): its first GPU;
+    - no GPU: the CPU for "auto", an error for "cuda".
+    """
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {requested!r}")
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    shown = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+    if requested == "cpu" or (requested == "auto" and visible_gpus == 0):
+        return torch.device("cpu")
+    if visible_gpus == 0:
+        raise RuntimeError(f"device 'cuda' was requested but this rank sees no GPU{shown}")
+    local_rank = int(env.get("LOCAL_RANK", 0))
+    ranks_here = int(env.get("LOCAL_WORLD_SIZE") or env.get("SLURM_NTASKS_PER_NODE") or 1)
+    if env.get("SLURM_GPUS_PER_TASK") or visible_gpus == 1:
+        return torch.device("cuda", 0)  # this task's own GPU(s)
+    if local_rank < visible_gpus and ranks_here <= visible_gpus:
+        return torch.device("cuda", local_rank)  # the node's GPUs, one per local rank
+    raise RuntimeError(
+        f"local rank {local_rank} of {ranks_here} ranks on this node, but {visible_gpus} GPUs "
+        f"visible{shown}: ask for one GPU per rank (gpus_per_node = ranks_per_node, or "
+        "gpus_per_task: 1)"
+    )
+
+
 def init_distributed(
     device: str = "auto", threads_per_rank: int | None = None
 ) -> DistributedContext:
     """Join the process group described by the environment (or run alone).
 
-    `device`: "auto" (a GPU per local rank when CUDA is available, else CPU), "cpu" or "cuda".
-    `threads_per_rank` caps torch's intra-op threads, so that ranks sharing a CPU do not
-    oversubscribe it (2 ranks x 2 threads on 2 cores is slower than 2 x 1).
+    `device`: "auto" (a GPU per rank when CUDA is available, else CPU; `choose_device`), "cpu"
+    or "cuda". `threads_per_rank` caps torch's intra-op threads, so that ranks sharing a CPU do
+    not oversubscribe it (2 ranks x 2 threads on 2 cores is slower than 2 x 1). Several ranks
+    meet through `lamm.training.rendezvous` (a deadline, a stop signal honoured, one-line errors).
     """
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but CUDA is not available")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        target = torch.device("cuda", local_rank)
+    visible_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    target = choose_device(device, os.environ, visible_gpus)
+    if target.type == "cuda":
+        torch.cuda.set_device(target)
     else:
-        target = torch.device("cpu")
         retain_freed_memory()  # CPU steps reuse their large tensors (lamm.training.cpu_memory)
     if threads_per_rank is not None:
         torch.set_num_threads(threads_per_rank)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(
-            "nccl" if use_cuda else "gloo",
-            init_method="env://",
-            rank=rank,
-            world_size=world_size,
-            device_id=target if use_cuda else None,
-        )
+        with stop.prompt_exit():
+            rendezvous(
+                "nccl" if target.type == "cuda" else "gloo",
+                rank,
+                world_size,
+                device_id=target if target.type == "cuda" else None,
+            )
     return DistributedContext(
         rank=rank, world_size=world_size, local_rank=local_rank, device=target
     )

@@ -62,6 +62,7 @@ from lamm.training.run_setup import (
     with_stress_weight,
     write_run_inputs,
 )
+from lamm.training.shared_folder import check_shared_folder
 from lamm.training.trainer import Trainer
 from lamm.training.validation import evaluate
 
@@ -397,6 +398,7 @@ def run_finetuning(
     out_dir = Path(out_dir)
     device_line = log_device(context.device, f"fine-tuning (rank {context.rank})")
     try:
+        check_shared_folder(out_dir, context)  # every rank's out_dir is one folder
         subset = data["subset"]
         store = _open_store(store_path, subset)
         label, model, model_config, pretrained_statistics = _starting_model(config, checkpoint)

@@ -40,6 +40,7 @@ from lamm.training.run_setup import (
     with_stress_weight,
     write_run_inputs,
 )
+from lamm.training.shared_folder import check_shared_folder
 from lamm.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def run_pretraining(
     context = init_distributed(config["device"], config["threads_per_rank"])
     out_dir = Path(out_dir)
     try:
+        check_shared_folder(out_dir, context)  # every rank's out_dir is one folder
         stores = [StructureStore(Path(data_dir) / f"{subset}.lmdb") for subset in data["subsets"]]
         statistics = prepare_statistics(stores, config, context)
         model_config = resolve_model_config(config["model"])

@@ -161,6 +161,18 @@ def checked_at_step_ends() -> Iterator[None]:
         _State.listening -= 1
 
 
+@contextlib.contextmanager
+def prompt_exit(grace_s: float = 5.0) -> Iterator[None]:
+    """Within this block (a rendezvous: nothing to save yet) a stop signal ends the process
+    within `grace_s`, even when unwinding would wait on a thread blocked in C++."""
+    previous = _State.grace_s
+    _State.grace_s = min(previous, grace_s)
+    try:
+        yield
+    finally:
+        _State.grace_s = previous
+
+
 def die_with_parent(signum: int = signal.SIGTERM) -> None:
     """Ask the kernel to send `signum` to this process when its parent exits (Linux)."""
     try:

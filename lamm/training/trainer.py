@@ -196,7 +196,9 @@ class Trainer:
         self.ema = (
             ExponentialMovingAverage(self.model, optim["ema_decay"]) if optim["ema_decay"] else None
         )
-        precision = train["precision"] if context.device.type == "cuda" else "fp32"
+        precision = train["precision"]
+        if precision == "fp16" and context.device.type != "cuda":  # GradScaler is CUDA's
+            raise ValueError("train.precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[
             precision
         ]

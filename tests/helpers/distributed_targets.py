@@ -60,3 +60,13 @@ def cache_seen_by_ranks(cache: str, resume: bool = False) -> list:
     rows = all_gather_rows(torch.tensor([1.0 if seen == "computed" else 0.0]), context)
     shutdown()
     return [seen, rows[:, 0].tolist()]
+
+
+def check_run_folders(folders: list, timeout_s: float, resume: bool = False) -> str:
+    """Rank r checks `folders[r]` as its run folder: different folders stand for node-local disks."""
+    from lamm.training.shared_folder import check_shared_folder
+
+    context = init_distributed("cpu", threads_per_rank=1)
+    check_shared_folder(folders[context.rank], context, timeout_s=timeout_s)
+    shutdown()
+    return "shared"

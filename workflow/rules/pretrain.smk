@@ -2,6 +2,8 @@
 # ranks through submitit itself (here: CPU processes; on a cluster: one multi-node SLURM job
 # that requeues itself at its time limit) and waits, so a SLURM profile never submits it twice.
 # It always passes --resume: a restarted workflow continues the run from its last checkpoint.
+import shlex
+
 from lamm.run_labels import checkpoint_file, epoch_label
 from lamm.training.pretrain import load_trainer_config
 
@@ -27,10 +29,15 @@ def launcher_options():
     else:
         options.append(
             f"--nodes {LAUNCHER['nodes']} --ranks-per-node {LAUNCHER['ranks_per_node']} "
-            f"--gpus-per-node {LAUNCHER['gpus_per_node']} --cpus-per-rank {LAUNCHER['cpus_per_rank']} "
-            f"--time-min {LAUNCHER['time_min']} --mem-gb {LAUNCHER['mem_gb']}"
+            f"--gpus-per-node {LAUNCHER['gpus_per_node']} --gpus-per-task {LAUNCHER['gpus_per_task']} "
+            f"--cpus-per-rank {LAUNCHER['cpus_per_rank']} --time-min {LAUNCHER['time_min']}"
         )
-        options += [f"--{key} {LAUNCHER[key]}" for key in ("partition", "account", "qos") if LAUNCHER[key]]
+        optional = ("partition", "account", "qos", "mem_gb", "master_port")
+        options += [f"--{key.replace('_', '-')} {LAUNCHER[key]}" for key in optional if LAUNCHER[key]]
+    options.append(f"--rendezvous-timeout-min {LAUNCHER['rendezvous_timeout_min']}")
+    for key in ("master_addr", "network_interface"):
+        if LAUNCHER[key]:
+            options.append(f"--{key.replace('_', '-')} {shlex.quote(LAUNCHER[key])}")
     return " ".join(options)
 
 
