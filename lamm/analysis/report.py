@@ -3,9 +3,11 @@
 It opens with the paper's claims checked against the run (`lamm.analysis.findings`: size against
 the paper, spread, verdict). Each section then shows its figure, a table of the few columns that
 answer its question with units in the headers (`lamm.analysis.report_views`), and a relative
-link to the full CSV. Figures are embedded (base64 PNG) so the page reads alone; the CSV links
-work beside the results directory. The configs are shown verbatim; the MLflow runs are listed
-with links into `mlflow ui`. A missing result is shown as missing with its path, never skipped.
+link to the full CSV. Figures are embedded (base64 PNG) so the page reads alone. The page lives
+inside its results directory and links every file relative to itself, so the links keep working
+wherever the directory is copied or committed (a page written elsewhere would link back into the
+machine that built it). The configs are shown verbatim; the MLflow runs are listed with links
+into `mlflow ui`. A missing result is shown as missing with its path, never skipped.
 """
 
 from __future__ import annotations
@@ -218,10 +220,42 @@ details summary { cursor: pointer; color: #555; } pre { background: #f7f7f7; pad
 """
 
 VERDICT_LEGEND = (
-    "supported: the effect points the paper's way and lies outside the spread over seeds or repeats; "
-    "not shown: inside the spread, or the spread is unknown (one seed or run); contradicted: the other way, "
-    "outside the spread; not run: the result is missing; not testable here: needs hardware this run did not have."
+    "supported: the effect points the paper's way and lies outside the spread (the ranges over seeds or "
+    "repeats do not overlap), with at least 3 per side; not shown: inside the spread, fewer than 3 per side "
+    "(n too small), or a diverged run that breaks the rule when counted as a failure; contradicted: the other "
+    "way, outside the spread, 3 per side; not run: the result is missing; not testable here: needs hardware "
+    "this run did not have."
 )
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """A path as the page shows it: relative to the working directory when under it, so the page
+    names no directory of the machine that built it."""
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+    return str(path)
+
+
+def _shown_uri(uri: str) -> str:
+    """A sqlite tracking URI with its file relative to the working directory when under it."""
+    prefix = "sqlite:///"
+    return prefix + _shown(uri.removeprefix(prefix)) if uri.startswith(prefix) else uri
+
+
+def _check_inside(results: Path, out: Path) -> None:
+    """The page must sit inside its results directory: its links are relative to it."""
+    try:
+        out.resolve().parent.relative_to(results.resolve())
+    except ValueError:
+        raise ValueError(
+            f"report {out}: write it inside the results directory {results} (e.g. "
+            f"{results / 'report.html'}); its links to the tables are relative to the page, so a "
+            "page outside would point into this machine's directories once copied"
+        ) from None
 
 
 def _link(target: Path, page: Path) -> str:
@@ -275,7 +309,7 @@ def _findings_table(items: Sequence[Finding], tables: Path, page: Path) -> str:
         where = _link(source, page) if source.is_file() else html.escape(item.source)
         rows.append(
             f"<tr><td>{html.escape(item.claim)}</td><td>{html.escape(item.size)}</td><td>{html.escape(item.spread)}</td>"
-            f'<td class="verdict {css}">{html.escape(item.verdict)}</td>'
+            f'<td class="verdict {css}">{html.escape(item.verdict_text)}</td>'
             f"<td><details><summary>numbers</summary>{html.escape(item.measured)}</details></td><td>{where}</td></tr>"
         )
     header = "<tr><th>claim (paper)</th><th>here vs the paper</th><th>spread</th><th>verdict</th><th>measured</th><th>from</th></tr>"
@@ -307,7 +341,7 @@ def _runs_table(tracking_uri: str | None, ui_url: str) -> str:
     if not rows:
         return '<p class="missing">the MLflow store holds no runs</p>'
     header = "<tr><th>run</th><th>stage</th><th>rule</th><th>status</th><th>started</th><th>experiment</th></tr>"
-    return f'<p class="caption">Open the links with <code>mlflow ui --backend-store-uri {html.escape(tracking_uri)}</code> running.</p><table>{header}{"".join(rows)}</table>'
+    return f'<p class="caption">Open the links with <code>mlflow ui --backend-store-uri {html.escape(_shown_uri(tracking_uri))}</code> running.</p><table>{header}{"".join(rows)}</table>'
 
 
 def write_report(
@@ -325,12 +359,13 @@ def write_report(
     `downstream`: the downstream set names in config order, one fine-tuning section each
     (`report_sections`); empty: the single set's section, unnamed."""
     results, out = Path(results), Path(out)
+    _check_inside(results, out)
     found: list[str] = []
     missing: list[str] = []
     parts = [
         f'<!doctype html><html><head><meta charset="utf-8"><title>LaMM report</title><style>{_STYLE}</style></head><body>',
         "<h1>LaMM: pre-training and fine-tuning report</h1>",
-        f"<p>Results in <code>{html.escape(str(results))}</code>, written {datetime.datetime.now():%Y-%m-%d %H:%M} by lamm {__version__}.</p>",
+        f"<p>Results in <code>{html.escape(_shown(results))}</code>, written {datetime.datetime.now():%Y-%m-%d %H:%M} by lamm {__version__}.</p>",
         "<h2>Key results: the paper's claims, checked</h2>",
         _findings_table(
             findings(results, downstream[0] if downstream else None), results / "tables", out
@@ -358,7 +393,7 @@ def write_report(
     for config in configs:
         config = Path(config)
         parts.append(
-            f'<p class="caption">{html.escape(str(config))}</p><pre>{html.escape(config.read_text())}</pre>'
+            f'<p class="caption">{html.escape(_shown(config))}</p><pre>{html.escape(config.read_text())}</pre>'
         )
     parts.append("</body></html>")
     out.parent.mkdir(parents=True, exist_ok=True)
