@@ -114,8 +114,10 @@ SECTIONS: tuple[Section, ...] = (
             Item(
                 "tables/throughput.csv",
                 "Measured throughput per sampler, dataset and per-rank batch; every sampler is timed on the "
-                "same structures (whole lamm groups). The capped lamm row runs a larger batch under random's memory per rank and is "
-                "compared with random at the reference batch. The full CSV has step-time statistics and compute per edge.",
+                "same structures (whole lamm groups), the cases' order rotated per repeat. The capped lamm row runs a larger "
+                "batch under random's memory per rank; its speedup is against random at the reference batch (the same memory), "
+                "and the full CSV's speedup_vs_random_same_batch against random at its own batch when that ran (the balance "
+                "alone). The full CSV has step-time statistics and compute per edge.",
             ),
             Item(
                 "tables/throughput_scaling.csv",
@@ -164,7 +166,8 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Item(
                 "tables/data_throughput.csv",
-                "Structure store against pickled torch_geometric Data (`lamm bench data`, not part of the demo DAG).",
+                "Structure store against pickled torch_geometric Data, both decoded to the same Data object and each "
+                "to its own (`lamm bench data`, not part of the demo DAG).",
             ),
             Item(
                 "tables/model_throughput.csv",

@@ -254,8 +254,14 @@ VIEWS: dict[str, View] = {
     "data_throughput": View(
         (
             c("reader", "reader"),
+            c("decoded to", "decode"),
             c("mode", "mode"),
-            c("reads/s", "reads_per_s"),
+            c("reads/s (median)", "reads_per_s"),
+            (
+                "reads/s over repeats (min–max)",
+                ("reads_per_s_min",),
+                span("reads_per_s_min", "reads_per_s_max"),
+            ),
             c("bytes per record", "bytes_per_record"),
             ("speedup vs pickle", ("speedup_vs_pickle",), ratio("speedup_vs_pickle")),
         )
