@@ -67,9 +67,14 @@ def test_table3_rows_per_seed_against_that_seeds_scratch(tmp_path):
     assert (
         rows[3]["energy_speedup"] == 1.0 and rows[3]["forces_speedup"] == 1.0
     )  # against seed 1's own
-    with pytest.raises(ValueError, match="exactly one scratch run per seed; seed 1 has 0"):
+    with pytest.raises(
+        ValueError, match="exactly one scratch run per seed and budget; seed 1, 40 steps has 0"
+    ):
         finetune_table(runs[:2] + runs[3:], 25, 210)
-    with pytest.raises(ValueError, match="seed 0: several runs from the same checkpoint"):
+    with pytest.raises(
+        ValueError,
+        match="seed 0: several runs of the same \\(checkpoint, pre-training seed, steps\\)",
+    ):
         finetune_table(
             runs + [load_run(run_folder(tmp_path / "again", "2", FAST, seed=0))], 25, 210
         )
@@ -159,6 +164,75 @@ def test_sample_efficiency_rows_and_summary_over_seeds(tmp_path):
     ] == pytest.approx(math.sqrt(0.5))
 
 
+def test_budgets_are_chosen_on_validation_and_pretraining_runs_pool(tmp_path):
+    """Scratch and epoch 36 at budgets 40 and 80, 3 seeds; epoch 36 from two pre-training runs.
+    At 80 steps the final validation errors are lower for both starts, so 80 is chosen, and the
+    test errors read are those of 80, though 40 has the better test errors (never looked at)."""
+    import torch
+
+    from lamm.analysis.findings_finetune import select_budget, table3_finding
+
+    checkpoint = tmp_path / "pretrain_seed5.pt"
+    torch.save({"training": {"config": {"seed": 5}}}, checkpoint)
+    runs = []
+    for seed in range(3):
+        for steps, last, test in ((40, 30.0, 1.0), (80, 20.0, 50.0)):
+            curve = [(90, 900)] * 4 + [(last, 10 * last)]
+            runs.append(
+                load_run(
+                    run_folder(
+                        tmp_path / f"scratch_{steps}_{seed}",
+                        "scratch",
+                        curve,
+                        seed=seed,
+                        steps=steps,
+                        test=(test + 20 + seed, 100.0),
+                    )
+                )
+            )
+            for pretrain, extra in (
+                (0, {"pretrain_seed": 0}),
+                (5, {"checkpoint_path": str(checkpoint)}),
+            ):
+                runs.append(
+                    load_run(
+                        run_folder(
+                            tmp_path / f"e36_{steps}_{seed}_{pretrain}",
+                            "36",
+                            [(v[0] - 5, v[1]) for v in curve],
+                            seed=seed,
+                            steps=steps,
+                            test=(test + seed + pretrain / 10, 100.0),
+                            extra=extra,
+                        )
+                    )
+                )
+    rows = finetune_table(runs, 25, 210)
+    assert {r["pretrain_seed"] for r in rows if r["checkpoint"] == "36"} == {0, 5}
+    assert {
+        r["final_val_energy_mae_mev_per_atom"] for r in rows if r["checkpoint"] == "scratch"
+    } == {30.0, 20.0}
+    summary = {(r["checkpoint"], r["steps"]): r for r in table3_summary(rows)}
+    assert summary[("36", 80)]["seeds"] == 6 and summary[("36", 80)]["pretrain_runs"] == 2
+    assert summary[("scratch", 80)]["pretrain_runs"] == 0
+    assert summary[("36", 80)]["final_val_energy_mae_mev_per_atom_mean"] == 15.0
+    path = tmp_path / "table3_finetune.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    table = pd.read_csv(path, dtype={"checkpoint": str})
+    assert select_budget(table, "scratch", "energy_mae_mev_per_atom") == 80
+    assert select_budget(table, "36", "energy_mae_mev_per_atom") == 80
+    finding = table3_finding(path, metrics=("energy_mae_mev_per_atom",))
+    # test at 80 steps: scratch 70-72, epoch 36 50-52.5 (6 runs): apart
+    assert finding.verdict == "supported"
+    assert finding.spread == (
+        "3 seeds; energy MAE: scratch 70-72, epoch 36 50-52.5 meV/atom (apart); 2 pre-training runs"
+    )
+    assert (
+        "Budget chosen on the validation split (lowest mean final validation error): scratch 80 steps, epoch 36 80 steps."
+        in finding.measured
+    )
+
+
 def test_summarize_writes_the_table_with_seeds_and_its_summary(tmp_path, capsys):
     folders = seeded_sweep(
         tmp_path / "runs", {"scratch": [(800, 700), (900, 720)], "0.5": [(700, 710), (720, 705)]}
@@ -183,7 +257,12 @@ def test_summarize_writes_the_table_with_seeds_and_its_summary(tmp_path, capsys)
         tmp_path / "tables" / "table3_summary_my_set.csv"
     )  # beside the table, the set's suffix
     written = pd.read_csv(table, dtype={"checkpoint": str})
-    assert list(written.columns[:3]) == ["checkpoint", "seed", "energy_mae_mev_per_atom"]
+    assert list(written.columns[:4]) == [
+        "checkpoint",
+        "seed",
+        "pretrain_seed",
+        "energy_mae_mev_per_atom",
+    ]
     assert sorted(zip(written["checkpoint"], written["seed"])) == [
         ("0.5", 0),
         ("0.5", 1),

@@ -203,10 +203,14 @@ VIEWS: dict[str, View] = {
         (
             ("start", ("checkpoint",), start),
             c("seed", "seed"),
+            c("pre-training seed", "pretrain_seed"),
+            c("budget (steps)", "steps"),
             c("test energy MAE (meV/atom)", f"test_{E}"),
             c("test force MAE (meV/Å)", f"test_{F}"),
             c("best val. energy MAE (meV/atom)", E),
             c("best val. force MAE (meV/Å)", F),
+            c("final val. energy MAE (meV/atom)", f"final_val_{E}"),
+            c("final val. force MAE (meV/Å)", f"final_val_{F}"),
             c("val. steps to energy threshold", "steps_to_energy_threshold"),
             c("val. steps to force threshold", "steps_to_forces_threshold"),
         )
