@@ -277,12 +277,12 @@ def test_summarize_writes_the_table_with_seeds_and_its_summary(tmp_path, capsys)
 # --- the workflow: seeded run folders ----------------------------------------------------------
 
 
-def _finetune_jobs(tmp_path, finetune=None, env=None, shells_out=None):
+def _finetune_jobs(tmp_path, finetune=None, env=None, shells_out=None, extra=None):
     """{--out folder: --seed} of every planned `lamm finetune`, and the Table 3 shell command."""
     command = [sys.executable, "-m", "snakemake", "-n", "-p", "--forceall"]
     if finetune is not None:
         config = tmp_path / "seeds.yaml"
-        config.write_text(yaml.safe_dump({"finetune": finetune}))
+        config.write_text(yaml.safe_dump({"finetune": finetune, **(extra or {})}))
         command += ["--configfile", str(config)]
     result = subprocess.run(
         command,
@@ -322,6 +322,28 @@ def test_default_config_plans_todays_run_folders_with_the_workflow_seed(tmp_path
         "--table results/tables/table3_finetune.csv --summary results/tables/table3_summary.csv"
         in table
     )
+
+
+def test_a_second_pretraining_run_joins_table3_with_every_seed(tmp_path):
+    second = yaml.safe_load((ROOT / "config" / "pretrain" / "demo.yaml").read_text())
+    (tmp_path / "demo_seed1.yaml").write_text(yaml.safe_dump({**second, "seed": 1}))
+    runs = [
+        {"name": "demo", "config": "config/pretrain/demo.yaml"},
+        {"name": "demo_seed1", "config": str(tmp_path / "demo_seed1.yaml")},
+    ]
+    jobs, table = _finetune_jobs(
+        tmp_path,
+        {"seeds": [0, 2], "models": [], "pretrain_replicates": ["demo_seed1"]},
+        extra={"pretrain": {"runs": runs}},
+    )
+    assert jobs["results/finetune/demo/epoch_2_pretrain-demo_seed1"] == 0
+    assert jobs["results/finetune/demo/epoch_2_pretrain-demo_seed1_seed2"] == 2
+    runs = table.split(" summarize finetune ")[1].split(" --energy-threshold")[0].split()
+    assert runs == [
+        f"results/finetune/demo/{label}{suffix}"
+        for suffix in ("", "_seed2")
+        for label in ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "epoch_2_pretrain-demo_seed1"]
+    ]
 
 
 def test_further_seeds_run_every_table3_and_efficiency_run_in_suffixed_folders(tmp_path):
