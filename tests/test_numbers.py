@@ -154,3 +154,9 @@ def test_numbers_a_card_without_declared_results_is_named(tmp_path):
     folder = _card(tmp_path, None)
     with pytest.raises(ValueError, match='no "results" key'):
         md.card_results(folder)
+
+
+def test_numbers_the_card_writer_uses_the_same_markers():
+    from lamm.models.model_card import RESULTS_END, RESULTS_START
+
+    assert (RESULTS_START, RESULTS_END) == (md.START, md.END)

@@ -9,12 +9,13 @@ many ran, how many diverged). The rule (`judge`, `verdict`):
   worst seed beats the reference's best (their min-max ranges do not overlap), with at least
   `MIN_N` seeds or repeats on each side (two seeds separate cleanly by chance 1 time in 6,
   three 1 time in 20);
-- "contradicted": the same, the other way;
+- "contradicted": the same, the other way, with no diverged run;
 - "not shown": the ranges overlap, or a side has fewer than `MIN_N` ("not shown (n too small)").
 
 A diverged run (NaN: no number) counts on its side as a failure, the worst value there is (+inf
-when lower is better): the claim holds only if the rule still holds with it, and the spread
-names it. Ranges are taken with numpy over the filled values, never with Python's max/min, whose
+when lower is better): the claim is supported only if the rule still holds with it, else it
+reads "not shown (a diverged run)" (never "contradicted": a divergence is reported as such), and
+the spread names it. Ranges are taken with numpy over the filled values, never with Python's max/min, whose
 result with a NaN depends on where the NaN sits.
 """
 
