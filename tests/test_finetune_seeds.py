@@ -324,41 +324,34 @@ def test_default_config_plans_todays_run_folders_with_the_workflow_seed(tmp_path
     )
 
 
-def test_a_second_pretraining_run_joins_table3_with_every_seed(tmp_path):
+def test_further_seeds_run_every_table3_and_efficiency_run_in_suffixed_folders(tmp_path):
+    """Also a second pre-training run (finetune.pretrain_replicates): its last checkpoint joins
+    Table 3 with every seed."""
     second = yaml.safe_load((ROOT / "config" / "pretrain" / "demo.yaml").read_text())
     (tmp_path / "demo_seed1.yaml").write_text(yaml.safe_dump({**second, "seed": 1}))
-    runs = [
+    pretrain = [
         {"name": "demo", "config": "config/pretrain/demo.yaml"},
         {"name": "demo_seed1", "config": str(tmp_path / "demo_seed1.yaml")},
     ]
     jobs, table = _finetune_jobs(
         tmp_path,
         {"seeds": [0, 2], "models": [], "pretrain_replicates": ["demo_seed1"]},
-        extra={"pretrain": {"runs": runs}},
+        extra={"pretrain": {"runs": pretrain}},
     )
-    assert jobs["results/finetune/demo/epoch_2_pretrain-demo_seed1"] == 0
-    assert jobs["results/finetune/demo/epoch_2_pretrain-demo_seed1_seed2"] == 2
-    runs = table.split(" summarize finetune ")[1].split(" --energy-threshold")[0].split()
-    assert runs == [
-        f"results/finetune/demo/{label}{suffix}"
-        for suffix in ("", "_seed2")
-        for label in ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "epoch_2_pretrain-demo_seed1"]
-    ]
-
-
-def test_further_seeds_run_every_table3_and_efficiency_run_in_suffixed_folders(tmp_path):
-    jobs, table = _finetune_jobs(tmp_path, {"seeds": [0, 2], "models": []})
+    replicate = "epoch_2_pretrain-demo_seed1"
     base = ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "scratch_frac0.25", "epoch_2_frac0.25"]
-    expected = {f"results/finetune/demo/{label}": 0 for label in [*base, "epoch_2_gradient"]}
+    expected = {
+        f"results/finetune/demo/{label}": 0 for label in [*base, replicate, "epoch_2_gradient"]
+    }
     expected |= {
-        f"results/finetune/demo/{label}_seed2": 2 for label in base
+        f"results/finetune/demo/{label}_seed2": 2 for label in [*base, replicate]
     }  # the MD model: one seed
     assert jobs == expected
     runs = table.split(" summarize finetune ")[1].split(" --energy-threshold")[0].split()
     assert runs == [
         f"results/finetune/demo/{label}{suffix}"
         for suffix in ("", "_seed2")
-        for label in ["scratch", "epoch_0", "epoch_0.5", "epoch_2"]
+        for label in ["scratch", "epoch_0", "epoch_0.5", "epoch_2", replicate]
     ]
 
 
