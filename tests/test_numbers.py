@@ -65,7 +65,7 @@ def _results(root: Path) -> Path:
 
 
 def _readme(path: Path) -> Path:
-    path.write_text(f"# A project\n\n## Results\n\n{md.START} -->\n{md.END}\n\n## More\n")
+    path.write_text(f"# A project\n\n## Results\n\n{md.START}\n{md.END}\n\n## More\n")
     return path
 
 
@@ -75,7 +75,8 @@ def test_numbers_generated_block_holds_the_tables_figures_and_verdicts(tmp_path)
     md.write_block(readme, results)
     text = readme.read_text()
     assert text.startswith(
-        "# A project\n\n## Results\n\n<!-- lamm-results:start source=results -->\n"
+        "# A project\n\n## Results\n\n<!-- lamm-results:start -->\n"
+        "<!-- lamm-results:source path=results style=full -->\n"
     )
     assert text.endswith("<!-- lamm-results:end -->\n\n## More\n")
     # scratch 20.33 (19.0-21.5), 15.1 (13.7-16.5); 36: 19.43, 11.97 (11.6-12.3); 15.1 / 11.97 = 1.26
@@ -115,7 +116,8 @@ def test_numbers_a_figure_edited_by_hand_fails_the_check(tmp_path):
 
 def test_numbers_blocks_without_source_or_markers_are_refused(tmp_path):
     readme = _readme(tmp_path / "README.md")
-    assert md.check_file(readme) == [f"{readme}: a results block without source=<results dir>"]
+    [problem] = md.check_file(readme)
+    assert "a results block that does not declare its source (typed by hand?)" in problem
     plain = tmp_path / "plain.md"
     plain.write_text("no block\n")
     assert md.check_file(plain) == [] and md.check_file(plain, require_block=True)
@@ -130,7 +132,7 @@ def _card(root: Path, results_key: str | None) -> Path:
     shutil.rmtree(tmp)
     card = {"name": "tiny"} | ({"results": results_key} if results_key else {})
     (folder / "card.json").write_text(json.dumps(card))
-    (folder / "README.md").write_text(f"# tiny\n\n{md.START} -->\n{md.END}\n")
+    (folder / "README.md").write_text(f"# tiny\n\n{md.START}\n{md.END}\n")
     return folder
 
 
@@ -139,7 +141,10 @@ def test_numbers_a_card_declares_its_tables_and_quotes_no_figure_outside_its_blo
     _readme(tmp_path / "README.md")
     md.write_block(tmp_path / "README.md", folder / "reproduction")
     assert main(["report", "--markdown", "--card", str(folder)]) == 0
-    assert "source=reproduction -->" in (folder / "README.md").read_text()
+    assert (
+        "<!-- lamm-results:source path=reproduction style=full -->"
+        in (folder / "README.md").read_text()
+    )
     assert md.check_repository(tmp_path) == []
     card = folder / "README.md"
     card.write_text(card.read_text() + "\nForces are 1.26x lower, 12.0 meV/A.\n")
@@ -148,6 +153,23 @@ def test_numbers_a_card_declares_its_tables_and_quotes_no_figure_outside_its_blo
     assert main(["report", "--markdown", "--check", str(card)]) == 0  # the block itself is fine
     card.write_text(card.read_text().replace("| supported |", "| not shown |", 1))
     assert main(["report", "--markdown", "--check", str(card)]) == 1
+
+
+def test_numbers_the_brief_style_keeps_the_verdicts_and_a_regeneration_keeps_the_style(tmp_path):
+    results = _results(tmp_path / "results")
+    readme = _readme(tmp_path / "README.md")
+    md.write_block(readme, results, "brief")
+    text = readme.read_text()
+    assert "<!-- lamm-results:source path=results style=brief -->" in text
+    assert "| finding | here vs the paper | verdict |" in text and "table3_summary.csv" not in text
+    assert (
+        "| Table 3 error, forces | force MAE 1.26x lower than scratch vs the paper's 1.14x | supported |"
+        in text
+    )
+    md.write_block(readme, results)  # no style given: the block's own
+    assert readme.read_text() == text and md.check_file(readme) == []
+    readme.write_text(text.replace("| supported |", "| not shown |"))
+    assert len(md.check_file(readme)) == 1
 
 
 def test_numbers_a_card_without_declared_results_is_named(tmp_path):

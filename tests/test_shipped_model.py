@@ -81,7 +81,7 @@ def test_packaging_ships_the_ema_weights_and_provenance_and_a_card(
     readme = (folder / "README.md").read_text()
     assert "| oc20_s2ef |" in readme and "## Good for" in readme and "MLflow run `abc`" in readme
     assert card["results"] == "reproduction"
-    assert "<!-- lamm-results:start source=reproduction -->" in readme
+    assert "<!-- lamm-results:source path=reproduction style=full -->" in readme
     assert "| Table 3 error, forces |" in readme and check_file(folder / "README.md") == []
     monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "models"))
     assert LaMMCalculator("tiny-test", head="qm7x") is not None  # loads by name

@@ -25,9 +25,9 @@ def _markdown(args: argparse.Namespace) -> int:
         if not (results / "tables").is_dir():
             raise FileNotFoundError(f"--results {results}: no folder {results / 'tables'}")
     if into is None:
-        print(md.results_markdown(results, results.as_posix()), end="")
+        print(md.results_markdown(results, results.as_posix(), args.style or "full"), end="")
         return 0
-    md.write_block(into, results)
+    md.write_block(into, results, args.style)
     print(json.dumps({"markdown": str(into), "results": str(results)}))
     return 0
 
@@ -84,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     markdown = parser.add_argument_group(
         "Markdown results block",
-        "README.md and model cards quote results only between <!-- lamm-results:start ... --> and "
+        "README.md and model cards quote results only between <!-- lamm-results:start --> and "
         "<!-- lamm-results:end -->, generated from committed tables; `pytest -k numbers` fails when "
         "a block differs from what its tables generate.",
     )
@@ -103,6 +103,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="FOLDER",
         help="a model's folder (models/NAME): its README.md's block, from the results directory "
         'its card.json declares ("results", relative to the folder)',
+    )
+    markdown.add_argument(
+        "--style",
+        choices=["brief", "full"],
+        default=None,
+        help="brief: the findings with their verdicts (a README); full: also each spread and the "
+        "fine-tuning tables over seeds (a model card); default: the block's own, else full",
     )
     markdown.add_argument(
         "--check",

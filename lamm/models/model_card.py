@@ -35,7 +35,7 @@ CARD_JSON = "card.json"
 CARD_METRICS = ("energy_mae_mev_per_atom", "forces_mae_mev_per_a", "n_structures")
 # the markers of a generated results block (lamm.analysis.report_markdown; not imported here:
 # it pulls in pandas, and loading a model must not)
-RESULTS_START, RESULTS_END = "<!-- lamm-results:start", "<!-- lamm-results:end -->"
+RESULTS_START, RESULTS_END = "<!-- lamm-results:start -->", "<!-- lamm-results:end -->"
 # provenance kept from the run's `training` entry (the rest is optimizer and sampler state)
 _PROVENANCE = ("step", "epochs_done", "samples_seen", "mlflow_run_id", "config")
 
@@ -196,7 +196,7 @@ def card_markdown(card: Mapping[str, Any], config: Mapping[str, Any] | None, not
         lines += [
             f"## Results (generated from `{card['results']}/tables/`)",
             "",
-            f"{RESULTS_START} -->",
+            RESULTS_START,
             RESULTS_END,
             "",
         ]
