@@ -151,6 +151,10 @@ def test_numbers_a_card_declares_its_tables_and_quotes_no_figure_outside_its_blo
     problems = md.check_repository(tmp_path)
     assert [p.split(": ", 1)[1] for p in problems] == ["'1.26x'", "'12.0 meV/A'"]
     assert main(["report", "--markdown", "--check", str(card)]) == 0  # the block itself is fine
+    # a committed report whose links point into the machine that built it
+    page = folder / "reproduction" / "report.html"
+    page.write_text('<a href="tables/throughput.csv">ok</a> <a href="../../../work/x.csv">no</a>')
+    assert md.broken_report_links(page) == [f"{page}: link ../../../work/x.csv does not resolve"]
     card.write_text(card.read_text().replace("| supported |", "| not shown |", 1))
     assert main(["report", "--markdown", "--check", str(card)]) == 1
 

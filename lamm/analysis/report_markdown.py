@@ -273,10 +273,21 @@ def figures_outside(markdown_file: Path) -> list[str]:
     ]
 
 
+def broken_report_links(page: Path) -> list[str]:
+    """Relative links of an HTML report that do not resolve from where the page is (a page
+    written outside its results directory and copied links into the machine that built it)."""
+    hrefs = re.findall(r'href="([^"#]+)', page.read_text())
+    return [
+        f"{page}: link {href} does not resolve"
+        for href in hrefs
+        if not re.match(r"[a-z][a-z0-9+.-]*:", href) and not (page.parent / href).exists()
+    ]
+
+
 def check_repository(root: Path) -> list[str]:
     """README.md (which must hold a block) and every model card under models/: their blocks
-    match their tables; a card whose card.json declares results holds a block and quotes no
-    result figure outside it."""
+    match their tables; a card whose card.json declares results holds a block, quotes no result
+    figure outside it, and its results' report.html links only to files that are there."""
     problems = check_file(root / "README.md", require_block=True)
     for card in sorted((root / "models").glob("*/README.md")):
         meta = card.parent / "card.json"
@@ -287,4 +298,6 @@ def check_repository(root: Path) -> list[str]:
             if sources - {_posix(declared)}:
                 problems.append(f"{card}: blocks from {sorted(sources)}, card.json says {declared}")
             problems += figures_outside(card)
+            report = card.parent / declared / "report.html"
+            problems += broken_report_links(report) if report.is_file() else []
     return problems

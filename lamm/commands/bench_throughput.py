@@ -70,9 +70,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--no-random-at-capped-batch",
         dest="random_at_capped_batch",
         action="store_false",
-        help="do not time random at the capped batch (it needs more memory per rank than the "
-        "cap: leave it out where that does not fit, e.g. a GPU; the larger-batch claim is then "
-        "judged against random at --cap-reference-batch, batch and balance together)",
+        help="do not time random at the capped batch (default: time it, uncapped; it needs more "
+        "memory per rank than the cap: leave it out where that does not fit, e.g. a GPU; the "
+        "larger-batch claim is then judged against random at --cap-reference-batch, batch and "
+        "balance together)",
     )
     parser.add_argument(
         "--cap-reference-batch",
