@@ -355,7 +355,8 @@ class RunTracker:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the buffered values to the writer thread (`lamm.tracking_retry`); returns at once."""
+        """Hand the buffered values to the writer thread (`lamm.tracking_retry`); returns at
+        once."""
         if not self.enabled or not self._metrics:
             return
         pending, self._metrics = self._metrics, []

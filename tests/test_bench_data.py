@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 
 from lamm.bench.store_reads import (
     PickleLmdb,
+    _StoreAsData,
     benchmark,
     emt_slab,
     fairchem_data,
@@ -41,24 +43,35 @@ def test_both_readers_return_the_same_structures_and_rows_compare_them(tmp_path)
         assert data.y == record.energy and data.natoms == record.natoms
         assert data.atomic_numbers.tolist() == record.atomic_numbers.tolist()
     assert fairchem_data(records[0], 0).fixed.sum().item() == 36
+    # the 'data' decode: the store's side ends as the very object the pickled side unpickles
+    converted, unpickled = _StoreAsData(store)(3), pickled.get(3)
+    assert sorted(converted.keys()) == sorted(unpickled.keys())
+    for key in unpickled.keys():
+        value = unpickled[key]
+        if isinstance(value, torch.Tensor):
+            assert converted[key].dtype == value.dtype and torch.equal(converted[key], value)
+        else:
+            assert converted[key] == value
 
     results, count = benchmark(
         tmp_path / "work", store_path=tmp_path / "s.lmdb", count=100, reads=600, repeats=1
     )
     assert count == 6
     table = rows(results, count, 600)
-    assert [(r["reader"], r["mode"]) for r in table] == [
-        ("lamm_store", "1_process"),
-        ("lamm_store", "2_workers"),
-        ("pickle_lmdb", "1_process"),
-        ("pickle_lmdb", "2_workers"),
+    assert [(r["reader"], r["decode"], r["mode"]) for r in table] == [
+        (reader, decode, mode)
+        for decode in ("data", "native")
+        for mode in ("1_process", "2_workers")
+        for reader in ("lamm_store", "pickle_lmdb")
     ]
-    assert all(r["reads_per_s"] > 0 for r in table)
+    assert all(r["reads_per_s_min"] <= r["reads_per_s"] <= r["reads_per_s_max"] for r in table)
+    assert all(r["reads_per_s"] > 0 and r["repeats"] == 1 for r in table)
     for row in table:
         pickle_rate = next(
             r["reads_per_s"]
             for r in table
-            if r["reader"] == "pickle_lmdb" and r["mode"] == row["mode"]
+            if r["reader"] == "pickle_lmdb"
+            and (r["mode"], r["decode"]) == (row["mode"], row["decode"])
         )
         assert row["speedup_vs_pickle"] == pytest.approx(row["reads_per_s"] / pickle_rate, rel=1e-2)
     assert table[0]["bytes_per_record"] == pytest.approx(

@@ -311,7 +311,14 @@ def test_tiny_two_rank_run_end_to_end(tmp_path, capsys):
     table = pd.read_csv(out)
     assert (table["repeats"] == 1).all() and not (tmp_path / "work" / "rep1").exists()
     assert sorted(table["sampler"].unique()) == ["greedy", "lamm", "random"]
-    assert len(table) == 4  # three samplers at B'=2 and lamm capped at B'=3
+    # three samplers at B'=2, lamm capped at B'=3 and random at B'=3 (the balance at that batch)
+    assert len(table) == 5
+    at_three = table[table["batch_per_rank"] == 3].set_index("sampler")
+    assert at_three.loc["lamm", "reference_batch_per_rank"] == 2
+    assert pd.isna(at_three.loc["random", "max_atoms_per_rank"])
+    assert at_three.loc["lamm", "speedup_vs_random_same_batch"] == pytest.approx(
+        at_three.loc["lamm", "samples_per_s"] / at_three.loc["random", "samples_per_s"]
+    )
     assert (table["world_size"] == 2).all() and (table["steps"] == 2).all()
     assert (table["samples_per_s"] > 0).all() and (table["idle_mean_s"] >= 0).all()
     assert (table["step_time_p95_s"] >= table["step_time_median_s"]).all()
@@ -323,7 +330,7 @@ def test_tiny_two_rank_run_end_to_end(tmp_path, capsys):
     assert capped["max_atoms_per_rank"].tolist() == [summary["caps"]["joint"]["cap"]]
     # random's own speedup is 1 by definition
     assert table.loc[table["sampler"] == "random", "speedup_vs_random"].tolist() == pytest.approx(
-        [1.0]
+        [1.0, 1.0]
     )
     scaling = pd.read_csv(tmp_path / "scaling.csv")
     assert set(scaling["world_size"]) == {2, 4}
@@ -334,6 +341,63 @@ def test_tiny_two_rank_run_end_to_end(tmp_path, capsys):
     )
     assert (tmp_path / "fig6.png").stat().st_size > 0
     assert summary["world_size"] == 2 and set(summary["caps"]) == {"joint"}
+
+
+def test_case_order_rotates_the_samplers_of_each_comparison_per_repeat():
+    from lamm.bench.throughput import case_order
+
+    cases = [
+        ThroughputCase(sampler, "joint", batch)
+        for batch in (2, 4)
+        for sampler in ("random", "greedy", "lamm")
+    ] + [ThroughputCase("random", "joint", 8), ThroughputCase("lamm", "joint", 8, 300)]
+
+    def names(repeat):
+        return [f"{c.sampler}{c.batch_per_rank}" for c in case_order(cases, repeat)]
+
+    assert names(0) == [
+        "random2",
+        "greedy2",
+        "lamm2",
+        "random4",
+        "greedy4",
+        "lamm4",
+        "random8",
+        "lamm8",
+    ]
+    assert names(1) == [
+        "greedy4",
+        "lamm4",
+        "random4",
+        "lamm8",
+        "random8",
+        "greedy2",
+        "lamm2",
+        "random2",
+    ]
+    assert names(2) == [
+        "random8",
+        "lamm8",
+        "lamm2",
+        "random2",
+        "greedy2",
+        "lamm4",
+        "random4",
+        "greedy4",
+    ]
+    # over 3 repeats each sampler of a 3-sampler comparison runs first, second and third once
+    for batch in (2, 4):
+        places = {
+            sampler: sorted(
+                [c.sampler for c in case_order(cases, r) if c.batch_per_rank == batch].index(
+                    sampler
+                )
+                for r in range(3)
+            )
+            for sampler in ("random", "greedy", "lamm")
+        }
+        assert all(p == [0, 1, 2] for p in places.values())
+    assert sorted(map(str, case_order(cases, 5))) == sorted(map(str, cases))
 
 
 def test_another_repeat_fits_only_while_the_mean_repeat_fits_the_budget():

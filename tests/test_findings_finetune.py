@@ -2,10 +2,8 @@
 verdict that says "supported" only when the effect stands outside the spread."""
 
 import pandas as pd
-import pytest
 
 from lamm.analysis.findings_finetune import sample_efficiency_finding, steps_finding, table3_finding
-from lamm.analysis.verdicts import Comparison, seed_verdict
 
 E, F = "test_energy_mae_mev_per_atom", "test_forces_mae_mev_per_a"
 
@@ -23,8 +21,8 @@ def _table3(path, errors, steps=None, thresholds=(1000.0, 750.0)):
                 {
                     "checkpoint": checkpoint,
                     "seed": seed,
-                    "energy_mae_mev_per_atom": energy + 1,
-                    "forces_mae_mev_per_a": forces + 1,
+                    "energy_mae_mev_per_atom": None if energy is None else energy + 1,
+                    "forces_mae_mev_per_a": None if forces is None else forces + 1,
                     "steps_to_energy_threshold": energy_steps,
                     "steps_to_forces_threshold": forces_steps,
                     "energy_threshold": thresholds[0],
@@ -60,7 +58,7 @@ def test_effect_outside_the_seed_spread_is_supported_with_the_exact_ratio_text(t
     )
     assert finding.spread == (
         "3 seeds; energy MAE: scratch 830-880, epoch 2 610-640 meV/atom (apart); "
-        "force MAE: scratch 705-731, epoch 2 590-601 meV/A (apart)"
+        "force MAE: scratch 705-731, epoch 2 590-601 meV/A (apart); 1 pre-training run"
     )
     assert (
         "test set MAE, mean over 3 seeds" in finding.measured
@@ -86,14 +84,37 @@ def test_effect_inside_the_spread_is_not_shown(tmp_path):
 def test_one_seed_is_never_supported_and_says_the_spread_is_unknown(tmp_path):
     path = _table3(tmp_path / "table3_finetune.csv", {"scratch": [(857, 716)], "2": [(300, 200)]})
     finding = table3_finding(path)
-    assert finding.verdict == "not shown" and finding.spread == "1 seed: spread unknown"
+    assert finding.verdict_text == "not shown (n too small)"
+    assert finding.spread == "1 seed: n too small (needs 3 per side); 1 pre-training run"
     assert finding.size.startswith("energy MAE 2.86x lower than scratch vs the paper's 1.12x")
+
+
+def test_two_seeds_apart_are_not_enough_and_a_diverged_seed_is_named(tmp_path):
+    path = _table3(
+        tmp_path / "table3_finetune.csv",
+        {"scratch": [(857, 716), (830, 731)], "2": [(627, 600), (640, 590)]},
+    )
+    finding = table3_finding(path)
+    assert finding.verdict_text == "not shown (n too small)"
+    assert finding.spread.startswith("2 seeds: n too small (needs 3 per side); energy MAE:")
+    # treatment (11, diverged, 12) against scratch (15, 14, 16): not shown, wherever the NaN is
+    for errors in ([(11, 1), (None, 1), (12, 1)], [(None, 1), (11, 1), (12, 1)]):
+        path = _table3(
+            tmp_path / "table3_finetune.csv",
+            {"scratch": [(15, 9), (14, 9), (16, 9)], "2": errors},
+        )
+        finding = table3_finding(path, metrics=("energy_mae_mev_per_atom",))
+        assert finding.verdict_text == "not shown (a diverged run)"
+        assert "epoch 2 11-12 + 1 diverged meV/atom (overlap)" in finding.spread
 
 
 def test_worse_beyond_the_spread_is_contradicted(tmp_path):
     path = _table3(
         tmp_path / "table3_finetune.csv",
-        {"scratch": [(600, 700), (610, 705)], "2": [(700, 690), (720, 702)]},
+        {
+            "scratch": [(600, 700), (610, 705), (605, 701)],
+            "2": [(700, 690), (720, 702), (710, 695)],
+        },
     )
     finding = table3_finding(path)
     assert finding.verdict == "contradicted"
@@ -111,7 +132,8 @@ def test_an_old_table_without_seed_or_test_columns_uses_best_validation(tmp_path
         }
     ).to_csv(path, index=False)
     finding = table3_finding(path)
-    assert finding.verdict == "not shown" and finding.spread == "1 seed: spread unknown"
+    assert finding.verdict_text == "not shown (n too small)"
+    assert finding.spread == "1 seed: n too small (needs 3 per side); 1 pre-training run"
     assert "best validation MAE" in finding.measured and "energy MAE 1.32x lower" in finding.size
     pd.DataFrame(
         {"checkpoint": ["scratch"], "energy_mae_mev_per_atom": [1.0], "forces_mae_mev_per_a": [1.0]}
@@ -193,27 +215,9 @@ def test_sample_efficiency_at_the_smallest_common_fraction(tmp_path):
     path = _efficiency(
         path, {("scratch", 0.1): [(990, 780), (1010, 800)], ("2", 0.1): [(995, 600), (1000, 610)]}
     )
-    assert sample_efficiency_finding(path).verdict == "not shown"  # energy inside the spread
+    assert sample_efficiency_finding(path).verdict_text == "not shown (n too small)"
     path = _efficiency(path, {("scratch", 0.1): [(990, 780)], ("2", 1.0): [(995, 600)]})
     assert sample_efficiency_finding(path).verdict == "not run"
-
-
-@pytest.mark.parametrize(
-    ("reference", "treatment", "outcome"),
-    [
-        ((3.0, 4.0), (1.0, 2.0), "better"),
-        ((3.0, 4.0), (1.0, 3.0), "inside"),
-        ((1.0, 2.0), (3.0, 4.0), "worse"),
-        ((3.0,), (1.0,), "unknown"),
-        ((float("inf"), float("inf")), (1.0, 2.0), "better"),
-    ],
-)
-def test_comparison_outcomes(reference, treatment, outcome):
-    comparison = Comparison("x", "u", reference, treatment)
-    assert comparison.outcome == outcome
-    assert seed_verdict([comparison]) == {"better": "supported", "worse": "contradicted"}.get(
-        outcome, "not shown"
-    )
 
 
 def test_a_shipped_model_in_the_sweep_gets_its_own_finding_and_never_counts_as_the_last_epoch(
@@ -247,9 +251,9 @@ def test_a_shipped_model_in_the_sweep_gets_its_own_finding_and_never_counts_as_t
     # 855.67 / 410 = 2.09; 717.33 / 305 = 2.35
     assert shipped_energy.size == "energy MAE 2.09x lower than scratch vs the paper's 1.12x"
     assert shipped_forces.size == "force MAE 2.35x lower than scratch vs the paper's 1.14x"
-    assert (
-        shipped_energy.spread
-        == "3 seeds; energy MAE: scratch 830-880, lamm-mini 400-420 meV/atom (apart)"
+    assert shipped_energy.spread == (
+        "3 seeds; energy MAE: scratch 830-880, lamm-mini 400-420 meV/atom (apart); "
+        "1 pre-training run"
     )
     assert (
         findings[-1].verdict == findings[-2].verdict == "not run"
@@ -286,8 +290,9 @@ def test_energies_and_forces_get_their_own_verdicts(tmp_path):
     )
     # (16.5 + 13.7 + 15.1) / 3 = 15.1; (12.3 + 11.6 + 12.0) / 3 = 11.97; 15.1 / 11.97 = 1.26
     assert forces.size == "force MAE 1.26x lower than scratch vs the paper's 1.14x"
-    assert (
-        forces.spread == "3 seeds; force MAE: scratch 13.7-16.5, epoch 36 11.6-12.3 meV/A (apart)"
+    assert forces.spread == (
+        "3 seeds; force MAE: scratch 13.7-16.5, epoch 36 11.6-12.3 meV/A (apart); 1 pre-training "
+        "run"
     )
     assert (
         forces.measured == "test set MAE, mean over 3 seeds: scratch 15.1 meV/A; epoch 36 12 meV/A."

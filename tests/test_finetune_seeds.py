@@ -67,9 +67,16 @@ def test_table3_rows_per_seed_against_that_seeds_scratch(tmp_path):
     assert (
         rows[3]["energy_speedup"] == 1.0 and rows[3]["forces_speedup"] == 1.0
     )  # against seed 1's own
-    with pytest.raises(ValueError, match="exactly one scratch run per seed; seed 1 has 0"):
-        finetune_table(runs[:2] + runs[3:], 25, 210)
-    with pytest.raises(ValueError, match="seed 0: several runs from the same checkpoint"):
+    without = finetune_table(runs[:2] + runs[3:], 25, 210)  # seed 1 has no scratch run
+    assert [(r["seed"], r["checkpoint"], r["energy_speedup"]) for r in without] == [
+        (0, "scratch", 1.0),
+        (0, "2", 4.0),
+        (1, "2", None),
+    ]
+    with pytest.raises(
+        ValueError,
+        match="seed 0: several runs of the same \\(checkpoint, pre-training seed, steps\\)",
+    ):
         finetune_table(
             runs + [load_run(run_folder(tmp_path / "again", "2", FAST, seed=0))], 25, 210
         )
@@ -159,6 +166,75 @@ def test_sample_efficiency_rows_and_summary_over_seeds(tmp_path):
     ] == pytest.approx(math.sqrt(0.5))
 
 
+def test_budgets_are_chosen_on_validation_and_pretraining_runs_pool(tmp_path):
+    """Scratch and epoch 36 at budgets 40 and 80, 3 seeds; epoch 36 from two pre-training runs.
+    At 80 steps the final validation errors are lower for both starts, so 80 is chosen, and the
+    test errors read are those of 80, though 40 has the better test errors (never looked at)."""
+    import torch
+
+    from lamm.analysis.findings_finetune import select_budget, table3_finding
+
+    checkpoint = tmp_path / "pretrain_seed5.pt"
+    torch.save({"training": {"config": {"seed": 5}}}, checkpoint)
+    runs = []
+    for seed in range(3):
+        for steps, last, test in ((40, 30.0, 1.0), (80, 20.0, 50.0)):
+            curve = [(90, 900)] * 4 + [(last, 10 * last)]
+            runs.append(
+                load_run(
+                    run_folder(
+                        tmp_path / f"scratch_{steps}_{seed}",
+                        "scratch",
+                        curve,
+                        seed=seed,
+                        steps=steps,
+                        test=(test + 20 + seed, 100.0),
+                    )
+                )
+            )
+            for pretrain, extra in (
+                (0, {"pretrain_seed": 0}),
+                (5, {"checkpoint_path": str(checkpoint)}),
+            ):
+                runs.append(
+                    load_run(
+                        run_folder(
+                            tmp_path / f"e36_{steps}_{seed}_{pretrain}",
+                            "36",
+                            [(v[0] - 5, v[1]) for v in curve],
+                            seed=seed,
+                            steps=steps,
+                            test=(test + seed + pretrain / 10, 100.0),
+                            extra=extra,
+                        )
+                    )
+                )
+    rows = finetune_table(runs, 25, 210)
+    assert {r["pretrain_seed"] for r in rows if r["checkpoint"] == "36"} == {0, 5}
+    assert {
+        r["final_val_energy_mae_mev_per_atom"] for r in rows if r["checkpoint"] == "scratch"
+    } == {30.0, 20.0}
+    summary = {(r["checkpoint"], r["steps"]): r for r in table3_summary(rows)}
+    assert summary[("36", 80)]["seeds"] == 6 and summary[("36", 80)]["pretrain_runs"] == 2
+    assert summary[("scratch", 80)]["pretrain_runs"] == 0
+    assert summary[("36", 80)]["final_val_energy_mae_mev_per_atom_mean"] == 15.0
+    path = tmp_path / "table3_finetune.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    table = pd.read_csv(path, dtype={"checkpoint": str})
+    assert select_budget(table, "scratch", "energy_mae_mev_per_atom") == 80
+    assert select_budget(table, "36", "energy_mae_mev_per_atom") == 80
+    finding = table3_finding(path, metrics=("energy_mae_mev_per_atom",))
+    # test at 80 steps: scratch 70-72, epoch 36 50-52.5 (6 runs): apart
+    assert finding.verdict == "supported"
+    assert finding.spread == (
+        "3 seeds; energy MAE: scratch 70-72, epoch 36 50-52.5 meV/atom (apart); 2 pre-training runs"
+    )
+    assert (
+        "Budget chosen on the validation split (lowest mean final validation error): scratch 80 "
+        "steps, epoch 36 80 steps." in finding.measured
+    )
+
+
 def test_summarize_writes_the_table_with_seeds_and_its_summary(tmp_path, capsys):
     folders = seeded_sweep(
         tmp_path / "runs", {"scratch": [(800, 700), (900, 720)], "0.5": [(700, 710), (720, 705)]}
@@ -183,7 +259,12 @@ def test_summarize_writes_the_table_with_seeds_and_its_summary(tmp_path, capsys)
         tmp_path / "tables" / "table3_summary_my_set.csv"
     )  # beside the table, the set's suffix
     written = pd.read_csv(table, dtype={"checkpoint": str})
-    assert list(written.columns[:3]) == ["checkpoint", "seed", "energy_mae_mev_per_atom"]
+    assert list(written.columns[:4]) == [
+        "checkpoint",
+        "seed",
+        "pretrain_seed",
+        "energy_mae_mev_per_atom",
+    ]
     assert sorted(zip(written["checkpoint"], written["seed"], strict=True)) == [
         ("0.5", 0),
         ("0.5", 1),
@@ -198,12 +279,12 @@ def test_summarize_writes_the_table_with_seeds_and_its_summary(tmp_path, capsys)
 # --- the workflow: seeded run folders ----------------------------------------------------------
 
 
-def _finetune_jobs(tmp_path, finetune=None, env=None, shells_out=None):
+def _finetune_jobs(tmp_path, finetune=None, env=None, shells_out=None, extra=None):
     """{--out folder: --seed} of every planned `lamm finetune`, and the Table 3 shell command."""
     command = [sys.executable, "-m", "snakemake", "-n", "-p", "--forceall"]
     if finetune is not None:
         config = tmp_path / "seeds.yaml"
-        config.write_text(yaml.safe_dump({"finetune": finetune}))
+        config.write_text(yaml.safe_dump({"finetune": finetune, **(extra or {})}))
         command += ["--configfile", str(config)]
     result = subprocess.run(
         command,
@@ -246,18 +327,33 @@ def test_default_config_plans_todays_run_folders_with_the_workflow_seed(tmp_path
 
 
 def test_further_seeds_run_every_table3_and_efficiency_run_in_suffixed_folders(tmp_path):
-    jobs, table = _finetune_jobs(tmp_path, {"seeds": [0, 2], "models": []})
+    """Also a second pre-training run (finetune.pretrain_replicates): its last checkpoint joins
+    Table 3 with every seed."""
+    second = yaml.safe_load((ROOT / "config" / "pretrain" / "demo.yaml").read_text())
+    (tmp_path / "demo_seed1.yaml").write_text(yaml.safe_dump({**second, "seed": 1}))
+    pretrain = [
+        {"name": "demo", "config": "config/pretrain/demo.yaml"},
+        {"name": "demo_seed1", "config": str(tmp_path / "demo_seed1.yaml")},
+    ]
+    jobs, table = _finetune_jobs(
+        tmp_path,
+        {"seeds": [0, 2], "models": [], "pretrain_replicates": ["demo_seed1"]},
+        extra={"pretrain": {"runs": pretrain}},
+    )
+    replicate = "epoch_2_pretrain-demo_seed1"
     base = ["scratch", "epoch_0", "epoch_0.5", "epoch_2", "scratch_frac0.25", "epoch_2_frac0.25"]
-    expected = {f"results/finetune/demo/{label}": 0 for label in [*base, "epoch_2_gradient"]}
+    expected = {
+        f"results/finetune/demo/{label}": 0 for label in [*base, replicate, "epoch_2_gradient"]
+    }
     expected |= {
-        f"results/finetune/demo/{label}_seed2": 2 for label in base
+        f"results/finetune/demo/{label}_seed2": 2 for label in [*base, replicate]
     }  # the MD model: one seed
     assert jobs == expected
     runs = table.split(" summarize finetune ")[1].split(" --energy-threshold")[0].split()
     assert runs == [
         f"results/finetune/demo/{label}{suffix}"
         for suffix in ("", "_seed2")
-        for label in ["scratch", "epoch_0", "epoch_0.5", "epoch_2"]
+        for label in ["scratch", "epoch_0", "epoch_0.5", "epoch_2", replicate]
     ]
 
 

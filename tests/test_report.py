@@ -117,7 +117,7 @@ def test_report_tables_show_the_columns_that_answer_the_question_with_units_and_
             "test_energy_mae_mev_per_atom_ratio_vs_scratch": [1.0, 1.3674],
         }
     ).to_csv(results / "tables" / "table3_summary.csv", index=False)
-    out = tmp_path / "elsewhere" / "report.html"  # the links are relative to the page
+    out = results / "pages" / "report.html"  # the links are relative to the page
     write_report(results, out)
     page = out.read_text()
     section = page[page.index("<h2>Load balancing") : page.index("<h2>Denoising")]
@@ -137,8 +137,8 @@ def test_report_tables_show_the_columns_that_answer_the_question_with_units_and_
         in section
     )
     assert (
-        '<a href="../results/tables/throughput.csv">../results/tables/throughput.csv</a> '
-        "(18 columns, 14 rows)" in section
+        '<a href="../tables/throughput.csv">../tables/throughput.csv</a> (18 columns, 14 rows)'
+        in section
     )
     assert "<td>epoch 2</td><td>3</td><td>626 ± 15</td>" in page and "<td>1.37x</td>" in page
     assert "Thresholds: 1000 meV/atom, 750 meV/Å." in page
@@ -146,3 +146,29 @@ def test_report_tables_show_the_columns_that_answer_the_question_with_units_and_
     claims = page[page.index("Key results") : page.index("<h2>Datasets")]
     assert "<th>here vs the paper</th><th>spread</th><th>verdict</th>" in claims
     assert "vs the paper&#x27;s up to 1.80x" in claims and "3 repeats per case" in claims
+
+
+def test_report_links_work_from_a_copy_of_the_results_and_refuse_a_page_outside(
+    tmp_path, monkeypatch
+):
+    import shutil
+
+    import pytest
+
+    from tests.helpers.finetune_results import throughput_table
+
+    results = tmp_path / "results"
+    make_results(results)
+    throughput_table(results / "tables" / "throughput.csv")
+    config = results / "config.yaml"
+    config.write_text("seed: 0\n")
+    monkeypatch.chdir(tmp_path)
+    write_report(results, results / "report.html", configs=[tmp_path / "results" / "config.yaml"])
+    copy = tmp_path / "committed" / "reproduction"
+    shutil.copytree(results, copy)  # as a reproduction is committed under models/<name>/
+    page = (copy / "report.html").read_text()
+    links = [h for h in re.findall(r'href="([^"]+)"', page) if not h.startswith("http")]
+    assert links and all((copy / link).is_file() for link in links)
+    assert str(tmp_path) not in page  # no directory of the machine that built it
+    with pytest.raises(ValueError, match="inside the results directory"):
+        write_report(results, tmp_path / "elsewhere" / "report.html")

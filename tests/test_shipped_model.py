@@ -5,16 +5,19 @@ states it in the card; every shipped model loads, is at most 20 MB, and its card
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
+from lamm.analysis.report_markdown import check_file
 from lamm.calculator import LaMMCalculator
 from lamm.data.demo.generate import generate_demo
 from lamm.models.build import build_potential
 from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, load_potential, save_checkpoint
 from lamm.models.model_card import CARD_JSON, package_model, subset_metrics
 from lamm.models.pretrained import MODELS_DIR_ENV, models_dir, shipped_models
+from tests.conftest import ROOT
 
 MODEL = {
     "encoder": "painn",
@@ -51,6 +54,11 @@ def test_packaging_ships_the_ema_weights_and_provenance_and_a_card(
         tmp_path / "run.pt",
         {**checkpoint_dict(potential, MODEL, ema_state=ema), "training": training},
     )
+    # a reproduction's committed tables beside it: the card quotes them in a generated block
+    reproduction = tmp_path / "models" / "tiny-test" / "reproduction"
+    shutil.copytree(
+        ROOT / "models" / "lamm-mini" / "reproduction" / "tables", reproduction / "tables"
+    )
     folder = package_model(
         tmp_path / "run.pt",
         "tiny-test",
@@ -58,6 +66,7 @@ def test_packaging_ships_the_ema_weights_and_provenance_and_a_card(
         evaluations={"tiny": tiny_stores},
         data={"source": "demo", "scale": "tiny"},
         notes="## Good for\n\nnothing",
+        results="reproduction",
     )
     shipped = load_checkpoint(folder / "model.pt")
     assert "ema" not in shipped and "optimizer" not in shipped["training"]
@@ -71,6 +80,9 @@ def test_packaging_ships_the_ema_weights_and_provenance_and_a_card(
     assert set(card["metrics"]["tiny"]) == set(FAST_SUBSETS)
     readme = (folder / "README.md").read_text()
     assert "| oc20_s2ef |" in readme and "## Good for" in readme and "MLflow run `abc`" in readme
+    assert card["results"] == "reproduction"
+    assert "<!-- lamm-results:source path=reproduction style=full -->" in readme
+    assert "| Table 3 error, forces |" in readme and check_file(folder / "README.md") == []
     monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "models"))
     assert LaMMCalculator("tiny-test", head="qm7x") is not None  # loads by name
 

@@ -189,11 +189,11 @@ def test_summarize_defaults_thresholds_and_tells_budgets_apart(tmp_path):
     assert {row["energy_threshold"] for row in rows} == {20} and rows[0]["forces_threshold"] == 40
     by_run = {row["run_dir"]: row for row in rows}
     short = by_run[str(tmp_path / "short")]
-    assert short["budget_steps"] == 100 and short["steps_to_energy_threshold"] == 10
+    assert short["steps"] == 100 and short["steps_to_energy_threshold"] == 10
     assert short["energy_speedup"] == 2.0  # scratch reached 20 at step 20, this run at 10
     assert by_run[str(tmp_path / "long")]["energy_speedup"] is None  # no scratch at 300 steps
     summary = table3_summary(rows)
-    assert [(r["checkpoint"], r["budget_steps"]) for r in summary] == [
+    assert [(r["checkpoint"], r["steps"]) for r in summary] == [
         ("scratch", 100),
         ("lamm-mini", 100),
         ("lamm-mini", 300),

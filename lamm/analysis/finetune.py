@@ -14,11 +14,22 @@ With several seeds (`lamm finetune --seed`), every seed has its own scratch run 
 compared with the scratch run of its seed; `table3_summary` then reduces the rows to one per
 checkpoint (n seeds, mean/std/min/max, ratios of the means to scratch's), so a reader sees the
 seed-to-seed spread next to the effect.
+
+"Best" validation MAE (the `energy_mae_mev_per_atom`, `forces_mae_mev_per_a` columns, the paper's
+Table 3 metric) is the lowest point of a run's validation curve; the test MAE is of the final
+model, whose own validation error is `final_val_*`. Model selection reads validation only: runs
+of one start at several budgets (`steps`; each budget with its own scratch run per seed) are
+kept apart, and the findings choose each start's budget by its mean `final_val_*`
+(`lamm.analysis.findings_finetune.select_budget`), then read the test columns of that budget
+once. Runs from several pre-training runs of one start (`pretrain_seed`: the seed of the
+pre-training config stored in the starting checkpoint) are kept apart per seed and pooled over
+in the findings, so the spread covers pre-training too.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -42,8 +53,11 @@ SCRATCH = "scratch"
 TABLE3_COLUMNS = [
     "checkpoint",
     "seed",
+    "pretrain_seed",
     ENERGY,
     FORCES,
+    f"final_val_{ENERGY}",
+    f"final_val_{FORCES}",
     "steps_to_energy_threshold",
     "steps_to_forces_threshold",
     "energy_speedup",
@@ -55,7 +69,6 @@ TABLE3_COLUMNS = [
     "steps",
     "train_structures",
     "force_mode",
-    "budget_steps",
     STRESS,
     "test_stress_mae_gpa",
     "run_dir",
@@ -90,10 +103,19 @@ class FinetuneRun:
         return str(self.summary["checkpoint"])
 
     @property
-    def budget(self) -> int | None:
-        """The run's schedule length in optimizer steps (its training budget)."""
-        steps = self.summary.get("total_steps")
+    def steps(self) -> int | None:
+        """The fine-tuning budget (optimizer steps) the run trained for."""
+        steps = self.summary.get("steps")
         return None if steps is None else int(steps)
+
+    @property
+    def pretrain_seed(self) -> int | None:
+        """The seed of the pre-training run the start came from (None: scratch, or unknown)."""
+        if self.checkpoint == SCRATCH:
+            return None
+        if self.summary.get("pretrain_seed") is not None:
+            return int(self.summary["pretrain_seed"])
+        return checkpoint_seed(self.summary.get("checkpoint_path"))
 
     @property
     def epoch(self) -> float:
@@ -105,6 +127,23 @@ class FinetuneRun:
             return float(self.checkpoint)
         except ValueError:  # a shipped model's name (lamm-mini)
             return math.inf
+
+
+@functools.lru_cache(maxsize=64)
+def checkpoint_seed(path: str | None) -> int | None:
+    """The `seed` of the training config stored in a checkpoint (a pre-training checkpoint or a
+    shipped model); None when the file is not there (e.g. summarized on another machine) or does
+    not say. Memory-mapped: the weights are not read."""
+    if not path or not Path(path).is_file():
+        return None
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # a file that is not a checkpoint: say which
+        raise ValueError(f"{path}: not a readable checkpoint ({err})") from err
+    seed = ((payload.get("training") or {}).get("config") or {}).get("seed")
+    return None if seed is None else int(seed)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -192,6 +231,11 @@ def best(curve: Curve) -> float:
     return min((value for _, value in curve), default=math.nan)
 
 
+def final(curve: Curve) -> float:
+    """The last value of a curve: the final model's validation error (NaN for an empty one)."""
+    return curve[-1][1] if curve else math.nan
+
+
 def speedup(scratch_steps: int | None, steps: int | None) -> float | None:
     """scratch_steps / steps; None when either never reached the threshold, inf when steps is 0."""
     if scratch_steps is None or steps is None:
@@ -220,32 +264,35 @@ def finetune_table(
     energy_threshold: float | None = None,
     forces_threshold: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Table 3 rows, by seed and budget (`total_steps`), then scratch first and by pre-training
-    epoch. Within one seed and budget, at most one run per checkpoint; speedups are against that
-    group's scratch run (None without one). Thresholds default to `default_thresholds`."""
+    """Table 3 rows, by seed, then scratch first and by pre-training epoch. Within one seed and
+    budget (`steps`), at most one run per (checkpoint, pre-training seed); speedups are against
+    the scratch run of that seed and budget (None without one: a warning). Thresholds default to
+    `default_thresholds`."""
     defaults = default_thresholds(runs)
     energy_threshold = defaults[ENERGY] if energy_threshold is None else energy_threshold
     forces_threshold = defaults[FORCES] if forces_threshold is None else forces_threshold
-    groups: dict[tuple[int | None, int | None], list[FinetuneRun]] = {}
+    by_seed: dict[int | None, list[FinetuneRun]] = {}
     for run in runs:
-        groups.setdefault((run.seed, run.budget), []).append(run)
+        by_seed.setdefault(run.seed, []).append(run)
     rows = []
-    for seed, budget in sorted(groups, key=lambda k: (_seed_order(k[0]), k[1] or 0)):
-        group = groups[(seed, budget)]
-        checkpoints = [run.checkpoint for run in group]
-        if len(set(checkpoints)) != len(checkpoints):
+    for seed in sorted(by_seed, key=_seed_order):
+        group = by_seed[seed]
+        keys = [(run.checkpoint, run.pretrain_seed, run.steps) for run in group]
+        if len(set(keys)) != len(keys):
+            twice = sorted({key for key in keys if keys.count(key) > 1}, key=str)
             raise ValueError(
-                f"seed {seed}, {budget} steps: several runs from the same checkpoint: "
-                f"{sorted(str(r.run_dir) for r in group)} (fine-tune them with other seeds)"
+                f"seed {seed}: several runs of the same (checkpoint, pre-training seed, steps): "
+                f"{twice} (fine-tune them with other seeds)"
             )
-        scratch = [run for run in group if run.checkpoint == SCRATCH]
-        if not scratch:
-            log.warning(
-                "seed %s, %s steps: no scratch run to compare with: no speedups", seed, budget
-            )
-        rows += _seed_rows(
-            group, scratch[0] if scratch else None, seed, energy_threshold, forces_threshold
-        )
+        for steps in sorted({run.steps for run in group}, key=lambda s: (s is not None, s or 0)):
+            budget = [run for run in group if run.steps == steps]
+            scratch = [run for run in budget if run.checkpoint == SCRATCH]
+            if not scratch:
+                log.warning(
+                    "seed %s, %s steps: no scratch run to compare with: no speedups", seed, steps
+                )
+            scratch_run = scratch[0] if scratch else None
+            rows += _seed_rows(budget, scratch_run, seed, energy_threshold, forces_threshold)
     return rows
 
 
@@ -265,15 +312,18 @@ def _seed_rows(
         else steps_to_threshold(scratch.validation[FORCES], forces_threshold),
     }
     rows = []
-    for run in sorted(group, key=lambda r: r.epoch):
+    for run in sorted(group, key=lambda r: (r.epoch, _seed_order(r.pretrain_seed))):
         energy_steps = steps_to_threshold(run.validation[ENERGY], energy_threshold)
         forces_steps = steps_to_threshold(run.validation[FORCES], forces_threshold)
         rows.append(
             {
                 "checkpoint": run.checkpoint,
                 "seed": seed,
+                "pretrain_seed": run.pretrain_seed,
                 ENERGY: best(run.validation[ENERGY]),
                 FORCES: best(run.validation[FORCES]),
+                f"final_val_{ENERGY}": final(run.validation[ENERGY]),
+                f"final_val_{FORCES}": final(run.validation[FORCES]),
                 "steps_to_energy_threshold": energy_steps,
                 "steps_to_forces_threshold": forces_steps,
                 "energy_speedup": speedup(reference[ENERGY], energy_steps),
@@ -282,10 +332,9 @@ def _seed_rows(
                 "forces_threshold": forces_threshold,
                 f"test_{ENERGY}": run.test.get(ENERGY),
                 f"test_{FORCES}": run.test.get(FORCES),
-                "steps": run.summary.get("steps"),
+                "steps": run.steps,
                 "train_structures": run.summary.get("train_structures"),
                 "force_mode": run.summary.get("force_mode"),
-                "budget_steps": run.budget,
                 "test_stress_mae_gpa": run.test.get("stress_mae_gpa"),
                 STRESS: best(run.validation.get(STRESS, [])),
                 "run_dir": str(run.run_dir),
@@ -326,7 +375,14 @@ def sample_efficiency_table(runs: Sequence[FinetuneRun]) -> list[dict[str, Any]]
 
 # Table 3's per-seed columns reduced over seeds: errors (lower is better) and steps to the
 # thresholds
-SUMMARY_ERRORS = [f"test_{ENERGY}", f"test_{FORCES}", ENERGY, FORCES]
+SUMMARY_ERRORS = [
+    f"test_{ENERGY}",
+    f"test_{FORCES}",
+    ENERGY,
+    FORCES,
+    f"final_val_{ENERGY}",
+    f"final_val_{FORCES}",
+]
 SUMMARY_STEPS = ["steps_to_energy_threshold", "steps_to_forces_threshold"]
 STATISTICS = ("mean", "std", "min", "max")
 
@@ -357,38 +413,40 @@ def _ratio(reference: float, value: float) -> float:
 
 
 def table3_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per checkpoint and budget (scratch first, Table 3's order) over its seeds: `seeds`,
-    the thresholds, then per error and steps column `<column>_{mean,std,min,max}`;
-    `<steps column>_reached` = seeds that reached the threshold (the statistics are over those);
-    `<column>_ratio_vs_scratch` = the mean of scratch at the same budget / this mean (> 1: lower
-    error, or fewer steps, than scratch)."""
-    keys = list(dict.fromkeys((row["checkpoint"], row.get("budget_steps")) for row in rows))
-    stats: dict[tuple, dict[str, dict[str, float]]] = {}
+    """One row per checkpoint and budget (scratch first, Table 3's order) over its seeds (and
+    pre-training runs): `seeds` (rows), `pretrain_runs`, `steps`, the thresholds, then per error
+    and steps column `<column>_{mean,std,min,max}`; `<steps column>_reached` = runs that reached
+    the threshold (the statistics are over those); `<column>_ratio_vs_scratch` = scratch's mean
+    at the same budget / this mean (> 1: lower error, or fewer steps, than scratch)."""
+    keys = list(dict.fromkeys((row["checkpoint"], row.get("steps")) for row in rows))
+    stats: dict[tuple[str, Any], dict[str, dict[str, float]]] = {}
     for key in keys:
-        mine = [row for row in rows if (row["checkpoint"], row.get("budget_steps")) == key]
+        mine = [row for row in rows if (row["checkpoint"], row.get("steps")) == key]
         stats[key] = {
-            column: spread([row[column] for row in mine])
+            column: spread([row.get(column) for row in mine])
             for column in SUMMARY_ERRORS + SUMMARY_STEPS
         }
-        stats[key]["seeds"] = {"n": len(mine)}
     out = []
-    for key in keys:
-        checkpoint, budget = key
-        first = next(r for r in rows if (r["checkpoint"], r.get("budget_steps")) == key)
+    for checkpoint, steps in keys:
+        mine = [row for row in rows if (row["checkpoint"], row.get("steps")) == (checkpoint, steps)]
+        pretrain = {row.get("pretrain_seed") for row in mine} - {None}
         row: dict[str, Any] = {
             "checkpoint": checkpoint,
-            "budget_steps": budget,
-            "seeds": stats[key]["seeds"]["n"],
-            "energy_threshold": first["energy_threshold"],
-            "forces_threshold": first["forces_threshold"],
+            "seeds": len(mine),
+            "pretrain_runs": 0 if checkpoint == SCRATCH else max(len(pretrain), 1),
+            "steps": steps,
+            "energy_threshold": mine[0]["energy_threshold"],
+            "forces_threshold": mine[0]["forces_threshold"],
         }
+        own = stats[(checkpoint, steps)]
         for column in SUMMARY_ERRORS + SUMMARY_STEPS:
             if column in SUMMARY_STEPS:
-                row[f"{column}_reached"] = stats[key][column]["n"]
-            row.update({f"{column}_{name}": stats[key][column][name] for name in STATISTICS})
+                row[f"{column}_reached"] = own[column]["n"]
+            row.update({f"{column}_{name}": own[column][name] for name in STATISTICS})
+        scratch = stats.get((SCRATCH, steps), {})
         for column in SUMMARY_ERRORS + SUMMARY_STEPS:
-            scratch = stats.get((SCRATCH, budget), {}).get(column, {"mean": math.nan})["mean"]
-            row[f"{column}_ratio_vs_scratch"] = _ratio(scratch, stats[key][column]["mean"])
+            reference = scratch.get(column, {"mean": math.nan})["mean"]
+            row[f"{column}_ratio_vs_scratch"] = _ratio(reference, own[column]["mean"])
         out.append(row)
     return out
 

@@ -3,9 +3,11 @@
 It opens with the paper's claims checked against the run (`lamm.analysis.findings`: size against
 the paper, spread, verdict). Each section then shows its figure, a table of the few columns that
 answer its question with units in the headers (`lamm.analysis.report_views`), and a relative
-link to the full CSV. Figures are embedded (base64 PNG) so the page reads alone; the CSV links
-work beside the results directory. The configs are shown verbatim; the MLflow runs are listed
-with links into `mlflow ui`. A missing result is shown as missing with its path, never skipped.
+link to the full CSV. Figures are embedded (base64 PNG) so the page reads alone. The page lives
+inside its results directory and links every file relative to itself, so the links keep working
+wherever the directory is copied or committed (a page written elsewhere would link back into the
+machine that built it). The configs are shown verbatim; the MLflow runs are listed with links
+into `mlflow ui`. A missing result is shown as missing with its path, never skipped.
 """
 
 from __future__ import annotations
@@ -115,12 +117,15 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Item(
                 "tables/throughput.csv",
-                "Measured throughput per sampler, dataset and per-rank batch; every "
-                "sampler is timed on the "
-                "same structures (whole lamm groups). The capped lamm row runs a larger "
-                "batch under random's memory per rank and is "
-                "compared with random at the reference batch. The full CSV has step-time "
-                "statistics and compute per edge.",
+                "Measured throughput per sampler, dataset and per-rank batch; every sampler is "
+                "timed on the "
+                "same structures (whole lamm groups), the cases' order rotated per repeat. The "
+                "capped lamm row runs a larger "
+                "batch under random's memory per rank; its speedup is against random at the "
+                "reference batch (the same memory), "
+                "and the full CSV's speedup_vs_random_same_batch against random at its own batch "
+                "when that ran (the balance "
+                "alone). The full CSV has step-time statistics and compute per edge.",
             ),
             Item(
                 "tables/throughput_scaling.csv",
@@ -172,8 +177,9 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Item(
                 "tables/data_throughput.csv",
-                "Structure store against pickled torch_geometric Data (`lamm bench data`, "
-                "not part of the demo DAG).",
+                "Structure store against pickled torch_geometric Data, both decoded to the same "
+                "Data object and each "
+                "to its own (`lamm bench data`, not part of the demo DAG).",
             ),
             Item(
                 "tables/model_throughput.csv",
@@ -237,13 +243,46 @@ pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 """
 
 VERDICT_LEGEND = (
-    "supported: the effect points the paper's way and lies outside the spread over seeds "
-    "or repeats; "
-    "not shown: inside the spread, or the spread is unknown (one seed or run); "
-    "contradicted: the other way, "
-    "outside the spread; not run: the result is missing; not testable here: needs hardware "
+    "supported: the effect points the paper's way and lies outside the spread (the ranges over "
+    "seeds or "
+    "repeats do not overlap), with at least 3 per side; not shown: inside the spread, fewer than "
+    "3 per side "
+    "(n too small), or a diverged run that breaks the rule when counted as a failure; "
+    "contradicted: the other "
+    "way, outside the spread, 3 per side; not run: the result is missing; not testable here: "
+    "needs hardware "
     "this run did not have."
 )
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """A path as the page shows it: relative to the working directory when under it, so the page
+    names no directory of the machine that built it."""
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+    return str(path)
+
+
+def _shown_uri(uri: str) -> str:
+    """A sqlite tracking URI with its file relative to the working directory when under it."""
+    prefix = "sqlite:///"
+    return prefix + _shown(uri.removeprefix(prefix)) if uri.startswith(prefix) else uri
+
+
+def _check_inside(results: Path, out: Path) -> None:
+    """The page must sit inside its results directory: its links are relative to it."""
+    try:
+        out.resolve().parent.relative_to(results.resolve())
+    except ValueError:
+        raise ValueError(
+            f"report {out}: write it inside the results directory {results} (e.g. "
+            f"{results / 'report.html'}); its links to the tables are relative to the page, so a "
+            "page outside would point into this machine's directories once copied"
+        ) from None
 
 
 def _link(target: Path, page: Path) -> str:
@@ -300,7 +339,7 @@ def _findings_table(items: Sequence[Finding], tables: Path, page: Path) -> str:
         where = _link(source, page) if source.is_file() else html.escape(item.source)
         rows.append(
             f"<tr><td>{html.escape(item.claim)}</td><td>{html.escape(item.size)}</td><td>{html.escape(item.spread)}</td>"
-            f'<td class="verdict {css}">{html.escape(item.verdict)}</td>'
+            f'<td class="verdict {css}">{html.escape(item.verdict_text)}</td>'
             f"<td><details><summary>numbers</summary>{html.escape(item.measured)}</details></td><td>{where}</td></tr>"
         )
     header = (
@@ -340,18 +379,12 @@ def _runs_table(tracking_uri: str | None, ui_url: str) -> str:
             )
     if not rows:
         return '<p class="missing">the MLflow store holds no runs</p>'
-    header = (
-        "<tr>"
-        + "".join(
-            f"<th>{name}</th>"
-            for name in ("run", "stage", "rule", "status", "started", "experiment")
-        )
-        + "</tr>"
-    )
+    names = ("run", "stage", "rule", "status", "started", "experiment")
+    header = "<tr>" + "".join(f"<th>{name}</th>" for name in names) + "</tr>"
     return (
         '<p class="caption">Open the links with <code>mlflow ui --backend-store-uri '
-        f"{html.escape(tracking_uri)}</code> "
-        f"running.</p><table>{header}{''.join(rows)}</table>"
+        f"{html.escape(_shown_uri(tracking_uri))}</code> running.</p>"
+        f"<table>{header}{''.join(rows)}</table>"
     )
 
 
@@ -370,13 +403,14 @@ def write_report(
     `downstream`: the downstream set names in config order, one fine-tuning section each
     (`report_sections`); empty: the single set's section, unnamed."""
     results, out = Path(results), Path(out)
+    _check_inside(results, out)
     found: list[str] = []
     missing: list[str] = []
     parts = [
         '<!doctype html><html><head><meta charset="utf-8"><title>LaMM '
         f"report</title><style>{_STYLE}</style></head><body>",
         "<h1>LaMM: pre-training and fine-tuning report</h1>",
-        f"<p>Results in <code>{html.escape(str(results))}</code>, written "
+        f"<p>Results in <code>{html.escape(_shown(results))}</code>, written "
         f"{datetime.datetime.now():%Y-%m-%d %H:%M} by lamm {__version__}.</p>",
         "<h2>Key results: the paper's claims, checked</h2>",
         _findings_table(
@@ -406,8 +440,8 @@ def write_report(
     for config in configs:
         config = Path(config)
         parts.append(
-            "<p "
-            f'class="caption">{html.escape(str(config))}</p><pre>{html.escape(config.read_text())}</pre>'
+            f'<p class="caption">{html.escape(_shown(config))}</p>'
+            f"<pre>{html.escape(config.read_text())}</pre>"
         )
     parts.append("</body></html>")
     out.parent.mkdir(parents=True, exist_ok=True)

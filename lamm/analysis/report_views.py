@@ -206,10 +206,14 @@ VIEWS: dict[str, View] = {
         (
             ("start", ("checkpoint",), start),
             c("seed", "seed"),
+            c("pre-training seed", "pretrain_seed"),
+            c("budget (steps)", "steps"),
             c("test energy MAE (meV/atom)", f"test_{E}"),
             c("test force MAE (meV/Å)", f"test_{F}"),
             c("best val. energy MAE (meV/atom)", E),
             c("best val. force MAE (meV/Å)", F),
+            c("final val. energy MAE (meV/atom)", f"final_val_{E}"),
+            c("final val. force MAE (meV/Å)", f"final_val_{F}"),
             c("val. steps to energy threshold", "steps_to_energy_threshold"),
             c("val. steps to force threshold", "steps_to_forces_threshold"),
         )
@@ -257,8 +261,14 @@ VIEWS: dict[str, View] = {
     "data_throughput": View(
         (
             c("reader", "reader"),
+            c("decoded to", "decode"),
             c("mode", "mode"),
-            c("reads/s", "reads_per_s"),
+            c("reads/s (median)", "reads_per_s"),
+            (
+                "reads/s over repeats (min–max)",
+                ("reads_per_s_min",),
+                span("reads_per_s_min", "reads_per_s_max"),
+            ),
             c("bytes per record", "bytes_per_record"),
             ("speedup vs pickle", ("speedup_vs_pickle",), ratio("speedup_vs_pickle")),
         )

@@ -1,12 +1,19 @@
 """How fast structures come out of a `StructureStore` versus a fairchem-style pickled-Data LMDB.
 
 Both hold the same structures. Reads are random (a seeded permutation, repeated to `reads`),
-each one decoded: the store to a `StructureRecord` of numpy arrays (zero-copy views of the LMDB
-value), the fairchem LMDB to the `torch_geometric.data.Data` its `pickle.loads` returns (tensors),
-opening one read transaction per read as fairchem's datasets do. Measured in one process, and
-with 2 DataLoader workers whose collate reduces each batch to its atom count, so the number is
-the reading and decoding rate rather than the cost of sending samples between processes.
-Every measurement follows a warm-up pass, so both files are in the page cache.
+each one decoded, in one of two ways (`DECODES`), both measured:
+- `data`: both sides end as the same kind of object, a `torch_geometric.data.Data` with the same
+  fields and dtypes (`fairchem_data`: what a PyTorch loader hands on): the store's record is
+  converted to it, the fairchem LMDB's value unpickles to it;
+- `native`: each side's own decode: the store to a `StructureRecord` of numpy arrays (zero-copy
+  views of the LMDB value), the fairchem LMDB to its unpickled `Data`. Not the same object: the
+  store's side skips building tensors, which the `data` mode charges it for.
+The fairchem side opens one read transaction per read, as fairchem's datasets do. Measured in
+one process, and with 2 DataLoader workers whose collate reduces each batch to its atom count,
+so the number is the reading and decoding rate rather than the cost of sending samples between
+processes. The readers are interleaved: each repeat times every reader once, in an order that
+rotates per repeat, so a burst of load from other processes hits both sides alike; the table
+keeps the median and the range over repeats. A warm-up pass puts both files in the page cache.
 
 Without an input store the benchmark builds its own: Cu(111) 3x4x6 slabs (72 atoms) with an
 adsorbate of 1-6 atoms (73-78 atoms, like OC20), rattled, bottom half fixed, OC20 tags, labeled
@@ -183,12 +190,31 @@ def reads_per_second_workers(
     return count / (time.perf_counter() - start)
 
 
+DECODES = ("data", "native")
+READERS = ("lamm_store", "pickle_lmdb")
+
+
+class _StoreAsData:
+    """The store's record as the `Data` the pickled LMDB holds (the `data` decode)."""
+
+    def __init__(self, store: StructureStore) -> None:
+        self.store = store
+
+    def __call__(self, index: int) -> Data:
+        return fairchem_data(self.store.get_record(index), index)
+
+
 @dataclass
 class Measurement:
     reader: str  # lamm_store | pickle_lmdb
-    mode: str  # 1_process | 2_workers
-    reads_per_s: float
+    mode: str  # 1_process | <n>_workers
+    decode: str  # data | native (DECODES)
+    rates: list[float]  # reads/s of each repeat
     bytes_per_record: float
+
+    @property
+    def reads_per_s(self) -> float:
+        return float(np.median(self.rates))
 
 
 def _pickle_bytes(path: Path, count: int) -> float:
@@ -211,31 +237,41 @@ def run(
     repeats: int,
     workers: int = 2,
 ) -> list[Measurement]:
-    """Best of `repeats` measurements of each reader in each mode."""
+    """Every reader in every decode and mode, `repeats` times, interleaved (see the module)."""
     store = StructureStore(store_path)
     pickled = PickleLmdb(pickle_path)
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(count) for _ in range(-(-reads // count))])[:reads]
-    readers: dict[str, Callable[[int], Any]] = {
-        "lamm_store": store.get_record,
-        "pickle_lmdb": pickled.get,
+    readers: dict[tuple[str, str], Callable[[int], Any]] = {
+        ("lamm_store", "data"): _StoreAsData(store),
+        ("pickle_lmdb", "data"): pickled.get,
+        ("lamm_store", "native"): store.get_record,
+        ("pickle_lmdb", "native"): pickled.get,
     }
     sizes = {
-        "lamm_store": float(
-            np.mean([len(store.get_record(i).encode()) for i in range(count)])
-        ),  # the stored bytes
+        # the stored bytes
+        "lamm_store": float(np.mean([len(store.get_record(i).encode()) for i in range(count)])),
         "pickle_lmdb": _pickle_bytes(pickle_path, count),
     }
-    results = []
-    for name, read in readers.items():
-        reads_per_second_one_process(
-            read, np.arange(count)
-        )  # warm-up: every record in the page cache
-        best = max(reads_per_second_one_process(read, order) for _ in range(repeats))
-        results.append(Measurement(name, "1_process", best, sizes[name]))
-        best = max(reads_per_second_workers(read, count, order, workers) for _ in range(repeats))
-        results.append(Measurement(name, f"{workers}_workers", best, sizes[name]))
-    return results
+    for reader in READERS:  # warm-up: every record in the page cache
+        reads_per_second_one_process(readers[(reader, "native")], np.arange(count))
+    modes: dict[str, Callable[[Callable[[int], Any]], float]] = {
+        "1_process": lambda read: reads_per_second_one_process(read, order),
+        f"{workers}_workers": lambda read: reads_per_second_workers(read, count, order, workers),
+    }
+    results = {
+        (reader, mode, decode): Measurement(reader, mode, decode, [], sizes[reader])
+        for decode in DECODES
+        for mode in modes
+        for reader in READERS
+    }
+    keys = list(results)
+    for repeat in range(repeats):
+        shift = repeat % len(keys)
+        for reader, mode, decode in keys[shift:] + keys[:shift]:
+            rate = modes[mode](readers[(reader, decode)])
+            results[(reader, mode, decode)].rates.append(rate)
+    return list(results.values())
 
 
 def benchmark(
@@ -270,17 +306,27 @@ def benchmark(
 
 
 def rows(results: Sequence[Measurement], count: int, reads: int) -> list[dict[str, Any]]:
-    """CSV rows; `speedup_vs_pickle` compares readers in the same mode."""
-    pickle_rate = {m.mode: m.reads_per_s for m in results if m.reader == "pickle_lmdb"}
-    return [
-        {
-            "reader": m.reader,
-            "mode": m.mode,
-            "structures": count,
-            "reads": reads,
-            "reads_per_s": round(m.reads_per_s, 1),
-            "bytes_per_record": round(m.bytes_per_record, 1),
-            "speedup_vs_pickle": round(m.reads_per_s / pickle_rate[m.mode], 3),
-        }
-        for m in results
-    ]
+    """CSV rows: the median and range over repeats; `speedup_vs_pickle` compares the medians of
+    the readers in the same decode and mode, and `apart` says whether their ranges do not
+    overlap."""
+    pickle = {(m.mode, m.decode): m for m in results if m.reader == "pickle_lmdb"}
+    out = []
+    for m in results:
+        other = pickle[(m.mode, m.decode)]
+        out.append(
+            {
+                "reader": m.reader,
+                "decode": m.decode,
+                "mode": m.mode,
+                "structures": count,
+                "reads": reads,
+                "repeats": len(m.rates),
+                "reads_per_s": round(m.reads_per_s, 1),
+                "reads_per_s_min": round(min(m.rates), 1),
+                "reads_per_s_max": round(max(m.rates), 1),
+                "bytes_per_record": round(m.bytes_per_record, 1),
+                "speedup_vs_pickle": round(m.reads_per_s / other.reads_per_s, 3),
+                "apart": min(m.rates) > max(other.rates) or max(m.rates) < min(other.rates),
+            }
+        )
+    return out

@@ -186,6 +186,22 @@ def case_dir(out_root: str | os.PathLike, case: ThroughputCase, repeat: int) -> 
     return Path(out_root) / f"rep{repeat}" / case.name
 
 
+def case_order(cases: Sequence[ThroughputCase], repeat: int) -> list[ThroughputCase]:
+    """The order the cases run in repeat `repeat`: within each group of cases compared with one
+    another (same dataset and per-rank batch) the samplers rotate by one place per repeat, and
+    so do the groups, so no sampler always runs first (on a cold cache, or after a heavy case)
+    or always follows the same case. Over as many repeats as a group has cases, each sampler
+    takes each place once."""
+    groups: dict[tuple[str, int], list[ThroughputCase]] = {}
+    for case in cases:
+        groups.setdefault((case.dataset, case.batch_per_rank), []).append(case)
+    rotated = [
+        group[repeat % len(group) :] + group[: repeat % len(group)] for group in groups.values()
+    ]
+    shift = repeat % len(rotated) if rotated else 0
+    return [case for group in rotated[shift:] + rotated[:shift] for case in group]
+
+
 def another_repeat_fits(elapsed_s: float, repeats_done: int, budget_s: float | None) -> bool:
     """Whether one more repeat fits a time budget: the first always runs; another only when the
     mean repeat so far still fits in what is left (None: no budget)."""
@@ -209,7 +225,8 @@ def run_cases(
     """What every rank runs: the cases one after the other in one process group.
 
     With `repeats` > 1 the whole list runs again (interleaved, so a burst of load from other
-    processes hits one repeat of many cases rather than every repeat of one case). Returns per
+    processes hits one repeat of many cases rather than every repeat of one case), in the order
+    `case_order` rotates per repeat. Returns per
     case and repeat {case, repeat, out_dir, summary}; each writes
     `<out_root>/rep<r>/<case.name>/timings.csv`. `resume` is accepted for the launcher's requeue
     protocol only: a benchmark restarts its cases. `budget_s` stops before a repeat that would not
@@ -237,7 +254,7 @@ def run_cases(
                     "throughput: %d of %d repeats fit the %.0f s budget", repeat, repeats, budget_s
                 )
                 break
-            for case in cases:
+            for case in case_order(cases, repeat):
                 out_dir = case_dir(out_root, case, repeat)
                 config = case_config(base_config, case, steps=steps, seed=seed)
                 summary = run_pretraining(

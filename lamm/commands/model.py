@@ -33,6 +33,7 @@ def _package(args: argparse.Namespace) -> int:
         data=data,
         notes=notes,
         split=args.split,
+        results=args.results,
     )
     card = json.loads((folder / "card.json").read_text())
     print(
@@ -80,6 +81,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--data-json", default=None, help="JSON file: what the model was trained on, for the card"
     )
     package.add_argument(
-        "--notes", default=None, help="Markdown file: what the model is good for and what not"
+        "--notes",
+        default=None,
+        help="Markdown file: what the model is good for and what not (result figures go in the "
+        "generated block, not here: see --results)",
+    )
+    package.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="results directory, relative to the model's folder (e.g. reproduction), whose "
+        "committed tables the card quotes: card.json records it and README.md gets a generated "
+        "results block (`lamm report --markdown --card MODELS_DIR/NAME` refreshes it)",
     )
     package.set_defaults(func=_package)

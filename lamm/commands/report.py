@@ -7,7 +7,34 @@ import json
 from pathlib import Path
 
 
+def _markdown(args: argparse.Namespace) -> int:
+    """--markdown: write (or with --check, verify) a results block of committed tables."""
+    from lamm.analysis import report_markdown as md
+
+    if args.check:
+        problems = [p for path in args.check for p in md.check_file(Path(path))]
+        for problem in problems:
+            print(problem)
+        print(json.dumps({"checked": args.check, "problems": len(problems)}))
+        return 1 if problems else 0
+    if args.card:
+        folder = Path(args.card)
+        results, into = md.card_results(folder), folder / "README.md"
+    else:
+        results, into = Path(args.results), Path(args.into) if args.into else None
+        if not (results / "tables").is_dir():
+            raise FileNotFoundError(f"--results {results}: no folder {results / 'tables'}")
+    if into is None:
+        print(md.results_markdown(results, results.as_posix(), args.style or "full"), end="")
+        return 0
+    md.write_block(into, results, args.style)
+    print(json.dumps({"markdown": str(into), "results": str(results)}))
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
+    if args.markdown:
+        return _markdown(args)
     from lamm.analysis.report import write_report
     from lamm.tracking import RunTracker, tracking_uri
 
@@ -57,6 +84,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "fine-tuning section "
         "each, the first with tables/table3_finetune.csv ..., a further NAME with "
         "table3_finetune_NAME.csv ...",
+    )
+    markdown = parser.add_argument_group(
+        "Markdown results block",
+        "README.md and model cards quote results only between <!-- lamm-results:start --> and "
+        "<!-- lamm-results:end -->, generated from committed tables; `pytest -k numbers` fails "
+        "when "
+        "a block differs from what its tables generate.",
+    )
+    markdown.add_argument(
+        "--markdown",
+        action="store_true",
+        help="write the results block of --results into --into (or of a model card, --card) "
+        "instead of the HTML page; without --into or --card, print it",
+    )
+    markdown.add_argument(
+        "--into", default=None, metavar="FILE", help="Markdown file whose results block to replace"
+    )
+    markdown.add_argument(
+        "--card",
+        default=None,
+        metavar="FOLDER",
+        help="a model's folder (models/NAME): its README.md's block, from the results directory "
+        'its card.json declares ("results", relative to the folder)',
+    )
+    markdown.add_argument(
+        "--style",
+        choices=["brief", "full"],
+        default=None,
+        help="brief: the findings with their verdicts (a README); full: also each spread and the "
+        "fine-tuning tables over seeds (a model card); default: the block's own, else full",
+    )
+    markdown.add_argument(
+        "--check",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="with --markdown: check that the blocks of these files match their tables (exit 1 if "
+        "not)",
     )
     parser.add_argument(
         "--ui-url",

@@ -125,12 +125,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="Table 3 and Fig. 9: best validation MAE, steps to thresholds, speedup vs scratch",
         epilog="Runs with different budgets (total_steps) are told apart: a row and a summary row "
         "per checkpoint and budget, speedups against the scratch run of the same seed and budget.",
-        description="Reads `lamm finetune` run folders (at most one per checkpoint, seed and "
-        "budget) and writes Table 3 (one row per run and seed: best validation energy/force MAE, "
-        "test MAE, first validation step at or below each threshold, speedup = the scratch steps "
-        "of the same seed and budget / the run's), its summary over seeds (per checkpoint: n "
-        "seeds, mean/std/min/max, ratios to scratch) and Fig. 9 (validation curves; training "
-        "loss terms as moving averages).",
+        description="Reads `lamm finetune` run folders (exactly one from scratch per seed and "
+        "budget) and writes Table 3 (one row per run and seed: best and final validation "
+        "energy/force MAE, test MAE of the final model, first validation step at or below each "
+        "threshold, speedup = the same seed's scratch steps / the run's, the budget in steps and "
+        "the pre-training seed of the start), its summary over seeds (per checkpoint and budget: "
+        "n seeds, pre-training runs, mean/std/min/max, ratios to scratch) and Fig. 9 (validation "
+        "curves; training loss terms as moving averages). Runs of several budgets or from "
+        "several pre-training runs may be given together: the report then chooses each start's "
+        "budget on the final validation error and pools the pre-training runs.",
     )
     table3.add_argument("runs", nargs="+", help="fine-tuning run folders")
     table3.add_argument(

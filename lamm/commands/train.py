@@ -66,7 +66,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         "--master-port",
         type=int,
         default=None,
-        help="port on the first node (default: a free one locally, derived from the job id on SLURM)",
+        help="port on the first node (default: a free one locally, derived from the job id on "
+        "SLURM)",
     )
     group.add_argument(
         "--network-interface",

@@ -33,6 +33,9 @@ from lamm.models.pretrained import CARD_FILE, MODEL_FILE
 
 CARD_JSON = "card.json"
 CARD_METRICS = ("energy_mae_mev_per_atom", "forces_mae_mev_per_a", "n_structures")
+# the markers of a generated results block (lamm.analysis.report_markdown; not imported here:
+# it pulls in pandas, and loading a model must not)
+RESULTS_START, RESULTS_END = "<!-- lamm-results:start -->", "<!-- lamm-results:end -->"
 # provenance kept from the run's `training` entry (the rest is optimizer and sampler state)
 _PROVENANCE = ("step", "epochs_done", "samples_seen", "mlflow_run_id", "config")
 
@@ -91,12 +94,16 @@ def package_model(
     data: Mapping[str, Any],
     notes: str = "",
     split: str = "val",
+    results: str | None = None,
 ) -> Path:
     """Write `models_dir/name/` (model.pt, card.json, README.md) and return the folder.
 
     `evaluations`: label -> folder of demo stores whose `split` is scored per head; `data`: what
     the model was trained on, as the card should state it (source, scale, seed, subsets, sizes,
-    labelers); `notes`: Markdown for the card's "good for / not for" section."""
+    labelers); `notes`: Markdown for the card's "good for / not for" section; `results`: the
+    results directory (relative to the model's folder, e.g. "reproduction") whose committed
+    tables the card's generated results block quotes (`lamm.analysis.report_markdown`), filled
+    in now when its tables are there, else by `lamm report --markdown --card` once they are."""
     checkpoint = load_checkpoint(checkpoint_path)
     shipped = shipped_checkpoint(checkpoint)
     folder = Path(models_dir) / name
@@ -118,9 +125,14 @@ def package_model(
             label: subset_metrics(potential, path, split) for label, path in evaluations.items()
         },
         "evaluation_data": {label: str(path) for label, path in evaluations.items()},
+        **({"results": results} if results else {}),
     }
     _write_text(folder / CARD_JSON, json.dumps(card, indent=1, default=str) + "\n")
     _write_text(folder / CARD_FILE, card_markdown(card, shipped["training"].get("config"), notes))
+    if results and (folder / results / "tables").is_dir():
+        from lamm.analysis.report_markdown import write_block
+
+        write_block(folder / CARD_FILE, folder / results)
     return folder
 
 
@@ -183,4 +195,12 @@ def card_markdown(card: Mapping[str, Any], config: Mapping[str, Any] | None, not
         lines.append("")
     if notes:
         lines += [notes.strip(), ""]
+    if card.get("results") and RESULTS_START not in notes:
+        lines += [
+            f"## Results (generated from `{card['results']}/tables/`)",
+            "",
+            RESULTS_START,
+            RESULTS_END,
+            "",
+        ]
     return "\n".join(lines)

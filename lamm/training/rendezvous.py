@@ -1,4 +1,5 @@
-"""The rendezvous of a multi-rank job: every rank reaches rank 0's store in time, or fails in one line.
+"""The rendezvous of a multi-rank job: every rank reaches rank 0's store in time, or fails in
+one line.
 
 torch's `env://` rendezvous waits up to 30 minutes by default, retries a name that does not
 resolve for all of that time, and blocks in C++ where Python's SIGTERM handler cannot run (a

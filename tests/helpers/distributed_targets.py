@@ -63,7 +63,8 @@ def cache_seen_by_ranks(cache: str, resume: bool = False) -> list:
 
 
 def check_run_folders(folders: list, timeout_s: float, resume: bool = False) -> str:
-    """Rank r checks `folders[r]` as its run folder: different folders stand for node-local disks."""
+    """Rank r checks `folders[r]` as its run folder: different folders stand for node-local
+    disks."""
     from lamm.training.shared_folder import check_shared_folder
 
     context = init_distributed("cpu", threads_per_rank=1)

@@ -24,18 +24,22 @@ def run_folder(
     fraction: float = 1.0,
     structures: int = 64,
     test: tuple[float, float] = (10.0, 100.0),
+    steps: int = STEPS[-1],
+    extra: dict | None = None,
 ) -> Path:
-    """A finished run: summary.json, test_metrics.json, validation.csv (curves at STEPS) and the
-    config.yaml the run wrote (its seed; None writes none, as an old run)."""
+    """A finished run: summary.json (`extra` keys added), test_metrics.json, validation.csv
+    (curves at STEPS) and the config.yaml the run wrote (its seed; None writes none, as an old
+    run)."""
     directory.mkdir(parents=True)
     (directory / "summary.json").write_text(
         json.dumps(
             {
                 "checkpoint": checkpoint,
-                "steps": STEPS[-1],
+                "steps": steps,
                 "train_fraction": fraction,
                 "train_structures": structures,
                 "force_mode": "direct",
+                **(extra or {}),
             }
         )
     )

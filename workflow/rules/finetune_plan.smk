@@ -74,20 +74,34 @@ def _shipped_model(name):
 
 
 FINETUNE_MODELS = {name: _shipped_model(name) for name in FINETUNE["models"]}
-FINETUNE_SWEEP_LABELS = _seeded([SCRATCH, *map(epoch_run_label, FINETUNE_CHECKPOINTS), *FINETUNE_MODELS])
+# Further pre-training runs of the same recipe, other seeds (finetune.pretrain_replicates): each
+# one's checkpoint at the last epoch is fine-tuned with every seed beside the sweep, in
+# epoch_<e>_pretrain-<run> folders. Their Table 3 rows carry the same epoch and their own
+# pretrain_seed, and the findings pool them with pretrain_run's: the spread covers pre-training.
+FINETUNE_REPLICATES = FINETUNE["pretrain_replicates"]
+for _run in FINETUNE_REPLICATES:
+    if _run not in _IN.PRETRAIN_RUNS or _run == FINETUNE_PRETRAIN:
+        raise WorkflowError(f"finetune.pretrain_replicates: {_run!r} is not a further pretrain run ({sorted(set(_IN.PRETRAIN_RUNS) - {FINETUNE_PRETRAIN})})")
+    if FINETUNE_LAST not in _IN.pretrain_checkpoints(_run):
+        raise WorkflowError(f"finetune.pretrain_replicates: {_run!r} keeps no checkpoint at epoch {FINETUNE_LAST} (pretrain_run {FINETUNE_PRETRAIN!r}'s last)")
+    if any(re.fullmatch(rf"{re.escape(_other)}_seed[0-9]+", _run) for _other in FINETUNE_REPLICATES):
+        raise WorkflowError(f"finetune.pretrain_replicates: {_run!r} reads as another replicate's seed folder; rename it")
+FINETUNE_REPLICATE_LABELS = [f"{epoch_run_label(FINETUNE_LAST)}_pretrain-{run}" for run in FINETUNE_REPLICATES]
+FINETUNE_SWEEP_LABELS = _seeded([SCRATCH, *map(epoch_run_label, FINETUNE_CHECKPOINTS), *FINETUNE_REPLICATE_LABELS, *FINETUNE_MODELS])
 FINETUNE_EFFICIENCY_STARTS = [SCRATCH, FINETUNE_LAST]  # pre-trained (the last checkpoint) vs scratch
 FINETUNE_EFFICIENCY_LABELS = _seeded([_efficiency_label(s, f) for s in FINETUNE_EFFICIENCY_STARTS for f in FINETUNE["fractions"]])
 FINETUNE_GRADIENT_LABEL = f"{epoch_run_label(FINETUNE_LAST)}_gradient"  # the MD model: the workflow's seed only
 # a label that matches nothing when no model is listed: (?!) never matches
 FINETUNE_MODEL_ALTERNATIVES = "|".join(map(re.escape, FINETUNE_MODELS)) or "(?!)"
+FINETUNE_REPLICATE_ALTERNATIVES = "|".join(map(re.escape, FINETUNE_REPLICATES)) or "(?!)"
 FINETUNE_LABEL = re.compile(
-    rf"(?P<start>{SCRATCH}|{EPOCH_PREFIX}(?P<epoch>{EPOCH_VALUE_PATTERN})|(?P<model>{FINETUNE_MODEL_ALTERNATIVES}))"
+    rf"(?P<start>{SCRATCH}|{EPOCH_PREFIX}(?P<epoch>{EPOCH_VALUE_PATTERN})(?:_pretrain-(?P<replicate>{FINETUNE_REPLICATE_ALTERNATIVES}))?|(?P<model>{FINETUNE_MODEL_ALTERNATIVES}))"
     r"(?:_frac(?P<fraction>[0-9.]+))?(?P<gradient>_gradient)?(?:_seed(?P<seed>[0-9]+))?"
 )
 
 # the same without group names (Snakemake reads <name> in a pattern as a path variable)
 FINETUNE_LABEL_CONSTRAINT = (
-    rf"(?:{SCRATCH}|{EPOCH_PREFIX}{EPOCH_VALUE_PATTERN}|{FINETUNE_MODEL_ALTERNATIVES})"
+    rf"(?:{SCRATCH}|{EPOCH_PREFIX}{EPOCH_VALUE_PATTERN}(?:_pretrain-(?:{FINETUNE_REPLICATE_ALTERNATIVES}))?|{FINETUNE_MODEL_ALTERNATIVES})"
     r"(?:_frac[0-9.]+)?(?:_gradient)?(?:_seed[0-9]+)?"
 )
 # a further set's folder sits beside the first set's run folders: it must not look like one
@@ -102,14 +116,15 @@ def finetune_run(label):
     match = FINETUNE_LABEL.fullmatch(label)
     if match is None:
         raise WorkflowError(f"not a fine-tuning run label: {label!r}")
-    epoch = match["epoch"]
-    if epoch is not None and epoch not in FINETUNE_CHECKPOINTS:
-        raise WorkflowError(f"{label}: pre-training run {FINETUNE_PRETRAIN!r} keeps no checkpoint at epoch {epoch}")
+    epoch, replicate = match["epoch"], match["replicate"]
+    checkpoints = pretrain_checkpoints(replicate) if replicate else FINETUNE_CHECKPOINTS
+    if epoch is not None and epoch not in checkpoints:
+        raise WorkflowError(f"{label}: pre-training run {replicate or FINETUNE_PRETRAIN!r} keeps no checkpoint at epoch {epoch}")
     seed = config["seed"] if match["seed"] is None else int(match["seed"])
     if match["seed"] is not None and seed == config["seed"]:
         # one run, one folder: the workflow's seed is the bare label
         raise WorkflowError(f"{label}: seed {seed} is the workflow's seed, whose runs have no _seed suffix")
-    start = FINETUNE_MODELS[match["model"]] if match["model"] else None if epoch is None else FINETUNE_CHECKPOINTS[epoch]
+    start = FINETUNE_MODELS[match["model"]] if match["model"] else None if epoch is None else checkpoints[epoch]
     return start, float(match["fraction"] or 1.0), "gradient" if match["gradient"] else None, seed
 
 

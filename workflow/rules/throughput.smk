@@ -13,6 +13,7 @@ THROUGHPUT_OPTIONS = " ".join(
         "--batch-per-rank " + " ".join(map(str, THROUGHPUT["batch_per_rank"])),
         f"--capped-batch {THROUGHPUT['capped_batch'] or 0}",
         f"--cap-reference-batch {THROUGHPUT['cap_reference_batch']}",
+        "" if THROUGHPUT["random_at_capped_batch"] else "--no-random-at-capped-batch",
         f"--steps {THROUGHPUT['steps']}",
         f"--warmup {THROUGHPUT['warmup']}",
         f"--group-steps {THROUGHPUT['group_steps']}",
