@@ -57,7 +57,15 @@ def emt_relax(atoms: Atoms, *, fmax: float, max_steps: int) -> tuple[list[Frame]
     L-BFGS needs no Hessian diagonalization, so a step costs O(n) beyond the EMT call; its
     initial curvature guess of 30 eV/A^2 (ASE: 70) suits EMT and saves about a third of the steps.
     """
-    atoms.calc = EMT()
+    return relax(atoms, EMT(), fmax=fmax, max_steps=max_steps, alpha=30.0)
+
+
+def relax(
+    atoms: Atoms, calculator, *, fmax: float, max_steps: int, alpha: float = 70.0
+) -> tuple[list[Frame], bool]:
+    """Relax `atoms` in place with `calculator` and L-BFGS (initial curvature `alpha` eV/A^2);
+    see `emt_relax` for what is returned."""
+    atoms.calc = calculator
     frames: list[Frame] = []
 
     def record() -> None:
@@ -70,13 +78,39 @@ def emt_relax(atoms: Atoms, *, fmax: float, max_steps: int) -> tuple[list[Frame]
             )
         )
 
-    optimizer = LBFGS(atoms, logfile=None, alpha=30.0)
+    optimizer = LBFGS(atoms, logfile=None, alpha=alpha)
     optimizer.attach(record, interval=1)
     converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
     if not frames or not np.allclose(frames[-1].positions, atoms.positions):
         atoms.get_potential_energy()  # the final geometry, evaluated once more if not yet recorded
+        atoms.get_forces()
         record()
     return frames, converged
+
+
+def relax_with(
+    atoms: Atoms, labeler: str | None, *, fmax: float, max_steps: int
+) -> tuple[list[Frame], bool]:
+    """`emt_relax` when `labeler` is None (the light labels), else a relaxation with that
+    universal potential (`universal.LABELERS`)."""
+    if labeler is None:
+        return emt_relax(atoms, fmax=fmax, max_steps=max_steps)
+    from lamm.data.demo import universal
+
+    frames, converged = relax(atoms, universal.calculator(labeler), fmax=fmax, max_steps=max_steps)
+    if not all(np.isfinite(f.energy) and np.isfinite(f.forces).all() for f in frames):
+        raise DemoFailure(f"{labeler} non-finite label")
+    return frames, converged
+
+
+def energy_forces_with(atoms: Atoms, labeler: str | None) -> tuple[float, np.ndarray]:
+    """`emt_energy_forces` when `labeler` is None, else the universal potential's."""
+    if labeler is None:
+        return emt_energy_forces(atoms)
+    from lamm.data.demo import universal
+
+    energy, forces, _ = universal.label(atoms, labeler)
+    return energy, forces
 
 
 def xtb_energy_forces(
