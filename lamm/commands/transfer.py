@@ -1,4 +1,4 @@
-"""`lamm transfer`: a pre-trained model vs scratch vs the universal potentials on one real DFT set."""
+"""`lamm transfer`: a pre-trained model vs scratch vs the universal potentials on a DFT set."""
 
 from __future__ import annotations
 

@@ -127,6 +127,6 @@ def split_by_groups(
 def chosen_mode(groups: Sequence[Hashable], split: np.ndarray) -> str:
     """ "groups" when no group of `groups` lies on two sides of `split`, else "blocks"."""
     sides: dict[Hashable, set[str]] = {}
-    for group, side in zip(groups, split):
+    for group, side in zip(groups, split, strict=True):
         sides.setdefault(group, set()).add(str(side))
     return "groups" if all(len(s) == 1 for s in sides.values()) else "blocks"

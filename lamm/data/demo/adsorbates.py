@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 from ase import Atoms
 
-from lamm.data.demo.labelers import relax_with
+from lamm.data.demo.universal import relax_with
 
 _TETRA = np.array(
     [[0.0, 0.943, 0.333], [0.816, -0.471, 0.333], [-0.816, -0.471, 0.333]]

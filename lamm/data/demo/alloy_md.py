@@ -72,7 +72,10 @@ MAX_TEMPERATURE_RATIO = 3.0
 def _lattice_constant(symbols: list[str], fractions: np.ndarray) -> float:
     """Vegard's law on the experimental fcc lattice constants (EMT's fit), stretched by the
     variant's s0 factor (its equilibrium bonds are that much longer)."""
-    a = sum(f * reference_states[atomic_numbers[s]]["a"] for s, f in zip(symbols, fractions))
+    a = sum(
+        f * reference_states[atomic_numbers[s]]["a"]
+        for s, f in zip(symbols, fractions, strict=True)
+    )
     return float(a) * EMT_VARIANT_FACTORS.get("s0", 1.0)
 
 
@@ -97,7 +100,8 @@ def crystal(lattice: str, a_fcc: float, rng: np.random.Generator) -> Atoms:
 
 
 def alloy_cell(rng: np.random.Generator) -> tuple[Atoms, str]:
-    """(a random multi-element cell before MD, its kind: lattice or melt, `-v<n>` with n vacancies)."""
+    """(a random multi-element cell before MD, its kind: lattice or melt, `-v<n>` with n
+    vacancies)."""
     count = int(rng.integers(2, min(MAX_METALS, len(METALS)) + 1))
     symbols = [str(s) for s in rng.choice(METALS, size=count, replace=False)]
     fractions = rng.dirichlet(np.ones(len(symbols)))
@@ -195,7 +199,7 @@ def universal_alloy_cell(rng: np.random.Generator) -> tuple[Atoms, str]:
     symbols = [str(s) for s in rng.choice(UNIVERSAL_METALS, size=count, replace=False)]
     fractions = rng.dirichlet(np.ones(len(symbols)))
     kind = str(rng.choice(LATTICES))
-    a_fcc = 2 * float(sum(f * radius(s) for s, f in zip(symbols, fractions))) * 2**0.5
+    a_fcc = 2 * float(sum(f * radius(s) for s, f in zip(symbols, fractions, strict=True))) * 2**0.5
     atoms = crystal("fcc" if kind == "melt" else kind, a_fcc, rng)
     vacancies = min(int(rng.integers(0, MAX_VACANCIES + 1)), len(atoms) - MIN_ATOMS)
     if vacancies > 0:

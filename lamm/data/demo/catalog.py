@@ -45,7 +45,8 @@ ADSORPTION_REFERENCE = {
     "oc20_is2re": "E_ads = E(relaxed slab+adsorbate) - E(relaxed clean slab) - sum_X n_X eps_X, "
     "eps_H = E(H2)/2, eps_O = E(H2O) - E(H2), eps_N = E(N2)/2, eps_C = E(CO) - eps_O "
     "(OC20's gas references; all energies EMT, molecules relaxed in a 12 A box)",
-    "odac23_is2re": "E_ads = E(relaxed framework+adsorbates) - E(empty framework) - sum E(gas molecule) "
+    "odac23_is2re": "E_ads = E(relaxed framework+adsorbates) - E(empty framework) "
+    "- sum E(gas molecule) "
     "(ODAC23's convention; all energies EMT, gas molecules relaxed in a 12 A box)",
 }
 
@@ -89,7 +90,8 @@ SUBSETS: tuple[SubsetSpec, ...] = (
         True,
         "pretrain",
         134e6,
-        f"frames along {_EMT_SLABS}: Al/Ni/Cu/Pd/Ag/Pt/Au metals and binary alloys, C/H/N/O adsorbates",
+        f"frames along {_EMT_SLABS}: Al/Ni/Cu/Pd/Ag/Pt/Au metals and binary alloys, "
+        "C/H/N/O adsorbates",
     ),
     SubsetSpec(
         "oc22_s2ef",
@@ -361,7 +363,8 @@ def target_sizes(scale: str, labels: str = "light") -> dict[str, int]:
     chosen = label_set(labels)
     if scale not in chosen.scales:
         raise ValueError(
-            f"unknown scale {scale!r} for {labels} labels; expected one of {', '.join(chosen.scales)}"
+            f"unknown scale {scale!r} for {labels} labels; "
+            f"expected one of {', '.join(chosen.scales)}"
         )
     if labels == "universal":
         return dict(UNIVERSAL_TARGETS[scale])

@@ -32,7 +32,7 @@ from ase import Atoms
 from ase.constraints import FixAtoms
 
 from lamm.data.demo.adsorbates import gas_energy, relaxed_adsorbate
-from lamm.data.demo.labelers import DemoFailure, energy_forces_with, relax_with
+from lamm.data.demo.labelers import DemoFailure
 from lamm.data.demo.systems import (
     SystemRequest,
     SystemResult,
@@ -40,6 +40,7 @@ from lamm.data.demo.systems import (
     relaxation_records,
     to_record,
 )
+from lamm.data.demo.universal import energy_forces_with, relax_with
 
 METALS = ("Cu", "Ni")
 # Paddlewheel metals of real DMOF-type frameworks, for the universal labels (EMT knows Cu, Ni).

@@ -247,6 +247,7 @@ def _run(
                         total=len(tasks),
                         unit="system",
                     ),
+                    strict=True,
                 ):
                     if isinstance(result, SystemFailure):
                         log.info(
@@ -268,7 +269,8 @@ def _run(
             else:
                 os.environ[key] = value
     unfinished = [
-        f"{s}: {st.wanted[s] - st.deficit(s)}/{st.wanted[s]} (failures {dict(st.failures.get(s, {}))})"
+        f"{s}: {st.wanted[s] - st.deficit(s)}/{st.wanted[s]} "
+        f"(failures {dict(st.failures.get(s, {}))})"
         for st in states
         for s in st.wanted
         if st.deficit(s) > 0

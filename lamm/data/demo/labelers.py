@@ -88,31 +88,6 @@ def relax(
     return frames, converged
 
 
-def relax_with(
-    atoms: Atoms, labeler: str | None, *, fmax: float, max_steps: int
-) -> tuple[list[Frame], bool]:
-    """`emt_relax` when `labeler` is None (the light labels), else a relaxation with that
-    universal potential (`universal.LABELERS`)."""
-    if labeler is None:
-        return emt_relax(atoms, fmax=fmax, max_steps=max_steps)
-    from lamm.data.demo import universal
-
-    frames, converged = relax(atoms, universal.calculator(labeler), fmax=fmax, max_steps=max_steps)
-    if not all(np.isfinite(f.energy) and np.isfinite(f.forces).all() for f in frames):
-        raise DemoFailure(f"{labeler} non-finite label")
-    return frames, converged
-
-
-def energy_forces_with(atoms: Atoms, labeler: str | None) -> tuple[float, np.ndarray]:
-    """`emt_energy_forces` when `labeler` is None, else the universal potential's."""
-    if labeler is None:
-        return emt_energy_forces(atoms)
-    from lamm.data.demo import universal
-
-    energy, forces, _ = universal.label(atoms, labeler)
-    return energy, forces
-
-
 def xtb_energy_forces(
     numbers: np.ndarray,
     positions: np.ndarray,
@@ -177,7 +152,9 @@ def emt_variant_parameters(factors: dict[str, float] | None = None) -> dict[str,
             f"unknown EMT parameters {sorted(unknown)}; expected some of {_EMT_FIELDS}"
         )
     return {
-        symbol: tuple(value * factors.get(name, 1.0) for name, value in zip(_EMT_FIELDS, row))
+        symbol: tuple(
+            value * factors.get(name, 1.0) for name, value in zip(_EMT_FIELDS, row, strict=True)
+        )
         for symbol, row in parameters.items()
     }
 

@@ -28,7 +28,7 @@ from lamm.data.demo.adsorbates import (
     reference_energy,
     relaxed_adsorbate,
 )
-from lamm.data.demo.labelers import DemoFailure, Frame, relax_with
+from lamm.data.demo.labelers import DemoFailure, Frame
 from lamm.data.demo.surfaces import OC20_CLASSES, OC22_CLASSES, crystal_slab
 from lamm.data.demo.systems import (
     SystemRequest,
@@ -37,6 +37,7 @@ from lamm.data.demo.systems import (
     relaxation_records,
     to_record,
 )
+from lamm.data.demo.universal import relax_with
 
 EMT_METALS = ("Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au")
 VACUUM = 7.0  # Angstrom each side: 14 A between periodic images, beyond a 6 A cutoff
@@ -78,7 +79,12 @@ def metal_slab(
     share = rng.uniform(0.25, 0.75)
     fractions = np.array([1.0]) if n_metals == 1 else np.array([share, 1 - share])
     # Vegard's law on the experimental lattice constants (EMT was fitted to them).
-    a = float(sum(f * reference_states[atomic_numbers[s]]["a"] for s, f in zip(symbols, fractions)))
+    a = float(
+        sum(
+            f * reference_states[atomic_numbers[s]]["a"]
+            for s, f in zip(symbols, fractions, strict=True)
+        )
+    )
     facet = str(rng.choice(["111", "100", "110", "211"]))
     if facet == "211":  # 3 atoms per row, layers in threes
         sizes = [(3, y, 3 * z) for y in range(2, 6) for z in (1, 2, 3)]
@@ -132,7 +138,8 @@ def top_layer(slab: Atoms) -> np.ndarray:
 
 
 def _clearance(slab: Atoms, numbers: np.ndarray, positions: np.ndarray) -> float:
-    """Smallest distance / (sum of covalent radii) between new atoms and the slab (minimum image)."""
+    """Smallest distance / (sum of covalent radii) between new atoms and the slab (minimum
+    image)."""
     probe = slab.copy()
     probe.set_constraint()
     probe += Atoms(numbers, positions=positions)
@@ -274,7 +281,7 @@ def oc20_system(
         )
         return result
     adsorbate_symbols = [
-        s for s, t in zip(initial.get_chemical_symbols(), initial.get_tags()) if t == 2
+        s for s, t in zip(initial.get_chemical_symbols(), initial.get_tags(), strict=True) if t == 2
     ]
     e_ads = (
         frames[-1].energy

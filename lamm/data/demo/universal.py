@@ -22,7 +22,13 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from lamm.data.demo.labelers import DemoFailure
+from lamm.data.demo.labelers import (
+    DemoFailure,
+    Frame,
+    emt_energy_forces,
+    emt_relax,
+    relax,
+)
 
 MAX_FORCE = 50.0  # eV/A: a label beyond this is an unphysical geometry, counted and dropped
 
@@ -130,6 +136,27 @@ def label(atoms: Atoms, name: str) -> tuple[float, np.ndarray, np.ndarray | None
     if np.abs(forces).max() > MAX_FORCE:
         raise DemoFailure(f"{name} forces above {MAX_FORCE:g} eV/A")
     return energy, forces, stress
+
+
+def relax_with(
+    atoms: Atoms, labeler: str | None, *, fmax: float, max_steps: int
+) -> tuple[list[Frame], bool]:
+    """`emt_relax` when `labeler` is None (the light labels), else a relaxation with that
+    universal potential (`universal.LABELERS`)."""
+    if labeler is None:
+        return emt_relax(atoms, fmax=fmax, max_steps=max_steps)
+    frames, converged = relax(atoms, calculator(labeler), fmax=fmax, max_steps=max_steps)
+    if not all(np.isfinite(f.energy) and np.isfinite(f.forces).all() for f in frames):
+        raise DemoFailure(f"{labeler} non-finite label")
+    return frames, converged
+
+
+def energy_forces_with(atoms: Atoms, labeler: str | None) -> tuple[float, np.ndarray]:
+    """`emt_energy_forces` when `labeler` is None, else the universal potential's."""
+    if labeler is None:
+        return emt_energy_forces(atoms)
+    energy, forces, _ = label(atoms, labeler)
+    return energy, forces
 
 
 _LIGHT = {  # the light label set's labelers: name -> (package, model, functional)
