@@ -2,13 +2,17 @@
 
 OMat24 (Barroso-Luque et al. 2024) holds non-equilibrium bulk structures of 89 elements:
 Boltzmann-rattled and strained cells, and ab initio MD at 1000-3000 K, labeled with PBE/PBE+U
-energies, forces and stresses. In miniature, one system is one crystal (`crystals.py`) at the
-labeler's equilibrium volume, made into a supercell of MIN_ATOMS-MAX_ATOMS atoms, in a third of
-the systems with a point defect (vacancies, an antisite pair or an interstitial), then either
-- rattled (1 - MD_FRACTION of the systems): `request.frames` snapshots, each with its own
-  volume strain (VOLUME_FACTOR), shear (up to SHEAR) and temperature T in TEMPERATURE_K, the
-  atoms displaced by N(0, kT/k) per coordinate, the classical thermal spread of an Einstein
-  solid with spring constant k drawn from SPRING (independent of the atoms' masses); or
+energies, forces and stresses. Users' training sets add equations of state: the same crystal
+compressed and expanded far beyond thermal strains (SNAP's Ta and InP sets span 0.6-2.8 times the
+equilibrium volume). In miniature, one system is one crystal (`crystals.py`) at the labeler's
+equilibrium volume, made into a supercell of MIN_ATOMS-MAX_ATOMS atoms, in a third of the systems
+with a point defect (vacancies, an antisite pair or an interstitial), then one of
+- rattled (the rest): `request.frames` snapshots, each with its own volume strain
+  (VOLUME_FACTOR), shear (up to SHEAR) and temperature T in TEMPERATURE_K, the atoms displaced by
+  N(0, kT/k) per coordinate, the classical thermal spread of an Einstein solid with spring
+  constant k drawn from SPRING (independent of the atoms' masses);
+- an equation of state (EOS_FRACTION): `request.frames` cells at linear scales drawn from
+  EOS_SCALE (sorted), each lightly rattled (EOS_RATTLE) so that forces are not zero;
 - MD (MD_FRACTION): Langevin NVT at T driven by the labeler itself, from a rattled start,
   `request.frames` snapshots MD_EVERY steps apart after MD_BURN_IN steps.
 Every snapshot is labeled with energy, forces and stress. Snapshots of one system share a
@@ -39,7 +43,10 @@ except ImportError:  # pragma: no cover - older ASE
 LABELER = "chgnet-0.3.0"
 MIN_ATOMS, MAX_ATOMS, MEAN_ATOMS = 8, 64, 28
 DEFECT_FRACTION = 1 / 3
-MD_FRACTION = 0.25
+MD_FRACTION = 0.15
+EOS_FRACTION = 0.3
+EOS_SCALE = (0.84, 1.42)  # linear: 0.6-2.9 times the equilibrium volume
+EOS_RATTLE = 0.03  # Angstrom
 TEMPERATURE_K = (300.0, 2000.0)
 SPRING = (4.0, 12.0)  # eV/A^2: sqrt(kT/k) = 0.05-0.22 A over TEMPERATURE_K
 VOLUME_FACTOR = (0.9, 1.1)
@@ -136,6 +143,18 @@ def _rattled(base: Atoms, request: SystemRequest, rng, source: str, labeler: str
     return records
 
 
+def _eos(base: Atoms, request: SystemRequest, rng, source: str, labeler: str) -> list:
+    records = []
+    for scale in np.sort(rng.uniform(*EOS_SCALE, size=request.frames)):
+        atoms = base.copy()
+        atoms.set_cell(atoms.cell.array * scale, scale_atoms=True)
+        atoms.positions += rng.normal(0.0, EOS_RATTLE, size=atoms.positions.shape)
+        check_geometry(atoms)
+        energy, forces, stress = universal.label(atoms, labeler)
+        records.append(_record(atoms, energy, forces, stress, f"{source}/eos{scale:.3f}"))
+    return records
+
+
 def _md(base: Atoms, request: SystemRequest, rng, source: str, labeler: str) -> list:
     atoms = base.copy()
     strain(atoms, rng)
@@ -175,6 +194,7 @@ def omat24_system(request: SystemRequest, rng: np.random.Generator) -> SystemRes
     cell.info.clear()
     if rng.random() < DEFECT_FRACTION:
         kind = f"{kind}/{add_defect(cell, rng)}"
-    mode = _md if rng.random() < MD_FRACTION else _rattled
+    draw = rng.random()
+    mode = _md if draw < MD_FRACTION else _eos if draw < MD_FRACTION + EOS_FRACTION else _rattled
     source = f"omat24/{request.index:06d}/{kind}/{cell.get_chemical_formula()}"
     return SystemResult(records={"omat24": mode(cell, request, rng, source, LABELER)})

@@ -284,7 +284,8 @@ OMAT24 = SubsetSpec(
     True, "pretrain", 110e6,
     "OMat24-like bulk: crystals of 65 elements (metals, alloys, intermetallics, oxides, nitrides, "
     "carbides, chalcogenides, halides, semiconductors) at CHGNet's equilibrium volume, strained "
-    "+-10% in volume, with point defects, rattled at 300-2000 K or in Langevin MD; 8-64 atoms",
+    "+-10% in volume, with point defects, rattled at 300-2000 K or in Langevin MD, or scanned "
+    "over 0.6-2.9 times the volume (equations of state); 8-64 atoms",
     labeler="chgnet-0.3.0",
 )  # fmt: skip
 
@@ -319,9 +320,9 @@ UNIVERSAL_TARGETS = {
     "tiny": {"omat24": 8, "oc20_s2ef": 6, "oc22_s2ef": 4, "odac23_s2ef": 4, "transition1x": 4,
              "qm7x": 4, "qmugs": 3, "pubchem3d": 6, "oc20_is2re": 2, "oc22_is2re": 2,
              "odac23_is2re": 2, "hme21": 16},
-    "mini": {"omat24": 8000, "oc20_s2ef": 1200, "oc22_s2ef": 600, "odac23_s2ef": 300,
+    "mini": {"omat24": 8000, "oc20_s2ef": 1000, "oc22_s2ef": 500, "odac23_s2ef": 250,
              "transition1x": 1200, "qm7x": 1000, "qmugs": 800, "pubchem3d": 2000,
-             "oc20_is2re": 40, "oc22_is2re": 25, "odac23_is2re": 15, "hme21": 300},
+             "oc20_is2re": 25, "oc22_is2re": 20, "odac23_is2re": 10, "hme21": 240},
 }  # fmt: skip
 
 
@@ -337,7 +338,7 @@ class LabelSet:
 LABEL_SETS = {
     "light": LabelSet("light", SUBSETS, FAMILIES, tuple(SCALES), 3),
     "universal": LabelSet(
-        "universal", UNIVERSAL_SUBSETS, UNIVERSAL_FAMILIES, tuple(UNIVERSAL_TARGETS), 1
+        "universal", UNIVERSAL_SUBSETS, UNIVERSAL_FAMILIES, tuple(UNIVERSAL_TARGETS), 2
     ),
 }
 ALL_SUBSET_NAMES = tuple(dict.fromkeys(s.name for ls in LABEL_SETS.values() for s in ls.subsets))
