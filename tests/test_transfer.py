@@ -140,3 +140,21 @@ def test_transfer_end_to_end_writes_runs_and_summary(tmp_path, capsys):
     assert methods == {SCRATCH, "lamm-mini", "composition fit"}
     assert result["missing_runs"] == []
     assert (out / "runs" / "scratch_f1_s0" / "test_metrics.json").is_file()
+
+
+def test_markdown_table_states_means_ranges_and_ratios():
+    from lamm.analysis.transfer import COMPOSITION, markdown_table
+
+    table = rows(SCRATCH, [(10, 100), (12, 110), (11, 120)]) + rows(
+        "m", [(8, 50), (9, 60), (13, 55)]
+    )
+    table.append(
+        {"method": COMPOSITION, "fraction": 1.0, "seed": 0, "energy_mae_mev_per_atom": 700.0,
+         "forces_mae_mev_per_a": 300.0}
+    )  # fmt: skip
+    text = markdown_table(summarize(table))
+    lines = text.splitlines()
+    assert lines[0].startswith("| method | train | seeds | energy meV/atom")
+    assert lines[2] == "| scratch | 100% | 3 | 11.0 (10.0-12.0) | - | 110.0 (100.0-120.0) | - |"
+    assert lines[3] == "| m | 100% | 3 | 10.0 (8.0-13.0) | 1.10x | 55.0 (50.0-60.0) | 2.00x apart |"
+    assert lines[4].startswith("| composition fit | 100% | 1 | 700.0 | 0.02x |")

@@ -205,3 +205,61 @@ def summarize(rows: Sequence[dict[str, Any]], *, reference: str = SCRATCH) -> li
                 entry[f"{key}_apart"] = bool(len(finite) == len(values) and max(finite) < min(ref))
         out.append(entry)
     return out
+
+
+def _cell(entry: dict[str, Any], key: str, digits: int = 1) -> str:
+    """'mean (min-max)' of a metric, or the single value, or '-'."""
+    mean = entry.get(f"{key}_mean")
+    if mean is None:
+        return "-"
+    low, high = entry[f"{key}_min"], entry[f"{key}_max"]
+    text = f"{mean:.{digits}f}"
+    if entry["seeds"] > 1:
+        text += f" ({low:.{digits}f}-{high:.{digits}f})"
+    if entry.get(f"{key}_diverged"):
+        text += f", {entry[f'{key}_diverged']} diverged"
+    return text
+
+
+def _versus(entry: dict[str, Any], key: str) -> str:
+    ratio = entry.get(f"{key}_ratio")
+    if ratio is None:
+        return "-"
+    return f"{ratio:.2f}x{' apart' if entry.get(f'{key}_apart') else ''}"
+
+
+def markdown_table(summary: Sequence[dict[str, Any]]) -> str:
+    """The summary as a markdown table: per method and training fraction, the test MAEs as mean
+    (min-max over seeds) and the ratio scratch / method ('apart': every seed of the method
+    better than every seed of scratch)."""
+    stress = any("stress_mae_gpa_mean" in entry for entry in summary)
+    header = ["method", "train", "seeds", "energy meV/atom", "vs scratch", "forces meV/A",
+              "vs scratch"]  # fmt: skip
+    if stress:
+        header += ["stress GPa", "vs scratch"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    order = sorted(summary, key=lambda e: (-float(e["fraction"]), _method_rank(e["method"])))
+    for entry in order:
+        cells = [
+            entry["method"],
+            f"{float(entry['fraction']):.0%}",
+            str(entry["seeds"]),
+            _cell(entry, "energy_mae_mev_per_atom"),
+            _versus(entry, "energy_mae_mev_per_atom"),
+            _cell(entry, "forces_mae_mev_per_a"),
+            _versus(entry, "forces_mae_mev_per_a"),
+        ]
+        if stress:
+            cells += [_cell(entry, "stress_mae_gpa", 2), _versus(entry, "stress_mae_gpa")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    if method == SCRATCH:
+        return (0, method)
+    if method == COMPOSITION:
+        return (3, method)
+    if method.endswith("(zero-shot)"):
+        return (4, method)
+    return (2 if method.endswith(FROZEN) else 1, method)

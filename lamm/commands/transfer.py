@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
         "the model, and from the model with its encoder frozen (full set only), same config and "
         "budget, for every fraction and seed; the composition fit; the anchors (SevenNet-0, "
         "CHGNet) zero-shot with energies shifted per element on the training split. Writes "
-        "OUT/runs.csv, OUT/summary.csv and OUT/summary.json; a rerun skips finished runs.",
+        "OUT/runs.csv, OUT/summary.csv, OUT/summary.json and OUT/summary.md (a markdown table); a "
+        "rerun skips finished runs.",
     )
     parser.add_argument("--dataset", type=Path, required=True, help="the labeled DFT file")
     parser.add_argument("--name", required=True, help="the set's name (its store and head)")
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from lamm.analysis.anchors import anchor_row
     from lamm.analysis.transfer import (
         COMPOSITION,
+        markdown_table,
         plan_runs,
         prepare_store,
         run_row,
@@ -155,5 +157,6 @@ def run(args: argparse.Namespace) -> int:
         "summary": summary,
     }
     (args.out / "summary.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    (args.out / "summary.md").write_text(markdown_table(summary))
     print(json.dumps({"out": str(args.out), "runs": len(rows), "missing_runs": missing}))
     return 1 if missing else 0
