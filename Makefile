@@ -23,10 +23,10 @@ $(STAMP): pyproject.toml
 	# minutes of the 15-minute demo here), with pip when it does not. uv keeps the torch above: it
 	# satisfies our bound. A USE_UV=0 make install uses pip alone.
 	if [ "$(USE_UV)" != 0 ] && $(BIN)/python -m pip install --quiet --no-compile "uv>=0.9"; then \
-	  $(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]" \
-	  || { echo "uv failed; installing with pip" >&2; $(BIN)/python -m pip install --quiet --no-compile -e ".[test]"; }; \
+	  $(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test,labelers]" \
+	  || { echo "uv failed; installing with pip" >&2; $(BIN)/python -m pip install --quiet --no-compile -e ".[test,labelers]"; }; \
 	else \
-	  $(BIN)/python -m pip install --quiet --no-compile -e ".[test]"; \
+	  $(BIN)/python -m pip install --quiet --no-compile -e ".[test,labelers]"; \
 	fi
 	# Bytecode (ours too: with PYTHONDONTWRITEBYTECODE set, every job would recompile lamm) on every
 	# core (pip compiles on one: a minute more on 2 cores). Files that are not

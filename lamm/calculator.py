@@ -144,3 +144,14 @@ class LaMMCalculator(Calculator):
                 prediction[K.PRED_STRESS][0, :, :, self.head_index].detach().cpu().double().numpy()
             )
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress_3x3)  # eV/Angstrom^3
+
+
+def reference_calculator(name: str) -> Calculator:
+    """The ASE calculator of a universal potential a user might pick instead of a fine-tuned
+    LaMM model (`sevennet-0`, `sevennet-l3i5`, `chgnet-0.3.0`, `chgnet-r2scan`; `pip install
+    .[labelers]`), for side-by-side checks: same Atoms, both calculators. Its energies are on
+    the Materials Project's reference, not on your DFT settings: compare forces directly and
+    energies after a per-element shift (`lamm evaluate --reference NAME` fits it for you)."""
+    from lamm.data.demo.universal import calculator
+
+    return calculator(name)

@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lamm.commands.umap",
     "lamm.commands.distill",
     "lamm.commands.model",
+    "lamm.commands.transfer",
 )
 
 

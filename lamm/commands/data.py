@@ -553,20 +553,23 @@ def _convert_user(args: argparse.Namespace, dataset: Any, min_distance: float) -
 
 
 # --- lamm data demo ----------------------------------------------------------------------------
-DEMO_SCALES = ("tiny", "small", "medium")
+DEMO_SCALES = ("tiny", "small", "medium", "mini")  # mini: the universal labels only
+DEMO_LABELS = ("light", "universal")
 
 
 def _add_demo(commands: Any) -> None:
     parser = commands.add_parser(
         "demo",
-        help="generate the offline mini joint dataset (EMT, GFN-xTB, MMFF94s)",
-        description="Generate the ten pre-training subsets and the downstream set offline, "
-        "labeled by "
-        "EMT (slabs, frameworks), GFN2-xTB (molecules), a varied EMT (downstream alloy MD) "
-        "and unlabeled MMFF94s "
-        "conformers, one store per subset: DIR/<subset>.lmdb. The last stdout line is a "
-        "JSON summary "
-        "(samples, atom counts and labeling failures per subset).",
+        help="generate the offline mini joint dataset "
+        "(light: EMT, GFN2-xTB; universal: SevenNet, CHGNet)",
+        description="Generate the pre-training subsets and the downstream set offline, one "
+        "store per subset: DIR/<subset>.lmdb. --labels light: EMT (slabs, frameworks), GFN2-xTB "
+        "(molecules), a varied EMT (downstream alloy MD), unlabeled MMFF94s conformers. --labels "
+        "universal: universal potentials trained on real DFT (SevenNet-0, CHGNet 0.3.0 and its "
+        "r2SCAN model; SevenNet-l3i5 for the downstream set) label crystals, slabs and frameworks "
+        "of 65 elements, plus an OMat24-like bulk subset with stress; molecules keep GFN2-xTB "
+        "(pip install '.[labelers]'). The last stdout line is a JSON summary (samples, atom "
+        "counts and labeling failures per subset).",
     )
     parser.add_argument(
         "--out",
@@ -579,8 +582,14 @@ def _add_demo(commands: Any) -> None:
         "--scale",
         choices=DEMO_SCALES,
         default="small",
-        help="tiny: seconds (tests); small: the default demo (minutes); medium: thousands "
-        "per subset",
+        help="tiny: seconds (tests); small: the default demo (minutes); medium: thousands per "
+        "subset; light labels: tiny, small, medium; universal labels: tiny, mini (about an hour)",
+    )
+    parser.add_argument(
+        "--labels",
+        choices=DEMO_LABELS,
+        default="light",
+        help="light: EMT and GFN2-xTB (minutes); universal: DFT-trained universal potentials",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice (same seed, same bytes)"
@@ -605,21 +614,32 @@ def _add_demo(commands: Any) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from lamm.data.demo.catalog import SUBSET_NAMES
+    from lamm.data.demo.catalog import label_set
     from lamm.data.demo.generate import generate_demo
     from lamm.tracking import RunTracker
 
-    unknown = [name for name in args.subsets or () if name not in SUBSET_NAMES]
+    chosen = label_set(args.labels)
+    names = [s.name for s in chosen.subsets]
+    unknown = [name for name in args.subsets or () if name not in names]
     if unknown:
         print(
-            f"lamm data demo: error: unknown subset(s) {unknown}; expected some of "
-            f"{', '.join(SUBSET_NAMES)}",
+            f"lamm data demo: error: unknown subset(s) {unknown} for --labels {args.labels}; "
+            f"expected some of {', '.join(names)}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.scale not in chosen.scales:
+        print(
+            f"lamm data demo: error: --scale {args.scale} is not a scale of "
+            f"--labels {args.labels}; "
+            f"expected one of {', '.join(chosen.scales)}",
             file=sys.stderr,
         )
         return 2
 
     params = {
         "scale": args.scale,
+        "labels": args.labels,
         "seed": args.seed,
         "workers": args.workers,
         "subsets": args.subsets or "all",
@@ -627,7 +647,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     }
     with RunTracker("data", f"data-demo-{args.scale}", params=params) as tracker:
         report = generate_demo(
-            args.out, scale=args.scale, seed=args.seed, subsets=args.subsets, workers=args.workers
+            args.out,
+            scale=args.scale,
+            seed=args.seed,
+            subsets=args.subsets,
+            workers=args.workers,
+            labels=args.labels,
         )
         summary = report.as_dict()
         summary_path = args.out / "demo_summary.json"

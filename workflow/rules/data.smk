@@ -35,6 +35,7 @@ if config["data"]["source"] == "demo":
         params:
             out=DATA_DIR,
             scale=config["data"]["scale"],
+            labels=config["data"]["labels"],
             seed=config["seed"],
             subsets=" ".join([*config["data"]["subsets"], *BUILTIN_DOWNSTREAM]),
         threads: workflow.cores
@@ -42,7 +43,8 @@ if config["data"]["source"] == "demo":
             LAMM_ENV
         shell:
             f"lamm {LAMM_TAGS} data demo"
-            " --out {params.out} --scale {params.scale} --seed {params.seed} --workers {threads}"
+            " --out {params.out} --scale {params.scale} --labels {params.labels}"
+            " --seed {params.seed} --workers {threads}"
             " --subsets {params.subsets} > {log} 2>&1"
 
 

@@ -2,14 +2,15 @@
 
 Each adsorbate is built in a local frame with its binding atom at the origin and the rest
 pointing up (+z); geometries are textbook bond lengths and angles. Before use, each one is
-relaxed in the gas phase with the same EMT as the slabs (cached per process), so a
-relaxation starts from an adsorbate at its own EMT equilibrium and the initial forces come
+relaxed in the gas phase with the slabs' labeler (EMT, or a universal potential for the
+universal labels; cached per process), so a
+relaxation starts from an adsorbate at its own equilibrium and the initial forces come
 from the adsorbate-surface interaction, as in OC20's initial structures.
 
 Adsorption energies follow OC20's convention (Chanussot et al. 2021):
     E_ads = E(slab + adsorbate) - E(clean slab) - sum_X n_X eps_X
 with eps_H = E(H2)/2, eps_O = E(H2O) - E(H2), eps_N = E(N2)/2, eps_C = E(CO) - eps_O,
-all gas molecules relaxed with EMT.
+all gas molecules relaxed with the same labeler.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 from ase import Atoms
 
-from lamm.data.demo.labelers import emt_relax
+from lamm.data.demo.universal import relax_with
 
 _TETRA = np.array(
     [[0.0, 0.943, 0.333], [0.816, -0.471, 0.333], [-0.816, -0.471, 0.333]]
@@ -85,7 +86,7 @@ OC20_ADSORBATES = (
 OC22_ADSORBATES = ("O", "H", "OH", "OOH", "O2", "H2O", "CO", "CO2", "C", "N")
 
 _GAS_GEOMETRIES = {**ADSORBATE_GEOMETRIES, "H2": [("H", 0, 0, 0), ("H", 0, 0, 0.74)]}
-GAS_CELL = 12.0  # Angstrom: an isolated molecule in EMT (cutoff below 6 A)
+GAS_CELL = 12.0  # Angstrom: beyond EMT's cutoff (< 6 A) and the universal potentials' (5-6 A)
 
 
 def _atoms(spec: list[tuple[str, float, float, float]]) -> Atoms:
@@ -93,20 +94,24 @@ def _atoms(spec: list[tuple[str, float, float, float]]) -> Atoms:
 
 
 @lru_cache(maxsize=None)
-def _relaxed_gas(name: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """(numbers, positions, EMT energy) of a molecule relaxed alone in a box (pure: cached)."""
+def _relaxed_gas(name: str, labeler: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(numbers, positions, energy) of a molecule relaxed alone in a box with EMT (`labeler`
+    None) or a universal potential (pure: cached). The universal potentials get a periodic box,
+    the cell they were trained on."""
     atoms = _atoms(_GAS_GEOMETRIES[name])
     offset = atoms.positions[0].copy()
     atoms.set_cell([GAS_CELL] * 3)
     atoms.center()
-    frames, _ = emt_relax(atoms, fmax=0.01, max_steps=500)
+    atoms.pbc = labeler is not None
+    frames, _ = relax_with(atoms, labeler, fmax=0.01, max_steps=500 if labeler is None else 100)
     positions = atoms.positions - atoms.positions[0] + offset
     return atoms.numbers.copy(), positions, frames[-1].energy
 
 
-def relaxed_adsorbate(name: str) -> Atoms:
-    """The adsorbate after EMT gas-phase relaxation, binding atom at the origin, pointing up."""
-    numbers, positions, _ = _relaxed_gas(name)
+def relaxed_adsorbate(name: str, labeler: str | None = None) -> Atoms:
+    """The adsorbate after gas-phase relaxation (EMT or `labeler`), binding atom at the origin,
+    pointing up."""
+    numbers, positions, _ = _relaxed_gas(name, labeler)
     atoms = Atoms(numbers, positions=positions - positions[0])
     if len(atoms) > 1:
         # Re-orient: the rest of the molecule above the binding atom (relaxation may rotate it).
@@ -116,14 +121,14 @@ def relaxed_adsorbate(name: str) -> Atoms:
     return atoms
 
 
-def gas_energy(name: str) -> float:
-    """EMT energy (eV) of an adsorbate molecule relaxed in the gas phase."""
-    return _relaxed_gas(name)[2]
+def gas_energy(name: str, labeler: str | None = None) -> float:
+    """Energy (eV, EMT or `labeler`) of an adsorbate molecule relaxed in the gas phase."""
+    return _relaxed_gas(name, labeler)[2]
 
 
-def oc20_gas_references() -> dict[str, float]:
-    """eps_X (eV) per element for adsorption energies, from EMT-relaxed H2, H2O, N2 and CO."""
-    e = {name: _relaxed_gas(name)[2] for name in ("H2", "H2O", "N2", "CO")}
+def oc20_gas_references(labeler: str | None = None) -> dict[str, float]:
+    """eps_X (eV) per element for adsorption energies, from relaxed H2, H2O, N2 and CO."""
+    e = {name: _relaxed_gas(name, labeler)[2] for name in ("H2", "H2O", "N2", "CO")}
     eps_h = e["H2"] / 2
     eps_o = e["H2O"] - e["H2"]
     return {"H": eps_h, "O": eps_o, "N": e["N2"] / 2, "C": e["CO"] - eps_o}

@@ -72,7 +72,10 @@ MAX_TEMPERATURE_RATIO = 3.0
 def _lattice_constant(symbols: list[str], fractions: np.ndarray) -> float:
     """Vegard's law on the experimental fcc lattice constants (EMT's fit), stretched by the
     variant's s0 factor (its equilibrium bonds are that much longer)."""
-    a = sum(f * reference_states[atomic_numbers[s]]["a"] for s, f in zip(symbols, fractions))
+    a = sum(
+        f * reference_states[atomic_numbers[s]]["a"]
+        for s, f in zip(symbols, fractions, strict=True)
+    )
     return float(a) * EMT_VARIANT_FACTORS.get("s0", 1.0)
 
 
@@ -97,7 +100,8 @@ def crystal(lattice: str, a_fcc: float, rng: np.random.Generator) -> Atoms:
 
 
 def alloy_cell(rng: np.random.Generator) -> tuple[Atoms, str]:
-    """(a random multi-element cell before MD, its kind: lattice or melt, `-v<n>` with n vacancies)."""
+    """(a random multi-element cell before MD, its kind: lattice or melt, `-v<n>` with n
+    vacancies)."""
     count = int(rng.integers(2, min(MAX_METALS, len(METALS)) + 1))
     symbols = [str(s) for s in rng.choice(METALS, size=count, replace=False)]
     fractions = rng.dirichlet(np.ones(len(symbols)))
@@ -129,10 +133,12 @@ def check_snapshot(atoms: Atoms, energy: float, forces: np.ndarray, temperature:
         raise DemoFailure(f"MD temperature above {MAX_TEMPERATURE_RATIO}x the target")
 
 
-def _langevin(atoms: Atoms, temperature: float, rng: np.random.Generator) -> Langevin:
+def _langevin(
+    atoms: Atoms, temperature: float, rng: np.random.Generator, timestep_fs: float = TIMESTEP_FS
+) -> Langevin:
     return Langevin(
         atoms,
-        TIMESTEP_FS * units.fs,
+        timestep_fs * units.fs,
         temperature_K=temperature,
         friction=FRICTION / units.fs,
         fixcm=False,
@@ -169,4 +175,74 @@ def hme21_md_system(request: SystemRequest, rng: np.random.Generator) -> SystemR
                 source_id=f"{source}/frame{snapshot * SNAPSHOT_EVERY:04d}",
             )
         )
+    return SystemResult(records={"hme21": records})
+
+
+# --- the universal labels' hme21: more metals, MD driven by one potential, labeled by another --
+
+# Metals of HME21's alloys and high-entropy cells (Takamoto et al. 2022 list 37 elements).
+UNIVERSAL_METALS = (
+    "Al", "Mg", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Zr", "Nb", "Mo",
+    "Ru", "Rh", "Pd", "Ag", "Sn", "Ir", "Pt", "Au",
+)  # fmt: skip
+# The MD runs on DRIVER (cheap); the snapshots are labeled by LABELER, a model that no
+# pre-training subset uses, as HME21's PBE settings are not those of any pre-training set.
+DRIVER, LABELER = "chgnet-0.3.0", "sevennet-l3i5"
+UNIVERSAL_TIMESTEP_FS = 2.0  # Al and Mg are the lightest (24-27 u)
+
+
+def universal_alloy_cell(rng: np.random.Generator) -> tuple[Atoms, str]:
+    """A random 2-5-metal cell (as `alloy_cell`) on the mean covalent-radius lattice."""
+    from lamm.data.demo.crystals import radius
+
+    count = int(rng.integers(2, MAX_METALS + 1))
+    symbols = [str(s) for s in rng.choice(UNIVERSAL_METALS, size=count, replace=False)]
+    fractions = rng.dirichlet(np.ones(len(symbols)))
+    kind = str(rng.choice(LATTICES))
+    a_fcc = 2 * float(sum(f * radius(s) for s, f in zip(symbols, fractions, strict=True))) * 2**0.5
+    atoms = crystal("fcc" if kind == "melt" else kind, a_fcc, rng)
+    vacancies = min(int(rng.integers(0, MAX_VACANCIES + 1)), len(atoms) - MIN_ATOMS)
+    if vacancies > 0:
+        del atoms[[int(i) for i in rng.choice(len(atoms), size=vacancies, replace=False)]]
+        kind = f"{kind}-v{vacancies}"
+    atoms.symbols = rng.choice(symbols, size=len(atoms), p=fractions)
+    atoms.pbc = True
+    return atoms, kind
+
+
+def hme21_universal_system(request: SystemRequest, rng: np.random.Generator) -> SystemResult:
+    """One Langevin trajectory (DRIVER) of a random alloy cell at the driver's zero pressure,
+    then thermal expansion and shear as `alloy_cell`; `request.frames` snapshots labeled by
+    LABELER with energy, forces and stress."""
+    import dataclasses
+
+    from lamm.data.demo import universal
+    from lamm.data.demo.crystals import fit_volume
+
+    atoms, kind = universal_alloy_cell(rng)
+    fit_volume(atoms, lambda probe: universal.label(probe, DRIVER))
+    strain = np.eye(3) * rng.uniform(*VOLUME_FACTOR) ** (1 / 3) + np.triu(
+        rng.uniform(-0.02, 0.02, size=(3, 3)), 1
+    )
+    atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
+    temperature = float(rng.uniform(*TEMPERATURE_K))
+    atoms.calc = universal.calculator(DRIVER)
+    atoms.rattle(0.05, rng=rng)
+    melt = kind.startswith("melt")
+    thermalize_momenta(atoms, temperature_K=MELT_K if melt else temperature, rng=rng)
+    Stationary(atoms)
+    if melt:
+        _langevin(atoms, MELT_K, rng, UNIVERSAL_TIMESTEP_FS).run(MELT_STEPS)
+    dynamics = _langevin(atoms, temperature, rng, UNIVERSAL_TIMESTEP_FS)
+    source = f"hme21/{request.index:06d}/{kind}/{atoms.get_chemical_formula()}/{temperature:.0f}K"
+    records = []
+    for snapshot in range(1, request.frames + 1):
+        dynamics.run(SNAPSHOT_EVERY)
+        energy, forces, stress = universal.label(atoms, LABELER)
+        check_snapshot(atoms, energy, forces, temperature)
+        record = to_record(
+            atoms, energy=energy, forces=forces, keep_fixed_and_tags=False,
+            source_id=f"{source}/frame{snapshot * SNAPSHOT_EVERY:04d}",
+        )  # fmt: skip
+        records.append(dataclasses.replace(record, stress=stress))
     return SystemResult(records={"hme21": records})

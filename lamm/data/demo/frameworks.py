@@ -32,7 +32,7 @@ from ase import Atoms
 from ase.constraints import FixAtoms
 
 from lamm.data.demo.adsorbates import gas_energy, relaxed_adsorbate
-from lamm.data.demo.labelers import DemoFailure, emt_energy_forces, emt_relax
+from lamm.data.demo.labelers import DemoFailure
 from lamm.data.demo.systems import (
     SystemRequest,
     SystemResult,
@@ -40,8 +40,13 @@ from lamm.data.demo.systems import (
     relaxation_records,
     to_record,
 )
+from lamm.data.demo.universal import energy_forces_with, relax_with
 
 METALS = ("Cu", "Ni")
+# Paddlewheel metals of real DMOF-type frameworks, for the universal labels (EMT knows Cu, Ni).
+UNIVERSAL_METALS = ("Cu", "Ni", "Zn", "Co", "Fe", "Cr", "Mo", "Ru")
+UNIVERSAL_MEAN_ATOMS = 120  # smaller cells: a universal-potential step costs 10-100x EMT's
+UNIVERSAL_MAX_STEPS = 40
 # Dicarboxylates (in-plane linkers) and N-donor pillars, as SMILES of the bound forms.
 LINKERS = {
     "fumarate": "[O-]C(=O)/C=C/C(=O)[O-]",
@@ -131,11 +136,13 @@ def unit_cell(metal: str, linker_a: str, linker_b: str, pillar: str) -> Atoms:
     return atoms  # not wrapped: each molecule stays whole, so its copies in a supercell are too
 
 
-def framework(rng: np.random.Generator) -> tuple[Atoms, np.ndarray, str]:
+def framework(
+    rng: np.random.Generator, metals: tuple[str, ...] = METALS, mean_atoms: float = MEAN_ATOMS
+) -> tuple[Atoms, np.ndarray, str]:
     """A random framework type and supercell (MIN_ATOMS..MAX_ATOMS atoms) without the pillar of
     its first cell; returns it, the two open sites ([2, 3]: where the pillar's nitrogens were,
     binding direction +z for the first, -z for the second) and a readable name."""
-    metal = str(rng.choice(METALS))
+    metal = str(rng.choice(metals))
     linker_a = str(rng.choice(list(LINKERS)))
     linker_b = linker_a if rng.random() < 0.6 else str(rng.choice(list(LINKERS)))
     pillar = str(rng.choice(list(PILLARS)))
@@ -151,7 +158,7 @@ def framework(rng: np.random.Generator) -> tuple[Atoms, np.ndarray, str]:
     if not options:
         raise AssertionError(f"no supercell of {len(cell)} atoms fits {MIN_ATOMS}..{MAX_ATOMS}")
     repeat = options[
-        pick_by_size([int(np.prod(o)) * len(cell) for o in options], rng, MEAN_ATOMS, 60.0)
+        pick_by_size([int(np.prod(o)) * len(cell) for o in options], rng, mean_atoms, 60.0)
     ]
     supercell = cell.repeat(repeat)  # image-major: the first len(cell) atoms are the first cell
     pillar_atoms = np.arange(len(cell) - n_pillar, len(cell))
@@ -193,10 +200,18 @@ def bind(
     raise DemoFailure("adsorbate clashes with the framework at the open metal site")
 
 
-def odac_system(request: SystemRequest, rng: np.random.Generator) -> SystemResult:
+def odac_system(
+    request: SystemRequest, rng: np.random.Generator, labeler: str | None = None
+) -> SystemResult:
     """Adsorbates relaxed at open metal sites of a fixed framework: S2EF-T frames and an IS2RE
-    adsorption energy."""
-    host, sites, name = framework(rng)
+    adsorption energy; EMT when `labeler` is None, else that universal potential (and more
+    paddlewheel metals, smaller cells, shorter relaxations)."""
+    if labeler is None:
+        host, sites, name = framework(rng)
+        max_steps = MAX_STEPS
+    else:
+        host, sites, name = framework(rng, UNIVERSAL_METALS, UNIVERSAL_MEAN_ATOMS)
+        max_steps = UNIVERSAL_MAX_STEPS
     # Two molecules face each other across the missing pillar: only where that gap is wide.
     choices = [
         a for a in ADSORBATE_SETS if len(a) == 1 or np.linalg.norm(sites[1] - sites[0]) > 5.0
@@ -204,22 +219,26 @@ def odac_system(request: SystemRequest, rng: np.random.Generator) -> SystemResul
     adsorbates = choices[int(rng.integers(len(choices)))]
     system = host.copy()
     for k, adsorbate in enumerate(adsorbates):
-        system = bind(system, relaxed_adsorbate(adsorbate), sites[k], upward=k == 0, rng=rng)
+        molecule = relaxed_adsorbate(adsorbate, labeler)
+        system = bind(system, molecule, sites[k], upward=k == 0, rng=rng)
     system.set_tags(np.where(np.arange(len(system)) < len(host), 0, 2))
     system.set_constraint(FixAtoms(indices=np.arange(len(host))))
     initial = system.copy()
     initial.positions[len(host) :] += rng.normal(0.0, 0.03, size=(len(system) - len(host), 3))
     system.positions[:] = initial.positions
     source = f"odac23/{request.index:06d}/{name}+{'+'.join(adsorbates)}"
-    frames, converged = emt_relax(system, fmax=FMAX, max_steps=MAX_STEPS)
+    frames, converged = relax_with(system, labeler, fmax=FMAX, max_steps=max_steps)
     result = SystemResult(
         records={"odac23_s2ef": relaxation_records(initial, frames, request.frames, source)}
     )
     if not converged:
-        result.failures["odac23_is2re"] = f"EMT relaxation not converged in {MAX_STEPS} steps"
+        result.failures["odac23_is2re"] = (
+            f"{labeler or 'EMT'} relaxation not converged in {max_steps} steps"
+        )
         return result
-    empty_energy, _ = emt_energy_forces(host)
-    e_ads = frames[-1].energy - empty_energy - sum(gas_energy(a) for a in adsorbates)
+    empty_energy, _ = energy_forces_with(host, labeler)
+    gas = sum(gas_energy(a, labeler) for a in adsorbates)
+    e_ads = frames[-1].energy - empty_energy - gas
     result.records["odac23_is2re"] = [
         to_record(initial, energy=e_ads, source_id=f"{source}/initial")
     ]

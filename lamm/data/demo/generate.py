@@ -29,17 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lamm.data.demo.alloy_md import DRIVER as HME21_DRIVER
 from lamm.data.demo.catalog import (
     ADSORPTION_REFERENCE,
-    FAMILIES,
-    SUBSET_NAMES,
     FamilySpec,
     frames_per_system,
+    label_set,
     subset_spec,
     target_sizes,
 )
 from lamm.data.demo.labelers import DemoFailure
 from lamm.data.demo.systems import SystemRequest, SystemResult, system_rng
+from lamm.data.demo.universal import provenance
 from lamm.data.record import StructureRecord
 from lamm.data.store import SPLITS, StructureStore, StructureStoreWriter
 from lamm.log import progress
@@ -48,7 +49,9 @@ log = logging.getLogger(__name__)
 
 VAL_EVERY = 10
 MAX_ROUNDS = 20
-GENERATOR_VERSION = 3  # bump when generators change: stores of other versions are rebuilt
+# Generator versions live per label set (catalog.LABEL_SETS): a light store of version 3 is
+# the same bytes as before the universal labels existed.
+GENERATOR_VERSION = label_set("light").version
 _SINGLE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -57,6 +60,7 @@ class _FamilyState:
     spec: FamilySpec
     wanted: dict[str, int]  # requested subset -> target
     frames: int
+    labels: str = "light"
     next_index: int = 0  # systems handed to the pool so far
     consumed: int = 0  # systems used before the family was complete
     productive: int = 0  # systems that yielded records (the split ordinal)
@@ -106,7 +110,7 @@ class _FamilyState:
         produced = [s for s in self.wanted if result.records.get(s)]
         if not produced:
             return
-        downstream = any(subset_spec(s).role == "downstream" for s in produced)
+        downstream = any(subset_spec(s, self.labels).role == "downstream" for s in produced)
         split = self.split(downstream)
         self.productive += 1
         for subset in produced:
@@ -140,10 +144,12 @@ class DemoReport:
     workers: int
     wall_s: float
     subsets: dict[str, dict[str, Any]]
+    labels: str = "light"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "scale": self.scale,
+            "labels": self.labels,
             "seed": self.seed,
             "workers": self.workers,
             "wall_s": round(self.wall_s, 2),
@@ -158,39 +164,55 @@ def generate_demo(
     seed: int = 0,
     subsets: list[str] | None = None,
     workers: int = 1,
+    labels: str = "light",
 ) -> DemoReport:
-    """Write `out_dir/<subset>.lmdb` for the requested subsets (default: all eleven).
+    """Write `out_dir/<subset>.lmdb` for the requested subsets (default: all of the label set).
 
+    `labels` picks the label set (`catalog`): "light" (EMT, GFN2-xTB) or "universal" (universal
+    potentials trained on real DFT for the periodic subsets; `pip install .[labelers]`).
     Each family's stores are written as soon as the family is complete; a rerun keeps stores
-    already written with the same scale, seed and generator version (an interrupted run
+    already written with the same labels, scale, seed and generator version (an interrupted run
     resumes family by family). Workers are spawned, so a script calling this must do so under
     `if __name__ == "__main__":` (the `lamm` command does)."""
     start = time.perf_counter()
     out = Path(out_dir)
-    targets = target_sizes(scale)
-    requested = list(SUBSET_NAMES if subsets is None else subsets)
+    chosen = label_set(labels)
+    targets = target_sizes(scale, labels)
+    names = [s.name for s in chosen.subsets]
+    requested = list(names if subsets is None else subsets)
     for name in requested:
-        subset_spec(name)  # raises ValueError naming an unknown subset
+        subset_spec(name, labels)  # raises ValueError naming an unknown subset
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    if labels == "universal":
+        from lamm.data.demo.universal import LABELERS, require_labelers
+
+        require_labelers(
+            sorted({subset_spec(n, labels).labeler for n in requested} & set(LABELERS))
+        )
     report: dict[str, dict[str, Any]] = {}
     states = []
-    for family in FAMILIES:
+    for family in chosen.families:
         wanted = {s: targets[s] for s in family.subsets if s in requested}
         if not wanted:
             continue
-        existing = {s: _reusable(out / f"{s}.lmdb", scale, seed, n) for s, n in wanted.items()}
+        existing = {
+            s: _reusable(out / f"{s}.lmdb", scale, seed, n, labels) for s, n in wanted.items()
+        }
         if all(store is not None for store in existing.values()):
             log.info(
-                "%s: keeping %s (same scale, seed and generator)", family.name, ", ".join(wanted)
+                "%s: keeping %s (same labels, scale, seed and generator)",
+                family.name,
+                ", ".join(wanted),
             )
             report.update({s: {**_summary(store), "reused": True} for s, store in existing.items()})
             continue
-        states.append(_FamilyState(family, wanted, frames_per_system(family, scale)))
+        frames = frames_per_system(family, scale, labels)
+        states.append(_FamilyState(family, wanted, frames, labels))
     if states:
         report.update(_run(states, out, scale, seed, workers))
-    ordered = {s: report[s] for s in SUBSET_NAMES if s in report}
-    return DemoReport(scale, seed, workers, time.perf_counter() - start, ordered)
+    ordered = {s: report[s] for s in names if s in report}
+    return DemoReport(scale, seed, workers, time.perf_counter() - start, ordered, labels)
 
 
 def _run(
@@ -225,6 +247,7 @@ def _run(
                         total=len(tasks),
                         unit="system",
                     ),
+                    strict=True,
                 ):
                     if isinstance(result, SystemFailure):
                         log.info(
@@ -246,7 +269,8 @@ def _run(
             else:
                 os.environ[key] = value
     unfinished = [
-        f"{s}: {st.wanted[s] - st.deficit(s)}/{st.wanted[s]} (failures {dict(st.failures.get(s, {}))})"
+        f"{s}: {st.wanted[s] - st.deficit(s)}/{st.wanted[s]} "
+        f"(failures {dict(st.failures.get(s, {}))})"
         for st in states
         for s in st.wanted
         if st.deficit(s) > 0
@@ -258,7 +282,9 @@ def _run(
     return report
 
 
-def _reusable(path: Path, scale: str, seed: int, count: int) -> StructureStore | None:
+def _reusable(
+    path: Path, scale: str, seed: int, count: int, labels: str = "light"
+) -> StructureStore | None:
     """The store at `path` if a previous run wrote it with these settings, else None."""
     if not path.is_file():
         return None
@@ -269,7 +295,8 @@ def _reusable(path: Path, scale: str, seed: int, count: int) -> StructureStore |
     demo = store.info.get("demo", {})
     same = (
         store.info.get("source") == "demo"
-        and demo.get("version") == GENERATOR_VERSION
+        and demo.get("version") == label_set(labels).version
+        and demo.get("labels", "light") == labels
         and demo.get("scale") == scale
         and demo.get("seed") == seed
         and len(store) == count
@@ -280,7 +307,7 @@ def _reusable(path: Path, scale: str, seed: int, count: int) -> StructureStore |
 def _write_store(
     out_dir: Path, subset: str, state: _FamilyState, scale: str, seed: int
 ) -> dict[str, Any]:
-    spec = subset_spec(subset)
+    spec = subset_spec(subset, state.labels)
     failures = dict(sorted(state.failures.get(subset, Counter()).items()))
     info = {
         "task": spec.task,
@@ -289,8 +316,10 @@ def _write_store(
         "labels": list(spec.labels),
         "role": spec.role,
         "description": spec.description,
+        "labeler": provenance(spec.labeler),
         "demo": {
-            "version": GENERATOR_VERSION,
+            "version": label_set(state.labels).version,
+            "labels": state.labels,
             "scale": scale,
             "seed": seed,
             "family": state.spec.name,
@@ -299,8 +328,10 @@ def _write_store(
         },
         "failures": failures,
     }
+    if spec.name == "hme21" and state.labels == "universal":
+        info["md_driver"] = provenance(HME21_DRIVER)
     if subset in ADSORPTION_REFERENCE:
-        info["adsorption_reference"] = ADSORPTION_REFERENCE[subset]
+        info["adsorption_reference"] = ADSORPTION_REFERENCE[subset].replace("EMT", spec.functional)
     path = out_dir / f"{subset}.lmdb"
     with StructureStoreWriter(
         path, subset=subset, source="demo", energy_kind=spec.energy_kind, extra_info=info

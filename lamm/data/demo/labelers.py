@@ -57,7 +57,15 @@ def emt_relax(atoms: Atoms, *, fmax: float, max_steps: int) -> tuple[list[Frame]
     L-BFGS needs no Hessian diagonalization, so a step costs O(n) beyond the EMT call; its
     initial curvature guess of 30 eV/A^2 (ASE: 70) suits EMT and saves about a third of the steps.
     """
-    atoms.calc = EMT()
+    return relax(atoms, EMT(), fmax=fmax, max_steps=max_steps, alpha=30.0)
+
+
+def relax(
+    atoms: Atoms, calculator, *, fmax: float, max_steps: int, alpha: float = 70.0
+) -> tuple[list[Frame], bool]:
+    """Relax `atoms` in place with `calculator` and L-BFGS (initial curvature `alpha` eV/A^2);
+    see `emt_relax` for what is returned."""
+    atoms.calc = calculator
     frames: list[Frame] = []
 
     def record() -> None:
@@ -70,11 +78,12 @@ def emt_relax(atoms: Atoms, *, fmax: float, max_steps: int) -> tuple[list[Frame]
             )
         )
 
-    optimizer = LBFGS(atoms, logfile=None, alpha=30.0)
+    optimizer = LBFGS(atoms, logfile=None, alpha=alpha)
     optimizer.attach(record, interval=1)
     converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
     if not frames or not np.allclose(frames[-1].positions, atoms.positions):
         atoms.get_potential_energy()  # the final geometry, evaluated once more if not yet recorded
+        atoms.get_forces()
         record()
     return frames, converged
 
@@ -143,7 +152,9 @@ def emt_variant_parameters(factors: dict[str, float] | None = None) -> dict[str,
             f"unknown EMT parameters {sorted(unknown)}; expected some of {_EMT_FIELDS}"
         )
     return {
-        symbol: tuple(value * factors.get(name, 1.0) for name, value in zip(_EMT_FIELDS, row))
+        symbol: tuple(
+            value * factors.get(name, 1.0) for name, value in zip(_EMT_FIELDS, row, strict=True)
+        )
         for symbol, row in parameters.items()
     }
 

@@ -28,7 +28,8 @@ from lamm.data.demo.adsorbates import (
     reference_energy,
     relaxed_adsorbate,
 )
-from lamm.data.demo.labelers import DemoFailure, Frame, emt_relax
+from lamm.data.demo.labelers import DemoFailure, Frame
+from lamm.data.demo.surfaces import OC20_CLASSES, OC22_CLASSES, crystal_slab
 from lamm.data.demo.systems import (
     SystemRequest,
     SystemResult,
@@ -36,12 +37,18 @@ from lamm.data.demo.systems import (
     relaxation_records,
     to_record,
 )
+from lamm.data.demo.universal import relax_with
 
 EMT_METALS = ("Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au")
 VACUUM = 7.0  # Angstrom each side: 14 A between periodic images, beyond a 6 A cutoff
 FREE_LAYERS = 2  # top layers relax, the rest stay fixed (OC20 fixes the sub-surface)
 FMAX = 0.05  # eV/A, OC20's relaxation criterion
 MAX_STEPS = 300
+# The universal potentials cost 10-100x EMT per step: their relaxations stop earlier, and a
+# relaxation that has not converged by then is a counted IS2RE failure (its S2EF frames stay).
+UNIVERSAL_MAX_STEPS = 60
+UNIVERSAL_FMAX = 0.1  # eV/A: OC20's 0.05 took most relaxations past the step limit
+UNIVERSAL_MEAN_SLAB_ATOMS = 32
 # Slab sizes drawn around these so the totals peak near Table 2's averages (OC20 73, OC22 80 atoms,
 # adsorbates and the O overlayer included).
 OC20_MEAN_SLAB_ATOMS = 70
@@ -72,7 +79,12 @@ def metal_slab(
     share = rng.uniform(0.25, 0.75)
     fractions = np.array([1.0]) if n_metals == 1 else np.array([share, 1 - share])
     # Vegard's law on the experimental lattice constants (EMT was fitted to them).
-    a = float(sum(f * reference_states[atomic_numbers[s]]["a"] for s, f in zip(symbols, fractions)))
+    a = float(
+        sum(
+            f * reference_states[atomic_numbers[s]]["a"]
+            for s, f in zip(symbols, fractions, strict=True)
+        )
+    )
     facet = str(rng.choice(["111", "100", "110", "211"]))
     if facet == "211":  # 3 atoms per row, layers in threes
         sizes = [(3, y, 3 * z) for y in range(2, 6) for z in (1, 2, 3)]
@@ -126,7 +138,8 @@ def top_layer(slab: Atoms) -> np.ndarray:
 
 
 def _clearance(slab: Atoms, numbers: np.ndarray, positions: np.ndarray) -> float:
-    """Smallest distance / (sum of covalent radii) between new atoms and the slab (minimum image)."""
+    """Smallest distance / (sum of covalent radii) between new atoms and the slab (minimum
+    image)."""
     probe = slab.copy()
     probe.set_constraint()
     probe += Atoms(numbers, positions=positions)
@@ -163,11 +176,12 @@ def add_adsorbate(
             first, sites, mic=True, vector=True
         )  # [n_sites, 3] minimum image
         lengths = np.linalg.norm(vectors, axis=1)
-        d_min = lengths[lengths > 0.1].min()
+        others = lengths[lengths > 0.1]
+        d_min = others.min() if len(others) else np.inf  # a lone top atom: ontop only
         neighbours = np.flatnonzero((lengths > 0.1) & (lengths < 1.2 * d_min))
         members = [np.zeros(3)]
         n_site = int(rng.integers(1, 4))  # ontop, bridge, hollow
-        if n_site >= 2:
+        if n_site >= 2 and len(neighbours):
             second = int(rng.choice(neighbours))
             members.append(vectors[second])
             mutual = [
@@ -209,66 +223,93 @@ def _wrapped_xy(slab: Atoms, vectors: np.ndarray) -> np.ndarray:
     return fractional @ slab.cell.array
 
 
-def _relax(system: Atoms, rng: np.random.Generator) -> tuple[Atoms, list[Frame], bool]:
+def _relax(
+    system: Atoms, rng: np.random.Generator, labeler: str | None, max_steps: int
+) -> tuple[Atoms, list[Frame], bool]:
     """(initial structure: `system` with its free atoms rattled by 0.03 A, relaxation frames,
     converged)."""
     initial = system.copy()
     free = ~np.isin(np.arange(len(initial)), initial.constraints[0].get_indices())
     initial.positions[free] += rng.normal(0.0, 0.03, size=(int(free.sum()), 3))  # break symmetry
     relaxed = initial.copy()
-    frames, converged = emt_relax(relaxed, fmax=FMAX, max_steps=MAX_STEPS)
+    fmax = FMAX if labeler is None else UNIVERSAL_FMAX
+    frames, converged = relax_with(relaxed, labeler, fmax=fmax, max_steps=max_steps)
     if not np.isfinite(frames[-1].energy):
-        raise DemoFailure("EMT non-finite energy")
+        raise DemoFailure(f"{labeler or 'EMT'} non-finite energy")
     return initial, frames, converged
 
 
-def oc20_system(request: SystemRequest, rng: np.random.Generator) -> SystemResult:
-    """An adsorbate on a metal or alloy slab; S2EF-T frames and an IS2RE adsorption energy."""
-    slab = metal_slab(rng, mean_atoms=OC20_MEAN_SLAB_ATOMS)
+def _slab(rng: np.random.Generator, labeler: str | None, family: str) -> tuple[Atoms, str]:
+    """The light labels' EMT slab, or a slab of a crystal from across the periodic table."""
+    if labeler is None:
+        slab = (
+            metal_slab(rng, mean_atoms=OC20_MEAN_SLAB_ATOMS)
+            if family == "oc20"
+            else (oxide_slab(rng, mean_atoms=OC22_MEAN_METAL_ATOMS))
+        )
+        return slab, slab.get_chemical_formula()
+    classes = OC20_CLASSES if family == "oc20" else OC22_CLASSES
+    return crystal_slab(rng, labeler, classes, mean_atoms=UNIVERSAL_MEAN_SLAB_ATOMS)
+
+
+def oc20_system(
+    request: SystemRequest, rng: np.random.Generator, labeler: str | None = None
+) -> SystemResult:
+    """An adsorbate on a slab (EMT metals and alloys when `labeler` is None, else crystals
+    across the periodic table); S2EF-T frames and an IS2RE adsorption energy."""
+    slab, slab_name = _slab(rng, labeler, "oc20")
+    max_steps = MAX_STEPS if labeler is None else UNIVERSAL_MAX_STEPS
     name = str(rng.choice(OC20_ADSORBATES))
     system = slab.copy()
-    if not add_adsorbate(system, relaxed_adsorbate(name), rng, sites=top_layer(slab)):
+    if not add_adsorbate(system, relaxed_adsorbate(name, labeler), rng, sites=top_layer(slab)):
         raise DemoFailure("no free adsorption site")
-    source = f"oc20/{request.index:06d}/{slab.get_chemical_formula()}+{name}"
-    initial, frames, converged = _relax(system, rng)
+    source = f"oc20/{request.index:06d}/{slab_name}+{name}"
+    initial, frames, converged = _relax(system, rng, labeler, max_steps)
     result = SystemResult(
         records={"oc20_s2ef": relaxation_records(initial, frames, request.frames, source)}
     )
+    method = labeler or "EMT"
     if not converged:
-        result.failures["oc20_is2re"] = f"EMT relaxation not converged in {MAX_STEPS} steps"
+        result.failures["oc20_is2re"] = f"{method} relaxation not converged in {max_steps} steps"
         return result
-    clean = initial[
-        initial.get_tags() != 2
-    ]  # the same slab atoms the system relaxation started from
-    slab_frames, slab_converged = emt_relax(clean, fmax=FMAX, max_steps=MAX_STEPS)
+    clean = initial[initial.get_tags() != 2]  # the slab atoms the system relaxation started from
+    fmax = FMAX if labeler is None else UNIVERSAL_FMAX
+    slab_frames, slab_converged = relax_with(clean, labeler, fmax=fmax, max_steps=max_steps)
     if not slab_converged:
         result.failures["oc20_is2re"] = (
-            f"EMT clean-slab relaxation not converged in {MAX_STEPS} steps"
+            f"{method} clean-slab relaxation not converged in {max_steps} steps"
         )
         return result
     adsorbate_symbols = [
-        s for s, t in zip(initial.get_chemical_symbols(), initial.get_tags()) if t == 2
+        s for s, t in zip(initial.get_chemical_symbols(), initial.get_tags(), strict=True) if t == 2
     ]
     e_ads = (
         frames[-1].energy
         - slab_frames[-1].energy
-        - reference_energy(adsorbate_symbols, oc20_gas_references())
+        - reference_energy(adsorbate_symbols, oc20_gas_references(labeler))
     )
     result.records["oc20_is2re"] = [to_record(initial, energy=e_ads, source_id=f"{source}/initial")]
     return result
 
 
-def oc22_system(request: SystemRequest, rng: np.random.Generator) -> SystemResult:
-    """An adsorbate on an oxygen-rich surface; S2EF-T frames and an IS2RE-Total energy."""
-    slab = oxide_slab(rng, mean_atoms=OC22_MEAN_METAL_ATOMS)
+def oc22_system(
+    request: SystemRequest, rng: np.random.Generator, labeler: str | None = None
+) -> SystemResult:
+    """An adsorbate on an oxygen-rich surface (EMT) or an oxide slab (a universal labeler);
+    S2EF-T frames and an IS2RE-Total energy."""
+    slab, slab_name = _slab(rng, labeler, "oc22")
+    max_steps = MAX_STEPS if labeler is None else UNIVERSAL_MAX_STEPS
     name = str(rng.choice(OC22_ADSORBATES))
     system = slab.copy()
-    metal_top = top_layer(slab[[z != 8 for z in slab.numbers]])
-    metal_indices = np.flatnonzero(slab.numbers != 8)[metal_top]
-    if not add_adsorbate(system, relaxed_adsorbate(name), rng, sites=metal_indices):
+    if labeler is None:  # bind to the metals under the O overlayer
+        metal_top = top_layer(slab[[z != 8 for z in slab.numbers]])
+        sites = np.flatnonzero(slab.numbers != 8)[metal_top]
+    else:
+        sites = top_layer(slab)
+    if not add_adsorbate(system, relaxed_adsorbate(name, labeler), rng, sites=sites):
         raise DemoFailure("no free adsorption site")
-    source = f"oc22/{request.index:06d}/{slab.get_chemical_formula()}+{name}"
-    initial, frames, converged = _relax(system, rng)
+    source = f"oc22/{request.index:06d}/{slab_name}+{name}"
+    initial, frames, converged = _relax(system, rng, labeler, max_steps)
     result = SystemResult(
         records={"oc22_s2ef": relaxation_records(initial, frames, request.frames, source)}
     )
@@ -277,5 +318,7 @@ def oc22_system(request: SystemRequest, rng: np.random.Generator) -> SystemResul
             to_record(initial, energy=frames[-1].energy, source_id=f"{source}/initial")
         ]
     else:
-        result.failures["oc22_is2re"] = f"EMT relaxation not converged in {MAX_STEPS} steps"
+        result.failures["oc22_is2re"] = (
+            f"{labeler or 'EMT'} relaxation not converged in {max_steps} steps"
+        )
     return result

@@ -1,0 +1,162 @@
+"""`lamm transfer`: a pre-trained model vs scratch vs the universal potentials on a DFT set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "transfer",
+        help="fine-tune a pre-trained model and scratch on a real DFT set; score the anchors too",
+        description="On one labeled file (extended XYZ, or any file ASE reads): a store split "
+        "80/10/10 by contiguous blocks within each group, then `lamm finetune` from scratch, from "
+        "the model, and from the model with its encoder frozen (full set only), same config and "
+        "budget, for every fraction and seed; the composition fit; the anchors (SevenNet-0, "
+        "CHGNet) zero-shot with energies shifted per element on the training split. Writes "
+        "OUT/runs.csv, OUT/summary.csv, OUT/summary.json and OUT/summary.md (a markdown table); a "
+        "rerun skips finished runs.",
+    )
+    parser.add_argument("--dataset", type=Path, required=True, help="the labeled DFT file")
+    parser.add_argument("--name", required=True, help="the set's name (its store and head)")
+    parser.add_argument("--model", required=True, help="a shipped model's name or a checkpoint")
+    parser.add_argument(
+        "--config", type=Path, required=True, help="fine-tuning config (its budget for every run)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument(
+        "--group-key", default=None, help="info key grouping the frames (e.g. config_group)"
+    )
+    parser.add_argument(
+        "--total-steps",
+        type=int,
+        default=None,
+        help="optimizer steps of every run (default: the config's epochs)",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1])
+    parser.add_argument(
+        "--anchors",
+        nargs="*",
+        default=["sevennet-0", "chgnet-0.3.0"],
+        help="universal potentials scored zero-shot (none: --anchors)",
+    )
+    parser.add_argument(
+        "--anchor-fit-max",
+        type=int,
+        default=200,
+        help="training structures (a seeded subsample) the anchors' energy shift is fitted on",
+    )
+    parser.add_argument("--no-frozen", action="store_true", help="skip the frozen-encoder runs")
+    parser.add_argument("--jobs", type=int, default=2, help="fine-tuning runs at a time")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the block split")
+    parser.set_defaults(func=run)
+
+
+def _finetune_all(args: argparse.Namespace, runs, store_path: Path) -> None:
+    from lamm.analysis.transfer import finetune_command, frozen_config
+    from lamm.config import load_yaml
+
+    configs = {False: args.config.resolve(), True: args.out / "config_frozen_encoder.yaml"}
+    if any(run.frozen for run in runs):
+        import yaml
+
+        frozen = frozen_config(load_yaml(args.config))
+        configs[True].write_text(yaml.safe_dump(frozen, sort_keys=False))
+    lamm = [sys.executable, "-m", "lamm", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def launch(run) -> tuple[str, int, float]:
+        run_dir = args.out / "runs" / run.label
+        if (run_dir / "test_metrics.json").is_file():
+            return run.label, 0, 0.0
+        run_dir.mkdir(parents=True, exist_ok=True)
+        command = finetune_command(
+            run, config=configs[run.frozen], store=store_path, out=run_dir, lamm=lamm
+        )
+        if args.total_steps is not None:
+            command += ["--total-steps", str(args.total_steps)]
+        start = time.perf_counter()
+        with open(run_dir / "finetune.log", "w") as logfile:
+            status = subprocess.call(command, stdout=logfile, stderr=subprocess.STDOUT, env=env)
+        return run.label, status, time.perf_counter() - start
+
+    from lamm.log import progress
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for label, status, seconds in progress(
+            pool.map(launch, runs), desc="transfer runs", total=len(runs), unit="run"
+        ):
+            if status:
+                log.warning("run %s failed (exit %d): see its finetune.log", label, status)
+            elif seconds:
+                log.info("run %s done in %.0f s", label, seconds)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lamm.analysis.anchors import anchor_row
+    from lamm.analysis.transfer import (
+        COMPOSITION,
+        markdown_table,
+        plan_runs,
+        prepare_store,
+        run_row,
+        summarize,
+    )
+    from lamm.analysis.zero_shot import baseline_row
+    from lamm.tables import write_csv
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    store_path = args.out / f"{args.name}.lmdb"
+    store = prepare_store(
+        args.dataset, args.name, store_path, group_key=args.group_key, split_seed=args.split_seed
+    )
+    runs = plan_runs(args.model, args.fractions, args.seeds, frozen=not args.no_frozen)
+    _finetune_all(args, runs, store_path)
+    rows = [r for run_ in runs if (r := run_row(run_, args.out / "runs" / run_.label))]
+    missing = [
+        run_.label
+        for run_ in runs
+        if not (args.out / "runs" / run_.label / "test_metrics.json").is_file()
+    ]
+    baseline = baseline_row(store)
+    rows.append(
+        {
+            "method": COMPOSITION,
+            "fraction": 1.0,
+            "seed": 0,
+            "run": "composition",
+            "energy_mae_mev_per_atom": baseline.get("energy_mae_mev_per_atom", float("nan")),
+            "forces_mae_mev_per_a": baseline.get("forces_mae_mev_per_a", float("nan")),
+        }
+    )
+    for name in args.anchors:
+        anchor = anchor_row(name, store, fit_max=args.anchor_fit_max)
+        rows.append({"method": f"{name} (zero-shot)", "fraction": 1.0, "seed": 0, "run": name, **{
+            k: v for k, v in anchor.items() if k not in ("model", "n_structures")
+        }})  # fmt: skip
+    write_csv(rows, args.out / "runs.csv")
+    summary = summarize(rows)
+    write_csv(summary, args.out / "summary.csv")
+    result = {
+        "dataset": str(args.dataset),
+        "store": str(store_path),
+        "splits": {s: int(len(store.indices(s))) for s in ("train", "val", "test")},
+        "model": args.model,
+        "missing_runs": missing,
+        "summary": summary,
+    }
+    (args.out / "summary.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    (args.out / "summary.md").write_text(markdown_table(summary))
+    print(json.dumps({"out": str(args.out), "runs": len(rows), "missing_runs": missing}))
+    return 1 if missing else 0

@@ -1,0 +1,160 @@
+"""`lamm transfer`: the block split of a real DFT file, the plan of runs, the seed summary with its
+ratios and spreads, the anchors' subsampling, and one end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.io import write
+
+from lamm.analysis.anchors import select
+from lamm.analysis.evaluation import zero_predictions
+from lamm.analysis.transfer import (
+    FROZEN,
+    SCRATCH,
+    TransferRun,
+    plan_runs,
+    prepare_store,
+    summarize,
+)
+from lamm.cli import main
+
+
+def dft_like_file(path, groups=(("bcc", 12), ("fcc", 8), ("liquid", 6)), seed=0):
+    """Frames of Cu in groups (as FitSNAP's config_group), labeled by EMT, stress included."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for group, count in groups:
+        for _ in range(count):
+            lattice = "bcc" if group == "bcc" else "fcc"
+            atoms = bulk("Cu", lattice, a=2.87 if lattice == "bcc" else 3.61, cubic=True)
+            atoms = atoms.repeat(2)
+            atoms.rattle(0.3 if group == "liquid" else 0.05, seed=int(rng.integers(1 << 30)))
+            atoms.calc = EMT()
+            atoms.get_potential_energy()
+            atoms.get_stress()
+            atoms.info["config_group"] = group
+            frames.append(atoms)
+    write(path, frames, format="extxyz")
+    return frames
+
+
+def test_store_splits_by_blocks_within_each_group_and_is_reused(tmp_path):
+    dataset = tmp_path / "cu.extxyz"
+    frames = dft_like_file(dataset)
+    store = prepare_store(dataset, "cu", tmp_path / "cu.lmdb", group_key="config_group")
+    assert len(store) == len(frames)
+    splits = np.array([int(c) for c in store.split])
+    groups = [a.info["config_group"] for a in frames]
+    for group in set(groups):
+        codes = splits[[i for i, g in enumerate(groups) if g == group]]
+        # each held-out split is one contiguous block of the group's frames
+        for code in set(codes) - {int(np.bincount(codes).argmax())}:
+            where = np.flatnonzero(codes == code)
+            assert (np.diff(where) == 1).all()
+    assert {len(store.indices(s)) for s in ("val", "test")} == {3}  # 10% of 26, rounded
+    record = store.get_record(0)
+    assert record.stress is not None and record.energy == pytest.approx(
+        frames[0].get_potential_energy()
+    )
+    mtime = store.path.stat().st_mtime_ns
+    again = prepare_store(dataset, "cu", tmp_path / "cu.lmdb", group_key="config_group")
+    assert again.path.stat().st_mtime_ns == mtime  # same file, key and seed: kept
+
+
+def test_plan_runs_pairs_scratch_and_model_at_every_fraction_and_seed():
+    runs = plan_runs("lamm-mini", [1.0, 0.1], [0, 1, 2])
+    assert len(runs) == 2 * 2 * 3 + 3
+    assert TransferRun(SCRATCH, 0.1, 2) in runs and TransferRun("lamm-mini", 1.0, 0) in runs
+    frozen = [r for r in runs if r.frozen]
+    assert {r.fraction for r in frozen} == {1.0} and frozen[0].checkpoint == "lamm-mini"
+    assert frozen[0].label == "lamm-mini_frozen-encoder_f1_s0"
+    assert len({r.label for r in runs}) == len(runs)
+    assert not any(r.frozen for r in plan_runs("m", [1.0], [0], frozen=False))
+    assert FROZEN in frozen[0].init
+
+
+def rows(method, values, fraction=1.0):
+    return [
+        {"method": method, "fraction": fraction, "seed": s, "energy_mae_mev_per_atom": e,
+         "forces_mae_mev_per_a": f}
+        for s, (e, f) in enumerate(values)
+    ]  # fmt: skip
+
+
+def test_summary_means_ranges_ratios_and_apart():
+    table = rows(SCRATCH, [(10, 100), (12, 110), (11, 120)]) + rows(
+        "m", [(8, 50), (9, 60), (13, 55)]
+    )
+    summary = {(r["method"], r["fraction"]): r for r in summarize(table)}
+    model = summary[("m", 1.0)]
+    assert model["forces_mae_mev_per_a_mean"] == pytest.approx(55.0)
+    assert model["forces_mae_mev_per_a_ratio"] == pytest.approx(110.0 / 55.0)
+    assert model["forces_mae_mev_per_a_apart"] is True  # 60 < 100
+    assert model["energy_mae_mev_per_atom_ratio"] == pytest.approx(11.0 / 10.0)
+    assert model["energy_mae_mev_per_atom_apart"] is False  # 13 > 10: ranges overlap
+    assert "forces_mae_mev_per_a_ratio" not in summary[(SCRATCH, 1.0)]
+
+
+def test_summary_counts_a_diverged_seed_and_never_calls_it_apart():
+    table = rows(SCRATCH, [(10, 100), (12, 110), (11, 120)]) + rows(
+        "m", [(8, 50), (float("nan"), float("nan")), (9, 55)]
+    )
+    model = {(r["method"]): r for r in summarize(table)}["m"]
+    assert model["forces_mae_mev_per_a_diverged"] == 1
+    assert model["forces_mae_mev_per_a_apart"] is False
+    assert math.isfinite(model["forces_mae_mev_per_a_mean"])
+
+
+def test_select_keeps_structures_with_their_atoms(tmp_path):
+    dataset = tmp_path / "cu.extxyz"
+    dft_like_file(dataset, groups=(("bcc", 6), ("fcc", 4)))
+    store = prepare_store(dataset, "cu", tmp_path / "cu.lmdb", group_key=None)
+    labels = zero_predictions(store, "train")
+    picked = select(labels, np.array([3, 0]))
+    assert list(picked.sample_index) == [labels.sample_index[0], labels.sample_index[3]]
+    assert len(picked.forces) == picked.natoms.sum()
+    first = labels.forces[labels.atom_structure == 3]
+    np.testing.assert_array_equal(picked.forces[picked.atom_structure == 1], first)
+
+
+@pytest.mark.slow
+def test_transfer_end_to_end_writes_runs_and_summary(tmp_path, capsys):
+    dataset = tmp_path / "cu.extxyz"
+    dft_like_file(dataset)
+    out = tmp_path / "out"
+    status = main(
+        ["transfer", "--dataset", str(dataset), "--name", "cu", "--model", "lamm-mini",
+         "--config", "config/finetune/transfer.yaml", "--out", str(out), "--group-key",
+         "config_group", "--seeds", "0", "--fractions", "1.0", "--no-frozen", "--anchors",
+         "--total-steps", "3", "--jobs", "1"]
+    )  # fmt: skip
+    assert status == 0
+    result = json.loads((out / "summary.json").read_text())
+    methods = {row["method"] for row in result["summary"]}
+    assert methods == {SCRATCH, "lamm-mini", "composition fit"}
+    assert result["missing_runs"] == []
+    assert (out / "runs" / "scratch_f1_s0" / "test_metrics.json").is_file()
+
+
+def test_markdown_table_states_means_ranges_and_ratios():
+    from lamm.analysis.transfer import COMPOSITION, markdown_table
+
+    table = rows(SCRATCH, [(10, 100), (12, 110), (11, 120)]) + rows(
+        "m", [(8, 50), (9, 60), (13, 55)]
+    )
+    table.append(
+        {"method": COMPOSITION, "fraction": 1.0, "seed": 0, "energy_mae_mev_per_atom": 700.0,
+         "forces_mae_mev_per_a": 300.0}
+    )  # fmt: skip
+    text = markdown_table(summarize(table))
+    lines = text.splitlines()
+    assert lines[0].startswith("| method | train | seeds | energy meV/atom")
+    assert lines[2] == "| scratch | 100% | 3 | 11.0 (10.0-12.0) | - | 110.0 (100.0-120.0) | - |"
+    assert lines[3] == "| m | 100% | 3 | 10.0 (8.0-13.0) | 1.10x | 55.0 (50.0-60.0) | 2.00x apart |"
+    assert lines[4].startswith("| composition fit | 100% | 1 | 700.0 | 0.02x |")
