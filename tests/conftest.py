@@ -16,6 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # something with SIGINT (in this process or in the children it starts) would see nothing happen.
 restore_default_signals()
 
+# UMAP's numba kernels compile on first use: 60-120 s of the suite on 2 cores, for tests that
+# check our seeding and wiring, not numba's compiler. Interpreted, the same Python runs in seconds
+# on the tests' few dozen points. The cluster tests keep the compiled path (their workflow embeds
+# hundreds of atoms, as users do).
+if os.environ.get("LAMM_TEST_CLUSTER") != "1":
+    os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+
 
 @pytest.fixture(scope="session")
 def _empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
