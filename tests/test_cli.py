@@ -77,7 +77,7 @@ def test_parser_is_built_without_torch():
     [
         (
             ["data", "demo", "--out", "unused", "--subsets", "oc21_s2ef"],
-            "unknown subset(s) ['oc21_s2ef']; expected some of",
+            "unknown subset(s) ['oc21_s2ef'] for --labels light; expected some of",
         ),
         (["bench", "model", "--preset", "lamm-xl"], "unknown preset 'lamm-xl'; expected one of"),
         (

@@ -58,7 +58,7 @@ def test_bad_value_names_the_key_and_every_problem_is_listed():
     with pytest.raises(ConfigError) as info:
         validate_config(config, SCHEMA)
     message = str(info.value)
-    assert "key data.scale: 'huge' is not one of ['tiny', 'small', 'medium']" in message
+    assert "key data.scale: 'huge' is not one of ['tiny', 'small', 'medium', 'mini']" in message
     assert "key seed: -1 is less than the minimum of 0" in message
     assert "key data.subsets.1: 'mp_trj' is not one of" in message
 

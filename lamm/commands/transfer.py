@@ -43,8 +43,20 @@ def add_parser(subparsers) -> None:
         default=None,
         help="optimizer steps of every run (default: the config's epochs)",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.1])
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="fine-tuning seeds of every method (default: 0 1 2)",
+    )
+    parser.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.1],
+        help="fractions of the training split, each drawn per seed (default: 1.0 0.1)",
+    )
     parser.add_argument(
         "--anchors",
         nargs="*",
