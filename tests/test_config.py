@@ -105,8 +105,9 @@ def test_workflow_rejects_a_bad_key_at_start(tmp_path):
         (),
         ("--configfile", "config/paper.yaml", "--workflow-profile", "config/profiles/slurm"),
         ("--configfile", "config/mini.yaml", "--workflow-profile", "config/profiles/local"),
+        ("--configfile", "config/universal-mini.yaml"),
     ],
-    ids=["demo-local", "paper-slurm", "mini-local"],
+    ids=["demo-local", "paper-slurm", "mini-local", "universal-mini"],
 )
 def test_workflow_dry_run_accepts_shipped_configs_and_profiles(args):
     result = snakemake("-n", *args)
