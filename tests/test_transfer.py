@@ -99,6 +99,10 @@ def test_summary_means_ranges_ratios_and_apart():
     assert model["energy_mae_mev_per_atom_ratio"] == pytest.approx(11.0 / 10.0)
     assert model["energy_mae_mev_per_atom_apart"] is False  # 13 > 10: ranges overlap
     assert "forces_mae_mev_per_a_ratio" not in summary[(SCRATCH, 1.0)]
+    # one value (a zero-shot anchor) against three: a ratio, never apart (3 per side needed)
+    anchor = {(r["method"]): r for r in summarize(table + rows("anchor", [(5, 30)]))}["anchor"]
+    assert anchor["forces_mae_mev_per_a_ratio"] == pytest.approx(110.0 / 30.0)
+    assert anchor["forces_mae_mev_per_a_apart"] is False
 
 
 def test_summary_counts_a_diverged_seed_and_never_calls_it_apart():

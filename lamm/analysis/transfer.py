@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from lamm.analysis.verdicts import MIN_N
 from lamm.data.record import StructureRecord
 from lamm.data.splitting import split_by_groups
 from lamm.data.store import StructureStore, StructureStoreWriter
@@ -181,8 +182,10 @@ def _finite(values: Iterable[float]) -> list[float]:
 def summarize(rows: Sequence[dict[str, Any]], *, reference: str = SCRATCH) -> list[dict[str, Any]]:
     """Per (method, fraction): seeds, mean/min/max of every metric, and against `reference` at
     the same fraction the ratio of means (reference / method: above 1 is better) and whether the
-    seed ranges are apart (every seed of the method better than every seed of the reference).
-    A run that diverged (NaN) counts as a seed; its metric is reported as not finite."""
+    seed ranges are apart (every seed of the method better than every seed of the reference, with
+    at least MIN_N seeds on each side, the rule of `lamm.analysis.verdicts`: a deterministic
+    zero-shot anchor, one value, is never "apart"). A run that diverged (NaN) counts as a seed;
+    its metric is reported as not finite and the method is then never apart."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["method"], float(row["fraction"])), []).append(row)
@@ -202,7 +205,10 @@ def summarize(rows: Sequence[dict[str, Any]], *, reference: str = SCRATCH) -> li
             ref = [float(m.get(key, float("nan"))) for m in base]
             if method != reference and ref and len(_finite(ref)) == len(ref) == len(base):
                 entry[f"{key}_ratio"] = float(np.mean(ref) / np.mean(finite))
-                entry[f"{key}_apart"] = bool(len(finite) == len(values) and max(finite) < min(ref))
+                enough = min(len(values), len(ref)) >= MIN_N
+                entry[f"{key}_apart"] = bool(
+                    enough and len(finite) == len(values) and max(finite) < min(ref)
+                )
         out.append(entry)
     return out
 
