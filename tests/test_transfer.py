@@ -144,6 +144,25 @@ def test_transfer_end_to_end_writes_runs_and_summary(tmp_path, capsys):
     assert methods == {SCRATCH, "lamm-mini", "composition fit"}
     assert result["missing_runs"] == []
     assert (out / "runs" / "scratch_f1_s0" / "test_metrics.json").is_file()
+    # a rerun skips the finished runs and takes an anchor's row from OUT/anchors/ (scoring a
+    # universal potential again would take minutes)
+    finished = (out / "runs" / "scratch_f1_s0" / "test_metrics.json").stat().st_mtime_ns
+    cached = {"method": "sevennet-0 (zero-shot)", "fraction": 1.0, "seed": 0, "run": "sevennet-0",
+              "energy_mae_mev_per_atom": 42.0, "forces_mae_mev_per_a": 420.0}  # fmt: skip
+    (out / "anchors").mkdir()
+    (out / "anchors" / "sevennet-0_fit200.json").write_text(json.dumps(cached))
+    status = main(
+        ["transfer", "--dataset", str(dataset), "--name", "cu", "--model", "lamm-mini",
+         "--config", "config/finetune/transfer.yaml", "--out", str(out), "--group-key",
+         "config_group", "--seeds", "0", "--fractions", "1.0", "--no-frozen", "--anchors",
+         "sevennet-0", "--total-steps", "3", "--jobs", "1"]
+    )  # fmt: skip
+    assert status == 0
+    assert (out / "runs" / "scratch_f1_s0" / "test_metrics.json").stat().st_mtime_ns == finished
+    summary = {
+        row["method"]: row for row in json.loads((out / "summary.json").read_text())["summary"]
+    }
+    assert summary["sevennet-0 (zero-shot)"]["forces_mae_mev_per_a_mean"] == 420.0
 
 
 def test_markdown_table_states_means_ranges_and_ratios():

@@ -11,6 +11,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,26 @@ def _finetune_all(args: argparse.Namespace, runs, store_path: Path) -> None:
                 log.info("run %s done in %.0f s", label, seconds)
 
 
-def run(args: argparse.Namespace) -> int:
+def _anchor(args: argparse.Namespace, name: str, store: Any) -> dict[str, Any]:
+    """The anchor's zero-shot row, kept in OUT/anchors/ (minutes of a universal potential on the
+    test and fit structures), so that a rerun re-summarizes without scoring it again."""
     from lamm.analysis.anchors import anchor_row
+
+    cache = args.out / "anchors" / f"{name}_fit{args.anchor_fit_max}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    anchor = anchor_row(name, store, fit_max=args.anchor_fit_max)
+    row = {"method": f"{name} (zero-shot)", "fraction": 1.0, "seed": 0, "run": name, **{
+        k: v for k, v in anchor.items() if k not in ("model", "n_structures")
+    }}  # fmt: skip
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".partial")
+    partial.write_text(json.dumps(row, default=float))
+    partial.replace(cache)
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
     from lamm.analysis.transfer import (
         COMPOSITION,
         markdown_table,
@@ -152,11 +171,7 @@ def run(args: argparse.Namespace) -> int:
             "forces_mae_mev_per_a": baseline.get("forces_mae_mev_per_a", float("nan")),
         }
     )
-    for name in args.anchors:
-        anchor = anchor_row(name, store, fit_max=args.anchor_fit_max)
-        rows.append({"method": f"{name} (zero-shot)", "fraction": 1.0, "seed": 0, "run": name, **{
-            k: v for k, v in anchor.items() if k not in ("model", "n_structures")
-        }})  # fmt: skip
+    rows += [_anchor(args, name, store) for name in args.anchors]
     write_csv(rows, args.out / "runs.csv")
     summary = summarize(rows)
     write_csv(summary, args.out / "summary.csv")
