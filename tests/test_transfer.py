@@ -18,6 +18,7 @@ from lamm.analysis.transfer import (
     FROZEN,
     SCRATCH,
     TransferRun,
+    model_name,
     plan_runs,
     prepare_store,
     summarize,
@@ -77,6 +78,23 @@ def test_plan_runs_pairs_scratch_and_model_at_every_fraction_and_seed():
     assert len({r.label for r in runs}) == len(runs)
     assert not any(r.frozen for r in plan_runs("m", [1.0], [0], frozen=False))
     assert FROZEN in frozen[0].init
+
+
+def test_a_checkpoint_is_named_after_its_run_and_file_and_fine_tuned_from_its_path():
+    path = "/tmp/results-x/pretrain/mini/checkpoints/epoch_5.pt"
+    assert model_name(path) == "mini-epoch_5" and model_name("lamm-mini") == "lamm-mini"
+    assert model_name("/elsewhere/best.pt") == "best"
+    runs = plan_runs(path, [1.0], [0])
+    model, frozen = runs[1], runs[2]
+    assert (model.init, model.checkpoint, model.label) == (
+        "mini-epoch_5",
+        path,
+        "mini-epoch_5_f1_s0",
+    )
+    assert (frozen.init, frozen.checkpoint) == ("mini-epoch_5" + FROZEN, path) and frozen.frozen
+    named = plan_runs(path, [1.0], [0], name="universal-v2")
+    assert named[1].label == "universal-v2_f1_s0" and named[1].checkpoint == path
+    assert runs[0].checkpoint == SCRATCH  # scratch has no source
 
 
 def rows(method, values, fraction=1.0):

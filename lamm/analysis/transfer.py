@@ -49,9 +49,10 @@ class TransferRun:
     """One fine-tuning run: from `init` (scratch, a model, or a model with FROZEN) on
     `fraction` of the training split with `seed`."""
 
-    init: str
+    init: str  # the method as the tables name it: scratch, a model's name, name + FROZEN
     fraction: float
     seed: int
+    source: str = ""  # the checkpoint `init` names, when it is not the checkpoint itself
 
     @property
     def label(self) -> str:
@@ -64,21 +65,43 @@ class TransferRun:
 
     @property
     def checkpoint(self) -> str:
-        return self.init.removesuffix(FROZEN)
+        return self.source or self.init.removesuffix(FROZEN)
+
+
+def model_name(model: str) -> str:
+    """A short name for `model` in tables and run folders: a shipped model's own name; for a
+    checkpoint file, its pre-training run and file (`<run>/checkpoints/epoch_5.pt` ->
+    `<run>-epoch_5`), so that two runs' checkpoints of one epoch stay apart."""
+    path = Path(model)
+    if path.suffix != ".pt":
+        return model
+    if path.parent.name == "checkpoints" and path.parent.parent.name:
+        return f"{path.parent.parent.name}-{path.stem}"
+    return path.stem
 
 
 def plan_runs(
-    model: str, fractions: Sequence[float], seeds: Sequence[int], *, frozen: bool = True
+    model: str,
+    fractions: Sequence[float],
+    seeds: Sequence[int],
+    *,
+    frozen: bool = True,
+    name: str | None = None,
 ) -> list[TransferRun]:
-    """scratch and `model` at every fraction and seed; `model`+frozen at the full set."""
+    """scratch and `model` at every fraction and seed; `model`+frozen at the full set. The
+    model's rows and folders carry `name` (default `model_name(model)`)."""
+    name = name or model_name(model)
+    source = "" if name == model else model
     runs = [
-        TransferRun(init, float(f), int(s))
+        run
         for f in fractions
-        for init in (SCRATCH, model)
-        for s in seeds
+        for run in (
+            *(TransferRun(SCRATCH, float(f), int(s)) for s in seeds),
+            *(TransferRun(name, float(f), int(s), source) for s in seeds),
+        )
     ]
     if frozen:
-        runs += [TransferRun(model + FROZEN, 1.0, int(s)) for s in seeds]
+        runs += [TransferRun(name + FROZEN, 1.0, int(s), source) for s in seeds]
     return runs
 
 

@@ -32,6 +32,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--name", required=True, help="the set's name (its store and head)")
     parser.add_argument("--model", required=True, help="a shipped model's name or a checkpoint")
     parser.add_argument(
+        "--model-name",
+        default=None,
+        help="the model's name in the tables and run folders (default: a shipped model's name; "
+        "for a checkpoint, <pre-training run>-<file stem>, e.g. mini-epoch_5)",
+    )
+    parser.add_argument(
         "--config", type=Path, required=True, help="fine-tuning config (its budget for every run)"
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -138,6 +144,7 @@ def _anchor(args: argparse.Namespace, name: str, store: Any) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from lamm.analysis.transfer import (
         COMPOSITION,
+        SCRATCH,
         markdown_table,
         plan_runs,
         prepare_store,
@@ -152,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
     store = prepare_store(
         args.dataset, args.name, store_path, group_key=args.group_key, split_seed=args.split_seed
     )
-    runs = plan_runs(args.model, args.fractions, args.seeds, frozen=not args.no_frozen)
+    runs = plan_runs(
+        args.model, args.fractions, args.seeds, frozen=not args.no_frozen, name=args.model_name
+    )
     _finetune_all(args, runs, store_path)
     rows = [r for run_ in runs if (r := run_row(run_, args.out / "runs" / run_.label))]
     missing = [
@@ -180,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         "store": str(store_path),
         "splits": {s: int(len(store.indices(s))) for s in ("train", "val", "test")},
         "model": args.model,
+        "model_name": next(r.init for r in runs if r.init != SCRATCH),
         "missing_runs": missing,
         "summary": summary,
     }
