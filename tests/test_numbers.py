@@ -121,8 +121,54 @@ def test_numbers_blocks_without_source_or_markers_are_refused(tmp_path):
     plain = tmp_path / "plain.md"
     plain.write_text("no block\n")
     assert md.check_file(plain) == [] and md.check_file(plain, require_block=True)
-    with pytest.raises(ValueError, match="expected one results block"):
+    with pytest.raises(ValueError, match="0 results blocks .* put two empty markers"):
         md.write_block(plain, _results(tmp_path / "results"))
+
+
+def _transfer_folder(folder: Path) -> Path:
+    """A `lamm transfer` folder's summary.csv: scratch and a model over 3 seeds, the anchor."""
+    from lamm.analysis.transfer import summarize
+
+    rows = [
+        {"method": method, "fraction": 1.0, "seed": seed, E: energy, F: forces}
+        for method, values in {
+            "scratch": [(130.0, 44.0), (120.0, 41.0), (140.0, 46.0)],
+            "m-epoch_5": [(100.0, 30.0), (110.0, 31.0), (105.0, 32.0)],
+        }.items()
+        for seed, (energy, forces) in enumerate(values)
+    ]
+    rows.append({"method": "sevennet-0 (zero-shot)", "fraction": 1.0, "seed": 0, E: 99.0, F: 124.0})
+    folder.mkdir(parents=True)
+    pd.DataFrame(summarize(rows)).to_csv(folder / "summary.csv", index=False)
+    return folder
+
+
+def test_numbers_a_transfer_table_block_is_generated_beside_another_block_and_checked(tmp_path):
+    results = _results(tmp_path / "results")
+    ta = _transfer_folder(tmp_path / "transfer" / "ta")
+    readme = _readme(tmp_path / "README.md")
+    md.write_block(readme, results, "brief")
+    # empty markers beside a block of another source: filled, and then found by their source
+    readme.write_text(readme.read_text() + f"\n## Transfer\n\n{md.START}\n{md.END}\n")
+    md.write_block(readme, ta, "transfer")
+    md.write_block(readme, ta)
+    text = readme.read_text()
+    assert text.count(md.START) == 2 and "path=transfer/ta style=transfer -->" in text
+    # scratch 130.0 (120.0-140.0), 43.7 (41.0-46.0); the model 105.0, 31.0: 130/105 = 1.24x,
+    # 43.67/31 = 1.41x, every seed better: apart; the anchor one value: a ratio, never apart
+    assert "| scratch | 100% | 3 | 130.0 (120.0-140.0) | - | 43.7 (41.0-46.0) | - |" in text
+    assert "| m-epoch_5 | 100% | 3 | 105.0 (100.0-110.0) | 1.24x apart | 31.0 (30.0-32.0) |" in text
+    assert "| sevennet-0 (zero-shot) | 100% | 1 | 99.0 | 1.31x | 124.0 | 0.35x |" in text
+    assert "style=brief -->" in text and md.check_file(readme) == []
+    readme.write_text(text.replace("| 1.24x apart |", "| 1.30x apart |"))
+    [problem] = md.check_file(readme)
+    assert "differs from what transfer/ta/summary.csv generates" in problem
+    assert "in the file: | m-epoch_5 | 100% | 3 | 105.0 (100.0-110.0) | 1.30x apart" in problem
+    (ta / "summary.csv").unlink()
+    assert any("no file" in p and "summary.csv" in p for p in md.check_file(readme))
+    other = _transfer_folder(tmp_path / "transfer" / "inp")
+    with pytest.raises(ValueError, match="2 results blocks .* 0 from transfer/inp, 0 without"):
+        md.write_block(readme, other, "transfer")
 
 
 def _card(root: Path, results_key: str | None) -> Path:

@@ -22,11 +22,15 @@ def _markdown(args: argparse.Namespace) -> int:
         results, into = md.card_results(folder), folder / "README.md"
     else:
         results, into = Path(args.results), Path(args.into) if args.into else None
-        if not (results / "tables").is_dir():
-            raise FileNotFoundError(f"--results {results}: no folder {results / 'tables'}")
-    if into is None:
-        print(md.results_markdown(results, results.as_posix(), args.style or "full"), end="")
-        return 0
+        # a `lamm transfer` folder (summary.csv, no tables/) reads as the transfer style
+        transfer = (results / md.TRANSFER_SUMMARY).is_file() and not (results / "tables").is_dir()
+        style = args.style or ("transfer" if transfer else "full")
+        missing = md.missing_source(results, style)
+        if missing:
+            raise FileNotFoundError(f"--results {results}: {missing}")
+        if into is None:
+            print(md.results_markdown(results, results.as_posix(), style), end="")
+            return 0
     md.write_block(into, results, args.style)
     print(json.dumps({"markdown": str(into), "results": str(results)}))
     return 0
@@ -110,10 +114,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     markdown.add_argument(
         "--style",
-        choices=["brief", "full"],
+        choices=["brief", "full", "transfer"],
         default=None,
         help="brief: the findings with their verdicts (a README); full: also each spread and the "
-        "fine-tuning tables over seeds (a model card); default: the block's own, else full",
+        "fine-tuning tables over seeds (a model card); transfer: the table of a `lamm transfer` "
+        "folder (--results OUT); default: the block's own, else full",
     )
     markdown.add_argument(
         "--check",
