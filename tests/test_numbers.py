@@ -148,9 +148,10 @@ def test_numbers_a_transfer_table_block_is_generated_beside_another_block_and_ch
     ta = _transfer_folder(tmp_path / "transfer" / "ta")
     readme = _readme(tmp_path / "README.md")
     md.write_block(readme, results, "brief")
-    # empty markers beside a block of another source: filled, and then found by their source
+    # empty markers beside a block of another source: filled (the command line sees a transfer
+    # folder and writes its style), and then found by their source
     readme.write_text(readme.read_text() + f"\n## Transfer\n\n{md.START}\n{md.END}\n")
-    md.write_block(readme, ta, "transfer")
+    assert main(["report", "--markdown", "--results", str(ta), "--into", str(readme)]) == 0
     md.write_block(readme, ta)
     text = readme.read_text()
     assert text.count(md.START) == 2 and "path=transfer/ta style=transfer -->" in text

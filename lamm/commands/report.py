@@ -17,12 +17,12 @@ def _markdown(args: argparse.Namespace) -> int:
             print(problem)
         print(json.dumps({"checked": args.check, "problems": len(problems)}))
         return 1 if problems else 0
+    transfer = False  # a `lamm transfer` folder: its blocks are in the transfer style
     if args.card:
         folder = Path(args.card)
         results, into = md.card_results(folder), folder / "README.md"
     else:
         results, into = Path(args.results), Path(args.into) if args.into else None
-        # a `lamm transfer` folder (summary.csv, no tables/) reads as the transfer style
         transfer = (results / md.TRANSFER_SUMMARY).is_file() and not (results / "tables").is_dir()
         style = args.style or ("transfer" if transfer else "full")
         missing = md.missing_source(results, style)
@@ -31,7 +31,8 @@ def _markdown(args: argparse.Namespace) -> int:
         if into is None:
             print(md.results_markdown(results, results.as_posix(), style), end="")
             return 0
-    md.write_block(into, results, args.style)
+    # new markers take a transfer folder's style; else a block keeps the style it declares
+    md.write_block(into, results, args.style or ("transfer" if transfer else None))
     print(json.dumps({"markdown": str(into), "results": str(results)}))
     return 0
 
