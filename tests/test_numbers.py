@@ -206,6 +206,27 @@ def test_numbers_a_card_declares_its_tables_and_quotes_no_figure_outside_its_blo
     assert main(["report", "--markdown", "--check", str(card)]) == 1
 
 
+def test_numbers_a_card_may_hold_transfer_tables_but_no_other_results(tmp_path):
+    folder = _card(tmp_path, "reproduction")
+    _readme(tmp_path / "README.md")
+    md.write_block(tmp_path / "README.md", folder / "reproduction")
+    ta = _transfer_folder(tmp_path / "docs" / "transfer" / "ta")
+    card = folder / "README.md"
+    assert main(["report", "--markdown", "--card", str(folder)]) == 0
+    card.write_text(card.read_text() + f"\n## On real DFT\n\n{md.START}\n{md.END}\n")
+    assert main(["report", "--markdown", "--results", str(ta), "--into", str(card)]) == 0
+    assert main(["report", "--markdown", "--card", str(folder)]) == 0  # finds its own block
+    text = card.read_text()
+    assert "path=../../docs/transfer/ta style=transfer -->" in text
+    assert "path=reproduction style=full -->" in text and "| m-epoch_5 | 100% | 3 |" in text
+    assert md.check_repository(tmp_path) == []  # the transfer table's figures are in a block
+    other = _results(tmp_path / "other")
+    card.write_text(card.read_text() + f"\n{md.START}\n{md.END}\n")
+    md.write_block(card, other, "brief")
+    [problem] = md.check_repository(tmp_path)
+    assert "blocks from ['../../other', 'reproduction'], card.json says reproduction" in problem
+
+
 def test_numbers_the_brief_style_keeps_the_verdicts_and_a_regeneration_keeps_the_style(tmp_path):
     results = _results(tmp_path / "results")
     readme = _readme(tmp_path / "README.md")
