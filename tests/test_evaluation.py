@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
+from ase.calculators.calculator import Calculator, all_changes
 
 from lamm.analysis.checkpoint_evaluation import evaluate_checkpoint
 from lamm.analysis.element_metrics import element_rows
@@ -552,3 +554,42 @@ def test_cli_errors_are_one_line(tmp_path, checkpoint, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a readable lamm checkpoint" in err[0], err
+
+
+class _Zero(Calculator):
+    """A "universal potential" that predicts zero energy and forces for any element."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self.results = {"energy": 0.0, "forces": np.zeros((len(self.atoms), 3))}
+
+
+def test_cli_evaluate_scores_a_reference_potential_on_the_same_split(
+    tmp_path, checkpoint, capsys, monkeypatch
+):
+    import lamm.data.demo.universal as universal
+    from lamm.analysis.zero_shot import baseline_row
+
+    # zero predictions, shifted per element on the training split, are the composition fit
+    monkeypatch.setattr(universal, "calculator", lambda name: _Zero())
+    splits = ["train", "train", "test", "train", "test", "train", "test"]
+    store = labeled_store(tmp_path / "down.lmdb", structures(), splits)
+    out = tmp_path / "eval"
+    argv = ["evaluate", str(checkpoint), "--store", str(store.path), "--head", "b"]
+    assert main([*argv, "--out", str(out), "--reference", "sevennet-0"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    baseline = baseline_row(store)
+    reference = summary["references"]["sevennet-0"]
+    assert reference["n_structures"] == 3 and reference["n_fit_structures"] == 4
+    for key in ("energy_mae_mev_per_atom", "forces_mae_mev_per_a"):
+        assert reference[key] == pytest.approx(baseline[key]), key
+    table = pd.read_csv(out / "references.csv")
+    assert list(table["model"]) == ["model", "sevennet-0"]
+    assert table["forces_mae_mev_per_a"][0] == pytest.approx(summary["forces_mae_mev_per_a"])
+    assert json.loads((out / "metrics.json").read_text())["references"] == summary["references"]
+    # an unknown name fails before anything is computed
+    assert main([*argv, "--out", str(tmp_path / "x"), "--reference", "mace-mp"]) == 1
+    assert "unknown labeler 'mace-mp'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

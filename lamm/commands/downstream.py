@@ -47,6 +47,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / "evaluate" / _label(args.checkpoint))
     if not Path(args.checkpoint).is_file():
         raise ValueError(f"checkpoint {args.checkpoint} does not exist")
+    _check_references(args.reference)
     params = {
         "checkpoint": args.checkpoint,
         "data": args.data,
@@ -88,10 +89,64 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                     if isinstance(v, (int, float)) and not isinstance(v, bool)
                 }
             )
+            if args.reference:
+                metrics["references"] = _score_references(args, store, metrics, out)
+                tracker.log_metrics(
+                    {
+                        f"reference/{name}/{key}": value
+                        for name, row in metrics["references"].items()
+                        for key, value in row.items()
+                        if key.endswith("_mae_mev_per_atom") or key.endswith("_mae_mev_per_a")
+                    }
+                )
+                tracker.log_artifact(out / "references.csv")
             for name in ("metrics.json", "metrics_per_element.csv", "parity.png"):
                 tracker.log_artifact(out / name)
     print(json.dumps({"out": str(out), **{k: v for k, v in metrics.items() if k != "per_split"}}))
     return 0
+
+
+def _check_references(names: list[str]) -> None:
+    """Unknown names and missing packages fail before anything is computed."""
+    if not names:
+        return
+    from lamm.data.demo.universal import labeler, require_labelers
+
+    for name in names:
+        labeler(name)
+    try:
+        require_labelers(list(names))
+    except RuntimeError as err:  # a missing optional package: the user's to install
+        raise ValueError(f"--reference: {err}") from err
+
+
+def _score_references(
+    args: argparse.Namespace, store: StructureStore, metrics: dict, out: Path
+) -> dict[str, dict]:
+    """Each --reference potential zero-shot on the evaluated split (energies shifted per element
+    on the store's training split, `lamm.analysis.anchors`), beside the checkpoint: written into
+    metrics.json (`references`) and references.csv, and logged as one table."""
+    from lamm.analysis.anchors import anchor_row
+    from lamm.analysis.evaluation import write_json
+    from lamm.tables import write_csv
+
+    E, F = "energy_mae_mev_per_atom", "forces_mae_mev_per_a"
+    references = {
+        name: anchor_row(
+            name, store, eval_split=metrics["split"], fit_max=args.reference_fit_max, seed=0
+        )
+        for name in args.reference
+    }
+    rows = [{"model": _label(args.checkpoint), E: metrics.get(E), F: metrics.get(F)}]
+    rows += [{**row, "model": name} for name, row in references.items()]
+    write_csv(rows, out / "references.csv")
+    write_json({**metrics, "references": references}, out / "metrics.json")
+    lines = [f"{'model':<28} {'energy meV/atom':>16} {'forces meV/A':>13}"] + [
+        f"{row['model']:<28} {row.get(E, float('nan')):>16.1f} {row.get(F, float('nan')):>13.1f}"
+        for row in rows
+    ]
+    log.info("%s split, %s:\n%s", metrics["split"], store.path, "\n".join(lines))
+    return references
 
 
 def evaluation_store(args: argparse.Namespace, tmp: Path) -> tuple[StructureStore, dict]:
@@ -359,6 +414,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", default=None, help="output directory (default results/evaluate/<checkpoint label>)"
     )
     evaluate.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
+    evaluate.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also score a universal potential zero-shot on the same split, for one table: "
+        "sevennet-0, sevennet-l3i5, chgnet-0.3.0 or chgnet-r2scan (repeatable; pip install "
+        "'.[labelers]'); its energies are shifted per element by a fit on the store's training "
+        "split (raw energies when there is none); written to references.csv and metrics.json",
+    )
+    evaluate.add_argument(
+        "--reference-fit-max",
+        type=int,
+        default=200,
+        help="training structures (a seeded subsample) a reference's energy shift is fitted on",
+    )
     add_device_argument(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
