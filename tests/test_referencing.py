@@ -248,3 +248,27 @@ def test_non_finite_labels_are_left_out_and_counted(tmp_path):
     assert stats["provenance"]["non_finite_labels_skipped"] == {"energy": 1, "forces": 1}
     for key in ("energy_mean", "energy_std", "force_rms"):
         assert stats[key] == pytest.approx(reference[key])
+
+
+def test_robust_energy_scale_is_the_scaled_median_absolute_deviation(tmp_path):
+    # one element, 4 atoms each: e_Cu = mean(E) / 4, so the referenced energies are E - mean(E);
+    # one compressed cell 10 eV above the rest, as in an equation-of-state scan
+    energies = [-16.0, -16.2, -15.8, -16.1, -15.9, -6.0]
+    store = composition_store(tmp_path, [[29] * 4] * 6, energies)
+    referenced = np.array(energies) - np.mean(energies)  # mean -14.333
+    # median of referenced = -1.617 (between -1.667 and -1.567); absolute deviations from it:
+    # 0.05, 0.25, 0.15, 0.15, 0.05, 9.95 -> median 0.15
+    assert np.median(np.abs(referenced - np.median(referenced))) == pytest.approx(0.15)
+    plain = load_or_compute_statistics(store)
+    robust = load_or_compute_statistics(store, energy_scale="robust")
+    assert plain["energy_std"] == pytest.approx(referenced.std())  # 3.73 eV: the outlier's
+    assert robust["energy_std"] == pytest.approx(1.4826 * 0.15)
+    assert robust["energy_mean"] == pytest.approx(plain["energy_mean"])
+    assert robust["element_references"] == plain["element_references"]
+    assert robust["provenance"]["energy_std_plain"] == pytest.approx(plain["energy_std"])
+    # the setting is part of the cache key: each call above computed its own
+    assert robust["provenance"]["settings"]["energy_scale"] == "robust"
+    assert "energy_scale" not in plain["provenance"]["settings"]
+    assert load_or_compute_statistics(store)["energy_std"] == pytest.approx(plain["energy_std"])
+    with pytest.raises(ValueError, match="energy_scale must be one of"):
+        load_or_compute_statistics(store, energy_scale="mad")

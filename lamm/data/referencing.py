@@ -4,7 +4,11 @@ For one subset (one store, its training split):
 1. Per-element reference energies e_Z by least squares of the energies against the element
    counts, E_i ~ sum_Z c_iZ e_Z, without an intercept (as OC22/fairchem and JMP fit them: a
    constant term has no meaning for total energies, which scale with the atom count).
-2. `energy_mean`, `energy_std` of the referenced energies E_i - sum_Z c_iZ e_Z, and `force_rms`,
+2. `energy_mean`, `energy_std` of the referenced energies E_i - sum_Z c_iZ e_Z (with
+   `energy_scale="robust"`, `energy_std` is 1.4826 times their median absolute deviation instead:
+   an equation-of-state scan's compressed cells lie eV above the rest and make the standard
+   deviation tens of eV, which weights every other structure's energy error down by as much
+   against the forces; FitSNAP's Ta: 15.2 eV std, 0.31 eV robust), and `force_rms`,
    the root mean square over all force components of the training labels; `stress_scale`
    (eV/Angstrom^3), the median over structures with a stress label of the RMS of their 9 stress
    components (a median: equation-of-state scans reach thousands of GPa at their smallest
@@ -60,6 +64,8 @@ STATS_FORMAT = "lamm-subset-statistics"
 STATS_VERSION = 2  # 2: stress_scale
 DEFAULT_MAX_SAMPLES = 100_000
 MIN_STD = 1e-6  # eV; below this (a perfect fit, one sample) the energy scale falls back to 1
+ENERGY_SCALES = ("std", "robust")
+MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation of a normal distribution
 NUM_ELEMENTS = MAX_ATOMIC_NUMBER + 1
 
 
@@ -122,13 +128,14 @@ def compute_statistics(
     seed: int = 0,
     fit_references: bool | str = "auto",
     indices: np.ndarray | None = None,
+    energy_scale: str = "std",
 ) -> dict[str, Any]:
     """The normalization statistics of one store's training split (module docstring).
 
     `indices`: the training records to use instead of the whole split (a fine-tuning run on a
     fraction of the downstream training set refits on exactly its records); not cached.
     """
-    settings = _settings(store, noise_sigma, max_samples, seed, fit_references)
+    settings = _settings(store, noise_sigma, max_samples, seed, fit_references, energy_scale)
     task = store.info.get("task")
     provenance: dict[str, Any] = {
         "format": STATS_FORMAT,
@@ -184,6 +191,10 @@ def compute_statistics(
         provenance["references"] = f"none ({store.energy_kind} energies)"
         reference_dict = {}
     std = float(referenced.std())
+    if energy_scale == "robust":
+        provenance["energy_std_plain"] = std
+        deviation = float(np.median(np.abs(referenced - np.median(referenced))))
+        std = MAD_TO_SIGMA * deviation if MAD_TO_SIGMA * deviation >= MIN_STD else std
     if std < MIN_STD:
         provenance["energy_std_fallback"] = (
             f"referenced energies vary by {std:.3g} eV; scale 1 eV used"
@@ -241,9 +252,13 @@ def _result(references, mean, std, force_rms, provenance, stress_scale=None) -> 
     }
 
 
-def _settings(store, noise_sigma, max_samples, seed, fit_references) -> dict[str, Any]:
+def _settings(
+    store, noise_sigma, max_samples, seed, fit_references, energy_scale="std"
+) -> dict[str, Any]:
     if max_samples < 1:
         raise ValueError(f"max_samples must be positive, got {max_samples}")
+    if energy_scale not in ENERGY_SCALES:
+        raise ValueError(f"energy_scale must be one of {ENERGY_SCALES}, got {energy_scale!r}")
     if fit_references not in ("auto", True, False):
         raise ValueError(f"fit_references must be 'auto', True or False, got {fit_references!r}")
     fit = store.energy_kind != "adsorption" if fit_references == "auto" else bool(fit_references)
@@ -252,6 +267,8 @@ def _settings(store, noise_sigma, max_samples, seed, fit_references) -> dict[str
         "seed": int(seed),
         "fit_references": fit,
     }
+    if energy_scale != "std":  # the default stays out, so caches written before it stay valid
+        settings["energy_scale"] = energy_scale
     if store.info.get("task") == "denoising":
         if not noise_sigma > 0:
             raise ValueError(f"noise_sigma must be positive, got {noise_sigma}")
@@ -283,12 +300,13 @@ def load_or_compute_statistics(
     max_samples: int = DEFAULT_MAX_SAMPLES,
     seed: int = 0,
     fit_references: bool | str = "auto",
+    energy_scale: str = "std",
 ) -> dict[str, Any]:
     """The cached statistics of a store, recomputed (and re-cached) when stale."""
     if not isinstance(store, StructureStore):
         store = StructureStore(store)
     path = statistics_path(store.path)
-    settings = _settings(store, noise_sigma, max_samples, seed, fit_references)
+    settings = _settings(store, noise_sigma, max_samples, seed, fit_references, energy_scale)
     if path.exists():
         try:
             cached = json.loads(path.read_text())
@@ -309,6 +327,7 @@ def load_or_compute_statistics(
         max_samples=max_samples,
         seed=seed,
         fit_references=fit_references,
+        energy_scale=energy_scale,
     )
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
@@ -326,6 +345,7 @@ def statistics_for(
     max_samples: int = DEFAULT_MAX_SAMPLES,
     seed: int = 0,
     fit_references: bool | str = "auto",
+    energy_scale: str = "std",
 ) -> list[dict[str, Any]]:
     """One statistics dict per store, in head order (for `Normalizer.from_statistics`)."""
     return [
@@ -335,6 +355,7 @@ def statistics_for(
             max_samples=max_samples,
             seed=seed,
             fit_references=fit_references,
+            energy_scale=energy_scale,
         )
         for store in stores
     ]

@@ -329,9 +329,12 @@ def downstream_statistics(
     """Referencing and normalization of the records trained on (the whole split: cached beside the
     store)."""
     samples, seed = config["data"]["statistics_samples"], config["seed"]
+    scale = config["data"]["energy_scale"]
     if len(records) == len(store.indices("train")):
-        return load_or_compute_statistics(store, max_samples=samples, seed=seed)
-    return compute_statistics(store, max_samples=samples, seed=seed, indices=records)
+        return load_or_compute_statistics(store, max_samples=samples, seed=seed, energy_scale=scale)
+    return compute_statistics(
+        store, max_samples=samples, seed=seed, indices=records, energy_scale=scale
+    )
 
 
 def evaluate_test(

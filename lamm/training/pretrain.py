@@ -77,6 +77,7 @@ def prepare_statistics(
                 noise_sigma=sigma,
                 max_samples=data["statistics_samples"],
                 seed=config["seed"],
+                energy_scale=data["energy_scale"],
             )
             for store in stores
         ]
