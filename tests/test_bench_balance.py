@@ -206,3 +206,27 @@ def test_world_sizes_larger_than_the_epoch_are_skipped_not_fatal(caplog):
         "world size 64 skipped: 50 schedulable samples cannot give each of 64 ranks one sample"
         in caplog.text
     )
+
+
+def test_a_structure_without_edges_still_has_work_under_an_edges_only_cost_model(tmp_path):
+    from ase import Atoms
+    from ase.build import bulk
+
+    from lamm.data.balance import plan_lamm
+    from lamm.data.record import StructureRecord
+    from tests.store_factory import write_store
+
+    dense = bulk("Cu", "fcc", a=3.6, cubic=True)  # 4 atoms, 12 + 6 neighbors each within 4 A
+    stretched = Atoms("Cu2", positions=[[0, 0, 0], [5, 5, 5]], cell=[10, 10, 10], pbc=True)
+    records = [StructureRecord.from_atoms(a) for a in (dense, stretched, dense, dense)]
+    store = write_store(tmp_path / "s.lmdb", records, subset="s", task="s2ef", val_every=0)
+    assert list(edge_counts(store, 4.0)) == [72, 0, 72, 72]
+    # a fit on few rank-steps can keep the edge term alone (the throughput benchmark's on 2 cores)
+    workload = workload_from_stores(
+        [store.path], work="cost", cutoff=4.0, cost_model=CostModel(0.0, 0.0, 0.01)
+    )
+    assert workload.work[0] == pytest.approx([0.72, 0.01, 0.72, 0.72])  # one edge's worth
+    edges = workload_from_stores([store.path], work="edges", cutoff=4.0)
+    assert list(edges.work[0]) == [72, 1, 72, 72]
+    plan = plan_lamm(workload.natoms[0], 2, 2, 1, 0, work=workload.work[0])
+    assert sorted(np.concatenate([i for step in plan.steps for i in step])) == [0, 1, 2, 3]

@@ -99,12 +99,11 @@ def workload_from_stores(
             continue
         needs_edges = work == "edges" or cost_model.per_edge > 0
         edges = edge_counts(store, cutoff, max_neighbors)[indices] if needs_edges else None
-        # an isolated atom has no edges; give every structure at least one unit of work
-        works.append(
-            np.maximum(edges, 1).astype(np.float64)
-            if work == "edges"
-            else cost_model(natoms[-1], edges)
-        )
+        # a structure of isolated atoms (a cell stretched past the cutoff) has no edges; give every
+        # structure at least one edge of work, or a cost model fitted with the edge term alone
+        # prices it at zero, which no balancer accepts
+        edges = None if edges is None else np.maximum(edges, 1).astype(np.float64)
+        works.append(edges if work == "edges" else cost_model(natoms[-1], edges))
     return Workload(
         names,
         natoms,
