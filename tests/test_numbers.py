@@ -2,6 +2,7 @@
 in README.md or a model card that differs from its table fails here (`pytest -k numbers`)."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -254,3 +255,35 @@ def test_numbers_the_card_writer_uses_the_same_markers():
     from lamm.models.model_card import RESULTS_END, RESULTS_START
 
     assert (RESULTS_START, RESULTS_END) == (md.START, md.END)
+
+
+def test_numbers_a_start_that_never_reached_the_threshold_says_so(tmp_path):
+    rows = [
+        {
+            "checkpoint": checkpoint,
+            "seed": seed,
+            E: 20.0 + seed,
+            F: 30.0 + seed,
+            "steps_to_energy_threshold": float("nan"),
+            "steps_to_forces_threshold": steps,
+            "energy_threshold": 30.0,
+            "forces_threshold": 30.0,
+            f"test_{E}": 20.0 + seed,
+            f"test_{F}": 30.0 + seed,
+        }
+        for checkpoint, per_seed in {
+            "scratch": [float("nan")] * 3,
+            "5": [400.0, float("nan"), 440.0],
+        }.items()
+        for seed, steps in enumerate(per_seed)
+    ]
+    path = tmp_path / "table3_summary.csv"
+    pd.DataFrame(table3_summary(rows)).to_csv(path, index=False)
+    scratch, epoch = md.table3_lines(path)[2:]
+    assert scratch.endswith("| never (3 of 3) |")
+    assert epoch.endswith("| 420 (400-440) (1 never) |")
+    from lamm.analysis.verdicts import Comparison, Side
+
+    never = [math.inf] * 3
+    both = Comparison("steps to 30 meV/A", "steps", Side.of("scratch", never), Side.of("e5", never))
+    assert both.range_text() == "steps to 30 meV/A: reached by neither scratch nor e5"

@@ -112,7 +112,8 @@ def table3_lines(path: Path) -> list[str]:
         reached = row.get("steps_to_forces_threshold_reached")
         steps = _span(row, "steps_to_forces_threshold")
         if reached is not None and not pd.isna(reached) and int(reached) < int(row["seeds"]):
-            steps += f" ({int(row['seeds']) - int(reached)} never)"
+            never = int(row["seeds"]) - int(reached)
+            steps = f"{steps} ({never} never)" if steps else f"never ({never} of {never})"
         cells = [_start(row["checkpoint"]), *([str(int(row["steps"]))] if budgets else [])]
         cells += [str(int(row["seeds"])), _span(row, f"test_{E}"), _span(row, f"test_{F}"), steps]
         lines.append("| " + " | ".join(cells) + " |")

@@ -242,9 +242,14 @@ class Comparison:
             INSIDE: "overlap",
             TOO_FEW: TOO_SMALL,
         }[self.outcome]
+        reference, treatment = self.reference.span(), self.treatment.span()
+        if reference == treatment == "never":  # no number to give a unit to
+            return (
+                f"{self.metric}: reached by neither {self.reference.name} nor {self.treatment.name}"
+            )
         return (
-            f"{self.metric}: {self.reference.name} {self.reference.span()}, {self.treatment.name} "
-            f"{self.treatment.span()} {self.unit} ({where})"
+            f"{self.metric}: {self.reference.name} {reference}, {self.treatment.name} "
+            f"{treatment} {self.unit} ({where})"
         )
 
 
