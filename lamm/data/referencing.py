@@ -190,6 +190,15 @@ def compute_statistics(
         referenced = energies_array
         provenance["references"] = f"none ({store.energy_kind} energies)"
         reference_dict = {}
+    std = _energy_scale(referenced, energy_scale, provenance)
+    return _result(
+        reference_dict, float(referenced.mean()), std, force_rms, provenance, stress_scale
+    )
+
+
+def _energy_scale(referenced: np.ndarray, energy_scale: str, provenance: dict[str, Any]) -> float:
+    """The standard deviation of the referenced energies, or their robust one (1.4826 x the
+    median absolute deviation; the standard deviation when that is zero); 1 eV below MIN_STD."""
     std = float(referenced.std())
     if energy_scale == "robust":
         provenance["energy_std_plain"] = std
@@ -200,9 +209,7 @@ def compute_statistics(
             f"referenced energies vary by {std:.3g} eV; scale 1 eV used"
         )
         std = 1.0
-    return _result(
-        reference_dict, float(referenced.mean()), std, force_rms, provenance, stress_scale
-    )
+    return std
 
 
 def _stress_scale(stresses: list[float], force_rms: float, provenance: dict[str, Any]) -> float:
