@@ -589,6 +589,13 @@ def test_cli_evaluate_scores_a_reference_potential_on_the_same_split(
     assert list(table["model"]) == ["model", "sevennet-0"]
     assert table["forces_mae_mev_per_a"][0] == pytest.approx(summary["forces_mae_mev_per_a"])
     assert json.loads((out / "metrics.json").read_text())["references"] == summary["references"]
+    # a store with forces only: the reference is scored on forces, its energy cell left empty
+    forces_only = labeled_store(tmp_path / "f.lmdb", structures(), splits, energy=False)
+    argv_f = ["evaluate", str(checkpoint), "--store", str(forces_only.path), "--head", "b"]
+    assert main([*argv_f, "--out", str(tmp_path / "f"), "--reference", "sevennet-0"]) == 0
+    reference = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["references"]
+    assert "energy_mae_mev_per_atom" not in reference["sevennet-0"]
+    assert reference["sevennet-0"]["forces_mae_mev_per_a"] > 0
     # an unknown name fails before anything is computed
     assert main([*argv, "--out", str(tmp_path / "x"), "--reference", "mace-mp"]) == 1
     assert "unknown labeler 'mace-mp'" in capsys.readouterr().err

@@ -141,9 +141,12 @@ def _score_references(
     rows += [{**row, "model": name} for name, row in references.items()]
     write_csv(rows, out / "references.csv")
     write_json({**metrics, "references": references}, out / "metrics.json")
+
+    def cell(value: float | None) -> float:  # a store without energies (or forces) has none
+        return float("nan") if value is None else float(value)
+
     lines = [f"{'model':<28} {'energy meV/atom':>16} {'forces meV/A':>13}"] + [
-        f"{row['model']:<28} {row.get(E, float('nan')):>16.1f} {row.get(F, float('nan')):>13.1f}"
-        for row in rows
+        f"{row['model']:<28} {cell(row.get(E)):>16.1f} {cell(row.get(F)):>13.1f}" for row in rows
     ]
     log.info("%s split, %s:\n%s", metrics["split"], store.path, "\n".join(lines))
     return references
