@@ -20,6 +20,7 @@ from lamm.analysis.finetune import (
     speedup,
     steps_to_threshold,
 )
+from lamm.analysis.zero_shot import zero_shot_rows
 from lamm.config import ConfigError, validate_config
 from lamm.data.dataset import MultiStoreDataset
 from lamm.data.graph import collate
@@ -34,7 +35,14 @@ from lamm.models.build import build_potential
 from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, load_potential, save_checkpoint
 from lamm.models.potential import edge_vectors
 from lamm.tracking import find_or_create_parent_run
+from lamm.training.change_bias import (
+    choose_init_head,
+    copyable_heads,
+    predicted_energies,
+    refit_references,
+)
 from lamm.training.finetune import (
+    check_starting_checkpoint,
     finetune_schema,
     head_statistics,
     match_head_scale,
@@ -190,7 +198,7 @@ def test_copied_head_rescaled_to_predict_the_pretrained_ev(pretrained, downstrea
     channel = SUBSETS.index("oc20_s2ef")
     model, _ = starting_potential(MODEL, payload, "hme21", init_head="oc20_s2ef", seed=3)
     old = head_statistics(payload, "oc20_s2ef")
-    assert old == {"energy_std": 2.0, "force_rms": 0.7}
+    assert old == {"energy_mean": 0.5, "energy_std": 2.0, "force_rms": 0.7}
     new = {
         "element_references": {"29": -1.0},
         "energy_mean": 0.1,
@@ -217,6 +225,105 @@ def test_copied_head_rescaled_to_predict_the_pretrained_ev(pretrained, downstrea
         torch.testing.assert_close(
             model.force_head(s, v)[..., 0] * 1.75, source.force_head(s, v)[..., channel] * 0.7
         )
+
+
+@pytest.fixture(scope="module")
+def cu_cells(tmp_path_factory):
+    """Rattled Cu cells of 4, 8, 16 and 32 atoms: no per-element reference can stand in for a
+    constant per structure here (the atom counts differ)."""
+    path = tmp_path_factory.mktemp("cu") / "cu.lmdb"
+    sizes = [(1, 1, 1), (2, 1, 1), (2, 2, 1), (2, 2, 2)]
+    with StructureStoreWriter(path, subset="cu", source="cu", energy_kind="total") as writer:
+        for i in range(16):
+            atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(sizes[i % 4])
+            atoms.rattle(0.05 + 0.02 * (i % 3), seed=i)
+            writer.add(emt_record(atoms), ["train", "train", "val", "test"][(i // 4 + i) % 4])
+    return StructureStore(path)
+
+
+def test_refit_references_adds_the_least_squares_shift_per_element(pretrained, cu_cells):
+    """On Cu cells the shift is sum n_i r_i / sum n_i^2 (r: label - prediction, n: atoms), added
+    to Cu's reference; the predictions move by n_i times it."""
+    model, _ = starting_potential(MODEL, load_checkpoint(pretrained), "cu", init_head="oc20_s2ef")
+    stats = {"element_references": {"29": -4.0}, "energy_mean": 0.5, "energy_std": 2.0,
+             "force_rms": 0.7}  # fmt: skip
+    model.normalizer.set_head(0, stats)
+    records = cu_cells.indices("train")
+    labels, before, counts = predicted_energies(model, cu_cells, records)
+    natoms = counts[:, 29]
+    assert len(set(natoms)) == 4
+    expected = float(np.sum(natoms * (labels - before)) / np.sum(natoms**2))
+    refit = refit_references(model, cu_cells, records, stats)
+    assert refit["element_references"] == {"29": pytest.approx(-4.0 + expected)}
+    assert stats["element_references"] == {"29": -4.0}  # the given statistics are left alone
+    assert float(model.normalizer.element_references[0, 29]) == pytest.approx(-4.0 + expected)
+    _, after, _ = predicted_energies(model, cu_cells, records)
+    np.testing.assert_allclose(after, before + natoms * expected, rtol=0, atol=1e-6)
+    # a second refit finds nothing left to shift
+    again = refit_references(model, cu_cells, records, refit)
+    assert again["element_references"]["29"] == pytest.approx(refit["element_references"]["29"])
+
+
+def test_a_copied_head_starts_at_its_zero_shot_energies(pretrained, cu_cells, tmp_path):
+    """Step 0 of a run with init_head scores on validation what `lamm zero-shot` gives that head
+    with its references refit on the training split: the pre-trained eV (its per-structure mean
+    kept), shifted per element."""
+    out = tmp_path / "run"
+    run_finetuning(
+        config(
+            data={"subset": "cu"}, finetune={"init_head": "oc20_s2ef"}, train={"total_steps": 1}
+        ),
+        pretrained,
+        cu_cells.path,
+        out,
+    )
+    step0 = {
+        r["metric"]: float(r["value"]) for r in _rows(out / "validation.csv") if r["step"] == "0"
+    }
+    [row] = zero_shot_rows(
+        load_potential(pretrained), cu_cells, checkpoint="0.5", heads=["oc20_s2ef"],
+        eval_split="val",
+    )  # fmt: skip
+    assert step0["val/cu/energy_mae_mev_per_atom"] == pytest.approx(
+        row["energy_mae_mev_per_atom"], rel=1e-4
+    )
+    assert json.loads((out / "statistics.json").read_text())[0]["energy_mean"] == 0.5
+
+
+def test_copyable_heads_are_those_that_learned_energies_and_forces():
+    def stats(task, kind):
+        return {"provenance": {"task": task, "energy_kind": kind}}
+
+    heads = ["bulk", "mols", "adsorption", "relaxed_oxides", "noise", "old"]
+    statistics = [stats("s2ef", "total"), stats("s2ef", "total"), stats("is2re", "adsorption"),
+                  stats("is2re", "total"), stats("denoising", "none"), {}]  # fmt: skip
+    assert copyable_heads(heads, statistics) == ["bulk", "mols", "old"]
+
+
+def test_auto_head_is_the_best_zero_shot_head_on_validation(pretrained, cu_cells, tmp_path):
+    """init_head auto scores each head as `lamm zero-shot` does (references refit on the training
+    records, energies on validation) and copies the lowest; scratch has none to copy."""
+    source = load_potential(pretrained)
+    head, rows = choose_init_head(
+        source, cu_cells, cu_cells.indices("train"), cu_cells.indices("val"), SUBSETS
+    )
+    zero_shot = zero_shot_rows(source, cu_cells, checkpoint="0.5", eval_split="val")
+    expected = {row["head"]: row["energy_mae_mev_per_atom"] for row in zero_shot}
+    assert {row["head"]: row["energy_mae_mev_per_atom"] for row in rows} == pytest.approx(expected)
+    assert head == min(expected, key=expected.get)
+    assert expected[SUBSETS[0]] != expected[SUBSETS[1]]  # the two heads differ: a real choice
+    auto = config(data={"subset": "cu"}, finetune={"init_head": "auto"}, train={"total_steps": 1})
+    summary = run_finetuning(auto, pretrained, cu_cells.path, tmp_path / "auto")
+    assert summary["init_head"] == head
+    summary = run_finetuning(auto, None, cu_cells.path, tmp_path / "scratch")
+    assert summary["init_head"] is None and summary["checkpoint"] == "scratch"
+    # a checkpoint with no head worth copying fails before any run starts
+    payload = load_checkpoint(pretrained)
+    noise = {"provenance": {"task": "denoising", "energy_kind": "none"}}
+    payload["statistics"] = [noise for _ in payload["heads"]]
+    path = save_checkpoint(tmp_path / "denoising_only.pt", payload)
+    with pytest.raises(ValueError, match="init_head auto: .*denoising_only.pt has no head"):
+        check_starting_checkpoint(auto, path)
 
 
 def test_bad_init_head_and_mismatched_model_are_clear_errors(pretrained):

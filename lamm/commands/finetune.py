@@ -228,7 +228,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="output directory (default results/finetune/<name>/<scratch|epoch_E>)",
     )
     parser.add_argument(
-        "--init-head", default=None, help="start the new head from this pre-training head (DPA-2)"
+        "--init-head",
+        default=None,
+        help="start the new head from this pre-training head (DPA-2), its energy references "
+        "refit on the training records; auto: the head best on the validation records",
     )
     parser.add_argument(
         "--train-fraction",

@@ -8,7 +8,9 @@
 2. reference energies and normalization refitted on the downstream training records actually
    used (a subsample with `train_fraction`), never the pre-training head's statistics: a head
    referenced for another subset starts off by the whole reference energy (the fairchem bug);
-   a copied `init_head` is rescaled so that it still predicts its pre-trained eV and eV/A;
+   a copied `init_head` is rescaled so that it still predicts its pre-trained eV and eV/A,
+   and its element references are then refit to its own predictions on those records
+   (`lamm.training.change_bias`, DPA-2's change-bias), so it starts at its zero-shot energies;
 3. the same `Trainer`, loader, sampler and validation as pre-training, optionally with
    layer-wise learning-rate decay or a frozen encoder (JMP);
 4. the final EMA model evaluated on the downstream `test` split -> `test_metrics.json`.
@@ -46,6 +48,7 @@ from lamm.models.potential import Potential
 from lamm.models.pretrained import MODEL_FILE
 from lamm.run_labels import SCRATCH, epoch_label, epoch_of_checkpoint
 from lamm.tracking import RunTracker, find_or_create_parent_run
+from lamm.training.change_bias import choose_init_head, copyable_heads, refit_references
 from lamm.training.distributed import (
     DistributedContext,
     init_distributed,
@@ -69,6 +72,7 @@ from lamm.training.validation import evaluate
 log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).with_name("finetune.schema.yaml")
+AUTO_HEAD = "auto"  # init_head: the pre-training head chosen on the validation split
 _SUBSET_STREAM = 0x5A3F  # separates the train-fraction draw from other streams seeded with `seed`
 
 
@@ -167,11 +171,11 @@ def copy_head_channel(target: Potential, source: Potential, channel: int) -> Non
 
 
 def head_statistics(payload: Mapping[str, Any], head: str) -> dict[str, float]:
-    """energy_std (eV) and force_rms (eV/A) of a checkpoint's head: its normalizer buffers."""
+    """energy_mean, energy_std (eV) and force_rms (eV/A) of a checkpoint's head: its normalizer
+    buffers."""
     state, channel = payload["model"], list(payload["heads"]).index(head)
-    return {
-        name: float(state[f"normalizer.{name}"][channel]) for name in ("energy_std", "force_rms")
-    }
+    names = ("energy_mean", "energy_std", "force_rms")
+    return {name: float(state[f"normalizer.{name}"][channel]) for name in names}
 
 
 def match_head_scale(
@@ -307,7 +311,14 @@ def check_starting_checkpoint(config: Mapping[str, Any], checkpoint: str | os.Pa
     unknown init_head, another architecture than the config's model); one readable error."""
     payload = load_checkpoint(checkpoint)
     init_head, heads = config["finetune"]["init_head"], list(payload["heads"])
-    if init_head is not None and init_head not in heads:
+    if init_head == AUTO_HEAD:
+        statistics = payload.get("statistics") or [{}] * len(heads)
+        if not copyable_heads(heads, statistics):
+            raise ValueError(
+                f"init_head auto: {checkpoint} has no head that learned energies and forces to "
+                f"copy; its heads are {', '.join(heads)}"
+            )
+    elif init_head is not None and init_head not in heads:
         raise ValueError(
             f"init_head {init_head!r} is not a head of {checkpoint}; its heads are "
             f"{', '.join(heads)}"
@@ -404,9 +415,11 @@ def run_finetuning(
         check_shared_folder(out_dir, context)  # every rank's out_dir is one folder
         subset = data["subset"]
         store = _open_store(store_path, subset)
-        label, model, model_config, pretrained_statistics = _starting_model(config, checkpoint)
         splits = _plan_splits(store, config)
         records = train_records(store, options["train_fraction"], config["seed"], pool=splits.train)
+        label, model, model_config, pretrained_statistics, init_head = _starting_model(
+            config, checkpoint, store, records, splits.val
+        )
         statistics = _fit_statistics(model, store, records, config, context, pretrained_statistics)
         train_set, val_set = _datasets(store, splits, records, model_config, config["seed"])
         loader = build_train_loader(train_set, config, context, temperature=None)
@@ -420,7 +433,7 @@ def run_finetuning(
             "train_fraction": options["train_fraction"],
             "train_structures": len(records),
             "force_mode": model_config["force_mode"],
-            "init_head": options["init_head"],
+            "init_head": init_head,
             "device": device_line,
             "lambda_stress": config["loss"]["lambda_stress"],
             **splits.info(),
@@ -492,26 +505,58 @@ def _open_store(path: str | os.PathLike, subset: str) -> StructureStore:
 
 
 def _starting_model(
-    config: Mapping[str, Any], checkpoint: str | os.PathLike | None
-) -> tuple[str, Potential, dict[str, Any], dict[str, Any] | None]:
-    """(run label, model, its config, the copied head's pre-training statistics or None) of a
-    run from `checkpoint` (None: scratch); the checkpoint's payload is dropped afterwards."""
+    config: Mapping[str, Any],
+    checkpoint: str | os.PathLike | None,
+    store: StructureStore,
+    records: np.ndarray,
+    val_records: np.ndarray,
+) -> tuple[str, Potential, dict[str, Any], dict[str, Any] | None, str | None]:
+    """(run label, model, its config, the copied head's pre-training statistics or None, the
+    copied head or None) of a run from `checkpoint` (None: scratch); the checkpoint's payload is
+    dropped afterwards. `init_head: auto` is resolved here (scratch: no head to copy)."""
     options = config["finetune"]
     payload = load_checkpoint(checkpoint) if checkpoint is not None else None
     label = checkpoint_label(checkpoint, payload)
+    init_head = options["init_head"]
+    if init_head == AUTO_HEAD:
+        init_head = _auto_head(config, payload, store, records, val_records, str(checkpoint))
     model, model_config = starting_potential(
         config.get("model"),
         payload,
         config["data"]["subset"],
-        init_head=options["init_head"],
+        init_head=init_head,
         force_mode=options["force_mode"],
         seed=config["seed"],
         source=str(checkpoint),
     )
     pretrained_statistics = None
-    if options["init_head"] is not None:
-        pretrained_statistics = head_statistics(payload, options["init_head"])
-    return label, model, model_config, pretrained_statistics
+    if init_head is not None:
+        pretrained_statistics = head_statistics(payload, init_head)
+    return label, model, model_config, pretrained_statistics, init_head
+
+
+def _auto_head(
+    config: Mapping[str, Any],
+    payload: Mapping[str, Any] | None,
+    store: StructureStore,
+    records: np.ndarray,
+    val_records: np.ndarray,
+    source: str,
+) -> str | None:
+    """The head `init_head: auto` copies (lamm.training.change_bias.choose_init_head), scored on
+    at most val_max_samples validation records (a seeded subset); None from scratch."""
+    if payload is None:
+        log.info("init_head auto: from scratch there is no pre-training head to copy")
+        return None
+    cap = config["train"]["val_max_samples"]
+    if len(val_records) > cap:
+        rng = np.random.default_rng([config["seed"], _SUBSET_STREAM])
+        val_records = np.sort(rng.choice(val_records, size=cap, replace=False))
+    pretrained = potential_from_checkpoint(payload, use_ema=True, source=source)
+    heads = list(payload["heads"])
+    candidates = copyable_heads(heads, payload.get("statistics") or [{}] * len(heads))
+    head, _ = choose_init_head(pretrained, store, records, val_records, candidates)
+    return head
 
 
 def _fit_statistics(
@@ -523,15 +568,21 @@ def _fit_statistics(
     pretrained_statistics: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The downstream statistics of the training records, set on the model's one head; a head
-    copied with init_head is rescaled to them. The other ranks read the cache rank 0 wrote."""
+    copied with init_head is rescaled to them and its references refit to its own predictions
+    (`lamm.training.change_bias`). The other ranks read the cache rank 0 wrote."""
     statistics = main_rank_first(lambda: downstream_statistics(store, records, config), context)
+    if pretrained_statistics is not None:
+        # the copied head keeps its pre-training mean: a constant per structure (eV), which no
+        # per-element reference can stand in for on a set of 2- to 100-atom cells
+        statistics = {**statistics, "energy_mean": pretrained_statistics["energy_mean"]}
     model.normalizer.set_head(0, statistics)
     if pretrained_statistics is not None:
         log.info(
-            "init_head %s rescaled to the downstream statistics by %s",
-            config["finetune"]["init_head"],
+            "the copied head rescaled to the downstream statistics by %s",
             match_head_scale(model, pretrained_statistics, statistics),
         )
+        # every rank fits the same records with the same weights: the same references
+        statistics = refit_references(model, store, records, statistics)
     return statistics
 
 
