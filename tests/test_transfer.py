@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import write
@@ -18,12 +19,19 @@ from lamm.analysis.transfer import (
     FROZEN,
     SCRATCH,
     TransferRun,
+    finetune_command,
+    frozen_config,
     model_name,
     plan_runs,
     prepare_store,
+    run_kind,
+    scratch_config,
     summarize,
 )
 from lamm.cli import main
+
+# the s2ef heads: those init_head auto chooses among
+HEADS_OF_LAMM_MINI = ("oc20_s2ef", "oc22_s2ef", "odac23_s2ef", "transition1x", "qm7x", "qmugs")
 
 
 def dft_like_file(path, groups=(("bcc", 12), ("fcc", 8), ("liquid", 6)), seed=0):
@@ -145,11 +153,37 @@ def test_select_keeps_structures_with_their_atoms(tmp_path):
     np.testing.assert_array_equal(picked.forces[picked.atom_structure == 1], first)
 
 
+def test_scratch_runs_drop_the_pretrained_only_settings_and_frozen_runs_keep_them():
+    finetune = {"init_head": "omat24", "layer_decay": 0.8, "train_fraction": 1.0}
+    config = {"seed": 0, "train": {"epochs": 3.0}, "finetune": finetune}
+    scratch = scratch_config(config)
+    assert scratch["finetune"] == {"init_head": None, "layer_decay": None, "train_fraction": 1.0}
+    assert scratch["train"] == config["train"]  # the same budget
+    assert config["finetune"]["init_head"] == "omat24"  # the model's config is left as it was
+    frozen = frozen_config(config)["finetune"]
+    assert frozen["freeze_encoder"] is True and frozen["init_head"] == "omat24"
+    runs = plan_runs("m.pt", [1.0], [0], name="m")
+    assert [run_kind(run) for run in runs] == ["scratch", "model", "frozen"]
+    # --init-head: the model's runs, frozen or not, start from that head; scratch has none
+    lines = [
+        finetune_command(run, config="c.yaml", store="s", out="o", lamm=["lamm"], init_head="h")
+        for run in runs
+    ]
+    assert ["--init-head" in line for line in lines] == [False, True, True]
+    assert (
+        lines[1][-2:] == ["--init-head", "h"]
+        and lines[1][lines[1].index("--checkpoint") + 1] == "m.pt"
+    )
+
+
 @pytest.mark.slow
 def test_transfer_end_to_end_writes_runs_and_summary(tmp_path, capsys):
     dataset = tmp_path / "cu.extxyz"
     dft_like_file(dataset)
     out = tmp_path / "out"
+    # the config's init_head (auto): the model's runs copy a pre-training head; scratch, which
+    # has none to copy, runs with the same config otherwise
+    assert yaml.safe_load(open("config/finetune/transfer.yaml"))["finetune"]["init_head"] == "auto"
     status = main(
         ["transfer", "--dataset", str(dataset), "--name", "cu", "--model", "lamm-mini",
          "--config", "config/finetune/transfer.yaml", "--out", str(out), "--group-key",
@@ -162,6 +196,11 @@ def test_transfer_end_to_end_writes_runs_and_summary(tmp_path, capsys):
     assert methods == {SCRATCH, "lamm-mini", "composition fit"}
     assert result["missing_runs"] == []
     assert (out / "runs" / "scratch_f1_s0" / "test_metrics.json").is_file()
+    model_run = json.loads((out / "runs" / "lamm-mini_f1_s0" / "summary.json").read_text())
+    scratch_run = json.loads((out / "runs" / "scratch_f1_s0" / "summary.json").read_text())
+    assert model_run["init_head"] in HEADS_OF_LAMM_MINI and scratch_run["init_head"] is None
+    written = yaml.safe_load((out / "config_scratch.yaml").read_text())
+    assert written["finetune"]["init_head"] is None
     # a rerun skips the finished runs and takes an anchor's row from OUT/anchors/ (scoring a
     # universal potential again would take minutes)
     finished = (out / "runs" / "scratch_f1_s0" / "test_metrics.json").stat().st_mtime_ns

@@ -151,9 +151,17 @@ def prepare_store(
 
 
 def finetune_command(
-    run: TransferRun, *, config: Path, store: Path, out: Path, lamm: Sequence[str]
+    run: TransferRun,
+    *,
+    config: Path,
+    store: Path,
+    out: Path,
+    lamm: Sequence[str],
+    init_head: str | None = None,
 ) -> list[str]:
-    """The `lamm finetune` command line of one run (a frozen run's config comes beside it)."""
+    """The `lamm finetune` command line of one run (a frozen run's config comes beside it);
+    `init_head`, a pre-training head to start the new head from, for the model's runs only."""
+    head = ["--init-head", init_head] if init_head and run.init != SCRATCH else []
     return [
         *lamm,
         "finetune",
@@ -171,6 +179,7 @@ def finetune_command(
         str(out),
         "--launcher",
         "none",
+        *head,
     ]
 
 
@@ -178,6 +187,25 @@ def frozen_config(config: dict[str, Any]) -> dict[str, Any]:
     """`config` with the encoder frozen (only the new head trains)."""
     finetune = {**config.get("finetune", {}), "freeze_encoder": True}
     return {**config, "finetune": finetune}
+
+
+# Settings that only mean something for a pre-trained start: a copied pre-training head
+# (`init_head`), a learning rate per encoder layer (`layer_decay`).
+PRETRAINED_ONLY = ("init_head", "layer_decay")
+
+
+def scratch_config(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` for the scratch runs: the pre-trained-only settings unset (random weights have
+    no head to copy and no layers worth keeping), everything else, the budget included, alike."""
+    finetune = {**config.get("finetune", {}), **{key: None for key in PRETRAINED_ONLY}}
+    return {**config, "finetune": finetune}
+
+
+def run_kind(run: TransferRun) -> str:
+    """Which config a run takes: 'scratch', 'frozen' or 'model'."""
+    if run.init == SCRATCH:
+        return "scratch"
+    return "frozen" if run.frozen else "model"
 
 
 def run_row(run: TransferRun, run_dir: Path) -> dict[str, Any] | None:

@@ -76,6 +76,13 @@ def add_parser(subparsers) -> None:
         default=200,
         help="training structures (a seeded subsample) the anchors' energy shift is fitted on",
     )
+    parser.add_argument(
+        "--init-head",
+        default=None,
+        help="start the model's new head (frozen runs included) from this pre-training head, its "
+        "energy references refit to the training split (DPA-2's change-bias), or auto: the head "
+        "best on validation (default: the config's init_head); scratch runs have none",
+    )
     parser.add_argument("--no-frozen", action="store_true", help="skip the frozen-encoder runs")
     parser.add_argument("--jobs", type=int, default=2, help="fine-tuning runs at a time")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the block split")
@@ -83,15 +90,29 @@ def add_parser(subparsers) -> None:
 
 
 def _finetune_all(args: argparse.Namespace, runs, store_path: Path) -> None:
-    from lamm.analysis.transfer import finetune_command, frozen_config
+    import yaml
+
+    from lamm.analysis.transfer import (
+        PRETRAINED_ONLY,
+        finetune_command,
+        frozen_config,
+        run_kind,
+        scratch_config,
+    )
     from lamm.config import load_yaml
 
-    configs = {False: args.config.resolve(), True: args.out / "config_frozen_encoder.yaml"}
+    config = load_yaml(args.config)
+    configs = {
+        "model": args.config.resolve(),
+        "frozen": args.out / "config_frozen_encoder.yaml",
+        "scratch": args.config.resolve(),
+    }
     if any(run.frozen for run in runs):
-        import yaml
-
-        frozen = frozen_config(load_yaml(args.config))
-        configs[True].write_text(yaml.safe_dump(frozen, sort_keys=False))
+        configs["frozen"].write_text(yaml.safe_dump(frozen_config(config), sort_keys=False))
+    if any(config.get("finetune", {}).get(key) is not None for key in PRETRAINED_ONLY):
+        # scratch has no pre-training head to copy: its runs take the config without those keys
+        configs["scratch"] = args.out / "config_scratch.yaml"
+        configs["scratch"].write_text(yaml.safe_dump(scratch_config(config), sort_keys=False))
     lamm = [sys.executable, "-m", "lamm", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -101,7 +122,12 @@ def _finetune_all(args: argparse.Namespace, runs, store_path: Path) -> None:
             return run.label, 0, 0.0
         run_dir.mkdir(parents=True, exist_ok=True)
         command = finetune_command(
-            run, config=configs[run.frozen], store=store_path, out=run_dir, lamm=lamm
+            run,
+            config=configs[run_kind(run)],
+            store=store_path,
+            out=run_dir,
+            lamm=lamm,
+            init_head=args.init_head,
         )
         if args.total_steps is not None:
             command += ["--total-steps", str(args.total_steps)]
