@@ -3,6 +3,7 @@ referencing, train fractions, layer-wise learning rates, a tiny run end to end, 
 and the Table 3 / sample-efficiency formulas on hand-made run folders."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -262,6 +263,24 @@ def test_refit_references_adds_the_least_squares_shift_per_element(pretrained, c
     # a second refit finds nothing left to shift
     again = refit_references(model, cu_cells, records, refit)
     assert again["element_references"]["29"] == pytest.approx(refit["element_references"]["29"])
+
+
+def test_without_energy_labels_the_references_stay_and_auto_says_what_to_do(pretrained, tmp_path):
+    path = tmp_path / "forces_only.lmdb"
+    with StructureStoreWriter(path, subset="cu", source="cu", energy_kind="total") as writer:
+        for i, split in enumerate(["train", "train", "val", "test"]):
+            atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+            atoms.rattle(0.05, seed=i)
+            record = emt_record(atoms)
+            writer.add(dataclasses.replace(record, energy=None), split)
+    store = StructureStore(path)
+    model, _ = starting_potential(MODEL, load_checkpoint(pretrained), "cu", init_head="oc20_s2ef")
+    stats = {"element_references": {"29": -4.0}, "energy_std": 2.0, "force_rms": 0.7}
+    assert refit_references(model, store, store.indices("train"), stats) == stats
+    with pytest.raises(ValueError, match="no energy labels .* name the head"):
+        choose_init_head(
+            load_potential(pretrained), store, store.indices("train"), store.indices("val"), SUBSETS
+        )
 
 
 def test_a_copied_head_starts_at_its_zero_shot_energies(pretrained, cu_cells, tmp_path):

@@ -113,7 +113,7 @@ def choose_init_head(
     if not labeled.any() or not np.isfinite(fit_labels).any():
         raise ValueError(
             f"init_head auto: {store.path} has no energy labels on the training or validation "
-            "records to choose a head by"
+            "records to choose a head by; name the head (init_head: <head>) or use null"
         )
     rows = []
     for name in candidates:
@@ -144,6 +144,9 @@ def refit_references(
     labels, predicted, counts = predicted_energies(
         potential, store, records, head=head, batch_size=batch_size
     )
+    if not np.isfinite(labels).any():
+        log.info("copied head's references kept: no training structure has an energy label")
+        return dict(statistics)
     shift = fit_energy_shift(counts, labels - predicted)
     references = {int(z): float(v) for z, v in (statistics.get("element_references") or {}).items()}
     for z in np.flatnonzero(shift):
