@@ -6,9 +6,11 @@ scratch, and vs the universal potentials a user would pick instead, measured in 
    within each group (`--group-key`, e.g. FitSNAP's `config_group`; `lamm.data.splitting`), so
    near-duplicate neighbouring frames never straddle two splits;
 2. fine-tuning runs (`plan_runs`), each `lamm finetune` with the same config and budget:
-   - `scratch`: the model's architecture from random weights;
-   - the model (`--model`, a shipped name or a checkpoint): encoder and all, a new head;
-   - `<model>+frozen-encoder` (full training split only): the encoder frozen, only the new head
+   - `scratch`: the model's architecture from random weights (`scratch_config`: no head to copy);
+   - the model (`--model`, a shipped name or a checkpoint): encoder and all, a new head, or a
+     pre-training head copied with its references refit (the config's `init_head`, `auto` to
+     choose it on validation, or `--init-head`);
+   - `<model>+frozen-encoder` (full training split only): the encoder frozen, only the head
      trained: what the pre-trained representation knows before any of it is fine-tuned;
    for every training fraction and seed;
 3. the composition fit: the per-element linear energy model on the training split (zero forces);
