@@ -199,7 +199,12 @@ def test_copied_head_rescaled_to_predict_the_pretrained_ev(pretrained, downstrea
     channel = SUBSETS.index("oc20_s2ef")
     model, _ = starting_potential(MODEL, payload, "hme21", init_head="oc20_s2ef", seed=3)
     old = head_statistics(payload, "oc20_s2ef")
-    assert old == {"energy_mean": 0.5, "energy_std": 2.0, "force_rms": 0.7}
+    assert old == {
+        "energy_mean": 0.5,
+        "energy_std": 2.0,
+        "force_rms": 0.7,
+        "element_references": {"1": -3.0, "29": -4.0},  # the fixture's head 0
+    }
     new = {
         "element_references": {"29": -1.0},
         "energy_mean": 0.1,
@@ -307,6 +312,45 @@ def test_a_copied_head_starts_at_its_zero_shot_energies(pretrained, cu_cells, tm
         row["energy_mae_mev_per_atom"], rel=1e-4
     )
     assert json.loads((out / "statistics.json").read_text())[0]["energy_mean"] == 0.5
+
+
+def test_an_element_missing_from_training_keeps_its_pre_training_reference(pretrained, tmp_path):
+    """Validation holds H, the training records only Cu: step 0 still scores what `lamm
+    zero-shot` does, whose shift leaves H's pre-training reference (-3 eV) alone. A reference
+    fitted to the downstream labels alone would put H at 0 eV."""
+    path = tmp_path / "cu_h.lmdb"
+    with StructureStoreWriter(path, subset="cu", source="cu", energy_kind="total") as writer:
+        for i in range(8):
+            atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat([(1, 1, 1), (2, 1, 1)][i % 2])
+            atoms.rattle(0.05, seed=i)
+            split = "train"
+            if i >= 5:  # validation and test: Cu cells with an interstitial H atom
+                atoms.append("H")
+                atoms.positions[-1] = [0.9, 0.9, 0.0]
+                split = ["val", "val", "test"][i - 5]
+            writer.add(emt_record(atoms), split)
+    store = StructureStore(path)
+    out = tmp_path / "run"
+    run_finetuning(
+        config(data={"subset": "cu"}, finetune={"init_head": "oc20_s2ef"},
+               train={"total_steps": 1}),
+        pretrained,
+        path,
+        out,
+    )  # fmt: skip
+    step0 = {
+        r["metric"]: float(r["value"]) for r in _rows(out / "validation.csv") if r["step"] == "0"
+    }
+    [row] = zero_shot_rows(
+        load_potential(pretrained), store, checkpoint="0.5", heads=["oc20_s2ef"],
+        eval_split="val",
+    )  # fmt: skip
+    assert step0["val/cu/energy_mae_mev_per_atom"] == pytest.approx(
+        row["energy_mae_mev_per_atom"], rel=1e-4
+    )
+    references = json.loads((out / "statistics.json").read_text())[0]["element_references"]
+    assert references["1"] == -3.0  # oc20_s2ef's (head 0 of the fixture), not refit: no H in train
+    assert references["29"] != -4.0  # Cu was refit
 
 
 def test_copyable_heads_are_those_that_learned_energies_and_forces():
