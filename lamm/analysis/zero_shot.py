@@ -12,18 +12,17 @@ refit on the downstream TRAINING split, then the head is scored on the TEST spli
 
 with c_iZ the number of atoms of element Z in structure i and n_i its atom count. The strength
 lam (atoms^2) is chosen from a grid by the exact leave-one-out error of this ridge fit on the
-training structures themselves (mean absolute, per atom). lam = 0 is the plain least squares
-(minimum norm); it is chosen, or changes little, where the training split
-pins every element down (lamm-universal-mini's omat24 head, validation energy MAE in meV/atom:
-Ta 335.5 either way; InP 219.0 vs 221.8; the demo's hme21, 192 alloy cells, 144.0 vs 144.4).
-Where it does not, least squares interpolates the head's own errors into the shifts: on 19 of
-those hme21 cells (19-20 elements, rank 18) the training residual falls from 240 to 1 meV/atom
-and validation is at 469-843, worse than no shift (369); the ridge pulls the deviations toward
-the common per-atom shift, which those cells do pin down: 180, 281 and 471 for three draws of
-the 19. A fit where no strength has a defined leave-one-out error (a single structure)
-takes the strongest. Elements absent from the training split get b_Z = 0: their
-pre-training reference stands. Forces do not depend on a per-element constant, so force MAE and
-cosine are those of the raw head.
+training structures themselves (mean absolute, per atom; `lamm.data.element_ridge`). lam = 0 is
+plain least squares (minimum norm), which is chosen, or changes little, where the training split
+pins every element down (lamm-universal-mini's omat24 head, validation energy MAE in meV/atom: Ta
+335.5 either way; InP 219.0 against 221.8; the demo's hme21, 192 alloy cells, 144.0 against
+144.4). Where it does not, least squares fits the head's own errors into the shifts: on 19 of
+those hme21 cells (19-20 elements, rank 17-18) the training residual falls from 240 to 1-3
+meV/atom and validation is at 469-843, worse than no shift (369); the ridge pulls the deviations
+toward the common per-atom shift, which those cells do pin down: 180, 281 and 471 for three draws
+of the 19. Elements absent from the training split get b_Z = 0: their pre-training reference
+stands. Forces do not depend on a per-element constant, so force MAE and cosine are those of the
+raw head.
 
 The table starts with a baseline row (checkpoint `baseline`, head `composition`): zero energy and
 zero forces through the same refit at lam = 0, i.e. the per-element linear energy model fitted by
