@@ -1,7 +1,10 @@
 """A per-element linear fit of per-structure values, shrunk toward one per-atom value, with the
-strength chosen by leave-one-out: the energy shift of a copied or zero-shot head
-(`lamm.analysis.zero_shot`) and the element references of a fine-tuning run
-(`lamm.data.referencing`, `reference_fit="ridge"`).
+strength chosen by leave-one-out: the energy shift of a pre-trained head against new labels
+(`lamm.analysis.zero_shot`; the change-bias refit of a copied head, `init_head: auto` and the
+anchors' rows use it). A scratch run's element references are not fitted this way
+(`lamm.data.referencing`: least squares), nor is the composition baseline: absolute atomic
+energies differ by eV between elements, and on a handful of structures leave-one-out can favor
+pulling them together.
 
 For structures i with c_iZ atoms of element Z (n_i in all) and values y_i (eV):
 
