@@ -3,17 +3,18 @@ references refit on the downstream training records (DPA-2's `dp change-bias`), 
 fine-tuning starts.
 
 A head copied with `init_head` predicts energies relative to its pre-training subset's
-references. Fine-tuning replaces those with references fitted to the downstream labels alone
-(`lamm.data.referencing`), which assumes the head predicts zero on average: a copied head does
-not, so it starts off by its mean prediction per element (on FitSNAP's Ta, lamm-universal-mini's
-omat24 head starts at 680 meV/atom on validation where the zero-shot refit gives 335). The
-refit solves the zero-shot shift of `lamm.analysis.zero_shot` on the records fine-tuning trains
-on,
+references. References fitted to the downstream labels alone (`lamm.data.referencing`, as for a
+fresh head) assume the head predicts zero on average: a copied head does not, so it would start
+off by its mean prediction per element (on FitSNAP's Ta, lamm-universal-mini's omat24 head
+started at 680 meV/atom on validation where the zero-shot refit gives 335), and an element the
+training records lack would get no reference at all. So the copied head keeps its pre-training
+references, and the refit adds to them the zero-shot shift of `lamm.analysis.zero_shot` fitted
+on the records fine-tuning trains on,
 
-    b = argmin_b sum_i (E_i - E_pred_i - sum_Z c_iZ b_Z)^2
+    residual_i = E_i - E_pred_i,   b_Z = a + d_Z   (a per-atom shift, per-element deviations
+                                                    under a ridge chosen by leave-one-out)
 
-and adds b to the head's element references, so the run starts from the copied head's zero-shot
-energies. Forces do not depend on it.
+so the run starts from the copied head's zero-shot energies. Forces do not depend on it.
 
 `init_head: auto` picks the head by that same refit: fitted on the training records, scored on
 the validation records (energy MAE per atom), among the heads that learned energies and forces.
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from lamm import keys as K
-from lamm.analysis.zero_shot import fit_energy_shift
+from lamm.analysis.zero_shot import fit_energy_shift, shift_strength
 from lamm.data.graph import collate, structure_to_graph
 from lamm.data.record import MAX_ATOMIC_NUMBER
 from lamm.data.store import StructureStore
@@ -139,15 +140,16 @@ def refit_references(
     head: int = 0,
     batch_size: int = 16,
 ) -> dict[str, Any]:
-    """`statistics` with the element references shifted by the least-squares fit of the module
-    docstring over `records`, set on the potential's `head`; the fit's before/after MAE logged."""
+    """`statistics` with the element references shifted by the fit of the module docstring over
+    `records`, set on the potential's `head`; the fit's strength and before/after MAE logged."""
     labels, predicted, counts = predicted_energies(
         potential, store, records, head=head, batch_size=batch_size
     )
     if not np.isfinite(labels).any():
         log.info("copied head's references kept: no training structure has an energy label")
         return dict(statistics)
-    shift = fit_energy_shift(counts, labels - predicted)
+    strength = shift_strength(counts, labels - predicted)
+    shift = fit_energy_shift(counts, labels - predicted, strength)
     references = {int(z): float(v) for z, v in (statistics.get("element_references") or {}).items()}
     for z in np.flatnonzero(shift):
         references[int(z)] = references.get(int(z), 0.0) + float(shift[z])
@@ -158,9 +160,10 @@ def refit_references(
     before = np.abs(labels - predicted)[labeled] / natoms[labeled]
     after = np.abs(labels - predicted - counts @ shift)[labeled] / natoms[labeled]
     log.info(
-        "copied head's references refit on %d training structures: energy MAE %.1f -> %.1f "
-        "meV/atom",
+        "copied head's references refit on %d training structures (ridge strength %.3g atoms^2, "
+        "by leave-one-out): energy MAE %.1f -> %.1f meV/atom",
         int(labeled.sum()),
+        strength,
         1000 * before.mean(),
         1000 * after.mean(),
     )
