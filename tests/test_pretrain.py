@@ -206,6 +206,18 @@ def test_total_steps_is_a_short_run_on_a_schedule_of_its_length(stores, tmp_path
     )  # the early stop kept the long schedule
 
 
+def test_a_finished_run_leaves_no_loader_workers(stores, tmp_path):
+    """The loader's persistent workers stop when fit returns, not whenever the loader is garbage
+    collected: a later run in the same process would fork its workers with the old loader inside
+    (and its first steps stalled 10 s at that collection)."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    run_pretraining(config(train={"total_steps": 2}), stores, tmp_path / "run")
+    assert config()["data"]["num_workers"] >= 1  # so the run had workers to stop
+    assert set(multiprocessing.active_children()) - before == set()
+
+
 def test_bf16_pretraining_runs_on_the_cpu(stores, tmp_path):
     """precision: bf16 autocasts on the CPU too, so the path is exercised before a GPU run."""
     settings = config(train={"precision": "bf16", "total_steps": 4, "log_every_steps": 1})

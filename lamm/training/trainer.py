@@ -398,8 +398,13 @@ class Trainer:
     def fit(self, resume_step: int | None = None) -> dict[str, Any]:
         """Train to the stop step. A stop signal (`lamm.training.stop`) on any rank ends every
         rank after the same step: rank 0 saves `last` and each raises TrainingStopped."""
-        with stop.checked_at_step_ends():
-            return self._fit(resume_step)
+        try:
+            with stop.checked_at_step_ends():
+                return self._fit(resume_step)
+        finally:
+            close = getattr(self.loader, "close", None)  # an EpochLoader's workers stop here
+            if close is not None:
+                close()
 
     def _fit(self, resume_step: int | None) -> dict[str, Any]:
         logs = self._open_logs(resume_step)
