@@ -8,12 +8,16 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from ase.build import bulk
+from ase.calculators.emt import EMT
 
 from lamm.cli import main
+from lamm.data.record import StructureRecord
 from lamm.data.store import StructureStore, StructureStoreWriter
 from lamm.models.build import build_potential
 from lamm.models.checkpoint import checkpoint_dict, load_checkpoint, save_checkpoint
@@ -23,6 +27,8 @@ from tests.helpers.training_data import SUBSETS
 from tests.store_factory import MOLECULES, emt_record, rattled_molecule
 from tests.test_finetune import MODEL
 from tests.test_finetune import config as tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def user_store(path, splits, subset="my_molecules"):
@@ -242,7 +248,8 @@ def test_carve_test_runs_end_to_end_on_the_store_subset(tmp_path, checkpoint, co
 
 
 def test_default_config_uses_the_checkpoint_model(tmp_path, checkpoint, capsys):
-    # no --config: the demo's training settings, the checkpoint's (tiny, not the demo's) model
+    # no --config: the transfer recipe's training settings, the checkpoint's (tiny) model, the
+    # pre-training head best on validation copied
     store = user_store(tmp_path / "my.lmdb", ["train"] * 10)
     out = tmp_path / "run"
     argv = [
@@ -270,3 +277,46 @@ def test_default_config_uses_the_checkpoint_model(tmp_path, checkpoint, capsys):
         load_checkpoint(out / "checkpoints" / "last.pt")["model_config"]["painn"]["hidden_channels"]
         == MODEL["painn"]["hidden_channels"]
     )
+    assert summary["init_head"] in SUBSETS and summary["lambda_stress"] == 0.0  # no stress labels
+    run_config = yaml.safe_load((out / "config.yaml").read_text())
+    transfer = yaml.safe_load((ROOT / "config" / "finetune" / "transfer.yaml").read_text())
+    assert transfer["optimizer"].items() <= run_config["optimizer"].items()  # defaults added
+
+
+def stressed_copper_store(path, count=10):
+    """EMT copper cells under random strains, with their stress labels (eV/A^3)."""
+    rng = np.random.default_rng(3)
+    with StructureStoreWriter(
+        path, subset="my_copper", source="user:extxyz", extra_info={"task": "s2ef"}
+    ) as writer:
+        for _ in range(count):
+            atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+            atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.02, (3, 3))), True)
+            atoms.rattle(0.05, seed=int(rng.integers(1000)))
+            atoms.calc = EMT()
+            record = StructureRecord.from_atoms(atoms)
+            labels = {
+                "energy": atoms.get_potential_energy(),
+                "forces": atoms.get_forces(),
+                "stress": atoms.get_stress(voigt=False),
+            }
+            writer.add(StructureRecord(**{**record.__dict__, **labels}), "train")
+    return StructureStore(path)
+
+
+def test_by_hand_stress_is_trained_where_labeled_and_init_head_none_is_a_fresh_head(
+    tmp_path, checkpoint, capsys
+):
+    store = stressed_copper_store(tmp_path / "copper.lmdb")
+    argv = ["finetune", "--checkpoint", str(checkpoint), "--store", str(store.path)]
+    argv += ["--carve-test", "0.1", "--carve-val", "0.1", "--max-steps", "1"]
+    assert main(argv + ["--init-head", "none", "--out", str(tmp_path / "fresh")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["init_head"] is None and summary["lambda_stress"] == 1.0
+    # a config keeps its own weight: the transfer recipe's 0 (its model is the checkpoint's)
+    recipe = yaml.safe_load((ROOT / "config" / "finetune" / "transfer.yaml").read_text())
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump({**recipe, "model": None}))
+    assert main(argv + ["--config", str(config), "--out", str(tmp_path / "recipe")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["init_head"] in SUBSETS and summary["lambda_stress"] == 0.0

@@ -323,7 +323,8 @@ def check_starting_checkpoint(config: Mapping[str, Any], checkpoint: str | os.Pa
         if not copyable_heads(heads, statistics):
             raise ValueError(
                 f"init_head auto: {checkpoint} has no head that learned energies and forces to "
-                f"copy; its heads are {', '.join(heads)}"
+                f"copy; its heads are {', '.join(heads)} (a fresh head: init_head null, "
+                "`lamm finetune --init-head none`)"
             )
     elif init_head is not None and init_head not in heads:
         raise ValueError(
