@@ -229,6 +229,10 @@ def test_markdown_table_states_means_ranges_and_ratios():
         "m", [(8, 50), (9, 60), (13, 55)]
     )
     table.append(
+        {"method": "a (fine-tuned)", "fraction": 1.0, "seed": 0, "energy_mae_mev_per_atom": 5.0,
+         "forces_mae_mev_per_a": 200.0}
+    )  # fmt: skip
+    table.append(
         {"method": COMPOSITION, "fraction": 1.0, "seed": 0, "energy_mae_mev_per_atom": 700.0,
          "forces_mae_mev_per_a": 300.0}
     )  # fmt: skip
@@ -238,3 +242,5 @@ def test_markdown_table_states_means_ranges_and_ratios():
     assert lines[2] == "| scratch | 100% | 3 | 11.0 (10.0-12.0) | - | 110.0 (100.0-120.0) | - |"
     assert lines[3] == "| m | 100% | 3 | 10.0 (8.0-13.0) | 1.10x | 55.0 (50.0-60.0) | 2.00x apart |"
     assert lines[4].startswith("| composition fit | 100% | 1 | 700.0 | 0.02x |")
+    # an anchor fine-tuned by its own trainer comes last, after the models and the baselines
+    assert lines[5] == "| a (fine-tuned) | 100% | 1 | 5.0 | 2.20x | 200.0 | 0.55x |"

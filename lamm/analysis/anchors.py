@@ -58,9 +58,11 @@ def anchor_predictions(
     limit: int | None = None,
     seed: int = 0,
     exclude: np.ndarray | None = None,
+    calc: Any = None,
 ) -> Predictions:
     """`name`'s energies (eV) and forces (eV/A) on `split` but the records `exclude` (a seeded
-    subsample of `limit`)."""
+    subsample of `limit`); `calc`: an ASE calculator to use instead of the released model (a
+    fine-tuned one)."""
     from lamm.data.demo.universal import calculator
 
     labels = zero_predictions(store, split, head=name)
@@ -69,7 +71,7 @@ def anchor_predictions(
     if limit is not None and limit < len(labels.natoms):
         rng = np.random.default_rng([seed, _FIT_STREAM])
         labels = select(labels, rng.choice(len(labels.natoms), size=limit, replace=False))
-    calc = calculator(name)
+    calc = calculator(name) if calc is None else calc
     energies, forces = [], []
     for index in progress(labels.sample_index, desc=f"{name} on {split}", unit="structure"):
         atoms = store.get_atoms(int(index))

@@ -15,7 +15,9 @@ scratch, and vs the universal potentials a user would pick instead, measured in 
    for every training fraction and seed;
 3. the composition fit: the per-element linear energy model on the training split (zero forces);
 4. the anchors zero-shot (`lamm.analysis.anchors`): SevenNet-0, CHGNet, energies shifted per
-   element on the training split.
+   element on the training split;
+5. on request, an anchor fine-tuned with its own trainer on each run's training records
+   (`lamm.analysis.anchor_finetune`, method `<anchor> (fine-tuned)`).
 Every model is scored once on the test split (`test_metrics.json` of each run). Settings are
 chosen on the validation split (`validation.csv` of each run), never on the test split.
 
@@ -44,6 +46,7 @@ METRICS = ("energy_mae_mev_per_atom", "forces_mae_mev_per_a", "stress_mae_gpa")
 SCRATCH = "scratch"
 FROZEN = "+frozen-encoder"
 COMPOSITION = "composition fit"
+FINETUNED_ANCHOR = "(fine-tuned)"  # the method suffix of an anchor fine-tuned by its own trainer
 
 
 @dataclass(frozen=True)
@@ -321,4 +324,6 @@ def _method_rank(method: str) -> tuple[int, str]:
         return (3, method)
     if method.endswith("(zero-shot)"):
         return (4, method)
+    if method.endswith(FINETUNED_ANCHOR):
+        return (5, method)
     return (2 if method.endswith(FROZEN) else 1, method)

@@ -77,6 +77,21 @@ def add_parser(subparsers) -> None:
         help="training structures (a seeded subsample) the anchors' energy shift is fitted on",
     )
     parser.add_argument(
+        "--finetune-anchors",
+        nargs="*",
+        default=[],
+        help="universal potentials also fine-tuned with their own trainer on each run's training "
+        "records, same batch size and (whole epochs of) --total-steps: chgnet-0.3.0, "
+        "chgnet-r2scan (default: none; about 0.5 s a step on one CPU core)",
+    )
+    parser.add_argument(
+        "--anchor-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds of the fine-tuned anchors' runs (default: --seeds)",
+    )
+    parser.add_argument(
         "--init-head",
         default=None,
         help="start the model's new head (frozen runs included) from this pre-training head, its "
@@ -167,6 +182,53 @@ def _anchor(args: argparse.Namespace, name: str, store: Any) -> dict[str, Any]:
     return row
 
 
+def _finetuned_anchors(args: argparse.Namespace, store_path: Path) -> list[dict[str, Any]]:
+    """The fine-tuned anchors' rows, one per (anchor, fraction, seed), each kept in OUT/anchors/
+    (a run takes tens of minutes of a core), run `--jobs` at a time in their own processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from lamm.analysis.anchor_finetune import finetune_anchor_row
+    from lamm.config import load_yaml
+
+    batch_size = int(load_yaml(args.config)["sampler"]["batch_per_rank"])
+    seeds = args.anchor_seeds if args.anchor_seeds is not None else args.seeds
+    planned = [
+        (
+            name,
+            fraction,
+            seed,
+            args.out / "anchors" / f"{name}_finetuned_f{fraction:g}_s{seed}.json",
+        )
+        for name in args.finetune_anchors
+        for fraction in args.fractions
+        for seed in seeds
+    ]
+    todo = [entry for entry in planned if not entry[3].is_file()]
+    context = multiprocessing.get_context("spawn")  # a fresh torch per run, one thread each
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=context) as pool:
+        futures = {
+            pool.submit(
+                finetune_anchor_row,
+                name,
+                store_path,
+                fraction=fraction,
+                seed=seed,
+                steps=args.total_steps,
+                batch_size=batch_size,
+                work_dir=args.out / "anchors",
+            ): cache
+            for name, fraction, seed, cache in todo
+        }
+        for future, cache in futures.items():
+            row = future.result()
+            partial = cache.with_suffix(".partial")
+            partial.write_text(json.dumps(row, default=float))
+            partial.replace(cache)
+            log.info("%s done: %s", row["run"], row)
+    return [json.loads(cache.read_text()) for *_, cache in planned]
+
+
 def run(args: argparse.Namespace) -> int:
     from lamm.analysis.transfer import (
         COMPOSITION,
@@ -180,6 +242,12 @@ def run(args: argparse.Namespace) -> int:
     from lamm.analysis.zero_shot import baseline_row
     from lamm.tables import write_csv
 
+    if args.finetune_anchors:
+        from lamm.analysis.anchor_finetune import check_finetunable
+
+        check_finetunable(args.finetune_anchors)
+        if args.total_steps is None:
+            raise ValueError("--finetune-anchors needs --total-steps (the runs' step budget)")
     args.out.mkdir(parents=True, exist_ok=True)
     store_path = args.out / f"{args.name}.lmdb"
     store = prepare_store(
@@ -207,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     rows += [_anchor(args, name, store) for name in args.anchors]
+    rows += _finetuned_anchors(args, store_path)
     write_csv(rows, args.out / "runs.csv")
     summary = summarize(rows)
     write_csv(summary, args.out / "summary.csv")
