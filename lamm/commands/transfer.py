@@ -64,6 +64,23 @@ def add_parser(subparsers) -> None:
         default=[1.0, 0.1],
         help="fractions of the training split, each drawn per seed (default: 1.0 0.1)",
     )
+    _add_anchor_arguments(parser)
+    parser.add_argument(
+        "--init-head",
+        default=None,
+        help="start the model's new head (frozen runs included) from this pre-training head, its "
+        "energy references refit to the training split (DPA-2's change-bias), or auto: the head "
+        "best on validation (default: the config's init_head); scratch runs have none",
+    )
+    parser.add_argument("--no-frozen", action="store_true", help="skip the frozen-encoder runs")
+    parser.add_argument("--jobs", type=int, default=2, help="fine-tuning runs at a time")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the block split")
+    parser.set_defaults(func=run)
+
+
+def _add_anchor_arguments(parser: argparse.ArgumentParser) -> None:
+    """The universal potentials scored beside the runs: zero-shot, and fine-tuned by their own
+    trainer."""
     parser.add_argument(
         "--anchors",
         nargs="*",
@@ -91,17 +108,6 @@ def add_parser(subparsers) -> None:
         default=None,
         help="seeds of the fine-tuned anchors' runs (default: --seeds)",
     )
-    parser.add_argument(
-        "--init-head",
-        default=None,
-        help="start the model's new head (frozen runs included) from this pre-training head, its "
-        "energy references refit to the training split (DPA-2's change-bias), or auto: the head "
-        "best on validation (default: the config's init_head); scratch runs have none",
-    )
-    parser.add_argument("--no-frozen", action="store_true", help="skip the frozen-encoder runs")
-    parser.add_argument("--jobs", type=int, default=2, help="fine-tuning runs at a time")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the block split")
-    parser.set_defaults(func=run)
 
 
 def _finetune_all(args: argparse.Namespace, runs, store_path: Path) -> None:
