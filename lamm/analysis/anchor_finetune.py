@@ -8,11 +8,12 @@ and forces. This module gives it what `lamm finetune` gets for one run of `lamm 
   fraction), the store's validation split for the trainer's per-epoch check, and the test split,
   scored once with the final weights, as ours are;
 - the same batch size, and at least as many optimizer steps (the trainer counts whole epochs, so
-  the step count is rounded up to one; the row records it);
+  the step budget is rounded up to a whole number of epochs; the row records the steps taken);
 - CHGNet's own settings otherwise (Adam, cosine decay, MSE, learning rate 1e-3), with its
   composition model (per-element reference energies) trained too, which the trainer's
   documentation suggests when the data's elemental energies differ from the Materials Project's,
-  as a user's DFT settings make them; `lamm finetune` refits ours the same way.
+  as a user's DFT settings make them (`lamm finetune` refits ours to the training records too,
+  by a fit rather than by gradient steps).
 
 Energies are scored as they come out of the fine-tuned model (no per-element shift afterwards:
 the model learned the data's reference itself, as ours does).
