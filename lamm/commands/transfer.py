@@ -188,9 +188,12 @@ def _anchor(args: argparse.Namespace, name: str, store: Any) -> dict[str, Any]:
     return row
 
 
-def _finetuned_anchors(args: argparse.Namespace, store_path: Path) -> list[dict[str, Any]]:
+def _finetuned_anchors(
+    args: argparse.Namespace, store_path: Path
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The fine-tuned anchors' rows, one per (anchor, fraction, seed), each kept in OUT/anchors/
-    (a run takes tens of minutes of a core), run `--jobs` at a time in their own processes."""
+    (a run takes tens of minutes of a core), run `--jobs` at a time in their own processes; and
+    the runs that failed (logged; the others are kept)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -227,12 +230,17 @@ def _finetuned_anchors(args: argparse.Namespace, store_path: Path) -> list[dict[
             for name, fraction, seed, cache in todo
         }
         for future, cache in futures.items():
-            row = future.result()
+            try:
+                row = future.result()
+            except Exception as err:  # noqa: BLE001 - one failed run must not drop the others
+                log.warning("%s failed: %s", cache.stem, err)
+                continue
             partial = cache.with_suffix(".partial")
             partial.write_text(json.dumps(row, default=float))
             partial.replace(cache)
             log.info("%s done: %s", row["run"], row)
-    return [json.loads(cache.read_text()) for *_, cache in planned]
+    rows = [json.loads(cache.read_text()) for *_, cache in planned if cache.is_file()]
+    return rows, [cache.stem for *_, cache in planned if not cache.is_file()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -281,7 +289,9 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     rows += [_anchor(args, name, store) for name in args.anchors]
-    rows += _finetuned_anchors(args, store_path)
+    anchor_rows, failed_anchors = _finetuned_anchors(args, store_path)
+    rows += anchor_rows
+    missing += failed_anchors
     write_csv(rows, args.out / "runs.csv")
     summary = summarize(rows)
     write_csv(summary, args.out / "summary.csv")
